@@ -1,0 +1,193 @@
+// ops/reduce.cpp — reductions. The reduced dims are permuted to the end and made
+// contiguous, so one row kernel serves every dim set; a reduction of the last dims of a
+// contiguous tensor (the common case: norms, losses) needs no copy.
+#include "ops/reduce.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "autograd/node.h"
+#include "ops/elementwise.h"
+#include "ops/op_util.h"
+
+namespace rn {
+
+namespace cpu {
+void reduce_rows(ReduceOp op, DType dt, void* out, int64_t* argmax, const void* x, int64_t rows, int64_t cols) {
+    dispatch_all(dt, [&](auto tag) {
+        using T = decltype(tag);
+        const T* xp = static_cast<const T*>(x);
+        T* op_ = static_cast<T*>(out);
+#pragma omp parallel for schedule(static) if (rows * cols > 32768 && rows > 1)
+        for (int64_t r = 0; r < rows; ++r) {
+            const T* row = xp + r * cols;
+            if (op == ReduceOp::sum) {
+                double acc = 0;  // double accumulation: f32 sums of millions stay exact enough
+                for (int64_t c = 0; c < cols; ++c) acc += to_double(row[c]);
+                op_[r] = from_double<T>(acc);
+            } else {
+                int64_t best = 0;
+                double bv = cols ? to_double(row[0]) : 0;
+                for (int64_t c = 1; c < cols; ++c) {
+                    double v = to_double(row[c]);
+                    if (v > bv || (std::isnan(v) && !std::isnan(bv))) { bv = v; best = c; }
+                }
+                op_[r] = from_double<T>(bv);
+                if (argmax) argmax[r] = best;
+            }
+        }
+    });
+}
+}  // namespace cpu
+
+namespace {
+struct Plan {
+    std::vector<bool> reduced;  // per input dim
+    Shape kept_shape;           // output shape with keepdim
+    Shape out_shape;            // output shape as returned
+    int64_t rows = 1, cols = 1;
+};
+
+Plan make_plan(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, const char* op) {
+    Plan p;
+    int64_t nd = x.dim();
+    p.reduced.assign(size_t(nd), dims.empty());  // no dims: reduce everything
+    for (int64_t d : dims) {
+        int64_t w = wrap_dim(d, nd, op);
+        RN_CHECK(!p.reduced[size_t(w)] || dims.empty(), op, ": dim ", d, " given twice");
+        p.reduced[size_t(w)] = true;
+    }
+    for (int64_t d = 0; d < nd; ++d) {
+        if (p.reduced[size_t(d)]) {
+            p.cols *= x.shape()[d];
+            p.kept_shape.push_back(1);
+            if (keepdim) p.out_shape.push_back(1);
+        } else {
+            p.rows *= x.shape()[d];
+            p.kept_shape.push_back(x.shape()[d]);
+            p.out_shape.push_back(x.shape()[d]);
+        }
+    }
+    return p;
+}
+
+// x with kept dims first, reduced dims last, contiguous: a rows × cols matrix
+Tensor as_rows(const Tensor& x, const Plan& p) {
+    std::vector<int64_t> perm;
+    for (int64_t d = 0; d < x.dim(); ++d) if (!p.reduced[size_t(d)]) perm.push_back(d);
+    for (int64_t d = 0; d < x.dim(); ++d) if (p.reduced[size_t(d)]) perm.push_back(d);
+    Shape sizes, strides;
+    for (int64_t d : perm) { sizes.push_back(x.shape()[d]); strides.push_back(x.strides()[d]); }
+    return contiguous_nograd(make_view(x, sizes, strides, x.offset()));
+}
+
+// d/dx sum = grad broadcast back over the reduced dims (scaled by 1/n for mean)
+struct SumBackward : Node {
+    Shape kept_shape;
+    double scale = 1.0;
+    std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+        Tensor gk = g[0].reshape(kept_shape);
+        if (scale != 1.0) gk = gk * scale;
+        return {gk.expand(input_meta[0].shape)};
+    }
+    std::string name() const override { return scale == 1.0 ? "SumBackward" : "MeanBackward"; }
+};
+
+// d/dx max = grad at the first argmax of each reduced group, 0 elsewhere
+struct MaxBackward : Node {
+    Plan plan;
+    SavedTensor argmax;  // i64 [rows]
+    std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+        Tensor gc = contiguous_nograd(g[0]);
+        Tensor idx = argmax.get("MaxBackward");
+        const Shape& xs = input_meta[0].shape;
+        // gradient laid out as rows × cols (kept dims first), then permuted back
+        Tensor rowsg = zeros({plan.rows, plan.cols}, gc.dtype(), gc.device());
+        const int64_t* ip = idx.data<int64_t>();
+        dispatch_all(gc.dtype(), [&](auto tag) {
+            using T = decltype(tag);
+            const T* gp = static_cast<const T*>(gc.raw_data());
+            T* rp = static_cast<T*>(rowsg.raw_data());
+            for (int64_t r = 0; r < plan.rows; ++r) rp[r * plan.cols + ip[r]] = gp[r];
+        });
+        Shape perm_sizes;
+        std::vector<int64_t> perm;
+        for (int64_t d = 0; d < int64_t(xs.size()); ++d) if (!plan.reduced[size_t(d)]) perm.push_back(d);
+        for (int64_t d = 0; d < int64_t(xs.size()); ++d) if (plan.reduced[size_t(d)]) perm.push_back(d);
+        for (int64_t d : perm) perm_sizes.push_back(xs[size_t(d)]);
+        std::vector<int64_t> inv(perm.size());
+        for (size_t i = 0; i < perm.size(); ++i) inv[size_t(perm[i])] = int64_t(i);
+        return {contiguous_nograd(rowsg.reshape(perm_sizes).permute(inv))};
+    }
+    void release() override { argmax.reset(); }
+    std::string name() const override { return "MaxBackward"; }
+};
+
+Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, bool is_mean) {
+    const char* name = op == ReduceOp::max ? "max" : (is_mean ? "mean" : "sum");
+    check_defined(x, name);
+    check_cpu(x, name);
+    Plan p = make_plan(x, dims, keepdim, name);
+    if (op == ReduceOp::max) RN_CHECK(p.cols > 0, "max: reduction over an empty dim of shape ", x.shape());
+    if (is_mean) check_floating(x, name);
+    Tensor rows = as_rows(x, p);
+    Tensor out = empty(p.out_shape, x.dtype(), x.device());
+    Tensor argmax = op == ReduceOp::max ? empty({p.rows}, DType::i64) : Tensor();
+    cpu::reduce_rows(op, x.dtype(), out.raw_data(), argmax.defined() ? argmax.data<int64_t>() : nullptr,
+                     rows.raw_data(), p.rows, p.cols);
+    if (is_mean) {
+        Tensor scaled = empty_like(out);
+        cpu::unary_forward(UnaryOp::affine, out.dtype(), scaled.raw_data(), out.raw_data(), out.numel(),
+                           p.cols ? 1.0 / double(p.cols) : std::numeric_limits<double>::quiet_NaN(), 0.0);
+        out = scaled;
+    }
+    if (any_requires_grad({x})) {
+        if (op == ReduceOp::sum) {
+            auto n = std::make_shared<SumBackward>();
+            n->kept_shape = p.kept_shape;
+            n->scale = is_mean ? 1.0 / double(std::max<int64_t>(p.cols, 1)) : 1.0;
+            record(n, {x}, {out});
+        } else {
+            auto n = std::make_shared<MaxBackward>();
+            n->plan = p;
+            n->argmax = SavedTensor(argmax);
+            record(n, {x}, {out});
+        }
+    }
+    return out;
+}
+}  // namespace
+
+Tensor sum(const Tensor& x) { return reduce(ReduceOp::sum, x, {}, false, false); }
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+    RN_CHECK(!dims.empty(), "sum: empty dim list (use sum(x) to reduce everything)");
+    return reduce(ReduceOp::sum, x, dims, keepdim, false);
+}
+Tensor mean(const Tensor& x) { return reduce(ReduceOp::sum, x, {}, false, true); }
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+    RN_CHECK(!dims.empty(), "mean: empty dim list (use mean(x) to reduce everything)");
+    return reduce(ReduceOp::sum, x, dims, keepdim, true);
+}
+Tensor max(const Tensor& x) { return reduce(ReduceOp::max, x, {}, false, false); }
+Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+    RN_CHECK(!dims.empty(), "max: empty dim list (use max(x) to reduce everything)");
+    return reduce(ReduceOp::max, x, dims, keepdim, false);
+}
+
+Tensor sum_to(const Tensor& g, const Shape& shape) {
+    if (g.shape() == shape) return g;
+    int64_t lead = g.dim() - int64_t(shape.size());
+    RN_CHECK(lead >= 0, "sum_to: cannot reduce shape ", g.shape(), " to the larger ", shape);
+    std::vector<int64_t> dims;
+    for (int64_t d = 0; d < g.dim(); ++d) {
+        if (d < lead) { dims.push_back(d); continue; }
+        int64_t want = shape[size_t(d - lead)];
+        if (want == 1 && g.shape()[d] != 1) dims.push_back(d);
+        else RN_CHECK(want == g.shape()[d] || want == 1, "sum_to: shape ", g.shape(), " does not reduce to ", shape);
+    }
+    Tensor s = dims.empty() ? g : sum(g, dims, true);
+    return s.reshape(shape);
+}
+
+}  // namespace rn
