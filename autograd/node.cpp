@@ -20,6 +20,23 @@ AutogradMeta& meta_of(const Tensor& t) {
 bool GradMode::enabled() { return grad_enabled; }
 void GradMode::set_enabled(bool on) { grad_enabled = on; }
 
+// ---- Node teardown (Note [Iterative graph teardown])
+Node::~Node() {
+    thread_local bool tearing_down = false;
+    thread_local std::vector<std::shared_ptr<Node>> pending;
+    for (auto& e : next)
+        if (e.fn) pending.push_back(std::move(e.fn));
+    next.clear();
+    if (tearing_down) return;  // an outer ~Node is draining the list
+    tearing_down = true;
+    while (!pending.empty()) {
+        std::shared_ptr<Node> n = std::move(pending.back());
+        pending.pop_back();
+        n.reset();  // if this was the last reference, its ~Node appends its own edges
+    }
+    tearing_down = false;
+}
+
 // ---- SavedTensor
 SavedTensor::SavedTensor(const Tensor& t) {
     if (!t.defined()) return;

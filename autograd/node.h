@@ -56,7 +56,9 @@ struct Node {
     bool released = false;  // set after a backward without retain_graph
     bool reusable = false;  // AccumulateGrad: stateless, shared by every graph over a leaf
 
-    virtual ~Node() = default;
+    // Note [Iterative graph teardown]: destroying the last handle on a 100,000-node chain
+    // must not recurse 100,000 destructors deep; ~Node hands its edges to a work list.
+    virtual ~Node();
     // grads: one defined tensor per forward output (the engine fills unused ones with zeros).
     // Returns one gradient per forward input; undefined where next[i] is invalid.
     virtual std::vector<Tensor> apply(std::vector<Tensor>&& grads) = 0;

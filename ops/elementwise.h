@@ -49,6 +49,7 @@ inline Tensor operator-(double s, const Tensor& a) { return affine(a, -1.0, s); 
 inline Tensor operator*(const Tensor& a, double s) { return affine(a, s, 0.0); }
 inline Tensor operator*(double s, const Tensor& a) { return affine(a, s, 0.0); }
 inline Tensor operator/(const Tensor& a, double s) { return affine(a, 1.0 / s, 0.0); }
+inline Tensor operator/(double s, const Tensor& a) { return affine(pow(a, -1.0), s, 0.0); }
 
 // The raw unary kernels, exposed for ops that fuse their own backward.
 namespace cpu {
