@@ -3,7 +3,10 @@
 // the same binary must start on machines without a GPU.
 #include <cuda_runtime.h>
 
+#include <cstring>
+
 #include "cuda/check.h"
+#include "cuda/context.h"
 #include "cuda/device.h"
 
 namespace rn::cuda {
@@ -41,30 +44,20 @@ void synchronize(int device) {
     RN_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
-void* device_malloc(size_t nbytes, int device) {
-    set_device(device);
-    void* p = nullptr;
-    cudaError_t err = cudaMalloc(&p, nbytes);
-    if (err != cudaSuccess) {
-        cudaGetLastError();
-        RN_FAIL("CUDA out of memory: could not allocate ", nbytes, " bytes on cuda:", device, " (",
-                cudaGetErrorString(err), ")");
-    }
-    return p;
-}
-
-void device_free(void* p, int device) {
-    set_device(device);
-    cudaFree(p);  // no throw from a destructor path
-}
-
 void memcpy_between(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
     if (nbytes == 0) return;
     cudaMemcpyKind kind = dst_dev.is_cpu() ? (src_dev.is_cpu() ? cudaMemcpyHostToHost : cudaMemcpyDeviceToHost)
                                            : (src_dev.is_cpu() ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice);
     if (dst_dev.is_cuda()) set_device(dst_dev.index);
     else if (src_dev.is_cuda()) set_device(src_dev.index);
-    RN_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, kind));
+    else {
+        std::memcpy(dst, src, nbytes);
+        return;
+    }
+    // on the compute stream, then wait: callers treat a transfer as complete on return
+    cudaStream_t s = stream(dst_dev.is_cuda() ? dst_dev.index : src_dev.index);
+    RN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, s));
+    RN_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 }  // namespace rn::cuda

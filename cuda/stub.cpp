@@ -2,6 +2,7 @@
 // nvcc). device_count() is 0; everything that would touch a GPU throws, saying so.
 #include "core/error.h"
 #include "cuda/device.h"
+#include "cuda/memory.h"
 #include "cuda/tensor_math.h"
 
 namespace rn::cuda {
@@ -22,6 +23,10 @@ void synchronize(int) {}
 void* device_malloc(size_t, int) { no_cuda("device memory"); }
 void device_free(void*, int) {}
 void memcpy_between(void*, Device, const void*, Device, size_t) { no_cuda("device copy"); }
+MemoryStats memory_stats(int) { return {}; }
+void reset_peak_stats(int) {}
+void empty_cache(int) {}
+bool caching_enabled() { return false; }
 void fill(const Tensor&, double) { no_cuda("fill"); }
 void copy_strided(const Tensor&, const Tensor&) { no_cuda("copy"); }
 void accumulate(const Tensor&, const Tensor&) { no_cuda("accumulate"); }

@@ -6,6 +6,7 @@
 
 #include "core/shape.h"
 #include "cuda/check.h"
+#include "cuda/context.h"
 #include "cuda/device.h"
 #include "cuda/tensor_math.h"
 
@@ -21,8 +22,6 @@ struct Geometry {
     int64_t src_st[kMaxDims];
 };
 
-template <typename T> __device__ __forceinline__ float to_f(T v) { return float(v); }
-template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
 template <typename T> __device__ __forceinline__ double to_d(T v) { return double(v); }
 template <> __device__ __forceinline__ double to_d<__nv_bfloat16>(__nv_bfloat16 v) { return double(__bfloat162float(v)); }
 template <typename T> __device__ __forceinline__ T from_d(double v) { return T(v); }
@@ -111,7 +110,7 @@ void fill(const Tensor& t, double value) {
         T v;
         if constexpr (std::is_same_v<T, __nv_bfloat16>) v = __float2bfloat16(float(value));
         else v = T(value);
-        fill_kernel<T><<<blocks_for(n), 256>>>(static_cast<T*>(t.raw_data()), g, n, v);
+        fill_kernel<T><<<blocks_for(n), 256, 0, stream()>>>(static_cast<T*>(t.raw_data()), g, n, v);
         RN_CUDA_CHECK_LAUNCH();
     });
 }
@@ -125,7 +124,7 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
         dispatch_cuda(src.dtype(), [&](auto stag) {
             using D = decltype(dtag);
             using S = decltype(stag);
-            copy_kernel<D, S><<<blocks_for(n), 256>>>(static_cast<D*>(dst.raw_data()),
+            copy_kernel<D, S><<<blocks_for(n), 256, 0, stream()>>>(static_cast<D*>(dst.raw_data()),
                                                       static_cast<const S*>(src.raw_data()), g, n);
             RN_CUDA_CHECK_LAUNCH();
         });
@@ -141,7 +140,7 @@ void accumulate(const Tensor& acc, const Tensor& g) {
         dispatch_cuda(g.dtype(), [&](auto gtag) {
             using A = decltype(atag);
             using G = decltype(gtag);
-            accumulate_kernel<A, G><<<blocks_for(n), 256>>>(static_cast<A*>(acc.raw_data()),
+            accumulate_kernel<A, G><<<blocks_for(n), 256, 0, stream()>>>(static_cast<A*>(acc.raw_data()),
                                                             static_cast<const G*>(g.raw_data()), geo, n);
             RN_CUDA_CHECK_LAUNCH();
         });
