@@ -2,6 +2,7 @@
 // nvcc). device_count() is 0; everything that would touch a GPU throws, saying so.
 #include "core/error.h"
 #include "cuda/device.h"
+#include "cuda/elementwise.h"
 #include "cuda/memory.h"
 #include "cuda/tensor_math.h"
 
@@ -27,6 +28,15 @@ MemoryStats memory_stats(int) { return {}; }
 void reset_peak_stats(int) {}
 void empty_cache(int) {}
 bool caching_enabled() { return false; }
+void unary_forward(UnaryOp, DType, void*, const void*, int64_t, double, double) { no_cuda("unary op"); }
+void unary_backward(UnaryOp, DType, void*, const void*, const void*, const void*, int64_t, double, double) {
+    no_cuda("unary op");
+}
+void binary_forward(BinaryOp, DType, void*, const void*, const void*, const Shape&, const Shape&, const Shape&) {
+    no_cuda("binary op");
+}
+void reduce_rows(ReduceOp, DType, void*, int64_t*, const void*, int64_t, int64_t) { no_cuda("reduction"); }
+void scatter_rows(DType, void*, const int64_t*, const void*, int64_t, int64_t) { no_cuda("max backward"); }
 void fill(const Tensor&, double) { no_cuda("fill"); }
 void copy_strided(const Tensor&, const Tensor&) { no_cuda("copy"); }
 void accumulate(const Tensor&, const Tensor&) { no_cuda("accumulate"); }

@@ -4,6 +4,7 @@
 #include "ops/elementwise.h"
 
 #include "autograd/node.h"
+#include "cuda/elementwise.h"
 #include "ops/op_util.h"
 #include "ops/reduce.h"
 
@@ -45,8 +46,10 @@ struct UnaryBackward : Node {
         Tensor dy = contiguous_nograd(g[0]);
         Tensor xs = x.get("UnaryBackward"), ys = y.get("UnaryBackward");
         Tensor dx = empty_like(dy);
-        cpu::unary_backward(op, dy.dtype(), dx.raw_data(), dy.raw_data(), xs.defined() ? xs.raw_data() : nullptr,
-                            ys.defined() ? ys.raw_data() : nullptr, dy.numel(), alpha, beta);
+        const void* xp = xs.defined() ? xs.raw_data() : nullptr;
+        const void* yp = ys.defined() ? ys.raw_data() : nullptr;
+        if (dy.is_cuda()) cuda::unary_backward(op, dy.dtype(), dx.raw_data(), dy.raw_data(), xp, yp, dy.numel(), alpha, beta);
+        else cpu::unary_backward(op, dy.dtype(), dx.raw_data(), dy.raw_data(), xp, yp, dy.numel(), alpha, beta);
         return {dx};
     }
     void release() override { x.reset(); y.reset(); }
@@ -57,10 +60,10 @@ Tensor unary(UnaryOp op, const Tensor& x_in, double alpha = 0, double beta = 0) 
     const char* name = unary_name(op);
     check_defined(x_in, name);
     check_floating(x_in, name);
-    check_cpu(x_in, name);
     Tensor x = contiguous_nograd(x_in);
     Tensor y = empty(x.shape(), x.dtype(), x.device());
-    cpu::unary_forward(op, x.dtype(), y.raw_data(), x.raw_data(), x.numel(), alpha, beta);
+    if (x.is_cuda()) cuda::unary_forward(op, x.dtype(), y.raw_data(), x.raw_data(), x.numel(), alpha, beta);
+    else cpu::unary_forward(op, x.dtype(), y.raw_data(), x.raw_data(), x.numel(), alpha, beta);
     if (any_requires_grad({x_in})) {
         auto n = std::make_shared<UnaryBackward>();
         n->op = op;
@@ -76,11 +79,11 @@ Tensor unary(UnaryOp op, const Tensor& x_in, double alpha = 0, double beta = 0) 
 Tensor binary_nograd(BinaryOp op, const Tensor& a, const Tensor& b) {
     const char* name = binary_name(op);
     check_same_dtype_device(a, b, name);
-    check_cpu(a, name);
     Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
     Tensor out = empty(shape, a.dtype(), a.device());
-    cpu::binary_forward(op, a.dtype(), out.raw_data(), a.raw_data(), b.raw_data(), shape,
-                        broadcast_strides_of(a, shape), broadcast_strides_of(b, shape));
+    Shape sa = broadcast_strides_of(a, shape), sb = broadcast_strides_of(b, shape);
+    if (a.is_cuda()) cuda::binary_forward(op, a.dtype(), out.raw_data(), a.raw_data(), b.raw_data(), shape, sa, sb);
+    else cpu::binary_forward(op, a.dtype(), out.raw_data(), a.raw_data(), b.raw_data(), shape, sa, sb);
     return out;
 }
 

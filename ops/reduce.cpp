@@ -8,7 +8,9 @@
 #include <limits>
 
 #include "autograd/node.h"
+#include "cuda/elementwise.h"
 #include "ops/elementwise.h"
+#include "autograd/grad_mode.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -105,12 +107,16 @@ struct MaxBackward : Node {
         // gradient laid out as rows × cols (kept dims first), then permuted back
         Tensor rowsg = zeros({plan.rows, plan.cols}, gc.dtype(), gc.device());
         const int64_t* ip = idx.data<int64_t>();
-        dispatch_all(gc.dtype(), [&](auto tag) {
-            using T = decltype(tag);
-            const T* gp = static_cast<const T*>(gc.raw_data());
-            T* rp = static_cast<T*>(rowsg.raw_data());
-            for (int64_t r = 0; r < plan.rows; ++r) rp[r * plan.cols + ip[r]] = gp[r];
-        });
+        if (gc.is_cuda()) {
+            cuda::scatter_rows(gc.dtype(), rowsg.raw_data(), ip, gc.raw_data(), plan.rows, plan.cols);
+        } else {
+            dispatch_all(gc.dtype(), [&](auto tag) {
+                using T = decltype(tag);
+                const T* gp = static_cast<const T*>(gc.raw_data());
+                T* rp = static_cast<T*>(rowsg.raw_data());
+                for (int64_t r = 0; r < plan.rows; ++r) rp[r * plan.cols + ip[r]] = gp[r];
+            });
+        }
         Shape perm_sizes;
         std::vector<int64_t> perm;
         for (int64_t d = 0; d < int64_t(xs.size()); ++d) if (!plan.reduced[size_t(d)]) perm.push_back(d);
@@ -127,20 +133,18 @@ struct MaxBackward : Node {
 Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, bool is_mean) {
     const char* name = op == ReduceOp::max ? "max" : (is_mean ? "mean" : "sum");
     check_defined(x, name);
-    check_cpu(x, name);
     Plan p = make_plan(x, dims, keepdim, name);
     if (op == ReduceOp::max) RN_CHECK(p.cols > 0, "max: reduction over an empty dim of shape ", x.shape());
     if (is_mean) check_floating(x, name);
     Tensor rows = as_rows(x, p);
     Tensor out = empty(p.out_shape, x.dtype(), x.device());
-    Tensor argmax = op == ReduceOp::max ? empty({p.rows}, DType::i64) : Tensor();
-    cpu::reduce_rows(op, x.dtype(), out.raw_data(), argmax.defined() ? argmax.data<int64_t>() : nullptr,
-                     rows.raw_data(), p.rows, p.cols);
+    Tensor argmax = op == ReduceOp::max ? empty({p.rows}, DType::i64, x.device()) : Tensor();
+    int64_t* ap = argmax.defined() ? argmax.data<int64_t>() : nullptr;
+    if (x.is_cuda()) cuda::reduce_rows(op, x.dtype(), out.raw_data(), ap, rows.raw_data(), p.rows, p.cols);
+    else cpu::reduce_rows(op, x.dtype(), out.raw_data(), ap, rows.raw_data(), p.rows, p.cols);
     if (is_mean) {
-        Tensor scaled = empty_like(out);
-        cpu::unary_forward(UnaryOp::affine, out.dtype(), scaled.raw_data(), out.raw_data(), out.numel(),
-                           p.cols ? 1.0 / double(p.cols) : std::numeric_limits<double>::quiet_NaN(), 0.0);
-        out = scaled;
+        NoGradGuard no_grad;  // the 1/n scale is part of this op's own backward
+        out = affine(out, p.cols ? 1.0 / double(p.cols) : std::numeric_limits<double>::quiet_NaN(), 0.0);
     }
     if (any_requires_grad({x})) {
         if (op == ReduceOp::sum) {

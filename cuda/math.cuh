@@ -1,0 +1,95 @@
+// cuda/math.cuh — device-side helpers shared by the .cu files: bf16 ⇄ float loads and
+// stores, float/double overloads of the math functions, warp and block reductions, and
+// the dtype switch for kernels. Header-only, included by .cu files only.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "core/dtype.h"
+
+namespace rn::cuda {
+
+using bf16_t = __nv_bfloat16;
+
+// arithmetic type of a storage type: bf16 computes in float
+template <typename T> struct acc_of { using type = T; };
+template <> struct acc_of<bf16_t> { using type = float; };
+
+template <typename T> __device__ __forceinline__ typename acc_of<T>::type ld(T v) { return v; }
+template <> __device__ __forceinline__ float ld<bf16_t>(bf16_t v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T st(typename acc_of<T>::type v) { return T(v); }
+template <> __device__ __forceinline__ bf16_t st<bf16_t>(float v) { return __float2bfloat16(v); }
+
+__device__ __forceinline__ float d_exp(float x) { return expf(x); }
+__device__ __forceinline__ double d_exp(double x) { return ::exp(x); }
+__device__ __forceinline__ float d_log(float x) { return logf(x); }
+__device__ __forceinline__ double d_log(double x) { return ::log(x); }
+__device__ __forceinline__ float d_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double d_sqrt(double x) { return ::sqrt(x); }
+__device__ __forceinline__ float d_rsqrt(float x) { return rsqrtf(x); }
+__device__ __forceinline__ double d_rsqrt(double x) { return ::rsqrt(x); }
+__device__ __forceinline__ float d_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double d_tanh(double x) { return ::tanh(x); }
+__device__ __forceinline__ float d_erf(float x) { return erff(x); }
+__device__ __forceinline__ double d_erf(double x) { return ::erf(x); }
+__device__ __forceinline__ float d_pow(float x, float y) { return powf(x, y); }
+__device__ __forceinline__ double d_pow(double x, double y) { return ::pow(x, y); }
+__device__ __forceinline__ float d_abs(float x) { return fabsf(x); }
+__device__ __forceinline__ double d_abs(double x) { return ::fabs(x); }
+
+template <typename A> __device__ __forceinline__ A warp_sum(A v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+template <typename A> __device__ __forceinline__ A warp_max(A v) {
+    for (int o = 16; o > 0; o >>= 1) {
+        A w = __shfl_xor_sync(0xffffffffu, v, o);
+        v = w > v ? w : v;
+    }
+    return v;
+}
+// sum over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets the result
+template <typename A> __device__ A block_sum(A v) {
+    __shared__ A part[32];
+    v = warp_sum(v);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads();  // part[] may still be read by a previous call
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    int nw = blockDim.x >> 5;
+    v = lane < nw ? part[lane] : A(0);
+    return warp_sum(v);
+}
+template <typename A> __device__ A block_max(A v) {
+    __shared__ A part[32];
+    v = warp_max(v);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    int nw = blockDim.x >> 5;
+    v = lane < nw ? part[lane] : -INFINITY;
+    return warp_max(v);
+}
+
+// run-time dtype → device storage type, floating types only
+template <typename F>
+void dispatch_float(DType t, const char* op, F&& f) {
+    switch (t) {
+        case DType::f32: f(float{}); return;
+        case DType::f64: f(double{}); return;
+        case DType::bf16: f(bf16_t{}); return;
+        default: break;
+    }
+    ::rn::detail::throw_error(__FILE__, __LINE__, op, ": expected a floating dtype on CUDA, got ", dtype_name(t));
+}
+
+inline int grid_for(int64_t n, int threads = 256) {
+    int64_t b = (n + threads - 1) / threads;
+    return int(b < 132 * 16 ? (b < 1 ? 1 : b) : 132 * 16);
+}
+
+}  // namespace rn::cuda

@@ -1,0 +1,130 @@
+// ops/norm.cpp — layer_norm and rms_norm: input checks, the fused forward (which keeps the
+// per-row statistics) and the backward nodes that hand them to the fused backward kernel.
+// Kernels in ops/norm_cpu.cpp. Dimension key: N rows, C the normalised (last) dim.
+#include "ops/norm.h"
+
+#include "autograd/node.h"
+#include "ops/op_util.h"
+
+namespace rn {
+
+namespace {
+// mean/rstd are kept in f64 for f64 inputs, f32 otherwise (bf16 statistics would be too coarse)
+DType stat_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; }
+
+void check_norm_inputs(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+    check_defined(x, op);
+    check_floating(x, op);
+    check_cpu(x, op);
+    RN_CHECK(x.dim() >= 1, op, ": expected a tensor with at least 1 dim, got a 0-d tensor");
+    RN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+    const int64_t C = x.shape().back();
+    auto check_param = [&](const Tensor& p, const char* what) {
+        if (!p.defined()) return;
+        RN_CHECK(p.dim() == 1 && p.shape()[0] == C, op, ": ", what, " has shape ", p.shape(), ", expected [", C,
+                 "] (the size of the last dim of x, whose shape is ", x.shape(), ")");
+        RN_CHECK(p.dtype() == x.dtype(), op, ": ", what, " has dtype ", p.dtype(), " but x has ", x.dtype(),
+                 ". HINT: cast one side with .to(dtype)");
+        RN_CHECK(p.device() == x.device(), op, ": ", what, " is on ", p.device(), " but x is on ", x.device());
+    };
+    check_param(weight, "weight");
+    check_param(bias, "bias");
+}
+
+// d/dx, d/dw, d/db of (x − μ)·rstd ⊙ w + b: dx = rstd(ĝ − mean(ĝ) − x̂·mean(ĝx̂)), dw = Σ g x̂, db = Σ g
+struct LayerNormBackward : Node {
+    SavedTensor x;           // [N, C] contiguous
+    SavedTensor weight;      // [C] contiguous, or undefined
+    SavedTensor mean, rstd;  // [N], stat_dtype
+    int64_t rows = 0, cols = 0;
+    std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+        Tensor xs = x.get("LayerNormBackward"), ws = weight.get("LayerNormBackward");
+        Tensor ms = mean.get("LayerNormBackward"), rs = rstd.get("LayerNormBackward");
+        Tensor dout = contiguous_nograd(g[0]);
+        Tensor dx, dw, db;
+        if (needs_input_grad(0)) dx = empty(input_meta[0].shape, xs.dtype(), xs.device());
+        if (needs_input_grad(1)) dw = empty(input_meta[1].shape, xs.dtype(), xs.device());
+        if (needs_input_grad(2)) db = empty(input_meta[2].shape, xs.dtype(), xs.device());
+        if (!dx.defined() && !dw.defined() && !db.defined()) return {dx, dw, db};
+        cpu::layer_norm_backward(xs.dtype(), dx.defined() ? dx.raw_data() : nullptr,
+                                 dw.defined() ? dw.raw_data() : nullptr, db.defined() ? db.raw_data() : nullptr,
+                                 dout.raw_data(), xs.raw_data(), ws.defined() ? ws.raw_data() : nullptr,
+                                 ms.raw_data(), rs.raw_data(), rows, cols);
+        return {dx, dw, db};
+    }
+    void release() override { x.reset(); weight.reset(); mean.reset(); rstd.reset(); }
+    std::string name() const override { return "LayerNormBackward"; }
+};
+
+// d/dx, d/dw of x·rstd ⊙ w: dx = rstd(ĝ − x̂·mean(ĝx̂)) with ĝ = g ⊙ w, x̂ = x·rstd; dw = Σ g x̂
+struct RmsNormBackward : Node {
+    SavedTensor x;       // [N, C] contiguous
+    SavedTensor weight;  // [C] contiguous, or undefined
+    SavedTensor rstd;    // [N], stat_dtype
+    int64_t rows = 0, cols = 0;
+    std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+        Tensor xs = x.get("RmsNormBackward"), ws = weight.get("RmsNormBackward"), rs = rstd.get("RmsNormBackward");
+        Tensor dout = contiguous_nograd(g[0]);
+        Tensor dx, dw;
+        if (needs_input_grad(0)) dx = empty(input_meta[0].shape, xs.dtype(), xs.device());
+        if (needs_input_grad(1)) dw = empty(input_meta[1].shape, xs.dtype(), xs.device());
+        if (!dx.defined() && !dw.defined()) return {dx, dw};
+        cpu::rms_norm_backward(xs.dtype(), dx.defined() ? dx.raw_data() : nullptr,
+                               dw.defined() ? dw.raw_data() : nullptr, dout.raw_data(), xs.raw_data(),
+                               ws.defined() ? ws.raw_data() : nullptr, rs.raw_data(), rows, cols);
+        return {dx, dw};
+    }
+    void release() override { x.reset(); weight.reset(); rstd.reset(); }
+    std::string name() const override { return "RmsNormBackward"; }
+};
+}  // namespace
+
+Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, double eps) {
+    check_norm_inputs("layer_norm", x_in, weight, bias, eps);
+    const int64_t cols = x_in.shape().back();
+    const int64_t rows = cols ? x_in.numel() / cols : 0;
+    Tensor x = contiguous_nograd(x_in);
+    Tensor w = weight.defined() ? contiguous_nograd(weight) : Tensor();
+    Tensor b = bias.defined() ? contiguous_nograd(bias) : Tensor();
+    Tensor out = empty(x.shape(), x.dtype(), x.device());
+    Tensor mean = empty({rows}, stat_dtype(x.dtype()), x.device());
+    Tensor rstd = empty({rows}, stat_dtype(x.dtype()), x.device());
+    cpu::layer_norm_forward(x.dtype(), out.raw_data(), mean.raw_data(), rstd.raw_data(), x.raw_data(),
+                            w.defined() ? w.raw_data() : nullptr, b.defined() ? b.raw_data() : nullptr, rows, cols,
+                            eps);
+    if (any_requires_grad({x_in, weight, bias})) {
+        auto n = std::make_shared<LayerNormBackward>();
+        n->x = SavedTensor(x);
+        n->weight = SavedTensor(w);
+        n->mean = SavedTensor(mean);
+        n->rstd = SavedTensor(rstd);
+        n->rows = rows;
+        n->cols = cols;
+        record(n, {x_in, weight, bias}, {out});
+    }
+    return out;
+}
+
+Tensor rms_norm(const Tensor& x_in, const Tensor& weight, double eps) {
+    check_norm_inputs("rms_norm", x_in, weight, Tensor(), eps);
+    const int64_t cols = x_in.shape().back();
+    const int64_t rows = cols ? x_in.numel() / cols : 0;
+    Tensor x = contiguous_nograd(x_in);
+    Tensor w = weight.defined() ? contiguous_nograd(weight) : Tensor();
+    Tensor out = empty(x.shape(), x.dtype(), x.device());
+    Tensor rstd = empty({rows}, stat_dtype(x.dtype()), x.device());
+    cpu::rms_norm_forward(x.dtype(), out.raw_data(), rstd.raw_data(), x.raw_data(),
+                          w.defined() ? w.raw_data() : nullptr, rows, cols, eps);
+    if (any_requires_grad({x_in, weight})) {
+        auto n = std::make_shared<RmsNormBackward>();
+        n->x = SavedTensor(x);
+        n->weight = SavedTensor(w);
+        n->rstd = SavedTensor(rstd);
+        n->rows = rows;
+        n->cols = cols;
+        record(n, {x_in, weight}, {out});
+    }
+    return out;
+}
+
+}  // namespace rn

@@ -1,0 +1,39 @@
+// ops/norm.h — layer_norm and rms_norm over the last dim, with fused forward kernels that
+// keep the per-row statistics (mean/rstd, or rstd) for a fused backward. Dimension key:
+// N rows (every dim but the last, flattened), C the normalised (last) dim.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace rn {
+
+// (x − mean) / sqrt(var + eps) ⊙ weight + bias over the last dim (biased variance, as in
+// PyTorch). weight and bias are optional: pass an undefined Tensor() for none; when given
+// they are [C] with x's dtype and device.
+Tensor layer_norm(const Tensor& x, const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
+                  double eps = 1e-5);
+// x / sqrt(mean(x²) + eps) ⊙ weight over the last dim; weight optional ([C]) as above.
+Tensor rms_norm(const Tensor& x, const Tensor& weight = Tensor(), double eps = 1e-6);
+
+namespace cpu {
+// Contiguous buffers, llm.c argument order (outputs first, then inputs, then sizes).
+// dt is the dtype of x/out/w/b and their gradients (f32, f64, bf16); the statistics
+// mean/rstd [N] are f64 when dt is f64 and f32 otherwise. Null w/b means "none"; a null
+// gradient pointer means "not wanted".
+//   out [N, C], mean [N], rstd [N], x [N, C], w [C], b [C]
+void layer_norm_forward(DType dt, void* out, void* mean, void* rstd, const void* x, const void* w_or_null,
+                        const void* b_or_null, int64_t rows, int64_t cols, double eps);
+//   dx [N, C], dw [C], db [C] are overwritten (not accumulated); dout [N, C]
+void layer_norm_backward(DType dt, void* dx_or_null, void* dw_or_null, void* db_or_null, const void* dout,
+                         const void* x, const void* w_or_null, const void* mean, const void* rstd, int64_t rows,
+                         int64_t cols);
+//   out [N, C], rstd [N], x [N, C], w [C]
+void rms_norm_forward(DType dt, void* out, void* rstd, const void* x, const void* w_or_null, int64_t rows,
+                      int64_t cols, double eps);
+//   dx [N, C], dw [C] overwritten; dout [N, C]
+void rms_norm_backward(DType dt, void* dx_or_null, void* dw_or_null, const void* dout, const void* x,
+                       const void* w_or_null, const void* rstd, int64_t rows, int64_t cols);
+}  // namespace cpu
+
+}  // namespace rn

@@ -1,0 +1,166 @@
+// ops/softmax.cpp — softmax, log_softmax and cross_entropy: input checks, the move of the
+// softmax dim to the end (so one row kernel serves every dim), and the backward nodes.
+// Kernels in ops/softmax_cpu.cpp. Dimension key: N rows, C the softmax dim / classes.
+#include "ops/softmax.h"
+
+#include <sstream>
+
+#include "autograd/node.h"
+#include "ops/op_util.h"
+
+namespace rn {
+
+namespace {
+// x with dim d moved last, contiguous: an N × C matrix. No copy when d is already the last
+// dim of a contiguous x (the common case: attention scores, logits).
+Tensor dim_last(const Tensor& x, int64_t d) {
+    const int64_t nd = x.dim();
+    if (d == nd - 1) return contiguous_nograd(x);
+    Shape sizes, strides;
+    for (int64_t i = 0; i < nd; ++i)
+        if (i != d) { sizes.push_back(x.shape()[size_t(i)]); strides.push_back(x.strides()[size_t(i)]); }
+    sizes.push_back(x.shape()[size_t(d)]);
+    strides.push_back(x.strides()[size_t(d)]);
+    return contiguous_nograd(make_view(x, sizes, strides, x.offset()));
+}
+
+// inverse of dim_last: rows (contiguous, dim d last) back to the original dim order, contiguous
+Tensor dim_back(const Tensor& rows, int64_t d) {
+    const int64_t nd = rows.dim();
+    if (d == nd - 1) return rows;
+    Shape sizes(static_cast<size_t>(nd)), strides(static_cast<size_t>(nd));
+    for (int64_t i = 0; i < nd; ++i) {
+        int64_t src = i < d ? i : (i == d ? nd - 1 : i - 1);  // where original dim i sits in rows
+        sizes[size_t(i)] = rows.shape()[size_t(src)];
+        strides[size_t(i)] = rows.strides()[size_t(src)];
+    }
+    return contiguous_nograd(make_view(rows, sizes, strides, rows.offset()));
+}
+
+// softmax:     d/dx = y ⊙ (g − Σ_c g⊙y)
+// log_softmax: d/dx = g − softmax(x) ⊙ Σ_c g        (softmax recovered as exp(y))
+struct SoftmaxBackward : Node {
+    bool log = false;
+    int64_t dim = -1;  // wrapped; the kernels see it as the last dim
+    SavedTensor y;     // the output, softmax dim last, contiguous [N, C]
+    std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+        Tensor yr = y.get(log ? "LogSoftmaxBackward" : "SoftmaxBackward");
+        Tensor dy = dim_last(g[0], dim);
+        Tensor dx = empty_like(dy);
+        const int64_t cols = yr.dim() ? yr.shape().back() : 1;
+        const int64_t rows = cols ? yr.numel() / cols : 0;
+        cpu::softmax_backward(dy.dtype(), dx.raw_data(), dy.raw_data(), yr.raw_data(), rows, cols, log);
+        return {dim_back(dx, dim)};
+    }
+    void release() override { y.reset(); }
+    std::string name() const override { return log ? "LogSoftmaxBackward" : "SoftmaxBackward"; }
+};
+
+Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
+    const char* name = log ? "log_softmax" : "softmax";
+    check_defined(x, name);
+    check_floating(x, name);
+    check_cpu(x, name);
+    RN_CHECK(x.dim() >= 1, name, ": expected a tensor with at least 1 dim, got a 0-d tensor");
+    const int64_t d = wrap_dim(dim, x.dim(), name);
+    Tensor xr = dim_last(x, d);
+    Tensor yr = empty(xr.shape(), xr.dtype(), xr.device());
+    const int64_t cols = x.shape()[size_t(d)];
+    const int64_t rows = cols ? x.numel() / cols : 0;
+    cpu::softmax_forward(x.dtype(), yr.raw_data(), xr.raw_data(), rows, cols, log);
+    Tensor y = dim_back(yr, d);
+    if (any_requires_grad({x})) {
+        auto n = std::make_shared<SoftmaxBackward>();
+        n->log = log;
+        n->dim = d;
+        n->y = SavedTensor(yr);
+        record(n, {x}, {y});
+    }
+    return y;
+}
+
+// d/dlogits mean_n(lse_n − x[n, t_n]) = (softmax(x) − onehot(t)) · g / count, 0 on ignored rows
+struct CrossEntropyBackward : Node {
+    SavedTensor logits;   // [N, C] contiguous (input dtype)
+    SavedTensor targets;  // i64 [N] contiguous
+    SavedTensor lse;      // f64 [N]: log-sum-exp per row, so backward needs no second reduction
+    int64_t rows = 0, cols = 0, count = 0, ignore_index = -100;
+    std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+        Tensor x = logits.get("CrossEntropyBackward");
+        Tensor t = targets.get("CrossEntropyBackward");
+        Tensor l = lse.get("CrossEntropyBackward");
+        Tensor dx = empty(input_meta[0].shape, x.dtype(), x.device());
+        cpu::cross_entropy_backward(x.dtype(), dx.raw_data(), g[0].item(), x.raw_data(), l.data<double>(),
+                                    t.data<int64_t>(), rows, cols, ignore_index, count);
+        return {dx};
+    }
+    void release() override { logits.reset(); targets.reset(); lse.reset(); }
+    std::string name() const override { return "CrossEntropyBackward"; }
+};
+
+// "[1, 2]": the multi-index of flat position i in shape s (for error messages)
+std::string index_str(int64_t i, const Shape& s) {
+    Shape idx(s.size());
+    for (size_t k = s.size(); k-- > 0;) { idx[k] = i % s[k]; i /= s[k]; }
+    return shape_str(idx);
+}
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+    const char* name = "cross_entropy";
+    check_defined(logits, name, "logits");
+    check_defined(targets, name, "targets");
+    check_floating(logits, name);
+    check_cpu(logits, name);
+    check_cpu(targets, name);
+    RN_CHECK(targets.dtype() == DType::i32 || targets.dtype() == DType::i64,
+             "cross_entropy: expected integer targets (i32 or i64), got ", targets.dtype(),
+             ". HINT: class indices, not probabilities or one-hot rows");
+    RN_CHECK(logits.dim() >= 1, "cross_entropy: logits must have a class dim, got a 0-d tensor");
+    const int64_t C = logits.shape().back();
+    RN_CHECK(C > 0, "cross_entropy: logits of shape ", logits.shape(), " have 0 classes");
+    const int64_t N = logits.numel() / C;
+    Shape lead(logits.shape().begin(), logits.shape().end() - 1);
+    RN_CHECK(targets.shape() == lead || (targets.dim() == 1 && targets.numel() == N),
+             "cross_entropy: targets of shape ", targets.shape(), " do not match logits of shape ", logits.shape(),
+             "; expected ", lead, " or [", N, "]");
+
+    Tensor t64 = contiguous_nograd(targets.dtype() == DType::i64 ? targets : cast_nograd(targets, DType::i64));
+    const int64_t* tp = t64.data<int64_t>();
+    int64_t count = 0;
+    for (int64_t r = 0; r < N; ++r) {
+        const int64_t t = tp[r];
+        if (t == ignore_index) continue;
+        if (t < 0 || t >= C) {
+            std::ostringstream where;
+            where << "position " << r;
+            if (targets.dim() > 1) where << " (index " << index_str(r, targets.shape()) << ")";
+            RN_FAIL("cross_entropy: target ", t, " at ", where.str(), " is out of range for ", C,
+                    " classes; expected 0 <= target < ", C, " or ignore_index (", ignore_index, ")");
+        }
+        ++count;
+    }
+
+    Tensor x = contiguous_nograd(logits);
+    Tensor loss = empty({}, logits.dtype(), logits.device());
+    Tensor lse = empty({N}, DType::f64, logits.device());
+    cpu::cross_entropy_forward(x.dtype(), loss.raw_data(), lse.data<double>(), x.raw_data(), tp, N, C, ignore_index,
+                               count);
+    if (any_requires_grad({logits})) {
+        auto n = std::make_shared<CrossEntropyBackward>();
+        n->logits = SavedTensor(x);
+        n->targets = SavedTensor(t64);
+        n->lse = SavedTensor(lse);
+        n->rows = N;
+        n->cols = C;
+        n->count = count;
+        n->ignore_index = ignore_index;
+        record(n, {logits}, {loss});
+    }
+    return loss;
+}
+
+}  // namespace rn
