@@ -6,7 +6,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PKGS=(cmake ninja-build g++ pkg-config
       libboost-dev libboost-test-dev   # Boost.Test (used header-only), later Beast/Asio
-      libopenblas-dev)                 # CBLAS for CPU matmul
+      libopenblas-dev                  # CBLAS for CPU matmul
+      nlohmann-json3-dev)              # JSON for configs, logs and benchmark results
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

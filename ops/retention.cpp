@@ -1,0 +1,190 @@
+// ops/retention.cpp — the retention op: input checks, the paradigm switch, and one
+// backward node per paradigm (each calls its own hand-derived kernel; see
+// docs/retention.md). The CPU kernels are in ops/retention_cpu.cpp, the CUDA kernels in
+// cuda/retention*.cu.
+#include "ops/retention.h"
+
+#include <cmath>
+
+#include "autograd/node.h"
+#include "cuda/retention.h"
+#include "ops/op_util.h"
+
+namespace rn {
+
+const char* retention_mode_name(RetentionMode m) {
+    switch (m) {
+        case RetentionMode::parallel: return "parallel";
+        case RetentionMode::recurrent: return "recurrent";
+        case RetentionMode::chunkwise: return "chunkwise";
+    }
+    return "?";
+}
+
+RetentionMode retention_mode_from_name(const std::string& s) {
+    if (s == "parallel") return RetentionMode::parallel;
+    if (s == "recurrent") return RetentionMode::recurrent;
+    if (s == "chunkwise") return RetentionMode::chunkwise;
+    RN_FAIL("unknown retention mode '", s, "': expected parallel, recurrent or chunkwise");
+}
+
+namespace {
+DType state_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; }
+
+void check_gamma(const std::vector<double>& gamma, int64_t H, const char* op) {
+    RN_CHECK(int64_t(gamma.size()) == H, op, ": ", gamma.size(), " decays given for ", H, " heads");
+    for (size_t h = 0; h < gamma.size(); ++h)
+        RN_CHECK(gamma[h] > 0 && gamma[h] < 1, op, ": decay of head ", h, " is ", gamma[h],
+                 "; expected 0 < γ < 1 (γ = 1 has no decay and λ is undefined)");
+}
+
+struct RetentionBackward : Node {
+    RetentionMode mode;
+    cpu::RetentionShape shape;
+    std::vector<double> gamma;
+    SavedTensor q, k, v, s0;
+    bool has_state_out = false;
+
+    std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
+        const char* n = "RetentionBackward";
+        Tensor qs = q.get(n), ks = k.get(n), vs = v.get(n), s0s = s0.get(n);
+        Tensor dout = contiguous_nograd(grads[0]);
+        Tensor dsT = has_state_out ? contiguous_nograd(grads[1]) : Tensor();
+        Tensor dq = needs_input_grad(0) ? empty_like(qs) : Tensor();
+        Tensor dk = needs_input_grad(1) ? empty_like(ks) : Tensor();
+        Tensor dv = needs_input_grad(2) ? empty_like(vs) : Tensor();
+        Tensor ds0 = needs_input_grad(3) ? empty_like(s0s) : Tensor();
+        auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
+        if (qs.is_cuda())
+            cuda::retention_backward(mode, qs.dtype(), shape, gamma, ptr(dq), ptr(dk), ptr(dv), ptr(ds0), ptr(dout),
+                                     ptr(dsT), ptr(qs), ptr(ks), ptr(vs), ptr(s0s));
+        else
+            cpu::retention_backward(mode, qs.dtype(), shape, gamma.data(), ptr(dq), ptr(dk), ptr(dv), ptr(ds0),
+                                    ptr(dout), ptr(dsT), ptr(qs), ptr(ks), ptr(vs), ptr(s0s));
+        return {dq, dk, dv, ds0};
+    }
+    void release() override { q.reset(); k.reset(); v.reset(); s0.reset(); }
+    std::string name() const override { return "RetentionBackward"; }
+};
+
+// One node per paradigm, as the formulas differ; they share the saved fields above.
+struct ParallelRetentionBackward : RetentionBackward {
+    std::string name() const override { return "ParallelRetentionBackward"; }
+};
+struct RecurrentRetentionBackward : RetentionBackward {
+    std::string name() const override { return "RecurrentRetentionBackward"; }
+};
+struct ChunkwiseRetentionBackward : RetentionBackward {
+    std::string name() const override { return "ChunkwiseRetentionBackward"; }
+};
+
+std::shared_ptr<RetentionBackward> make_node(RetentionMode m) {
+    switch (m) {
+        case RetentionMode::parallel: return std::make_shared<ParallelRetentionBackward>();
+        case RetentionMode::recurrent: return std::make_shared<RecurrentRetentionBackward>();
+        case RetentionMode::chunkwise: return std::make_shared<ChunkwiseRetentionBackward>();
+    }
+    return nullptr;
+}
+}  // namespace
+
+RetentionResult retention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const std::vector<double>& gamma,
+                          const RetentionOptions& opt, const Tensor& s0_in) {
+    const char* op = "retention";
+    check_defined(q_in, op, "q");
+    check_defined(k_in, op, "k");
+    check_defined(v_in, op, "v");
+    RN_CHECK(q_in.dim() == 4, op, ": q must be [B,H,T,Dk], got shape ", q_in.shape());
+    RN_CHECK(k_in.shape() == q_in.shape(), op, ": k must have q's shape ", q_in.shape(), ", got ", k_in.shape());
+    RN_CHECK(v_in.dim() == 4 && v_in.size(0) == q_in.size(0) && v_in.size(1) == q_in.size(1) && v_in.size(2) == q_in.size(2),
+             op, ": v must be [B,H,T,Dv] with q's B,H,T ", q_in.shape(), ", got ", v_in.shape());
+    check_same_dtype_device(q_in, k_in, op);
+    check_same_dtype_device(q_in, v_in, op);
+    check_floating(q_in, op);
+    const int64_t B = q_in.size(0), H = q_in.size(1), T = q_in.size(2), Dk = q_in.size(3), Dv = v_in.size(3);
+    check_gamma(gamma, H, op);
+    RN_CHECK(opt.pos0 >= 0, op, ": pos0 must be ≥ 0, got ", opt.pos0);
+    RN_CHECK(opt.mode != RetentionMode::chunkwise || opt.chunk >= 1, op, ": chunk must be ≥ 1, got ", opt.chunk);
+    const DType sdt = state_dtype(q_in.dtype());
+    if (s0_in.defined()) {
+        RN_CHECK(s0_in.shape() == Shape({B, H, Dk, Dv}), op, ": initial state must be [B,H,Dk,Dv] = ",
+                 Shape({B, H, Dk, Dv}), ", got ", s0_in.shape());
+        RN_CHECK(s0_in.dtype() == sdt, op, ": initial state must be ", sdt, " for ", q_in.dtype(), " inputs, got ",
+                 s0_in.dtype());
+        RN_CHECK(s0_in.device() == q_in.device(), op, ": initial state on ", s0_in.device(), ", inputs on ",
+                 q_in.device());
+    }
+    if (q_in.is_cpu())
+        RN_CHECK(q_in.dtype() != DType::bf16, op, ": the CPU computes retention in f32 or f64, got bf16. HINT: .to(DType::f32)");
+
+    Tensor q = contiguous_nograd(q_in), k = contiguous_nograd(k_in), v = contiguous_nograd(v_in);
+    Tensor s0 = s0_in.defined() ? contiguous_nograd(s0_in) : Tensor();
+    Tensor out = empty(v.shape(), v.dtype(), v.device());
+    // the final state is always computed when the graph may need it (its gradient path)
+    Tensor sT = opt.return_state ? empty({B, H, Dk, Dv}, sdt, q.device()) : Tensor();
+    cpu::RetentionShape shape{B, H, T, Dk, Dv, opt.mode == RetentionMode::chunkwise ? opt.chunk : 64, opt.pos0};
+    auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
+    if (q.is_cuda())
+        cuda::retention_forward(opt.mode, q.dtype(), shape, gamma, ptr(q), ptr(k), ptr(v), ptr(s0), ptr(out), ptr(sT));
+    else
+        cpu::retention_forward(opt.mode, q.dtype(), shape, gamma.data(), ptr(q), ptr(k), ptr(v), ptr(s0), ptr(out),
+                               ptr(sT));
+
+    if (any_requires_grad({q_in, k_in, v_in, s0_in})) {
+        auto n = make_node(opt.mode);
+        n->mode = opt.mode;
+        n->shape = shape;
+        n->gamma = gamma;
+        n->q = SavedTensor(q);
+        n->k = SavedTensor(k);
+        n->v = SavedTensor(v);
+        n->s0 = SavedTensor(s0);
+        n->has_state_out = opt.return_state;
+        std::vector<Tensor> outs = {out};
+        if (opt.return_state) outs.push_back(sT);
+        record(n, {q_in, k_in, v_in, s0_in}, outs);
+    }
+    return {out, sT};
+}
+
+Tensor retention_step(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const std::vector<double>& gamma,
+                      const Tensor& state, const Tensor& pos_in) {
+    const char* op = "retention_step";
+    RN_CHECK(q_in.dim() == 3 && k_in.shape() == q_in.shape(), op, ": q and k must be [B,H,Dk] of one shape, got ",
+             q_in.shape(), " and ", k_in.shape());
+    const int64_t B = q_in.size(0), H = q_in.size(1), Dk = q_in.size(2);
+    RN_CHECK(v_in.dim() == 3 && v_in.size(0) == B && v_in.size(1) == H, op, ": v must be [B,H,Dv] with B=", B,
+             ", H=", H, ", got ", v_in.shape());
+    const int64_t Dv = v_in.size(2);
+    check_same_dtype_device(q_in, k_in, op);
+    check_same_dtype_device(q_in, v_in, op);
+    check_floating(q_in, op);
+    check_gamma(gamma, H, op);
+    RN_CHECK(state.defined() && state.shape() == Shape({B, H, Dk, Dv}), op, ": state must be [B,H,Dk,Dv] = ",
+             Shape({B, H, Dk, Dv}), ", got ", state.defined() ? state.shape() : Shape{});
+    RN_CHECK(state.dtype() == state_dtype(q_in.dtype()) && state.device() == q_in.device(), op, ": state must be ",
+             state_dtype(q_in.dtype()), " on ", q_in.device(), ", got ", state.dtype(), " on ", state.device());
+    RN_CHECK(state.is_contiguous(), op, ": the state must be contiguous (it is updated in place)");
+    RN_CHECK(pos_in.defined() && pos_in.shape() == Shape({B}), op, ": pos must be [B] = [", B, "], got ",
+             pos_in.defined() ? pos_in.shape() : Shape{});
+    check_index_dtype(pos_in, op);
+    check_inplace_allowed(state, op);
+    Tensor q = contiguous_nograd(q_in), k = contiguous_nograd(k_in), v = contiguous_nograd(v_in);
+    Tensor pos = contiguous_nograd(cast_nograd(pos_in, DType::i64));
+    Tensor out = empty({B, H, Dv}, v.dtype(), v.device());
+    if (q.is_cuda()) {
+        pos = to_device_nograd(pos, q.device());
+        cuda::retention_step(q.dtype(), B, H, Dk, Dv, gamma, pos.data<int64_t>(), q.raw_data(), k.raw_data(),
+                             v.raw_data(), state.raw_data(), out.raw_data());
+    } else {
+        RN_CHECK(q.dtype() != DType::bf16, op, ": the CPU computes in f32 or f64, got bf16");
+        const int64_t* pp = pos.data<int64_t>();
+        for (int64_t b = 0; b < B; ++b) RN_CHECK(pp[b] >= 0, op, ": pos[", b, "] = ", pp[b], " is negative");
+        cpu::retention_step(q.dtype(), B, H, Dk, Dv, gamma.data(), pp, q.raw_data(), k.raw_data(), v.raw_data(),
+                            state.raw_data(), out.raw_data());
+    }
+    state.bump_version();
+    return out;
+}
+
+}  // namespace rn
