@@ -10,6 +10,15 @@
 
 namespace rn {
 
+// Bytes held by CPU tensors in this process, and the peak since the last reset
+// (examples and benchmarks print these; the CUDA allocator has its own, cuda/memory.h).
+struct CpuMemoryStats {
+    size_t allocated = 0;
+    size_t peak = 0;
+};
+CpuMemoryStats cpu_memory_stats();
+void reset_cpu_peak();
+
 class Storage {
 public:
     Storage(size_t nbytes, Device device);  // uninitialised bytes
