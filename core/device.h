@@ -1,5 +1,6 @@
 // core/device.h — where a tensor's bytes live: the CPU or one CUDA device.
 #pragma once
+#include <cstdint>
 #include <ostream>
 #include <string>
 

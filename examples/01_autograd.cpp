@@ -20,7 +20,7 @@ int main() {
     // ---- data: N points on two spirals, labels 0 and 1
     const int64_t N = 256;
     std::vector<float> xy(size_t(N) * 2);
-    std::vector<int64_t> label(size_t(N));
+    std::vector<int64_t> label(static_cast<size_t>(N));
     for (int64_t i = 0; i < N; ++i) {
         int64_t cls = i % 2;
         double t = 0.25 + 3.0 * double(i / 2) / double(N / 2);  // angle grows along the arm
