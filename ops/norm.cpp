@@ -1,9 +1,11 @@
 // ops/norm.cpp — layer_norm and rms_norm: input checks, the fused forward (which keeps the
 // per-row statistics) and the backward nodes that hand them to the fused backward kernel.
-// Kernels in ops/norm_cpu.cpp. Dimension key: N rows, C the normalised (last) dim.
+// Kernels in ops/norm_cpu.cpp and cuda/norm.cu. Dimension key: N rows, C the normalised
+// (last) dim.
 #include "ops/norm.h"
 
 #include "autograd/node.h"
+#include "cuda/norm.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -15,7 +17,6 @@ DType stat_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; 
 void check_norm_inputs(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
     check_defined(x, op);
     check_floating(x, op);
-    check_cpu(x, op);
     RN_CHECK(x.dim() >= 1, op, ": expected a tensor with at least 1 dim, got a 0-d tensor");
     RN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
     const int64_t C = x.shape().back();
@@ -46,10 +47,16 @@ struct LayerNormBackward : Node {
         if (needs_input_grad(1)) dw = empty(input_meta[1].shape, xs.dtype(), xs.device());
         if (needs_input_grad(2)) db = empty(input_meta[2].shape, xs.dtype(), xs.device());
         if (!dx.defined() && !dw.defined() && !db.defined()) return {dx, dw, db};
-        cpu::layer_norm_backward(xs.dtype(), dx.defined() ? dx.raw_data() : nullptr,
-                                 dw.defined() ? dw.raw_data() : nullptr, db.defined() ? db.raw_data() : nullptr,
-                                 dout.raw_data(), xs.raw_data(), ws.defined() ? ws.raw_data() : nullptr,
-                                 ms.raw_data(), rs.raw_data(), rows, cols);
+        void* dxp = dx.defined() ? dx.raw_data() : nullptr;
+        void* dwp = dw.defined() ? dw.raw_data() : nullptr;
+        void* dbp = db.defined() ? db.raw_data() : nullptr;
+        const void* wp = ws.defined() ? ws.raw_data() : nullptr;
+        if (xs.is_cuda())
+            cuda::layer_norm_backward(xs.dtype(), dxp, dwp, dbp, dout.raw_data(), xs.raw_data(), wp, ms.raw_data(),
+                                      rs.raw_data(), rows, cols);
+        else
+            cpu::layer_norm_backward(xs.dtype(), dxp, dwp, dbp, dout.raw_data(), xs.raw_data(), wp, ms.raw_data(),
+                                     rs.raw_data(), rows, cols);
         return {dx, dw, db};
     }
     void release() override { x.reset(); weight.reset(); mean.reset(); rstd.reset(); }
@@ -69,9 +76,13 @@ struct RmsNormBackward : Node {
         if (needs_input_grad(0)) dx = empty(input_meta[0].shape, xs.dtype(), xs.device());
         if (needs_input_grad(1)) dw = empty(input_meta[1].shape, xs.dtype(), xs.device());
         if (!dx.defined() && !dw.defined()) return {dx, dw};
-        cpu::rms_norm_backward(xs.dtype(), dx.defined() ? dx.raw_data() : nullptr,
-                               dw.defined() ? dw.raw_data() : nullptr, dout.raw_data(), xs.raw_data(),
-                               ws.defined() ? ws.raw_data() : nullptr, rs.raw_data(), rows, cols);
+        void* dxp = dx.defined() ? dx.raw_data() : nullptr;
+        void* dwp = dw.defined() ? dw.raw_data() : nullptr;
+        const void* wp = ws.defined() ? ws.raw_data() : nullptr;
+        if (xs.is_cuda())
+            cuda::rms_norm_backward(xs.dtype(), dxp, dwp, dout.raw_data(), xs.raw_data(), wp, rs.raw_data(), rows, cols);
+        else
+            cpu::rms_norm_backward(xs.dtype(), dxp, dwp, dout.raw_data(), xs.raw_data(), wp, rs.raw_data(), rows, cols);
         return {dx, dw};
     }
     void release() override { x.reset(); weight.reset(); rstd.reset(); }
@@ -89,9 +100,14 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
     Tensor out = empty(x.shape(), x.dtype(), x.device());
     Tensor mean = empty({rows}, stat_dtype(x.dtype()), x.device());
     Tensor rstd = empty({rows}, stat_dtype(x.dtype()), x.device());
-    cpu::layer_norm_forward(x.dtype(), out.raw_data(), mean.raw_data(), rstd.raw_data(), x.raw_data(),
-                            w.defined() ? w.raw_data() : nullptr, b.defined() ? b.raw_data() : nullptr, rows, cols,
-                            eps);
+    const void* wp = w.defined() ? w.raw_data() : nullptr;
+    const void* bp = b.defined() ? b.raw_data() : nullptr;
+    if (x.is_cuda())
+        cuda::layer_norm_forward(x.dtype(), out.raw_data(), mean.raw_data(), rstd.raw_data(), x.raw_data(), wp, bp,
+                                 rows, cols, eps);
+    else
+        cpu::layer_norm_forward(x.dtype(), out.raw_data(), mean.raw_data(), rstd.raw_data(), x.raw_data(), wp, bp,
+                                rows, cols, eps);
     if (any_requires_grad({x_in, weight, bias})) {
         auto n = std::make_shared<LayerNormBackward>();
         n->x = SavedTensor(x);
@@ -113,8 +129,9 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& weight, double eps) {
     Tensor w = weight.defined() ? contiguous_nograd(weight) : Tensor();
     Tensor out = empty(x.shape(), x.dtype(), x.device());
     Tensor rstd = empty({rows}, stat_dtype(x.dtype()), x.device());
-    cpu::rms_norm_forward(x.dtype(), out.raw_data(), rstd.raw_data(), x.raw_data(),
-                          w.defined() ? w.raw_data() : nullptr, rows, cols, eps);
+    const void* wp = w.defined() ? w.raw_data() : nullptr;
+    if (x.is_cuda()) cuda::rms_norm_forward(x.dtype(), out.raw_data(), rstd.raw_data(), x.raw_data(), wp, rows, cols, eps);
+    else cpu::rms_norm_forward(x.dtype(), out.raw_data(), rstd.raw_data(), x.raw_data(), wp, rows, cols, eps);
     if (any_requires_grad({x_in, weight})) {
         auto n = std::make_shared<RmsNormBackward>();
         n->x = SavedTensor(x);

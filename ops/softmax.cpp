@@ -1,11 +1,15 @@
 // ops/softmax.cpp — softmax, log_softmax and cross_entropy: input checks, the move of the
 // softmax dim to the end (so one row kernel serves every dim), and the backward nodes.
-// Kernels in ops/softmax_cpu.cpp. Dimension key: N rows, C the softmax dim / classes.
+// Kernels in ops/softmax_cpu.cpp and cuda/softmax.cu. Dimension key: N rows, C the softmax
+// dim / classes.
 #include "ops/softmax.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 #include "autograd/node.h"
+#include "cuda/softmax.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -49,7 +53,8 @@ struct SoftmaxBackward : Node {
         Tensor dx = empty_like(dy);
         const int64_t cols = yr.dim() ? yr.shape().back() : 1;
         const int64_t rows = cols ? yr.numel() / cols : 0;
-        cpu::softmax_backward(dy.dtype(), dx.raw_data(), dy.raw_data(), yr.raw_data(), rows, cols, log);
+        if (dy.is_cuda()) cuda::softmax_backward(dy.dtype(), dx.raw_data(), dy.raw_data(), yr.raw_data(), rows, cols, log);
+        else cpu::softmax_backward(dy.dtype(), dx.raw_data(), dy.raw_data(), yr.raw_data(), rows, cols, log);
         return {dim_back(dx, dim)};
     }
     void release() override { y.reset(); }
@@ -60,14 +65,14 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
     const char* name = log ? "log_softmax" : "softmax";
     check_defined(x, name);
     check_floating(x, name);
-    check_cpu(x, name);
     RN_CHECK(x.dim() >= 1, name, ": expected a tensor with at least 1 dim, got a 0-d tensor");
     const int64_t d = wrap_dim(dim, x.dim(), name);
     Tensor xr = dim_last(x, d);
     Tensor yr = empty(xr.shape(), xr.dtype(), xr.device());
     const int64_t cols = x.shape()[size_t(d)];
     const int64_t rows = cols ? x.numel() / cols : 0;
-    cpu::softmax_forward(x.dtype(), yr.raw_data(), xr.raw_data(), rows, cols, log);
+    if (x.is_cuda()) cuda::softmax_forward(x.dtype(), yr.raw_data(), xr.raw_data(), rows, cols, log);
+    else cpu::softmax_forward(x.dtype(), yr.raw_data(), xr.raw_data(), rows, cols, log);
     Tensor y = dim_back(yr, d);
     if (any_requires_grad({x})) {
         auto n = std::make_shared<SoftmaxBackward>();
@@ -84,17 +89,26 @@ struct CrossEntropyBackward : Node {
     SavedTensor logits;   // [N, C] contiguous (input dtype)
     SavedTensor targets;  // i64 [N] contiguous
     SavedTensor lse;      // f64 [N]: log-sum-exp per row, so backward needs no second reduction
-    int64_t rows = 0, cols = 0, count = 0, ignore_index = -100;
+    SavedTensor count_dev;  // CUDA only: i64 [1], the count left on the device (cuda/softmax.h)
+    int64_t rows = 0, cols = 0, count = 0, ignore_index = -100;  // count: CPU only
     std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
         Tensor x = logits.get("CrossEntropyBackward");
         Tensor t = targets.get("CrossEntropyBackward");
         Tensor l = lse.get("CrossEntropyBackward");
         Tensor dx = empty(input_meta[0].shape, x.dtype(), x.device());
-        cpu::cross_entropy_backward(x.dtype(), dx.raw_data(), g[0].item(), x.raw_data(), l.data<double>(),
-                                    t.data<int64_t>(), rows, cols, ignore_index, count);
+        if (x.is_cuda()) {
+            // the upstream gradient stays on the device: no .item(), no sync
+            Tensor dloss = contiguous_nograd(g[0].dtype() == x.dtype() ? g[0] : cast_nograd(g[0], x.dtype()));
+            cuda::cross_entropy_backward(x.dtype(), dx.raw_data(), dloss.raw_data(), x.raw_data(), l.data<double>(),
+                                         t.data<int64_t>(), count_dev.get("CrossEntropyBackward").data<int64_t>(),
+                                         rows, cols, ignore_index);
+        } else {
+            cpu::cross_entropy_backward(x.dtype(), dx.raw_data(), g[0].item(), x.raw_data(), l.data<double>(),
+                                        t.data<int64_t>(), rows, cols, ignore_index, count);
+        }
         return {dx};
     }
-    void release() override { logits.reset(); targets.reset(); lse.reset(); }
+    void release() override { logits.reset(); targets.reset(); lse.reset(); count_dev.reset(); }
     std::string name() const override { return "CrossEntropyBackward"; }
 };
 
@@ -103,6 +117,17 @@ std::string index_str(int64_t i, const Shape& s) {
     Shape idx(s.size());
     for (size_t k = s.size(); k-- > 0;) { idx[k] = i % s[k]; i /= s[k]; }
     return shape_str(idx);
+}
+
+// RN_CUDA_CHECK_TARGETS=1: CUDA cross_entropy waits for its forward and throws the CPU's
+// message on a bad target. Off by default: a bad target then makes the loss and the gradient
+// NaN without stopping the host (see cuda/softmax.h).
+bool cuda_check_targets() {
+    static const bool on = [] {
+        const char* e = std::getenv("RN_CUDA_CHECK_TARGETS");
+        return e && *e && std::strcmp(e, "0") != 0;
+    }();
+    return on;
 }
 }  // namespace
 
@@ -114,8 +139,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     check_defined(logits, name, "logits");
     check_defined(targets, name, "targets");
     check_floating(logits, name);
-    check_cpu(logits, name);
-    check_cpu(targets, name);
+    RN_CHECK(targets.device() == logits.device(), "cross_entropy: targets are on ", targets.device(),
+             " but logits are on ", logits.device(), ". HINT: move both to one device with .to(device)");
     RN_CHECK(targets.dtype() == DType::i32 || targets.dtype() == DType::i64,
              "cross_entropy: expected integer targets (i32 or i64), got ", targets.dtype(),
              ". HINT: class indices, not probabilities or one-hot rows");
@@ -129,31 +154,44 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
              "; expected ", lead, " or [", N, "]");
 
     Tensor t64 = contiguous_nograd(targets.dtype() == DType::i64 ? targets : cast_nograd(targets, DType::i64));
-    const int64_t* tp = t64.data<int64_t>();
-    int64_t count = 0;
-    for (int64_t r = 0; r < N; ++r) {
-        const int64_t t = tp[r];
-        if (t == ignore_index) continue;
-        if (t < 0 || t >= C) {
-            std::ostringstream where;
-            where << "position " << r;
-            if (targets.dim() > 1) where << " (index " << index_str(r, targets.shape()) << ")";
-            RN_FAIL("cross_entropy: target ", t, " at ", where.str(), " is out of range for ", C,
-                    " classes; expected 0 <= target < ", C, " or ignore_index (", ignore_index, ")");
-        }
-        ++count;
-    }
+    auto bad_target = [&](int64_t r, int64_t t) {
+        std::ostringstream where;
+        where << "position " << r;
+        if (targets.dim() > 1) where << " (index " << index_str(r, targets.shape()) << ")";
+        RN_FAIL("cross_entropy: target ", t, " at ", where.str(), " is out of range for ", C,
+                " classes; expected 0 <= target < ", C, " or ignore_index (", ignore_index, ")");
+    };
 
     Tensor x = contiguous_nograd(logits);
     Tensor loss = empty({}, logits.dtype(), logits.device());
     Tensor lse = empty({N}, DType::f64, logits.device());
-    cpu::cross_entropy_forward(x.dtype(), loss.raw_data(), lse.data<double>(), x.raw_data(), tp, N, C, ignore_index,
-                               count);
+    int64_t count = 0;  // CPU: counted here; CUDA: count_dev, counted and validated on the device
+    Tensor count_dev;
+    if (logits.is_cuda()) {
+        count_dev = empty({1}, DType::i64, logits.device());
+        cuda::cross_entropy_forward(x.dtype(), loss.raw_data(), lse.data<double>(), count_dev.data<int64_t>(),
+                                    x.raw_data(), t64.data<int64_t>(), N, C, ignore_index);
+        if (cuda_check_targets()) {  // debug path: one sync
+            const int64_t c = int64_t(count_dev.item());
+            if (c < 0) bad_target(-1 - c, int64_t(make_view(t64, {}, {}, t64.offset() - 1 - c).item()));
+        }
+    } else {
+        const int64_t* tp = t64.data<int64_t>();
+        for (int64_t r = 0; r < N; ++r) {
+            const int64_t t = tp[r];
+            if (t == ignore_index) continue;
+            if (t < 0 || t >= C) bad_target(r, t);
+            ++count;
+        }
+        cpu::cross_entropy_forward(x.dtype(), loss.raw_data(), lse.data<double>(), x.raw_data(), tp, N, C,
+                                   ignore_index, count);
+    }
     if (any_requires_grad({logits})) {
         auto n = std::make_shared<CrossEntropyBackward>();
         n->logits = SavedTensor(x);
         n->targets = SavedTensor(t64);
         n->lse = SavedTensor(lse);
+        if (count_dev.defined()) n->count_dev = SavedTensor(count_dev);
         n->rows = N;
         n->cols = C;
         n->count = count;

@@ -1,0 +1,31 @@
+// cuda/norm.h — CUDA kernels for layer_norm and rms_norm, one to one with the rn::cpu
+// functions in ops/norm.h (same names, same arguments; pointers are device pointers; all
+// work is queued on the current device's compute stream). Dimension key: N rows, C the
+// normalised (last) dim; every buffer contiguous.
+//
+// dt is the dtype of x/out/w/b and their gradients (f32, f64, bf16); the statistics
+// mean/rstd [N] are f64 when dt is f64 and f32 otherwise. Null w/b means "none"; a null
+// gradient pointer means "not wanted". dw/db are overwritten (not accumulated), reduced over
+// the rows in a fixed order without atomics: the same inputs give the same bits every run.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace rn::cuda {
+
+//   out [N, C], mean [N], rstd [N], x [N, C], w [C], b [C]
+void layer_norm_forward(DType dt, void* out, void* mean, void* rstd, const void* x, const void* w_or_null,
+                        const void* b_or_null, int64_t rows, int64_t cols, double eps);
+//   dx [N, C], dw [C], db [C]; dout [N, C]
+void layer_norm_backward(DType dt, void* dx_or_null, void* dw_or_null, void* db_or_null, const void* dout,
+                         const void* x, const void* w_or_null, const void* mean, const void* rstd, int64_t rows,
+                         int64_t cols);
+//   out [N, C], rstd [N], x [N, C], w [C]
+void rms_norm_forward(DType dt, void* out, void* rstd, const void* x, const void* w_or_null, int64_t rows,
+                      int64_t cols, double eps);
+//   dx [N, C], dw [C]; dout [N, C]
+void rms_norm_backward(DType dt, void* dx_or_null, void* dw_or_null, const void* dout, const void* x,
+                       const void* w_or_null, const void* rstd, int64_t rows, int64_t cols);
+
+}  // namespace rn::cuda

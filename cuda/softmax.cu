@@ -1,0 +1,622 @@
+// cuda/softmax.cu — softmax, log_softmax and cross-entropy row kernels (mirror of
+// ops/softmax_cpu.cpp). Dimension key: N rows, C columns (softmax dim / vocabulary), both
+// contiguous; T the storage type (float, double, bf16), A its arithmetic type (float for
+// f32 and bf16, double for f64).
+//
+// Shapes of work: a short row goes to 8 lanes of a warp (C ≤ 8·8·V elements: 32 rows a
+// 256-thread block, so that a warp has four rows' loads in flight), a row of C ≤ 32·8·V to
+// a whole warp (8 rows a block), both grid-striding over rows; a longer row (a 32000
+// vocabulary) to one block of ≤ 512 threads. Rows move in 16-byte vectors (V = 16 /
+// sizeof(T) elements): a row that does not start on a 16-byte boundary (odd C) is split
+// into a scalar head up to the boundary, the vector body and a scalar tail, so odd
+// vocabularies are vectorised too. When the operands of one kernel are not congruent mod
+// 16 bytes, the kernel falls back to scalar accesses (V = 1).
+//
+// Statistics: the max and Σ exp(x − max) come from one read pass ("online softmax": a
+// running max, and the running sum rescaled by exp(old max − new max) when the max
+// grows), merged across lanes and warps in a fixed tree, so results are deterministic.
+// The softmax forward keeps the row in registers when it fits (up to 16 vectors a thread:
+// C ≤ 32768 f32 / bf16, 8192 f64), so x is read from memory exactly once; the other kernels
+// re-read the row for their second pass (from L1/L2) or need only one.
+//
+// Cross-entropy never syncs with the host: the forward writes lse [N] and a per-row loss
+// term, then one small block reduces them in a fixed order into the mean loss and the
+// count of non-ignored rows, both left on the device; the backward reads the upstream
+// gradient and the count from device memory and writes dlogits in one pass.
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "core/tensor.h"
+#include "cuda/check.h"
+#include "cuda/context.h"
+#include "cuda/math.cuh"
+#include "cuda/softmax.h"
+
+namespace rn::cuda {
+
+namespace {
+
+constexpr int kCache = 8;        // vectors a thread aims at in the streaming kernels
+constexpr int kWarpBlock = 256;  // threads of a block in lanes-per-row mode (8 or 32 rows)
+constexpr int kMaxBlock = 512;   // block size cap of the block-per-row kernels (≤ 128 registers)
+constexpr int kFinalThreads = 1024;
+
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+    T v[V];
+};
+
+template <int N>
+struct Width {
+    static constexpr int value = N;
+};
+
+// Packs move as whole 16-byte words (every pack here is 16 bytes, or one element) through
+// the explicit global load/store intrinsics: from a plain struct store nvcc lost the
+// alignment of `row + head + i·V` and wrote one st.global per element (seen in the PTX),
+// which halved bf16 bandwidth (measured on the H200: CE backward bf16 at 0.93 TB/s).
+template <typename T, int V>
+__device__ __forceinline__ Pack<T, V> load_pack(const T* p) {
+    Pack<T, V> q;
+    constexpr int B = int(sizeof(T)) * V;
+    if constexpr (B == 16) {
+        const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+        memcpy(&q, &u, 16);
+    } else if constexpr (B == 8) {
+        const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
+        memcpy(&q, &u, 8);
+    } else {
+#pragma unroll
+        for (int e = 0; e < V; ++e) q.v[e] = p[e];
+    }
+    return q;
+}
+template <typename T, int V>
+__device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& q) {
+    constexpr int B = int(sizeof(T)) * V;
+    if constexpr (B == 16) {
+        uint4 u;
+        memcpy(&u, &q, 16);
+        __stwb(reinterpret_cast<uint4*>(p), u);
+    } else if constexpr (B == 8) {
+        uint2 u;
+        memcpy(&u, &q, 8);
+        __stwb(reinterpret_cast<uint2*>(p), u);
+    } else {
+#pragma unroll
+        for (int e = 0; e < V; ++e) p[e] = q.v[e];
+    }
+}
+
+// N contiguous elements from p (N = V: one 16-byte load), as arithmetic values
+template <int N, typename T, typename A>
+__device__ __forceinline__ void load_n(const T* p, A (&out)[N]) {
+    const Pack<T, N> q = load_pack<T, N>(p);
+#pragma unroll
+    for (int k = 0; k < N; ++k) out[k] = ld(q.v[k]);
+}
+template <int N, typename T, typename A>
+__device__ __forceinline__ void store_n(T* p, const A (&in)[N]) {
+    Pack<T, N> q;
+#pragma unroll
+    for (int k = 0; k < N; ++k) q.v[k] = st<T>(in[k]);
+    store_pack(p, q);
+}
+
+// One row seen as: head scalars up to the first 16-byte boundary, V-wide vectors, tail scalars.
+struct RowSplit {
+    int head;      // < V
+    int64_t nvec;  // vectors after the head
+    int tail;      // < V
+};
+template <int V, typename T>
+__device__ __forceinline__ RowSplit split_row(const T* row, int64_t cols) {
+    RowSplit s{0, cols, 0};
+    if constexpr (V > 1) {
+        const int mis = int((reinterpret_cast<uintptr_t>(row) & 15) / sizeof(T));
+        const int to_boundary = mis ? V - mis : 0;
+        s.head = int(cols < to_boundary ? cols : to_boundary);
+        s.nvec = (cols - s.head) / V;
+        s.tail = int(cols - s.head - s.nvec * V);
+    }
+    return s;
+}
+
+// calls f(c, Width<N>) for each piece [c, c + N) of the row this lane owns; head and tail
+// go one scalar each to lanes 0.. (head, tail < V ≤ 8 ≤ the group size)
+template <int V, typename F>
+__device__ __forceinline__ void visit_row(const RowSplit& s, int lane, int nth, F&& f) {
+    if (lane < s.head) f(int64_t(lane), Width<1>{});
+#pragma unroll 4
+    for (int64_t i = lane; i < s.nvec; i += nth) f(s.head + i * V, Width<V>{});
+    if (lane < s.tail) f(s.head + s.nvec * V + lane, Width<1>{});
+}
+
+// running max m and Σ exp(x − m) of the values seen so far
+template <typename A>
+struct MaxSum {
+    A m, s;
+};
+
+template <typename A>
+__device__ __forceinline__ MaxSum<A> merge(MaxSum<A> a, MaxSum<A> b) {
+    const A m = a.m > b.m ? a.m : b.m;
+    if (m == A(-INFINITY)) return {m, A(0)};  // both empty or all −inf: exp(−inf − −inf) would be NaN
+    return {m, a.s * d_exp(a.m - m) + b.s * d_exp(b.m - m)};
+}
+
+// folds N values into the running (max, sum): one rescale per N values, not per value.
+// NaN never becomes the max (comparisons with NaN are false) but reaches the sum through
+// exp(NaN − m), so a row holding NaN comes out all NaN, as on the CPU.
+template <int N, typename A>
+__device__ __forceinline__ void online(MaxSum<A>& ms, const A (&v)[N]) {
+    A vm = ms.m;
+#pragma unroll
+    for (int k = 0; k < N; ++k) vm = v[k] > vm ? v[k] : vm;
+    if (vm == A(-INFINITY)) return;  // nothing but −inf so far
+    A acc = ms.s * d_exp(ms.m - vm);
+#pragma unroll
+    for (int k = 0; k < N; ++k) acc += d_exp(v[k] - vm);
+    ms = {vm, acc};
+}
+
+// Over an aligned group of LANES lanes of a warp (xor with o < LANES stays in the group).
+// mask names the group's lanes only: the groups of one warp work on different rows, and a
+// group past the last row has left the row loop while the others still shuffle.
+template <int LANES, typename A>
+__device__ __forceinline__ A lanes_sum(A v, unsigned mask) {
+#pragma unroll
+    for (int o = LANES / 2; o > 0; o >>= 1) v += __shfl_xor_sync(mask, v, o);
+    return v;
+}
+template <int LANES, typename A>
+__device__ __forceinline__ MaxSum<A> lanes_merge(MaxSum<A> v, unsigned mask) {
+    // xor butterfly: merge is commutative bit for bit, so every lane ends with the same pair
+#pragma unroll
+    for (int o = LANES / 2; o > 0; o >>= 1) {
+        MaxSum<A> w{__shfl_xor_sync(mask, v.m, o), __shfl_xor_sync(mask, v.s, o)};
+        v = merge(v, w);
+    }
+    return v;
+}
+
+// The threads that share one row: LANES lanes of a warp (8 or 32), or the whole block
+// (LANES = 0). Every thread of a group gets the reductions' result.
+template <int LANES>
+struct Group {
+    int lane, nth;
+    unsigned mask;  // this group's lanes in its warp (the whole warp for a block)
+    int64_t row0, rstride;
+    __device__ Group() {
+        if constexpr (LANES > 0 && LANES < 32) mask = ((1u << LANES) - 1) << ((threadIdx.x & 31) & ~(LANES - 1));
+        else mask = 0xffffffffu;
+        if constexpr (LANES > 0) {
+            const int per_block = blockDim.x / LANES;
+            lane = threadIdx.x % LANES;
+            nth = LANES;
+            row0 = int64_t(blockIdx.x) * per_block + threadIdx.x / LANES;
+            rstride = int64_t(gridDim.x) * per_block;
+        } else {
+            lane = threadIdx.x;
+            nth = blockDim.x;
+            row0 = blockIdx.x;
+            rstride = gridDim.x;
+        }
+    }
+    template <typename A>
+    __device__ A sum(A v) const {
+        if constexpr (LANES > 0) return lanes_sum<LANES>(v, mask);
+        else return block_sum(v);
+    }
+    template <typename A>
+    __device__ MaxSum<A> max_sum(MaxSum<A> v) const {
+        v = lanes_merge<(LANES > 0 ? LANES : 32)>(v, mask);
+        if constexpr (LANES == 0) {
+            __shared__ A pm[32], ps[32];
+            const int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+            __syncthreads();  // the previous row's readers are done with pm/ps
+            if (lane % 32 == 0) { pm[w] = v.m; ps[w] = v.s; }
+            __syncthreads();
+            const int l = threadIdx.x & 31;
+            v = l < nw ? MaxSum<A>{pm[l], ps[l]} : MaxSum<A>{A(-INFINITY), A(0)};
+            v = lanes_merge<32>(v, 0xffffffffu);
+        }
+        return v;
+    }
+};
+
+// ---------------------------------------------------------------- softmax forward
+
+// y = exp(x − m) / s, or (x − m) − log s. CACHE > 0: the row lives in registers between the
+// statistics pass and the write pass (the launcher guarantees nvec ≤ nth · CACHE).
+template <typename T, int V, int LANES, int CACHE>
+__global__ void __launch_bounds__(LANES ? kWarpBlock : kMaxBlock)
+softmax_forward_kernel(T* __restrict__ y, const T* __restrict__ x, int64_t rows, int64_t cols, bool log) {
+    using A = typename acc_of<T>::type;
+    const Group<LANES> g;
+    for (int64_t r = g.row0; r < rows; r += g.rstride) {
+        const T* xr = x + r * cols;  // [C]
+        T* yr = y + r * cols;        // [C]
+        const RowSplit sp = split_row<V>(xr, cols);
+        MaxSum<A> ms{A(-INFINITY), A(0)};
+        if constexpr (CACHE > 0) {
+            Pack<T, V> buf[CACHE];
+            A hv[1] = {A(0)}, tv[1] = {A(0)};
+            const bool has_h = g.lane < sp.head, has_t = g.lane < sp.tail;
+            const int64_t tail0 = sp.head + sp.nvec * V;
+            if (has_h) hv[0] = ld(xr[g.lane]);
+            if (has_t) tv[0] = ld(xr[tail0 + g.lane]);
+#pragma unroll
+            for (int k = 0; k < CACHE; ++k) {
+                const int64_t i = g.lane + int64_t(k) * g.nth;
+                if (i < sp.nvec) buf[k] = load_pack<T, V>(xr + sp.head + i * V);
+            }
+            if (has_h) online(ms, hv);
+            if (has_t) online(ms, tv);
+#pragma unroll
+            for (int k = 0; k < CACHE; ++k) {
+                const int64_t i = g.lane + int64_t(k) * g.nth;
+                if (i < sp.nvec) {
+                    A v[V];
+#pragma unroll
+                    for (int e = 0; e < V; ++e) v[e] = ld(buf[k].v[e]);
+                    online(ms, v);
+                }
+            }
+            ms = g.max_sum(ms);
+            const A inv = A(1) / ms.s, ls = d_log(ms.s);
+            auto f = [&](A v) { return log ? (v - ms.m) - ls : d_exp(v - ms.m) * inv; };
+            if (has_h) yr[g.lane] = st<T>(f(hv[0]));
+            if (has_t) yr[tail0 + g.lane] = st<T>(f(tv[0]));
+#pragma unroll
+            for (int k = 0; k < CACHE; ++k) {
+                const int64_t i = g.lane + int64_t(k) * g.nth;
+                if (i < sp.nvec) {
+                    Pack<T, V> o;
+#pragma unroll
+                    for (int e = 0; e < V; ++e) o.v[e] = st<T>(f(ld(buf[k].v[e])));
+                    store_pack(yr + sp.head + i * V, o);
+                }
+            }
+        } else {
+            // the row does not fit in registers: read it twice (the second read mostly hits L2)
+            visit_row<V>(sp, g.lane, g.nth, [&](int64_t c, auto w) {
+                constexpr int N = decltype(w)::value;
+                A v[N];
+                load_n<N>(xr + c, v);
+                online(ms, v);
+            });
+            ms = g.max_sum(ms);
+            const A inv = A(1) / ms.s, ls = d_log(ms.s);
+            visit_row<V>(sp, g.lane, g.nth, [&](int64_t c, auto w) {
+                constexpr int N = decltype(w)::value;
+                A v[N];
+                load_n<N>(xr + c, v);
+#pragma unroll
+                for (int k = 0; k < N; ++k) v[k] = log ? (v[k] - ms.m) - ls : d_exp(v[k] - ms.m) * inv;
+                store_n<N>(yr + c, v);
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------- softmax backward
+
+// softmax:     dx = y ⊙ (dy − Σ dy⊙y)
+// log_softmax: dx = dy − exp(y) ⊙ Σ dy
+template <typename T, int V, int LANES>
+__global__ void __launch_bounds__(LANES ? kWarpBlock : kMaxBlock)
+softmax_backward_kernel(T* __restrict__ dx, const T* __restrict__ dy, const T* __restrict__ y, int64_t rows,
+                        int64_t cols, bool log) {
+    using A = typename acc_of<T>::type;
+    const Group<LANES> g;
+    for (int64_t r = g.row0; r < rows; r += g.rstride) {
+        const T* dyr = dy + r * cols;  // [C]
+        const T* yr = y + r * cols;    // [C]
+        T* dxr = dx + r * cols;        // [C]
+        const RowSplit sp = split_row<V>(yr, cols);
+        A s = A(0);
+        visit_row<V>(sp, g.lane, g.nth, [&](int64_t c, auto w) {
+            constexpr int N = decltype(w)::value;
+            A a[N], b[N];
+            load_n<N>(dyr + c, a);
+            if (log) {
+#pragma unroll
+                for (int k = 0; k < N; ++k) s += a[k];
+            } else {
+                load_n<N>(yr + c, b);
+#pragma unroll
+                for (int k = 0; k < N; ++k) s += a[k] * b[k];
+            }
+        });
+        s = g.sum(s);
+        visit_row<V>(sp, g.lane, g.nth, [&](int64_t c, auto w) {
+            constexpr int N = decltype(w)::value;
+            A a[N], b[N];
+            load_n<N>(dyr + c, a);
+            load_n<N>(yr + c, b);
+#pragma unroll
+            for (int k = 0; k < N; ++k) a[k] = log ? a[k] - d_exp(b[k]) * s : b[k] * (a[k] - s);
+            store_n<N>(dxr + c, a);
+        });
+    }
+}
+
+// ---------------------------------------------------------------- cross-entropy
+
+// lse[n] = log Σ exp(x[n, :]); term[n] = lse[n] − x[n, t[n]] for a valid target, 0 otherwise
+// (an out-of-range target is never dereferenced; the finishing kernel flags it)
+template <typename T, int V, int LANES>
+__global__ void __launch_bounds__(LANES ? kWarpBlock : kMaxBlock)
+cross_entropy_lse_kernel(double* __restrict__ lse, double* __restrict__ term, const T* __restrict__ x,
+                         const int64_t* __restrict__ targets, int64_t rows, int64_t cols, int64_t ignore_index) {
+    using A = typename acc_of<T>::type;
+    const Group<LANES> g;
+    for (int64_t r = g.row0; r < rows; r += g.rstride) {
+        const T* xr = x + r * cols;  // [C]
+        const RowSplit sp = split_row<V>(xr, cols);
+        MaxSum<A> ms{A(-INFINITY), A(0)};
+        visit_row<V>(sp, g.lane, g.nth, [&](int64_t c, auto w) {
+            constexpr int N = decltype(w)::value;
+            A v[N];
+            load_n<N>(xr + c, v);
+            online(ms, v);
+        });
+        ms = g.max_sum(ms);
+        if (g.lane == 0) {
+            // max + log Σ in double: lse ≈ 1000 rounded to f32 would be off by 6e-5
+            const double l = double(ms.m) + ::log(double(ms.s));
+            lse[r] = l;
+            const int64_t t = targets[r];
+            term[r] = (t != ignore_index && t >= 0 && t < cols) ? l - double(ld(xr[t])) : 0.0;
+        }
+    }
+}
+
+__device__ __forceinline__ long long warp_min_ll(long long v) {
+    for (int o = 16; o > 0; o >>= 1) {
+        long long w = __shfl_xor_sync(0xffffffffu, v, o);
+        v = w < v ? w : v;
+    }
+    return v;
+}
+
+// One block: loss = Σ term / count over non-ignored rows (0 when none), count, and the
+// first bad target's row. Each thread sums a fixed strided subset of rows in order, then a
+// fixed tree: the same inputs give the same bits on every run.
+template <typename T>
+__global__ void __launch_bounds__(kFinalThreads)
+cross_entropy_finish_kernel(T* __restrict__ loss, int64_t* __restrict__ count, const double* __restrict__ term,
+                            const int64_t* __restrict__ targets, int64_t rows, int64_t cols, int64_t ignore_index) {
+    using A = typename acc_of<T>::type;
+    double total = 0;
+    long long n = 0, bad = LLONG_MAX;
+    auto take = [&](int64_t r, int64_t t, double v) {
+        if (t == ignore_index) return;
+        if (t < 0 || t >= cols) {
+            bad = r < bad ? r : bad;
+            return;
+        }
+        ++n;
+        total += v;
+    };
+    // four rows an iteration: eight independent loads in flight before the first use
+    const int64_t step = blockDim.x;
+    int64_t r = threadIdx.x;
+    for (; r + 3 * step < rows; r += 4 * step) {
+        int64_t t[4];
+        double v[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            t[k] = targets[r + k * step];
+            v[k] = term[r + k * step];
+        }
+#pragma unroll
+        for (int k = 0; k < 4; ++k) take(r + k * step, t[k], v[k]);
+    }
+    for (; r < rows; r += step) take(r, targets[r], term[r]);
+    total = block_sum(total);
+    n = block_sum(n);
+    __shared__ long long pbad[32];
+    bad = warp_min_ll(bad);
+    if ((threadIdx.x & 31) == 0) pbad[threadIdx.x >> 5] = bad;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 0; w < int(blockDim.x >> 5); ++w) bad = pbad[w] < bad ? pbad[w] : bad;
+        if (bad != LLONG_MAX) {
+            *loss = st<T>(std::numeric_limits<A>::quiet_NaN());
+            *count = -1 - bad;
+        } else {
+            // double → A → T, the CPU's rounding path (from_double<T>)
+            *loss = st<T>(A(n > 0 ? total / double(n) : 0.0));
+            *count = n;
+        }
+    }
+}
+
+// dlogits = (exp(x − lse) − onehot(t)) · dloss / count
+template <typename T, int V, int LANES>
+__global__ void __launch_bounds__(LANES ? kWarpBlock : kMaxBlock)
+cross_entropy_backward_kernel(T* __restrict__ dx, const T* __restrict__ dloss, const T* __restrict__ x,
+                              const double* __restrict__ lse, const int64_t* __restrict__ targets,
+                              const int64_t* __restrict__ count, int64_t rows, int64_t cols, int64_t ignore_index) {
+    using A = typename acc_of<T>::type;
+    const Group<LANES> g;
+    const int64_t cnt = *count;
+    // count == 0: the loss was the constant 0, so every gradient is 0
+    const A scale = A(cnt > 0 ? double(ld(*dloss)) / double(cnt) : 0.0);
+    for (int64_t r = g.row0; r < rows; r += g.rstride) {
+        const T* xr = x + r * cols;  // [C]
+        T* dxr = dx + r * cols;      // [C]
+        const RowSplit sp = split_row<V>(xr, cols);
+        const int64_t t = targets[r];
+        if (cnt < 0 || t == ignore_index || scale == A(0)) {
+            // a bad target somewhere (cnt < 0): NaN, as the loss; otherwise zeros
+            const A fillv = cnt < 0 ? std::numeric_limits<A>::quiet_NaN() : A(0);
+            visit_row<V>(sp, g.lane, g.nth, [&](int64_t c, auto w) {
+                constexpr int N = decltype(w)::value;
+                A v[N];
+#pragma unroll
+                for (int k = 0; k < N; ++k) v[k] = fillv;
+                store_n<N>(dxr + c, v);
+            });
+            continue;
+        }
+        const double l = lse[r];
+        visit_row<V>(sp, g.lane, g.nth, [&](int64_t c, auto w) {
+            constexpr int N = decltype(w)::value;
+            A v[N];
+            load_n<N>(xr + c, v);
+#pragma unroll
+            for (int k = 0; k < N; ++k) {
+                // x − lse in double (as on the CPU), exp in A
+                const A p = d_exp(A(double(v[k]) - l));
+                v[k] = (c + k == t ? p - A(1) : p) * scale;
+            }
+            store_n<N>(dxr + c, v);
+        });
+    }
+}
+
+// ---------------------------------------------------------------- launch planning
+
+bool congruent16(const void* a, const void* b) {
+    return ((reinterpret_cast<uintptr_t>(a) ^ reinterpret_cast<uintptr_t>(b)) & 15) == 0;
+}
+
+int pow2_at_least(int64_t n) {
+    int p = 1;
+    while (p < n && p < (1 << 30)) p <<= 1;
+    return p;
+}
+
+struct Plan {
+    int lanes;  // 8 or 32: that many lanes a row, kWarpBlock / lanes rows a block; 0: a block a row
+    int threads, blocks;
+};
+
+// 8 lanes a row, then 32, while a lane has at most lane_vecs vectors (short rows: more rows,
+// so more loads, in flight a warp); else a block a row, sized so that each thread has about
+// kCache vectors, between 128 and max_threads
+Plan plan_rows(int64_t rows, int64_t cols, int v, int max_threads, int lane_vecs = kCache) {
+    const int sms = sm_count();
+    const int64_t nvec = (cols + v - 1) / v;
+    for (int lanes : {8, 32}) {
+        if (nvec > int64_t(lanes) * lane_vecs) continue;
+        const int per_block = kWarpBlock / lanes;
+        const int64_t need = (rows + per_block - 1) / per_block;
+        return {lanes, kWarpBlock, int(std::min<int64_t>(need, int64_t(sms) * 8))};
+    }
+    const int t = std::min(max_threads, std::max(128, pow2_at_least((nvec + kCache - 1) / kCache)));
+    return {0, t, int(std::min<int64_t>(rows, int64_t(sms) * 64))};
+}
+
+// calls f(Width<V or 1>, Width<lanes>): the kernel variant the plan and the operands'
+// alignment ask for
+template <int V, typename F>
+void with_variant(const Plan& p, bool vec, F&& f) {
+    auto pick = [&](auto v) {
+        if (p.lanes == 8) f(v, Width<8>{});
+        else if (p.lanes == 32) f(v, Width<32>{});
+        else f(v, Width<0>{});
+    };
+    if (vec) pick(Width<V>{});
+    else pick(Width<1>{});
+}
+
+}  // namespace
+
+void softmax_forward(DType dt, void* y, const void* x, int64_t rows, int64_t cols, bool log) {
+    if (rows == 0 || cols == 0) return;
+    RN_CHECK(rows > 0 && cols > 0, "softmax (CUDA): bad sizes ", rows, " x ", cols);
+    dispatch_float(dt, log ? "log_softmax" : "softmax", [&](auto tag) {
+        using T = decltype(tag);
+        constexpr int V = 16 / int(sizeof(T));
+        const bool vec = congruent16(x, y);
+        const int v = vec ? V : 1;
+        auto* yp = static_cast<T*>(y);
+        auto* xp = static_cast<const T*>(x);
+        const int64_t nvec = (cols + v - 1) / v;
+        // registers for the cached row: 32 f32 a lane in a warp, 64 in a block (bf16 and f64
+        // keep fewer: nvcc holds bf16 rows converted to float, and f64 needs two registers)
+        constexpr int WC = sizeof(T) == 4 ? 8 : 4, BC = sizeof(T) == 4 ? 16 : 8;
+        const Plan p = plan_rows(rows, cols, v, kMaxBlock, WC);
+        cudaStream_t s = stream();
+        const bool cached = nvec <= int64_t(p.threads) * BC;  // a 32000 vocabulary is, in f32 and bf16
+        with_variant<V>(p, vec, [&](auto w, auto lanes) {
+            constexpr int VV = decltype(w)::value, L = decltype(lanes)::value;
+            if constexpr (L > 0) softmax_forward_kernel<T, VV, L, WC><<<p.blocks, p.threads, 0, s>>>(yp, xp, rows, cols, log);
+            else if (cached) softmax_forward_kernel<T, VV, 0, BC><<<p.blocks, p.threads, 0, s>>>(yp, xp, rows, cols, log);
+            else softmax_forward_kernel<T, VV, 0, 0><<<p.blocks, p.threads, 0, s>>>(yp, xp, rows, cols, log);
+        });
+        RN_CUDA_CHECK_LAUNCH();
+    });
+}
+
+void softmax_backward(DType dt, void* dx, const void* dy, const void* y, int64_t rows, int64_t cols, bool log) {
+    if (rows == 0 || cols == 0) return;
+    RN_CHECK(rows > 0 && cols > 0, "softmax backward (CUDA): bad sizes ", rows, " x ", cols);
+    dispatch_float(dt, log ? "log_softmax backward" : "softmax backward", [&](auto tag) {
+        using T = decltype(tag);
+        const bool vec = congruent16(dx, dy) && congruent16(dx, y);
+        constexpr int V = 16 / int(sizeof(T));
+        const Plan p = plan_rows(rows, cols, vec ? V : 1, kMaxBlock);
+        with_variant<V>(p, vec, [&](auto w, auto lanes) {
+            softmax_backward_kernel<T, decltype(w)::value, decltype(lanes)::value><<<p.blocks, p.threads, 0, stream()>>>(
+                static_cast<T*>(dx), static_cast<const T*>(dy), static_cast<const T*>(y), rows, cols, log);
+        });
+        RN_CUDA_CHECK_LAUNCH();
+    });
+}
+
+void cross_entropy_forward(DType dt, void* loss, double* lse, int64_t* count, const void* logits,
+                           const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index) {
+    RN_CHECK(rows >= 0 && cols > 0, "cross_entropy (CUDA): bad sizes ", rows, " x ", cols);
+    dispatch_float(dt, "cross_entropy", [&](auto tag) {
+        using T = decltype(tag);
+        // per-row loss terms [N] f64, reduced by the finishing kernel (the caching allocator
+        // hands this block to the next request only after both kernels: one stream)
+        Tensor term = empty({std::max<int64_t>(rows, 1)}, DType::f64, Device::cuda(current_device()));
+        auto* tp = term.data<double>();
+        if (rows > 0) {
+            // one [N, C] operand: the head/tail split always aligns it
+            constexpr int V = 16 / int(sizeof(T));
+            const Plan p = plan_rows(rows, cols, V, kMaxBlock);
+            with_variant<V>(p, true, [&](auto w, auto lanes) {
+                cross_entropy_lse_kernel<T, decltype(w)::value, decltype(lanes)::value>
+                    <<<p.blocks, p.threads, 0, stream()>>>(lse, tp, static_cast<const T*>(logits), targets, rows, cols,
+                                                           ignore_index);
+            });
+            RN_CUDA_CHECK_LAUNCH();
+        }
+        cross_entropy_finish_kernel<T><<<1, kFinalThreads, 0, stream()>>>(static_cast<T*>(loss), count, tp, targets,
+                                                                          rows, cols, ignore_index);
+        RN_CUDA_CHECK_LAUNCH();
+    });
+}
+
+void cross_entropy_backward(DType dt, void* dlogits, const void* dloss, const void* logits, const double* lse,
+                            const int64_t* targets, const int64_t* count, int64_t rows, int64_t cols,
+                            int64_t ignore_index) {
+    if (rows == 0) return;
+    RN_CHECK(rows > 0 && cols > 0, "cross_entropy backward (CUDA): bad sizes ", rows, " x ", cols);
+    dispatch_float(dt, "cross_entropy backward", [&](auto tag) {
+        using T = decltype(tag);
+        const bool vec = congruent16(dlogits, logits);
+        constexpr int V = 16 / int(sizeof(T));
+        const Plan p = plan_rows(rows, cols, vec ? V : 1, kMaxBlock);
+        with_variant<V>(p, vec, [&](auto w, auto lanes) {
+            cross_entropy_backward_kernel<T, decltype(w)::value, decltype(lanes)::value>
+                <<<p.blocks, p.threads, 0, stream()>>>(static_cast<T*>(dlogits), static_cast<const T*>(dloss),
+                                                       static_cast<const T*>(logits), lse, targets, count, rows, cols,
+                                                       ignore_index);
+        });
+        RN_CUDA_CHECK_LAUNCH();
+    });
+}
+
+}  // namespace rn::cuda

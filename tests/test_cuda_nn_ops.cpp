@@ -1,0 +1,280 @@
+// tests/test_cuda_nn_ops.cpp — softmax, log_softmax, cross_entropy, layer_norm and rms_norm
+// on CUDA against the CPU ops on fresh random inputs: outputs and every gradient, over the
+// kernels' shapes of work (a warp per row, a block per row with the row in registers, a block
+// re-reading a row too long for them), odd sizes that take the scalar head/tail paths or the
+// unvectorised fallback (C = 7, 4097, a misaligned base pointer), non-contiguous inputs.
+// Tolerances (‖cuda − cpu‖ / ‖cpu‖): f32 1e-5 (fp32 sums in trees against the CPU's double
+// sums), f64 1e-12, bf16 1e-2 (the CPU computes in f32 on the same bf16-rounded inputs;
+// about two bf16 ulps: each output and gradient is rounded to bf16 once more on the GPU).
+// Every CUDA result must be finite; cross-entropy with a bad target must give NaN instead.
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "cuda_test_util.h"
+#include "ops/norm.h"
+#include "ops/softmax.h"
+
+using namespace rn;
+using namespace rn::test;
+
+namespace {
+const Device gpu = Device::cuda(0);
+
+double tol_for(DType dt) { return dt == DType::bf16 ? 1e-2 : dt == DType::f32 ? 1e-5 : 1e-12; }
+
+// x on the CPU in the compare dtype (bf16 inputs are compared through f32)
+Tensor cpu_ref(const Tensor& x) { return x.dtype() == DType::bf16 ? x.to(DType::f32) : x; }
+
+bool all_finite(const Tensor& t) {
+    for (double v : t.to_vector<double>())
+        if (!std::isfinite(v)) return false;
+    return true;
+}
+
+void check_close(const Tensor& got_gpu, const Tensor& want_cpu, DType dt, const std::string& what) {
+    BOOST_REQUIRE_MESSAGE(got_gpu.defined(), what << ": no CUDA result");
+    BOOST_TEST(got_gpu.is_cuda(), what << ": result not on the GPU");
+    BOOST_REQUIRE(got_gpu.shape() == want_cpu.shape());
+    Tensor got = got_gpu.to(Device::cpu()).to(DType::f64);
+    Tensor want = want_cpu.to(DType::f64);
+    BOOST_REQUIRE_MESSAGE(all_finite(got), what << ": non-finite value from CUDA");
+    const double e = rel_err(got, want);
+    BOOST_TEST(e <= tol_for(dt), what << ": relative error " << e << " > " << tol_for(dt)
+                                      << " (max abs diff " << max_abs_diff(got, want) << ")");
+}
+
+// a contiguous [rows, cols] tensor on the GPU whose data starts one element past a 16-byte
+// boundary: the kernels must take their unvectorised path
+Tensor misaligned_gpu(const Tensor& x) {
+    Tensor base = zeros({x.numel() + 1}, x.dtype(), gpu);
+    Tensor v = base.narrow(0, 1, x.numel()).view(x.shape());
+    v.copy_(x);
+    return v;
+}
+
+enum class Layout { contiguous, noncontiguous, misaligned };
+const char* layout_name(Layout l) {
+    return l == Layout::contiguous ? "contiguous" : l == Layout::noncontiguous ? "noncontig" : "misaligned";
+}
+// x (CPU) laid out on the GPU as asked, as a fresh leaf
+Tensor to_gpu_leaf(const Tensor& x, Layout l, bool grad = true) {
+    Tensor d = x.to(gpu);
+    if (l == Layout::noncontiguous) d = noncontiguous(d);
+    if (l == Layout::misaligned) d = misaligned_gpu(x);
+    d = d.detach();
+    if (grad) d.requires_grad_();
+    return d;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(cuda_nn_ops)
+
+// ---------------------------------------------------------------- softmax / log_softmax
+
+BOOST_AUTO_TEST_CASE(softmax_and_log_softmax_match_cpu) {
+    Generator g(201);
+    // rows × cols: warp rows (7, 33, 64, 1024 f32 = the warp's limit), block rows cached
+    // (4097 odd, 32000 vocabulary), block rows re-read (40000 f32 / 70000 bf16), one row
+    const Shape shapes[] = {{1, 7},    {7, 33},      {4097, 64}, {64, 1024}, {3, 4097},
+                            {2, 32000}, {2, 40000}, {1, 70001}, {5, 1}};
+    for (DType dt : {DType::f32, DType::bf16, DType::f64})
+        for (const auto& s : shapes)
+            for (bool log : {false, true})
+                for (int64_t dim : {int64_t(-1), int64_t(0)})
+                    for (Layout lay : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
+                        if (dim == 0 && s[0] * s[1] > 100000) continue;  // dim 0 of a vocabulary: slow on the CPU
+                        BOOST_TEST_CONTEXT((log ? "log_softmax " : "softmax ") << dt << " " << s << " dim " << dim
+                                                                               << " " << layout_name(lay)) {
+                            Tensor x = uniform(s, -4, 4, g, DType::f32).to(dt);
+                            Tensor dy = randn(s, g, DType::f32).to(dt);
+                            auto f = [&](const Tensor& t) { return log ? log_softmax(t, dim) : softmax(t, dim); };
+                            Tensor xc = cpu_ref(x).detach().requires_grad_();
+                            Tensor yc = f(xc);
+                            yc.backward(cpu_ref(dy));
+                            Tensor xg = to_gpu_leaf(x, lay);
+                            Tensor yg = f(xg);
+                            yg.backward(dy.to(gpu));
+                            check_close(yg, yc, dt, "forward");
+                            check_close(xg.grad(), xc.grad(), dt, "gradient");
+                        }
+                    }
+}
+
+BOOST_AUTO_TEST_CASE(softmax_is_stable_at_large_logits) {
+    Generator g(202);
+    for (DType dt : {DType::f32, DType::bf16}) {
+        Tensor x = uniform({9, 3001}, 990, 1010, g, DType::f32).to(dt);
+        Tensor y = softmax(x.to(gpu));
+        Tensor ly = log_softmax(x.to(gpu));
+        check_close(y, softmax(cpu_ref(x)), dt, "softmax at ±1000");
+        check_close(ly, log_softmax(cpu_ref(x)), dt, "log_softmax at ±1000");
+    }
+}
+
+// ---------------------------------------------------------------- cross-entropy
+
+BOOST_AUTO_TEST_CASE(cross_entropy_matches_cpu) {
+    Generator g(203);
+    // rows × classes: odd C (7, 4097), the 32000 vocabulary, odd vocabulary, one row
+    const Shape shapes[] = {{1, 7}, {4097, 7}, {7, 4097}, {64, 32000}, {3, 32001}, {300, 100}};
+    for (DType dt : {DType::f32, DType::bf16, DType::f64})
+        for (const auto& s : shapes)
+            for (int64_t ignore : {int64_t(-100), int64_t(3)})
+                for (Layout lay : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
+                    BOOST_TEST_CONTEXT("cross_entropy " << dt << " " << s << " ignore " << ignore << " "
+                                                        << layout_name(lay)) {
+                        const int64_t N = s[0], C = s[1];
+                        Tensor x = uniform(s, -5, 5, g, DType::f32).to(dt);
+                        // about a fifth of the tokens ignored (ignore = 3 also hits class 3 rows)
+                        Tensor t = randint(0, C, {N}, g, DType::i64);
+                        auto tv = t.to_vector<int64_t>();
+                        Tensor keep = rand({N}, g, DType::f64);
+                        auto kv = keep.to_vector<double>();
+                        for (int64_t r = 0; r < N; ++r)
+                            if (kv[size_t(r)] < 0.2) tv[size_t(r)] = ignore;
+                        if (N > 1) tv[0] = C - 1;  // the last class, where a vector tail sits
+                        t = from_vector<int64_t>(tv, {N});
+                        Tensor xc = cpu_ref(x).detach().requires_grad_();
+                        Tensor lc = cross_entropy(xc, t, ignore);
+                        (lc * 2.5).backward();  // dloss = 2.5: read from device memory on the GPU
+                        Tensor xg = to_gpu_leaf(x, lay);
+                        Tensor lg = cross_entropy(xg, t.to(gpu), ignore);
+                        BOOST_TEST(lg.dim() == 0);
+                        (lg * 2.5).backward();
+                        check_close(lg, lc, dt, "loss");
+                        check_close(xg.grad(), xc.grad(), dt, "dlogits");
+                    }
+                }
+}
+
+BOOST_AUTO_TEST_CASE(cross_entropy_batched_int32_targets_and_edge_cases) {
+    Generator g(204);
+    // [B, T, C] logits with [B, T] i32 targets
+    Tensor x = randn({3, 5, 11}, g, DType::f32);
+    Tensor t = randint(0, 11, {3, 5}, g, DType::i32);
+    Tensor xc = x.detach().requires_grad_(), xg = x.to(gpu).detach().requires_grad_();
+    Tensor lc = cross_entropy(xc, t), lg = cross_entropy(xg, t.to(gpu));
+    lc.backward();
+    lg.backward();
+    check_close(lg, lc, DType::f32, "batched loss");
+    check_close(xg.grad(), xc.grad(), DType::f32, "batched dlogits");
+
+    // every token ignored: loss 0 and a zero gradient, not NaN
+    Tensor all_ign = full({4}, -100, DType::i64);
+    Tensor x2 = randn({4, 9}, g).to(gpu).detach().requires_grad_();
+    Tensor l2 = cross_entropy(x2, all_ign.to(gpu));
+    l2.backward();
+    BOOST_TEST(l2.item() == 0.0);
+    BOOST_TEST(max_abs_diff(x2.grad().to(Device::cpu()), zeros({4, 9})) == 0.0);
+
+    // a target out of range: no host sync by default, so no exception — the loss and the
+    // gradient come out NaN (RN_CUDA_CHECK_TARGETS=1 makes it throw the CPU's message)
+    if (!std::getenv("RN_CUDA_CHECK_TARGETS")) {
+        Tensor x3 = randn({4, 5}, g).to(gpu).detach().requires_grad_();
+        Tensor l3 = cross_entropy(x3, from_vector<int64_t>({0, 1, 7, 2}, {4}).to(gpu));
+        l3.backward();
+        BOOST_TEST(std::isnan(l3.item()));
+        BOOST_TEST(std::isnan(x3.grad().to_vector<double>()[0]));
+    }
+
+    // targets on another device than the logits
+    RN_CHECK_THROWS_WITH(cross_entropy(x.to(gpu), t), "targets are on cpu");
+}
+
+BOOST_AUTO_TEST_CASE(cross_entropy_is_deterministic) {
+    Generator g(205);
+    Tensor x = randn({2048, 1000}, g).to(gpu);
+    Tensor t = randint(0, 1000, {2048}, g, DType::i64).to(gpu);
+    const double a = cross_entropy(x, t).item(), b = cross_entropy(x, t).item();
+    BOOST_TEST(a == b);
+}
+
+// ---------------------------------------------------------------- layer_norm / rms_norm
+
+BOOST_AUTO_TEST_CASE(norms_match_cpu) {
+    Generator g(206);
+    // rows × cols: warp rows (7, 64, 512), block rows cached (1024, 4097 odd: unvectorised,
+    // 8192: 64 KB of dw/db accumulators), block rows re-read (20000), and accumulators too
+    // big for shared memory (40000)
+    const Shape shapes[] = {{1, 7},    {7, 64},   {4097, 64}, {33, 512},  {65, 1024},
+                            {7, 4097}, {9, 8192}, {3, 20000}, {2, 40000}, {4097, 3}};
+    for (DType dt : {DType::f32, DType::bf16, DType::f64})
+        for (const auto& s : shapes)
+            for (bool rms : {false, true})
+                for (int params = 0; params < 3; ++params)  // none, weight, weight and bias
+                    for (Layout lay : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
+                        if (rms && params == 2) continue;
+                        if (lay != Layout::contiguous && params == 1) continue;
+                        BOOST_TEST_CONTEXT((rms ? "rms_norm " : "layer_norm ") << dt << " " << s << " params "
+                                                                               << params << " " << layout_name(lay)) {
+                            const int64_t C = s[1];
+                            // a mean far from 0 tests the centring
+                            Tensor x = uniform(s, -1, 3, g, DType::f32).to(dt);
+                            Tensor dy = randn(s, g, DType::f32).to(dt);
+                            Tensor w = params >= 1 ? uniform({C}, 0.5, 1.5, g, DType::f32).to(dt) : Tensor();
+                            Tensor b = params >= 2 ? randn({C}, g, DType::f32).to(dt) : Tensor();
+                            auto f = [&](const Tensor& xx, const Tensor& ww, const Tensor& bb) {
+                                return rms ? rms_norm(xx, ww, 1e-6) : layer_norm(xx, ww, bb, 1e-5);
+                            };
+                            Tensor xc = cpu_ref(x).detach().requires_grad_();
+                            Tensor wc = w.defined() ? cpu_ref(w).detach().requires_grad_() : Tensor();
+                            Tensor bc = b.defined() ? cpu_ref(b).detach().requires_grad_() : Tensor();
+                            Tensor yc = f(xc, wc, bc);
+                            yc.backward(cpu_ref(dy));
+                            Tensor xg = to_gpu_leaf(x, lay);
+                            Tensor wg = w.defined() ? w.to(gpu).detach().requires_grad_() : Tensor();
+                            Tensor bg = b.defined() ? b.to(gpu).detach().requires_grad_() : Tensor();
+                            Tensor yg = f(xg, wg, bg);
+                            yg.backward(dy.to(gpu));
+                            check_close(yg, yc, dt, "forward");
+                            check_close(xg.grad(), xc.grad(), dt, "dx");
+                            if (wg.defined()) check_close(wg.grad(), wc.grad(), dt, "dweight");
+                            if (bg.defined()) check_close(bg.grad(), bc.grad(), dt, "dbias");
+                        }
+                    }
+}
+
+BOOST_AUTO_TEST_CASE(norm_parameter_gradients_alone_and_deterministic) {
+    Generator g(207);
+    for (const Shape& s : {Shape{4097, 256}, Shape{300, 8192}}) {
+        BOOST_TEST_CONTEXT(s) {
+            const int64_t C = s[1];
+            Tensor x = uniform(s, -1, 3, g, DType::f32), dy = randn(s, g, DType::f32);
+            Tensor w = uniform({C}, 0.5, 1.5, g, DType::f32), b = randn({C}, g, DType::f32);
+            // x needs no gradient: the kernels run without dx
+            Tensor wc = w.detach().requires_grad_(), bc = b.detach().requires_grad_();
+            layer_norm(x, wc, bc).backward(dy);
+            Tensor xg = x.to(gpu), dyg = dy.to(gpu);
+            Tensor dw1, db1;
+            for (int rep = 0; rep < 2; ++rep) {
+                Tensor wg = w.to(gpu).detach().requires_grad_(), bg = b.to(gpu).detach().requires_grad_();
+                layer_norm(xg, wg, bg).backward(dyg);
+                check_close(wg.grad(), wc.grad(), DType::f32, "dweight without dx");
+                check_close(bg.grad(), bc.grad(), DType::f32, "dbias without dx");
+                if (rep == 0) {
+                    dw1 = wg.grad().to(Device::cpu());
+                    db1 = bg.grad().to(Device::cpu());
+                } else {  // no atomics: the same bits twice
+                    BOOST_TEST(max_abs_diff(wg.grad().to(Device::cpu()), dw1) == 0.0);
+                    BOOST_TEST(max_abs_diff(bg.grad().to(Device::cpu()), db1) == 0.0);
+                }
+            }
+            // rms_norm: only dx wanted (weight without grad)
+            Tensor xc = x.detach().requires_grad_();
+            rms_norm(xc, w).backward(dy);
+            Tensor xg2 = xg.detach().requires_grad_();
+            rms_norm(xg2, w.to(gpu)).backward(dyg);
+            check_close(xg2.grad(), xc.grad(), DType::f32, "rms dx without dweight");
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(cuda_ops_refuse_mixed_devices) {
+    Tensor x = zeros({2, 8}, DType::f32, gpu);
+    RN_CHECK_THROWS_WITH(layer_norm(x, zeros({8})), "weight is on cpu but x is on cuda:0");
+    RN_CHECK_THROWS_WITH(rms_norm(x, zeros({8})), "weight is on cpu but x is on cuda:0");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
