@@ -1,12 +1,14 @@
-// ops/dropout.cpp — dropout, its backward node and CPU kernels. The mask is saved as 0/1 in
-// x's dtype (exact in bf16 too; 1/(1-p) is not) and the scale is applied in acc_type, so
-// forward and backward scale identically.
+// ops/dropout.cpp — dropout, its backward node and CPU kernels (cuda/dropout.cu mirrors
+// them, drawing the same mask on the device). The mask is saved as 0/1 in x's dtype (exact
+// in bf16 too; 1/(1-p) is not) and the scale is applied in acc_type, so forward and
+// backward scale identically.
 #include "ops/dropout.h"
 
 #include <cmath>
 #include <type_traits>
 
 #include "autograd/node.h"
+#include "cuda/dropout.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -68,7 +70,10 @@ struct DropoutBackward : Node {
         Tensor m = mask.get("DropoutBackward");
         Tensor dy = contiguous_nograd(g[0]);
         Tensor dx = empty_like(dy);
-        cpu::dropout_backward(dy.dtype(), dx.raw_data(), dy.raw_data(), m.raw_data(), dy.numel(), scale);
+        if (dy.is_cuda())
+            cuda::dropout_backward(dy.dtype(), dx.raw_data(), dy.raw_data(), m.raw_data(), dy.numel(), scale);
+        else
+            cpu::dropout_backward(dy.dtype(), dx.raw_data(), dy.raw_data(), m.raw_data(), dy.numel(), scale);
         return {dx};
     }
     void release() override { mask.reset(); }
@@ -83,7 +88,6 @@ Tensor dropout(const Tensor& x_in, double p, bool training, Generator& gen) {
              ". HINT: p is the probability of dropping an element; p = 1 would drop everything");
     if (!training || p == 0.0) return x_in;
     check_floating(x_in, "dropout");
-    check_cpu(x_in, "dropout");
     Tensor x = contiguous_nograd(x_in);
     const int64_t n = x.numel();
     const double scale = 1.0 / (1.0 - p);
@@ -91,7 +95,10 @@ Tensor dropout(const Tensor& x_in, double p, bool training, Generator& gen) {
     const uint64_t base = gen.advance(uint64_t(n));
     Tensor y = empty(x.shape(), x.dtype(), x.device());
     Tensor mask = empty(x.shape(), x.dtype(), x.device());
-    cpu::dropout_forward(x.dtype(), y.raw_data(), mask.raw_data(), x.raw_data(), n, p, scale, seed, base);
+    if (x.is_cuda())
+        cuda::dropout_forward(x.dtype(), y.raw_data(), mask.raw_data(), x.raw_data(), n, p, scale, seed, base);
+    else
+        cpu::dropout_forward(x.dtype(), y.raw_data(), mask.raw_data(), x.raw_data(), n, p, scale, seed, base);
     if (any_requires_grad({x_in})) {
         auto node = std::make_shared<DropoutBackward>();
         node->mask = SavedTensor(mask);

@@ -1,11 +1,13 @@
 // ops/select.cpp — where and masked_fill, their backward nodes, and the one CPU kernel
 // both use (a broadcasting three-operand select, walked by strided_rows so broadcast and
-// non-contiguous operands need no copies). The backwards are the same select applied to
-// the gradient with a zero on the other side, then summed back over broadcast dims.
+// non-contiguous operands need no copies; cuda/select.cu mirrors it on the device). The
+// backwards are the same select applied to the gradient with a zero on the other side,
+// then summed back over broadcast dims.
 #include "ops/select.h"
 
 #include "autograd/node.h"
 #include "core/strided.h"
+#include "cuda/select.h"
 #include "ops/op_util.h"
 #include "ops/reduce.h"
 
@@ -42,9 +44,14 @@ namespace {
 // cond ? a : b over the broadcast shape, recording nothing
 Tensor where_nograd(const Tensor& cond, const Tensor& a, const Tensor& b, const Shape& shape) {
     Tensor out = empty(shape, a.dtype(), a.device());
-    cpu::where_forward(cond.dtype(), a.dtype(), out.raw_data(), cond.raw_data(), a.raw_data(), b.raw_data(), shape,
-                       broadcast_strides_of(cond, shape), broadcast_strides_of(a, shape),
-                       broadcast_strides_of(b, shape));
+    Shape sc = broadcast_strides_of(cond, shape), sa = broadcast_strides_of(a, shape);
+    Shape sb = broadcast_strides_of(b, shape);
+    if (out.is_cuda())
+        cuda::where_forward(cond.dtype(), a.dtype(), out.raw_data(), cond.raw_data(), a.raw_data(), b.raw_data(), shape,
+                            sc, sa, sb);
+    else
+        cpu::where_forward(cond.dtype(), a.dtype(), out.raw_data(), cond.raw_data(), a.raw_data(), b.raw_data(), shape,
+                           sc, sa, sb);
     return out;
 }
 
@@ -81,7 +88,6 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
     check_defined(cond, "where", "cond");
     check_same_dtype_device(a, b, "where");
     RN_CHECK(cond.device() == a.device(), "where: cond is on ", cond.device(), " but the values are on ", a.device());
-    check_cpu(a, "where");
     Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where (cond and a)"), b.shape(),
                                    "where (with b)");
     Tensor out = where_nograd(cond, a, b, shape);
@@ -97,7 +103,6 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
     check_defined(x, "masked_fill");
     check_defined(mask, "masked_fill", "mask");
     RN_CHECK(mask.device() == x.device(), "masked_fill: mask is on ", mask.device(), " but x is on ", x.device());
-    check_cpu(x, "masked_fill");
     Shape shape = broadcast_shapes(mask.shape(), x.shape(), "masked_fill");
     RN_CHECK(shape == x.shape(), "masked_fill: a mask of shape ", mask.shape(), " does not broadcast to x's shape ",
              x.shape(), " (it would make ", shape, ")");
