@@ -61,7 +61,11 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
     const Tensor& g = grads[0];
     AutogradMeta& m = meta_of(leaf_t);
     if (!m.grad.defined()) {
-        // own a fresh contiguous copy: g may alias a gradient flowing elsewhere
+        if (g.is_unique() && g.is_contiguous() && g.dtype() == leaf_t.dtype() && g.shape() == leaf_t.shape()) {
+            m.grad = g;  // nobody else holds it (the engine moved its buffer here): adopt, no copy
+            return {};
+        }
+        // otherwise own a fresh contiguous copy: g may alias a gradient flowing elsewhere
         Tensor own = empty(leaf_t.shape(), leaf_t.dtype(), leaf_t.device());
         copy_nograd(own, g);
         m.grad = own;

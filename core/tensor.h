@@ -44,6 +44,9 @@ public:
     bool defined() const { return impl_ != nullptr; }
     TensorImpl* impl() const { return impl_.get(); }
     bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
+    // true when this handle is the only reference to its impl and its storage: nobody else
+    // can observe the bytes, so they may be adopted (AccumulateGrad's no-copy path)
+    bool is_unique() const { return impl_ && impl_.use_count() == 1 && impl_->storage.use_count() == 1; }
 
     // ---- metadata
     const Shape& shape() const { return impl_->sizes; }

@@ -54,6 +54,13 @@ __global__ void fill_kernel(T* dst, Geometry g, int64_t n, T v) {
     }
 }
 
+// contiguous operands of the same shape: no index arithmetic (gradient accumulation)
+template <typename A, typename G>
+__global__ void accumulate_flat_kernel(A* __restrict__ acc, const G* __restrict__ g, int64_t n) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+        acc[i] = from_d<A>(to_d(acc[i]) + to_d(g[i]));
+}
+
 template <typename A, typename G>
 __global__ void accumulate_kernel(A* acc, const G* g, Geometry geo, int64_t n) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -119,6 +126,11 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
     int64_t n = dst.numel();
     if (n == 0) return;
     set_device(dst.device().index);
+    if (dst.dtype() == src.dtype() && dst.shape() == src.shape() && dst.is_contiguous() && src.is_contiguous()) {
+        // the common case (gradients, .contiguous() of a contiguous view): a plain device copy
+        RN_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), dst.nbytes(), cudaMemcpyDeviceToDevice, stream()));
+        return;
+    }
     Geometry g = make_geometry(dst, &src);
     dispatch_cuda(dst.dtype(), [&](auto dtag) {
         dispatch_cuda(src.dtype(), [&](auto stag) {
@@ -135,13 +147,18 @@ void accumulate(const Tensor& acc, const Tensor& g) {
     int64_t n = acc.numel();
     if (n == 0) return;
     set_device(acc.device().index);
+    const bool flat = acc.is_contiguous() && g.is_contiguous() && acc.shape() == g.shape();
     Geometry geo = make_geometry(acc, &g);
     dispatch_cuda(acc.dtype(), [&](auto atag) {
         dispatch_cuda(g.dtype(), [&](auto gtag) {
             using A = decltype(atag);
             using G = decltype(gtag);
-            accumulate_kernel<A, G><<<blocks_for(n), 256, 0, stream()>>>(static_cast<A*>(acc.raw_data()),
-                                                            static_cast<const G*>(g.raw_data()), geo, n);
+            if (flat)
+                accumulate_flat_kernel<A, G><<<blocks_for(n), 256, 0, stream()>>>(static_cast<A*>(acc.raw_data()),
+                                                                              static_cast<const G*>(g.raw_data()), n);
+            else
+                accumulate_kernel<A, G><<<blocks_for(n), 256, 0, stream()>>>(static_cast<A*>(acc.raw_data()),
+                                                                         static_cast<const G*>(g.raw_data()), geo, n);
             RN_CUDA_CHECK_LAUNCH();
         });
     });
