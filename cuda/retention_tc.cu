@@ -1,0 +1,914 @@
+// cuda/retention_tc.cu — bf16 chunkwise retention on tensor cores (mma.sync m16n8k16:
+// bf16 operands, fp32 accumulators; sm_80+), forward and backward, chunk C = 64.
+//
+// Dimension key: B batch, H heads, T tokens, Dk, Dv head dims (multiples of 16, ≤ 512),
+// C = 64 the chunk, NC = ⌈T/C⌉ chunks, L ≤ C the length of one chunk (only the last may
+// be shorter), t/s local token indices in a chunk. q, k [B,H,T,Dk]; v, out, dout
+// [B,H,T,Dv] (bf16); s0, s_final, ds0, ds_final [B,H,Dk,Dv] (fp32); scratch chunk states
+// [B,H,NC,Dk,Dv] (bf16). Math: ../shared/RETNET.md §1, a_t = γ^(t+1), b_t = γ^(L−1−t),
+// Γ_ts = γ^(t−s) (t ≥ s), λ_n = 1/sqrt(Σ_{j≤n} γ^j) at the absolute position n = pos0 + ·.
+//
+// Organisation (after flash-linear-attention's chunk kernels): a sequential state pass
+// that is parallel over (b, h, Dk tile, Dv tile), then passes that are parallel over
+// every chunk. The forward saves nothing for the backward: the backward recomputes the
+// chunk states H_c with the same state pass (one read of k, v) rather than keeping
+// [B,H,NC,Dk,Dv] alive between forward and backward.
+//
+//   forward, Dk ≤ 128   fused: grid (Dv/64, B·H), H (Dk × 64 fp32) in registers across the
+//                       chunks, O_c = λ ⊙ [a ⊙ (Q_c H_c) + ((Q_c K_cᵀ) ⊙ Γ) V_c] then
+//                       H ← γ^L H + (b ⊙ K_c)ᵀ V_c; no chunk states in device memory
+//   forward, Dk > 128   state pass   H_(c+1) = γ^L H_c + (b ⊙ K_c)ᵀ V_c, every H_c stored
+//                                    bf16 (the output pass feeds it to tensor cores)
+//                       output pass  O_c as above, grid (Dv/64, NC, B·H)
+//   backward            state pass   H_c as above (only when dq is wanted)
+//                       reverse pass U_(c−1) = γ^L U_c + (a ⊙ Q_c)ᵀ (λ ⊙ dO_c); U_c = ∂L/∂H_(c+1),
+//                                    U_(NC−1) = ds_final (or 0), the U left at the end is ds0
+//                       dV pass      dV_c = b ⊙ (K_c U_c) + ((K_c Q_cᵀ) ⊙ Γᵀ ⊙ λ_col) dO_c
+//                                    (the output pass with the roles of q/k swapped: one kernel)
+//                       dQ/dK pass   dS = ((λ ⊙ dO_c) V_cᵀ) ⊙ Γ,   dQ = aλ ⊙ (dO_c H_cᵀ) + dS K_c,
+//                                    dK = b ⊙ (V_c U_cᵀ) + dSᵀ Q_c
+// Measured times and the versions tried: docs/retention-kernels.md.
+//
+// Work split: every 64-row tile of an output is split into 16-row strips, one per warp,
+// each warp holding fp32 accumulators of 8 columns an mma n-tile. Operands are staged in
+// shared memory by cp.async (zero-filled beyond T, Dk, Dv, so partial chunks and tiles need
+// no special code in the math), double-buffered over the contraction or chunk loop, and
+// read into fragments with ldmatrix (.trans for the operands stored the other way round).
+// Tile rows are padded by 8 bf16 (16 bytes), so the 8 row addresses of an ldmatrix fall in
+// 8 distinct bank groups.
+//
+// Decay powers are exp(e·log γ) with 0 ≤ e ≤ 64 only (never γ^(−m)); rows past the end
+// of a partial chunk get scale 0, never a negative exponent.
+#include "cuda/retention_tc.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cuda/check.h"
+#include "cuda/context.h"
+#include "cuda/device.h"
+#include "cuda/math.cuh"
+
+namespace rn::cuda {
+
+namespace {
+
+constexpr int kC = 64;                 // chunk length, and the edge of every tile
+constexpr int kLd = kC + 8;            // shared-memory row stride of a tile, in bf16
+constexpr int kTile = kC * kLd;        // bf16 elements of one tile
+constexpr int kTileBytes = kTile * 2;  // 9216
+constexpr int kThreads = 128;
+constexpr int kMaxHeads = 256;
+constexpr int kMaxDim = 512;
+
+// Per-head decay constants, passed by value in the kernel arguments (2 KiB).
+struct Decay {
+    float lg[kMaxHeads];   // log γ
+    float omg[kMaxHeads];  // 1 − γ (from double: exact enough for γ near 1)
+};
+
+// ---------------------------------------------------------------- device helpers
+
+__device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global → shared, asynchronous; valid = false writes 16 zero bytes instead
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16_t* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p))
+                 : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const bf16_t* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p))
+                 : "memory");
+}
+
+// d[16×8] += a[16×16] · b[16×8]. Fragment layout (g = lane/4, q = lane%4):
+//   a0 (g, 2q..2q+1)  a1 (g+8, 2q..)  a2 (g, 2q+8..)  a3 (g+8, 2q+8..)    [row, k]
+//   b0 (k 2q..2q+1, n g)  b1 (k 2q+8.., n g)
+//   d0,d1 (g, 2q..2q+1)  d2,d3 (g+8, 2q..2q+1)                              [row, col]
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Fragment loads from a tile with row stride ld (bf16 elements). "mk": A stored [m][k];
+// "km": A stored [k][m]; "nk": B stored [n][k]; "kn": B stored [k][n]. The B loads cover
+// n16 × k16: r[0], r[1] are (b0, b1) of columns n0..n0+7 and r[2], r[3] those of n0+8..n0+15.
+// Row strides are ≡ 16 bytes mod 128 (an odd number of 16-byte units), so the 8 row
+// addresses of each 8 × 8 matrix fall in 8 distinct bank groups.
+__device__ __forceinline__ void lda_mk(uint32_t (&a)[4], const bf16_t* s, int ld, int m0, int k0, int lane) {
+    ldsm_x4(a, s + (m0 + (lane & 15)) * ld + k0 + ((lane >> 4) << 3));
+}
+__device__ __forceinline__ void lda_km(uint32_t (&a)[4], const bf16_t* s, int ld, int m0, int k0, int lane) {
+    ldsm_x4_t(a, s + (k0 + (lane & 7) + ((lane >> 4) << 3)) * ld + m0 + (((lane >> 3) & 1) << 3));
+}
+__device__ __forceinline__ void ldb_nk(uint32_t (&b)[4], const bf16_t* s, int ld, int n0, int k0, int lane) {
+    ldsm_x4(b, s + (n0 + (lane & 7) + ((lane >> 4) << 3)) * ld + k0 + (((lane >> 3) & 1) << 3));
+}
+__device__ __forceinline__ void ldb_kn(uint32_t (&b)[4], const bf16_t* s, int ld, int n0, int k0, int lane) {
+    ldsm_x4_t(b, s + (k0 + (lane & 7) + (((lane >> 3) & 1) << 3)) * ld + n0 + ((lane >> 4) << 3));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
+    return *reinterpret_cast<uint32_t*>(&h);
+}
+__device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float s0, float s1) {
+    __nv_bfloat162 h = *reinterpret_cast<__nv_bfloat162*>(&x);
+    float2 f = __bfloat1622float2(h);
+    return pack_bf16(f.x * s0, f.y * s1);
+}
+// an A fragment whose k index is the token: element (·, k) times w[k]
+__device__ __forceinline__ void scale_a_by_k(uint32_t (&a)[4], const float* w, int k0, int lane) {
+    const int t = k0 + 2 * (lane & 3);
+    const float w0 = w[t], w1 = w[t + 1], w8 = w[t + 8], w9 = w[t + 9];
+    a[0] = scale_bf16x2(a[0], w0, w1);
+    a[1] = scale_bf16x2(a[1], w0, w1);
+    a[2] = scale_bf16x2(a[2], w8, w9);
+    a[3] = scale_bf16x2(a[3], w8, w9);
+}
+
+// A warp's 16-row strip of fp32 accumulators over NT n-tiles of 8 columns: element
+// [j][e] is row g + 8·(e/2), column 8j + 2q + (e%2) of the strip.
+template <int NT>
+using Acc = float[NT][4];
+
+template <int NT>
+__device__ __forceinline__ void zero(Acc<NT>& a) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) a[j][e] = 0.f;
+}
+// rows g and g+8 of the strip scaled by s_lo and s_hi
+template <int NT>
+__device__ __forceinline__ void scale_rows(Acc<NT>& a, float s_lo, float s_hi) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+        a[j][0] *= s_lo;
+        a[j][1] *= s_lo;
+        a[j][2] *= s_hi;
+        a[j][3] *= s_hi;
+    }
+}
+
+// acc (16 × 16·NB, columns n0 ...) += A (16 × 16, the kk-th k step) · B (k step kk, columns
+// n0 ...); B stored [k][n] (kBKN) or [n][k]. Blocks nb outside [nb_lo, nb_hi] are skipped
+// (warp-uniform: causal blocks that are all zero).
+template <bool kBKN, int NB>
+__device__ __forceinline__ void mma_kstep(Acc<2 * NB>& acc, const uint32_t (&a)[4], const bf16_t* sb, int ld, int n0,
+                                          int kk, int lane, int nb_lo = 0, int nb_hi = NB - 1) {
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb) {
+        if (nb < nb_lo || nb > nb_hi) continue;
+        uint32_t b[4];
+        if (kBKN) ldb_kn(b, sb, ld, n0 + nb * 16, kk * 16, lane);
+        else ldb_nk(b, sb, ld, n0 + nb * 16, kk * 16, lane);
+        mma16816(acc[2 * nb], a, b[0], b[1]);
+        mma16816(acc[2 * nb + 1], a, b[2], b[3]);
+    }
+}
+
+// Rows [0, 64) × cols [0, W) of a row-major bf16 matrix (row stride ld, origin g) into
+// shared memory (row stride lds), by NTHREADS threads; rows ≥ rvalid or cols ≥ cvalid (a
+// multiple of 8) are zero-filled.
+template <int W, int NTHREADS>
+__device__ __forceinline__ void load_rows(bf16_t* s, int lds, const bf16_t* g, int64_t ld, int rvalid, int cvalid,
+                                          int tid) {
+    constexpr int kPer = W / 8, kPieces = kC * kPer;
+    static_assert(kPieces % NTHREADS == 0, "tile pieces must split evenly over the threads");
+#pragma unroll
+    for (int i = 0; i < kPieces / NTHREADS; ++i) {
+        const int idx = tid + i * NTHREADS, r = idx / kPer, col = (idx % kPer) * 8;
+        const bool ok = r < rvalid && col < cvalid;
+        cp_async16(s + r * lds + col, ok ? g + r * ld + col : g, ok);
+    }
+}
+// the common 64 × 64 tile (row stride kLd) by the 128 threads of a 4-warp block
+__device__ __forceinline__ void load_tile(bf16_t* s, const bf16_t* g, int64_t ld, int rvalid, int cvalid, int tid) {
+    load_rows<kC, kThreads>(s, kLd, g, ld, rvalid, cvalid, tid);
+}
+
+// A strip to global bf16 [rows × ld] at origin g: strip row row0 + g (+8), column 8j + 2q;
+// only rows < rvalid and columns < cvalid.
+template <int NT>
+__device__ __forceinline__ void store_strip_bf16(bf16_t* g, int64_t ld, const Acc<NT>& a, int row0, int rvalid,
+                                                 int cvalid, int lane) {
+    const int r = row0 + (lane >> 2), c = 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+        const int col = 8 * j + c;
+        if (col >= cvalid) continue;
+        if (r < rvalid) *reinterpret_cast<uint32_t*>(g + r * ld + col) = pack_bf16(a[j][0], a[j][1]);
+        if (r + 8 < rvalid) *reinterpret_cast<uint32_t*>(g + (r + 8) * ld + col) = pack_bf16(a[j][2], a[j][3]);
+    }
+}
+// A strip to a shared-memory bf16 tile (row stride lds) at rows row0 + g (+8), columns col0 + 8j + 2q
+template <int NT>
+__device__ __forceinline__ void strip_to_smem(bf16_t* s, int lds, const Acc<NT>& a, int row0, int col0, int lane) {
+    const int r = row0 + (lane >> 2), c = col0 + 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+        *reinterpret_cast<uint32_t*>(s + r * lds + c + 8 * j) = pack_bf16(a[j][0], a[j][1]);
+        *reinterpret_cast<uint32_t*>(s + (r + 8) * lds + c + 8 * j) = pack_bf16(a[j][2], a[j][3]);
+    }
+}
+// fp32 state strip from/to global [Dk × Dv] at origin g (row stride ld)
+template <int NT>
+__device__ __forceinline__ void load_strip_f32(Acc<NT>& a, const float* g, int64_t ld, int row0, int rvalid,
+                                               int cvalid, int lane) {
+    const int r = row0 + (lane >> 2), c = 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+            const int row = r + 8 * hf, col = 8 * j + c;
+            float2 p = make_float2(0.f, 0.f);
+            if (g && row < rvalid && col < cvalid) p = *reinterpret_cast<const float2*>(g + row * ld + col);
+            a[j][2 * hf] = p.x;
+            a[j][2 * hf + 1] = p.y;
+        }
+}
+template <int NT>
+__device__ __forceinline__ void store_strip_f32(float* g, int64_t ld, const Acc<NT>& a, int row0, int rvalid,
+                                                int cvalid, int lane) {
+    const int r = row0 + (lane >> 2), c = 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+        const int col = 8 * j + c;
+        if (col >= cvalid) continue;
+        if (r < rvalid) *reinterpret_cast<float2*>(g + r * ld + col) = make_float2(a[j][0], a[j][1]);
+        if (r + 8 < rvalid) *reinterpret_cast<float2*>(g + (r + 8) * ld + col) = make_float2(a[j][2], a[j][3]);
+    }
+}
+
+__device__ __forceinline__ float lambda_at(float lg, float omg, int64_t n) {
+    // λ_n = 1/sqrt(c_n), c_n = (1 − γ^(n+1)) / (1 − γ); expm1 keeps it exact for γ near 1
+    return ::sqrtf(omg / -::expm1f(float(n + 1) * lg));
+}
+
+// ---------------------------------------------------------------- state pass
+
+struct StateArgs {
+    const bf16_t* x;   // [BH,T,Dk]  k (forward) or q (reverse)
+    const bf16_t* y;   // [BH,T,Dv]  v (forward) or dout (reverse)
+    const float* init; // [BH,Dk,Dv] s0 (forward) / ds_final (reverse), or null: zeros
+    bf16_t* states;    // [BH,NC,Dk,Dv] H_c (forward) / U_c (reverse), or null
+    float* fin;        // [BH,Dk,Dv] s_final (forward) / ds0 (reverse), or null
+    int H, T, Dk, Dv, NC;
+    int64_t pos0;
+    Decay d;
+};
+
+constexpr int kStateThreads = 256;  // 8 warps: a 64 (Dk) × 128 (Dv) state tile
+constexpr int kStateStages = 2;     // chunks of k/v in shared memory (1 in flight while 1 is used)
+
+// grid (⌈Dv/128⌉, ⌈Dk/64⌉, B·H): one 64 × 128 fp32 state tile per block, carried in
+// registers over all chunks (forward: c = 0 → NC−1; reverse: NC−1 → 0); warp w holds rows
+// 16·(w%4).. of the tile and the 64 columns 64·(w/4).. . Per chunk: store the entering state
+// (bf16, staged in shared memory so the global writes are whole 16-byte pieces), then
+// S ← γ^L S + (w ⊙ X_c)ᵀ Y_c with the per-token weight w_t = b_t (forward) or a_t λ_t
+// (reverse), applied to the A fragments in registers.
+//
+// The state pass is a chain of NC dependent steps; what bounds it is how many steps run at
+// once over the chip and how long one waits for its loads. A block twice as wide as the
+// 64 × 64 one halves the number of blocks (fewer waves of the chain) and reads X once per
+// 128 columns instead of 64.
+template <bool kReverse>
+__global__ void __launch_bounds__(kStateThreads) state_pass_kernel(const __grid_constant__ StateArgs a) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16_t* xs = reinterpret_cast<bf16_t*>(smem);  // [stages][64 t][kLd]        (cols: Dk tile)
+    bf16_t* ys = xs + kStateStages * kTile;         // [stages][2][64 t][kLd]     (cols: Dv tile halves)
+    bf16_t* hst = ys + 2 * kStateStages * kTile;    // [2][64 dk][kLd]            (staging of the state)
+    float* wts = reinterpret_cast<float*>(hst + 2 * kTile);  // [stages][64]
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int ms = warp & 3, nh = warp >> 2;  // rows 16·ms, columns 64·nh of the tile
+    const int v0 = blockIdx.x * 2 * kC, d0 = blockIdx.y * kC;
+    const int64_t bh = blockIdx.z;
+    const int h = int(bh % a.H);
+    const float lg = a.d.lg[h], omg = a.d.omg[h];
+    const int dvalid = imin(kC, a.Dk - d0), vvalid = imin(2 * kC, a.Dv - v0);
+    const int vvalid_w = vvalid - kC * nh;  // columns of this warp's half (may be ≤ 0)
+    const bf16_t* xg = a.x + bh * a.T * a.Dk + d0;
+    const bf16_t* yg = a.y + bh * a.T * a.Dv + v0;
+    const int64_t sbase = bh * a.Dk * a.Dv + int64_t(d0) * a.Dv + v0;  // tile origin in a [Dk,Dv] state
+
+    Acc<8> acc;
+    load_strip_f32<8>(acc, a.init ? a.init + sbase + kC * nh : nullptr, a.Dv, 16 * ms, dvalid, vvalid_w, lane);
+
+    auto chunk_of = [&](int i) { return kReverse ? a.NC - 1 - i : i; };
+    auto issue = [&](int i) {
+        const int c = chunk_of(i), L = imin(kC, a.T - c * kC), buf = i % kStateStages;
+        load_rows<kC, kStateThreads>(xs + buf * kTile, kLd, xg + int64_t(c) * kC * a.Dk, a.Dk, L, dvalid, tid);
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf)
+            load_rows<kC, kStateThreads>(ys + (2 * buf + hf) * kTile, kLd, yg + int64_t(c) * kC * a.Dv + kC * hf, a.Dv,
+                                         L, vvalid - kC * hf, tid);
+        if (tid < kC) {
+            float w = 0.f;
+            if (tid < L)
+                w = kReverse ? ::expf(float(tid + 1) * lg) * lambda_at(lg, omg, a.pos0 + int64_t(c) * kC + tid)
+                             : ::expf(float(L - 1 - tid) * lg);
+            wts[buf * kC + tid] = w;
+        }
+    };
+
+#pragma unroll
+    for (int i = 0; i < kStateStages - 1; ++i) {
+        if (i < a.NC) issue(i);
+        cp_async_commit();
+    }
+    for (int i = 0; i < a.NC; ++i) {
+        const int c = chunk_of(i), L = imin(kC, a.T - c * kC), buf = i % kStateStages;
+        if (i + kStateStages - 1 < a.NC) issue(i + kStateStages - 1);
+        cp_async_commit();  // possibly empty: keeps "all but the newest kStateStages − 1 groups" = this chunk
+        if (a.states) strip_to_smem<8>(hst + nh * kTile, kLd, acc, 16 * ms, 0, lane);  // the state entering chunk c
+        const float dec = ::expf(float(L) * lg);
+        scale_rows<8>(acc, dec, dec);
+        cp_async_wait<kStateStages - 1>();
+        __syncthreads();
+        if (a.states) {  // staged state → global, 16 bytes a thread and piece
+            bf16_t* sg = a.states + (bh * a.NC + c) * a.Dk * a.Dv + int64_t(d0) * a.Dv + v0;
+#pragma unroll
+            for (int i4 = 0; i4 < 4; ++i4) {
+                const int idx = tid + i4 * kStateThreads, hf = idx >> 9, r = (idx >> 3) & 63, col = (idx & 7) * 8;
+                if (r < dvalid && kC * hf + col < vvalid)
+                    *reinterpret_cast<uint4*>(sg + int64_t(r) * a.Dv + kC * hf + col) =
+                        *reinterpret_cast<const uint4*>(hst + hf * kTile + r * kLd + col);
+            }
+        }
+        const bf16_t* X = xs + buf * kTile;
+        const bf16_t* Y = ys + (2 * buf + nh) * kTile;
+        const float* w = wts + buf * kC;
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            if (16 * kk >= L) continue;
+            uint32_t af[4];
+            lda_km(af, X, kLd, 16 * ms, 16 * kk, lane);  // A[m = dk][k = t] = X[t][dk]
+            scale_a_by_k(af, w, 16 * kk, lane);
+            mma_kstep<true, 4>(acc, af, Y, kLd, 0, kk, lane);  // B[k = t][n = dv] = Y[t][dv]
+        }
+        __syncthreads();  // this buffer and the staging tile are refilled by the next iteration
+    }
+
+    if (a.fin) store_strip_f32<8>(a.fin + sbase + kC * nh, a.Dv, acc, 16 * ms, dvalid, vvalid_w, lane);
+}
+
+// ---------------------------------------------------------------- output pass / dV pass
+
+struct OutArgs {
+    const bf16_t* x;  // [BH,T,Dk] q (forward) / k (dV)
+    const bf16_t* y;  // [BH,T,Dk] k (forward) / q (dV)
+    const bf16_t* s;  // [BH,NC,Dk,Dv] H_c (forward) / U_c (dV)
+    const bf16_t* z;  // [BH,T,Dv] v (forward) / dout (dV)
+    bf16_t* out;      // [BH,T,Dv] out (forward) / dv (dV)
+    int H, T, Dk, Dv, NC;
+    int64_t pos0;
+    Decay d;
+};
+
+// grid (⌈Dv/64⌉, NC, B·H): a 64 × 64 output tile of one chunk. Loops over Dk in 64-wide
+// slices accumulating A = X Yᵀ (64 × 64) and R = X S (64 × Dv tile), then
+//   forward: out = λ_t ⊙ [a_t ⊙ R + (A ⊙ Γ) Z]               rows t queries, cols s keys
+//   dV:      out = b_s ⊙ R + (A ⊙ Γᵀ ⊙ λ_col) Z               rows s keys, cols t queries
+// A stays in registers: its accumulator fragments are the A fragments of the next product.
+template <bool kDv>
+__global__ void __launch_bounds__(kThreads) chunk_out_kernel(const __grid_constant__ OutArgs a) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16_t* xs = reinterpret_cast<bf16_t*>(smem);  // [2][64 t][kLd] (cols: Dk slice)
+    bf16_t* ys = xs + 2 * kTile;                   // [2][64 t][kLd] (cols: Dk slice)
+    bf16_t* ss = ys + 2 * kTile;                   // [2][64 dk][kLd] (cols: Dv tile)
+    bf16_t* zs = ss + 2 * kTile;                   // [64 t][kLd] (cols: Dv tile)
+    __shared__ float pw[kC + 1], rs[kC], fs[kC], cs[kC];
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int v0 = blockIdx.x * kC, c = blockIdx.y;
+    const int64_t bh = blockIdx.z;
+    const int h = int(bh % a.H);
+    const float lg = a.d.lg[h], omg = a.d.omg[h];
+    const int L = imin(kC, a.T - c * kC), vvalid = imin(kC, a.Dv - v0);
+    const int64_t row0 = bh * a.T + int64_t(c) * kC;  // first token row of this chunk
+    const bf16_t* xg = a.x + row0 * a.Dk;
+    const bf16_t* yg = a.y + row0 * a.Dk;
+    const bf16_t* sg = a.s + (bh * a.NC + c) * a.Dk * a.Dv + v0;
+    const bf16_t* zg = a.z + row0 * a.Dv + v0;
+
+    for (int e = tid; e <= kC; e += kThreads) pw[e] = ::expf(float(e) * lg);
+    if (tid < kC) {
+        const bool in = tid < L;
+        const float lam = in ? lambda_at(lg, omg, a.pos0 + int64_t(c) * kC + tid) : 0.f;
+        if (!kDv) {
+            rs[tid] = in ? ::expf(float(tid + 1) * lg) : 0.f;  // a_t
+            fs[tid] = lam;                                     // λ_t
+            cs[tid] = 1.f;
+        } else {
+            rs[tid] = in ? ::expf(float(L - 1 - tid) * lg) : 0.f;  // b_s
+            fs[tid] = 1.f;
+            cs[tid] = lam;  // λ_t of the query column
+        }
+    }
+
+    const int nsl = (a.Dk + kC - 1) / kC;
+    auto issue = [&](int i) {
+        const int k0 = i * kC, kw = imin(kC, a.Dk - k0), buf = i & 1;
+        load_tile(xs + buf * kTile, xg + k0, a.Dk, L, kw, tid);
+        load_tile(ys + buf * kTile, yg + k0, a.Dk, L, kw, tid);
+        load_tile(ss + buf * kTile, sg + int64_t(k0) * a.Dv, a.Dv, kw, vvalid, tid);
+    };
+    issue(0);
+    load_tile(zs, zg, a.Dv, L, vvalid, tid);
+    cp_async_commit();
+
+    // causal structure: forward rows t of warp w need key blocks nb ≤ w; dV rows s need
+    // query blocks nb ≥ w. Blocks outside are exactly zero after the mask: skip them.
+    const int nb_lo = kDv ? warp : 0, nb_hi = kDv ? 3 : warp;
+    Acc<8> accA, accR;
+    zero(accA);
+    zero(accR);
+    for (int i = 0; i < nsl; ++i) {
+        const int kw = imin(kC, a.Dk - i * kC), buf = i & 1;
+        if (i + 1 < nsl) issue(i + 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16_t* X = xs + buf * kTile;
+        const bf16_t* Y = ys + buf * kTile;
+        const bf16_t* S = ss + buf * kTile;
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            if (16 * kk >= kw) continue;
+            uint32_t af[4];
+            lda_mk(af, X, kLd, 16 * warp, 16 * kk, lane);               // A[m = t][k = d] = X[t][d]
+            mma_kstep<false, 4>(accA, af, Y, kLd, 0, kk, lane, nb_lo, nb_hi);  // B[k = d][n = s] = Y[s][d]
+            mma_kstep<true, 4>(accR, af, S, kLd, 0, kk, lane);         // B[k = d][n = v] = S[d][v]
+        }
+        __syncthreads();
+    }
+
+    const int r = 16 * warp + (lane >> 2), cq = 2 * (lane & 3);
+    scale_rows(accR, rs[r], rs[r + 8]);
+    // masked A → bf16 A fragments: n-tiles 2kk, 2kk+1 form the k step kk
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        float p[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int row = r + ((e >> 1) << 3), col = 8 * j + cq + (e & 1);
+            float m;
+            if (!kDv) m = row >= col ? pw[row - col] : 0.f;
+            else m = col >= row ? pw[col - row] * cs[col] : 0.f;
+            p[e] = accA[j][e] * m;
+        }
+        pa[j >> 1][(j & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
+        pa[j >> 1][(j & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
+    }
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+        if (kk < nb_lo || kk > nb_hi || 16 * kk >= L) continue;
+        mma_kstep<true, 4>(accR, pa[kk], zs, kLd, 0, kk, lane);  // B[k = s][n = v] = Z[s][v]
+    }
+    if (!kDv) scale_rows(accR, fs[r], fs[r + 8]);
+    store_strip_bf16(a.out + row0 * a.Dv + v0, a.Dv, accR, 16 * warp, L, vvalid, lane);
+}
+
+// ---------------------------------------------------------------- fused forward (Dk ≤ 256)
+
+struct FusedArgs {
+    const bf16_t *q, *k;  // [BH,T,Dk]
+    const bf16_t* v;      // [BH,T,Dv]
+    const float* s0;      // [BH,Dk,Dv] or null
+    bf16_t* out;          // [BH,T,Dv]
+    float* s_final;       // [BH,Dk,Dv] or null
+    int H, T, Dk, Dv, NC;
+    int64_t pos0;
+    Decay d;
+};
+
+constexpr int kFusedThreads = 256;  // 8 warps
+
+template <int MT>
+constexpr size_t fused_smem_bytes() {
+    // Q, K tiles [2 stages][64][128·MT + 8], V tiles [2][64][kLd], H_c / P [128·MT][kLd], λ [2][64]
+    return (4 * size_t(kC) * (128 * MT + 8) + 2 * size_t(kTile) + size_t(128 * MT) * kLd) * 2 + 2 * kC * sizeof(float);
+}
+
+// grid (⌈Dv/64⌉, B·H): the whole forward for one 64-wide Dv tile of one (b, h), the state
+// H (Dk × 64, fp32) in registers across the chunks, so H_c never goes to device memory.
+// Warp w owns state rows 16·MT·w .. (Dk ≤ 128·MT) and the output strip rows 16·(w%4),
+// columns 32·(w/4). Per chunk c (loads of chunk c+1 in flight meanwhile):
+//   H_c → shared memory (bf16); S = Q_c K_cᵀ and R = Q_c H_c for the warp's strip;
+//   P = S ⊙ Γ → shared memory (over H_c's place); H ← γ^L H + (b ⊙ K_c)ᵀ V_c (registers);
+//   O = λ ⊙ (a ⊙ R + P V_c) → out.
+// MT = 1 serves Dk ≤ 128 (107 KiB of shared memory: two blocks a multiprocessor). MT = 2
+// (Dk ≤ 256, 187 KiB, one block) works and was measured, but lost to the two passes; it is
+// not dispatched (see retention_chunkwise_tc_forward).
+template <int MT>
+__global__ void __launch_bounds__(kFusedThreads) fused_fwd_kernel(const __grid_constant__ FusedArgs a) {
+    constexpr int KW = 128 * MT, LK = KW + 8, kQK = kC * LK;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16_t* qs = reinterpret_cast<bf16_t*>(smem);  // [2][64 t][LK]   (cols: Dk)
+    bf16_t* ks = qs + 2 * kQK;                      // [2][64 s][LK]   (cols: Dk)
+    bf16_t* vs = ks + 2 * kQK;                      // [2][64 s][kLd]  (cols: Dv tile)
+    bf16_t* hs = vs + 2 * kTile;                    // [KW dk][kLd] H_c; later [64 t][kLd] P
+    float* lam = reinterpret_cast<float*>(hs + KW * kLd);  // [2][64] λ of the chunk's tokens
+    __shared__ float pw[kC + 1];
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int ms = warp & 3, nh = warp >> 2;  // output strip: rows 16·ms, columns 32·nh
+    const int sr0 = warp * 16 * MT;           // first state row of this warp
+    const int v0 = blockIdx.x * kC;
+    const int64_t bh = blockIdx.y;
+    const int h = int(bh % a.H);
+    const float lg = a.d.lg[h], omg = a.d.omg[h];
+    const int vvalid = imin(kC, a.Dv - v0);
+    const int r = lane >> 2, cq = 2 * (lane & 3);
+    const int64_t sbase = bh * a.Dk * a.Dv + v0;
+
+    for (int e = tid; e <= kC; e += kFusedThreads) pw[e] = ::expf(float(e) * lg);
+
+    Acc<8> hreg[MT];  // the state, fp32
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+        load_strip_f32<8>(hreg[mt], a.s0 ? a.s0 + sbase : nullptr, a.Dv, sr0 + 16 * mt, a.Dk, vvalid, lane);
+
+    auto issue = [&](int c) {
+        const int L = imin(kC, a.T - c * kC), buf = c & 1;
+        const int64_t row0 = bh * a.T + int64_t(c) * kC;
+        load_rows<KW, kFusedThreads>(qs + buf * kQK, LK, a.q + row0 * a.Dk, a.Dk, L, a.Dk, tid);
+        load_rows<KW, kFusedThreads>(ks + buf * kQK, LK, a.k + row0 * a.Dk, a.Dk, L, a.Dk, tid);
+        load_rows<kC, kFusedThreads>(vs + buf * kTile, kLd, a.v + row0 * a.Dv + v0, a.Dv, L, vvalid, tid);
+        if (tid < kC) lam[buf * kC + tid] = tid < L ? lambda_at(lg, omg, a.pos0 + int64_t(c) * kC + tid) : 0.f;
+    };
+
+    issue(0);
+    cp_async_commit();
+    const int ksteps = (a.Dk + 15) / 16;
+    for (int c = 0; c < a.NC; ++c) {
+        const int L = imin(kC, a.T - c * kC), buf = c & 1;
+        if (c + 1 < a.NC) issue(c + 1);
+        cp_async_commit();
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) strip_to_smem<8>(hs, kLd, hreg[mt], sr0 + 16 * mt, 0, lane);  // H_c
+        cp_async_wait<1>();
+        __syncthreads();  // [A] chunk c's tiles and H_c are in shared memory
+
+        const bf16_t* Q = qs + buf * kQK;
+        const bf16_t* K = ks + buf * kQK;
+        const bf16_t* V = vs + buf * kTile;
+        // S = Q Kᵀ (key blocks ≤ the strip's row block only) and R = Q H_c, over Dk
+        Acc<4> accS, accR;
+        zero(accS);
+        zero(accR);
+        const int nb_hi = ms - 2 * nh;  // last 16-column key block at or below the diagonal
+#pragma unroll
+        for (int kk = 0; kk < KW / 16; ++kk) {
+            if (kk >= ksteps) continue;
+            uint32_t af[4];
+            lda_mk(af, Q, LK, 16 * ms, 16 * kk, lane);                      // A[m = t][k = d]
+            if (nb_hi >= 0) mma_kstep<false, 2>(accS, af, K, LK, 32 * nh, kk, lane, 0, nb_hi);  // B = K[s][d]
+            mma_kstep<true, 2>(accR, af, hs, kLd, 32 * nh, kk, lane);       // B = H_c[d][v]
+        }
+        __syncthreads();  // [B] everyone is done with H_c: its place takes P
+
+        // P = S ⊙ Γ (rows t, columns s; zero above the diagonal) → shared memory
+        Acc<4> p;
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int row = 16 * ms + r + ((e >> 1) << 3), col = 32 * nh + 8 * j + cq + (e & 1);
+                p[j][e] = row >= col ? accS[j][e] * pw[row - col] : 0.f;
+            }
+        strip_to_smem<4>(hs, kLd, p, 16 * ms, 32 * nh, lane);
+
+        // H ← γ^L H + (b ⊙ K)ᵀ V, b_t = γ^(L−1−t) (0 past the chunk's end)
+        {
+            const float dec = pw[L];
+            float bw[4][4];  // b at this lane's token columns of each k step
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+                for (int u = 0; u < 4; ++u) {
+                    const int t = 16 * kk + cq + (u & 1) + ((u >> 1) << 3);
+                    bw[kk][u] = t < L ? pw[L - 1 - t] : 0.f;
+                }
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                scale_rows<8>(hreg[mt], dec, dec);
+                if (sr0 + 16 * mt >= a.Dk) continue;  // rows past Dk stay zero
+#pragma unroll
+                for (int kk = 0; kk < 4; ++kk) {
+                    if (16 * kk >= L) continue;
+                    uint32_t af[4];
+                    lda_km(af, K, LK, sr0 + 16 * mt, 16 * kk, lane);  // A[m = dk][k = t] = K[t][dk]
+                    af[0] = scale_bf16x2(af[0], bw[kk][0], bw[kk][1]);
+                    af[1] = scale_bf16x2(af[1], bw[kk][0], bw[kk][1]);
+                    af[2] = scale_bf16x2(af[2], bw[kk][2], bw[kk][3]);
+                    af[3] = scale_bf16x2(af[3], bw[kk][2], bw[kk][3]);
+                    mma_kstep<true, 4>(hreg[mt], af, V, kLd, 0, kk, lane);  // B[k = t][n = v] = V[t][v]
+                }
+            }
+        }
+        __syncthreads();  // [C] P is complete
+
+        // O = λ ⊙ (a ⊙ R + P V), a_t = γ^(t+1)
+        const int t0 = 16 * ms + r;
+        scale_rows<4>(accR, pw[t0 + 1], pw[t0 + 9]);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            if (kk > ms || 16 * kk >= L) continue;  // P[t][s] = 0 for s > t
+            uint32_t af[4];
+            lda_mk(af, hs, kLd, 16 * ms, 16 * kk, lane);                // A[m = t][k = s] = P[t][s]
+            mma_kstep<true, 2>(accR, af, V, kLd, 32 * nh, kk, lane);    // B[k = s][n = v] = V[s][v]
+        }
+        scale_rows<4>(accR, lam[buf * kC + t0], lam[buf * kC + t0 + 8]);
+        store_strip_bf16<4>(a.out + (bh * a.T + int64_t(c) * kC) * a.Dv + v0 + 32 * nh, a.Dv, accR, 16 * ms, L,
+                            vvalid - 32 * nh, lane);
+        __syncthreads();  // [D] the next chunk's loads and H_c go where this chunk's were
+    }
+
+    if (a.s_final)
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+            store_strip_f32<8>(a.s_final + sbase, a.Dv, hreg[mt], sr0 + 16 * mt, a.Dk, vvalid, lane);
+}
+
+// ---------------------------------------------------------------- dQ / dK pass
+
+struct DqkArgs {
+    const bf16_t *q, *k;   // [BH,T,Dk]
+    const bf16_t *v, *dout;// [BH,T,Dv]
+    const bf16_t* hs;      // [BH,NC,Dk,Dv] H_c, or null when dq is not wanted
+    const bf16_t* us;      // [BH,NC,Dk,Dv] U_c, or null when dk is not wanted
+    bf16_t *dq, *dk;       // [BH,T,Dk], either may be null
+    int H, T, Dk, Dv, NC;
+    int64_t pos0;
+    Decay d;
+};
+
+// grid (⌈Dk/64⌉, NC, B·H): dq and dk of one chunk and one 64-wide Dk tile. Loops over Dv in
+// 64-wide slices accumulating dS' = dO Vᵀ, dQ' = dO Hᵀ and dK' = V Uᵀ, then
+//   dS = dS' ⊙ Γ ⊙ λ_row (to shared memory, bf16), dQ = aλ ⊙ dQ' + dS K, dK = b ⊙ dK' + dSᵀ Q.
+__global__ void __launch_bounds__(kThreads) chunk_dqk_kernel(const __grid_constant__ DqkArgs a) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16_t* dos = reinterpret_cast<bf16_t*>(smem);  // [2][64 t][kLd]  (cols: Dv slice)
+    bf16_t* vs = dos + 2 * kTile;                   // [2][64 s][kLd]  (cols: Dv slice)
+    bf16_t* hsm = vs + 2 * kTile;                   // [2][64 dk][kLd] (cols: Dv slice)
+    bf16_t* usm = hsm + 2 * kTile;                  // [2][64 dk][kLd] (cols: Dv slice)
+    bf16_t* qs = usm + 2 * kTile;                   // [64 t][kLd]     (cols: Dk tile)
+    bf16_t* ks = qs + kTile;                        // [64 s][kLd]     (cols: Dk tile)
+    bf16_t* dss = ks + kTile;                       // [64 t][kLd]     (cols: s)
+    __shared__ float pw[kC + 1], rq[kC], rk[kC], lam[kC];
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int d0 = blockIdx.x * kC, c = blockIdx.y;
+    const int64_t bh = blockIdx.z;
+    const int h = int(bh % a.H);
+    const float lg = a.d.lg[h], omg = a.d.omg[h];
+    const int L = imin(kC, a.T - c * kC), dvalid = imin(kC, a.Dk - d0);
+    const bool want_dq = a.dq != nullptr, want_dk = a.dk != nullptr;
+    const int64_t row0 = bh * a.T + int64_t(c) * kC;
+    const bf16_t* dog = a.dout + row0 * a.Dv;
+    const bf16_t* vg = a.v + row0 * a.Dv;
+    const int64_t st0 = ((bh * a.NC + c) * a.Dk + d0) * a.Dv;  // this Dk tile of state c
+
+    for (int e = tid; e <= kC; e += kThreads) pw[e] = ::expf(float(e) * lg);
+    if (tid < kC) {
+        const bool in = tid < L;
+        const float l = in ? lambda_at(lg, omg, a.pos0 + int64_t(c) * kC + tid) : 0.f;
+        lam[tid] = l;
+        rq[tid] = in ? ::expf(float(tid + 1) * lg) * l : 0.f;  // a_t λ_t
+        rk[tid] = in ? ::expf(float(L - 1 - tid) * lg) : 0.f;  // b_s
+    }
+
+    const int nsl = (a.Dv + kC - 1) / kC;
+    auto issue = [&](int i) {
+        const int v0 = i * kC, vw = imin(kC, a.Dv - v0), buf = i & 1;
+        load_tile(dos + buf * kTile, dog + v0, a.Dv, L, vw, tid);
+        load_tile(vs + buf * kTile, vg + v0, a.Dv, L, vw, tid);
+        if (want_dq) load_tile(hsm + buf * kTile, a.hs + st0 + v0, a.Dv, dvalid, vw, tid);
+        if (want_dk) load_tile(usm + buf * kTile, a.us + st0 + v0, a.Dv, dvalid, vw, tid);
+    };
+    issue(0);
+    load_tile(qs, a.q + row0 * a.Dk + d0, a.Dk, L, dvalid, tid);
+    load_tile(ks, a.k + row0 * a.Dk + d0, a.Dk, L, dvalid, tid);
+    cp_async_commit();
+
+    Acc<8> accS, accQ, accK;
+    zero(accS);
+    zero(accQ);
+    zero(accK);
+    for (int i = 0; i < nsl; ++i) {
+        const int vw = imin(kC, a.Dv - i * kC), buf = i & 1;
+        if (i + 1 < nsl) issue(i + 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16_t* DO = dos + buf * kTile;
+        const bf16_t* V = vs + buf * kTile;
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            if (16 * kk >= vw) continue;
+            uint32_t af[4];
+            lda_mk(af, DO, kLd, 16 * warp, 16 * kk, lane);                // A[m = t][k = v] = dO[t][v]
+            mma_kstep<false, 4>(accS, af, V, kLd, 0, kk, lane, 0, warp);  // B[k = v][n = s] = V[s][v]
+            if (want_dq) mma_kstep<false, 4>(accQ, af, hsm + buf * kTile, kLd, 0, kk, lane);  // B = H[dk][v]
+            if (want_dk) {
+                lda_mk(af, V, kLd, 16 * warp, 16 * kk, lane);             // A[m = s][k = v] = V[s][v]
+                mma_kstep<false, 4>(accK, af, usm + buf * kTile, kLd, 0, kk, lane);  // B = U[dk][v]
+            }
+        }
+        __syncthreads();
+    }
+
+    // dS (rows t, cols s) to shared memory as bf16
+    const int r = 16 * warp + (lane >> 2), cq = 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        float p[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int row = r + ((e >> 1) << 3), col = 8 * j + cq + (e & 1);
+            p[e] = row >= col ? accS[j][e] * pw[row - col] * lam[row] : 0.f;
+        }
+        *reinterpret_cast<uint32_t*>(dss + r * kLd + 8 * j + cq) = pack_bf16(p[0], p[1]);
+        *reinterpret_cast<uint32_t*>(dss + (r + 8) * kLd + 8 * j + cq) = pack_bf16(p[2], p[3]);
+    }
+    scale_rows(accQ, rq[r], rq[r + 8]);
+    scale_rows(accK, rk[r], rk[r + 8]);
+    __syncthreads();
+
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+        if (16 * kk >= L) continue;
+        uint32_t af[4];
+        if (want_dq && kk <= warp) {  // dQ[t][·] += Σ_{s ≤ t} dS[t][s] K[s][·]
+            lda_mk(af, dss, kLd, 16 * warp, 16 * kk, lane);
+            mma_kstep<true, 4>(accQ, af, ks, kLd, 0, kk, lane);
+        }
+        if (want_dk && kk >= warp) {  // dK[s][·] += Σ_{t ≥ s} dS[t][s] Q[t][·]
+            lda_km(af, dss, kLd, 16 * warp, 16 * kk, lane);
+            mma_kstep<true, 4>(accK, af, qs, kLd, 0, kk, lane);
+        }
+    }
+    if (want_dq) store_strip_bf16(a.dq + row0 * a.Dk + d0, a.Dk, accQ, 16 * warp, L, dvalid, lane);
+    if (want_dk) store_strip_bf16(a.dk + row0 * a.Dk + d0, a.Dk, accK, 16 * warp, L, dvalid, lane);
+}
+
+// ---------------------------------------------------------------- host side
+
+constexpr size_t kStateSmem = (3 * kStateStages + 2) * size_t(kTileBytes) + kStateStages * kC * sizeof(float);
+constexpr size_t kOutSmem = 7 * size_t(kTileBytes);
+constexpr size_t kDqkSmem = 11 * size_t(kTileBytes);
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// The shapes this path takes; anything else goes to the generic kernels.
+bool supported(const cpu::RetentionShape& s, const std::vector<double>& gamma, std::initializer_list<const void*> ptrs) {
+    if (s.chunk != kC || s.B < 1 || s.H < 1 || s.T < 1 || s.pos0 < 0) return false;
+    if (s.H > kMaxHeads || int64_t(gamma.size()) != s.H) return false;
+    if (s.Dk % 16 || s.Dv % 16 || s.Dk < 16 || s.Dv < 16 || s.Dk > kMaxDim || s.Dv > kMaxDim) return false;
+    if (s.B * s.H > 65535 || (s.T + kC - 1) / kC > 65535 || s.T > (int64_t(1) << 30)) return false;
+    for (double g : gamma)
+        if (!(g > 0 && g < 1)) return false;
+    for (const void* p : ptrs)
+        if (p && !aligned16(p)) return false;
+    return true;
+}
+
+Decay make_decay(const std::vector<double>& gamma) {
+    Decay d{};
+    for (size_t h = 0; h < gamma.size(); ++h) {
+        d.lg[h] = float(std::log(gamma[h]));
+        d.omg[h] = float(1.0 - gamma[h]);
+    }
+    return d;
+}
+
+// scratch chunk states from the caching allocator; freed right after the launches are
+// enqueued, which is safe under Note [One compute stream] (cuda/context.h)
+struct Scratch {
+    void* p = nullptr;
+    int dev = 0;
+    explicit Scratch(size_t bytes) : dev(current_device()) {
+        if (bytes) p = device_malloc(bytes, dev);
+    }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    ~Scratch() {
+        if (p) device_free(p, dev);
+    }
+    bf16_t* bf() const { return static_cast<bf16_t*>(p); }
+};
+
+template <typename K>
+void set_smem(K kernel, size_t bytes) {
+    RN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+int ceil64(int64_t n) { return int((n + kC - 1) / kC); }
+
+template <bool kReverse>
+void launch_state_pass(const cpu::RetentionShape& s, const Decay& d, const void* x, const void* y, const float* init,
+                       bf16_t* states, float* fin, cudaStream_t st) {
+    StateArgs a{static_cast<const bf16_t*>(x), static_cast<const bf16_t*>(y), init, states, fin, int(s.H), int(s.T),
+                int(s.Dk), int(s.Dv), ceil64(s.T), s.pos0, d};
+    set_smem(state_pass_kernel<kReverse>, kStateSmem);
+    dim3 grid(unsigned((s.Dv + 2 * kC - 1) / (2 * kC)), ceil64(s.Dk), unsigned(s.B * s.H));
+    state_pass_kernel<kReverse><<<grid, kStateThreads, kStateSmem, st>>>(a);
+    RN_CUDA_CHECK_LAUNCH();
+}
+
+template <bool kDv>
+void launch_out(const cpu::RetentionShape& s, const Decay& d, const void* x, const void* y, const bf16_t* states,
+                const void* z, void* out, cudaStream_t st) {
+    OutArgs a{static_cast<const bf16_t*>(x), static_cast<const bf16_t*>(y), states, static_cast<const bf16_t*>(z),
+              static_cast<bf16_t*>(out), int(s.H), int(s.T), int(s.Dk), int(s.Dv), ceil64(s.T), s.pos0, d};
+    set_smem(chunk_out_kernel<kDv>, kOutSmem);
+    dim3 grid(ceil64(s.Dv), ceil64(s.T), unsigned(s.B * s.H));
+    chunk_out_kernel<kDv><<<grid, kThreads, kOutSmem, st>>>(a);
+    RN_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+bool retention_chunkwise_tc_forward(const cpu::RetentionShape& s, const std::vector<double>& gamma, const void* q,
+                                    const void* k, const void* v, const float* s0, void* out, float* s_final) {
+    if (!supported(s, gamma, {q, k, v, s0, out, s_final})) return false;
+    const Decay d = make_decay(gamma);
+    cudaStream_t st = stream();
+    const int64_t NC = ceil64(s.T);
+#ifndef RN_TC_FORWARD_TWO_PASS  // defined: always the two-pass forward (to benchmark the two)
+    // Dk ≤ 128: the fused forward, no chunk states in device memory (measured on the H200:
+    // 0.18 against 0.23 ms at B8 T2048 H16 D128). For Dk ≤ 256 the same kernel with two
+    // state m-tiles a warp (fused_fwd_kernel<2>, one block a multiprocessor) was 2–6% slower
+    // than the two passes at the D256 benchmark shapes, so larger heads take the two passes.
+    if (s.Dk <= 128) {
+        FusedArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v), s0,
+                    static_cast<bf16_t*>(out), s_final, int(s.H), int(s.T), int(s.Dk), int(s.Dv), int(NC), s.pos0, d};
+        dim3 grid(ceil64(s.Dv), unsigned(s.B * s.H));
+        set_smem(fused_fwd_kernel<1>, fused_smem_bytes<1>());
+        fused_fwd_kernel<1><<<grid, kFusedThreads, fused_smem_bytes<1>(), st>>>(a);
+        RN_CUDA_CHECK_LAUNCH();
+        return true;
+    }
+#endif
+    Scratch hs(size_t(s.B * s.H * NC) * size_t(s.Dk * s.Dv) * sizeof(bf16_t));
+    launch_state_pass<false>(s, d, k, v, s0, hs.bf(), s_final, st);
+    launch_out<false>(s, d, q, k, hs.bf(), v, out, st);
+    return true;
+}
+
+bool retention_chunkwise_tc_backward(const cpu::RetentionShape& s, const std::vector<double>& gamma, void* dq,
+                                     void* dk, void* dv, float* ds0, const void* dout, const float* ds_final,
+                                     const void* q, const void* k, const void* v, const float* s0) {
+    if (!supported(s, gamma, {dq, dk, dv, ds0, dout, ds_final, q, k, v, s0})) return false;
+    if (!dq && !dk && !dv && !ds0) return true;
+    const Decay d = make_decay(gamma);
+    cudaStream_t st = stream();
+    const int64_t NC = ceil64(s.T);
+    const size_t state_bytes = size_t(s.B * s.H * NC) * size_t(s.Dk * s.Dv) * sizeof(bf16_t);
+    Scratch hs(dq ? state_bytes : 0), us(dk || dv ? state_bytes : 0);
+    if (dq) launch_state_pass<false>(s, d, k, v, s0, hs.bf(), nullptr, st);
+    if (dk || dv || ds0) launch_state_pass<true>(s, d, q, dout, ds_final, dk || dv ? us.bf() : nullptr, ds0, st);
+    if (dv) launch_out<true>(s, d, k, q, us.bf(), dout, dv, st);
+    if (dq || dk) {
+        DqkArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v),
+                  static_cast<const bf16_t*>(dout), dq ? hs.bf() : nullptr, dk ? us.bf() : nullptr,
+                  static_cast<bf16_t*>(dq), static_cast<bf16_t*>(dk), int(s.H), int(s.T), int(s.Dk), int(s.Dv),
+                  int(NC), s.pos0, d};
+        set_smem(chunk_dqk_kernel, kDqkSmem);
+        dim3 grid(ceil64(s.Dk), unsigned(NC), unsigned(s.B * s.H));
+        chunk_dqk_kernel<<<grid, kThreads, kDqkSmem, st>>>(a);
+        RN_CUDA_CHECK_LAUNCH();
+    }
+    return true;
+}
+
+}  // namespace rn::cuda
