@@ -7,7 +7,10 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PKGS=(cmake ninja-build g++ pkg-config
       libboost-dev libboost-test-dev   # Boost.Test (used header-only), later Beast/Asio
       libopenblas-dev                  # CBLAS for CPU matmul
-      nlohmann-json3-dev)              # JSON for configs, logs and benchmark results
+      nlohmann-json3-dev               # JSON for configs, logs and benchmark results
+      libsentencepiece-dev             # the tokenizer (retnet prepare)
+      libhdf5-dev                      # checkpoints
+      bible-kjv)                       # the built-in default corpus (its `bible` program)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

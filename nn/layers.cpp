@@ -1,0 +1,63 @@
+// nn/layers.cpp — Linear, Embedding, RMSNorm, GLU.
+#include "nn/layers.h"
+
+#include <cmath>
+
+#include "ops/ops.h"
+
+namespace rn::nn {
+
+Tensor xavier_uniform(int64_t out, int64_t in, double gain, Generator& gen) {
+    double a = gain * std::sqrt(6.0 / double(in + out));
+    return uniform({out, in}, -a, a, gen);
+}
+
+namespace {
+// the weight in the input's dtype (differentiable: gradients return in fp32)
+Tensor as_compute(const Tensor& w, const Tensor& x) { return w.dtype() == x.dtype() ? w : w.to(x.dtype()); }
+}  // namespace
+
+Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator& gen, double gain) : in_features(in), out_features(out) {
+    // gain > 0: xavier-uniform (torchscale's retention projections); 0: PyTorch's nn.Linear
+    // default, kaiming-uniform with a = √5, i.e. U(±1/√in) (torchscale's GLU)
+    double a = 1.0 / std::sqrt(double(in));
+    register_parameter("weight", weight, gain > 0 ? xavier_uniform(out, in, gain, gen) : uniform({out, in}, -a, a, gen));
+    if (with_bias) register_parameter("bias", bias, uniform({out}, -a, a, gen));
+}
+
+Tensor Linear::forward(const Tensor& x) const {
+    RN_CHECK(x.size(-1) == in_features, "Linear: input's last dim is ", x.size(-1), ", expected ", in_features);
+    Tensor y = matmul(x, as_compute(weight, x).t());
+    if (bias.defined()) y = y + as_compute(bias, x);
+    return y;
+}
+
+Embedding::Embedding(int64_t vocab, int64_t dim, Generator& gen, double stddev) {
+    register_parameter("weight", weight, randn({vocab, dim}, gen) * stddev);
+}
+
+Tensor Embedding::forward(const Tensor& ids) const { return embedding(weight, ids); }
+
+RMSNorm::RMSNorm(int64_t dim, double eps_, bool affine) : eps(eps_) {
+    if (affine) register_parameter("weight", weight, ones({dim}));
+}
+
+Tensor RMSNorm::forward(const Tensor& x) const {
+    return rms_norm(x, weight.defined() ? as_compute(weight, x) : Tensor(), eps);
+}
+
+GLU::GLU(int64_t dim, int64_t hidden, const std::string& act, Generator& gen) : activation(act) {
+    RN_CHECK(act == "swish" || act == "silu" || act == "gelu", "GLU: unknown activation '", act,
+             "': expected swish (silu) or gelu");
+    fc1 = register_module("fc1", std::make_shared<Linear>(dim, hidden, false, gen));
+    gate = register_module("gate", std::make_shared<Linear>(dim, hidden, false, gen));
+    fc2 = register_module("fc2", std::make_shared<Linear>(hidden, dim, false, gen));
+}
+
+Tensor GLU::forward(const Tensor& x) const {
+    Tensor h = fc1->forward(x);
+    h = activation == "gelu" ? gelu(h) : silu(h);
+    return fc2->forward(h * gate->forward(x));
+}
+
+}  // namespace rn::nn

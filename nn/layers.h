@@ -1,0 +1,48 @@
+// nn/layers.h — the building blocks: Linear, Embedding, RMSNorm, GLU.
+// Mixed precision by input dtype: a layer casts its fp32 weights to the dtype of its input
+// (bf16 activations → bf16 matmul), and the differentiable cast sends fp32 gradients back
+// to the fp32 master weights.
+#pragma once
+#include "core/random.h"
+#include "nn/module.h"
+
+namespace rn::nn {
+
+// y = x Wᵀ (+ b); W is [out, in] as in PyTorch, so reference checkpoints load unchanged
+class Linear : public Module {
+public:
+    Linear(int64_t in, int64_t out, bool bias, Generator& gen, double xavier_gain = 0.0);
+    Tensor forward(const Tensor& x) const;
+    Tensor weight, bias;
+    int64_t in_features, out_features;
+};
+
+class Embedding : public Module {
+public:
+    Embedding(int64_t vocab, int64_t dim, Generator& gen, double stddev);
+    Tensor forward(const Tensor& ids) const;  // [..] → [.., dim], fp32
+    Tensor weight;
+};
+
+// y = x / rms(x) (⊙ w); statistics in fp32 whatever the storage dtype
+class RMSNorm : public Module {
+public:
+    RMSNorm(int64_t dim, double eps, bool affine);
+    Tensor forward(const Tensor& x) const;
+    Tensor weight;
+    double eps;
+};
+
+// fc2( act(fc1 x) ⊙ gate x ), act = silu (SwiGLU) or gelu
+class GLU : public Module {
+public:
+    GLU(int64_t dim, int64_t hidden, const std::string& activation, Generator& gen);
+    Tensor forward(const Tensor& x) const;
+    std::shared_ptr<Linear> fc1, gate, fc2;
+    std::string activation;
+};
+
+// xavier-uniform: U(−a, a), a = gain·sqrt(6 / (fan_in + fan_out))
+Tensor xavier_uniform(int64_t out, int64_t in, double gain, Generator& gen);
+
+}  // namespace rn::nn

@@ -1,0 +1,86 @@
+// nn/optim.cpp — AdamW, clipping, schedules (nn/optim.h). The update is one pass over
+// p, g, m, v per parameter: on the CPU an OpenMP loop, on CUDA one fused kernel.
+#include "nn/optim.h"
+
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "cuda/optim.h"
+#include "ops/ops.h"
+
+namespace rn::nn {
+
+namespace cpu {
+void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2, float eps,
+                float wd, float bc1, float bc2) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) {
+        float gi = g[i];
+        float mi = b1 * m[i] + (1 - b1) * gi;
+        float vi = b2 * v[i] + (1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        // decoupled weight decay (Loshchilov & Hutter): applied to p, not through the gradient
+        p[i] -= lr * ((mi / bc1) / (std::sqrt(vi / bc2) + eps) + wd * p[i]);
+    }
+}
+}  // namespace cpu
+
+AdamW::AdamW(const std::vector<std::pair<std::string, Tensor>>& named, AdamWOptions opt) : opt_(opt) {
+    for (const auto& [name, p] : named) {
+        RN_CHECK(p.dtype() == DType::f32, "AdamW: parameter '", name, "' is ", p.dtype(),
+                 "; master weights must be f32 (cast activations, not parameters, for mixed precision)");
+        RN_CHECK(p.is_contiguous(), "AdamW: parameter '", name, "' is not contiguous");
+        slots_.push_back({name, p, zeros_like(p), zeros_like(p), p.dim() >= 2});
+    }
+}
+
+void AdamW::step(double lr) {
+    NoGradGuard no_grad;
+    ++t_;
+    const float b1 = float(opt_.beta1), b2 = float(opt_.beta2);
+    const float bc1 = float(1 - std::pow(opt_.beta1, double(t_))), bc2 = float(1 - std::pow(opt_.beta2, double(t_)));
+    for (auto& s : slots_) {
+        Tensor g = s.param.grad();
+        if (!g.defined()) continue;
+        g = contiguous_nograd(cast_nograd(g, DType::f32));
+        const float wd = s.decay ? float(opt_.weight_decay) : 0.0f;
+        float* p = s.param.data<float>();
+        if (s.param.is_cuda())
+            cuda::adamw_step(p, g.data<float>(), s.m.data<float>(), s.v.data<float>(), s.param.numel(), float(lr), b1, b2,
+                             float(opt_.eps), wd, bc1, bc2);
+        else
+            cpu::adamw_step(p, g.data<float>(), s.m.data<float>(), s.v.data<float>(), s.param.numel(), float(lr), b1, b2,
+                            float(opt_.eps), wd, bc1, bc2);
+        s.param.bump_version();
+    }
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+    NoGradGuard no_grad;
+    Tensor total;
+    for (const auto& p : params) {
+        Tensor g = p.grad();
+        if (!g.defined()) continue;
+        Tensor sq = sum(g.to(DType::f32) * g.to(DType::f32));
+        total = total.defined() ? total + sq : sq;
+    }
+    if (!total.defined()) return 0.0;
+    double norm = std::sqrt(total.item());
+    if (max_norm > 0 && norm > max_norm) {
+        double scale = max_norm / (norm + 1e-6);
+        for (const auto& p : params)
+            if (p.grad().defined()) p.set_grad(p.grad() * scale);
+    }
+    return norm;
+}
+
+double LRSchedule::at(int64_t step) const {
+    if (warmup > 0 && step < warmup) return peak * double(step + 1) / double(warmup);
+    double span = double(std::max<int64_t>(total - warmup, 1));
+    double frac = std::min(1.0, double(step - warmup) / span);
+    if (kind == "linear") return min_lr + (peak - min_lr) * (1.0 - frac);
+    return min_lr + (peak - min_lr) * 0.5 * (1.0 + std::cos(M_PI * frac));
+}
+
+}  // namespace rn::nn

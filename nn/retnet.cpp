@@ -1,0 +1,145 @@
+// nn/retnet.cpp — RetNet: multi-scale retention, blocks, the LM (see nn/retnet.h).
+#include "nn/retnet.h"
+
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "ops/ops.h"
+#include "ops/rotary.h"
+
+namespace rn::nn {
+
+// ---------------------------------------------------------------- MultiScaleRetention
+MultiScaleRetention::MultiScaleRetention(const RetNetConfig& cfg, Generator& gen)
+    : H_(cfg.n_heads), Dk_(cfg.head_dim()), Dv_(cfg.value_head_dim()), eps_(cfg.norm_eps), gamma_(cfg.gammas()) {
+    const double g_qkv = std::pow(2.0, -2.5), g_out = std::pow(2.0, -1.0);  // torchscale's init gains
+    q_proj = register_module("q_proj", std::make_shared<Linear>(cfg.d_model, cfg.d_model, false, gen, g_qkv));
+    k_proj = register_module("k_proj", std::make_shared<Linear>(cfg.d_model, cfg.d_model, false, gen, g_qkv));
+    v_proj = register_module("v_proj", std::make_shared<Linear>(cfg.d_model, cfg.value_dim, false, gen, g_qkv));
+    g_proj = register_module("g_proj", std::make_shared<Linear>(cfg.d_model, cfg.value_dim, false, gen, g_qkv));
+    out_proj = register_module("out_proj", std::make_shared<Linear>(cfg.value_dim, cfg.d_model, false, gen, g_out));
+}
+
+// q, k: [B,H,T,Dk], v: [B,H,T,Dv]; returns the gate input g [B,T,value_dim]
+Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const {
+    const int64_t B = x.size(0), T = x.size(1);
+    Tensor qp = xpos_rotate(q_proj->forward(x), Dk_, pos);
+    Tensor kp = xpos_rotate(k_proj->forward(x) * (1.0 / std::sqrt(double(Dk_))), Dk_, pos);
+    q = qp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
+    k = kp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
+    v = v_proj->forward(x).view({B, T, H_, Dv_}).permute({0, 2, 1, 3}).contiguous();
+    return g_proj->forward(x);
+}
+
+Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
+    const int64_t B = y.size(0), T = y.size(2);
+    // per-head RMSNorm without weight (torchscale's group_norm), statistics in fp32
+    Tensor yn = rms_norm(y, Tensor(), eps_);
+    Tensor cat = yn.permute({0, 2, 1, 3}).reshape({B, T, H_ * Dv_});
+    return out_proj->forward(silu(g) * cat);
+}
+
+Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in,
+                                    Tensor* state_out) const {
+    Tensor q, k, v;
+    Tensor pos = full({x.size(0)}, double(opt.pos0), DType::i64);
+    Tensor g = project_qkv(x, pos, q, k, v);
+    RetentionOptions ro;
+    ro.mode = opt.mode;
+    ro.chunk = opt.chunk;
+    ro.pos0 = opt.pos0;
+    ro.return_state = state_out != nullptr;
+    RetentionResult r = retention(q, k, v, gamma_, ro, state_in);
+    if (state_out) *state_out = r.state;
+    return finish(r.out, g);
+}
+
+Tensor MultiScaleRetention::step(const Tensor& x, const Tensor& state, const Tensor& pos) const {
+    Tensor q, k, v;
+    Tensor g = project_qkv(x, pos, q, k, v);  // T = 1
+    Tensor o = retention_step(q.squeeze(2), k.squeeze(2), v.squeeze(2), gamma_, state, pos);  // [B,H,Dv]
+    return finish(o.unsqueeze(2), g);
+}
+
+// ---------------------------------------------------------------- RetNetBlock
+RetNetBlock::RetNetBlock(const RetNetConfig& cfg, Generator& gen) : dropout(cfg.dropout) {
+    retention = register_module("retention", std::make_shared<MultiScaleRetention>(cfg, gen));
+    retention_layer_norm = register_module("retention_layer_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps, true));
+    ffn = register_module("ffn", std::make_shared<GLU>(cfg.d_model, cfg.ffn_dim, cfg.activation, gen));
+    final_layer_norm = register_module("final_layer_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps, true));
+}
+
+Tensor RetNetBlock::forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out) const {
+    Tensor h = retention->forward(retention_layer_norm->forward(x), opt, state_in, state_out);
+    if (dropout > 0) h = rn::dropout(h, dropout, is_training());
+    Tensor y = x + h;
+    Tensor f = ffn->forward(final_layer_norm->forward(y));
+    if (dropout > 0) f = rn::dropout(f, dropout, is_training());
+    return y + f;
+}
+
+Tensor RetNetBlock::step(const Tensor& x, const Tensor& state, const Tensor& pos) const {
+    Tensor y = x + retention->step(retention_layer_norm->forward(x), state, pos);
+    return y + ffn->forward(final_layer_norm->forward(y));
+}
+
+// ---------------------------------------------------------------- RetNetLM
+RetNetLM::RetNetLM(const RetNetConfig& cfg, uint64_t seed) : cfg_(cfg) {
+    cfg.validate();
+    Generator gen(seed);
+    embed_tokens = register_module("embed_tokens",
+                                   std::make_shared<Embedding>(cfg.vocab_size, cfg.d_model, gen, std::pow(double(cfg.d_model), -0.5)));
+    if (cfg.emb_norm)
+        layernorm_embedding = register_module("layernorm_embedding", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps, true));
+    for (int64_t i = 0; i < cfg.n_layers; ++i)
+        layers.push_back(register_module("layers." + std::to_string(i), std::make_shared<RetNetBlock>(cfg, gen)));
+    layer_norm = register_module("layer_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps, true));
+    if (!cfg.tie_embeddings) {
+        output_projection = register_module("output_projection", std::make_shared<Linear>(cfg.d_model, cfg.vocab_size, false, gen));
+        NoGradGuard no_grad;  // torchscale: N(0, d^(−1/2))
+        output_projection->weight.copy_(randn({cfg.vocab_size, cfg.d_model}, gen) * std::pow(double(cfg.d_model), -0.5));
+    }
+}
+
+Tensor RetNetLM::head(const Tensor& x) const {
+    Tensor h = layer_norm->forward(x);
+    if (output_projection) return output_projection->forward(h);
+    Tensor w = embed_tokens->weight;
+    return matmul(h, (w.dtype() == h.dtype() ? w : w.to(h.dtype())).t());
+}
+
+Tensor RetNetLM::forward(const Tensor& tokens, const ForwardOptions& opt) const {
+    RN_CHECK(tokens.dim() == 2, "RetNetLM: tokens must be [B, T], got ", tokens.shape());
+    RN_CHECK(!opt.states_in || int64_t(opt.states_in->size()) == cfg_.n_layers, "RetNetLM: ", opt.states_in ? opt.states_in->size() : 0,
+             " states given for ", cfg_.n_layers, " layers");
+    Tensor x = embed_tokens->forward(tokens);
+    if (x.dtype() != opt.compute) x = x.to(opt.compute);
+    if (layernorm_embedding) x = layernorm_embedding->forward(x);
+    if (cfg_.dropout > 0) x = dropout(x, cfg_.dropout, is_training());
+    if (opt.states_out) opt.states_out->assign(size_t(cfg_.n_layers), Tensor());
+    for (size_t i = 0; i < layers.size(); ++i)
+        x = layers[i]->forward(x, opt, opt.states_in ? (*opt.states_in)[i] : Tensor(),
+                               opt.states_out ? &(*opt.states_out)[i] : nullptr);
+    return head(x);
+}
+
+std::vector<Tensor> RetNetLM::init_states(int64_t batch, Device device, DType compute) const {
+    std::vector<Tensor> s;
+    DType sdt = compute == DType::f64 ? DType::f64 : DType::f32;
+    for (int64_t i = 0; i < cfg_.n_layers; ++i)
+        s.push_back(zeros({batch, cfg_.n_heads, cfg_.head_dim(), cfg_.value_head_dim()}, sdt, device));
+    return s;
+}
+
+Tensor RetNetLM::step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const {
+    NoGradGuard no_grad;
+    RN_CHECK(tokens.dim() == 1, "RetNetLM::step: tokens must be [B], got ", tokens.shape());
+    RN_CHECK(int64_t(states.size()) == cfg_.n_layers, "RetNetLM::step: ", states.size(), " states for ", cfg_.n_layers, " layers");
+    Tensor x = embed_tokens->forward(tokens.unsqueeze(1));  // [B,1,d]
+    if (x.dtype() != compute) x = x.to(compute);
+    if (layernorm_embedding) x = layernorm_embedding->forward(x);
+    for (size_t i = 0; i < layers.size(); ++i) x = layers[i]->step(x, states[i], pos);
+    return head(x).squeeze(1);
+}
+
+}  // namespace rn::nn

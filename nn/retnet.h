@@ -1,0 +1,110 @@
+// nn/retnet.h — the RetNet language model (../shared/RETNET.md §2–3), matching torchscale's
+// architecture so that a torchscale checkpoint, renamed, loads and gives the same logits:
+//
+//   x = Embedding(tokens)                       (N(0, d^(−1/2)))
+//   [x = RMSNorm(x)]                            (config: emb_norm)
+//   repeat L times:  x = x + MSR(RMSNorm(x));  x = x + GLU(RMSNorm(x))
+//   logits = RMSNorm(x) W_out                   (untied by default)
+//
+//   MSR(X) = (silu(X W_G) ⊙ concat_h RMSNorm_noweight(retention_h(Q, K, V))) W_O
+//   Q = rotate(X W_Q), K = rotate(X W_K · Dk^(−1/2)), V = X W_V
+//
+// Dimension key: B batch, T tokens, d model width, H heads, Dk = d/H, Dv = value_dim/H,
+// V vocabulary. Parameters are fp32 (master weights); the compute dtype (f32, f64 or
+// bf16 on CUDA) is that of the activations, chosen per forward.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "nn/layers.h"
+#include "ops/retention.h"
+
+namespace rn::nn {
+
+struct RetNetConfig {
+    std::string preset = "tiny";
+    int64_t vocab_size = 512;
+    int64_t d_model = 64;
+    int64_t n_layers = 2;
+    int64_t n_heads = 2;
+    int64_t value_dim = 128;  // H·Dv
+    int64_t ffn_dim = 128;
+    std::string activation = "swish";  // swish (SwiGLU) or gelu
+    std::string decay = "torchscale";  // torchscale: 1 − 2^(−5−h); paper: 1 − exp(linspace(log 1/32, log 1/512, H))
+    bool emb_norm = false;
+    bool tie_embeddings = false;
+    double norm_eps = 1e-6;
+    double dropout = 0.0;
+    std::string mode = "chunkwise";  // retention paradigm for training: parallel or chunkwise
+    int64_t chunk = 64;
+
+    int64_t head_dim() const { return d_model / n_heads; }
+    int64_t value_head_dim() const { return value_dim / n_heads; }
+    std::vector<double> gammas() const;
+    void validate() const;  // throws with what is wrong and what to do
+    static RetNetConfig from_preset(const std::string& name, int64_t vocab_size);
+    static std::vector<std::string> preset_names();
+    std::string to_json() const;
+    static RetNetConfig from_json(const std::string& text);
+};
+
+struct ForwardOptions {
+    RetentionMode mode = RetentionMode::chunkwise;
+    int64_t chunk = 64;
+    DType compute = DType::f32;  // activations' dtype (bf16 for mixed precision on CUDA)
+    int64_t pos0 = 0;            // absolute position of the first token
+    const std::vector<Tensor>* states_in = nullptr;  // per layer [B,H,Dk,Dv], continuing a sequence
+    std::vector<Tensor>* states_out = nullptr;       // filled with each layer's final state
+};
+
+class MultiScaleRetention : public Module {
+public:
+    MultiScaleRetention(const RetNetConfig& cfg, Generator& gen);
+    // x: [B,T,d] (already normed) → [B,T,d]
+    Tensor forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out) const;
+    // one token per sequence: x [B,1,d], state [B,H,Dk,Dv] updated in place, pos [B]
+    Tensor step(const Tensor& x, const Tensor& state, const Tensor& pos) const;
+
+    std::shared_ptr<Linear> q_proj, k_proj, v_proj, g_proj, out_proj;
+
+private:
+    Tensor project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const;
+    Tensor finish(const Tensor& y_bhtv, const Tensor& g) const;  // group norm, gate, out_proj
+    int64_t H_, Dk_, Dv_;
+    double eps_;
+    std::vector<double> gamma_;
+};
+
+class RetNetBlock : public Module {
+public:
+    RetNetBlock(const RetNetConfig& cfg, Generator& gen);
+    Tensor forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out) const;
+    Tensor step(const Tensor& x, const Tensor& state, const Tensor& pos) const;
+    std::shared_ptr<RMSNorm> retention_layer_norm, final_layer_norm;
+    std::shared_ptr<MultiScaleRetention> retention;
+    std::shared_ptr<GLU> ffn;
+    double dropout;
+};
+
+class RetNetLM : public Module {
+public:
+    explicit RetNetLM(const RetNetConfig& cfg, uint64_t seed = 0);
+    // tokens [B,T] integer → logits [B,T,V] in the compute dtype
+    Tensor forward(const Tensor& tokens, const ForwardOptions& opt = {}) const;
+    // decoding, no autograd: tokens [B], states per layer (from init_states or a prefill's
+    // states_out) updated in place, pos [B] absolute positions → logits [B,V]
+    Tensor step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const;
+    std::vector<Tensor> init_states(int64_t batch, Device device, DType compute) const;
+    const RetNetConfig& config() const { return cfg_; }
+
+    std::shared_ptr<Embedding> embed_tokens;
+    std::shared_ptr<RMSNorm> layernorm_embedding, layer_norm;
+    std::vector<std::shared_ptr<RetNetBlock>> layers;
+    std::shared_ptr<Linear> output_projection;
+
+private:
+    Tensor head(const Tensor& x) const;
+    RetNetConfig cfg_;
+};
+
+}  // namespace rn::nn

@@ -1,0 +1,116 @@
+// nn/retnet_config.cpp — size presets (../shared/RETNET.md §3), decay schedules, checks,
+// and the JSON form stored in checkpoints.
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "nn/retnet.h"
+
+namespace rn::nn {
+
+namespace {
+struct Preset {
+    const char* name;
+    int64_t d, value, heads, layers;
+};
+// torchscale's pattern: Dk = 256, Dv = 432, value_dim = ffn ≈ 1.69·d; tiny/mini are for CPUs
+const Preset kPresets[] = {
+    {"tiny", 64, 128, 2, 2},        {"mini", 128, 256, 2, 4},       {"base", 512, 864, 2, 6},
+    {"small", 768, 1296, 3, 12},    {"medium", 1024, 1728, 4, 16},  {"xl", 2048, 3456, 8, 24},
+    {"3b", 2560, 4320, 10, 32},     {"7b", 4096, 6912, 16, 32},
+};
+}  // namespace
+
+std::vector<std::string> RetNetConfig::preset_names() {
+    std::vector<std::string> n;
+    for (const auto& p : kPresets) n.push_back(p.name);
+    return n;
+}
+
+RetNetConfig RetNetConfig::from_preset(const std::string& name, int64_t vocab_size) {
+    for (const auto& p : kPresets)
+        if (name == p.name) {
+            RetNetConfig c;
+            c.preset = name;
+            c.vocab_size = vocab_size;
+            c.d_model = p.d;
+            c.value_dim = p.value;
+            c.ffn_dim = p.value;
+            c.n_heads = p.heads;
+            c.n_layers = p.layers;
+            return c;
+        }
+    std::string all;
+    for (const auto& n : preset_names()) all += (all.empty() ? "" : ", ") + n;
+    RN_FAIL("unknown preset '", name, "': expected one of ", all);
+}
+
+std::vector<double> RetNetConfig::gammas() const {
+    std::vector<double> g(static_cast<size_t>(n_heads));
+    for (int64_t h = 0; h < n_heads; ++h) {
+        if (decay == "paper") {
+            double lo = std::log(1.0 / 32), hi = std::log(1.0 / 512);
+            double t = n_heads > 1 ? double(h) / double(n_heads - 1) : 0.0;
+            g[size_t(h)] = 1.0 - std::exp(lo + t * (hi - lo));
+        } else {
+            g[size_t(h)] = 1.0 - std::pow(2.0, -5.0 - double(h));
+        }
+    }
+    return g;
+}
+
+void RetNetConfig::validate() const {
+    RN_CHECK(vocab_size > 0 && d_model > 0 && n_layers > 0 && n_heads > 0 && value_dim > 0 && ffn_dim > 0,
+             "config: every size must be positive (vocab ", vocab_size, ", d ", d_model, ", layers ", n_layers, ", heads ",
+             n_heads, ", value_dim ", value_dim, ", ffn ", ffn_dim, ")");
+    RN_CHECK(d_model % n_heads == 0 && value_dim % n_heads == 0, "config: d_model ", d_model, " and value_dim ",
+             value_dim, " must both divide by n_heads ", n_heads);
+    RN_CHECK(head_dim() % 2 == 0, "config: the key head dim d_model/n_heads = ", head_dim(),
+             " must be even (the rotation works on pairs)");
+    RN_CHECK(decay == "torchscale" || decay == "paper", "config: decay must be torchscale or paper, got '", decay, "'");
+    RN_CHECK(activation == "swish" || activation == "silu" || activation == "gelu", "config: activation must be swish or gelu, got '",
+             activation, "'");
+    RN_CHECK(mode == "parallel" || mode == "chunkwise", "config: mode must be parallel or chunkwise, got '", mode, "'");
+    RN_CHECK(chunk >= 1, "config: chunk must be ≥ 1, got ", chunk);
+    RN_CHECK(dropout >= 0 && dropout < 1, "config: dropout must be in [0, 1), got ", dropout);
+    for (double g : gammas())
+        RN_CHECK(float(g) < 1.0f, "config: with ", n_heads, " heads the torchscale decay 1 − 2^(−5−h) rounds to 1 in "
+                 "fp32 for the last heads (no decay at all). HINT: use decay \"paper\" or fewer heads");
+}
+
+std::string RetNetConfig::to_json() const {
+    nlohmann::json j = {{"preset", preset},     {"vocab_size", vocab_size}, {"d_model", d_model},
+                        {"n_layers", n_layers}, {"n_heads", n_heads},       {"value_dim", value_dim},
+                        {"ffn_dim", ffn_dim},   {"activation", activation}, {"decay", decay},
+                        {"emb_norm", emb_norm}, {"tie_embeddings", tie_embeddings}, {"norm_eps", norm_eps},
+                        {"dropout", dropout},   {"mode", mode},             {"chunk", chunk}};
+    return j.dump(2);
+}
+
+RetNetConfig RetNetConfig::from_json(const std::string& text) {
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    RN_CHECK(!j.is_discarded() && j.is_object(), "config: not a JSON object: '", text.substr(0, 80), "'");
+    RetNetConfig c;
+    try {
+        c.preset = j.value("preset", c.preset);
+        c.vocab_size = j.value("vocab_size", c.vocab_size);
+        c.d_model = j.value("d_model", c.d_model);
+        c.n_layers = j.value("n_layers", c.n_layers);
+        c.n_heads = j.value("n_heads", c.n_heads);
+        c.value_dim = j.value("value_dim", c.value_dim);
+        c.ffn_dim = j.value("ffn_dim", c.ffn_dim);
+        c.activation = j.value("activation", c.activation);
+        c.decay = j.value("decay", c.decay);
+        c.emb_norm = j.value("emb_norm", c.emb_norm);
+        c.tie_embeddings = j.value("tie_embeddings", c.tie_embeddings);
+        c.norm_eps = j.value("norm_eps", c.norm_eps);
+        c.dropout = j.value("dropout", c.dropout);
+        c.mode = j.value("mode", c.mode);
+        c.chunk = j.value("chunk", c.chunk);
+    } catch (const nlohmann::json::exception& e) {
+        RN_FAIL("config: a field has the wrong type: ", e.what());
+    }
+    c.validate();
+    return c;
+}
+
+}  // namespace rn::nn

@@ -1,0 +1,103 @@
+// ops/rotary.cpp — the xPos rotation op and its backward (the inverse rotation), CPU kernel
+// included (one pass, angles in double so positions up to millions stay exact).
+#include "ops/rotary.h"
+
+#include <cmath>
+
+#include "autograd/node.h"
+#include "cuda/rotary.h"
+#include "ops/op_util.h"
+
+namespace rn {
+
+double xpos_theta(int64_t i, int64_t head_dim) {
+    int64_t half = head_dim / 2;
+    double frac = half > 1 ? double(i) / double(half - 1) : 0.0;  // torch.linspace(0, 1, half)
+    return 1.0 / std::pow(10000.0, frac);
+}
+
+namespace cpu {
+void xpos_rotate(DType dt, void* y_, const void* x_, const int64_t* pos, int64_t B, int64_t T, int64_t C,
+                 int64_t head_dim, int sign) {
+    const int64_t half = head_dim / 2;
+    std::vector<double> theta(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i) theta[size_t(i)] = xpos_theta(i, head_dim);
+    dispatch_all(dt, [&](auto tag) {
+        using Tp = decltype(tag);
+        if constexpr (std::is_same_v<Tp, int32_t> || std::is_same_v<Tp, int64_t>) {
+            RN_FAIL("xpos_rotate: expected a floating dtype, got ", dt);
+        } else {
+            const Tp* x = static_cast<const Tp*>(x_);
+            Tp* y = static_cast<Tp*>(y_);
+#pragma omp parallel for collapse(2) schedule(static) if (B * T * C > 65536)
+            for (int64_t b = 0; b < B; ++b)
+                for (int64_t t = 0; t < T; ++t) {
+                    const double n = double(pos[b] + t);
+                    const Tp* xr = x + (b * T + t) * C;
+                    Tp* yr = y + (b * T + t) * C;
+                    for (int64_t c = 0; c < C; c += 2) {
+                        double a = n * theta[size_t((c % head_dim) / 2)];
+                        double cs = std::cos(a), sn = double(sign) * std::sin(a);
+                        double x0 = to_double(xr[c]), x1 = to_double(xr[c + 1]);
+                        // [y0, y1] = [x0 cos − x1 sin, x1 cos + x0 sin]
+                        yr[c] = from_double<Tp>(x0 * cs - x1 * sn);
+                        yr[c + 1] = from_double<Tp>(x1 * cs + x0 * sn);
+                    }
+                }
+        }
+    });
+}
+}  // namespace cpu
+
+namespace {
+void rotate_into(const Tensor& y, const Tensor& x, const Tensor& pos, int64_t head_dim, int sign) {
+    const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
+    if (x.is_cuda())
+        cuda::xpos_rotate(x.dtype(), y.raw_data(), x.raw_data(), pos.data<int64_t>(), B, T, C, head_dim, sign);
+    else
+        cpu::xpos_rotate(x.dtype(), y.raw_data(), x.raw_data(), pos.data<int64_t>(), B, T, C, head_dim, sign);
+}
+
+// d/dx rotate(x, n) = rotate(grad, −n)
+struct XposRotateBackward : Node {
+    int64_t head_dim = 0;
+    Tensor pos;  // [B] i64 on x's device: plain integers, never written, no version check needed
+    std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+        Tensor dy = contiguous_nograd(g[0]);
+        Tensor dx = empty_like(dy);
+        rotate_into(dx, dy, pos, head_dim, -1);
+        return {dx};
+    }
+    std::string name() const override { return "XposRotateBackward"; }
+};
+}  // namespace
+
+Tensor xpos_rotate(const Tensor& x_in, int64_t head_dim, const Tensor& pos_in) {
+    const char* op = "xpos_rotate";
+    check_defined(x_in, op);
+    check_floating(x_in, op);
+    RN_CHECK(x_in.dim() == 3, op, ": x must be [B, T, H·Dk], got ", x_in.shape());
+    RN_CHECK(head_dim >= 2 && head_dim % 2 == 0 && x_in.size(2) % head_dim == 0, op, ": head_dim ", head_dim,
+             " must be even and divide the last dim ", x_in.size(2));
+    RN_CHECK(pos_in.defined() && pos_in.shape() == Shape({x_in.size(0)}), op, ": pos must be [B] = [", x_in.size(0),
+             "], got ", pos_in.defined() ? pos_in.shape() : Shape{});
+    check_index_dtype(pos_in, op);
+    Tensor x = contiguous_nograd(x_in);
+    Tensor pos = to_device_nograd(contiguous_nograd(cast_nograd(pos_in, DType::i64)), x.device());
+    Tensor y = empty_like(x);
+    rotate_into(y, x, pos, head_dim, +1);
+    if (any_requires_grad({x_in})) {
+        auto n = std::make_shared<XposRotateBackward>();
+        n->head_dim = head_dim;
+        n->pos = pos;
+        record(n, {x_in}, {y});
+    }
+    return y;
+}
+
+Tensor xpos_rotate(const Tensor& x, int64_t head_dim, int64_t pos0) {
+    RN_CHECK(x.defined() && x.dim() == 3, "xpos_rotate: x must be [B, T, H·Dk]");
+    return xpos_rotate(x, head_dim, full({x.size(0)}, double(pos0), DType::i64));
+}
+
+}  // namespace rn

@@ -1,0 +1,28 @@
+// ops/rotary.h — torchscale's "xPos" rotation without its scale (../shared/RETNET.md §2),
+// applied to queries and keys before retention. NOT standard half-split RoPE:
+//   θ_i = 1 / 10000^(i/(Dk/2 − 1)), i = 0..Dk/2−1, each θ_i used for the pair (2i, 2i+1)
+//   rot2(x) = [−x1, x0, −x3, x2, ...]
+//   rotate(x, n) = x ⊙ cos(nθ) + rot2(x) ⊙ sin(nθ)
+// Its gradient is the rotation by −n: dx = dy ⊙ cos(nθ) − rot2(dy ⊙ sin(nθ)).
+//
+// Dimension key: x is [B, T, C] with C = H·Dk (heads side by side, as the projection
+// produces them); token t of sequence b sits at absolute position pos[b] + t.
+#pragma once
+#include "core/tensor.h"
+
+namespace rn {
+
+Tensor xpos_rotate(const Tensor& x, int64_t head_dim, int64_t pos0);
+// pos: [B] integer tensor, one start position per sequence (continuous batching)
+Tensor xpos_rotate(const Tensor& x, int64_t head_dim, const Tensor& pos);
+
+// θ_i of one head (exposed for tests)
+double xpos_theta(int64_t i, int64_t head_dim);
+
+namespace cpu {
+// y = rotate(x, n) (sign = +1) or the inverse rotation (sign = −1); pos: host [B]
+void xpos_rotate(DType dt, void* y, const void* x, const int64_t* pos, int64_t B, int64_t T, int64_t C,
+                 int64_t head_dim, int sign);
+}  // namespace cpu
+
+}  // namespace rn
