@@ -10,6 +10,7 @@ PKGS=(cmake ninja-build g++ pkg-config
       nlohmann-json3-dev               # JSON for configs, logs and benchmark results
       libsentencepiece-dev             # the tokenizer (retnet prepare)
       libhdf5-dev                      # checkpoints
+      libcli11-dev                     # the retnet command line
       bible-kjv)                       # the built-in default corpus (its `bible` program)
 missing=()
 for p in "${PKGS[@]}"; do

