@@ -158,6 +158,7 @@ ShardWriter::~ShardWriter() {
 void ShardWriter::write(const int32_t* ids, size_t n) {
     Impl& s = *impl_;
     RN_CHECK(!s.finished, "shard '", s.path, "': write after finish()");
+    if (n == 0) return;  // nothing to add (and fwrite/memcpy must not see a null buffer)
     s.buf.resize(n * s.token_bytes);
     for (size_t i = 0; i < n; ++i) {
         RN_CHECK(ids[i] >= 0 && uint32_t(ids[i]) < s.vocab_size, "shard '", s.path, "': id ", ids[i],
