@@ -160,18 +160,6 @@ __global__ void binary_strided_kernel(BinaryOp op, T* __restrict__ out, const T*
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
-// dtype switch including integers (binary ops accept them)
-template <typename F>
-void dispatch_any(DType t, F&& f) {
-    switch (t) {
-        case DType::f32: f(float{}); break;
-        case DType::f64: f(double{}); break;
-        case DType::bf16: f(bf16_t{}); break;
-        case DType::i32: f(int32_t{}); break;
-        case DType::i64: f(int64_t{}); break;
-    }
-}
 }  // namespace
 
 void unary_forward(UnaryOp op, DType dt, void* y, const void* x, int64_t n, double alpha, double beta) {

@@ -87,6 +87,18 @@ void dispatch_float(DType t, const char* op, F&& f) {
     ::rn::detail::throw_error(__FILE__, __LINE__, op, ": expected a floating dtype on CUDA, got ", dtype_name(t));
 }
 
+// run-time dtype → device storage type, integers included (copies, binary ops)
+template <typename F>
+void dispatch_any(DType t, F&& f) {
+    switch (t) {
+        case DType::f32: f(float{}); break;
+        case DType::f64: f(double{}); break;
+        case DType::bf16: f(bf16_t{}); break;
+        case DType::i32: f(int32_t{}); break;
+        case DType::i64: f(int64_t{}); break;
+    }
+}
+
 inline int grid_for(int64_t n, int threads = 256) {
     int64_t b = (n + threads - 1) / threads;
     return int(b < 132 * 16 ? (b < 1 ? 1 : b) : 132 * 16);

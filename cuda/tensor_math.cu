@@ -7,6 +7,7 @@
 #include "core/shape.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/math.cuh"
 #include "cuda/device.h"
 #include "cuda/tensor_math.h"
 
@@ -93,18 +94,6 @@ Geometry make_geometry(const Tensor& dst, const Tensor* src) {
 }
 
 int blocks_for(int64_t n) { return int(std::min<int64_t>((n + 255) / 256, 132 * 32)); }
-
-// run-time dtype → CUDA element type
-template <typename F>
-void dispatch_cuda(DType t, F&& f) {
-    switch (t) {
-        case DType::f32: f(float{}); break;
-        case DType::f64: f(double{}); break;
-        case DType::bf16: f(__nv_bfloat16{}); break;
-        case DType::i32: f(int32_t{}); break;
-        case DType::i64: f(int64_t{}); break;
-    }
-}
 }  // namespace
 
 void fill(const Tensor& t, double value) {
@@ -112,7 +101,7 @@ void fill(const Tensor& t, double value) {
     if (n == 0) return;
     set_device(t.device().index);
     Geometry g = make_geometry(t, nullptr);
-    dispatch_cuda(t.dtype(), [&](auto tag) {
+    dispatch_any(t.dtype(), [&](auto tag) {
         using T = decltype(tag);
         T v;
         if constexpr (std::is_same_v<T, __nv_bfloat16>) v = __float2bfloat16(float(value));
@@ -132,8 +121,8 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
         return;
     }
     Geometry g = make_geometry(dst, &src);
-    dispatch_cuda(dst.dtype(), [&](auto dtag) {
-        dispatch_cuda(src.dtype(), [&](auto stag) {
+    dispatch_any(dst.dtype(), [&](auto dtag) {
+        dispatch_any(src.dtype(), [&](auto stag) {
             using D = decltype(dtag);
             using S = decltype(stag);
             copy_kernel<D, S><<<blocks_for(n), 256, 0, stream()>>>(static_cast<D*>(dst.raw_data()),
@@ -149,8 +138,8 @@ void accumulate(const Tensor& acc, const Tensor& g) {
     set_device(acc.device().index);
     const bool flat = acc.is_contiguous() && g.is_contiguous() && acc.shape() == g.shape();
     Geometry geo = make_geometry(acc, &g);
-    dispatch_cuda(acc.dtype(), [&](auto atag) {
-        dispatch_cuda(g.dtype(), [&](auto gtag) {
+    dispatch_any(acc.dtype(), [&](auto atag) {
+        dispatch_any(g.dtype(), [&](auto gtag) {
             using A = decltype(atag);
             using G = decltype(gtag);
             if (flat)
