@@ -1,0 +1,217 @@
+// tools/engine.cpp — Engine: continuous batching over preallocated recurrent states (see
+// tools/engine.h for the scheduling policy and the slot layout).
+#include "tools/engine.h"
+
+#include <algorithm>
+
+#include "autograd/grad_mode.h"
+#include "core/tensor_math.h"
+#include "cuda/device.h"
+#include "ops/ops.h"
+
+namespace rn::tools {
+
+Engine::Engine(std::shared_ptr<nn::RetNetLM> model, EngineOptions opt)
+    : model_(std::move(model)), opt_(std::move(opt)), dev_(Device::parse(opt_.device)),
+      compute_(dtype_from_name(opt_.dtype)) {
+    RN_CHECK(model_ != nullptr, "Engine: no model given");
+    RN_CHECK(opt_.max_slots >= 1, "Engine: max_slots must be >= 1, got ", opt_.max_slots);
+    RN_CHECK(opt_.prefill_chunk >= 1, "Engine: prefill_chunk must be >= 1, got ", opt_.prefill_chunk);
+    RN_CHECK(opt_.max_context >= 2, "Engine: max_context must be >= 2 (a prompt token and a new one), got ",
+             opt_.max_context);
+    RN_CHECK(compute_ == DType::f32 || (compute_ == DType::bf16 && dev_.is_cuda()),
+             "Engine: dtype must be f32, or bf16 on CUDA; got ", opt_.dtype, " on ", dev_);
+    if (dev_.is_cuda())
+        RN_CHECK(dev_.index < cuda::device_count(), "Engine: ", dev_, " requested but ", cuda::device_count(),
+                 " CUDA devices are present");
+    vocab_ = model_->config().vocab_size;
+    RN_CHECK(opt_.eos_id < vocab_, "Engine: eos_id ", opt_.eos_id, " is outside the vocabulary of ", vocab_);
+    model_->eval();
+    model_->to(dev_);
+    states_ = model_->init_states(opt_.max_slots, dev_, compute_);
+    for (int64_t s = opt_.max_slots - 1; s >= 0; --s) free_.push_back(s);  // back() is the lowest
+}
+
+int64_t Engine::free_slots() const { return int64_t(free_.size()); }
+
+bool Engine::idle() const { return seqs_.empty(); }
+
+size_t Engine::state_bytes() const {
+    size_t n = 0;
+    for (const Tensor& s : states_) n += s.nbytes();
+    return n;
+}
+
+Engine::Seq* Engine::find(int64_t id) {
+    for (Seq& s : seqs_)
+        if (s.id == id) return &s;
+    return nullptr;
+}
+const Engine::Seq* Engine::find(int64_t id) const { return const_cast<Engine*>(this)->find(id); }
+
+const std::vector<int32_t>& Engine::history(int64_t seq) const {
+    const Seq* s = find(seq);
+    RN_CHECK(s != nullptr, "Engine::history: no live sequence ", seq);
+    return s->tokens;
+}
+
+int64_t Engine::add(std::vector<int32_t> prompt, SamplingParams sp, int64_t max_new_tokens) {
+    RN_CHECK(!free_.empty(), "Engine::add: all ", opt_.max_slots, " slots are busy. HINT: wait for a sequence to "
+             "finish, or start with more slots (max_slots)");
+    RN_CHECK(!prompt.empty(), "Engine::add: empty prompt; give at least one token (e.g. the tokenizer's bos id)");
+    RN_CHECK(int64_t(prompt.size()) < opt_.max_context, "Engine::add: prompt of ", prompt.size(),
+             " tokens leaves no room for a new token in max_context ", opt_.max_context);
+    RN_CHECK(max_new_tokens >= 1, "Engine::add: max_new_tokens must be >= 1, got ", max_new_tokens);
+    for (size_t i = 0; i < prompt.size(); ++i)
+        RN_CHECK(prompt[i] >= 0 && prompt[i] < vocab_, "Engine::add: prompt token ", i, " is ", prompt[i],
+                 ", outside the vocabulary [0, ", vocab_, ")");
+    Sampler sampler(sp);  // validates before anything changes
+    // the lowest free slot: a newcomer then usually already sits where the decoding block
+    // will grow to, and joining it costs no copy
+    auto it = std::min_element(free_.begin(), free_.end());
+    const int64_t slot = *it;
+    free_.erase(it);
+    const int64_t plen = int64_t(prompt.size());
+    seqs_.push_back(Seq{next_id_, slot, std::move(prompt), plen, 0, 0, max_new_tokens, std::move(sampler), false});
+    return next_id_++;
+}
+
+void Engine::cancel(int64_t seq) {
+    Seq* s = find(seq);
+    if (s) s->cancelled = true;
+}
+
+void Engine::move_slot(int64_t from, int64_t to) {
+    for (const Tensor& st : states_) copy_nograd(st.narrow(0, to, 1), st.narrow(0, from, 1));
+}
+
+void Engine::swap_slots(Seq& a, Seq& b) {
+    for (const Tensor& st : states_) {
+        Tensor tmp = st.narrow(0, a.slot, 1).clone();
+        copy_nograd(st.narrow(0, a.slot, 1), st.narrow(0, b.slot, 1));
+        copy_nograd(st.narrow(0, b.slot, 1), tmp);
+    }
+    std::swap(a.slot, b.slot);
+}
+
+void Engine::release(size_t i) {
+    if (int64_t(i) < n_decoding_) {
+        // keep the decoding block packed: the last decoding sequence fills the hole
+        const size_t last = size_t(n_decoding_ - 1);
+        if (i != last) {
+            move_slot(int64_t(last), int64_t(i));
+            seqs_[i] = std::move(seqs_[last]);
+            seqs_[i].slot = int64_t(i);
+        }
+        free_.push_back(int64_t(last));
+        seqs_.erase(seqs_.begin() + int64_t(last));
+        --n_decoding_;
+    } else {
+        free_.push_back(seqs_[i].slot);
+        seqs_.erase(seqs_.begin() + int64_t(i));
+    }
+}
+
+EngineEvent Engine::emit(Seq& s, const float* logits) {
+    const int32_t tok = s.sampler.sample(logits, vocab_, s.tokens);
+    s.tokens.push_back(tok);
+    ++s.generated;
+    EngineEvent ev{s.id, tok, false, ""};
+    if (tok == opt_.eos_id) ev.finish_reason = "stop";
+    else if (s.generated >= s.max_new || int64_t(s.tokens.size()) >= opt_.max_context) ev.finish_reason = "length";
+    ev.finished = !ev.finish_reason.empty();
+    return ev;
+}
+
+std::vector<EngineEvent> Engine::step() {
+    NoGradGuard no_grad;
+    std::vector<EngineEvent> events;
+    for (size_t i = seqs_.size(); i-- > 0;)
+        if (seqs_[i].cancelled) {
+            events.push_back({seqs_[i].id, -1, true, "cancelled"});
+            release(i);
+        }
+    std::vector<int64_t> done;  // ids to release at the end of this step
+
+    // ---- prefill: the queue's head first, prefill_chunk prompt tokens in all
+    const int64_t n_old = n_decoding_;  // only these decode below: one token per sequence per step
+    int64_t budget = opt_.prefill_chunk;
+    while (budget > 0 && n_decoding_ < int64_t(seqs_.size())) {
+        Seq& s = seqs_[size_t(n_decoding_)];
+        const int64_t take = std::min(budget, s.prompt_len - s.prefilled);
+        budget -= take;
+        std::vector<Tensor> in, out;
+        for (const Tensor& st : states_) in.push_back(st.narrow(0, s.slot, 1));
+        std::vector<int64_t> ids(s.tokens.begin() + s.prefilled, s.tokens.begin() + s.prefilled + take);
+        nn::ForwardOptions fo;
+        fo.mode = RetentionMode::chunkwise;
+        fo.chunk = model_->config().chunk;
+        fo.compute = compute_;
+        fo.pos0 = s.prefilled;
+        fo.states_in = s.prefilled > 0 ? &in : nullptr;  // a fresh slot starts from zero
+        fo.states_out = &out;
+        Tensor logits = model_->forward(from_vector<int64_t>(ids, {1, take}, dev_), fo);  // [1,take,V]
+        for (size_t l = 0; l < states_.size(); ++l) copy_nograd(in[l], out[l]);
+        s.prefilled += take;
+        if (s.prefilled < s.prompt_len) break;  // budget spent inside this prompt
+
+        // prompt done: its first token comes from the last position's logits
+        Tensor last = logits.select(1, take - 1).to(DType::f32).to(Device::cpu()).contiguous();
+        EngineEvent ev = emit(s, last.data<float>());
+        if (ev.finished) done.push_back(s.id);
+        events.push_back(ev);
+        // join the decoding block: its slot must be n_decoding_
+        const int64_t target = n_decoding_;
+        if (s.slot != target) {
+            auto f = std::find(free_.begin(), free_.end(), target);
+            if (f != free_.end()) {
+                move_slot(s.slot, target);
+                *f = s.slot;
+                s.slot = target;
+            } else {
+                Seq* other = nullptr;  // a queued sequence holds the target slot
+                for (size_t j = size_t(n_decoding_) + 1; j < seqs_.size(); ++j)
+                    if (seqs_[j].slot == target) other = &seqs_[j];
+                RN_CHECK(other != nullptr, "Engine: internal error: slot ", target, " is neither free nor queued");
+                if (other->prefilled == 0) {  // nothing in its state yet: only the labels swap
+                    move_slot(s.slot, target);
+                    std::swap(s.slot, other->slot);
+                } else {
+                    swap_slots(s, *other);
+                }
+            }
+        }
+        ++n_decoding_;
+    }
+
+    // ---- one batched recurrent step for every sequence that was decoding
+    if (n_old > 0) {
+        std::vector<int64_t> toks(static_cast<size_t>(n_old)), pos(static_cast<size_t>(n_old));
+        for (int64_t i = 0; i < n_old; ++i) {
+            const Seq& s = seqs_[size_t(i)];
+            toks[size_t(i)] = s.tokens.back();
+            pos[size_t(i)] = int64_t(s.tokens.size()) - 1;  // the state holds every token before it
+        }
+        std::vector<Tensor> views;
+        for (const Tensor& st : states_) views.push_back(st.narrow(0, 0, n_old));  // contiguous: updated in place
+        Tensor logits = model_->step(from_vector<int64_t>(toks, {n_old}, dev_), views,
+                                     from_vector<int64_t>(pos, {n_old}, dev_), compute_);
+        Tensor host = logits.to(DType::f32).to(Device::cpu()).contiguous();  // [n_old, V]
+        const float* row = host.data<float>();
+        for (int64_t i = 0; i < n_old; ++i) {
+            EngineEvent ev = emit(seqs_[size_t(i)], row + i * vocab_);
+            if (ev.finished) done.push_back(ev.seq);
+            events.push_back(ev);
+        }
+    }
+
+    for (int64_t id : done)
+        for (size_t i = 0; i < seqs_.size(); ++i)
+            if (seqs_[i].id == id) {
+                release(i);
+                break;
+            }
+    return events;
+}
+
+}  // namespace rn::tools

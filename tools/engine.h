@@ -1,0 +1,119 @@
+// tools/engine.h — the generation engine behind `retnet generate` and `retnet serve`:
+// continuous batching over preallocated per-sequence recurrent states.
+//
+// A sequence's life: add() puts its prompt in the queue and takes a state slot; step()
+// prefills queued prompts chunkwise (at most prefill_chunk prompt tokens per step, shared
+// first come first served, so a long prompt never stalls the decoders for long), writing
+// the final state into the slot (RETNET.md §1: the chunkwise state at absolute position
+// pos0 + T − 1 is exactly the recurrent state); once a prompt is done its first token is
+// sampled from the prefill's last logits; then ONE batched recurrent step decodes every
+// sequence that was already decoding. A sequence leaves when it samples the end-of-text
+// token, reaches max_new_tokens or max_context, or is cancelled; its slot is free at once.
+//
+// Memory is known at start: every slot's state (per layer [max_slots, H, Dk, Dv], fp32) is
+// allocated by the constructor and never grows with the text. Decoding sequences are
+// kept in the leading slots 0..n−1 (a leaving sequence's slot is refilled by moving the
+// last one into it), so the batched step works on a plain narrow() of the slot tensors:
+// no gather or scatter per step.
+//
+// Determinism: each sequence has its own Sampler (tools/sampling.h) whose draws depend only
+// on its seed and its token count, so a request in a batch gives the same tokens as the
+// same request alone (up to float rounding differences of batched matmuls, which only
+// matter for exact logit ties).
+//
+// Not thread-safe: one thread owns the engine (the server's engine thread).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/retnet.h"
+#include "tools/sampling.h"
+
+namespace rn::tools {
+
+struct EngineOptions {
+    int64_t max_slots = 16;         // sequences in flight at once (queued + decoding)
+    int64_t prefill_chunk = 256;    // prompt tokens prefilled per step(), over all newcomers
+    std::string device = "cpu";     // cpu, cuda, cuda:N; the model is moved there
+    std::string dtype = "f32";      // compute dtype: f32, or bf16 on CUDA (states stay fp32)
+    int64_t max_context = 1 << 20;  // prompt + output tokens per sequence
+    int32_t eos_id = -1;            // end-of-text id that finishes a sequence (reason "stop"); -1: none.
+                                    // `generate` and `serve` pass the checkpoint tokenizer's eos_id().
+};
+
+struct EngineEvent {
+    int64_t seq;
+    int32_t token;               // -1 on a "cancelled" event (no token)
+    bool finished;
+    std::string finish_reason;   // "length" | "stop" (eos) | "cancelled"; "" while running
+};
+
+class Engine {
+public:
+    // preallocates max_slots state slots on the device; moves the model there (eval mode)
+    Engine(std::shared_ptr<nn::RetNetLM> model, EngineOptions opt);
+    int64_t free_slots() const;
+    // returns a seq id; throws rn::Error if no free slot or bad input (empty prompt, ids
+    // outside the vocabulary, prompt longer than max_context, max_new_tokens < 1, bad params)
+    int64_t add(std::vector<int32_t> prompt, SamplingParams sp, int64_t max_new_tokens);
+    // frees the slot at the next step; emits a finished event with reason "cancelled".
+    // Unknown or already finished ids are ignored (a client may cancel after the end).
+    void cancel(int64_t seq);
+    // one scheduler iteration (see the top of this file); returns the new tokens, in order
+    std::vector<EngineEvent> step();
+    bool idle() const;  // nothing waiting or active
+    const nn::RetNetLM& model() const { return *model_; }
+    size_t state_bytes() const;  // bytes of the preallocated slots
+
+    // ---- more, for tools, tests and the benchmark
+    const EngineOptions& options() const { return opt_; }
+    int64_t active() const { return int64_t(seqs_.size()); }  // queued + decoding
+    int64_t decoding() const { return n_decoding_; }
+    int64_t prefilling() const { return int64_t(seqs_.size()) - n_decoding_; }
+    // tokens of a live sequence so far (prompt + output); throws for unknown ids
+    const std::vector<int32_t>& history(int64_t seq) const;
+    Device device() const { return dev_; }
+    DType compute() const { return compute_; }
+
+private:
+    struct Seq {
+        int64_t id;
+        int64_t slot;
+        std::vector<int32_t> tokens;   // prompt, then every sampled token
+        int64_t prompt_len;
+        int64_t prefilled = 0;         // prompt tokens already in the state
+        int64_t generated = 0;
+        int64_t max_new;
+        Sampler sampler;
+        bool cancelled = false;
+    };
+    Seq* find(int64_t id);
+    const Seq* find(int64_t id) const;
+    void move_slot(int64_t from, int64_t to);  // copies a slot's state (every layer)
+    void swap_slots(Seq& a, Seq& b);
+    void release(size_t index);                 // removes seqs_[index], keeping slots packed
+    // samples from a logits row; returns the event and whether the sequence is done
+    EngineEvent emit(Seq& s, const float* logits);
+
+    std::shared_ptr<nn::RetNetLM> model_;
+    EngineOptions opt_;
+    Device dev_;
+    DType compute_;
+    int64_t vocab_;
+    std::vector<Tensor> states_;  // per layer [max_slots, H, Dk, Dv]
+    // Live sequences: the decoding ones first (n_decoding_ of them, in slots 0..n−1, slot =
+    // index), then the prefilling ones in arrival order (the prefill queue).
+    std::vector<Seq> seqs_;
+    int64_t n_decoding_ = 0;
+    std::vector<int64_t> free_;   // free slots (all ≥ the packed decoding prefix)
+    int64_t next_id_ = 0;
+};
+
+// Incremental detokenisation and stop strings, for the callers (generate, serve).
+// TextStream turns a growing list of ids into text deltas; StopMatcher scans those deltas
+// for stop strings, holding back any tail that might still become one. Both live in
+// tools/text_stream.h (they need the tokenizer; the engine only sees ids).
+
+}  // namespace rn::tools

@@ -1,0 +1,47 @@
+// tools/sampling.h — choosing the next token from a row of logits: greedy, temperature,
+// top-k, top-p (nucleus) and a CTRL-style repetition penalty, reproducible from a seed.
+//
+// Determinism: draw i of a Sampler is Generator::uniform(seed, i) (core/random.h), a pure
+// function of the seed and how many tokens this sampler has chosen so far. A sequence's
+// tokens therefore never depend on what else shares its batch, on thread counts or on
+// the machine: the same request with the same seed gives the same text.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rn::tools {
+
+struct SamplingParams {
+    double temperature = 1.0;         // 0 = greedy (argmax; ties go to the lowest id)
+    int64_t top_k = 0;                // keep the k most likely tokens; 0 = off
+    double top_p = 1.0;               // keep the smallest set whose probability reaches p; 1 = off
+    double repetition_penalty = 1.0;  // CTRL (Keskar et al. 2019) on every token seen in prompt + output:
+                                      // a positive logit is divided by it, a negative one multiplied; 1 = off
+    uint64_t seed = 0;
+
+    // throws rn::Error naming the bad field, the range it must lie in and the value that came
+    void validate() const;
+    std::string to_string() const;  // "temperature=0.8 top_k=40 ..." for logs
+};
+
+class Sampler {
+public:
+    explicit Sampler(const SamplingParams& params);  // validates
+    // logits: `vocab` floats (any scale; NaN is refused); history: prompt and output so far
+    // (ids outside [0, vocab) are ignored by the penalty). Returns an id in [0, vocab).
+    int32_t sample(const float* logits, int64_t vocab, const std::vector<int32_t>& history);
+    const SamplingParams& params() const { return p_; }
+    uint64_t draws() const { return calls_; }  // tokens chosen so far (the next draw's counter)
+
+private:
+    SamplingParams p_;
+    uint64_t calls_ = 0;
+    std::vector<double> work_;        // penalised, tempered logits (reused between calls)
+    std::vector<int32_t> order_;      // candidate ids, most likely first
+};
+
+// argmax of a row, ties to the lowest id (what temperature 0 picks without a penalty)
+int32_t argmax(const float* logits, int64_t vocab);
+
+}  // namespace rn::tools
