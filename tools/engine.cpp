@@ -3,6 +3,7 @@
 #include "tools/engine.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "autograd/grad_mode.h"
 #include "core/tensor_math.h"
@@ -117,6 +118,10 @@ EngineEvent Engine::emit(Seq& s, const float* logits) {
     s.tokens.push_back(tok);
     ++s.generated;
     EngineEvent ev{s.id, tok, false, ""};
+    double mx = logits[0], z = 0;
+    for (int64_t i = 1; i < vocab_; ++i) mx = std::max(mx, double(logits[i]));
+    for (int64_t i = 0; i < vocab_; ++i) z += std::exp(double(logits[i]) - mx);
+    ev.logprob = double(logits[tok]) - mx - std::log(z);
     if (tok == opt_.eos_id) ev.finish_reason = "stop";
     else if (s.generated >= s.max_new || int64_t(s.tokens.size()) >= opt_.max_context) ev.finish_reason = "length";
     ev.finished = !ev.finish_reason.empty();

@@ -24,6 +24,7 @@
 // Not thread-safe: one thread owns the engine (the server's engine thread).
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,9 @@ struct EngineEvent {
     int32_t token;               // -1 on a "cancelled" event (no token)
     bool finished;
     std::string finish_reason;   // "length" | "stop" (eos) | "cancelled"; "" while running
+    // log-probability of `token` under the model (raw logits: before penalty, temperature
+    // and truncation); NaN on a "cancelled" event
+    double logprob = std::numeric_limits<double>::quiet_NaN();
 };
 
 class Engine {
