@@ -146,12 +146,20 @@ def main():
         out["torch_loss_f32"] = F.cross_entropy(model(x).float().view(-1, V), y.reshape(-1)).item()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out["torch_loss_bf16"] = F.cross_entropy(model(x).float().view(-1, V), y.reshape(-1)).item()
+        # the float64 loss: how far each fp32 result is from the exact one
+        m64 = RetNet(cfg).to(dev).double()
+        m64.load_state_dict(model.state_dict())
+        out["torch_loss_f64"] = F.cross_entropy(m64(x).view(-1, V), y.reshape(-1)).item()
+        del m64
     out["ours_loss_f32"], out["ours_loss_bf16"] = ours.get("loss_f32"), ours.get("loss_bf16")
     out["abs_diff_f32"] = abs(out["torch_loss_f32"] - out["ours_loss_f32"])
     if out["ours_loss_bf16"] is not None:
         out["abs_diff_bf16"] = abs(out["torch_loss_bf16"] - out["ours_loss_bf16"])
-    print(f"loss on the same batch and weights: ours f32 {out['ours_loss_f32']:.6f}  torch f32 {out['torch_loss_f32']:.6f}"
-          f"  |diff| {out['abs_diff_f32']:.2e};  ours bf16 {out['ours_loss_bf16']}  torch bf16 {out['torch_loss_bf16']:.6f}")
+    out["ours_f32_vs_f64"] = abs(out["ours_loss_f32"] - out["torch_loss_f64"])
+    out["torch_f32_vs_f64"] = abs(out["torch_loss_f32"] - out["torch_loss_f64"])
+    print(f"loss on the same batch and weights: f64 (torch) {out['torch_loss_f64']:.7f};  ours f32 {out['ours_loss_f32']:.7f}"
+          f" (off by {out['ours_f32_vs_f64']:.1e}), torch f32 {out['torch_loss_f32']:.7f} (off by {out['torch_f32_vs_f64']:.1e});"
+          f"  |ours − torch| f32 {out['abs_diff_f32']:.2e};  ours bf16 {out['ours_loss_bf16']}  torch bf16 {out['torch_loss_bf16']:.6f}")
 
     if a.time:
         opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)

@@ -42,7 +42,8 @@ Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
 Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in,
                                     Tensor* state_out) const {
     Tensor q, k, v;
-    Tensor pos = full({x.size(0)}, double(opt.pos0), DType::i64);
+    // on x's device: a host tensor here would mean a synchronising copy per layer
+    Tensor pos = full({x.size(0)}, double(opt.pos0), DType::i64, x.device());
     Tensor g = project_qkv(x, pos, q, k, v);
     RetentionOptions ro;
     ro.mode = opt.mode;

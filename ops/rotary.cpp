@@ -97,7 +97,7 @@ Tensor xpos_rotate(const Tensor& x_in, int64_t head_dim, const Tensor& pos_in) {
 
 Tensor xpos_rotate(const Tensor& x, int64_t head_dim, int64_t pos0) {
     RN_CHECK(x.defined() && x.dim() == 3, "xpos_rotate: x must be [B, T, H·Dk]");
-    return xpos_rotate(x, head_dim, full({x.size(0)}, double(pos0), DType::i64));
+    return xpos_rotate(x, head_dim, full({x.size(0)}, double(pos0), DType::i64, x.device()));
 }
 
 }  // namespace rn
