@@ -2,12 +2,14 @@
 //   retnet prepare [INPUTS...] --out DIR   text files/folders (default: the KJV Bible) → tokenizer + shards
 //   retnet train --data DIR --out DIR ...   train a RetNet LM
 //   retnet inspect CKPT [--tensor N] [--diff OTHER] [--json]
+//   retnet generate CKPT --prompt TEXT [--prompt ...]   sample text (several prompts: one batch)
 // Errors print as "error: ..." with exit status 2; they never leave a half-written file.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 
 #include "core/error.h"
+#include "tools/generate.h"
 #include "tools/inspect.h"
 #include "tools/kjv.h"
 #include "tools/shards.h"
@@ -71,6 +73,23 @@ int main(int argc, char** argv) {
     in->add_flag("--optimizer", io.optimizer, "include the AdamW moments");
     in->add_option("--tolerance", io.tolerance, "--diff: max |a−b| that counts as equal");
 
+    // ---- generate
+    auto* gen = app.add_subcommand("generate", "sample text from a checkpoint (several --prompt: one batch)");
+    tools::GenerateOptions go;
+    gen->add_option("checkpoint", go.checkpoint, "the .h5 checkpoint (it carries its tokenizer)")->required();
+    gen->add_option("--prompt", go.prompts, "prompt text; repeat for several prompts decoded together")->required()->allow_extra_args(false);
+    gen->add_option("--max-tokens", go.max_tokens, "new tokens per prompt")->capture_default_str();
+    gen->add_option("--temperature", go.sampling.temperature, "0 = greedy")->capture_default_str();
+    gen->add_option("--top-k", go.sampling.top_k, "keep the k most likely tokens (0: off)")->capture_default_str();
+    gen->add_option("--top-p", go.sampling.top_p, "nucleus: keep the smallest set with this probability (1: off)")->capture_default_str();
+    gen->add_option("--repetition-penalty", go.sampling.repetition_penalty, "CTRL-style penalty on seen tokens (1: off)")->capture_default_str();
+    gen->add_option("--seed", go.sampling.seed, "same seed, same text")->capture_default_str();
+    gen->add_option("--stop", go.stop, "stop before this string; repeat for several")->allow_extra_args(false);
+    gen->add_flag("!--no-bos", go.bos, "do not start prompts with <s>");
+    gen->add_option("--prefill-chunk", go.prefill_chunk, "prompt tokens prefilled per engine step")->capture_default_str();
+    gen->add_option("--device", go.device, "cpu, cuda or cuda:N")->capture_default_str();
+    gen->add_option("--dtype", go.dtype, "f32, or bf16 on CUDA")->capture_default_str();
+
     CLI11_PARSE(app, argc, argv);
     try {
         if (*prep) {
@@ -95,6 +114,7 @@ int main(int argc, char** argv) {
         }
         if (*tr) return tools::run_train(t);
         if (*in) return tools::run_inspect(io);
+        if (*gen) return tools::run_generate(go);
     } catch (const Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 2;

@@ -1,0 +1,128 @@
+// tools/generate.cpp — `retnet generate` (see tools/generate.h): checkpoint → model and
+// tokenizer → Engine, stepping it until every prompt is done, with incremental
+// detokenisation and stop strings per prompt (tools/text_stream.h).
+#include "tools/generate.h"
+
+#include <chrono>
+#include <memory>
+
+#include "core/error.h"
+#include "nn/checkpoint.h"
+#include "tools/engine.h"
+#include "tools/text_stream.h"
+#include "tools/tokenizer.h"
+
+namespace rn::tools {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+void write(std::FILE* out, const std::string& s) {
+    if (!out || s.empty()) return;
+    std::fwrite(s.data(), 1, s.size(), out);
+    std::fflush(out);  // streaming: the user sees each token as it comes
+}
+}  // namespace
+
+GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
+    RN_CHECK(!o.prompts.empty(), "generate: no prompt given. HINT: --prompt \"In the beginning\"");
+    RN_CHECK(o.max_tokens >= 1, "generate: --max-tokens must be >= 1, got ", o.max_tokens);
+    o.sampling.validate();
+    StopMatcher probe(o.stop);  // refuses empty stop strings before the model is loaded
+
+    nn::ReadOptions ro;
+    ro.optimizer = false;
+    nn::Checkpoint ckpt = nn::read_checkpoint(o.checkpoint, ro);
+    RN_CHECK(!ckpt.tokenizer.empty(), "generate: ", o.checkpoint, " holds no tokenizer. HINT: checkpoints written "
+             "by `retnet train` carry theirs; this one was saved without");
+    Tokenizer tok = Tokenizer::from_serialized(ckpt.tokenizer);
+    RN_CHECK(tok.vocab_size() <= ckpt.config.vocab_size, "generate: the tokenizer has ", tok.vocab_size(),
+             " ids but the model only ", ckpt.config.vocab_size);
+    auto model = std::make_shared<nn::RetNetLM>(ckpt.config);
+    nn::load_into(ckpt, *model);
+
+    EngineOptions eo;
+    eo.max_slots = int64_t(o.prompts.size());
+    eo.prefill_chunk = o.prefill_chunk;
+    eo.device = o.device;
+    eo.dtype = o.dtype;
+    eo.eos_id = tok.eos_id();
+    Engine engine(model, eo);
+
+    const size_t n = o.prompts.size();
+    GenerateResult r;
+    r.texts.resize(n);
+    r.tokens.resize(n);
+    r.finish_reasons.resize(n);
+    r.state_bytes = engine.state_bytes();
+    std::vector<int64_t> ids(n);
+    std::vector<TextStream> streams;
+    std::vector<StopMatcher> stops;
+    for (size_t i = 0; i < n; ++i) {
+        std::vector<int32_t> p = tok.encode(o.prompts[i]);
+        if (o.bos) p.insert(p.begin(), tok.bos_id());
+        RN_CHECK(!p.empty(), "generate: prompt ", i, " is empty and --no-bos leaves nothing to start from");
+        r.prompt_tokens.push_back(p);
+        ids[i] = engine.add(p, o.sampling, o.max_tokens);
+        streams.emplace_back(tok);
+        stops.emplace_back(o.stop);
+    }
+    const bool streaming = n == 1;
+    if (streaming) write(out, o.prompts[0]);
+
+    auto index_of = [&](int64_t seq) {
+        for (size_t i = 0; i < n; ++i)
+            if (ids[i] == seq) return i;
+        RN_FAIL("generate: event for unknown sequence ", seq);
+    };
+    auto emit = [&](size_t i, const std::string& text) {
+        r.texts[i] += text;
+        if (streaming) write(out, text);
+    };
+    const auto t0 = Clock::now();
+    size_t started = 0;
+    std::vector<bool> done(n, false);
+    while (!engine.idle()) {
+        for (const EngineEvent& ev : engine.step()) {
+            const size_t i = index_of(ev.seq);
+            if (done[i]) continue;  // a stop string already ended it (its cancel event)
+            if (r.tokens[i].empty() && ++started == n) r.first_token_seconds = since(t0);
+            r.tokens[i].push_back(ev.token);
+            ++r.generated;
+            // the end-of-text token itself is not text
+            if (ev.token != tok.eos_id()) emit(i, stops[i].push(streams[i].push(ev.token)));
+            if (stops[i].stopped()) {
+                engine.cancel(ev.seq);  // freed at the next step
+                r.finish_reasons[i] = "stop";
+                done[i] = true;
+            } else if (ev.finished) {
+                emit(i, stops[i].push(streams[i].flush()));
+                emit(i, stops[i].flush());
+                r.finish_reasons[i] = ev.finish_reason;
+                done[i] = true;
+            }
+        }
+    }
+    r.seconds = since(t0);
+    if (streaming) write(out, "\n");
+    else
+        for (size_t i = 0; i < n; ++i)
+            if (out) std::fprintf(out, "--- %zu (%s, %zu tokens)\n%s%s\n", i, r.finish_reasons[i].c_str(),
+                                  r.tokens[i].size(), o.prompts[i].c_str(), r.texts[i].c_str());
+    return r;
+}
+
+int run_generate(const GenerateOptions& o) {
+    GenerateResult r = generate(o, stdout);
+    int64_t prompt = 0;
+    for (const auto& p : r.prompt_tokens) prompt += int64_t(p.size());
+    std::fprintf(stderr, "%lld prompt(s), %lld prompt tokens, %lld new tokens in %.2f s: %.1f tokens/s "
+                 "(all first tokens after %.0f ms; state %.1f KiB per sequence, constant)\n",
+                 (long long)r.prompt_tokens.size(), (long long)prompt, (long long)r.generated, r.seconds,
+                 r.seconds > 0 ? double(r.generated) / r.seconds : 0.0, r.first_token_seconds * 1e3,
+                 double(r.state_bytes) / 1024.0 / double(r.prompt_tokens.size()));
+    return 0;
+}
+
+}  // namespace rn::tools
