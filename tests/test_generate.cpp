@@ -7,13 +7,18 @@
 // errors); incremental detokenisation and stop strings.
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <set>
 
+#include "nn/checkpoint.h"
 #include "nn/retnet.h"
 #include "test_util.h"
 #include "tools/engine.h"
+#include "tools/generate.h"
 #include "tools/sampling.h"
 #include "tools/text_stream.h"
 
@@ -72,6 +77,15 @@ std::map<int64_t, std::vector<int32_t>> run_all(Engine& e, std::map<int64_t, std
         }
     }
     return out;
+}
+
+Tokenizer small_tokenizer() {
+    std::vector<std::string> corpus;
+    for (int i = 0; i < 200; ++i)
+        corpus.push_back("In the beginning God created the heaven and the earth, line " + std::to_string(i));
+    TokenizerTrainOptions to;
+    to.vocab_size = 300;
+    return Tokenizer::train_from_sentences(corpus, to);
 }
 
 std::vector<int32_t> prompt_of(int64_t n, int32_t salt) {
@@ -171,9 +185,10 @@ BOOST_AUTO_TEST_CASE(draws_depend_only_on_the_seed_and_the_call_index) {
         for (auto& r : rows) out.push_back(s.sample(r.data(), 40, out));
         return out;
     };
-    BOOST_TEST(run(1) == run(1));
-    BOOST_TEST(run(1) != run(2));
-    BOOST_TEST(std::set<int32_t>(run(1).begin(), run(1).end()).size() > 3);  // really sampling
+    const std::vector<int32_t> one = run(1);
+    BOOST_TEST(run(1) == one);
+    BOOST_TEST(run(2) != one);
+    BOOST_TEST(std::set<int32_t>(one.begin(), one.end()).size() > 3);  // really sampling
 }
 
 BOOST_AUTO_TEST_CASE(bad_sampling_parameters_are_refused_with_the_range) {
@@ -384,12 +399,7 @@ BOOST_AUTO_TEST_CASE(stop_matcher_cuts_at_the_first_stop_and_holds_back_partial_
 }
 
 BOOST_AUTO_TEST_CASE(text_stream_reassembles_characters_split_over_byte_tokens) {
-    std::vector<std::string> corpus;
-    for (int i = 0; i < 200; ++i)
-        corpus.push_back("In the beginning God created the heaven and the earth, line " + std::to_string(i));
-    TokenizerTrainOptions to;
-    to.vocab_size = 300;
-    Tokenizer tok = Tokenizer::train_from_sentences(corpus, to);
+    Tokenizer tok = small_tokenizer();
     // unseen characters go through byte fallback: several tokens per character
     const std::string text = "And the earth was \xE2\x82\xAC without form \xE6\x97\xA5\xE6\x9C\xAC, void.\n  ok";
     const auto ids = tok.encode(text);
@@ -406,4 +416,73 @@ BOOST_AUTO_TEST_CASE(text_stream_reassembles_characters_split_over_byte_tokens) 
     BOOST_TEST(held >= 2);  // the multi-byte characters were held back
     BOOST_TEST(streamed == text);
     BOOST_TEST(ts.text() == text);
+}
+
+// ------------------------------------------------------------------ retnet generate
+
+BOOST_AUTO_TEST_CASE(generate_from_a_checkpoint_is_the_argmax_chain_and_reproducible) {
+    const std::string path = (std::filesystem::temp_directory_path() /
+                              ("rn_generate_test_" + std::to_string(::getpid()) + ".h5")).string();
+    Tokenizer tok = small_tokenizer();
+    nn::RetNetConfig c = nn::RetNetConfig::from_preset("tiny", tok.vocab_size());
+    c.chunk = 8;
+    auto model = std::make_shared<nn::RetNetLM>(c, 9);
+    nn::save_checkpoint(path, *model, nullptr, nn::TrainState{}, tok.serialized());
+
+    GenerateOptions o;
+    o.checkpoint = path;
+    o.prompts = {"In the beginning God"};
+    o.max_tokens = 16;
+    o.sampling.temperature = 0;
+    o.prefill_chunk = 3;  // the 6-token prompt (with <s>) prefills over two steps
+    o.ignore_eos = true;  // a random model may well say </s> early
+    GenerateResult g = generate(o, nullptr);
+    BOOST_REQUIRE(g.tokens.size() == 1u);
+    BOOST_TEST(g.tokens[0].size() == 16u);
+    BOOST_TEST(g.finish_reasons[0] == "length");
+    BOOST_TEST(g.prompt_tokens[0].front() == tok.bos_id());
+    BOOST_TEST(g.texts[0] == tok.decode(g.tokens[0]));
+
+    // greedy = the argmax chain of direct parallel forwards, one token at a time
+    std::vector<int32_t> seq = g.prompt_tokens[0];
+    {
+        NoGradGuard ng;
+        nn::ForwardOptions par;
+        par.mode = RetentionMode::parallel;
+        for (int i = 0; i < 16; ++i) {
+            std::vector<int64_t> ids(seq.begin(), seq.end());
+            Tensor l = model->forward(from_vector<int64_t>(ids, {1, int64_t(ids.size())}), par)
+                           .select(1, int64_t(ids.size()) - 1).contiguous();
+            seq.push_back(argmax(l.data<float>(), c.vocab_size));
+        }
+    }
+    BOOST_TEST(std::vector<int32_t>(seq.begin() + int64_t(g.prompt_tokens[0].size()), seq.end()) == g.tokens[0]);
+
+    // sampling: same seed, same text; another seed, another; in a batch, as alone
+    o.sampling = params(1.0, 0, 1.0, 1.0, 5);
+    o.max_tokens = 24;
+    GenerateResult a = generate(o, nullptr), b = generate(o, nullptr);
+    BOOST_TEST(a.texts[0] == b.texts[0]);
+    o.sampling.seed = 6;
+    BOOST_TEST(generate(o, nullptr).tokens[0] != a.tokens[0]);
+    o.sampling.seed = 5;
+    o.prompts = {"the earth", "In the beginning God", "line 7"};
+    GenerateResult batch = generate(o, nullptr);
+    BOOST_TEST(batch.texts[1] == a.texts[0]);
+    BOOST_TEST(batch.generated == 3 * 24);
+
+    // a stop string cuts the text before it and ends that completion only
+    const std::string cut = a.texts[0].substr(a.texts[0].size() / 2, 2);
+    o.stop = {cut};
+    GenerateResult s = generate(o, nullptr);
+    const size_t at = a.texts[0].find(cut);
+    BOOST_TEST(s.texts[1] == a.texts[0].substr(0, at));
+    BOOST_TEST(s.finish_reasons[1] == "stop");
+
+    o.prompts = {};
+    RN_CHECK_THROWS_WITH(generate(o, nullptr), "no prompt given");
+    o.prompts = {"x"};
+    o.checkpoint = path + ".missing";
+    RN_CHECK_THROWS_WITH(generate(o, nullptr), "no such file");
+    std::filesystem::remove(path);
 }

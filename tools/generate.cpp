@@ -47,7 +47,7 @@ GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
     eo.prefill_chunk = o.prefill_chunk;
     eo.device = o.device;
     eo.dtype = o.dtype;
-    eo.eos_id = tok.eos_id();
+    eo.eos_id = o.ignore_eos ? -1 : tok.eos_id();
     Engine engine(model, eo);
 
     const size_t n = o.prompts.size();
@@ -91,7 +91,7 @@ GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
             r.tokens[i].push_back(ev.token);
             ++r.generated;
             // the end-of-text token itself is not text
-            if (ev.token != tok.eos_id()) emit(i, stops[i].push(streams[i].push(ev.token)));
+            if (!(ev.finished && ev.finish_reason == "stop")) emit(i, stops[i].push(streams[i].push(ev.token)));
             if (stops[i].stopped()) {
                 engine.cancel(ev.seq);  // freed at the next step
                 r.finish_reasons[i] = "stop";

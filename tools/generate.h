@@ -19,6 +19,7 @@ struct GenerateOptions {
     SamplingParams sampling;
     std::vector<std::string> stop;     // a completion ends before the first of these
     bool bos = true;                   // start every prompt with the tokenizer's <s>, as training does
+    bool ignore_eos = false;           // keep going past </s> (benchmarks, tests of random models)
     std::string device = "cpu";
     std::string dtype = "f32";
     int64_t prefill_chunk = 256;

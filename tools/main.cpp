@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
     gen->add_option("--seed", go.sampling.seed, "same seed, same text")->capture_default_str();
     gen->add_option("--stop", go.stop, "stop before this string; repeat for several")->allow_extra_args(false);
     gen->add_flag("!--no-bos", go.bos, "do not start prompts with <s>");
+    gen->add_flag("--ignore-eos", go.ignore_eos, "keep generating past the end-of-text token");
     gen->add_option("--prefill-chunk", go.prefill_chunk, "prompt tokens prefilled per engine step")->capture_default_str();
     gen->add_option("--device", go.device, "cpu, cuda or cuda:N")->capture_default_str();
     gen->add_option("--dtype", go.dtype, "f32, or bf16 on CUDA")->capture_default_str();
