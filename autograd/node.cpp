@@ -63,16 +63,31 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
     if (!m.grad.defined()) {
         if (g.is_unique() && g.is_contiguous() && g.dtype() == leaf_t.dtype() && g.shape() == leaf_t.shape()) {
             m.grad = g;  // nobody else holds it (the engine moved its buffer here): adopt, no copy
-            return {};
+        } else {
+            // otherwise own a fresh contiguous copy: g may alias a gradient flowing elsewhere
+            Tensor own = empty(leaf_t.shape(), leaf_t.dtype(), leaf_t.device());
+            copy_nograd(own, g);
+            m.grad = own;
         }
-        // otherwise own a fresh contiguous copy: g may alias a gradient flowing elsewhere
-        Tensor own = empty(leaf_t.shape(), leaf_t.dtype(), leaf_t.device());
-        copy_nograd(own, g);
-        m.grad = own;
     } else {
         accumulate_nograd(m.grad, g);
     }
+    if (m.post_accumulate_hooks)  // Note [Post-accumulate hooks]
+        for (auto& hook : m.post_accumulate_hooks->post_accumulate) hook(leaf_t);
     return {};
+}
+
+// ---- hooks on leaves
+void add_post_accumulate_grad_hook(const Tensor& leaf, std::function<void(const Tensor&)> hook) {
+    RN_CHECK(leaf.defined() && leaf.is_leaf() && leaf.requires_grad(),
+             "add_post_accumulate_grad_hook: expected a leaf that requires grad");
+    AutogradMeta& m = meta_of(leaf);
+    if (!m.post_accumulate_hooks) m.post_accumulate_hooks = std::make_shared<GradHooks>();
+    m.post_accumulate_hooks->post_accumulate.push_back(std::move(hook));
+}
+
+void clear_post_accumulate_grad_hooks(const Tensor& leaf) {
+    if (leaf.defined() && leaf.impl()->autograd) leaf.impl()->autograd->post_accumulate_hooks.reset();
 }
 
 // ---- recording

@@ -11,6 +11,7 @@
 // version at save time: an in-place write before backward is then reported, not silently
 // used.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -79,6 +80,18 @@ struct AccumulateGrad : Node {
     std::vector<Tensor> apply(std::vector<Tensor>&& grads) override;
     std::string name() const override { return "AccumulateGrad"; }
 };
+
+// ---- hooks on leaves
+// Note [Post-accumulate hooks]: data-parallel training (dist/data_parallel.h) must know
+// the moment a parameter's gradient for this backward is complete, to start reducing it
+// while the rest of backward runs. AccumulateGrad runs once per leaf per backward (the
+// engine sums every path first), so a hook called after it sees the final gradient.
+struct GradHooks {
+    std::vector<std::function<void(const Tensor& leaf)>> post_accumulate;
+};
+// `hook(leaf)` runs after every accumulation into leaf.grad (leaf must require grad)
+void add_post_accumulate_grad_hook(const Tensor& leaf, std::function<void(const Tensor&)> hook);
+void clear_post_accumulate_grad_hooks(const Tensor& leaf);
 
 // ---- recording helpers used by ops
 // true when grad mode is on and any defined input requires grad

@@ -23,6 +23,7 @@ namespace rn {
 struct Node;
 class Tensor;
 struct AutogradMeta;
+struct GradHooks;  // autograd/node.h
 
 struct TensorImpl {
     std::shared_ptr<Storage> storage;
@@ -129,6 +130,8 @@ struct AutogradMeta {
     std::shared_ptr<Node> grad_fn;        // non-leaves: the node that made this tensor
     uint32_t output_nr = 0;               // which output of grad_fn this tensor is
     std::weak_ptr<Node> grad_accumulator; // leaves: the cached AccumulateGrad node
+    // leaves: called after each gradient is accumulated (autograd/node.h, add_post_accumulate_grad_hook)
+    std::shared_ptr<GradHooks> post_accumulate_hooks;
 };
 
 // A view of `base`'s storage with new geometry; shares base's storage, no autograd.

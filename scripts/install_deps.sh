@@ -11,6 +11,7 @@ PKGS=(cmake ninja-build g++ pkg-config
       libsentencepiece-dev             # the tokenizer (retnet prepare)
       libhdf5-dev                      # checkpoints
       libcli11-dev                     # the retnet command line
+      libopenmpi-dev openmpi-bin       # MPI: starts data-parallel jobs (mpirun), CPU collectives
       bible-kjv)                       # the built-in default corpus (its `bible` program)
 missing=()
 for p in "${PKGS[@]}"; do

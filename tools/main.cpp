@@ -62,6 +62,10 @@ int main(int argc, char** argv) {
     tr->add_flag("--resume", t.resume, "continue from the newest checkpoint in --out");
     tr->add_option("--sample-tokens", t.sample_tokens, "greedy sample printed at the end")->capture_default_str();
     tr->add_option("--prompt", t.sample_prompt, "prompt of that sample")->capture_default_str();
+    // data parallel: start with `mpirun -np N retnet train ...` (one rank per GPU or CPU process)
+    tr->add_option("--zero", t.zero, "under mpirun: 1 shards the AdamW state across ranks (ZeRO-1)")->capture_default_str();
+    tr->add_option("--bucket-mb", t.bucket_mb, "under mpirun: gradient bucket size in MiB")->capture_default_str();
+    tr->add_option("--comm-timeout", t.comm_timeout, "under mpirun: seconds before a stuck collective stops the job")->capture_default_str();
 
     // ---- inspect
     auto* in = app.add_subcommand("inspect", "print a checkpoint's config, state and tensors");

@@ -1,5 +1,6 @@
 // tools/train.h — `retnet train`: the training loop behind the command line.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace rn::tools {
@@ -21,8 +22,14 @@ struct TrainOptions {
     bool resume = false;           // continue from the newest checkpoint in `out`
     std::string sample_prompt = "And God said";
     int64_t sample_tokens = 40;    // greedy sample printed at the end (0: none)
+    // data parallel (under mpirun; dist/data_parallel.h): --batch is per rank
+    int zero = 0;                  // 1: ZeRO stage 1, the AdamW state sharded across ranks
+    double bucket_mb = 25;         // gradient bucket size for the overlapped reduction
+    double comm_timeout = 300;     // seconds a collective may take before the job stops
 };
 
+// Launched by mpirun (dist/launch.h), every rank runs this with the same options: one
+// process per GPU (plain --device cuda picks the GPU by local rank), or per CPU process.
 // Returns the process exit status; throws rn::Error on bad input.
 int run_train(const TrainOptions& opt);
 
