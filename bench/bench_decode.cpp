@@ -1,0 +1,304 @@
+// bench/bench_decode.cpp — decoding with the generation engine (tools/engine.h), the
+// numbers behind RetNet's promise of O(1) inference:
+//   1. per-token decode latency at batch 1 against context length (each sequence is first
+//      prefilled, chunkwise, to that context): goal flat within 5% from 512 to 65,536;
+//   2. device memory against context length (live bytes while decoding, and the peak
+//      during the timed steps): goal constant;
+//   3. per-step latency and throughput against batch size 1 … 256: goal batch 64 ≥ 25×
+//      the batch-1 throughput;
+//   4. prefill tokens/s for an 8K prompt.
+// "engine" times are whole Engine::step() calls as a user sees them (the recurrent step,
+// logits to the host, greedy choice); "model" times are RetNetLM::step alone (CUDA events
+// on the GPU). Weights are random (a decode step costs the same whatever they are).
+// Prints a table, writes JSON and an SVG plot of the three curves.
+//
+// Usage: bench_decode [--quick] [--preset small] [--vocab 32000] [--device cuda|cpu]
+//                     [--dtype f32|bf16] [--steps N] [--max-context N] [--max-batch N]
+//                     [--prefill N] [--json PATH] [--svg PATH]
+// Defaults: on a GPU the sizes (small preset, contexts 512 … 65,536, batches
+// 1 … 256, 8K prefill, bf16); without one, CPU sizes that finish in a minute or two;
+// --quick: a tiny model and a few seconds on the CPU (for tests of this program).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench_util.h"
+#include "cuda/device.h"
+#include "cuda/memory.h"
+#include "nn/retnet.h"
+#include "ops/ops.h"
+#include "tools/engine.h"
+
+using namespace rn;
+using json = nlohmann::json;
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+struct Setup {
+    std::string preset, device, dtype;
+    int64_t vocab, steps, max_context, max_batch, prefill, min_context, prefill_chunk;
+};
+
+struct Mem {
+    double live_mib = 0, peak_mib = 0;
+};
+
+void sync(const Device& d) {
+    if (d.is_cuda()) cuda::synchronize(d.index);
+}
+void reset_peak(const Device& d) {
+    if (d.is_cuda()) cuda::reset_peak_stats(d.index);
+    else reset_cpu_peak();
+}
+Mem memory(const Device& d) {
+    Mem m;
+    if (d.is_cuda()) {
+        auto s = cuda::memory_stats(d.index);
+        m.live_mib = double(s.allocated) / (1 << 20);
+        m.peak_mib = double(s.peak_allocated) / (1 << 20);
+    } else {
+        auto s = cpu_memory_stats();
+        m.live_mib = double(s.allocated) / (1 << 20);
+        m.peak_mib = double(s.peak) / (1 << 20);
+    }
+    return m;
+}
+
+std::vector<int32_t> random_prompt(int64_t n, int64_t vocab, uint64_t seed) {
+    std::vector<int32_t> p(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) p[size_t(i)] = int32_t(Generator::bits(seed, uint64_t(i)) % uint64_t(vocab));
+    return p;
+}
+
+tools::EngineOptions engine_options(const Setup& s, int64_t slots, int64_t max_context) {
+    tools::EngineOptions o;
+    o.max_slots = slots;
+    o.prefill_chunk = s.prefill_chunk;
+    o.device = s.device;
+    o.dtype = s.dtype;
+    o.max_context = max_context;
+    return o;  // eos_id −1: every sequence runs its full length
+}
+
+// steps until every sequence decodes (prefill done); prints progress for long prefills
+void prefill_all(tools::Engine& e, int64_t n, const char* what) {
+    auto t0 = Clock::now();
+    double last = 0;
+    while (e.decoding() < n) {
+        e.step();
+        if (ms_since(t0) - last > 2000) {
+            last = ms_since(t0);
+            std::fprintf(stderr, "  prefilling %s ... %.0f s\n", what, last / 1e3);
+        }
+    }
+}
+
+// a line chart in an SVG group: series of (x, y), log2 x axis, optional log y
+struct Series {
+    std::string name, color;
+    std::vector<std::pair<double, double>> pts;
+};
+void svg_chart(std::ofstream& f, double ox, double oy, double w, double h, const std::string& title,
+               const std::string& xlabel, const std::string& ylabel, const std::vector<Series>& series, bool logy,
+               bool zero_based) {
+    double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
+    for (auto& s : series)
+        for (auto& [x, y] : s.pts) {
+            x0 = std::min(x0, std::log2(x)), x1 = std::max(x1, std::log2(x));
+            double v = logy ? std::log10(std::max(y, 1e-12)) : y;
+            y0 = std::min(y0, v), y1 = std::max(y1, v);
+        }
+    if (x0 > x1) return;
+    if (zero_based && !logy) y0 = 0, y1 *= 1.15;
+    if (y1 - y0 < 1e-9) y1 = y0 + 1;
+    if (x1 - x0 < 1e-9) x1 = x0 + 1;
+    const double L = 70, R = 15, T = 30, B = 45;
+    auto X = [&](double x) { return ox + L + (w - L - R) * (std::log2(x) - x0) / (x1 - x0); };
+    auto Y = [&](double y) {
+        double v = logy ? std::log10(std::max(y, 1e-12)) : y;
+        return oy + T + (h - T - B) * (y1 - v) / (y1 - y0);
+    };
+    f << "<text x='" << ox + w / 2 << "' y='" << oy + 18 << "' text-anchor='middle' font-weight='bold'>" << title << "</text>\n"
+      << "<line x1='" << ox + L << "' y1='" << oy + h - B << "' x2='" << ox + w - R << "' y2='" << oy + h - B << "' stroke='black'/>\n"
+      << "<line x1='" << ox + L << "' y1='" << oy + T << "' x2='" << ox + L << "' y2='" << oy + h - B << "' stroke='black'/>\n"
+      << "<text x='" << ox + w / 2 << "' y='" << oy + h - 8 << "' text-anchor='middle'>" << xlabel << "</text>\n"
+      << "<text x='14' y='" << oy + h / 2 << "' transform='rotate(-90 14 " << oy + h / 2 << ")' text-anchor='middle'>"
+      << ylabel << "</text>\n";
+    for (int i = 0; i <= 4; ++i) {  // y ticks
+        double v = y0 + (y1 - y0) * i / 4, y = logy ? std::pow(10.0, v) : v;
+        char buf[32];
+        std::snprintf(buf, sizeof buf, y >= 100 ? "%.0f" : "%.3g", y);
+        f << "<text x='" << ox + L - 5 << "' y='" << Y(y) + 4 << "' text-anchor='end'>" << buf << "</text>\n";
+    }
+    for (auto& p : series.front().pts)  // x ticks at the measured points
+        f << "<text x='" << X(p.first) << "' y='" << oy + h - B + 15 << "' text-anchor='middle' font-size='10'>"
+          << (p.first >= 1024 ? std::to_string(int64_t(p.first) / 1024) + "K" : std::to_string(int64_t(p.first)))
+          << "</text>\n";
+    int k = 0;
+    for (auto& s : series) {
+        f << "<polyline fill='none' stroke='" << s.color << "' stroke-width='2' points='";
+        for (auto& [x, y] : s.pts) f << X(x) << "," << Y(y) << " ";
+        f << "'/>\n";
+        for (auto& [x, y] : s.pts) f << "<circle cx='" << X(x) << "' cy='" << Y(y) << "' r='3' fill='" << s.color << "'/>\n";
+        f << "<text x='" << ox + L + 10 << "' y='" << oy + T + 14 + 14 * k++ << "' fill='" << s.color << "'>" << s.name
+          << "</text>\n";
+    }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    const bool quick = [&] {
+        for (int i = 1; i < argc; ++i)
+            if (std::string(argv[i]) == "--quick") return true;
+        return false;
+    }();
+    const bool gpu = !quick && cuda::device_count() > 0;
+    Setup s;
+    s.preset = bench::arg_value(argc, argv, "--preset", quick ? "tiny" : gpu ? "small" : "tiny");
+    s.vocab = std::stoll(bench::arg_value(argc, argv, "--vocab", quick ? "512" : "32000"));
+    s.device = bench::arg_value(argc, argv, "--device", gpu ? "cuda" : "cpu");
+    s.dtype = bench::arg_value(argc, argv, "--dtype", Device::parse(s.device).is_cuda() ? "bf16" : "f32");
+    s.steps = std::stoll(bench::arg_value(argc, argv, "--steps", quick ? "8" : gpu ? "200" : "32"));
+    s.max_context = std::stoll(bench::arg_value(argc, argv, "--max-context", quick ? "1024" : gpu ? "65536" : "8192"));
+    s.max_batch = std::stoll(bench::arg_value(argc, argv, "--max-batch", quick ? "16" : gpu ? "256" : "64"));
+    s.prefill = std::stoll(bench::arg_value(argc, argv, "--prefill", quick ? "512" : gpu ? "8192" : "2048"));
+    s.min_context = quick ? 64 : 512;
+    s.prefill_chunk = quick ? 256 : 8192;
+    const std::string json_out = bench::json_path(argc, argv, "bench_decode.json");
+    const std::string svg_out = bench::arg_value(argc, argv, "--svg", "bench_decode.svg");
+    const Device dev = Device::parse(s.device);
+
+    nn::RetNetConfig cfg = nn::RetNetConfig::from_preset(s.preset, s.vocab);
+    auto model = std::make_shared<nn::RetNetLM>(cfg, 1);
+    std::printf("bench_decode: preset %s (%lld layers, d %lld, %lld heads, %.1fM parameters), vocab %lld, %s %s%s\n",
+                s.preset.c_str(), (long long)cfg.n_layers, (long long)cfg.d_model, (long long)cfg.n_heads,
+                double(model->num_parameters()) / 1e6, (long long)s.vocab, s.device.c_str(), s.dtype.c_str(),
+                quick ? " (--quick)" : "");
+    json out = {{"preset", s.preset},   {"vocab", s.vocab},       {"device", s.device},
+                {"dtype", s.dtype},     {"steps", s.steps},       {"parameters", model->num_parameters()},
+                {"quick", quick},       {"n_layers", cfg.n_layers}, {"d_model", cfg.d_model}};
+    NoGradGuard no_grad;
+
+    // ---- 1 + 2: batch 1 against context length
+    std::printf("\n%9s  %14s  %14s  %12s  %12s\n", "context", "engine ms/tok", "model ms/tok", "live MiB", "peak MiB");
+    json by_ctx = json::array();
+    Series lat_e{"engine step", "#1f77b4", {}}, lat_m{"model step", "#ff7f0e", {}}, mem_live{"live", "#2ca02c", {}},
+        mem_peak{"peak while decoding", "#d62728", {}};
+    size_t state_per_seq = 0;
+    for (int64_t ctx = s.min_context; ctx <= s.max_context; ctx *= 2) {
+        tools::Engine e(model, engine_options(s, 1, ctx + s.steps + 16));
+        state_per_seq = e.state_bytes();
+        tools::SamplingParams greedy;
+        greedy.temperature = 0;
+        e.add(random_prompt(ctx, s.vocab, uint64_t(ctx)), greedy, s.steps + 8);
+        prefill_all(e, 1, ("to " + std::to_string(ctx)).c_str());
+        for (int i = 0; i < 3; ++i) e.step();  // warm-up
+        sync(dev);
+        reset_peak(dev);
+        auto t0 = Clock::now();
+        for (int64_t i = 0; i < s.steps; ++i) e.step();
+        sync(dev);
+        const double engine_ms = ms_since(t0) / double(s.steps);
+        const Mem mem = memory(dev);
+        // the model's step alone, on a state of the same shape (its cost does not depend on
+        // the values), so that host work (logits copy, sampling) shows apart
+        std::vector<Tensor> st = model->init_states(1, dev, e.compute());
+        Tensor tok = full({1}, 5.0, DType::i64, dev), pos = full({1}, double(ctx), DType::i64, dev);
+        auto fn = [&] { model->step(tok, st, pos, e.compute()); };
+        double model_ms;
+#ifdef RN_HAVE_CUDA
+        if (dev.is_cuda()) model_ms = bench::time_cuda_ms(fn, 5, int(std::max<int64_t>(s.steps, 10)));
+        else
+#endif
+            model_ms = bench::time_cpu_ms(fn, 2, int(std::max<int64_t>(s.steps / 2, 5)));
+        std::printf("%9lld  %14.4f  %14.4f  %12.2f  %12.2f\n", (long long)ctx, engine_ms, model_ms, mem.live_mib,
+                    mem.peak_mib);
+        by_ctx.push_back({{"context", ctx}, {"engine_ms_per_token", engine_ms}, {"model_ms_per_token", model_ms},
+                          {"live_mib", mem.live_mib}, {"peak_mib_decoding", mem.peak_mib}});
+        lat_e.pts.push_back({double(ctx), engine_ms});
+        lat_m.pts.push_back({double(ctx), model_ms});
+        mem_live.pts.push_back({double(ctx), mem.live_mib});
+        mem_peak.pts.push_back({double(ctx), mem.peak_mib});
+    }
+    auto spread = [](const Series& se) {
+        double lo = 1e300, hi = 0;
+        for (auto& p : se.pts) lo = std::min(lo, p.second), hi = std::max(hi, p.second);
+        return lo > 0 ? (hi - lo) / lo : 0.0;
+    };
+    const double flat = spread(lat_e), mem_flat = spread(mem_live);
+    std::printf("latency spread over contexts (max/min − 1): %.1f%% (goal ≤ 5%%); live memory spread %.1f%%; "
+                "state %.1f KiB per sequence\n", 100 * flat, 100 * mem_flat, double(state_per_seq) / 1024);
+    out["by_context"] = by_ctx;
+    out["latency_spread"] = flat;
+    out["memory_spread"] = mem_flat;
+    out["state_bytes_per_sequence"] = state_per_seq;
+
+    // ---- 3: throughput against batch size (short prompts, every slot decoding)
+    std::printf("\n%7s  %14s  %14s  %10s\n", "batch", "ms/step", "tokens/s", "× batch 1");
+    json by_batch = json::array();
+    Series thr{"tokens/s", "#9467bd", {}}, step_ms{"ms per step", "#8c564b", {}};
+    double tps1 = 0, speedup64 = 0;
+    for (int64_t b = 1; b <= s.max_batch; b *= 2) {
+        tools::Engine e(model, engine_options(s, b, 1 << 20));
+        for (int64_t i = 0; i < b; ++i) {
+            tools::SamplingParams greedy;
+            greedy.temperature = 0;
+            e.add(random_prompt(16, s.vocab, uint64_t(1000 + i)), greedy, s.steps + 8);
+        }
+        prefill_all(e, b, "batch");
+        for (int i = 0; i < 3; ++i) e.step();
+        sync(dev);
+        auto t0 = Clock::now();
+        for (int64_t i = 0; i < s.steps; ++i) e.step();
+        sync(dev);
+        const double ms = ms_since(t0) / double(s.steps), tps = double(b) * 1e3 / ms;
+        if (b == 1) tps1 = tps;
+        if (b == 64) speedup64 = tps / tps1;
+        std::printf("%7lld  %14.4f  %14.0f  %10.1f\n", (long long)b, ms, tps, tps / tps1);
+        by_batch.push_back({{"batch", b}, {"ms_per_step", ms}, {"tokens_per_s", tps}, {"speedup_vs_batch1", tps / tps1}});
+        thr.pts.push_back({double(b), tps});
+        step_ms.pts.push_back({double(b), ms});
+    }
+    if (speedup64 > 0) std::printf("batch 64 throughput = %.1f× batch 1 (goal ≥ 25×)\n", speedup64);
+    out["by_batch"] = by_batch;
+    out["speedup_batch64"] = speedup64;
+
+    // ---- 4: prefill of one long prompt in one engine step (the second run is timed)
+    double prefill_tps = 0;
+    for (int rep = 0; rep < 2; ++rep) {
+        tools::EngineOptions o = engine_options(s, 1, s.prefill + 16);
+        o.prefill_chunk = s.prefill;
+        tools::Engine e(model, o);
+        tools::SamplingParams greedy;
+        greedy.temperature = 0;
+        e.add(random_prompt(s.prefill, s.vocab, 77), greedy, 4);
+        sync(dev);
+        auto t0 = Clock::now();
+        e.step();
+        sync(dev);
+        prefill_tps = double(s.prefill) * 1e3 / ms_since(t0);
+    }
+    std::printf("\nprefill of a %lld-token prompt: %.0f tokens/s\n", (long long)s.prefill, prefill_tps);
+    out["prefill_tokens"] = s.prefill;
+    out["prefill_tokens_per_s"] = prefill_tps;
+    bench::write_json(json_out, out);
+
+    // ---- the plot: three panels side by side
+    std::ofstream f(svg_out);
+    const double W = 1260, H = 380;
+    f << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+      << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
+    svg_chart(f, 0, 0, 420, H, "decode latency, batch 1", "context (tokens)", "ms per token", {lat_e, lat_m}, false, true);
+    svg_chart(f, 420, 0, 420, H, "memory while decoding", "context (tokens)", "MiB", {mem_live, mem_peak}, false, true);
+    svg_chart(f, 840, 0, 420, H, "throughput", "batch size", "tokens/s (log)", {thr}, true, false);
+    f << "</svg>\n";
+    std::printf("wrote %s\n", svg_out.c_str());
+    return 0;
+}
