@@ -307,6 +307,23 @@ BOOST_AUTO_TEST_CASE(a_sequence_in_a_changing_batch_gives_the_same_tokens_as_alo
     BOOST_TEST(e.free_slots() == 4);
 }
 
+BOOST_AUTO_TEST_CASE(a_large_batch_sampled_across_threads_matches_each_sequence_alone) {
+    // ≥ 8 decoding sequences take the engine's multi-threaded sampling path
+    auto model = tiny_model();
+    const int n = 12;
+    std::vector<std::vector<int32_t>> alone;
+    for (int i = 0; i < n; ++i) {
+        Engine e(model, engine_options(1, 16));
+        e.add(prompt_of(3 + i, i), params(1.0, 0, 0.9, 1.1, uint64_t(100 + i)), 10);
+        alone.push_back(run_all(e).begin()->second);
+    }
+    Engine e(model, engine_options(n, 16));
+    std::vector<int64_t> ids;
+    for (int i = 0; i < n; ++i) ids.push_back(e.add(prompt_of(3 + i, i), params(1.0, 0, 0.9, 1.1, uint64_t(100 + i)), 10));
+    auto got = run_all(e);
+    for (int i = 0; i < n; ++i) BOOST_TEST(got[ids[size_t(i)]] == alone[size_t(i)], "sequence " << i);
+}
+
 BOOST_AUTO_TEST_CASE(eos_finishes_a_sequence_with_reason_stop) {
     auto model = tiny_model();
     const std::vector<int32_t> prompt = prompt_of(6, 6);

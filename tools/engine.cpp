@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 
 #include "autograd/grad_mode.h"
 #include "core/tensor_math.h"
@@ -113,15 +114,24 @@ void Engine::release(size_t i) {
     }
 }
 
-EngineEvent Engine::emit(Seq& s, const float* logits) {
+namespace {
+// logits [B,V] in any float dtype → (f32 logits, log Σ_v exp) both on the host. The
+// log-sum-exp runs where the logits are, so a GPU sends back B floats more, not B×V exps
+// for the host to compute.
+std::pair<Tensor, Tensor> logits_to_host(const Tensor& logits) {
+    Tensor l = logits.to(DType::f32);
+    Tensor m = max(l, {1}, true);
+    Tensor lse = log(sum(exp(l - m), {1})) + m.squeeze(1);
+    return {l.to(Device::cpu()).contiguous(), lse.to(Device::cpu()).contiguous()};
+}
+}  // namespace
+
+EngineEvent Engine::emit(Seq& s, const float* logits, float lse) {
     const int32_t tok = s.sampler.sample(logits, vocab_, s.tokens);
     s.tokens.push_back(tok);
     ++s.generated;
     EngineEvent ev{s.id, tok, false, ""};
-    double mx = logits[0], z = 0;
-    for (int64_t i = 1; i < vocab_; ++i) mx = std::max(mx, double(logits[i]));
-    for (int64_t i = 0; i < vocab_; ++i) z += std::exp(double(logits[i]) - mx);
-    ev.logprob = double(logits[tok]) - mx - std::log(z);
+    ev.logprob = double(logits[tok]) - double(lse);
     if (tok == opt_.eos_id) ev.finish_reason = "stop";
     else if (s.generated >= s.max_new || int64_t(s.tokens.size()) >= opt_.max_context) ev.finish_reason = "length";
     ev.finished = !ev.finish_reason.empty();
@@ -161,8 +171,8 @@ std::vector<EngineEvent> Engine::step() {
         if (s.prefilled < s.prompt_len) break;  // budget spent inside this prompt
 
         // prompt done: its first token comes from the last position's logits
-        Tensor last = logits.select(1, take - 1).to(DType::f32).to(Device::cpu()).contiguous();
-        EngineEvent ev = emit(s, last.data<float>());
+        auto [last, lse] = logits_to_host(logits.select(1, take - 1));
+        EngineEvent ev = emit(s, last.data<float>(), lse.data<float>()[0]);
         if (ev.finished) done.push_back(s.id);
         events.push_back(ev);
         // join the decoding block: its slot must be n_decoding_
@@ -201,10 +211,25 @@ std::vector<EngineEvent> Engine::step() {
         for (const Tensor& st : states_) views.push_back(st.narrow(0, 0, n_old));  // contiguous: updated in place
         Tensor logits = model_->step(from_vector<int64_t>(toks, {n_old}, dev_), views,
                                      from_vector<int64_t>(pos, {n_old}, dev_), compute_);
-        Tensor host = logits.to(DType::f32).to(Device::cpu()).contiguous();  // [n_old, V]
+        auto [host, lse] = logits_to_host(logits);  // [n_old, V], [n_old]
         const float* row = host.data<float>();
+        const float* lse_row = lse.data<float>();
+        // sampling is independent per sequence (own sampler, own counter), so it spreads
+        // over threads without changing any token; an exception cannot leave an OpenMP
+        // region, so the first one is carried out by hand
+        std::vector<EngineEvent> decoded(static_cast<size_t>(n_old));
+        std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic, 4) if (n_old >= 8)
         for (int64_t i = 0; i < n_old; ++i) {
-            EngineEvent ev = emit(seqs_[size_t(i)], row + i * vocab_);
+            try {
+                decoded[size_t(i)] = emit(seqs_[size_t(i)], row + i * vocab_, lse_row[i]);
+            } catch (...) {
+#pragma omp critical(rn_engine_failure)
+                if (!failure) failure = std::current_exception();
+            }
+        }
+        if (failure) std::rethrow_exception(failure);
+        for (const EngineEvent& ev : decoded) {
             if (ev.finished) done.push_back(ev.seq);
             events.push_back(ev);
         }

@@ -45,9 +45,9 @@ struct EngineOptions {
 };
 
 struct EngineEvent {
-    int64_t seq;
-    int32_t token;               // -1 on a "cancelled" event (no token)
-    bool finished;
+    int64_t seq = -1;
+    int32_t token = -1;          // -1 on a "cancelled" event (no token)
+    bool finished = false;
     std::string finish_reason;   // "length" | "stop" (eos) | "cancelled"; "" while running
     // log-probability of `token` under the model (raw logits: before penalty, temperature
     // and truncation); NaN on a "cancelled" event
@@ -98,8 +98,8 @@ private:
     void move_slot(int64_t from, int64_t to);  // copies a slot's state (every layer)
     void swap_slots(Seq& a, Seq& b);
     void release(size_t index);                 // removes seqs_[index], keeping slots packed
-    // samples from a logits row; returns the event and whether the sequence is done
-    EngineEvent emit(Seq& s, const float* logits);
+    // samples from a logits row (lse: log Σ exp of the row, for the log-probability)
+    EngineEvent emit(Seq& s, const float* logits, float lse);
 
     std::shared_ptr<nn::RetNetLM> model_;
     EngineOptions opt_;

@@ -44,6 +44,16 @@ int32_t Sampler::sample(const float* logits, int64_t vocab, const std::vector<in
     // the counter advances on every call, greedy ones too, so that switching one request's
     // parameters never shifts the draws of another call index
     const uint64_t counter = calls_++;
+    if (p_.temperature == 0 && p_.repetition_penalty == 1.0) {
+        // plain greedy, the common serving case: one pass over the row, no copy
+        int32_t best = 0;
+        for (int64_t i = 0; i < vocab; ++i) {
+            RN_CHECK(!std::isnan(logits[i]), "Sampler::sample: logit ", i, " is NaN. HINT: the model diverged "
+                     "or its weights are corrupt");
+            if (logits[i] > logits[best]) best = int32_t(i);
+        }
+        return best;
+    }
     work_.assign(logits, logits + vocab);
     for (int64_t i = 0; i < vocab; ++i)
         RN_CHECK(!std::isnan(work_[size_t(i)]), "Sampler::sample: logit ", i, " is NaN. HINT: the model diverged "
