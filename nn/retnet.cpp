@@ -24,7 +24,7 @@ MultiScaleRetention::MultiScaleRetention(const RetNetConfig& cfg, Generator& gen
 Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const {
     const int64_t B = x.size(0), T = x.size(1);
     Tensor qp = xpos_rotate(q_proj->forward(x), Dk_, pos);
-    Tensor kp = xpos_rotate(k_proj->forward(x) * (1.0 / std::sqrt(double(Dk_))), Dk_, pos);
+    Tensor kp = xpos_rotate(k_proj->forward(x), Dk_, pos, 1.0 / std::sqrt(double(Dk_)));  // K·Dk^(−1/2), rotated
     q = qp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
     k = kp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
     v = v_proj->forward(x).view({B, T, H_, Dv_}).permute({0, 2, 1, 3}).contiguous();

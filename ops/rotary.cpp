@@ -18,7 +18,7 @@ double xpos_theta(int64_t i, int64_t head_dim) {
 
 namespace cpu {
 void xpos_rotate(DType dt, void* y_, const void* x_, const int64_t* pos, int64_t B, int64_t T, int64_t C,
-                 int64_t head_dim, int sign) {
+                 int64_t head_dim, int sign, double scale) {
     const int64_t half = head_dim / 2;
     std::vector<double> theta(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i) theta[size_t(i)] = xpos_theta(i, head_dim);
@@ -37,7 +37,7 @@ void xpos_rotate(DType dt, void* y_, const void* x_, const int64_t* pos, int64_t
                     Tp* yr = y + (b * T + t) * C;
                     for (int64_t c = 0; c < C; c += 2) {
                         double a = n * theta[size_t((c % head_dim) / 2)];
-                        double cs = std::cos(a), sn = double(sign) * std::sin(a);
+                        double cs = scale * std::cos(a), sn = scale * double(sign) * std::sin(a);
                         double x0 = to_double(xr[c]), x1 = to_double(xr[c + 1]);
                         // [y0, y1] = [x0 cos − x1 sin, x1 cos + x0 sin]
                         yr[c] = from_double<Tp>(x0 * cs - x1 * sn);
@@ -50,29 +50,30 @@ void xpos_rotate(DType dt, void* y_, const void* x_, const int64_t* pos, int64_t
 }  // namespace cpu
 
 namespace {
-void rotate_into(const Tensor& y, const Tensor& x, const Tensor& pos, int64_t head_dim, int sign) {
+void rotate_into(const Tensor& y, const Tensor& x, const Tensor& pos, int64_t head_dim, int sign, double scale) {
     const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
     if (x.is_cuda())
-        cuda::xpos_rotate(x.dtype(), y.raw_data(), x.raw_data(), pos.data<int64_t>(), B, T, C, head_dim, sign);
+        cuda::xpos_rotate(x.dtype(), y.raw_data(), x.raw_data(), pos.data<int64_t>(), B, T, C, head_dim, sign, scale);
     else
-        cpu::xpos_rotate(x.dtype(), y.raw_data(), x.raw_data(), pos.data<int64_t>(), B, T, C, head_dim, sign);
+        cpu::xpos_rotate(x.dtype(), y.raw_data(), x.raw_data(), pos.data<int64_t>(), B, T, C, head_dim, sign, scale);
 }
 
-// d/dx rotate(x, n) = rotate(grad, −n)
+// d/dx scale·rotate(x, n) = scale·rotate(grad, −n)
 struct XposRotateBackward : Node {
     int64_t head_dim = 0;
+    double scale = 1.0;
     Tensor pos;  // [B] i64 on x's device: plain integers, never written, no version check needed
     std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
         Tensor dy = contiguous_nograd(g[0]);
         Tensor dx = empty_like(dy);
-        rotate_into(dx, dy, pos, head_dim, -1);
+        rotate_into(dx, dy, pos, head_dim, -1, scale);
         return {dx};
     }
     std::string name() const override { return "XposRotateBackward"; }
 };
 }  // namespace
 
-Tensor xpos_rotate(const Tensor& x_in, int64_t head_dim, const Tensor& pos_in) {
+Tensor xpos_rotate(const Tensor& x_in, int64_t head_dim, const Tensor& pos_in, double scale) {
     const char* op = "xpos_rotate";
     check_defined(x_in, op);
     check_floating(x_in, op);
@@ -85,19 +86,20 @@ Tensor xpos_rotate(const Tensor& x_in, int64_t head_dim, const Tensor& pos_in) {
     Tensor x = contiguous_nograd(x_in);
     Tensor pos = to_device_nograd(contiguous_nograd(cast_nograd(pos_in, DType::i64)), x.device());
     Tensor y = empty_like(x);
-    rotate_into(y, x, pos, head_dim, +1);
+    rotate_into(y, x, pos, head_dim, +1, scale);
     if (any_requires_grad({x_in})) {
         auto n = std::make_shared<XposRotateBackward>();
         n->head_dim = head_dim;
+        n->scale = scale;
         n->pos = pos;
         record(n, {x_in}, {y});
     }
     return y;
 }
 
-Tensor xpos_rotate(const Tensor& x, int64_t head_dim, int64_t pos0) {
+Tensor xpos_rotate(const Tensor& x, int64_t head_dim, int64_t pos0, double scale) {
     RN_CHECK(x.defined() && x.dim() == 3, "xpos_rotate: x must be [B, T, H·Dk]");
-    return xpos_rotate(x, head_dim, full({x.size(0)}, double(pos0), DType::i64, x.device()));
+    return xpos_rotate(x, head_dim, full({x.size(0)}, double(pos0), DType::i64, x.device()), scale);
 }
 
 }  // namespace rn

@@ -12,9 +12,10 @@
 
 namespace rn {
 
-Tensor xpos_rotate(const Tensor& x, int64_t head_dim, int64_t pos0);
+// scale multiplies the result (the model's keys take Dk^(−1/2) here: one pass instead of two)
+Tensor xpos_rotate(const Tensor& x, int64_t head_dim, int64_t pos0, double scale = 1.0);
 // pos: [B] integer tensor, one start position per sequence (continuous batching)
-Tensor xpos_rotate(const Tensor& x, int64_t head_dim, const Tensor& pos);
+Tensor xpos_rotate(const Tensor& x, int64_t head_dim, const Tensor& pos, double scale = 1.0);
 
 // θ_i of one head (exposed for tests)
 double xpos_theta(int64_t i, int64_t head_dim);
@@ -22,7 +23,7 @@ double xpos_theta(int64_t i, int64_t head_dim);
 namespace cpu {
 // y = rotate(x, n) (sign = +1) or the inverse rotation (sign = −1); pos: host [B]
 void xpos_rotate(DType dt, void* y, const void* x, const int64_t* pos, int64_t B, int64_t T, int64_t C,
-                 int64_t head_dim, int sign);
+                 int64_t head_dim, int sign, double scale = 1.0);
 }  // namespace cpu
 
 }  // namespace rn

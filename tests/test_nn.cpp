@@ -45,6 +45,9 @@ BOOST_AUTO_TEST_CASE(xpos_rotation_gradcheck) {
     Tensor x = leaf64({2, 3, 8}, g, true);
     Tensor pos = from_vector<int64_t>({3, 17}, {2});
     RN_CHECK_GRADCHECK([&](const std::vector<Tensor>& in) { return xpos_rotate(in[0], 4, pos); }, std::vector<Tensor>{x});
+    // with a scale (the model's Dk^(−1/2) on the keys): scale·rotate(x), and its gradient
+    RN_CHECK_GRADCHECK([&](const std::vector<Tensor>& in) { return xpos_rotate(in[0], 4, pos, 0.37); }, std::vector<Tensor>{x});
+    BOOST_TEST(max_abs_diff(xpos_rotate(x.detach(), 4, pos, 0.37), xpos_rotate(x.detach(), 4, pos) * 0.37) < 1e-15);
     RN_CHECK_THROWS_WITH(xpos_rotate(x.detach(), 3, pos), "head_dim 3 must be even");
     RN_CHECK_THROWS_WITH(xpos_rotate(x.detach(), 4, from_vector<int64_t>({1}, {1})), "pos must be [B] = [2]");
 }
