@@ -12,10 +12,10 @@ namespace rn::nn {
 
 namespace cpu {
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2, float eps,
-                float wd, float bc1, float bc2) {
+                float wd, float bc1, float bc2, float gscale) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; ++i) {
-        float gi = g[i];
+        float gi = g[i] * gscale;
         float mi = b1 * m[i] + (1 - b1) * gi;
         float vi = b2 * v[i] + (1 - b2) * gi * gi;
         m[i] = mi;
@@ -35,7 +35,7 @@ AdamW::AdamW(const std::vector<std::pair<std::string, Tensor>>& named, AdamWOpti
     }
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, double grad_scale) {
     NoGradGuard no_grad;
     ++t_;
     const float b1 = float(opt_.beta1), b2 = float(opt_.beta2);
@@ -48,30 +48,43 @@ void AdamW::step(double lr) {
         float* p = s.param.data<float>();
         if (s.param.is_cuda())
             cuda::adamw_step(p, g.data<float>(), s.m.data<float>(), s.v.data<float>(), s.param.numel(), float(lr), b1, b2,
-                             float(opt_.eps), wd, bc1, bc2);
+                             float(opt_.eps), wd, bc1, bc2, float(grad_scale));
         else
             cpu::adamw_step(p, g.data<float>(), s.m.data<float>(), s.v.data<float>(), s.param.numel(), float(lr), b1, b2,
-                            float(opt_.eps), wd, bc1, bc2);
+                            float(opt_.eps), wd, bc1, bc2, float(grad_scale));
         s.param.bump_version();
     }
 }
 
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+double grad_norm(const std::vector<Tensor>& params) {
     NoGradGuard no_grad;
-    Tensor total;
+    Tensor total, acc;  // acc: one f64 on the GPU that fp32 CUDA gradients add into
     for (const auto& p : params) {
         Tensor g = p.grad();
         if (!g.defined()) continue;
-        Tensor sq = sum(g.to(DType::f32) * g.to(DType::f32));
+        if (g.is_cuda() && g.dtype() == DType::f32 && g.is_contiguous()) {
+            if (!acc.defined()) acc = zeros({}, DType::f64, g.device());
+            cuda::sum_squares_accumulate(g.data<float>(), g.numel(), acc.data<double>());
+            continue;
+        }
+        Tensor g32 = g.to(DType::f32);
+        Tensor sq = sum(g32 * g32).to(DType::f64);
         total = total.defined() ? total + sq : sq;
     }
-    if (!total.defined()) return 0.0;
-    double norm = std::sqrt(total.item());
-    if (max_norm > 0 && norm > max_norm) {
-        double scale = max_norm / (norm + 1e-6);
+    double sum_sq = 0;
+    if (total.defined()) sum_sq += total.item();
+    if (acc.defined()) sum_sq += acc.item();
+    return std::sqrt(sum_sq);
+}
+
+double clip_scale(double norm, double max_norm) { return max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0; }
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+    NoGradGuard no_grad;
+    const double norm = grad_norm(params), scale = clip_scale(norm, max_norm);
+    if (scale != 1.0)
         for (const auto& p : params)
             if (p.grad().defined()) p.set_grad(p.grad() * scale);
-    }
     return norm;
 }
 

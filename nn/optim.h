@@ -23,8 +23,10 @@ public:
         bool decay = true;   // false for norms and biases (parameters with fewer than 2 dims)
     };
     AdamW(const std::vector<std::pair<std::string, Tensor>>& named_params, AdamWOptions opt);
-    // one update at learning rate lr; parameters without a gradient are skipped
-    void step(double lr);
+    // one update at learning rate lr with every gradient taken times grad_scale (clipping:
+    // clip_scale(grad_norm(...), max) — no pass over the gradients); parameters without a
+    // gradient are skipped
+    void step(double lr, double grad_scale = 1.0);
     int64_t step_count() const { return t_; }
     void set_step_count(int64_t t) { t_ = t; }
     std::vector<Slot>& slots() { return slots_; }
@@ -39,6 +41,10 @@ private:
 // Σ‖g‖² over all gradients, square-rooted; if above max_norm, every gradient is scaled by
 // max_norm / norm. Returns the norm before clipping (one device→host read in all).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+// the same norm, leaving the gradients alone (one fused kernel per fp32 CUDA gradient)
+double grad_norm(const std::vector<Tensor>& params);
+// max_norm / norm when norm > max_norm > 0, else 1: the factor clip_grad_norm applies
+double clip_scale(double norm, double max_norm);
 
 struct LRSchedule {
     std::string kind = "cosine";  // cosine or linear decay after the warm-up
@@ -50,7 +56,7 @@ struct LRSchedule {
 namespace cpu {
 // p ← p − lr·(m̂/(√v̂ + eps) + wd·p), m, v updated in place; all fp32, n elements
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2, float eps,
-                float wd, float bc1, float bc2);
+                float wd, float bc1, float bc2, float gscale = 1.f);
 }  // namespace cpu
 
 }  // namespace rn::nn
