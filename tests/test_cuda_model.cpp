@@ -64,14 +64,15 @@ BOOST_AUTO_TEST_CASE(logits_and_gradients_match_the_cpu) {
                 BOOST_TEST(rel_err(pg[i].second.grad().to(Device::cpu()), pc[i].second.grad()) < 1e-4);
             }
         }
-        // bf16 activations, fp32 master weights: gradients in fp32, within bf16 rounding
+        // bf16 activations, fp32 master weights: gradients in fp32, within bf16 rounding (8-bit
+        // mantissa, through 3 layers and the loss: a few % relative on the smallest, e.g. k_proj)
         fo.compute = DType::bf16;
         double lb = loss_and_grads(p.gpu, in, tg, fo);
         BOOST_TEST(std::abs(lb - lc) < 2e-2 * std::abs(lc));
         for (size_t i = 0; i < pc.size(); ++i) {
             BOOST_TEST_CONTEXT(pc[i].first) {
                 BOOST_TEST(pg[i].second.grad().dtype() == DType::f32);
-                BOOST_TEST(rel_err(pg[i].second.grad().to(Device::cpu()), pc[i].second.grad()) < 6e-2);
+                BOOST_TEST(rel_err(pg[i].second.grad().to(Device::cpu()), pc[i].second.grad()) < 0.1);
             }
         }
     }
@@ -120,9 +121,11 @@ BOOST_AUTO_TEST_CASE(an_adamw_step_moves_cpu_and_gpu_weights_alike) {
         oc.step(1e-2);
         og.step(1e-2);
     }
+    // Adam divides by √v: where a gradient element is near zero its fp32 rounding differences
+    // become O(lr) differences in the update, so the weights agree to ~1e-3 relative, not 1e-6
     auto pc = p.cpu.named_parameters(), pg = p.gpu.named_parameters();
     for (size_t i = 0; i < pc.size(); ++i)
-        BOOST_TEST_CONTEXT(pc[i].first) { BOOST_TEST(rel_err(pg[i].second.to(Device::cpu()), pc[i].second) < 1e-4); }
+        BOOST_TEST_CONTEXT(pc[i].first) { BOOST_TEST(rel_err(pg[i].second.to(Device::cpu()), pc[i].second) < 1e-3); }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

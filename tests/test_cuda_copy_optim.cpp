@@ -1,0 +1,114 @@
+// tests/test_cuda_copy_optim.cpp — CUDA against CPU for the layout and training-step kernels
+// the model leans on: strided copies (the permutes of the attention layout, dtype casts,
+// unaligned and odd-sized rows, transposes), the xPos rotation with a scale at long
+// positions, and the fused gradient norm and AdamW with a gradient scale (clipping folded
+// into the update).
+#include <boost/test/unit_test.hpp>
+
+#include "cuda_test_util.h"
+#include "nn/optim.h"
+#include "ops/ops.h"
+#include "ops/rotary.h"
+
+using namespace rn;
+using namespace rn::test;
+
+namespace {
+const Device kGpu = Device::cuda(0);
+}
+
+BOOST_AUTO_TEST_SUITE(cuda_copy_optim)
+
+BOOST_AUTO_TEST_CASE(permuted_and_strided_copies_match_the_cpu) {
+    Generator g(31);
+    // [B,T,H,D] → [B,H,T,D] (rows of D contiguous on both sides) for D aligned and not,
+    // and a transpose (innermost strides differ) and a sliced view (unaligned start)
+    for (DType dt : {DType::f32, DType::bf16}) {
+        for (Shape s : {Shape{2, 37, 3, 432}, Shape{3, 5, 2, 16}, Shape{1, 7, 4, 24}, Shape{2, 9, 3, 7}, Shape{1, 1, 1, 1}}) {
+            BOOST_TEST_CONTEXT(dt << " " << s) {
+                Tensor x = randn(s, g).to(dt);
+                Tensor want = x.permute({0, 2, 1, 3}).contiguous();
+                Tensor got = x.to(kGpu).permute({0, 2, 1, 3}).contiguous().to(Device::cpu());
+                BOOST_TEST(max_abs_diff(got, want) == 0.0);
+                Tensor want_t = x.transpose(1, 3).contiguous();
+                BOOST_TEST(max_abs_diff(x.to(kGpu).transpose(1, 3).contiguous().to(Device::cpu()), want_t) == 0.0);
+                // rows starting one element in: no longer 16-byte aligned
+                if (s[3] > 1) {
+                    Tensor ws = x.narrow(3, 1, s[3] - 1).permute({0, 2, 1, 3}).contiguous();
+                    Tensor gs = x.to(kGpu).narrow(3, 1, s[3] - 1).permute({0, 2, 1, 3}).contiguous();
+                    BOOST_TEST(max_abs_diff(gs.to(Device::cpu()), ws) == 0.0);
+                }
+            }
+        }
+    }
+    // casts, contiguous and permuted: f32 → bf16 → f32 equals the CPU's rounding; f64 and ints
+    Tensor x = randn({5, 33, 3, 40}, g);
+    Tensor cb = x.to(DType::bf16);
+    BOOST_TEST(max_abs_diff(x.to(kGpu).to(DType::bf16).to(Device::cpu()), cb) == 0.0);
+    BOOST_TEST(max_abs_diff(x.to(kGpu).permute({0, 2, 1, 3}).to(DType::bf16).to(Device::cpu()),
+                            cb.permute({0, 2, 1, 3})) == 0.0);
+    Tensor x64 = randn({4097}, g, DType::f64) * 1e3;
+    BOOST_TEST(max_abs_diff(x64.to(kGpu).to(DType::f32).to(Device::cpu()), x64.to(DType::f32)) == 0.0);
+    Tensor ints = randint(-100000, 100000, {3, 4097}, g);
+    BOOST_TEST(max_abs_diff(ints.to(kGpu).t().contiguous().to(DType::f64).to(Device::cpu()),
+                            ints.t().contiguous().to(DType::f64)) == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(rotation_with_scale_matches_the_cpu_at_long_positions) {
+    Generator g(5);
+    for (DType dt : {DType::f32, DType::bf16}) {
+        for (int64_t C : {int64_t(768), int64_t(48), int64_t(10)}) {  // vector path, and the pair fallback (C % 8 ≠ 0)
+            const int64_t Dk = C == 768 ? 256 : (C == 48 ? 16 : 10);
+            Tensor x = randn({3, 29, C}, g).to(dt);
+            Tensor pos = from_vector<int64_t>({0, 65536, 1000003}, {3});
+            Tensor want = xpos_rotate(x.to(DType::f32), Dk, pos, 0.0625);
+            Tensor got = xpos_rotate(x.to(kGpu), Dk, pos.to(kGpu), 0.0625).to(Device::cpu()).to(DType::f32);
+            BOOST_TEST_CONTEXT(dt << " C " << C) {
+                BOOST_TEST(max_abs_diff(got, want) < (dt == DType::bf16 ? 2e-2 : 2e-6));
+            }
+        }
+    }
+    // the backward: the gradient of Σ w·rotate(x)·s is s·rotate(w, −n)
+    Tensor x = randn({2, 17, 64}, g).requires_grad_();
+    Tensor w = randn({2, 17, 64}, g);
+    Tensor pos = from_vector<int64_t>({5, 70000}, {2});
+    sum(xpos_rotate(x, 32, pos, 0.5) * w).backward();
+    Tensor xg = x.detach().to(kGpu).requires_grad_();
+    sum(xpos_rotate(xg, 32, pos.to(kGpu), 0.5) * w.to(kGpu)).backward();
+    BOOST_TEST(max_abs_diff(xg.grad().to(Device::cpu()), x.grad()) < 2e-6);
+}
+
+BOOST_AUTO_TEST_CASE(fused_grad_norm_and_scaled_adamw_match_the_cpu) {
+    Generator g(9);
+    std::vector<std::pair<std::string, Tensor>> pc, pg;
+    for (Shape s : {Shape{300, 17}, Shape{7}, Shape{4097}, Shape{64, 64}}) {
+        Tensor p = randn(s, g), gr = randn(s, g) * 3.0;
+        Tensor a = p.clone().requires_grad_(), b = p.to(kGpu).requires_grad_();
+        a.set_grad(gr);
+        b.set_grad(gr.to(kGpu));
+        pc.emplace_back("p" + std::to_string(pc.size()), a);
+        pg.emplace_back("p" + std::to_string(pg.size()), b);
+    }
+    std::vector<Tensor> vc, vg;
+    for (auto& [n, t] : pc) vc.push_back(t);
+    for (auto& [n, t] : pg) vg.push_back(t);
+    const double nc = nn::grad_norm(vc), ng = nn::grad_norm(vg);
+    double want = 0;
+    for (auto& t : vc) {
+        auto v = t.grad().to_vector<double>();
+        for (double e : v) want += e * e;
+    }
+    BOOST_TEST(std::abs(nc - std::sqrt(want)) < 1e-9 * nc);
+    BOOST_TEST(std::abs(ng - nc) < 1e-9 * nc);
+    // AdamW with grad_scale equals AdamW on gradients scaled in place (clip_grad_norm)
+    const double sc = nn::clip_scale(nc, 1.5);
+    BOOST_TEST(sc < 1.0);
+    nn::AdamW oc(pc, nn::AdamWOptions{}), og(pg, nn::AdamWOptions{});
+    og.step(1e-2, sc);
+    nn::clip_grad_norm(vc, 1.5);
+    oc.step(1e-2);
+    for (size_t i = 0; i < vc.size(); ++i)
+        BOOST_TEST(max_abs_diff(vg[i].detach().to(Device::cpu()), vc[i].detach()) < 1e-6);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
