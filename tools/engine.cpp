@@ -30,6 +30,10 @@ Engine::Engine(std::shared_ptr<nn::RetNetLM> model, EngineOptions opt)
     RN_CHECK(opt_.eos_id < vocab_, "Engine: eos_id ", opt_.eos_id, " is outside the vocabulary of ", vocab_);
     model_->eval();
     model_->to(dev_);
+    // bf16 inference: cast the weights once. Layers cast fp32 weights to the activations'
+    // dtype on every call (training keeps fp32 masters); the values are the same either
+    // way, but per call that re-reads every weight on every decoding step.
+    if (compute_ == DType::bf16) model_->to(DType::bf16);
     states_ = model_->init_states(opt_.max_slots, dev_, compute_);
     for (int64_t s = opt_.max_slots - 1; s >= 0; --s) free_.push_back(s);  // back() is the lowest
 }

@@ -38,7 +38,8 @@ struct EngineOptions {
     int64_t max_slots = 16;         // sequences in flight at once (queued + decoding)
     int64_t prefill_chunk = 256;    // prompt tokens prefilled per step(), over all newcomers
     std::string device = "cpu";     // cpu, cuda, cuda:N; the model is moved there
-    std::string dtype = "f32";      // compute dtype: f32, or bf16 on CUDA (states stay fp32)
+    std::string dtype = "f32";      // compute dtype: f32, or bf16 on CUDA (states stay fp32;
+                                    // bf16 casts the model's weights to bf16 once, in place)
     int64_t max_context = 1 << 20;  // prompt + output tokens per sequence
     int32_t eos_id = -1;            // end-of-text id that finishes a sequence (reason "stop"); -1: none.
                                     // `generate` and `serve` pass the checkpoint tokenizer's eos_id().
@@ -56,7 +57,8 @@ struct EngineEvent {
 
 class Engine {
 public:
-    // preallocates max_slots state slots on the device; moves the model there (eval mode)
+    // preallocates max_slots state slots on the device; moves the model there (eval mode,
+    // and bf16 weights when dtype is bf16)
     Engine(std::shared_ptr<nn::RetNetLM> model, EngineOptions opt);
     int64_t free_slots() const;
     // returns a seq id; throws rn::Error if no free slot or bad input (empty prompt, ids
