@@ -3,6 +3,7 @@
 //   retnet train --data DIR --out DIR ...   train a RetNet LM
 //   retnet inspect CKPT [--tensor N] [--diff OTHER] [--json]
 //   retnet generate CKPT --prompt TEXT [--prompt ...]   sample text (several prompts: one batch)
+//   retnet serve CKPT [--port P] ...         OpenAI-compatible HTTP completions server
 // Errors print as "error: ..." with exit status 2; they never leave a half-written file.
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include "core/error.h"
 #include "tools/generate.h"
 #include "tools/inspect.h"
+#include "tools/serve.h"
 #include "tools/kjv.h"
 #include "tools/shards.h"
 #include "tools/train.h"
@@ -66,6 +68,7 @@ int main(int argc, char** argv) {
     tr->add_option("--zero", t.zero, "under mpirun: 1 shards the AdamW state across ranks (ZeRO-1)")->capture_default_str();
     tr->add_option("--bucket-mb", t.bucket_mb, "under mpirun: gradient bucket size in MiB")->capture_default_str();
     tr->add_option("--comm-timeout", t.comm_timeout, "under mpirun: seconds before a stuck collective stops the job")->capture_default_str();
+    tr->add_flag("--no-comm-overlap{false}", t.comm_overlap, "under mpirun: reduce gradients only after backward (to measure the overlap)");
 
     // ---- inspect
     auto* in = app.add_subcommand("inspect", "print a checkpoint's config, state and tensors");
@@ -76,6 +79,23 @@ int main(int argc, char** argv) {
     in->add_flag("--json", io.json, "machine-readable output");
     in->add_flag("--optimizer", io.optimizer, "include the AdamW moments");
     in->add_option("--tolerance", io.tolerance, "--diff: max |a−b| that counts as equal");
+
+    // ---- serve
+    auto* sv = app.add_subcommand("serve", "OpenAI-compatible HTTP server: POST /v1/completions, GET /v1/models, GET /health");
+    tools::ServeOptions so;
+    sv->add_option("checkpoint,--checkpoint", so.checkpoint, "the .h5 checkpoint (it carries its tokenizer)")->required();
+    sv->add_option("--host", so.host, "address to listen on")->capture_default_str();
+    sv->add_option("--port", so.port, "port (0: any free one; the chosen port is printed)")->capture_default_str();
+    sv->add_option("--model-name", so.model_name, "model id in responses (default: the checkpoint's file name)");
+    sv->add_option("--max-slots", so.max_slots, "sequences decoded at once (state preallocated)")->capture_default_str();
+    sv->add_option("--max-queue", so.max_queue, "sequences that may wait for a slot; more get 503")->capture_default_str();
+    sv->add_option("--max-body", so.max_body, "largest request body in bytes (413 above)")->capture_default_str();
+    sv->add_option("--max-prompt-tokens", so.max_prompt_tokens, "longest prompt, BOS included")->capture_default_str();
+    sv->add_option("--max-tokens-limit", so.max_tokens_limit, "largest max_tokens a request may ask for")->capture_default_str();
+    sv->add_option("--prefill-chunk", so.prefill_chunk, "prompt tokens prefilled per engine step")->capture_default_str();
+    sv->add_option("--device", so.device, "cpu, cuda or cuda:N")->capture_default_str();
+    sv->add_option("--dtype", so.dtype, "f32, or bf16 on CUDA")->capture_default_str();
+    sv->add_option("--threads", so.threads, "HTTP I/O threads")->capture_default_str();
 
     // ---- generate
     auto* gen = app.add_subcommand("generate", "sample text from a checkpoint (several --prompt: one batch)");
@@ -120,6 +140,7 @@ int main(int argc, char** argv) {
         if (*tr) return tools::run_train(t);
         if (*in) return tools::run_inspect(io);
         if (*gen) return tools::run_generate(go);
+        if (*sv) return tools::run_serve(so);
     } catch (const Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 2;

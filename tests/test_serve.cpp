@@ -1,0 +1,334 @@
+// tests/test_serve.cpp — `retnet serve` as a real process on loopback, driven by a Beast
+// client: completions whole and streamed (same text), several prompts and n, seeds,
+// stop strings, concurrent clients getting what they get alone, every malformed-request
+// case with its status and field, disconnects (mid-stream and while waiting) freeing
+// slots, 503 when full, and SIGTERM draining in-flight streams before a clean exit.
+// The program's path comes from CMake (RN_RETNET_BIN) or $RETNET_BIN.
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <mutex>
+
+#include "serve_test_util.h"
+
+using namespace rn;
+using namespace rn::test;
+
+namespace {
+
+// One checkpoint and one server for the tests that need no special limits.
+struct Shared {
+    TinyCheckpoint ckpt;
+    tools::Tokenizer tok = tools::Tokenizer::from_serialized(nn::read_checkpoint(ckpt.path).tokenizer);
+    ServerProcess server{ckpt.path,
+                         {"--max-slots", "8", "--max-body", "8192", "--max-prompt-tokens", "64", "--max-tokens-limit",
+                          "100000"}};
+    int port() const { return server.port(); }
+};
+Shared& shared() {
+    static Shared s;
+    return s;
+}
+
+json completion(int port, const json& body, int expect_status = 200) {
+    Reply r = Client(port).post("/v1/completions", body.dump());
+    BOOST_TEST_REQUIRE(r.status == expect_status, "status " << r.status << " for " << body.dump() << ": " << r.body);
+    return r.j();
+}
+
+std::string text_of(const json& j, size_t i = 0) { return j["choices"][i]["text"].get<std::string>(); }
+
+// A prompt whose greedy continuation runs 300 tokens without the end-of-text token. With
+// random weights greedy decoding falls into a loop, so it then runs on for good: the
+// tests that need a sequence still running when they act use it, and so never pass
+// because the model happened to stop by itself.
+const std::string& endless_prompt() {
+    static const std::string prompt = [] {
+        for (const char* p : {"And", "In the", "God", "the earth", "darkness", "void", "And the", "was"}) {
+            json j = completion(shared().port(), {{"prompt", p}, {"max_tokens", 300}, {"temperature", 0}});
+            if (j["choices"][0]["finish_reason"] == "length") return std::string(p);
+        }
+        BOOST_FAIL("no test prompt runs 300 greedy tokens without end-of-text");
+        return std::string();
+    }();
+    return prompt;
+}
+json endless(int max_tokens, bool stream) {
+    return {{"prompt", endless_prompt()}, {"max_tokens", max_tokens}, {"temperature", 0}, {"stream", stream}};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(serve)
+
+BOOST_AUTO_TEST_CASE(completion_models_health) {
+    const int port = shared().port();
+    json j = completion(port, {{"model", "tiny"}, {"prompt", "In the beginning"}, {"max_tokens", 8}, {"temperature", 0}});
+    BOOST_TEST(j["object"] == "text_completion");
+    BOOST_TEST(j["model"] == "tiny");
+    BOOST_TEST(j["id"].get<std::string>().rfind("cmpl-", 0) == 0);
+    BOOST_TEST(j["choices"].size() == 1u);
+    const std::string reason = j["choices"][0]["finish_reason"];
+    BOOST_TEST((reason == "length" || reason == "stop"));
+    const int64_t prompt_tokens = int64_t(shared().tok.encode("In the beginning").size()) + 1;  // + BOS
+    BOOST_TEST(j["usage"]["prompt_tokens"] == prompt_tokens);
+    const int64_t completion_tokens = j["usage"]["completion_tokens"];
+    BOOST_TEST((reason == "stop" || completion_tokens == 8));
+    BOOST_TEST(completion_tokens >= 1);
+    BOOST_TEST(j["usage"]["total_tokens"] == prompt_tokens + completion_tokens);
+    // greedy is deterministic; so is sampling with a seed
+    json again = completion(port, {{"prompt", "In the beginning"}, {"max_tokens", 8}, {"temperature", 0}});
+    BOOST_TEST(text_of(again) == text_of(j));
+    json s1 = completion(port, {{"prompt", "And"}, {"max_tokens", 12}, {"seed", 42}, {"temperature", 1.0}});
+    json s2 = completion(port, {{"prompt", "And"}, {"max_tokens", 12}, {"seed", 42}, {"temperature", 1.0}});
+    BOOST_TEST(text_of(s1) == text_of(s2));
+    // the model named in a request does not matter; unknown fields are ignored (OpenAI does)
+    completion(port, {{"model", "gpt-4"}, {"prompt", "x"}, {"max_tokens", 2}, {"frobnicate", {1, 2}}, {"user", "me"}});
+
+    Client c(port);  // several requests on one keep-alive connection
+    json models = c.get("/v1/models").j();
+    BOOST_TEST(models["object"] == "list");
+    BOOST_TEST(models["data"][0]["id"] == "tiny");
+    json h = c.get("/health").j();
+    BOOST_TEST(h["status"] == "ok");
+    BOOST_TEST(h["slots"] == 8);
+    BOOST_TEST(h["state_bytes"].get<int64_t>() > 0);
+}
+
+BOOST_AUTO_TEST_CASE(streaming_gives_the_same_text) {
+    const int port = shared().port();
+    json body = {{"prompt", "And God said"}, {"max_tokens", 20}, {"seed", 3}, {"temperature", 0.9}};
+    json whole = completion(port, body);
+    body["stream"] = true;
+    body["stream_options"] = {{"include_usage", true}};
+    Streamed s = stream_completion(port, body.dump());
+    BOOST_TEST(s.status == 200);
+    BOOST_TEST(s.done);
+    BOOST_TEST_REQUIRE(s.text.size() == 1u);
+    BOOST_TEST(s.text[0] == text_of(whole));
+    BOOST_TEST(s.finish[0] == whole["choices"][0]["finish_reason"].get<std::string>());
+    BOOST_TEST(s.usage == whole["usage"]);
+    // without include_usage there is no usage chunk
+    body.erase("stream_options");
+    BOOST_TEST(stream_completion(port, body.dump()).usage.is_null());
+}
+
+BOOST_AUTO_TEST_CASE(several_prompts_and_n) {
+    const int port = shared().port();
+    json j = completion(port, {{"prompt", {"In the", "And the earth"}}, {"n", 2}, {"max_tokens", 10}, {"seed", 5}});
+    BOOST_TEST_REQUIRE(j["choices"].size() == 4u);
+    for (size_t i = 0; i < 4; ++i) BOOST_TEST(j["choices"][i]["index"] == i);
+    // choice 0 of each prompt is what that prompt gives alone with the same seed
+    json alone = completion(port, {{"prompt", "And the earth"}, {"max_tokens", 10}, {"seed", 5}});
+    BOOST_TEST(text_of(j, 2) == text_of(alone));
+    json alone1 = completion(port, {{"prompt", "And the earth"}, {"max_tokens", 10}, {"seed", 6}});
+    BOOST_TEST(text_of(j, 3) == text_of(alone1));
+    // token-id prompts work too and count the same tokens
+    std::vector<int32_t> ids = shared().tok.encode("In the");
+    json t = completion(port, {{"prompt", ids}, {"max_tokens", 10}, {"seed", 5}});
+    BOOST_TEST(text_of(t) == text_of(j, 0));
+    BOOST_TEST(t["usage"]["prompt_tokens"] == int64_t(ids.size()) + 1);
+    BOOST_TEST(j["usage"]["prompt_tokens"] == int64_t(ids.size() + shared().tok.encode("And the earth").size()) + 2);
+}
+
+BOOST_AUTO_TEST_CASE(stop_strings_cut_the_text) {
+    const int port = shared().port();
+    json body = {{"prompt", "In the beginning"}, {"max_tokens", 40}, {"temperature", 0}};
+    const std::string full = text_of(completion(port, body));
+    // a stop string from the middle of the text (printable ASCII: a random model writes
+    // stray bytes too, and a stop string must be valid UTF-8): the answer is what precedes it
+    std::string stop;
+    for (size_t i = full.size() / 3; i + 2 < full.size() && stop.empty(); ++i)
+        if (std::all_of(full.begin() + long(i), full.begin() + long(i) + 2, [](char c) { return c >= 0x20 && c < 0x7f; }))
+            stop = full.substr(i, 2);
+    BOOST_TEST_REQUIRE(!stop.empty(), "no ASCII pair in the greedy text to use as a stop string: '" << full << "'");
+    const std::string expected = full.substr(0, full.find(stop));
+    body["stop"] = {"never-in-this-text", stop};
+    json j = completion(port, body);
+    BOOST_TEST(text_of(j) == expected);
+    BOOST_TEST(j["choices"][0]["finish_reason"] == "stop");
+    BOOST_TEST(j["usage"]["completion_tokens"].get<int64_t>() < 40);
+    body["stream"] = true;
+    Streamed s = stream_completion(port, body.dump());
+    BOOST_TEST(s.text.at(0) == expected);
+    BOOST_TEST(s.finish.at(0) == "stop");
+    BOOST_TEST(s.done);
+}
+
+BOOST_AUTO_TEST_CASE(batched_equals_alone) {
+    const int port = shared().port();
+    const int n = 12;
+    auto body = [](int i) {
+        json b = {{"prompt", "And God said " + std::to_string(i)}, {"max_tokens", 16 + i % 5}, {"seed", 100 + i}};
+        if (i % 3 == 0) b["temperature"] = 0;
+        if (i % 4 == 1) b["top_k"] = 20;
+        if (i % 4 == 2) b["top_p"] = 0.8;
+        return b;
+    };
+    std::vector<std::string> alone(n), together(n);
+    for (int i = 0; i < n; ++i) alone[size_t(i)] = text_of(completion(port, body(i)));
+    // all at once (more than the 8 slots: some wait for a slot), half of them streamed
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int i = 0; i < n; ++i)
+        threads.emplace_back([&, i] {
+            try {
+                json b = body(i);
+                if (i % 2) {
+                    b["stream"] = true;
+                    together[size_t(i)] = stream_completion(port, b.dump()).text.at(0);
+                } else {
+                    together[size_t(i)] = text_of(completion(port, b));
+                }
+            } catch (const std::exception& e) {
+                ++failures;
+            }
+        });
+    for (auto& t : threads) t.join();
+    BOOST_TEST(failures.load() == 0);
+    for (int i = 0; i < n; ++i) BOOST_TEST(together[size_t(i)] == alone[size_t(i)], "request " << i);
+}
+
+BOOST_AUTO_TEST_CASE(bad_requests_get_clear_errors_and_the_server_survives) {
+    const int port = shared().port();
+    struct Case {
+        std::string body;
+        int status;
+        std::string param;  // "" = null
+        std::string needle;
+    };
+    const std::vector<Case> cases = {
+        {"", 400, "", "not valid JSON"},
+        {"{\"prompt\": ", 400, "", "not valid JSON"},
+        {"[1]", 400, "", "must be a JSON object"},
+        {"{}", 400, "prompt", "'prompt' is required"},
+        {R"({"prompt":5})", 400, "prompt", "got an integer"},
+        {R"({"prompt":"a","max_tokens":"5"})", 400, "max_tokens", "must be an integer, got a string"},
+        {R"({"prompt":"a","max_tokens":100001})", 400, "max_tokens", "[1, 100000]"},
+        {R"({"prompt":"a","temperature":"hot"})", 400, "temperature", "must be a number"},
+        {R"({"prompt":"a","stream":1})", 400, "stream", "must be a boolean"},
+        {R"({"prompt":"a","stop":[1]})", 400, "stop", "got an integer"},
+        {R"({"prompt":"a","n":9})", 400, "n", "[1, 8]"},
+        {R"({"prompt":[1, 99999]})", 400, "prompt", "token id 99999"},
+        {R"({"prompt":"a","logprobs":3})", 400, "logprobs", "not supported"},
+        {json{{"prompt", std::string(300, 'z')}}.dump(), 400, "prompt", "the limit is 64"},
+        {json{{"prompt", std::string(9000, 'z')}}.dump(), 413, "", "larger than the server's limit of 8192 bytes"},
+    };
+    for (const Case& c : cases) {
+        Reply r = Client(port).post("/v1/completions", c.body);
+        BOOST_TEST(r.status == c.status, c.body.substr(0, 60) << " → " << r.status << " " << r.body);
+        json e = json::parse(r.body, nullptr, false);
+        BOOST_TEST_REQUIRE(e.contains("error"), r.body);
+        BOOST_TEST(e["error"]["message"].get<std::string>().find(c.needle) != std::string::npos,
+                   c.body.substr(0, 60) << " → " << r.body);
+        if (c.param.empty()) BOOST_TEST(e["error"]["param"].is_null(), r.body);
+        else BOOST_TEST(e["error"]["param"] == c.param, r.body);
+    }
+    // routing
+    Client c(port);
+    Reply r = c.get("/v1/nothing");
+    BOOST_TEST(r.status == 404);
+    BOOST_TEST(r.j()["error"]["message"].get<std::string>().find("/v1/nothing") != std::string::npos);
+    r = c.get("/v1/completions");
+    BOOST_TEST(r.status == 405);
+    BOOST_TEST(r.headers[http::field::allow] == "POST");
+    r = c.post("/health", "{}");
+    BOOST_TEST(r.status == 405);
+    // an error does not close a keep-alive connection: the next request on it works
+    BOOST_TEST(c.post("/v1/completions", R"({"prompt":"a","max_tokens":2})").status == 200);
+    // not HTTP at all
+    Client raw(port);
+    raw.write_raw("HELLO THERE\r\n\r\n");
+    BOOST_TEST(raw.read_reply().status == 400);
+    // still serving
+    BOOST_TEST(Client(port).get("/health").j()["status"] == "ok");
+    BOOST_TEST(completion(port, {{"prompt", "a"}, {"max_tokens", 3}})["choices"].size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(disconnects_free_the_slots) {
+    const int port = shared().port();
+    auto idle = [](const json& h) { return h["active_sequences"] == 0 && h["sequences_in_server"] == 0; };
+    BOOST_TEST_REQUIRE(idle(wait_health(port, idle)));
+    // mid-stream: read three events, then drop the connection
+    {
+        Client c(port);
+        int events = 0;
+        c.stream(endless(100000, true).dump(), [&](const std::string&) { return ++events < 3; });
+        BOOST_TEST(events == 3);
+        BOOST_TEST(Client(port).get("/health").j()["active_sequences"] == 1);  // still generating
+        c.close();
+    }
+    json h = wait_health(port, idle);
+    BOOST_TEST(idle(h), h.dump());
+    // while waiting for a whole answer: send the request, then hang up
+    {
+        Client c(port);
+        std::string body = endless(100000, false).dump();
+        c.write_raw("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body);
+        wait_health(port, [](const json& h) { return h["active_sequences"] == 1; });
+        c.close();
+    }
+    h = wait_health(port, idle);
+    BOOST_TEST(idle(h), h.dump());
+    // 100000 tokens would take far longer than this test: the disconnects stopped them
+    BOOST_TEST(h["tokens_generated"].get<int64_t>() < 50000);
+}
+
+BOOST_AUTO_TEST_CASE(full_server_answers_503) {
+    // one slot, no queue: a second request while the first runs is refused at once
+    const json long_request = endless(100000, true);
+    ServerProcess server(shared().ckpt.path, {"--max-slots", "1", "--max-queue", "0", "--max-tokens-limit", "100000"});
+    const int port = server.port();
+    Client first(port);
+    int events = 0;
+    first.stream(long_request.dump(), [&](const std::string&) { return ++events < 2; });
+    Reply r = Client(port).post("/v1/completions", R"({"prompt":"a","max_tokens":2})");
+    BOOST_TEST(r.status == 503);
+    BOOST_TEST(r.headers[http::field::retry_after] == "1");
+    BOOST_TEST(r.j()["error"]["type"] == "server_overloaded");
+    // a request that could never fit is a 400, not a 503
+    BOOST_TEST(Client(port).post("/v1/completions", R"({"prompt":["a","b"]})").status == 400);
+    first.close();
+    wait_health(port, [](const json& h) { return h["sequences_in_server"] == 0; });
+    BOOST_TEST(Client(port).post("/v1/completions", R"({"prompt":"a","max_tokens":2})").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(sigterm_drains_then_exits_cleanly) {
+    ServerProcess server(shared().ckpt.path, {"--max-slots", "4"});
+    const int port = server.port();
+    // two streams in flight when the signal comes: both must finish
+    std::vector<Streamed> results(2);
+    std::atomic<int> started{0};
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 2; ++i)
+        clients.emplace_back([&, i] {
+            Client c(port);
+            Streamed& s = results[size_t(i)];
+            s.status = c.stream(json{{"prompt", "And"}, {"max_tokens", 300}, {"stream", true}, {"seed", i}}.dump(),
+                                [&](const std::string& data) {
+                                    if (data == "[DONE]") return s.done = true;
+                                    json j = json::parse(data);
+                                    if (s.text.empty()) ++started, s.text.resize(1), s.finish.resize(1);
+                                    s.text[0] += j["choices"][0]["text"].get<std::string>();
+                                    if (!j["choices"][0]["finish_reason"].is_null()) s.finish[0] = j["choices"][0]["finish_reason"];
+                                    return true;
+                                });
+        });
+    while (started.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    server.signal(SIGTERM);
+    for (auto& t : clients) t.join();
+    for (const Streamed& s : results) {
+        BOOST_TEST(s.status == 200);
+        BOOST_TEST(s.done);
+        BOOST_TEST(!s.finish.at(0).empty());
+    }
+    BOOST_TEST(server.wait_exit(std::chrono::seconds(30)) == 0);
+    std::string out = server.rest_of_stdout();
+    BOOST_TEST(out.find("draining") != std::string::npos, out);
+    BOOST_TEST(out.find("stopped") != std::string::npos, out);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,112 @@
+// tools/http_api.h — the JSON side of `retnet serve`, with no sockets in it: parsing and
+// validating an OpenAI-style completions request, tokenising its prompts against the
+// limits, and writing responses, stream chunks, error bodies and the model list. The
+// server (tools/serve.cpp) only moves bytes; everything a client can get wrong is decided
+// here, so tests/test_serve_api.cpp checks it without starting a server.
+//
+// Compatibility choices (OpenAI's /v1/completions):
+// - prompt: a string, a list of strings, a list of token ids, or a list of such lists;
+//   each prompt becomes its own choice(s). The tokenizer's BOS is put before every prompt
+//   (the model was trained that way) and counted in usage.prompt_tokens.
+// - unknown fields are ignored, as OpenAI does; known fields with the wrong type or out of
+//   range are a 400 naming the field, the expected type or range and what came. `null`
+//   means "the default", also as OpenAI does.
+// - features this server lacks (logprobs, echo, best_of > 1, suffix, non-zero
+//   presence/frequency penalties) are a 400 rather than silently ignored, so a client
+//   never gets an answer that does not mean what it asked for.
+// - extensions (vLLM's names): top_k, repetition_penalty.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rn::tools {
+
+// A request the server refuses: the HTTP status and OpenAI's error object fields.
+class ApiError : public std::runtime_error {
+public:
+    ApiError(int status, std::string type, std::string param, const std::string& message)
+        : std::runtime_error(message), status(status), type(std::move(type)), param(std::move(param)) {}
+    int status;         // 400, 404, 405, 413, 503, ...
+    std::string type;   // "invalid_request_error", "server_overloaded", ...
+    std::string param;  // the offending field, "" when none
+};
+
+// A 400 invalid_request_error about `param`.
+ApiError bad_request(const std::string& param, const std::string& message);
+
+struct ApiLimits {
+    int64_t max_prompt_tokens = 2048;  // per prompt, BOS included
+    int64_t max_tokens_limit = 512;    // largest max_tokens accepted
+    int64_t max_choices = 16;          // prompts × n per request (at most the engine's slots)
+    int64_t max_stop = 4;              // stop strings (OpenAI's limit)
+    int64_t max_stop_bytes = 256;      // length of one stop string
+};
+
+// One prompt as sent: text, or token ids when the client tokenised it itself.
+struct PromptInput {
+    bool is_tokens = false;
+    std::string text;
+    std::vector<int64_t> tokens;
+};
+
+struct CompletionRequest {
+    std::string model;                 // as sent; "" when absent (any name is served)
+    std::vector<PromptInput> prompts;  // at least one
+    int64_t max_tokens = 16;           // OpenAI's default
+    double temperature = 1.0;          // 0 = greedy
+    double top_p = 1.0;
+    int64_t top_k = 0;                 // 0 = off
+    double repetition_penalty = 1.0;   // 1 = off
+    std::optional<uint64_t> seed;      // absent: the server picks one per request
+    std::vector<std::string> stop;
+    int64_t n = 1;                     // completions per prompt
+    bool stream = false;
+    bool include_usage = false;        // stream_options.include_usage: a last chunk with usage
+    int64_t choices() const { return int64_t(prompts.size()) * n; }
+};
+
+// Parses and validates a request body. Throws ApiError (400) on malformed JSON, a body
+// that is not an object, a missing prompt, a wrong type or a value out of range.
+CompletionRequest parse_completion_request(const std::string& body, const ApiLimits& limits);
+
+// Turns the prompts into token ids, BOS first: text through `encode`, token lists checked
+// to lie in [0, vocab). Throws ApiError (400, param "prompt") when a prompt is longer than
+// limits.max_prompt_tokens or holds a bad id. One entry per prompt (not per choice).
+std::vector<std::vector<int32_t>> tokenize_prompts(const CompletionRequest& req,
+                                                   const std::function<std::vector<int32_t>(const std::string&)>& encode,
+                                                   int32_t bos, int64_t vocab, const ApiLimits& limits);
+
+// ---- responses
+
+struct CompletionChoice {
+    std::string text;
+    int64_t index = 0;
+    std::string finish_reason;  // "stop" or "length"
+};
+
+struct Usage {
+    int64_t prompt_tokens = 0, completion_tokens = 0;
+};
+
+// A whole (non-streamed) completion: {"id", "object":"text_completion", "created", "model",
+// "choices":[{"text","index","logprobs":null,"finish_reason"}], "usage":{...}}
+std::string completion_json(const std::string& id, int64_t created, const std::string& model,
+                            const std::vector<CompletionChoice>& choices, const Usage& usage);
+// One streamed chunk for choice `index`: new text, and finish_reason once it is done
+// (JSON null before). Without the "data: " framing.
+std::string stream_chunk_json(const std::string& id, int64_t created, const std::string& model, int64_t index,
+                              const std::string& text, const std::string& finish_reason);
+// The last chunk when stream_options.include_usage: empty choices and the usage.
+std::string stream_usage_json(const std::string& id, int64_t created, const std::string& model, const Usage& usage);
+// Every writer here turns invalid UTF-8 in text (a token cut inside a character) into
+// U+FFFD rather than failing, as tokenizer-based servers do.
+// {"error":{"message","type","param","code"}}
+std::string error_json(const ApiError& e);
+// GET /v1/models: {"object":"list","data":[{"id","object":"model","created","owned_by"}]}
+std::string models_json(const std::string& model, int64_t created);
+
+}  // namespace rn::tools

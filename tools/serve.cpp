@@ -1,0 +1,569 @@
+// tools/serve.cpp — `retnet serve`: the HTTP side (Boost.Beast on Asio) and the program's
+// life: load the checkpoint, listen, start the engine thread, drain on SIGTERM. One
+// Session per connection, all its handlers on its own strand; it reads a request, hands
+// a Job to the engine thread (tools/serve_worker.h) and writes what comes back — whole,
+// or as server-sent events over a chunked response.
+#include "tools/serve.h"
+
+#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "core/error.h"
+#include "nn/checkpoint.h"
+#include "tools/http_api.h"
+#include "tools/serve_worker.h"
+
+namespace rn::tools {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Everything the sessions share; the engine thread sees only the queue and the worker.
+struct ServerState {
+    ServeOptions opt;
+    ApiLimits limits;
+    std::string model_name;
+    int64_t created = 0;
+    Tokenizer tok;
+    JobQueue queue;
+    std::unique_ptr<GenerationWorker> worker;
+    std::atomic<bool> draining{false};
+    std::atomic<int64_t> open_requests{0};  // read and not yet answered in full
+    std::atomic<uint64_t> next_id{0};
+    std::mutex seed_mu;
+    std::mt19937_64 seed_rng{std::random_device{}()};
+
+    ServerState(ServeOptions o, Tokenizer t, int64_t capacity)
+        : opt(std::move(o)), tok(std::move(t)), queue(capacity) {}
+    uint64_t random_seed() {
+        std::lock_guard<std::mutex> lk(seed_mu);
+        return seed_rng();
+    }
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+public:
+    Session(tcp::socket socket, ServerState& s) : stream_(std::move(socket)), s_(s) {}
+    ~Session() {
+        // the connection died with a job in flight (the server stopped): free its slots
+        if (job_) cancel_job();
+    }
+    void start() {
+        net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::read_request, shared_from_this()));
+    }
+
+private:
+    // ---- reading
+    // The header first: a client that sent "Expect: 100-continue" (curl does, for bodies
+    // over 1 KiB) waits for our go-ahead before sending the body.
+    void read_request() {
+        parser_.emplace();
+        parser_->body_limit(uint64_t(s_.opt.max_body));
+        stream_.expires_after(std::chrono::milliseconds(int64_t(s_.opt.idle_timeout_s * 1000)));
+        http::async_read_header(stream_, buffer_, *parser_,
+                                beast::bind_front_handler(&Session::on_header, shared_from_this()));
+    }
+
+    void on_header(beast::error_code ec, std::size_t) {
+        if (read_failed(ec)) return;
+        if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+            static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            return net::async_write(stream_, net::buffer(kContinue), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                if (ec) return self->close();
+                self->read_body();
+            });
+        }
+        read_body();
+    }
+
+    void read_body() {
+        http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
+    }
+
+    // true when the read ended the request: closed, or answered with an error
+    bool read_failed(beast::error_code ec) {
+        if (!ec) return false;
+        if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted) {
+            close();
+        } else if (ec == http::error::body_limit) {
+            keep_alive_ = false;
+            send_error(ApiError(413, "invalid_request_error", "",
+                                "the request body is larger than the server's limit of " +
+                                    std::to_string(s_.opt.max_body) + " bytes"));
+        } else if (ec.category() == http::make_error_code(http::error::bad_method).category()) {
+            keep_alive_ = false;  // the stream is out of step: answer, then close
+            send_error(ApiError(400, "invalid_request_error", "", "malformed HTTP request: " + ec.message()));
+        } else {
+            close();  // reset by the peer and the like: nobody to answer
+        }
+        return true;
+    }
+
+    void on_read(beast::error_code ec, std::size_t) {
+        if (read_failed(ec)) return;
+        req_ = parser_->release();
+        keep_alive_ = req_.keep_alive();
+        ++s_.open_requests;
+        answering_ = true;
+        try {
+            route();
+        } catch (const ApiError& e) {
+            send_error(e);
+        } catch (const std::exception& e) {
+            send_error(ApiError(500, "server_error", "", std::string("internal error: ") + e.what()));
+        }
+    }
+
+    void route() {
+        std::string target(req_.target());
+        target = target.substr(0, target.find('?'));
+        auto only = [&](http::verb v, const char* allow) {
+            allow_ = allow;
+            if (req_.method() != v)
+                throw ApiError(405, "invalid_request_error", "",
+                               "method " + std::string(req_.method_string()) + " is not allowed on " + target +
+                                   "; use " + allow);
+        };
+        if (target == "/health") {
+            only(http::verb::get, "GET");
+            nlohmann::json j = {{"status", s_.draining.load() ? "draining" : "ok"},
+                                {"model", s_.model_name},
+                                {"slots", s_.worker->max_slots()},
+                                {"active_sequences", s_.worker->active_sequences.load()},
+                                {"waiting_requests", s_.worker->waiting_jobs.load()},
+                                {"sequences_in_server", s_.queue.in_system()},
+                                {"capacity", s_.queue.capacity()},
+                                {"state_bytes", s_.worker->state_bytes()},
+                                {"tokens_generated", s_.worker->tokens_generated.load()}};
+            return send_json(http::status::ok, j.dump());
+        }
+        if (target == "/v1/models") {
+            only(http::verb::get, "GET");
+            return send_json(http::status::ok, models_json(s_.model_name, s_.created));
+        }
+        if (target == "/v1/completions") {
+            only(http::verb::post, "POST");
+            return start_completion();
+        }
+        throw ApiError(404, "invalid_request_error", "", "no such endpoint: " + target +
+                                                             " (this server has POST /v1/completions, GET /v1/models, "
+                                                             "GET /health)");
+    }
+
+    // ---- completions
+    void start_completion() {
+        if (s_.draining.load()) throw ApiError(503, "server_shutting_down", "", "the server is shutting down");
+        CompletionRequest r = parse_completion_request(req_.body(), s_.limits);
+        auto prompts = tokenize_prompts(
+            r, [this](const std::string& t) { return s_.tok.encode(t); }, s_.tok.bos_id(), s_.tok.vocab_size(),
+            s_.limits);
+        auto job = std::make_shared<Job>();
+        job->id = "cmpl-" + std::to_string(unix_now()) + "-" + std::to_string(s_.next_id++);
+        job->created = unix_now();
+        const uint64_t seed = r.seed ? *r.seed : s_.random_seed();
+        for (const auto& p : prompts) {
+            job->prompt_tokens += int64_t(p.size());
+            for (int64_t k = 0; k < r.n; ++k) {
+                job->prompts.push_back(p);
+                SamplingParams sp;
+                sp.temperature = r.temperature;
+                sp.top_k = r.top_k;
+                sp.top_p = r.top_p;
+                sp.repetition_penalty = r.repetition_penalty;
+                // choice k of every prompt draws as the same request with n = 1 would for k = 0:
+                // a prompt in a list gives what it gives alone
+                sp.seed = seed + uint64_t(k);
+                job->sampling.push_back(sp);
+            }
+        }
+        job->max_tokens = r.max_tokens;
+        job->stop = r.stop;
+        job->stream = r.stream;
+        job->include_usage = r.include_usage;
+        job->out.resize(job->prompts.size());
+        // the engine thread wakes this connection on its strand; a connection already
+        // gone is skipped
+        job->notify = [weak = weak_from_this(), ex = stream_.get_executor()] {
+            net::post(ex, [weak] {
+                if (auto self = weak.lock()) self->on_job_update();
+            });
+        };
+        switch (s_.queue.push(job)) {
+            case JobQueue::Push::ok: break;
+            case JobQueue::Push::full:
+                throw ApiError(503, "server_overloaded", "",
+                               "the server is busy: " + std::to_string(s_.queue.in_system()) + " of " +
+                                   std::to_string(s_.queue.capacity()) +
+                                   " sequences are running or waiting. HINT: retry after a moment");
+            case JobQueue::Push::closed:
+                throw ApiError(503, "server_shutting_down", "", "the server is shutting down");
+        }
+        job_ = job;
+        watch_disconnect();
+        if (job_->stream) {
+            sse_res_.emplace(http::status::ok, req_.version());
+            sse_res_->set(http::field::content_type, "text/event-stream");
+            sse_res_->set(http::field::cache_control, "no-cache");
+            sse_res_->keep_alive(keep_alive_);
+            sse_res_->chunked(true);
+            sse_sr_.emplace(*sse_res_);
+            writing_ = true;
+            stream_.expires_after(write_timeout());
+            http::async_write_header(stream_, *sse_sr_,
+                                     beast::bind_front_handler(&Session::on_stream_written, shared_from_this()));
+        } else {
+            stream_.expires_never();  // the answer may take a while; a disconnect is caught by the watch
+        }
+    }
+
+    // A pending wait for readability while a job runs: the client closing its side (or
+    // resetting) shows as readable with nothing to read. Data instead (a pipelined next
+    // request) ends the watch; that client is evidently still there.
+    void watch_disconnect() {
+        const uint64_t gen = ++watch_gen_;
+        stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), gen](beast::error_code ec) {
+            if (gen != self->watch_gen_ || !self->job_) return;
+            if (ec == net::error::operation_aborted) return;
+            beast::error_code ec2;
+            if (ec || self->stream_.socket().available(ec2) == 0 || ec2) return self->client_gone();
+            self->hold(gen);
+        });
+    }
+
+    // Something must stay pending for the session to live (handlers own it); while a
+    // pipelined request sits unread, a timer does.
+    void hold(uint64_t gen) {
+        timer_.expires_after(std::chrono::milliseconds(100));
+        timer_.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
+            if (!ec && gen == self->watch_gen_ && self->job_) self->hold(gen);
+        });
+    }
+
+    void client_gone() {
+        cancel_job();
+        beast::error_code ec;
+        stream_.socket().close(ec);  // aborts a pending write; its handler ends the session
+    }
+
+    void cancel_job() {
+        if (!job_) return;
+        job_->cancelled = true;
+        s_.queue.wake();
+        job_.reset();
+        finish_request_accounting();
+    }
+
+    void finish_request_accounting() {
+        if (answering_) {
+            answering_ = false;
+            --s_.open_requests;
+        }
+    }
+
+    void on_job_update() {
+        if (!job_) return;
+        job_->notify_pending = false;  // before reading the outbox: later output wakes us again
+        if (job_->stream) {
+            if (!writing_) pump_stream();
+            return;
+        }
+        std::vector<CompletionChoice> choices;
+        Usage usage;
+        {
+            std::lock_guard<std::mutex> lk(job_->mu);
+            if (!job_->finished()) return;
+            if (job_->error_status != 0) {
+                ApiError e(job_->error_status, job_->error_status >= 500 ? "server_error" : "invalid_request_error",
+                           "", job_->error);
+                job_.reset();
+                return send_error(e);
+            }
+            usage.prompt_tokens = job_->prompt_tokens;
+            for (size_t i = 0; i < job_->out.size(); ++i) {
+                const Job::Choice& c = job_->out[i];
+                choices.push_back({c.pending, int64_t(i), c.finish_reason});
+                usage.completion_tokens += c.completion_tokens;
+            }
+        }
+        std::string body = completion_json(job_->id, job_->created, s_.model_name, choices, usage);
+        job_.reset();
+        send_json(http::status::ok, std::move(body));
+    }
+
+    // Streaming: one HTTP chunk with every event ready now; called when no write is
+    // pending. After the last event: "data: [DONE]", then the terminating chunk.
+    void pump_stream() {
+        if (!job_) return;
+        std::string events;
+        bool done = false;
+        {
+            std::lock_guard<std::mutex> lk(job_->mu);
+            auto event = [&](const std::string& json) { events += "data: " + json + "\n\n"; };
+            if (job_->error_status != 0) {
+                event(error_json(ApiError(job_->error_status,
+                                          job_->error_status >= 500 ? "server_error" : "invalid_request_error", "",
+                                          job_->error)));
+                done = true;
+            } else {
+                for (size_t i = 0; i < job_->out.size(); ++i) {
+                    Job::Choice& c = job_->out[i];
+                    if (!c.pending.empty()) {
+                        event(stream_chunk_json(job_->id, job_->created, s_.model_name, int64_t(i), c.pending, ""));
+                        c.pending.clear();
+                    }
+                    if (!c.finish_reason.empty() && !c.finish_sent) {
+                        event(stream_chunk_json(job_->id, job_->created, s_.model_name, int64_t(i), "",
+                                                c.finish_reason));
+                        c.finish_sent = true;
+                    }
+                }
+                done = job_->finished();
+                if (done && job_->include_usage) {
+                    Usage u;
+                    u.prompt_tokens = job_->prompt_tokens;
+                    for (const auto& c : job_->out) u.completion_tokens += c.completion_tokens;
+                    event(stream_usage_json(job_->id, job_->created, s_.model_name, u));
+                }
+            }
+        }
+        if (done) {
+            events += "data: [DONE]\n\n";
+            job_.reset();
+            stream_done_ = true;
+        }
+        if (events.empty()) return;
+        out_ = std::move(events);
+        writing_ = true;
+        stream_.expires_after(write_timeout());
+        net::async_write(stream_, http::make_chunk(net::buffer(out_)),
+                         beast::bind_front_handler(&Session::on_stream_written, shared_from_this()));
+    }
+
+    void on_stream_written(beast::error_code ec, std::size_t) {
+        writing_ = false;
+        if (ec) return client_gone();
+        if (stream_done_) {
+            stream_done_ = false;
+            writing_ = true;
+            return net::async_write(stream_, http::make_chunk_last(),
+                                    beast::bind_front_handler(&Session::on_response_written, shared_from_this()));
+        }
+        pump_stream();
+    }
+
+    // ---- whole responses
+    static std::chrono::milliseconds write_timeout() { return std::chrono::milliseconds(30000); }
+
+    void send_error(const ApiError& e) {
+        auto extra = [&](http::response<http::string_body>& res) {
+            if (e.status == 503) res.set(http::field::retry_after, "1");
+            if (e.status == 405) res.set(http::field::allow, allow_);
+        };
+        send_json(http::status(e.status), error_json(e), extra);
+    }
+
+    void send_json(http::status status, std::string body,
+                   const std::function<void(http::response<http::string_body>&)>& extra = {}) {
+        res_.emplace(status, req_.version() ? req_.version() : 11);
+        res_->set(http::field::server, "retnet.cpp");
+        res_->set(http::field::content_type, "application/json");
+        if (s_.draining.load()) keep_alive_ = false;
+        res_->keep_alive(keep_alive_);
+        res_->body() = std::move(body);
+        if (extra) extra(*res_);
+        res_->prepare_payload();
+        writing_ = true;
+        stream_.expires_after(write_timeout());
+        http::async_write(stream_, *res_, beast::bind_front_handler(&Session::on_response_written, shared_from_this()));
+    }
+
+    void on_response_written(beast::error_code ec, std::size_t) {
+        writing_ = false;
+        ++watch_gen_;  // a watch still pending belongs to the answered request
+        job_.reset();
+        finish_request_accounting();
+        sse_sr_.reset();
+        sse_res_.reset();
+        res_.reset();
+        if (ec || !keep_alive_ || s_.draining.load()) return close();
+        read_request();
+    }
+
+    // Half-close and read until the peer closes: closing with unread input (a body over
+    // the limit still arriving) would send a reset that can destroy our answer in flight.
+    void close() {
+        beast::error_code ec;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        if (ec) return;
+        stream_.expires_after(std::chrono::seconds(2));
+        stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+            if (!ec) self->close_drain();
+        });
+    }
+    void close_drain() {
+        stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+            if (!ec) self->close_drain();
+        });
+    }
+
+    beast::tcp_stream stream_;
+    ServerState& s_;
+    beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    http::request<http::string_body> req_;
+    std::optional<http::response<http::string_body>> res_;
+    std::optional<http::response<http::empty_body>> sse_res_;
+    std::optional<http::response_serializer<http::empty_body>> sse_sr_;
+    std::shared_ptr<Job> job_;
+    net::steady_timer timer_{stream_.get_executor()};
+    std::string out_, allow_;
+    char scratch_[4096];
+    bool keep_alive_ = true, writing_ = false, stream_done_ = false, answering_ = false;
+    uint64_t watch_gen_ = 0;
+};
+
+class Listener : public std::enable_shared_from_this<Listener> {
+public:
+    Listener(net::io_context& ioc, tcp::acceptor& acceptor, ServerState& s) : ioc_(ioc), acceptor_(acceptor), s_(s) {}
+    void accept() {
+        acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](beast::error_code ec, tcp::socket sock) {
+            if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) return;  // closed for draining
+            if (!ec) std::make_shared<Session>(std::move(sock), self->s_)->start();
+            self->accept();  // EMFILE and the like: keep serving the connections we have
+        });
+    }
+
+private:
+    net::io_context& ioc_;
+    tcp::acceptor& acceptor_;
+    ServerState& s_;
+};
+
+// The model and its tokenizer from a checkpoint (the weights only; the file's copy is
+// freed before serving starts).
+std::shared_ptr<nn::RetNetLM> load_model(const std::string& path, std::optional<Tokenizer>& tok) {
+    nn::ReadOptions ro;
+    ro.optimizer = false;
+    nn::Checkpoint ck = nn::read_checkpoint(path, ro);
+    RN_CHECK(!ck.tokenizer.empty(), "serve: ", path, " holds no tokenizer. HINT: serve a checkpoint written by "
+             "`retnet train`, which stores its tokenizer inside");
+    tok.emplace(Tokenizer::from_serialized(ck.tokenizer));
+    RN_CHECK(tok->vocab_size() <= ck.config.vocab_size, "serve: the tokenizer in ", path, " has ", tok->vocab_size(),
+             " ids but the model only ", ck.config.vocab_size);
+    auto model = std::make_shared<nn::RetNetLM>(ck.config);
+    nn::load_into(ck, *model);
+    return model;
+}
+
+}  // namespace
+
+int run_serve(const ServeOptions& opt) {
+    RN_CHECK(opt.max_slots >= 1, "serve: --max-slots must be >= 1, got ", opt.max_slots);
+    RN_CHECK(opt.max_queue >= 0, "serve: --max-queue must be >= 0, got ", opt.max_queue);
+    RN_CHECK(opt.max_body >= 64, "serve: --max-body must be >= 64 bytes, got ", opt.max_body);
+    RN_CHECK(opt.max_prompt_tokens >= 1, "serve: --max-prompt-tokens must be >= 1, got ", opt.max_prompt_tokens);
+    RN_CHECK(opt.max_tokens_limit >= 1, "serve: --max-tokens-limit must be >= 1, got ", opt.max_tokens_limit);
+    RN_CHECK(opt.threads >= 1, "serve: --threads must be >= 1, got ", opt.threads);
+    RN_CHECK(opt.port >= 0 && opt.port <= 65535, "serve: --port must be in [0, 65535], got ", opt.port);
+    RN_CHECK(!opt.checkpoint.empty(), "serve: no checkpoint given. HINT: retnet serve runs/tiny/best.h5");
+
+    std::optional<Tokenizer> tok;
+    std::shared_ptr<nn::RetNetLM> model = load_model(opt.checkpoint, tok);
+    ServerState s(opt, std::move(*tok), opt.max_slots + opt.max_queue);
+    s.model_name = opt.model_name.empty() ? std::filesystem::path(opt.checkpoint).stem().string() : opt.model_name;
+    s.created = unix_now();
+    s.limits.max_prompt_tokens = opt.max_prompt_tokens;
+    s.limits.max_tokens_limit = opt.max_tokens_limit;
+    s.limits.max_choices = opt.max_slots;
+    EngineOptions eo;
+    eo.max_slots = opt.max_slots;
+    eo.prefill_chunk = opt.prefill_chunk;
+    eo.device = opt.device;
+    eo.dtype = opt.dtype;
+    eo.eos_id = s.tok.eos_id();
+    s.worker = std::make_unique<GenerationWorker>(model, eo, s.tok, s.queue);
+
+    std::signal(SIGPIPE, SIG_IGN);  // a write to a vanished client is an error code, not a death
+    net::io_context ioc(opt.threads);
+    tcp::acceptor acceptor(ioc);
+    tcp::endpoint ep;
+    try {
+        ep = tcp::endpoint(net::ip::make_address(opt.host), static_cast<unsigned short>(opt.port));
+        acceptor.open(ep.protocol());
+        acceptor.set_option(net::socket_base::reuse_address(true));
+        acceptor.bind(ep);
+        acceptor.listen(net::socket_base::max_listen_connections);
+    } catch (const boost::system::system_error& e) {
+        RN_FAIL("serve: cannot listen on ", opt.host, ":", opt.port, ": ", e.code().message());
+    }
+    std::make_shared<Listener>(ioc, acceptor, s)->accept();
+
+    std::thread engine_thread([&] { s.worker->run(); });
+
+    // SIGTERM/SIGINT: stop accepting, refuse new requests, let admitted ones finish
+    net::signal_set signals(ioc, SIGTERM, SIGINT);
+    net::steady_timer drain_timer(ioc);
+    auto drain_deadline = std::chrono::steady_clock::now();
+    std::function<void()> poll_drain = [&] {
+        const bool timed_out = std::chrono::steady_clock::now() > drain_deadline;
+        if ((s.queue.in_system() == 0 && s.open_requests.load() == 0) || timed_out) {
+            if (timed_out)
+                std::fprintf(stderr, "retnet serve: drain timed out with %lld requests open\n",
+                             (long long)s.open_requests.load());
+            ioc.stop();
+            return;
+        }
+        drain_timer.expires_after(std::chrono::milliseconds(20));
+        drain_timer.async_wait([&](beast::error_code) { poll_drain(); });
+    };
+    signals.async_wait([&](beast::error_code ec, int sig) {
+        if (ec) return;
+        std::printf("retnet serve: signal %d, draining %lld open requests\n", sig, (long long)s.open_requests.load());
+        std::fflush(stdout);
+        s.draining = true;
+        s.queue.close();
+        beast::error_code ignored;
+        acceptor.close(ignored);
+        drain_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(opt.drain_timeout_s * 1000));
+        poll_drain();
+    });
+
+    const auto bound = acceptor.local_endpoint();
+    std::printf("retnet serve: listening on http://%s:%u (model %s, %lld slots, %.1f MiB of state, queue %lld)\n",
+                bound.address().to_string().c_str(), unsigned(bound.port()), s.model_name.c_str(),
+                (long long)opt.max_slots, double(s.worker->state_bytes()) / (1 << 20), (long long)opt.max_queue);
+    std::fflush(stdout);
+
+    std::vector<std::thread> io;
+    for (int i = 1; i < opt.threads; ++i) io.emplace_back([&] { ioc.run(); });
+    ioc.run();
+    for (auto& t : io) t.join();
+    s.queue.close();  // also when ioc stopped some other way
+    engine_thread.join();
+    std::printf("retnet serve: stopped after %lld generated tokens\n", (long long)s.worker->tokens_generated.load());
+    std::fflush(stdout);
+    return 0;
+}
+
+}  // namespace rn::tools

@@ -1,0 +1,52 @@
+// tools/serve_worker.h — the engine thread of `retnet serve`: takes jobs from the
+// JobQueue, admits them when the Engine has slots for all their choices, runs engine
+// steps (continuous batching: every active sequence in one decode step, newcomers
+// prefilled in chunks), turns tokens into text, cuts stop strings, and fills each job's
+// outbox. It is the only code that touches the Engine.
+#pragma once
+#include <atomic>
+#include <deque>
+#include <map>
+#include <memory>
+
+#include "tools/engine.h"
+#include "tools/serve_jobs.h"
+#include "tools/text_stream.h"
+#include "tools/tokenizer.h"
+
+namespace rn::tools {
+
+class GenerationWorker {
+public:
+    GenerationWorker(std::shared_ptr<nn::RetNetLM> model, const EngineOptions& opt, const Tokenizer& tok,
+                     JobQueue& queue);
+    // Runs until the queue is closed and every admitted job has finished.
+    void run();
+    size_t state_bytes() const { return engine_.state_bytes(); }
+    int64_t max_slots() const { return engine_.options().max_slots; }
+    // for /health (written by the engine thread, read by any)
+    std::atomic<int64_t> active_sequences{0}, waiting_jobs{0}, tokens_generated{0};
+
+private:
+    struct Running {
+        std::shared_ptr<Job> job;
+        size_t choice;
+        TextStream text;
+        StopMatcher stop;
+    };
+    void admit(const std::shared_ptr<Job>& job);
+    // appends text to a choice's outbox; a non-empty reason finishes the choice
+    void deliver(Job& job, size_t choice, const std::string& text, int64_t tokens, const std::string& reason);
+    void fail(Job& job, int status, const std::string& message);  // the whole job, at once
+    void on_events(const std::vector<EngineEvent>& events);
+    void fail_all(const std::string& message);  // after an engine error
+
+    Engine engine_;
+    const Tokenizer& tok_;
+    JobQueue& queue_;
+    std::deque<std::shared_ptr<Job>> waiting_;  // accepted, not yet admitted (FIFO)
+    std::map<int64_t, Running> running_;        // engine seq id → its choice
+    std::vector<std::shared_ptr<Job>> touched_;  // jobs with new output this iteration
+};
+
+}  // namespace rn::tools
