@@ -122,7 +122,7 @@ void DataParallel::begin_backward(bool sync) {
 }
 
 void DataParallel::on_grad_ready(size_t i) {
-    if (!sync_) return;  // an accumulation micro-batch: the reduction waits for the last one
+    if (!sync_ || !opts_.overlap) return;  // accumulation micro-batch: the reduction waits for the last one
     for (auto& bp : buckets_)  // keep the buckets already travelling moving (MPI)
         if (bp->work) bp->work->poll();
     Bucket& b = *buckets_[where_[i].first];

@@ -39,6 +39,8 @@ namespace rn::dist {
 struct DataParallelOptions {
     size_t bucket_bytes = size_t(25) << 20;
     int zero = 0;  // 0: all-reduce, full AdamW state on every rank; 1: ZeRO stage 1
+    // false: every reduction waits until backward is over (to measure what overlap hides)
+    bool overlap = true;
 };
 
 class DataParallel {

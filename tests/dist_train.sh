@@ -92,4 +92,24 @@ if [ $rc = 0 ] || ! grep -q "rank 1 .* has a different configuration or data tha
 fi
 test ! -e bad/ckpt_2.h5
 passed=$((passed + 1))
+
+# a rank that dies mid-run (SIGKILL) stops the whole job within seconds, not a hang, and
+# the last checkpoint written before it stays readable
+"${MPIRUN[@]}" -np 2 "$RETNET" train "${common[@]}" --out "$W/die" --batch 2 --steps 100000 --comm-timeout 20 \
+  > die.txt 2>&1 &
+job=$!
+for _ in $(seq 600); do [ -e die/ckpt_4.h5 ] && break; sleep 0.1; done
+victim=$(pgrep -f -- "--out $W/die --batch 2" | grep -vx "$job" | while read -r p; do
+  [ "$(ps -o comm= -p "$p")" = retnet ] && echo "$p"; done | tail -1)
+[ -n "$victim" ] || { cat die.txt; echo "FAIL: no rank process found to kill"; exit 1; }
+t0=$(date +%s)
+kill -9 "$victim"
+set +e
+wait $job; rc=$?
+set -e
+dt=$(( $(date +%s) - t0 ))
+if [ $rc = 0 ] || [ $dt -gt 30 ]; then cat die.txt; echo "FAIL: killing a rank: rc $rc after $dt s"; exit 1; fi
+"$RETNET" inspect "$(ls die/ckpt_*.h5 | sort -V | tail -1)" > /dev/null
+passed=$((passed + 1))
+
 echo "dist train: $passed passed, 0 failed"

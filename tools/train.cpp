@@ -148,7 +148,8 @@ nlohmann::json run_identity(const TrainOptions& o, const ShardReader& train, con
             {"steps", o.steps}, {"grad_accum", o.grad_accum}, {"lr", o.lr}, {"min_lr", o.min_lr},
             {"weight_decay", o.weight_decay}, {"clip", o.clip}, {"warmup", o.warmup}, {"schedule", o.schedule},
             {"dtype", o.dtype}, {"eval_interval", o.eval_interval}, {"eval_batches", o.eval_batches},
-            {"ckpt_interval", o.ckpt_interval}, {"log_interval", o.log_interval}, {"seed", o.seed},
+            {"ckpt_interval", o.ckpt_interval}, {"comm_overlap", o.comm_overlap}, {"log_interval", o.log_interval},
+            {"seed", o.seed},
             {"resume", o.resume}, {"zero", o.zero}, {"bucket_mb", o.bucket_mb}, {"world", world},
             {"train_data_checksum", train.checksum()}, {"train_data_tokens", train.size()},
             {"val_data_checksum", val.checksum()},
@@ -264,6 +265,7 @@ int train_loop(const TrainOptions& o, const dist::LaunchInfo& li, const std::sha
     dist::DataParallelOptions dpo;
     dpo.bucket_bytes = size_t(o.bucket_mb * double(1 << 20));
     dpo.zero = o.zero;
+    dpo.overlap = o.comm_overlap;
     dist::DataParallel dp(comm, model.named_parameters(), ao, dpo);
     dp.broadcast_parameters();  // the same seed made them equal; this makes it certain
     nn::LRSchedule sched;
@@ -426,9 +428,12 @@ int train_loop(const TrainOptions& o, const dist::LaunchInfo& li, const std::sha
             val_curve.emplace_back(st.step, last_val);
         }
         const bool print = st.step % o.log_interval == 0 || st.step == 1 || do_eval;
+        if (dev.is_cuda()) rec["peak_mem_mib"] = peak_mib();  // this rank's (rank 0 in a job)
         std::vector<double> mem_per_rank;
         if (mpi) {
             rec["world"] = li.world;
+            rec["comm_wait_s"] = comm_s;
+            rec["step_s"] = step_s;
             rec["comm_wait_frac"] = comm_s / std::max(step_s, 1e-9);
             if (print) {  // every rank takes part: the condition is the same everywhere
                 mem_per_rank = mpi->all_gather_scalar(peak_mib());

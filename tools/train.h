@@ -26,6 +26,7 @@ struct TrainOptions {
     int zero = 0;                  // 1: ZeRO stage 1, the AdamW state sharded across ranks
     double bucket_mb = 25;         // gradient bucket size for the overlapped reduction
     double comm_timeout = 300;     // seconds a collective may take before the job stops
+    bool comm_overlap = true;      // false: reduce only after backward (measures the overlap)
 };
 
 // Launched by mpirun (dist/launch.h), every rank runs this with the same options: one
