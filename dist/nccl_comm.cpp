@@ -53,9 +53,18 @@ ncclRedOp_t nccl_op(ReduceOp op) {
     }
 }
 
+// A CUDA event shared by a work object and the watchdog; destroyed by the last of them.
+struct Event {
+    cudaEvent_t e = nullptr;
+    Event() { RN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming)); }
+    ~Event() { cudaEventDestroy(e); }
+    Event(const Event&) = delete;
+    Event& operator=(const Event&) = delete;
+};
+
 // One collective in flight: its completion event and when it was launched.
 struct Pending {
-    cudaEvent_t done = nullptr;
+    std::shared_ptr<Event> done;
     std::chrono::steady_clock::time_point start;
     const char* what = "";
 };
@@ -64,11 +73,17 @@ class NcclComm;
 
 class NcclWork : public CommWork {
 public:
-    NcclWork(cudaEvent_t done, int device, std::vector<Tensor> keep) : done_(done), device_(device), keep_(std::move(keep)) {}
+    NcclWork(std::shared_ptr<Event> done, int device, std::vector<Tensor> keep)
+        : done_(std::move(done)), device_(device), keep_(std::move(keep)) {}
+    // dropped without wait(): still order the compute stream after the collective, so the
+    // memory of the tensors released here is not reused while NCCL may touch it
+    ~NcclWork() override {
+        if (!waited_) cudaStreamWaitEvent(rn::cuda::stream(device_), done_->e, 0);
+    }
     void wait() override {
         if (waited_) return;
         // the compute stream (where later kernels read the result) waits; the host does not
-        RN_CUDA_CHECK(cudaStreamWaitEvent(rn::cuda::stream(device_), done_, 0));
+        RN_CUDA_CHECK(cudaStreamWaitEvent(rn::cuda::stream(device_), done_->e, 0));
         waited_ = true;
         // the tensors may now be freed: anything reusing their memory is queued on the
         // compute stream after this wait (Note [One compute stream])
@@ -76,7 +91,7 @@ public:
     }
 
 private:
-    cudaEvent_t done_;  // owned by the communicator's pool (recycled by the watchdog)
+    std::shared_ptr<Event> done_;
     int device_;
     std::vector<Tensor> keep_;
     bool waited_ = false;
@@ -114,8 +129,8 @@ public:
         watchdog_.join();
         cudaStreamSynchronize(stream_);
         ncclCommDestroy(comm_);
-        for (auto& p : pending_) cudaEventDestroy(p.done);
-        for (auto e : free_events_) cudaEventDestroy(e);
+        pending_.clear();
+        ready_.reset();
         cudaStreamDestroy(stream_);
     }
 
@@ -175,14 +190,14 @@ private:
     }
     // the communication stream starts after everything queued so far on the compute stream
     void begin() {
-        cudaEvent_t ready = take_event();
-        RN_CUDA_CHECK(cudaEventRecord(ready, rn::cuda::stream(device_)));
-        RN_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready, 0));
-        give_back(ready);  // recording again later is safe: the wait above captured this one
+        if (!ready_) ready_ = std::make_shared<Event>();
+        // one event serves every collective: the wait captures the record it follows
+        RN_CUDA_CHECK(cudaEventRecord(ready_->e, rn::cuda::stream(device_)));
+        RN_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_->e, 0));
     }
     std::unique_ptr<CommWork> end(const char* what, std::vector<Tensor> keep) {
-        cudaEvent_t done = take_event();
-        RN_CUDA_CHECK(cudaEventRecord(done, stream_));
+        auto done = std::make_shared<Event>();
+        RN_CUDA_CHECK(cudaEventRecord(done->e, stream_));
         {
             std::lock_guard<std::mutex> lk(mu_);
             pending_.push_back({done, std::chrono::steady_clock::now(), what});
@@ -190,24 +205,9 @@ private:
         cv_.notify_all();
         return std::make_unique<NcclWork>(done, device_, std::move(keep));
     }
-    cudaEvent_t take_event() {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (!free_events_.empty()) {
-            cudaEvent_t e = free_events_.back();
-            free_events_.pop_back();
-            return e;
-        }
-        cudaEvent_t e;
-        RN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-        return e;
-    }
-    void give_back(cudaEvent_t e) {
-        std::lock_guard<std::mutex> lk(mu_);
-        free_events_.push_back(e);
-    }
 
-    // Watchdog: completed events go back to the pool (a waiter's cudaStreamWaitEvent has
-    // captured them already, or will capture an already-complete event, which is a no-op).
+    // Watchdog: polls the oldest pending collective (they complete in order on the one
+    // communication stream) and ends the process on an error or past the timeout.
     [[noreturn]] void fail(const std::string& why) {
         std::fprintf(stderr, "error: rank %d: %s\nHINT: look at the other ranks' output; --comm-timeout sets the limit\n",
                      rank_, why.c_str());
@@ -222,10 +222,9 @@ private:
             cv_.wait_for(lk, std::chrono::milliseconds(pending_.empty() ? 500 : 5));
             while (!pending_.empty()) {
                 Pending p = pending_.front();
-                cudaError_t q = cudaEventQuery(p.done);
+                cudaError_t q = cudaEventQuery(p.done->e);
                 if (q == cudaSuccess) {
                     pending_.pop_front();
-                    free_events_.push_back(p.done);
                     continue;
                 }
                 ncclResult_t async = ncclSuccess;
@@ -249,7 +248,7 @@ private:
     std::mutex mu_;
     std::condition_variable cv_;
     std::deque<Pending> pending_;
-    std::vector<cudaEvent_t> free_events_;
+    std::shared_ptr<Event> ready_;
     bool stop_ = false;
     std::thread watchdog_;
 };
