@@ -10,6 +10,8 @@
 
 #include "bench_util.h"
 #include "cuda/device.h"
+#include "cuda/elementwise.h"
+#include "cuda/softmax.h"
 #include "ops/ops.h"
 
 using namespace rn;
@@ -64,14 +66,33 @@ int main(int argc, char** argv) {
         Tensor bias = randn({4096}, gen, DType::f32, gpu).to(dt);
         Tensor a2 = a.view({N / 4096, 4096});
         row("add row-broadcast", dt, "[65536,4096]+[4096]", bench::time_cuda_ms([&] { add(a2, bias); }), 2 * N * es, 0.8);
+        Tensor rs = randn({N / 4096, 1}, gen, DType::f32, gpu).to(dt);
+        row("mul per-row scalar", dt, "[65536,4096]*[65536,1]", bench::time_cuda_ms([&] { mul(a2, rs); }), 2 * N * es,
+            0.8);
         row("sum (all)", dt, sh, bench::time_cuda_ms([&] { sum(a); }), N * es, 0.7);
         row("sum (last dim)", dt, "[65536,4096]", bench::time_cuda_ms([&] { sum(a2, {1}); }), N * es, 0.7);
+        row("mean (last dim)", dt, "[65536,4096]", bench::time_cuda_ms([&] { mean(a2, {1}); }), N * es, 0.7);
         row("max (last dim)", dt, "[65536,4096]", bench::time_cuda_ms([&] { max(a2, {1}); }), N * es, 0.7);
+        // a bias gradient's shape: Σ over the rows, read in place by the column kernel
+        row("sum (dim 0)", dt, "[65536,4096]", bench::time_cuda_ms([&] { sum(a2, {0}); }), N * es, 0.7);
+        Tensor a3 = a.view({N / 256, 256});
+        row("sum (last dim)", dt, "[2^20,256]", bench::time_cuda_ms([&] { sum(a3, {1}); }), N * es, 0.7);
+        // backward kernels called directly (no graph): silu reads dy and x, writes dx
+        Tensor dx = empty({N}, dt, gpu);
+        row("silu backward", dt, sh, bench::time_cuda_ms([&] {
+                cuda::unary_backward(UnaryOp::silu, dt, dx.raw_data(), b.raw_data(), a.raw_data(), nullptr, N, 0, 0);
+            }),
+            3 * N * es, 0.8);
         Tensor w = ones({4096}, dt, gpu);
         row("rms_norm fwd", dt, "[65536,4096]", bench::time_cuda_ms([&] { rms_norm(a2, w, 1e-6); }), 2 * N * es, 0.7);
         row("layer_norm fwd", dt, "[65536,4096]", bench::time_cuda_ms([&] { layer_norm(a2, w, Tensor(), 1e-5); }),
             2 * N * es, 0.7);
         row("softmax fwd", dt, "[65536,4096]", bench::time_cuda_ms([&] { softmax(a2, -1); }), 2 * N * es, 0.7);
+        // softmax backward reads dy and y, writes dx (b stands in for y: the bytes are the same)
+        row("softmax bwd", dt, "[65536,4096]", bench::time_cuda_ms([&] {
+                cuda::softmax_backward(dt, dx.raw_data(), a.raw_data(), b.raw_data(), N / 4096, 4096, false);
+            }),
+            3 * N * es, 0.7);
     }
     out["memory_bound"] = rows;
 

@@ -1,7 +1,16 @@
 // cuda/elementwise.cu — pointwise kernels (mirror of ops/elementwise_cpu.cpp).
-// Dimension key: N elements. Contiguous, 16-byte-aligned operands move as 16-byte vectors
-// (4 f32, 8 bf16, 2 f64 a thread and iteration); broadcast or strided operands go through
-// up-to-8-dim index arithmetic after merging dims that are contiguous in every operand.
+// Dimension key: N elements; R rows × D cols for the broadcast path. Contiguous,
+// 16-byte-aligned operands move as 16-byte vectors (4 f32, 8 bf16, 2 f64 a thread and
+// iteration, two vectors in flight a thread). Unary ops on that path are compiled per op
+// (the op a template argument, so each kernel holds one op's code and its few registers,
+// not a switch over all of them); bf16 ones use the fast __expf / __fdividef, whose error
+// (≈1e-6 relative) is far below a bf16 ulp (4e-3); f32 and f64 keep the accurate functions.
+// A binary op whose dims merge to two, [R, D], with every operand either varying along D
+// with unit stride or constant along it (the bias row [D] broadcast over rows, the per-row
+// scalar [R, 1], a full [R, D] with any row stride), goes through a rows kernel: a thread
+// owns one column vector and walks rows, so a row operand is loaded once and there is no
+// index arithmetic per element. Anything else goes through up-to-8-dim index arithmetic
+// after merging dims that are contiguous in every operand.
 #include "core/strided.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
@@ -16,18 +25,35 @@ __device__ __forceinline__ A sigm(A x) {
     return x >= A(0) ? A(1) / (A(1) + d_exp(-x)) : d_exp(x) / (A(1) + d_exp(x));
 }
 
-template <typename A>
+// FAST (bf16 storage only): exp(x) by __expf, and 1 / (1 + e^−x) by __fdividef, which
+// returns 0 when e^−x overflows (the right limit: sigmoid → 0, silu → −0)
+template <bool FAST, typename A>
+__device__ __forceinline__ A exp_f(A x) {
+    if constexpr (FAST && std::is_same_v<A, float>) return __expf(x);
+    else return d_exp(x);
+}
+template <bool FAST, typename A>
+__device__ __forceinline__ A sigm_f(A x) {
+    if constexpr (FAST && std::is_same_v<A, float>) return __fdividef(1.0f, 1.0f + __expf(-x));
+    else return sigm(x);
+}
+
+template <typename A, bool FAST = false>
 __device__ __forceinline__ A unary_f(UnaryOp op, A x, A alpha, A beta) {
     switch (op) {
         case UnaryOp::neg: return -x;
-        case UnaryOp::exp: return d_exp(x);
+        case UnaryOp::exp: return exp_f<FAST>(x);
         case UnaryOp::log: return d_log(x);
         case UnaryOp::sqrt: return d_sqrt(x);
         case UnaryOp::rsqrt: return A(1) / d_sqrt(x);
         case UnaryOp::abs: return d_abs(x);
         case UnaryOp::tanh: return d_tanh(x);
-        case UnaryOp::sigmoid: return sigm(x);
-        case UnaryOp::silu: return x * sigm(x);
+        case UnaryOp::sigmoid: return sigm_f<FAST>(x);
+        case UnaryOp::silu:
+            // x / (1 + e^−x): one exponential and no branch; e^−x = inf gives −0, as x·σ(x)
+            if constexpr (FAST && std::is_same_v<A, float>) return __fdividef(x, 1.0f + __expf(-x));
+            else if constexpr (std::is_same_v<A, float>) return x / (1.0f + d_exp(-x));
+            else return x * sigm(x);
         case UnaryOp::gelu: return A(0.5) * x * (A(1) + d_erf(x * A(0.70710678118654752440)));
         case UnaryOp::relu: return x > A(0) ? x : A(0);
         case UnaryOp::affine: return alpha * x + beta;
@@ -36,7 +62,7 @@ __device__ __forceinline__ A unary_f(UnaryOp op, A x, A alpha, A beta) {
     return x;
 }
 
-template <typename A>
+template <typename A, bool FAST = false>
 __device__ __forceinline__ A unary_df(UnaryOp op, A dy, A x, A y, A alpha) {
     switch (op) {
         case UnaryOp::neg: return -dy;
@@ -48,7 +74,7 @@ __device__ __forceinline__ A unary_df(UnaryOp op, A dy, A x, A y, A alpha) {
         case UnaryOp::tanh: return dy * (A(1) - y * y);
         case UnaryOp::sigmoid: return dy * y * (A(1) - y);
         case UnaryOp::silu: {
-            A s = sigm(x);
+            A s = sigm_f<FAST>(x);
             return dy * s * (A(1) + x * (A(1) - s));
         }
         case UnaryOp::gelu: {
@@ -77,43 +103,65 @@ __device__ __forceinline__ A binary_f(BinaryOp op, A a, A b) {
     return a;
 }
 
+// V elements moved as one access: alignas(sizeof(T)·V), so Pack<T, 1> is a plain element
+// (alignas(16) would make it 16 bytes and stride the V = 1 paths by 16 bytes)
 template <typename T, int V>
-struct alignas(16) Pack {
+struct alignas(sizeof(T) * V) Pack {
     T v[V];
 };
 
-template <typename T, int V>
-__global__ void unary_kernel(UnaryOp op, T* __restrict__ y, const T* __restrict__ x, int64_t n,
-                             typename acc_of<T>::type alpha, typename acc_of<T>::type beta) {
-    int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, stride = int64_t(gridDim.x) * blockDim.x;
-    int64_t nv = n / V;
-    for (int64_t i = tid; i < nv; i += stride) {
-        Pack<T, V> p = reinterpret_cast<const Pack<T, V>*>(x)[i], q;
+// OP ≥ 0: the op fixed at compile time (the switch folds away), −1: the run-time op.
+// Grid-stride over 16-byte vectors, two a thread in flight, then the < V tail elements.
+template <typename T, int V, int OP>
+__global__ void __launch_bounds__(256)
+unary_kernel(UnaryOp op_rt, T* __restrict__ y, const T* __restrict__ x, int64_t n,
+             typename acc_of<T>::type alpha, typename acc_of<T>::type beta) {
+    constexpr bool FAST = std::is_same_v<T, bf16_t>;
+    const UnaryOp op = OP >= 0 ? UnaryOp(OP) : op_rt;
+    using P = Pack<T, V>;
+    auto f = [&](const P& p) {
+        P q;
 #pragma unroll
-        for (int k = 0; k < V; ++k) q.v[k] = st<T>(unary_f(op, ld(p.v[k]), alpha, beta));
-        reinterpret_cast<Pack<T, V>*>(y)[i] = q;
+        for (int k = 0; k < V; ++k) q.v[k] = st<T>(unary_f<typename acc_of<T>::type, FAST>(op, ld(p.v[k]), alpha, beta));
+        return q;
+    };
+    const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, stride = int64_t(gridDim.x) * blockDim.x;
+    const int64_t nv = n / V;
+    const P* xv = reinterpret_cast<const P*>(x);
+    P* yv = reinterpret_cast<P*>(y);
+    int64_t i = tid;
+    for (; i + stride < nv; i += 2 * stride) {
+        const P p0 = xv[i], p1 = xv[i + stride];
+        yv[i] = f(p0);
+        yv[i + stride] = f(p1);
     }
-    for (int64_t i = nv * V + tid; i < n; i += stride) y[i] = st<T>(unary_f(op, ld(x[i]), alpha, beta));
+    if (i < nv) yv[i] = f(xv[i]);
+    for (int64_t j = nv * V + tid; j < n; j += stride)
+        y[j] = st<T>(unary_f<typename acc_of<T>::type, FAST>(op, ld(x[j]), alpha, beta));
 }
 
-template <typename T, int V>
-__global__ void unary_backward_kernel(UnaryOp op, T* __restrict__ dx, const T* __restrict__ dy,
-                                      const T* __restrict__ x, const T* __restrict__ y, int64_t n,
-                                      typename acc_of<T>::type alpha) {
+template <typename T, int V, int OP>
+__global__ void __launch_bounds__(256)
+unary_backward_kernel(UnaryOp op_rt, T* __restrict__ dx, const T* __restrict__ dy, const T* __restrict__ x,
+                      const T* __restrict__ y, int64_t n, typename acc_of<T>::type alpha) {
     using A = typename acc_of<T>::type;
-    int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, stride = int64_t(gridDim.x) * blockDim.x;
-    int64_t nv = n / V;
-    for (int64_t i = tid; i < nv; i += stride) {
-        Pack<T, V> g = reinterpret_cast<const Pack<T, V>*>(dy)[i], px{}, py{}, out;
-        if (x) px = reinterpret_cast<const Pack<T, V>*>(x)[i];
-        if (y) py = reinterpret_cast<const Pack<T, V>*>(y)[i];
+    constexpr bool FAST = std::is_same_v<T, bf16_t>;
+    const UnaryOp op = OP >= 0 ? UnaryOp(OP) : op_rt;
+    using P = Pack<T, V>;
+    const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, stride = int64_t(gridDim.x) * blockDim.x;
+    const int64_t nv = n / V;
+    auto one = [&](int64_t i) {
+        P g = reinterpret_cast<const P*>(dy)[i], px{}, py{}, out;
+        if (x) px = reinterpret_cast<const P*>(x)[i];
+        if (y) py = reinterpret_cast<const P*>(y)[i];
 #pragma unroll
         for (int k = 0; k < V; ++k)
-            out.v[k] = st<T>(unary_df(op, ld(g.v[k]), x ? ld(px.v[k]) : A(0), y ? ld(py.v[k]) : A(0), alpha));
-        reinterpret_cast<Pack<T, V>*>(dx)[i] = out;
-    }
+            out.v[k] = st<T>(unary_df<A, FAST>(op, ld(g.v[k]), x ? ld(px.v[k]) : A(0), y ? ld(py.v[k]) : A(0), alpha));
+        reinterpret_cast<P*>(dx)[i] = out;
+    };
+    for (int64_t i = tid; i < nv; i += stride) one(i);
     for (int64_t i = nv * V + tid; i < n; i += stride)
-        dx[i] = st<T>(unary_df(op, ld(dy[i]), x ? ld(x[i]) : A(0), y ? ld(y[i]) : A(0), alpha));
+        dx[i] = st<T>(unary_df<A, FAST>(op, ld(dy[i]), x ? ld(x[i]) : A(0), y ? ld(y[i]) : A(0), alpha));
 }
 
 template <typename T, int V>
@@ -134,6 +182,71 @@ __global__ void binary_flat_kernel(BinaryOp op, T* __restrict__ out, const T* __
     }
     for (int64_t i = nv * V + tid; i < n; i += stride)
         out[i] = st<T>(binary_f(op, a_scalar ? A0 : ld(a[i]), b_scalar ? B0 : ld(b[i])));
+}
+
+// out [R, D] contiguous; operand k's element (r, c) at p[r·s0 + c·s1] with s1 ∈ {0, 1}
+// (vec = s1 == 1). Thread t owns column vector t % cp (cp = min(D/V, threads)) and rows
+// t / cp, + step, ... (step = threads / cp): consecutive threads read consecutive vectors of
+// a row (coalesced), an operand constant over rows (s0 = 0: the bias row) is loaded once
+// per column vector, and the index arithmetic is one division per thread. V > 1 needs
+// D % V == 0, a 16-byte-aligned out, and for each vec operand an aligned base and s0 % V == 0.
+// one operand's V values of a row: a raw 16-byte pack (vec) or one scalar repeated; kept in
+// storage type until used, so that a bf16 row pair costs 4 registers a pack, not 8
+template <typename T, int V>
+struct Operand {
+    Pack<T, V> p;
+    typename acc_of<T>::type s;
+    __device__ __forceinline__ void load(const T* __restrict__ base, int64_t off, bool vec) {
+        if (vec) p = *reinterpret_cast<const Pack<T, V>*>(base + off);
+        else s = ld(base[off]);
+    }
+    __device__ __forceinline__ typename acc_of<T>::type at(int k, bool vec) const { return vec ? ld(p.v[k]) : s; }
+};
+
+template <typename T, int V>
+__global__ void __launch_bounds__(256, 4)
+binary_rows_kernel(BinaryOp op, T* __restrict__ out, const T* __restrict__ a, const T* __restrict__ b, int64_t R,
+                   int64_t D, int64_t sa0, bool a_vec, int64_t sb0, bool b_vec) {
+    const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, nth = int64_t(gridDim.x) * blockDim.x;
+    const int64_t DV = D / V;
+    const int64_t cp = DV < nth ? DV : nth;
+    const int64_t step = nth / cp;
+    if (tid >= cp * step) return;
+    const int64_t cv0 = tid % cp, r0 = tid / cp;
+    const bool a_const = sa0 == 0, b_const = sb0 == 0;  // the same for every row: load once
+    for (int64_t cv = cv0; cv < DV; cv += cp) {
+        const int64_t c = cv * V;
+        const int64_t ca = a_vec ? c : 0, cb = b_vec ? c : 0;  // column offset inside a row
+        Operand<T, V> a0, b0, a1, b1;
+        if (a_const) a0.load(a, ca, a_vec);
+        if (b_const) b0.load(b, cb, b_vec);
+        a1 = a0;
+        b1 = b0;
+        auto put = [&](int64_t r, const Operand<T, V>& x, const Operand<T, V>& y) {
+            Pack<T, V> q;
+#pragma unroll
+            for (int k = 0; k < V; ++k) q.v[k] = st<T>(binary_f(op, x.at(k, a_vec), y.at(k, b_vec)));
+            *reinterpret_cast<Pack<T, V>*>(out + r * D + c) = q;
+        };
+        int64_t r = r0;
+        for (; r + step < R; r += 2 * step) {  // two rows' loads in flight
+            if (!a_const) {
+                a0.load(a, r * sa0 + ca, a_vec);
+                a1.load(a, (r + step) * sa0 + ca, a_vec);
+            }
+            if (!b_const) {
+                b0.load(b, r * sb0 + cb, b_vec);
+                b1.load(b, (r + step) * sb0 + cb, b_vec);
+            }
+            put(r, a0, b0);
+            put(r + step, a1, b1);
+        }
+        if (r < R) {
+            if (!a_const) a0.load(a, r * sa0 + ca, a_vec);
+            if (!b_const) b0.load(b, r * sb0 + cb, b_vec);
+            put(r, a0, b0);
+        }
+    }
 }
 
 constexpr int kMaxDims = 8;
@@ -160,6 +273,22 @@ __global__ void binary_strided_kernel(BinaryOp op, T* __restrict__ out, const T*
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+// f(integral_constant<int, OP>): the hot ops compiled one by one, the rest as the run-time op (−1)
+template <typename F>
+void with_unary_op(UnaryOp op, F&& f) {
+    switch (op) {
+        case UnaryOp::neg: f(std::integral_constant<int, int(UnaryOp::neg)>{}); return;
+        case UnaryOp::exp: f(std::integral_constant<int, int(UnaryOp::exp)>{}); return;
+        case UnaryOp::tanh: f(std::integral_constant<int, int(UnaryOp::tanh)>{}); return;
+        case UnaryOp::sigmoid: f(std::integral_constant<int, int(UnaryOp::sigmoid)>{}); return;
+        case UnaryOp::silu: f(std::integral_constant<int, int(UnaryOp::silu)>{}); return;
+        case UnaryOp::gelu: f(std::integral_constant<int, int(UnaryOp::gelu)>{}); return;
+        case UnaryOp::relu: f(std::integral_constant<int, int(UnaryOp::relu)>{}); return;
+        case UnaryOp::affine: f(std::integral_constant<int, int(UnaryOp::affine)>{}); return;
+        default: f(std::integral_constant<int, -1>{}); return;
+    }
+}
 }  // namespace
 
 void unary_forward(UnaryOp op, DType dt, void* y, const void* x, int64_t n, double alpha, double beta) {
@@ -168,10 +297,16 @@ void unary_forward(UnaryOp op, DType dt, void* y, const void* x, int64_t n, doub
         using T = decltype(tag);
         using A = typename acc_of<T>::type;
         constexpr int V = 16 / sizeof(T);
-        if (aligned16(x) && aligned16(y))
-            unary_kernel<T, V><<<grid_for(n / V + 1), 256, 0, stream()>>>(op, static_cast<T*>(y), static_cast<const T*>(x), n, A(alpha), A(beta));
-        else
-            unary_kernel<T, 1><<<grid_for(n), 256, 0, stream()>>>(op, static_cast<T*>(y), static_cast<const T*>(x), n, A(alpha), A(beta));
+        auto* yp = static_cast<T*>(y);
+        auto* xp = static_cast<const T*>(x);
+        if (aligned16(x) && aligned16(y)) {
+            with_unary_op(op, [&](auto opc) {
+                unary_kernel<T, V, decltype(opc)::value><<<grid_for(n / V + 1), 256, 0, stream()>>>(op, yp, xp, n, A(alpha),
+                                                                                                   A(beta));
+            });
+        } else {
+            unary_kernel<T, 1, -1><<<grid_for(n), 256, 0, stream()>>>(op, yp, xp, n, A(alpha), A(beta));
+        }
         RN_CUDA_CHECK_LAUNCH();
     });
 }
@@ -188,8 +323,14 @@ void unary_backward(UnaryOp op, DType dt, void* dx, const void* dy, const void* 
         auto* dyp = static_cast<const T*>(dy);
         auto* xp = static_cast<const T*>(x);
         auto* yp = static_cast<const T*>(y);
-        if (al) unary_backward_kernel<T, V><<<grid_for(n / V + 1), 256, 0, stream()>>>(op, dxp, dyp, xp, yp, n, A(alpha));
-        else unary_backward_kernel<T, 1><<<grid_for(n), 256, 0, stream()>>>(op, dxp, dyp, xp, yp, n, A(alpha));
+        if (al) {
+            with_unary_op(op, [&](auto opc) {
+                unary_backward_kernel<T, V, decltype(opc)::value><<<grid_for(n / V + 1), 256, 0, stream()>>>(
+                    op, dxp, dyp, xp, yp, n, A(alpha));
+            });
+        } else {
+            unary_backward_kernel<T, 1, -1><<<grid_for(n), 256, 0, stream()>>>(op, dxp, dyp, xp, yp, n, A(alpha));
+        }
         RN_CUDA_CHECK_LAUNCH();
     });
 }
@@ -214,6 +355,18 @@ void binary_forward(BinaryOp op, DType dt, void* out, const void* a, const void*
                 binary_flat_kernel<T, V><<<grid_for(n / V + 1), 256, 0, stream()>>>(op, o, ap, bp, n, as, bs);
             else
                 binary_flat_kernel<T, 1><<<grid_for(n), 256, 0, stream()>>>(op, o, ap, bp, n, as, bs);
+        } else if (L.sizes.size() == 2 && L.strides[0][1] == 1 && L.strides[0][0] == L.sizes[1] &&
+                   (L.strides[1][1] == 0 || L.strides[1][1] == 1) && (L.strides[2][1] == 0 || L.strides[2][1] == 1)) {
+            // [R, D] with each operand unit-stride or constant along D: the rows kernel
+            const int64_t R = L.sizes[0], D = L.sizes[1];
+            const int64_t sa0 = L.strides[1][0], sb0 = L.strides[2][0];
+            const bool av = L.strides[1][1] == 1, bv = L.strides[2][1] == 1;
+            const bool vec = V > 1 && D % V == 0 && aligned16(o) && (!av || (aligned16(ap) && sa0 % V == 0)) &&
+                             (!bv || (aligned16(bp) && sb0 % V == 0));
+            if (vec)
+                binary_rows_kernel<T, V><<<grid_for(R * (D / V)), 256, 0, stream()>>>(op, o, ap, bp, R, D, sa0, av, sb0, bv);
+            else
+                binary_rows_kernel<T, 1><<<grid_for(R * D), 256, 0, stream()>>>(op, o, ap, bp, R, D, sa0, av, sb0, bv);
         } else {
             RN_CHECK(L.sizes.size() <= size_t(kMaxDims), binary_name(op), ": at most ", kMaxDims,
                      " non-mergeable dims on CUDA, got ", L.sizes.size());

@@ -15,6 +15,9 @@ void binary_forward(BinaryOp op, DType dt, void* out, const void* a, const void*
                     const Shape& a_strides, const Shape& b_strides);
 // out[r] = reduce x[r, :]; argmax (device, may be null) for max. Accumulates in fp32 (f64 for f64).
 void reduce_rows(ReduceOp op, DType dt, void* out, int64_t* argmax, const void* x, int64_t rows, int64_t cols);
+// out [outer, inner] = Σ over the middle dim of x [outer, red, inner] (contiguous): a sum over
+// non-last dims read in place, coalesced along inner. Accumulates in fp32 (f64 for f64).
+void reduce_cols(DType dt, void* out, const void* x, int64_t outer, int64_t red, int64_t inner);
 // dx (rows × cols, zero-filled by the caller): dx[r, argmax[r]] = g[r]
 void scatter_rows(DType dt, void* dx, const int64_t* argmax, const void* g, int64_t rows, int64_t cols);
 

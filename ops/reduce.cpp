@@ -1,6 +1,8 @@
 // ops/reduce.cpp — reductions. The reduced dims are permuted to the end and made
 // contiguous, so one row kernel serves every dim set; a reduction of the last dims of a
-// contiguous tensor (the common case: norms, losses) needs no copy.
+// contiguous tensor (the common case: norms, losses) needs no copy. On CUDA a sum over one
+// run of middle dims of a contiguous tensor (a bias gradient) is read in place by a column
+// kernel instead (cuda::reduce_cols).
 #include "ops/reduce.h"
 
 #include <algorithm>
@@ -136,12 +138,30 @@ Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bo
     Plan p = make_plan(x, dims, keepdim, name);
     if (op == ReduceOp::max) RN_CHECK(p.cols > 0, "max: reduction over an empty dim of shape ", x.shape());
     if (is_mean) check_floating(x, name);
-    Tensor rows = as_rows(x, p);
     Tensor out = empty(p.out_shape, x.dtype(), x.device());
     Tensor argmax = op == ReduceOp::max ? empty({p.rows}, DType::i64, x.device()) : Tensor();
     int64_t* ap = argmax.defined() ? argmax.data<int64_t>() : nullptr;
-    if (x.is_cuda()) cuda::reduce_rows(op, x.dtype(), out.raw_data(), ap, rows.raw_data(), p.rows, p.cols);
-    else cpu::reduce_rows(op, x.dtype(), out.raw_data(), ap, rows.raw_data(), p.rows, p.cols);
+    // CUDA sum of a contiguous x over one run of dims [d0, d1) before the last dims (a bias
+    // gradient: [N, D] over dim 0): x is [outer, red, inner] as it lies, so a coalesced column
+    // kernel reads it in place instead of a transposing copy into rows
+    int64_t d0 = -1, d1 = -1;
+    bool one_run = true;
+    for (int64_t d = 0; d < x.dim(); ++d) {
+        if (!p.reduced[size_t(d)]) continue;
+        if (d0 < 0) d0 = d;
+        else if (d != d1) one_run = false;
+        d1 = d + 1;
+    }
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d0 >= 0 && d < d0; ++d) outer *= x.shape()[d];
+    for (int64_t d = d1; d0 >= 0 && d < x.dim(); ++d) inner *= x.shape()[d];
+    if (x.is_cuda() && op == ReduceOp::sum && x.is_contiguous() && d0 >= 0 && one_run && inner > 1) {
+        cuda::reduce_cols(x.dtype(), out.raw_data(), x.raw_data(), outer, p.cols, inner);
+    } else {
+        Tensor rows = as_rows(x, p);
+        if (x.is_cuda()) cuda::reduce_rows(op, x.dtype(), out.raw_data(), ap, rows.raw_data(), p.rows, p.cols);
+        else cpu::reduce_rows(op, x.dtype(), out.raw_data(), ap, rows.raw_data(), p.rows, p.cols);
+    }
     if (is_mean) {
         NoGradGuard no_grad;  // the 1/n scale is part of this op's own backward
         out = affine(out, p.cols ? 1.0 / double(p.cols) : std::numeric_limits<double>::quiet_NaN(), 0.0);
