@@ -55,6 +55,7 @@ GLU::GLU(int64_t dim, int64_t hidden, const std::string& act, Generator& gen) : 
 }
 
 Tensor GLU::forward(const Tensor& x) const {
+    if (activation != "gelu") return fc2->forward(silu_mul(fc1->forward(x), gate->forward(x)));  // SwiGLU, fused
     Tensor h = fc1->forward(x);
     h = activation == "gelu" ? gelu(h) : silu(h);
     return fc2->forward(h * gate->forward(x));

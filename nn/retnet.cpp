@@ -36,7 +36,7 @@ Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
     // per-head RMSNorm without weight (torchscale's group_norm), statistics in fp32
     Tensor yn = rms_norm(y, Tensor(), eps_);
     Tensor cat = yn.permute({0, 2, 1, 3}).reshape({B, T, H_ * Dv_});
-    return out_proj->forward(silu(g) * cat);
+    return out_proj->forward(silu_mul(g, cat));  // silu(g) ⊙ cat, one fused pass
 }
 
 Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in,

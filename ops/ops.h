@@ -14,5 +14,6 @@
 #include "ops/select.h"
 #include "ops/shape_ops.h"
 #include "ops/softmax.h"
+#include "ops/swiglu.h"
 #include "ops/retention.h"
 #include "cuda/device.h"
