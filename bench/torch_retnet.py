@@ -84,12 +84,14 @@ class RetNet(torch.nn.Module):
 
     def retention(self, q, k, v):  # [B,H,T,D]; the parallel form, decay mask in log space
         T = q.shape[2]
-        t = torch.arange(T, device=q.device, dtype=torch.float32)
+        t = torch.arange(T, device=q.device, dtype=torch.float64)
         diff = t[:, None] - t[None, :]
-        lg = torch.tensor([math.log(g) for g in self.gammas], device=q.device, dtype=torch.float32)
-        D = torch.where(diff >= 0, torch.exp(diff[None] * lg[:, None, None]), torch.zeros((), device=q.device))
+        lg = torch.tensor([math.log(g) for g in self.gammas], device=q.device, dtype=torch.float64)
+        D = torch.where(diff >= 0, torch.exp(diff[None] * lg[:, None, None]), torch.zeros((), device=q.device, dtype=torch.float64))
+        # λ_n = 1/√(Σ_{j≤n} γ^j): the decay mask's row normalisation (RETNET.md §1)
+        lam = (D.sum(-1)).rsqrt()  # [H, T]
         s = (q @ k.transpose(-1, -2)) * D.to(q.dtype)
-        return s @ v
+        return (s @ v) * lam[None, :, :, None].to(q.dtype)
 
     def msr(self, blk, x, cos, sin):
         B, T, _ = x.shape
