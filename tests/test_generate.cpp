@@ -4,7 +4,9 @@
 // penalty, reproducibility from the seed, bad parameters); the engine (chunked prefill then
 // recurrent decoding gives the parallel forward's argmax chain; a sequence in a changing
 // batch gives the same tokens as alone; slots are reused after finish and cancel; clear
-// errors); incremental detokenisation and stop strings.
+// errors; a long prompt never stalls the decoders); incremental detokenisation and stop
+// strings; `generate` on a saved checkpoint (greedy = the parallel forward's argmax chain,
+// same seed = same text, a prompt in a batch = alone, stop strings).
 #include <boost/test/unit_test.hpp>
 
 #include <unistd.h>
@@ -305,6 +307,25 @@ BOOST_AUTO_TEST_CASE(a_sequence_in_a_changing_batch_gives_the_same_tokens_as_alo
     BOOST_TEST(reasons[c] == "length");
     BOOST_TEST(reasons[t] == "length");
     BOOST_TEST(e.free_slots() == 4);
+}
+
+BOOST_AUTO_TEST_CASE(a_long_prompt_never_stalls_the_decoding_sequences) {
+    auto model = tiny_model();
+    Engine e(model, engine_options(2, 8));
+    const int64_t a = e.add(prompt_of(4, 1), params(0.0), 30);
+    e.step();  // a's prompt, and its first token
+    BOOST_TEST(e.decoding() == 1);
+    const int64_t b = e.add(prompt_of(40, 2), params(0.0), 5);  // 40 tokens: 5 steps of 8
+    for (int i = 0; i < 5; ++i) {
+        auto ev = e.step();
+        int from_a = 0, from_b = 0;
+        for (auto& x : ev) (x.seq == a ? from_a : from_b) += 1;
+        BOOST_TEST(from_a == 1, "step " << i << ": the decoding sequence got " << from_a << " tokens");
+        BOOST_TEST(from_b == (i == 4 ? 1 : 0), "step " << i);
+        BOOST_TEST(e.prefilling() == (i == 4 ? 0 : 1));
+    }
+    BOOST_TEST(e.decoding() == 2);
+    BOOST_TEST(e.history(b).size() == 41u);  // the prompt and its first token
 }
 
 BOOST_AUTO_TEST_CASE(a_large_batch_sampled_across_threads_matches_each_sequence_alone) {
