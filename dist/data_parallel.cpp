@@ -169,9 +169,11 @@ void DataParallel::finish_gradient_sync() {
             copy_nograd(b->grad_block, b->grad_block * inv);
             continue;
         }
+        // one scaling kernel per bucket; the gradients are views of its result
+        Tensor mean = b->flat * inv;
         for (size_t k = 0; k < b->params.size(); ++k) {
             const Tensor& p = params_[b->params[k]].second;
-            p.set_grad(b->flat.narrow(0, b->offsets[k], p.numel()).view(p.shape()) * inv);
+            p.set_grad(mean.narrow(0, b->offsets[k], p.numel()).view(p.shape()));
         }
     }
 }
