@@ -91,7 +91,17 @@ public:
         posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
         posix_spawn_file_actions_addclose(&fa, fds[0]);
         posix_spawn_file_actions_addclose(&fa, fds[1]);
-        int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
+        // One OpenMP thread: the tiny model gains nothing from more, and on a loaded 2-core
+        // machine (ctest -j2, sanitizer builds) a parallel region waiting on a descheduled
+        // worker costs a scheduler slice per op — 30× slower in the load test.
+        std::vector<std::string> env_s;
+        for (char** e = environ; *e; ++e)
+            if (std::string(*e).rfind("OMP_NUM_THREADS=", 0) != 0) env_s.push_back(*e);
+        env_s.push_back("OMP_NUM_THREADS=1");
+        std::vector<char*> envp;
+        for (auto& e : env_s) envp.push_back(e.data());
+        envp.push_back(nullptr);
+        int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), envp.data());
         posix_spawn_file_actions_destroy(&fa);
         close(fds[1]);
         out_fd_ = fds[0];
@@ -178,7 +188,10 @@ struct Reply {
 // One connection; requests on it reuse it (keep-alive).
 class Client {
 public:
-    explicit Client(int port) : stream_(ioc_) { stream_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port)); }
+    explicit Client(int port) : stream_(ioc_) {
+        stream_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+        stream_.socket().set_option(tcp::no_delay(true));
+    }
     Reply request(http::verb method, const std::string& target, const std::string& body = "") {
         http::request<http::string_body> req{method, target, 11};
         req.set(http::field::host, "127.0.0.1");

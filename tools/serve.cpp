@@ -449,7 +449,13 @@ public:
     void accept() {
         acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](beast::error_code ec, tcp::socket sock) {
             if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) return;  // closed for draining
-            if (!ec) std::make_shared<Session>(std::move(sock), self->s_)->start();
+            if (!ec) {
+                // streamed events are small writes in a row: without this, Nagle's algorithm
+                // holds each one until the client's delayed ACK (40 ms)
+                beast::error_code ignored;
+                sock.set_option(tcp::no_delay(true), ignored);
+                std::make_shared<Session>(std::move(sock), self->s_)->start();
+            }
             self->accept();  // EMFILE and the like: keep serving the connections we have
         });
     }
