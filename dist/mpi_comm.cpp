@@ -62,10 +62,10 @@ class MpiWork : public CommWork {
 public:
     MpiWork(MPI_Request req, std::vector<Tensor> keep, const char* what, int rank, double timeout_s)
         : req_(req), keep_(std::move(keep)), what_(what), rank_(rank), timeout_s_(timeout_s) {}
+    // Dropped without wait() only on an error path (an exception unwinding past the
+    // buckets): waiting here could block for ever on a dead peer, so it is abandoned.
     ~MpiWork() override {
-        // a collective can be neither cancelled nor abandoned: complete it (errors are
-        // already being reported by whoever dropped this work)
-        if (req_ != MPI_REQUEST_NULL) MPI_Wait(&req_, MPI_STATUS_IGNORE);
+        if (req_ != MPI_REQUEST_NULL) abandon();
     }
     void wait() override {
         if (req_ == MPI_REQUEST_NULL) return;
@@ -76,11 +76,21 @@ public:
             if (done) break;
             if (spin > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
             double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            if (waited >= timeout_s_) abandon();
             RN_CHECK(waited < timeout_s_, "rank ", rank_, ": ", what_, " did not complete within ", timeout_s_,
                      " s: another rank has died, hangs, or is not running the same collectives"
                      "\nHINT: look at the other ranks' output; --comm-timeout sets this limit");
         }
         keep_.clear();
+    }
+    // A collective can be neither cancelled nor freed (MPI 3.1, 5.12): after a timeout it
+    // is forgotten, its buffers kept alive for good, since MPI may still write them if
+    // the late rank arrives (the job is about to end anyway).
+    void abandon() {
+        static std::vector<Tensor> graveyard;
+        for (auto& t : keep_) graveyard.push_back(t);
+        keep_.clear();
+        req_ = MPI_REQUEST_NULL;
     }
     void poll() override {
         int done = 0;  // an error here is reported by wait()

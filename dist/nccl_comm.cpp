@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <thread>
 
@@ -121,14 +122,19 @@ public:
     }
 
     ~NcclComm() override {
+        // Unwinding after an error, a peer may never join the pending collectives: abort
+        // the communicator rather than wait. Otherwise let them finish while the watchdog
+        // still watches (a hang then ends at the timeout), and only then stop it.
+        const bool failing = std::uncaught_exceptions() > 0;
+        if (failing) ncclCommAbort(comm_);
+        else cudaStreamSynchronize(stream_);
         {
             std::lock_guard<std::mutex> lk(mu_);
             stop_ = true;
         }
         cv_.notify_all();
         watchdog_.join();
-        cudaStreamSynchronize(stream_);
-        ncclCommDestroy(comm_);
+        if (!failing) ncclCommDestroy(comm_);
         pending_.clear();
         ready_.reset();
         cudaStreamDestroy(stream_);

@@ -5,12 +5,16 @@
 //   - bad calls are rn::Errors that say what was expected and what came;
 //   - DataParallel: after finish_gradient_sync every parameter's gradient is the mean of
 //     the ranks' own gradients; small buckets start inside backward (the overlap); a
-//     ZeRO-1 step gives the parameters and, gathered, the moments of a plain AdamW step.
+//     ZeRO-1 step gives the parameters and, gathered, the moments of a plain AdamW step;
+//   - a rank that does not come to a collective makes the others' wait an rn::Error after
+//     the timeout, naming the rank and the collective.
 // Started without mpirun it reports itself skipped (exit 77).
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "core/tensor_math.h"
 #include "dist/data_parallel.h"
@@ -238,4 +242,29 @@ BOOST_AUTO_TEST_CASE(zero1_step_equals_adamw_step) {
     auto full2 = dp2.gather_optimizer();
     for (size_t i = 0; i < plain.size(); ++i)
         BOOST_CHECK_EQUAL(test::max_abs_diff(full2->slots()[i].m, full->slots()[i].m), 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_rank_that_does_not_come_is_an_error_after_the_timeout) {
+    MpiComm& patient = comm();
+    MpiComm c(1.0);  // one second
+    Tensor t = full({3}, 1.0);
+    if (c.rank() == 0) {
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            c.all_reduce(t);
+            BOOST_ERROR("rank 0: all_reduce returned although the other ranks never came");
+        } catch (const Error& e) {
+            const std::string m = e.what();
+            BOOST_CHECK_MESSAGE(m.find("rank 0: MPI all_reduce did not complete within 1 s") != std::string::npos, m);
+        }
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        BOOST_CHECK_GE(s, 1.0);
+        BOOST_CHECK_LT(s, 10.0);
+    } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // "hangs"
+        // arriving late completes the collective rank 0 gave up on (its buffer was kept)
+        c.all_reduce(t);
+        BOOST_CHECK_EQUAL(t.to_vector<double>()[0], double(c.size()));
+    }
+    patient.barrier();  // rank 0 waits here, its MPI calls moving the abandoned one along
 }
