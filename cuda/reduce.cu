@@ -7,7 +7,9 @@
 // pass writing the result. Few long rows (a full sum, R = 1): every row is split into S
 // chunks so that R·S ≈ 2 warps per resident warp slot; pass 1 writes R·S partial (value,
 // index) pairs in fp32 (f64 for f64), pass 2 reduces each row's S partials with one block.
-// No atomics: the result is the same bits on every run.
+// No atomics: the result is the same bits on every run. Short rows (≤ 128 vectors: 512 f32,
+// 1024 bf16) take reduce_short_rows_kernel instead: 4, 8 or 16 lanes a row, up to 8 vectors
+// a lane loaded at once, so that a warp has several rows (2-4 KB) in flight.
 //
 // Loads are 16 bytes (4 f32, 8 bf16, 2 f64) whatever the alignment of the row: each chunk is
 // split into scalar head up to the first 16-byte boundary, the vector body (4 vectors a
@@ -187,6 +189,65 @@ reduce_rows_kernel(const T* __restrict__ x, int64_t rows, int64_t cols, int64_t 
     }
 }
 
+// Short rows (≤ 16 · kShortVecs vectors): LANES lanes a row (4, 8 or 16), 32 / LANES rows a
+// warp. A warp a row gave a row of 256 elements one or two vectors a lane (512 B in flight
+// a warp in bf16) and a lane-0 merge and store per 512 B: 40-62% of copy. Here each lane
+// issues up to kShortVecs 16-byte loads (its vectors lane, lane + LANES, ...) before the
+// first use, so a warp has 2-4 KB in flight, and the merge is a segmented xor butterfly
+// (offsets < LANES stay inside the row's lanes; all 32 lanes take part, the row loop being
+// uniform over the warp). A lane sees its elements in increasing position (head, vectors,
+// tail), so max's first-index rule holds as in scan_range.
+constexpr int kShortVecs = 8;
+template <typename T, typename A, bool MAX, int LANES>
+__global__ void __launch_bounds__(kThreads)
+reduce_short_rows_kernel(const T* __restrict__ x, int64_t rows, int64_t cols, T* __restrict__ out,
+                         int64_t* __restrict__ argmax) {
+    constexpr int V = 16 / int(sizeof(T));
+    constexpr int RPW = 32 / LANES;  // rows a warp
+    const int lane = threadIdx.x & (LANES - 1), sub = (threadIdx.x & 31) / LANES;
+    const int64_t wpb = blockDim.x >> 5;
+    const int64_t gw = blockIdx.x * wpb + (threadIdx.x >> 5), nwarps = int64_t(gridDim.x) * wpb;
+    for (int64_t rb = gw * RPW; rb < rows; rb += nwarps * RPW) {  // uniform over the warp
+        const int64_t row = rb + sub;
+        Acc<A> a = identity<A, MAX>();
+        if (row < rows) {
+            const T* p = x + row * cols;  // [C]
+            int64_t head = 0;             // scalars up to the first 16-byte boundary (< V)
+            if constexpr (V > 1) {
+                const int mis = int((reinterpret_cast<uintptr_t>(p) & 15) / sizeof(T));
+                head = mis ? (cols < V - mis ? cols : V - mis) : 0;
+            }
+            const T* body = p + head;  // 16-byte aligned when V > 1
+            const int64_t nvec = (cols - head) / V;  // ≤ LANES · kShortVecs (the launcher)
+            T buf[kShortVecs][V];
+#pragma unroll
+            for (int k = 0; k < kShortVecs; ++k) {
+                const int64_t i = lane + k * LANES;
+                if (i < nvec) load_vec<T, V>(body + i * V, buf[k]);
+            }
+            for (int64_t j = lane; j < head; j += LANES) take<MAX>(a, A(ld(p[j])), j);
+#pragma unroll
+            for (int k = 0; k < kShortVecs; ++k) {
+                const int64_t i = lane + k * LANES;
+                if (i < nvec) {
+#pragma unroll
+                    for (int e = 0; e < V; ++e) take<MAX>(a, A(ld(buf[k][e])), head + i * V + e);
+                }
+            }
+            for (int64_t j = head + nvec * V + lane; j < cols; j += LANES) take<MAX>(a, A(ld(p[j])), j);
+        }
+#pragma unroll
+        for (int o = LANES / 2; o > 0; o >>= 1) {
+            Acc<A> b{__shfl_xor_sync(0xffffffffu, a.v, o), MAX ? __shfl_xor_sync(0xffffffffu, a.i, o) : kEmpty};
+            merge<MAX>(a, b);
+        }
+        if (lane == 0 && row < rows) {
+            out[row] = st<T>(a.v);
+            if (MAX && argmax) argmax[row] = a.i == kEmpty ? 0 : a.i;
+        }
+    }
+}
+
 // pass 2: one block a row over its S partials
 template <typename T, typename A, bool MAX>
 __global__ void __launch_bounds__(kFinal)
@@ -307,6 +368,26 @@ void reduce_rows(ReduceOp op, DType dt, void* out, int64_t* argmax, const void* 
         if (splits > 1) {
             per = ((cols + splits - 1) / splits + V - 1) / V * V;
             splits = (cols + per - 1) / per;
+        }
+        // short rows (never split: splitting needs C > 512 vectors): LANES lanes a row
+        const int64_t nvb = (cols + V - 1) / V;  // bounds every row's vector count
+        if (splits == 1 && nvb <= 16 * kShortVecs) {
+            auto short_rows = [&](auto is_max, auto lanes) {
+                constexpr bool MAX = decltype(is_max)::value;
+                constexpr int L = decltype(lanes)::value;
+                const int64_t rows_per_block = (kThreads / 32) * (32 / L);
+                const int g = int(std::min<int64_t>((rows + rows_per_block - 1) / rows_per_block, int64_t(1) << 30));
+                reduce_short_rows_kernel<T, A, MAX, L><<<g, kThreads, 0, stream()>>>(xp, rows, cols, op_, argmax);
+                RN_CUDA_CHECK_LAUNCH();
+            };
+            auto pick = [&](auto is_max) {
+                if (nvb <= 4 * kShortVecs) short_rows(is_max, std::integral_constant<int, 4>{});
+                else if (nvb <= 8 * kShortVecs) short_rows(is_max, std::integral_constant<int, 8>{});
+                else short_rows(is_max, std::integral_constant<int, 16>{});
+            };
+            if (op == ReduceOp::max) pick(std::true_type{});
+            else pick(std::false_type{});
+            return;
         }
         const int64_t units = rows * splits;
         // many rows: a warp a row, blocks scheduled as they finish; split rows: resident blocks

@@ -19,6 +19,14 @@
 // C ≤ 32768 f32 / bf16, 8192 f64), so x is read from memory exactly once; the other kernels
 // re-read the row for their second pass (from L1/L2) or need only one.
 //
+// Block rows (C past the warp kernels' limit) of operands congruent mod 16 bytes take the
+// register kernels, softmax_forward_reg_kernel and softmax_backward_reg_kernel: a thread
+// holds exactly K vectors of its row (about 16 values, K fixed at compile time, the block
+// sized to the row), so every operand is read once and written once; the forward takes a
+// plain block max first and then one exp per element (no online rescaling). Rows longer
+// than 512 threads · KMAX vectors (16384 f32, 8192 bf16, 4096 f64), and operands not
+// congruent mod 16 bytes, keep the generic kernels.
+//
 // Cross-entropy never syncs with the host: the forward writes lse [N] and a per-row loss
 // term, then one small block reduces them in a fixed order into the mean loss and the
 // count of non-ignored rows, both left on the device; the backward reads the upstream
@@ -105,6 +113,21 @@ __device__ __forceinline__ void store_n(T* p, const A (&in)[N]) {
 #pragma unroll
     for (int k = 0; k < N; ++k) q.v[k] = st<T>(in[k]);
     store_pack(p, q);
+}
+
+// V arithmetic values → one storage pack; bf16 converts pairs with one cvt.rn.bf16x2.f32
+// (the same round-to-nearest-even as two single conversions, half the instructions)
+template <typename T, int V, typename A>
+__device__ __forceinline__ Pack<T, V> to_pack(const A (&in)[V]) {
+    Pack<T, V> q;
+    if constexpr (std::is_same_v<T, bf16_t> && V % 2 == 0) {
+#pragma unroll
+        for (int e = 0; e < V; e += 2) reinterpret_cast<__nv_bfloat162*>(q.v)[e / 2] = __floats2bfloat162_rn(in[e], in[e + 1]);
+    } else {
+#pragma unroll
+        for (int e = 0; e < V; ++e) q.v[e] = st<T>(in[e]);
+    }
+    return q;
 }
 
 // One row seen as: head scalars up to the first 16-byte boundary, V-wide vectors, tail scalars.
@@ -317,6 +340,99 @@ softmax_forward_kernel(T* __restrict__ y, const T* __restrict__ x, int64_t rows,
     }
 }
 
+// Block a row with the row in registers, for operands congruent mod 16 bytes (V > 1): the
+// forward of the [N, 4096] rows that missed the bandwidth goal in the generic kernel above
+// (f32 67% of copy, bf16 45%). There each value paid two exps (the online statistics' and
+// the write's) plus a rescale exp per vector, and the CACHE = 16 variant reserved registers
+// for 16 packs whatever the row's length, which limited occupancy. Here a thread holds
+// exactly K vectors (the launcher picks K and the block size from the row length: about 16
+// values a thread), read once; the row max is a block max of plain comparisons, then one
+// exp per value is kept in place (softmax) and summed; the write multiplies by 1 / Σ. One
+// read of x, one write of y, one exp per element, two block barriers per row.
+// Shared memory: per-warp maxima and sums in separate arrays, so a warp that runs ahead to
+// the next row cannot overwrite what a slower warp still reads (it must first pass the
+// other array's barrier, which the slow warp reaches only after reading).
+template <typename T, int V, int K, int MINB, bool LOG>
+__global__ void __launch_bounds__(kMaxBlock, MINB)
+softmax_forward_reg_kernel(T* __restrict__ y, const T* __restrict__ x, int64_t rows, int64_t cols) {
+    constexpr bool log = LOG;
+    using A = typename acc_of<T>::type;
+    constexpr bool FAST = std::is_same_v<A, float>;
+    __shared__ A part_m[32], part_s[32];
+    const int tid = threadIdx.x, nth = blockDim.x, lane = tid & 31, warp = tid >> 5, nw = nth >> 5;
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {  // uniform over the block
+        const T* xr = x + r * cols;  // [C]
+        T* yr = y + r * cols;        // [C]
+        // offsets inside the row in int (C ≤ kMaxBlock · K · V, the launcher): 64-bit indices
+        // kept alive across the barriers cost this kernel 83 registers for 16 values
+        const RowSplit sp = split_row<V>(xr, cols);
+        const int head = sp.head, nvec = int(sp.nvec), tail0 = head + nvec * V;
+        const int mine = tid < nvec ? (nvec - tid + nth - 1) / nth : 0;  // vectors of this thread
+        const bool has_h = tid < head, has_t = tid < sp.tail;  // head, tail < V ≤ 8 < nth
+        const T* xb = xr + head + tid * V;  // this thread's vector k at xb + k·nth·V
+        A v[K][V];
+        A hv = A(-INFINITY), tv = A(-INFINITY);
+        {
+            Pack<T, V> buf[K];
+#pragma unroll
+            for (int k = 0; k < K; ++k)  // all K loads in flight before the first use
+                if (k < mine) buf[k] = load_pack<T, V>(xb + k * nth * V);
+            if (has_h) hv = ld(xr[tid]);
+            if (has_t) tv = ld(xr[tail0 + tid]);
+#pragma unroll
+            for (int k = 0; k < K; ++k)
+#pragma unroll
+                for (int e = 0; e < V; ++e) v[k][e] = k < mine ? ld(buf[k].v[e]) : A(-INFINITY);
+        }
+        // max: NaN never wins a comparison, so it never becomes the max (it reaches the sum
+        // through exp(NaN − m) and makes the row NaN, as on the CPU); unused slots are −inf
+        A m = A(-INFINITY);
+        m = hv > m ? hv : m;
+        m = tv > m ? tv : m;
+#pragma unroll
+        for (int k = 0; k < K; ++k)
+#pragma unroll
+            for (int e = 0; e < V; ++e) m = v[k][e] > m ? v[k][e] : m;
+        m = warp_max(m);
+        if (lane == 0) part_m[warp] = m;
+        __syncthreads();
+        m = warp_max(lane < nw ? part_m[lane] : A(-INFINITY));
+        // Σ exp(x − m); a row of only −inf has m = −inf and comes out NaN, as before
+        A s = A(0);
+        if (has_h) s += sm_exp<FAST>(hv - m);
+        if (has_t) s += sm_exp<FAST>(tv - m);
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            if (k < mine) {
+#pragma unroll
+                for (int e = 0; e < V; ++e) {
+                    const A ex = sm_exp<FAST>(v[k][e] - m);
+                    if (!log) v[k][e] = ex;
+                    s += ex;
+                }
+            }
+        }
+        s = warp_sum(s);
+        if (lane == 0) part_s[warp] = s;
+        __syncthreads();
+        s = warp_sum(lane < nw ? part_s[lane] : A(0));  // xor butterfly: every lane the same bits
+        const A inv = A(1) / s, ls = d_log(s);
+        auto f = [&](A xv) { return log ? (xv - m) - ls : sm_exp<FAST>(xv - m) * inv; };
+        if (has_h) yr[tid] = st<T>(f(hv));
+        if (has_t) yr[tail0 + tid] = st<T>(f(tv));
+        T* yb = yr + head + tid * V;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            if (k < mine) {
+                A o[V];
+#pragma unroll
+                for (int e = 0; e < V; ++e) o[e] = log ? (v[k][e] - m) - ls : v[k][e] * inv;
+                store_pack(yb + k * nth * V, to_pack<T, V>(o));
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------- softmax backward
 
 // softmax:     dx = y ⊙ (dy − Σ dy⊙y)
@@ -356,6 +472,71 @@ softmax_backward_kernel(T* __restrict__ dx, const T* __restrict__ dy, const T* _
             for (int k = 0; k < N; ++k) a[k] = log ? a[k] - d_exp(b[k]) * s : b[k] * (a[k] - s);
             store_n<N>(dxr + c, a);
         });
+    }
+}
+
+// Block a row with dy and y in registers (operands congruent mod 16 bytes): each read once,
+// dx written once. The generic kernel above reads both twice; for [65536, 4096] f32 the
+// second read of 32 KB rows by all resident blocks overflowed L2 and went back to memory
+// (61% of copy). The vectors stay in storage type (bf16 packs: 4 registers for 8 values)
+// and are converted where used. One block sum a row; its shared partials alternate between
+// two arrays by row parity, so a warp that runs ahead to the next row never overwrites
+// partials a slower warp still reads (it must first pass the barrier of the row between).
+template <typename T, int V, int K, int MINB, bool LOG>
+__global__ void __launch_bounds__(kMaxBlock, MINB)
+softmax_backward_reg_kernel(T* __restrict__ dx, const T* __restrict__ dy, const T* __restrict__ y, int64_t rows,
+                            int64_t cols) {
+    constexpr bool log = LOG;
+    using A = typename acc_of<T>::type;
+    __shared__ A part[2][32];
+    const int tid = threadIdx.x, nth = blockDim.x, lane = tid & 31, warp = tid >> 5, nw = nth >> 5;
+    int parity = 0;
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x, parity ^= 1) {  // uniform over the block
+        const T* dyr = dy + r * cols;  // [C]
+        const T* yr = y + r * cols;    // [C]
+        T* dxr = dx + r * cols;        // [C]
+        // dy and dx share y's alignment; offsets in int (C ≤ kMaxBlock · K · V, the launcher)
+        const RowSplit sp = split_row<V>(yr, cols);
+        const int head = sp.head, nvec = int(sp.nvec), tail0 = head + nvec * V;
+        const int mine = tid < nvec ? (nvec - tid + nth - 1) / nth : 0;  // vectors of this thread
+        const bool has_h = tid < head, has_t = tid < sp.tail;
+        const int o0 = head + tid * V;  // this thread's vector k at o0 + k·nth·V
+        Pack<T, V> pd[K], py[K];
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            if (k < mine) {
+                pd[k] = load_pack<T, V>(dyr + o0 + k * nth * V);
+                py[k] = load_pack<T, V>(yr + o0 + k * nth * V);
+            }
+        }
+        A hd = A(0), hy = A(0), td = A(0), ty = A(0);
+        if (has_h) { hd = ld(dyr[tid]); hy = ld(yr[tid]); }
+        if (has_t) { td = ld(dyr[tail0 + tid]); ty = ld(yr[tail0 + tid]); }
+        // s = Σ dy·y (softmax) or Σ dy (log_softmax); absent head/tail values are 0
+        A s = log ? hd + td : hd * hy + td * ty;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            if (k < mine) {
+#pragma unroll
+                for (int e = 0; e < V; ++e) s += log ? ld(pd[k].v[e]) : ld(pd[k].v[e]) * ld(py[k].v[e]);
+            }
+        }
+        s = warp_sum(s);
+        if (lane == 0) part[parity][warp] = s;
+        __syncthreads();
+        s = warp_sum(lane < nw ? part[parity][lane] : A(0));  // every lane the same bits
+        auto f = [&](A g, A yv) { return log ? g - d_exp(yv) * s : yv * (g - s); };
+        if (has_h) dxr[tid] = st<T>(f(hd, hy));
+        if (has_t) dxr[tail0 + tid] = st<T>(f(td, ty));
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            if (k < mine) {
+                A o[V];
+#pragma unroll
+                for (int e = 0; e < V; ++e) o[e] = f(ld(pd[k].v[e]), ld(py[k].v[e]));
+                store_pack(dxr + o0 + k * nth * V, to_pack<T, V>(o));
+            }
+        }
     }
 }
 
@@ -528,6 +709,41 @@ Plan plan_rows(int64_t rows, int64_t cols, int v, int max_threads, int lane_vecs
     return {0, t, int(std::min<int64_t>(rows, int64_t(sms) * 64))};
 }
 
+// Block size and vectors a thread for the register kernels: KT vectors a thread (about 16
+// values: enough loads in flight, few registers) with a power-of-two block of 64..kMaxBlock
+// threads; a row longer than kMaxBlock·KT vectors takes KMAX a thread; longer still: none
+// (k = 0, the generic kernels). nvec bounds every row's vector count (its head ≥ 0).
+struct RegPlan {
+    int threads, k;
+};
+RegPlan plan_reg(int64_t nvec, int kt, int kmax) {
+    const int64_t t = std::max<int64_t>(64, pow2_at_least((nvec + kt - 1) / kt));
+    if (t <= kMaxBlock) return {int(t), kt};
+    if (nvec <= int64_t(kMaxBlock) * kmax) return {kMaxBlock, kmax};
+    return {0, 0};
+}
+
+// Vectors a thread of the register kernels: KT about 16 values (f32 4 vectors, bf16 2; f64
+// 2, 4 doubles), KMAX twice that for longer rows. KT variants are built for 2
+// blocks of 512 a multiprocessor (≤ 64 registers: 4 blocks of 256 threads resident, 64 KB
+// of loads in flight), KMAX ones for 1 (≤ 128). f64 KT = 4 spilled under the 64 cap.
+template <typename T>
+struct RegK {
+    static constexpr int KT = sizeof(T) == 4 ? 4 : 2, KMAX = 2 * KT;
+};
+// calls f(Width<K>, Width<MINB>, bool_constant<LOG>) for the plan's variant
+template <typename T, typename F>
+void with_reg_variant(const RegPlan& rp, bool log, F&& f) {
+    constexpr int KT = RegK<T>::KT, KMAX = RegK<T>::KMAX;
+    constexpr int MINB = sizeof(T) == 8 ? 1 : 2;
+    auto go = [&](auto lg) {
+        if (rp.k == KT) f(Width<KT>{}, Width<MINB>{}, lg);
+        else f(Width<KMAX>{}, Width<1>{}, lg);
+    };
+    if (log) go(std::true_type{});
+    else go(std::false_type{});
+}
+
 // calls f(Width<V or 1>, Width<lanes>): the kernel variant the plan and the operands'
 // alignment ask for
 template <int V, typename F>
@@ -560,6 +776,17 @@ void softmax_forward(DType dt, void* y, const void* x, int64_t rows, int64_t col
         const Plan p = plan_rows(rows, cols, v, kMaxBlock, WC);
         cudaStream_t s = stream();
         const bool cached = nvec <= int64_t(p.threads) * BC;  // a 32000 vocabulary is, in f32 and bf16
+        // block rows of congruent operands: the register kernel, K vectors a thread (RegK)
+        const RegPlan rp = p.lanes == 0 && vec ? plan_reg(nvec, RegK<T>::KT, RegK<T>::KMAX) : RegPlan{0, 0};
+        if (rp.k > 0) {
+            const int blocks = int(std::min<int64_t>(rows, int64_t(sm_count()) * 64));
+            with_reg_variant<T>(rp, log, [&](auto k, auto minb, auto lg) {
+                softmax_forward_reg_kernel<T, V, decltype(k)::value, decltype(minb)::value, decltype(lg)::value>
+                    <<<blocks, rp.threads, 0, s>>>(yp, xp, rows, cols);
+            });
+            RN_CUDA_CHECK_LAUNCH();
+            return;
+        }
         with_variant<V>(p, vec, [&](auto w, auto lanes) {
             constexpr int VV = decltype(w)::value, L = decltype(lanes)::value;
             if constexpr (L > 0) softmax_forward_kernel<T, VV, L, WC><<<p.blocks, p.threads, 0, s>>>(yp, xp, rows, cols, log);
@@ -578,6 +805,22 @@ void softmax_backward(DType dt, void* dx, const void* dy, const void* y, int64_t
         const bool vec = congruent16(dx, dy) && congruent16(dx, y);
         constexpr int V = 16 / int(sizeof(T));
         const Plan p = plan_rows(rows, cols, vec ? V : 1, kMaxBlock);
+        // block rows of congruent operands: the register kernel (dy and y held as packs, K
+        // vectors of each a thread: RegK)
+        const RegPlan rp =
+            p.lanes == 0 && vec ? plan_reg((cols + V - 1) / V, RegK<T>::KT, RegK<T>::KMAX) : RegPlan{0, 0};
+        if (rp.k > 0) {
+            const int blocks = int(std::min<int64_t>(rows, int64_t(sm_count()) * 64));
+            auto* dxp = static_cast<T*>(dx);
+            auto* dyp = static_cast<const T*>(dy);
+            auto* yp = static_cast<const T*>(y);
+            with_reg_variant<T>(rp, log, [&](auto k, auto minb, auto lg) {
+                softmax_backward_reg_kernel<T, V, decltype(k)::value, decltype(minb)::value, decltype(lg)::value>
+                    <<<blocks, rp.threads, 0, stream()>>>(dxp, dyp, yp, rows, cols);
+            });
+            RN_CUDA_CHECK_LAUNCH();
+            return;
+        }
         with_variant<V>(p, vec, [&](auto w, auto lanes) {
             softmax_backward_kernel<T, decltype(w)::value, decltype(lanes)::value><<<p.blocks, p.threads, 0, stream()>>>(
                 static_cast<T*>(dx), static_cast<const T*>(dy), static_cast<const T*>(y), rows, cols, log);

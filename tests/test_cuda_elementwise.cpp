@@ -235,6 +235,20 @@ BOOST_AUTO_TEST_CASE(binary_rows_path_matches_cpu) {
                                 dt, "col * slice");
                 }
             }
+    // rows enough that a thread of the (capped) grid walks more than U rows: the U-rows-in-
+    // flight loop (U = 4 for bf16, 2 otherwise) then its leftover rows, for a per-row scalar
+    // [R, 1] and a row broadcast [D]; 300000 × 64 is 4.4 strides of the grid for bf16
+    for (DType dt : {DType::bf16, DType::f32}) {
+        BOOST_TEST_CONTEXT("many rows " << dt) {
+            Tensor a = uniform({300000, 64}, 0.5, 2.0, g, DType::f32).to(dt);
+            Tensor col = uniform({300000, 1}, 0.5, 2.0, g, DType::f32).to(dt);
+            Tensor row = uniform({64}, 0.5, 2.0, g, DType::f32).to(dt);
+            Tensor ag = a.to(gpu), ac = cpu_ref_input(a);
+            check_close(mul(ag, col.to(gpu)), mul(ac, cpu_ref_input(col)), dt, "mul per-row scalar");
+            check_close(sub(col.to(gpu), ag), sub(cpu_ref_input(col), ac), dt, "per-row scalar - full");
+            check_close(add(ag, row.to(gpu)), add(ac, cpu_ref_input(row)), dt, "add row");
+        }
+    }
     // integers through the rows kernel (exact)
     Tensor i = randint(-50, 50, {33, 40}, g, DType::i64), j = randint(-50, 50, {40}, g, DType::i64);
     BOOST_TEST(max_abs_diff(add(i.to(gpu), j.to(gpu)).to(Device::cpu()), add(i, j)) == 0.0);
@@ -242,12 +256,17 @@ BOOST_AUTO_TEST_CASE(binary_rows_path_matches_cpu) {
     BOOST_TEST(max_abs_diff(mul(l.to(gpu), k.to(gpu)).to(Device::cpu()), mul(l, k)) == 0.0);
 }
 
-// row reductions: a warp a row (short rows, rows shorter than a warp, C = 1), split rows
+// row reductions: 4/8/16 lanes a row (short rows, C = 1), a warp a row, split rows
 // with partials (few long rows, the full sum), misaligned rows (odd C and a start one
 // element in), max ties / −inf rows / NaN, all dtypes
 BOOST_AUTO_TEST_CASE(row_reductions_vector_paths_match_cpu) {
     Generator g(107);
-    const Shape shapes[] = {{1000, 7}, {33, 1}, {5, 31}, {3, 100003}, {2, 4096}, {64, 4097}, {1, 262147}, {1}};
+    // short rows (≤ 128 vectors) take the LANES-a-row kernel: 256 = f32 8 lanes, bf16 4, f64
+    // 16; 129 odd (per-row heads); 512 f32 / 1000 bf16 = 16 lanes (full / partial); 513 f32
+    // and 1025 bf16 just past it (warp a row); 7, 31, 1: head/tail only
+    const Shape shapes[] = {{1000, 7}, {33, 1},  {5, 31},     {3, 100003},  {2, 4096},  {64, 4097},
+                            {1, 262147}, {1},    {3000, 256}, {517, 129},   {100, 1000}, {40, 512},
+                            {40, 513},  {7, 1025}};
     for (DType dt : {DType::f32, DType::bf16, DType::f64})
         for (const auto& s : shapes)
             for (int64_t shift : {int64_t(0), int64_t(1)}) {
@@ -272,7 +291,7 @@ BOOST_AUTO_TEST_CASE(row_reductions_vector_paths_match_cpu) {
     // ties: the gradient goes to the first maximum; a row of −inf: max −inf, gradient at 0;
     // rows long enough to be split across warps
     for (DType dt : {DType::f32, DType::bf16})
-        for (int64_t C : {int64_t(9), int64_t(5000), int64_t(300001)}) {
+        for (int64_t C : {int64_t(9), int64_t(203), int64_t(1000), int64_t(5000), int64_t(300001)}) {
             BOOST_TEST_CONTEXT("ties " << dt << " C=" << C) {
                 std::vector<float> v(size_t(3 * C), 1.0f);
                 for (int64_t c = 0; c < C; ++c) {

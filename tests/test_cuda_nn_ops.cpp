@@ -75,10 +75,15 @@ BOOST_AUTO_TEST_SUITE(cuda_nn_ops)
 
 BOOST_AUTO_TEST_CASE(softmax_and_log_softmax_match_cpu) {
     Generator g(201);
-    // rows × cols: warp rows (7, 33, 64, 1024 f32 = the warp's limit), block rows cached
-    // (4097 odd, 32000 vocabulary), block rows re-read (40000 f32 / 70000 bf16), one row
-    const Shape shapes[] = {{1, 7},    {7, 33},      {4097, 64}, {64, 1024}, {3, 4097},
-                            {2, 32000}, {2, 40000}, {1, 70001}, {5, 1}};
+    // rows × cols: warp rows (7, 33, 64, 1024 f32 = the warp's limit), block rows in the
+    // register kernels (1025: just past the warp limit, odd rows with a scalar head and tail;
+    // 2049, 4096 the bench's rows; 4097 odd; 8193 bf16 and 16384 f32/bf16: K = 2·KT at 512
+    // threads, 16384 exactly full), block rows in the generic cached kernel (16385 just past
+    // the register kernels, 32000 vocabulary), block rows re-read (40000 f32 / 70000 bf16),
+    // one row; the misaligned layout sends every size through the generic kernels
+    const Shape shapes[] = {{1, 7},     {7, 33},    {4097, 64}, {64, 1024}, {6, 1025},  {3, 2049}, {33, 4096},
+                            {3, 4097},  {2, 8193},  {4, 16384}, {3, 16385}, {2, 32000}, {2, 40000},
+                            {1, 70001}, {5, 1}};
     for (DType dt : {DType::f32, DType::bf16, DType::f64})
         for (const auto& s : shapes)
             for (bool log : {false, true})
@@ -111,6 +116,35 @@ BOOST_AUTO_TEST_CASE(softmax_is_stable_at_large_logits) {
         check_close(y, softmax(cpu_ref(x)), dt, "softmax at ±1000");
         check_close(ly, log_softmax(cpu_ref(x)), dt, "log_softmax at ±1000");
     }
+}
+
+// masked logits (−inf entries, as from an attention mask) in every kernel shape: they get
+// probability 0 and gradient 0; one row keeps a single finite entry (probability 1). Only
+// softmax: log_softmax of −inf is −inf, which the finite-result check refuses.
+BOOST_AUTO_TEST_CASE(softmax_with_masked_entries_matches_cpu) {
+    Generator g(203);
+    const Shape shapes[] = {{9, 300}, {5, 1025}, {4, 4096}, {3, 4097}, {2, 16384}, {2, 40000}};
+    for (DType dt : {DType::f32, DType::bf16, DType::f64})
+        for (const auto& s : shapes)
+            for (Layout lay : {Layout::contiguous, Layout::misaligned}) {
+                BOOST_TEST_CONTEXT("masked softmax " << dt << " " << s << " " << layout_name(lay)) {
+                    std::vector<float> v = uniform(s, -4, 4, g, DType::f32).to_vector<float>();
+                    const int64_t C = s[1];
+                    for (int64_t r = 0; r < s[0]; ++r)
+                        for (int64_t c = 0; c < C; ++c)
+                            if ((r == 1 && c != C / 2) || (r != 1 && (c + r) % 3 == 0)) v[size_t(r * C + c)] = -INFINITY;
+                    Tensor x = from_vector<float>(v, s).to(dt);
+                    Tensor dy = randn(s, g, DType::f32).to(dt);
+                    Tensor xc = cpu_ref(x).detach().requires_grad_();
+                    Tensor yc = softmax(xc, -1);
+                    yc.backward(cpu_ref(dy));
+                    Tensor xg = to_gpu_leaf(x, lay);
+                    Tensor yg = softmax(xg, -1);
+                    yg.backward(dy.to(gpu));
+                    check_close(yg, yc, dt, "forward");
+                    check_close(xg.grad(), xc.grad(), dt, "gradient");
+                }
+            }
 }
 
 // ---------------------------------------------------------------- cross-entropy
