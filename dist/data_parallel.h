@@ -23,6 +23,9 @@
 // same fused AdamW kernel on the same numbers as nn::AdamW, so ZeRO-1 and plain data
 // parallelism agree to rounding of the reduction order.
 //
+// A parameter without a gradient on a rank counts as a zero gradient there (nn::AdamW
+// alone would skip it; every RetNet parameter gets one in each step).
+//
 // Without a communicator (a single process) this is nn::AdamW and nn::clip_grad_norm,
 // exactly as before: no hooks, no copies.
 #pragma once

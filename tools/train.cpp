@@ -220,6 +220,9 @@ int train_loop(const TrainOptions& o, const dist::LaunchInfo& li, const std::sha
     // one process per GPU: plain "cuda" means this rank's GPU on its machine
     Device dev = Device::parse(li.distributed && o.device == "cuda" ? "cuda:" + std::to_string(li.local_rank)
                                                                    : o.device);
+    RN_CHECK(!(li.local_world > 1 && dev.is_cuda() && o.device != "cuda"), "train: ", li.local_world,
+             " ranks on ", li.host, " all asked for ", o.device, "; each rank needs its own GPU. HINT: pass --device cuda, "
+             "and each rank takes the GPU of its local rank");
     DType compute = dtype_from_name(o.dtype);
     RN_CHECK(compute == DType::f32 || (compute == DType::bf16 && dev.is_cuda()),
              "train: dtype must be f32, or bf16 on CUDA; got ", o.dtype, " on ", dev);
