@@ -181,4 +181,22 @@ BOOST_AUTO_TEST_CASE(gradcheck_catches_a_wrong_backward) {
     BOOST_TEST(r.message.find("analytical") != std::string::npos, r.message);
 }
 
+// Note [Post-accumulate hooks]: once per leaf per backward, after the gradient of every
+// path is in .grad (data parallelism starts a bucket's reduction from here)
+BOOST_AUTO_TEST_CASE(post_accumulate_hook_sees_the_whole_gradient_once) {
+    Tensor x = full({3}, 2.0).requires_grad_();
+    std::vector<double> seen;
+    add_post_accumulate_grad_hook(x, [&](const Tensor& leaf) { seen.push_back(leaf.grad().to_vector<double>()[0]); });
+    sum(x * x + x * 3.0).backward();  // two paths into x: d/dx = 2x + 3 = 7
+    BOOST_REQUIRE_EQUAL(seen.size(), 1u);
+    BOOST_CHECK_EQUAL(seen[0], 7.0);
+    sum(x * 5.0).backward();  // accumulates: 7 + 5
+    BOOST_REQUIRE_EQUAL(seen.size(), 2u);
+    BOOST_CHECK_EQUAL(seen[1], 12.0);
+    clear_post_accumulate_grad_hooks(x);
+    sum(x * 5.0).backward();
+    BOOST_CHECK_EQUAL(seen.size(), 2u);
+    BOOST_CHECK_THROW(add_post_accumulate_grad_hook(full({3}, 1.0), [](const Tensor&) {}), Error);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
