@@ -65,6 +65,7 @@ EngineOptions engine_options(int64_t slots, int64_t prefill_chunk) {
     o.max_slots = slots;
     o.prefill_chunk = prefill_chunk;
     o.max_context = 64;
+    o.greedy_on_device = 1;  // greedy rows take the "device" argmax path on the CPU too
     return o;
 }
 
@@ -343,6 +344,42 @@ BOOST_AUTO_TEST_CASE(a_large_batch_sampled_across_threads_matches_each_sequence_
     for (int i = 0; i < n; ++i) ids.push_back(e.add(prompt_of(3 + i, i), params(1.0, 0, 0.9, 1.1, uint64_t(100 + i)), 10));
     auto got = run_all(e);
     for (int i = 0; i < n; ++i) BOOST_TEST(got[ids[size_t(i)]] == alone[size_t(i)], "sequence " << i);
+}
+
+BOOST_AUTO_TEST_CASE(greedy_on_the_device_and_on_the_host_choose_alike) {
+    // a mixed batch: plain greedy rows take the device argmax, the others come to the host
+    auto model = tiny_model();
+    auto run = [&](int where_greedy) {
+        EngineOptions o = engine_options(8, 64);
+        o.greedy_on_device = where_greedy;
+        Engine e(model, o);
+        for (int i = 0; i < 8; ++i)
+            e.add(prompt_of(5 + i, i), i % 3 == 0 ? params(1.0, 0, 1.0, 1.0, uint64_t(i)) : params(0.0), 12);
+        std::vector<std::pair<int32_t, double>> out;
+        while (!e.idle())
+            for (auto& ev : e.step()) out.push_back({ev.token, ev.logprob});
+        return out;
+    };
+    auto dev = run(1), host = run(0);
+    BOOST_REQUIRE(dev.size() == host.size());
+    BOOST_TEST(dev.size() == 8u * 12u);
+    for (size_t i = 0; i < dev.size(); ++i) {
+        BOOST_TEST(dev[i].first == host[i].first, "event " << i);
+        BOOST_TEST(std::abs(dev[i].second - host[i].second) < 1e-5, "event " << i);
+    }
+    // a tie goes to the lowest id on both paths: logits that are all equal (zero weights)
+    auto flat = tiny_model();
+    {
+        NoGradGuard ng;
+        flat->output_projection->weight.zero_();
+    }
+    for (int where_greedy : {0, 1}) {
+        EngineOptions o = engine_options(1, 64);
+        o.greedy_on_device = where_greedy;
+        Engine e(flat, o);
+        e.add({1, 2, 3}, params(0.0), 3);
+        for (auto& [id, toks] : run_all(e)) BOOST_TEST(toks == std::vector<int32_t>({0, 0, 0}));
+    }
 }
 
 BOOST_AUTO_TEST_CASE(eos_finishes_a_sequence_with_reason_stop) {

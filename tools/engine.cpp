@@ -35,6 +35,7 @@ Engine::Engine(std::shared_ptr<nn::RetNetLM> model, EngineOptions opt)
     // way, but per call that re-reads every weight on every decoding step.
     if (compute_ == DType::bf16) model_->to(DType::bf16);
     states_ = model_->init_states(opt_.max_slots, dev_, compute_);
+    greedy_on_device_ = opt_.greedy_on_device < 0 ? dev_.is_cuda() : opt_.greedy_on_device > 0;
     for (int64_t s = opt_.max_slots - 1; s >= 0; --s) free_.push_back(s);  // back() is the lowest
 }
 
@@ -132,10 +133,14 @@ std::pair<Tensor, Tensor> logits_to_host(const Tensor& logits) {
 
 EngineEvent Engine::emit(Seq& s, const float* logits, float lse) {
     const int32_t tok = s.sampler.sample(logits, vocab_, s.tokens);
+    return take(s, tok, double(logits[tok]) - double(lse));
+}
+
+EngineEvent Engine::take(Seq& s, int32_t tok, double logprob) {
     s.tokens.push_back(tok);
     ++s.generated;
     EngineEvent ev{s.id, tok, false, ""};
-    ev.logprob = double(logits[tok]) - double(lse);
+    ev.logprob = logprob;
     if (tok == opt_.eos_id) ev.finish_reason = "stop";
     else if (s.generated >= s.max_new || int64_t(s.tokens.size()) >= opt_.max_context) ev.finish_reason = "length";
     ev.finished = !ev.finish_reason.empty();
@@ -215,9 +220,40 @@ std::vector<EngineEvent> Engine::step() {
         for (const Tensor& st : states_) views.push_back(st.narrow(0, 0, n_old));  // contiguous: updated in place
         Tensor logits = model_->step(from_vector<int64_t>(toks, {n_old}, dev_), views,
                                      from_vector<int64_t>(pos, {n_old}, dev_), compute_);
-        auto [host, lse] = logits_to_host(logits);  // [n_old, V], [n_old]
-        const float* row = host.data<float>();
-        const float* lse_row = lse.data<float>();
+        const int64_t V = vocab_;
+        Tensor l32 = logits.to(DType::f32);               // [n, V]
+        Tensor mx = max(l32, {1}, true);                  // [n, 1]
+        Tensor shifted = l32 - mx;                        // 0 exactly at the maxima
+        Tensor lse_dev = log(sum(exp(shifted), {1})) + mx.squeeze(1);
+        std::vector<float> lse = lse_dev.to(Device::cpu()).to_vector<float>();
+        // which rows the host must see: all of them, unless plain greedy rows take their
+        // argmax on the device (a NaN row — NaN log-sum-exp — goes to the host, whose
+        // sampler names the bad logit)
+        std::vector<int64_t> host_rows, at(static_cast<size_t>(n_old), -1);
+        std::vector<float> dev_arg, dev_max;
+        bool any_dev = false;
+        for (int64_t i = 0; i < n_old; ++i) {
+            const bool dev = greedy_on_device_ && seqs_[size_t(i)].sampler.plain_greedy() && !std::isnan(lse[size_t(i)]);
+            any_dev = any_dev || dev;
+            if (!dev) {
+                at[size_t(i)] = int64_t(host_rows.size());
+                host_rows.push_back(i);
+            }
+        }
+        if (any_dev) {
+            // argmax with ties to the lowest id, as the host's greedy: the smallest index
+            // where the row equals its maximum (min as −max(−x); `where` takes nonzero as true)
+            Tensor ids = arange(0, double(V), 1, DType::f32, dev_);
+            Tensor cand = where(shifted, full({1}, double(V), DType::f32, dev_), ids);
+            dev_arg = (-max(-cand, {1})).to(Device::cpu()).to_vector<float>();
+            dev_max = mx.squeeze(1).to(Device::cpu()).to_vector<float>();
+        }
+        Tensor host;
+        if (!host_rows.empty())
+            host = (int64_t(host_rows.size()) == n_old ? l32 : index_select(l32, 0, from_vector<int64_t>(host_rows, {int64_t(host_rows.size())}, dev_)))
+                       .to(Device::cpu())
+                       .contiguous();  // [rows, V]
+        const float* row = host.defined() ? host.data<float>() : nullptr;
         // sampling is independent per sequence (own sampler, own counter), so it spreads
         // over threads without changing any token; an exception cannot leave an OpenMP
         // region, so the first one is carried out by hand
@@ -226,7 +262,13 @@ std::vector<EngineEvent> Engine::step() {
 #pragma omp parallel for schedule(dynamic, 4) if (n_old >= 8)
         for (int64_t i = 0; i < n_old; ++i) {
             try {
-                decoded[size_t(i)] = emit(seqs_[size_t(i)], row + i * vocab_, lse_row[i]);
+                Seq& s = seqs_[size_t(i)];
+                if (at[size_t(i)] >= 0) {
+                    decoded[size_t(i)] = emit(s, row + at[size_t(i)] * V, lse[size_t(i)]);
+                } else {
+                    s.sampler.advance();
+                    decoded[size_t(i)] = take(s, int32_t(dev_arg[size_t(i)]), double(dev_max[size_t(i)]) - double(lse[size_t(i)]));
+                }
             } catch (...) {
 #pragma omp critical(rn_engine_failure)
                 if (!failure) failure = std::current_exception();

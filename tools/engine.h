@@ -43,6 +43,11 @@ struct EngineOptions {
     int64_t max_context = 1 << 20;  // prompt + output tokens per sequence
     int32_t eos_id = -1;            // end-of-text id that finishes a sequence (reason "stop"); -1: none.
                                     // `generate` and `serve` pass the checkpoint tokenizer's eos_id().
+    // Plain greedy sequences (temperature 0, no penalty) take their argmax where the
+    // logits are, so only B ids come back instead of B×V logits (at batch 64 and a 32K
+    // vocabulary the copy alone costs more than the step). -1: on CUDA only; 0: never;
+    // 1: always (tests use it on the CPU). The tokens are the same either way.
+    int greedy_on_device = -1;
 };
 
 struct EngineEvent {
@@ -102,6 +107,9 @@ private:
     void release(size_t index);                 // removes seqs_[index], keeping slots packed
     // samples from a logits row (lse: log Σ exp of the row, for the log-probability)
     EngineEvent emit(Seq& s, const float* logits, float lse);
+    // appends a chosen token: the event, with the finish checks
+    EngineEvent take(Seq& s, int32_t tok, double logprob);
+    bool greedy_on_device_ = false;
 
     std::shared_ptr<nn::RetNetLM> model_;
     EngineOptions opt_;

@@ -32,6 +32,10 @@ public:
     // (ids outside [0, vocab) are ignored by the penalty). Returns an id in [0, vocab).
     int32_t sample(const float* logits, int64_t vocab, const std::vector<int32_t>& history);
     const SamplingParams& params() const { return p_; }
+    // plain greedy (temperature 0, no penalty): the choice needs no draw, so a caller may
+    // make it elsewhere (the engine does, on the GPU) and record it here with advance()
+    bool plain_greedy() const { return p_.temperature == 0 && p_.repetition_penalty == 1.0; }
+    void advance() { ++calls_; }  // counts a choice made elsewhere, keeping the counter in step
     uint64_t draws() const { return calls_; }  // tokens chosen so far (the next draw's counter)
 
 private:
