@@ -8,7 +8,8 @@
 //      the batch-1 throughput;
 //   4. prefill tokens/s for an 8K prompt.
 // "engine" times are whole Engine::step() calls as a user sees them (the recurrent step,
-// logits to the host, greedy choice); "model" times are RetNetLM::step alone (CUDA events
+// the greedy choice — on the GPU there — and the ids to the host); "model" times are
+// RetNetLM::step alone (CUDA events
 // on the GPU). Weights are random (a decode step costs the same whatever they are).
 // Prints a table, writes JSON and an SVG plot of the three curves.
 //
