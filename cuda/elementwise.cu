@@ -8,9 +8,11 @@
 // A binary op whose dims merge to two, [R, D], with every operand either varying along D
 // with unit stride or constant along it (the bias row [D] broadcast over rows, the per-row
 // scalar [R, 1], a full [R, D] with any row stride), goes through a rows kernel: a thread
-// owns one column vector and walks rows (2 rows' loads in flight, 4 for bf16), so a row
-// operand is loaded once and there is no index arithmetic per element. Anything else goes through up-to-8-dim index arithmetic
-// after merging dims that are contiguous in every operand.
+// owns one column vector and walks rows (2 rows' loads in flight, 3 for bf16), so a row
+// operand is loaded once and there is no index arithmetic per element. Anything else goes
+// through up-to-8-dim index arithmetic after merging dims that are contiguous in every operand.
+#include <cstring>
+
 #include "core/strided.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
@@ -197,22 +199,36 @@ struct Operand {
     Pack<T, V> p;
     typename acc_of<T>::type s;
     __device__ __forceinline__ void load(const T* __restrict__ base, int64_t off, bool vec) {
-        if (vec) p = *reinterpret_cast<const Pack<T, V>*>(base + off);
-        else s = ld(base[off]);
+        if (vec) {
+            // 16-byte packs through a uint4: a bf16 Pack loaded as a struct stayed in local
+            // memory (a 240-byte stack frame), the uint4 + memcpy form stays in registers
+            if constexpr (sizeof(T) * V == 16) {
+                const uint4 w = *reinterpret_cast<const uint4*>(base + off);
+                memcpy(&p, &w, 16);
+            } else {
+                p = *reinterpret_cast<const Pack<T, V>*>(base + off);
+            }
+        } else {
+            s = ld(base[off]);
+        }
     }
     __device__ __forceinline__ typename acc_of<T>::type at(int k, bool vec) const { return vec ? ld(p.v[k]) : s; }
 };
 
-// U rows' loads in flight a thread: 2 for 4- and 8-byte types (f32 at 92-93% of copy), 4
-// for bf16, which at 2 reached 78% (the same 16 bytes a load, but twice the conversion work
-// a byte, so fewer bytes in flight while a thread computes); bf16 results are converted in
-// pairs (one cvt.rn.bf16x2.f32, the same rounding as two single conversions).
-template <typename T, int V>
+// U rows' loads in flight a thread: 2 for 4- and 8-byte types (f32 at 92-93% of copy), 3
+// for bf16 (78% at 2: the same 16 bytes a load but twice the conversion work a byte; 4 no
+// longer fits the 64-register cap without spilling). bf16 results are converted in pairs
+// (one cvt.rn.bf16x2.f32, the same rounding as two single conversions).
+// OP ≥ 0: the op fixed at compile time (the vector variants of add, sub, mul, div: no
+// switch and no powf calls in the loop, which the 64-register cap made spill around), −1:
+// the run-time op (V = 1, and pow at any alignment).
+template <typename T, int V, int OP>
 __global__ void __launch_bounds__(256, 4)
-binary_rows_kernel(BinaryOp op, T* __restrict__ out, const T* __restrict__ a, const T* __restrict__ b, int64_t R,
+binary_rows_kernel(BinaryOp op_rt, T* __restrict__ out, const T* __restrict__ a, const T* __restrict__ b, int64_t R,
                    int64_t D, int64_t sa0, bool a_vec, int64_t sb0, bool b_vec) {
-    constexpr int U = sizeof(T) == 2 ? 4 : 2;
+    constexpr int U = sizeof(T) == 2 ? 3 : 2;
     using A = typename acc_of<T>::type;
+    const BinaryOp op = OP >= 0 ? BinaryOp(OP) : op_rt;
     const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, nth = int64_t(gridDim.x) * blockDim.x;
     const int64_t DV = D / V;
     const int64_t cp = DV < nth ? DV : nth;
@@ -244,7 +260,13 @@ binary_rows_kernel(BinaryOp op, T* __restrict__ out, const T* __restrict__ a, co
 #pragma unroll
                 for (int k = 0; k < V; ++k) q.v[k] = st<T>(o[k]);
             }
-            *reinterpret_cast<Pack<T, V>*>(out + r * D + c) = q;
+            if constexpr (sizeof(T) * V == 16) {
+                uint4 w;
+                memcpy(&w, &q, 16);
+                *reinterpret_cast<uint4*>(out + r * D + c) = w;
+            } else {
+                *reinterpret_cast<Pack<T, V>*>(out + r * D + c) = q;
+            }
         };
         int64_t r = r0;
         for (; r + (U - 1) * step < R; r += U * step) {  // U rows' loads in flight
@@ -378,10 +400,16 @@ void binary_forward(BinaryOp op, DType dt, void* out, const void* a, const void*
             const bool av = L.strides[1][1] == 1, bv = L.strides[2][1] == 1;
             const bool vec = V > 1 && D % V == 0 && aligned16(o) && (!av || (aligned16(ap) && sa0 % V == 0)) &&
                              (!bv || (aligned16(bp) && sb0 % V == 0));
-            if (vec)
-                binary_rows_kernel<T, V><<<grid_for(R * (D / V)), 256, 0, stream()>>>(op, o, ap, bp, R, D, sa0, av, sb0, bv);
+            auto vec_op = [&](auto opc) {
+                binary_rows_kernel<T, V, decltype(opc)::value>
+                    <<<grid_for(R * (D / V)), 256, 0, stream()>>>(op, o, ap, bp, R, D, sa0, av, sb0, bv);
+            };
+            if (vec && op == BinaryOp::add) vec_op(std::integral_constant<int, int(BinaryOp::add)>{});
+            else if (vec && op == BinaryOp::sub) vec_op(std::integral_constant<int, int(BinaryOp::sub)>{});
+            else if (vec && op == BinaryOp::mul) vec_op(std::integral_constant<int, int(BinaryOp::mul)>{});
+            else if (vec && op == BinaryOp::div) vec_op(std::integral_constant<int, int(BinaryOp::div)>{});
             else
-                binary_rows_kernel<T, 1><<<grid_for(R * D), 256, 0, stream()>>>(op, o, ap, bp, R, D, sa0, av, sb0, bv);
+                binary_rows_kernel<T, 1, -1><<<grid_for(R * D), 256, 0, stream()>>>(op, o, ap, bp, R, D, sa0, av, sb0, bv);
         } else {
             RN_CHECK(L.sizes.size() <= size_t(kMaxDims), binary_name(op), ": at most ", kMaxDims,
                      " non-mergeable dims on CUDA, got ", L.sizes.size());

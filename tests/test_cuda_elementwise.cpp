@@ -236,7 +236,7 @@ BOOST_AUTO_TEST_CASE(binary_rows_path_matches_cpu) {
                 }
             }
     // rows enough that a thread of the (capped) grid walks more than U rows: the U-rows-in-
-    // flight loop (U = 4 for bf16, 2 otherwise) then its leftover rows, for a per-row scalar
+    // flight loop (U = 3 for bf16, 2 otherwise) then its leftover rows, for a per-row scalar
     // [R, 1] and a row broadcast [D]; 300000 × 64 is 4.4 strides of the grid for bf16
     for (DType dt : {DType::bf16, DType::f32}) {
         BOOST_TEST_CONTEXT("many rows " << dt) {
