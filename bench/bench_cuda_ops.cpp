@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
         return -1;
     };
     std::printf("\nforward+backward vs PyTorch %s (same GPU, same command; median ms)\n",
-                torch_results.value("torch_version", std::string("(not run)")).c_str());
+                (torch_results.is_object() ? torch_results.value("torch_version", std::string("?")) : std::string("(not run)")).c_str());
     std::printf("%-34s %-6s %10s %10s %8s\n", "op", "dtype", "ours", "torch", "ratio");
     json cmp = json::array();
     auto cmp_row = [&](const std::string& key, DType dt, double ms) {
