@@ -69,7 +69,6 @@ int main(int argc, char** argv) {
     tr->add_option("--bucket-mb", t.bucket_mb, "under mpirun: gradient bucket size in MiB")->capture_default_str();
     tr->add_option("--comm-timeout", t.comm_timeout, "under mpirun: seconds before a stuck collective stops the job")->capture_default_str();
     tr->add_flag("--no-comm-overlap{false}", t.comm_overlap, "under mpirun: reduce gradients only after backward (to measure the overlap)");
-    tr->add_flag("--no-comm-overlap{false}", t.comm_overlap, "under mpirun: reduce gradients only after backward (to measure the overlap)");
 
     // ---- inspect
     auto* in = app.add_subcommand("inspect", "print a checkpoint's config, state and tensors");
