@@ -6,7 +6,7 @@
 //
 //   bench_scaling --retnet build-gpu/retnet [--gpus 1,2] [--presets small,medium]
 //                 [--seq 2048] [--batch 8] [--steps 12] [--warmup 4] [--dtype bf16]
-//                 [--device cuda] [--work bench_scaling_work] [--json PATH]
+//                 [--device cuda] [--data DIR] [--work bench_scaling_work] [--json PATH]
 //
 // Per preset: one GPU without mpirun (the baseline), then for each N > 1 three runs:
 // plain data parallel, ZeRO-1, and plain with --no-comm-overlap. Step time is the median
@@ -15,8 +15,9 @@
 // (dist/data_parallel.h); "unhidden" = comm wait with overlap / comm wait without it: the
 // fraction of the reduction time that backward did not hide.
 //
-// The data: a synthetic corpus (seeded pseudo-words, ~10 MB) through `retnet prepare`,
-// written once under --work, so the bench needs nothing but the program.
+// The data: --data DIR (a `retnet prepare` folder), or else a synthetic corpus (seeded
+// pseudo-words, ~3 MB) through `retnet prepare`, written once under --work, so the bench
+// needs nothing but the program.
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -52,7 +53,7 @@ int run(const std::string& cmd) {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
 
-// 10 documents of seeded pseudo-words drawn with a skewed frequency, like text
+// 6 documents of seeded pseudo-words (~3 MB; one becomes validation) drawn with a skewed frequency, like text
 void write_corpus(const std::string& dir) {
     fs::create_directories(dir);
     Generator g(2024);
@@ -63,9 +64,9 @@ void write_corpus(const std::string& dir) {
         for (int k = 0; k < len; ++k) s += char('a' + int(g.next_uniform() * 26));
         lexicon.push_back(s);
     }
-    for (int d = 0; d < 10; ++d) {
+    for (int d = 0; d < 6; ++d) {
         std::ofstream f(dir + "/doc" + std::to_string(d) + ".txt");
-        for (int line = 0; line < 12000; ++line) {
+        for (int line = 0; line < 8000; ++line) {
             for (int w = 0; w < 12; ++w) {
                 double u = g.next_uniform();
                 f << lexicon[size_t(u * u * double(lexicon.size()))] << (w == 11 ? ".\n" : " ");
@@ -131,10 +132,11 @@ int main(int argc, char** argv) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
     setenv("NCCL_NVLS_ENABLE", "0", 0);  // NVLink multicast off there (the program sets it too)
 
-    const std::string data = work + "/data";
+    // --data: an existing `retnet prepare` folder instead of the synthetic corpus
+    const std::string data = fs::absolute(bench::arg_value(argc, argv, "--data", work + "/data")).string();
     if (!fs::exists(data + "/train.bin")) {
         write_corpus(work + "/corpus");
-        if (run(retnet + " prepare " + work + "/corpus --out " + data + " --vocab 8192 --val-fraction 0.1") != 0) {
+        if (run(retnet + " prepare " + work + "/corpus --out " + data + " --vocab 8192 --val-fraction 0.15") != 0) {
             std::fprintf(stderr, "error: retnet prepare failed\n");
             return 1;
         }
