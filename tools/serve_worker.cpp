@@ -104,7 +104,9 @@ void GenerationWorker::fail_all(const std::string& message) {
 void GenerationWorker::run() {
     for (;;) {
         bool closed = false;
-        const bool busy = !engine_.idle();
+        // a job still waiting is work too: the step that freed its slots may have left the
+        // engine idle, and nothing else would wake us to admit it
+        const bool busy = !engine_.idle() || !waiting_.empty();
         for (auto& job : queue_.take(busy, closed)) waiting_.push_back(std::move(job));
         if (closed && waiting_.empty() && engine_.idle()) break;
 
