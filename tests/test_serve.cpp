@@ -277,23 +277,66 @@ BOOST_AUTO_TEST_CASE(disconnects_free_the_slots) {
     BOOST_TEST(h["tokens_generated"].get<int64_t>() < 50000);
 }
 
-BOOST_AUTO_TEST_CASE(full_server_answers_503) {
-    // one slot, no queue: a second request while the first runs is refused at once
+BOOST_AUTO_TEST_CASE(full_server_queues_then_answers_503) {
+    // one slot and room for one waiting sequence
     const json long_request = endless(100000, true);
-    ServerProcess server(shared().ckpt.path, {"--max-slots", "1", "--max-queue", "0", "--max-tokens-limit", "100000"});
+    ServerProcess server(shared().ckpt.path, {"--max-slots", "1", "--max-queue", "1", "--max-tokens-limit", "100000"});
     const int port = server.port();
     Client first(port);
     int events = 0;
     first.stream(long_request.dump(), [&](const std::string&) { return ++events < 2; });
+    // the second waits for the slot...
+    Reply queued;
+    std::thread second([&] { queued = Client(port).post("/v1/completions", R"({"prompt":"a","max_tokens":2})"); });
+    json h = wait_health(port, [](const json& h) { return h["waiting_requests"] == 1; });
+    BOOST_TEST(h["waiting_requests"] == 1, h.dump());
+    // ...the third finds no room and is refused at once
     Reply r = Client(port).post("/v1/completions", R"({"prompt":"a","max_tokens":2})");
     BOOST_TEST(r.status == 503);
     BOOST_TEST(r.headers[http::field::retry_after] == "1");
     BOOST_TEST(r.j()["error"]["type"] == "server_overloaded");
     // a request that could never fit is a 400, not a 503
     BOOST_TEST(Client(port).post("/v1/completions", R"({"prompt":["a","b"]})").status == 400);
+    // the first hangs up: the waiting one gets the slot and its answer
     first.close();
+    second.join();
+    BOOST_TEST(queued.status == 200, queued.body);
     wait_health(port, [](const json& h) { return h["sequences_in_server"] == 0; });
     BOOST_TEST(Client(port).post("/v1/completions", R"({"prompt":"a","max_tokens":2})").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(expect_continue_and_pipelining) {
+    const int port = shared().port();
+    const std::string body = R"({"prompt":"In the","max_tokens":3,"temperature":0})";
+    auto head = [](const std::string& extra, size_t length) {
+        return "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + extra +
+               "Content-Length: " + std::to_string(length) + "\r\n\r\n";
+    };
+    // curl's habit for larger bodies: headers, wait for "100 Continue", then the body
+    {
+        Client c(port);
+        c.write_raw(head("Expect: 100-continue\r\n", body.size()));
+        Reply cont = c.read_reply();
+        BOOST_TEST(cont.status == 100);
+        c.write_raw(body);
+        Reply r = c.read_reply();
+        BOOST_TEST(r.status == 200, r.body);
+        // a body over the limit is refused before it is sent
+        Client big(port);
+        big.write_raw(head("Expect: 100-continue\r\n", 100000));
+        BOOST_TEST(big.read_reply().status == 413);
+    }
+    // two requests in one write: both answered, in order
+    {
+        Client c(port);
+        const std::string other = R"({"prompt":"And","max_tokens":2,"temperature":0})";
+        c.write_raw(head("", body.size()) + body + head("", other.size()) + other);
+        Reply a = c.read_reply(), b = c.read_reply();
+        BOOST_TEST(a.status == 200);
+        BOOST_TEST(b.status == 200);
+        BOOST_TEST(text_of(a.j()) == text_of(completion(port, json::parse(body))));
+        BOOST_TEST(text_of(b.j()) == text_of(completion(port, json::parse(other))));
+    }
 }
 
 BOOST_AUTO_TEST_CASE(sigterm_drains_then_exits_cleanly) {
