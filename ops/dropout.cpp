@@ -14,13 +14,6 @@
 namespace rn {
 
 namespace cpu {
-namespace {
-template <typename T> inline typename acc_type<T>::type ld(T v) { return typename acc_type<T>::type(v); }
-template <> inline float ld<bf16>(bf16 v) { return float(v); }
-template <typename T> inline T st(typename acc_type<T>::type v) { return T(v); }
-template <> inline bf16 st<bf16>(float v) { return bf16(v); }
-}  // namespace
-
 void dropout_forward(DType dt, void* y, void* mask, const void* x, int64_t n, double p, double scale, uint64_t seed,
                      uint64_t base) {
     dispatch_all(dt, [&](auto tag) {
@@ -34,8 +27,8 @@ void dropout_forward(DType dt, void* y, void* mask, const void* x, int64_t n, do
 #pragma omp parallel for schedule(static) if (n > 32768)
             for (int64_t i = 0; i < n; ++i) {
                 bool keep = Generator::uniform(seed, base + uint64_t(i)) >= p;
-                mp[i] = st<T>(keep ? A(1) : A(0));
-                yp[i] = st<T>(keep ? ld(xp[i]) * s : A(0));
+                mp[i] = from_acc<T>(keep ? A(1) : A(0));
+                yp[i] = from_acc<T>(keep ? to_acc(xp[i]) * s : A(0));
             }
         } else {
             RN_FAIL("dropout: expected a floating dtype, got ", dt);
@@ -53,7 +46,7 @@ void dropout_backward(DType dt, void* dx, const void* dy, const void* mask, int6
             const T* mp = static_cast<const T*>(mask);
             const A s = A(scale);
 #pragma omp parallel for schedule(static) if (n > 32768)
-            for (int64_t i = 0; i < n; ++i) dxp[i] = st<T>(ld(dyp[i]) * ld(mp[i]) * s);
+            for (int64_t i = 0; i < n; ++i) dxp[i] = from_acc<T>(to_acc(dyp[i]) * to_acc(mp[i]) * s);
         } else {
             RN_FAIL("dropout backward: expected a floating dtype, got ", dt);
         }

@@ -6,6 +6,14 @@
 
 namespace rn {
 
+namespace cpu {
+// a stored value in its accumulation type (bf16 computes in float) and back, for CPU kernels
+template <typename T> inline typename acc_type<T>::type to_acc(T v) { return typename acc_type<T>::type(v); }
+template <> inline float to_acc<bf16>(bf16 v) { return float(v); }
+template <typename T> inline T from_acc(typename acc_type<T>::type v) { return T(v); }
+template <> inline bf16 from_acc<bf16>(float v) { return bf16(v); }
+}  // namespace cpu
+
 inline void check_defined(const Tensor& t, const char* op, const char* what = "input") {
     RN_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
 }

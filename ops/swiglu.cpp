@@ -14,10 +14,6 @@ namespace rn {
 
 namespace cpu {
 namespace {
-template <typename T> inline typename acc_type<T>::type ld(T v) { return typename acc_type<T>::type(v); }
-template <> inline float ld<bf16>(bf16 v) { return float(v); }
-template <typename T> inline T st(typename acc_type<T>::type v) { return T(v); }
-template <> inline bf16 st<bf16>(float v) { return bf16(v); }
 template <typename A> inline A sigmoid(A x) { return x >= 0 ? A(1) / (A(1) + std::exp(-x)) : std::exp(x) / (A(1) + std::exp(x)); }
 
 template <typename F>
@@ -38,8 +34,8 @@ void silu_mul_forward(DType dt, void* y, const void* a, const void* b, int64_t n
         const T *ap = static_cast<const T*>(a), *bp = static_cast<const T*>(b);
 #pragma omp parallel for schedule(static) if (n > 32768)
         for (int64_t i = 0; i < n; ++i) {
-            const A x = ld(ap[i]);
-            yp[i] = st<T>(x * sigmoid(x) * ld(bp[i]));
+            const A x = to_acc(ap[i]);
+            yp[i] = from_acc<T>(x * sigmoid(x) * to_acc(bp[i]));
         }
     });
 }
@@ -52,9 +48,9 @@ void silu_mul_backward(DType dt, void* da, void* db, const void* dy, const void*
         const T *gp = static_cast<const T*>(dy), *ap = static_cast<const T*>(a), *bp = static_cast<const T*>(b);
 #pragma omp parallel for schedule(static) if (n > 32768)
         for (int64_t i = 0; i < n; ++i) {
-            const A x = ld(ap[i]), g = ld(gp[i]), s = sigmoid(x);
-            if (dap) dap[i] = st<T>(g * ld(bp[i]) * s * (A(1) + x * (A(1) - s)));
-            if (dbp) dbp[i] = st<T>(g * x * s);
+            const A x = to_acc(ap[i]), g = to_acc(gp[i]), s = sigmoid(x);
+            if (dap) dap[i] = from_acc<T>(g * to_acc(bp[i]) * s * (A(1) + x * (A(1) - s)));
+            if (dbp) dbp[i] = from_acc<T>(g * x * s);
         }
     });
 }
