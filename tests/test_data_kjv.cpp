@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kjv_test_util.h"
 #include "test_util.h"
 #include "tools/kjv.h"
 #include "tools/shards.h"
@@ -23,16 +24,6 @@ using namespace rn::tools;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct RequireBible {
-    RequireBible() {
-        if (std::system("command -v bible >/dev/null 2>&1") != 0) {
-            std::printf("SKIPPED: the `bible` program is not installed (apt-get install bible-kjv); "
-                        "KJV tests not run\n");
-            std::exit(77);
-        }
-    }
-};
 
 std::string read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -55,8 +46,6 @@ struct TempDir {
 };
 
 }  // namespace
-
-BOOST_TEST_GLOBAL_FIXTURE(RequireBible);
 
 BOOST_AUTO_TEST_SUITE(data_kjv)
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include "kjv_test_util.h"
 #include "test_util.h"
 #include "tools/kjv.h"
 #include "tools/shards.h"
@@ -24,15 +25,6 @@ using namespace rn::tools;
 namespace fs = std::filesystem;
 
 namespace {
-struct RequireBible {
-    RequireBible() {
-        if (std::system("command -v bible >/dev/null 2>&1") != 0) {
-            std::printf("SKIPPED: the `bible` program is not installed (apt-get install bible-kjv); KJV training not run\n");
-            std::exit(77);
-        }
-    }
-};
-
 // −mean log p(val token), p = add-one-smoothed training frequencies
 double unigram_baseline(const ShardReader& train, const ShardReader& val) {
     std::vector<double> count(train.vocab_size(), 1.0);
@@ -44,8 +36,6 @@ double unigram_baseline(const ShardReader& train, const ShardReader& val) {
     return nll / double(v.size());
 }
 }  // namespace
-
-BOOST_TEST_GLOBAL_FIXTURE(RequireBible);
 
 BOOST_AUTO_TEST_CASE(tiny_model_beats_the_unigram_baseline_on_kjv) {
     fs::path dir = fs::temp_directory_path() / ("rn_test_train_kjv_" + std::to_string(getpid()));
