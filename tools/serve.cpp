@@ -5,6 +5,8 @@
 // or as server-sent events over a chunked response.
 #include "tools/serve.h"
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -12,6 +14,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -239,16 +242,35 @@ private:
 
     // A pending wait for readability while a job runs: the client closing its side (or
     // resetting) shows as readable with nothing to read. Data instead (a pipelined next
-    // request) ends the watch; that client is evidently still there.
+    // request) ends the watch; that client is evidently still there. The reactor may
+    // also wake the wait with nothing there at all (a stale edge-triggered event): only a
+    // peek that sees end-of-stream or an error means the client left; "would block"
+    // re-arms the watch. (Taking every wake-up for a hang-up dropped about one request
+    // in 3,000 under load.)
     void watch_disconnect() {
         const uint64_t gen = ++watch_gen_;
         stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), gen](beast::error_code ec) {
             if (gen != self->watch_gen_ || !self->job_) return;
             if (ec == net::error::operation_aborted) return;
-            beast::error_code ec2;
-            if (ec || self->stream_.socket().available(ec2) == 0 || ec2) return self->client_gone();
-            self->hold(gen);
+            if (ec) return self->client_gone();
+            switch (self->peek_peer()) {
+                case Peer::gone: return self->client_gone();
+                case Peer::quiet: return self->watch_disconnect();
+                case Peer::data: return self->hold(gen);
+            }
         });
+    }
+
+    enum class Peer { data, quiet, gone };
+    Peer peek_peer() {
+        char c;
+        for (;;) {
+            const ssize_t n = ::recv(stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n > 0) return Peer::data;
+            if (n == 0) return Peer::gone;
+            if (errno == EINTR) continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? Peer::quiet : Peer::gone;
+        }
     }
 
     // Something must stay pending for the session to live (handlers own it); while a
