@@ -584,7 +584,7 @@ __device__ __forceinline__ long long warp_min_ll(long long v) {
 // fixed tree: the same inputs give the same bits on every run.
 template <typename T>
 __global__ void __launch_bounds__(kFinalThreads)
-cross_entropy_finish_kernel(T* __restrict__ loss, int64_t* __restrict__ count, const double* __restrict__ term,
+cross_entropy_finish_kernel(typename acc_of<T>::type* __restrict__ loss, int64_t* __restrict__ count, const double* __restrict__ term,
                             const int64_t* __restrict__ targets, int64_t rows, int64_t cols, int64_t ignore_index) {
     using A = typename acc_of<T>::type;
     double total = 0;
@@ -622,11 +622,11 @@ cross_entropy_finish_kernel(T* __restrict__ loss, int64_t* __restrict__ count, c
     if (threadIdx.x == 0) {
         for (int w = 0; w < int(blockDim.x >> 5); ++w) bad = pbad[w] < bad ? pbad[w] : bad;
         if (bad != LLONG_MAX) {
-            *loss = st<T>(std::numeric_limits<A>::quiet_NaN());
+            *loss = std::numeric_limits<A>::quiet_NaN();
             *count = -1 - bad;
         } else {
-            // double → A → T, the CPU's rounding path (from_double<T>)
-            *loss = st<T>(A(n > 0 ? total / double(n) : 0.0));
+            // the loss in A (f32 for bf16 logits): double → A, the CPU's rounding path
+            *loss = A(n > 0 ? total / double(n) : 0.0);
             *count = n;
         }
     }
@@ -635,14 +635,15 @@ cross_entropy_finish_kernel(T* __restrict__ loss, int64_t* __restrict__ count, c
 // dlogits = (exp(x − lse) − onehot(t)) · dloss / count
 template <typename T, int V, int LANES>
 __global__ void __launch_bounds__(LANES ? kWarpBlock : kMaxBlock)
-cross_entropy_backward_kernel(T* __restrict__ dx, const T* __restrict__ dloss, const T* __restrict__ x,
+cross_entropy_backward_kernel(T* __restrict__ dx, const typename acc_of<T>::type* __restrict__ dloss,
+                              const T* __restrict__ x,
                               const double* __restrict__ lse, const int64_t* __restrict__ targets,
                               const int64_t* __restrict__ count, int64_t rows, int64_t cols, int64_t ignore_index) {
     using A = typename acc_of<T>::type;
     const Group<LANES> g;
     const int64_t cnt = *count;
     // count == 0: the loss was the constant 0, so every gradient is 0
-    const A scale = A(cnt > 0 ? double(ld(*dloss)) / double(cnt) : 0.0);
+    const A scale = A(cnt > 0 ? double(*dloss) / double(cnt) : 0.0);
     for (int64_t r = g.row0; r < rows; r += g.rstride) {
         const T* xr = x + r * cols;  // [C]
         T* dxr = dx + r * cols;      // [C]
@@ -849,7 +850,8 @@ void cross_entropy_forward(DType dt, void* loss, double* lse, int64_t* count, co
             });
             RN_CUDA_CHECK_LAUNCH();
         }
-        cross_entropy_finish_kernel<T><<<1, kFinalThreads, 0, stream()>>>(static_cast<T*>(loss), count, tp, targets,
+        using A = typename acc_of<T>::type;
+        cross_entropy_finish_kernel<T><<<1, kFinalThreads, 0, stream()>>>(static_cast<A*>(loss), count, tp, targets,
                                                                           rows, cols, ignore_index);
         RN_CUDA_CHECK_LAUNCH();
     });
@@ -867,7 +869,8 @@ void cross_entropy_backward(DType dt, void* dlogits, const void* dloss, const vo
         const Plan p = plan_rows(rows, cols, vec ? V : 1, kMaxBlock);
         with_variant<V>(p, vec, [&](auto w, auto lanes) {
             cross_entropy_backward_kernel<T, decltype(w)::value, decltype(lanes)::value>
-                <<<p.blocks, p.threads, 0, stream()>>>(static_cast<T*>(dlogits), static_cast<const T*>(dloss),
+                <<<p.blocks, p.threads, 0, stream()>>>(static_cast<T*>(dlogits),
+                                                       static_cast<const typename acc_of<T>::type*>(dloss),
                                                        static_cast<const T*>(logits), lse, targets, count, rows, cols,
                                                        ignore_index);
         });

@@ -21,8 +21,8 @@ void softmax_forward(DType dt, void* y, const void* x, int64_t rows, int64_t col
 void softmax_backward(DType dt, void* dx, const void* dy, const void* y, int64_t rows, int64_t cols, bool log);
 
 // lse [N] (f64) = log Σ_c exp(logits[n, c]) for every row (ignored rows too);
-// loss (one element of dt, device) = Σ_{n not ignored} (lse[n] − logits[n, t[n]]) / count,
-// 0 when count is 0; count (one i64, device) = the number of non-ignored rows.
+// loss (one element of the accumulation type — f32 for bf16 — on the device)
+// = Σ_{n not ignored} (lse[n] − logits[n, t[n]]) / count, 0 when count is 0; count (one i64, device) = the number of non-ignored rows.
 // Targets are validated on the device: when some target is neither ignore_index nor in
 // [0, C), no out-of-range element is read, the loss is NaN and count is −1 − (the first
 // such row), so that the backward writes NaN too and a debug check can name the row.
@@ -30,7 +30,8 @@ void cross_entropy_forward(DType dt, void* loss, double* lse, int64_t* count, co
                            const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index);
 // dlogits [N, C] = (exp(logits − lse) − onehot(t)) · dloss / count, zero on ignored rows and
 // everywhere when count is 0; NaN everywhere when count < 0 (a bad target, see above).
-// dloss: one element of dt on the device; count: as written by cross_entropy_forward.
+// dloss: one element of the accumulation type on the device; count: as written by
+// cross_entropy_forward.
 void cross_entropy_backward(DType dt, void* dlogits, const void* dloss, const void* logits, const double* lse,
                             const int64_t* targets, const int64_t* count, int64_t rows, int64_t cols,
                             int64_t ignore_index);

@@ -98,7 +98,8 @@ struct CrossEntropyBackward : Node {
         Tensor dx = empty(input_meta[0].shape, x.dtype(), x.device());
         if (x.is_cuda()) {
             // the upstream gradient stays on the device: no .item(), no sync
-            Tensor dloss = contiguous_nograd(g[0].dtype() == x.dtype() ? g[0] : cast_nograd(g[0], x.dtype()));
+            const DType ldt = cross_entropy_loss_dtype(x.dtype());
+            Tensor dloss = contiguous_nograd(g[0].dtype() == ldt ? g[0] : cast_nograd(g[0], ldt));
             cuda::cross_entropy_backward(x.dtype(), dx.raw_data(), dloss.raw_data(), x.raw_data(), l.data<double>(),
                                          t.data<int64_t>(), count_dev.get("CrossEntropyBackward").data<int64_t>(),
                                          rows, cols, ignore_index);
@@ -163,7 +164,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     };
 
     Tensor x = contiguous_nograd(logits);
-    Tensor loss = empty({}, logits.dtype(), logits.device());
+    // the loss is a mean over every token: bf16 logits give an f32 loss (as under PyTorch's
+    // autocast), so a bf16 run's loss is not rounded to 3 significant digits
+    Tensor loss = empty({}, cross_entropy_loss_dtype(logits.dtype()), logits.device());
     Tensor lse = empty({N}, DType::f64, logits.device());
     int64_t count = 0;  // CPU: counted here; CUDA: count_dev, counted and validated on the device
     Tensor count_dev;

@@ -20,6 +20,8 @@ Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 // ignored the loss is 0 and its gradient is zeros (not 0/0 = NaN): a batch of pure padding
 // must not poison the parameters.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+// The loss's dtype: the logits' accumulation type (f32 for bf16 logits, else the same).
+inline DType cross_entropy_loss_dtype(DType logits) { return logits == DType::bf16 ? DType::f32 : logits; }
 
 namespace cpu {
 // Row kernels over contiguous buffers; dt is the element type of x/y/dx/dy (f32, f64, bf16).
@@ -29,7 +31,7 @@ void softmax_forward(DType dt, void* y, const void* x, int64_t rows, int64_t col
 // log_softmax: dx = dy − exp(y) ⊙ Σ_c dy        (y is the log-softmax output)
 void softmax_backward(DType dt, void* dx, const void* dy, const void* y, int64_t rows, int64_t cols, bool log);
 
-// loss (one element of dt) = Σ_{n not ignored} (lse[n] − logits[n, t[n]]) / count;
+// loss (one element of cross_entropy_loss_dtype(dt)) = Σ_{n not ignored} (lse[n] − logits[n, t[n]]) / count;
 // lse [N] (f64 whatever dt is: N numbers, and exp(x − lse) in backward wants it exact)
 // = log Σ_c exp(logits[n, c]), written for every row (ignored rows too). count is the
 // number of non-ignored rows; 0 gives a loss of 0.

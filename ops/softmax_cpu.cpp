@@ -129,7 +129,8 @@ void cross_entropy_forward(DType dt, void* loss, double* lse, const void* logits
             if (t != ignore_index) total += lse[r] - double(ld(xr[t]));
         }
         // count == 0: every token ignored; the loss is defined as 0 (see softmax.h)
-        *static_cast<T*>(loss) = from_double<T>(count > 0 ? total / double(count) : 0.0);
+        using A = typename acc_type<T>::type;
+        *static_cast<A*>(loss) = from_double<A>(count > 0 ? total / double(count) : 0.0);
     });
 }
 

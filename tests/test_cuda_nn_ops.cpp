@@ -176,6 +176,7 @@ BOOST_AUTO_TEST_CASE(cross_entropy_matches_cpu) {
                         Tensor xg = to_gpu_leaf(x, lay);
                         Tensor lg = cross_entropy(xg, t.to(gpu), ignore);
                         BOOST_TEST(lg.dim() == 0);
+                        BOOST_TEST(lg.dtype() == (dt == DType::bf16 ? DType::f32 : dt));
                         (lg * 2.5).backward();
                         check_close(lg, lc, dt, "loss");
                         check_close(xg.grad(), xc.grad(), dt, "dlogits");
