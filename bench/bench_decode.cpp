@@ -15,7 +15,7 @@
 //
 // Usage: bench_decode [--quick] [--preset small] [--vocab 32000] [--device cuda|cpu]
 //                     [--dtype f32|bf16] [--steps N] [--max-context N] [--max-batch N]
-//                     [--prefill N] [--json PATH] [--svg PATH]
+//                     [--prefill N] [--cuda-graphs] [--json PATH] [--svg PATH]
 // Defaults: on a GPU the sizes (small preset, contexts 512 … 65,536, batches
 // 1 … 256, 8K prefill, bf16); without one, CPU sizes that finish in a minute or two;
 // --quick: a tiny model and a few seconds on the CPU (for tests of this program).
@@ -45,6 +45,7 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 struct Setup {
     std::string preset, device, dtype;
     int64_t vocab, steps, max_context, max_batch, prefill, min_context, prefill_chunk;
+    bool graphs = false;  // --cuda-graphs: the engine replays each decode step as a CUDA graph
 };
 
 struct Mem {
@@ -85,6 +86,7 @@ tools::EngineOptions engine_options(const Setup& s, int64_t slots, int64_t max_c
     o.device = s.device;
     o.dtype = s.dtype;
     o.max_context = max_context;
+    o.cuda_graphs = s.graphs ? 1 : 0;
     return o;  // eos_id −1: every sequence runs its full length
 }
 
@@ -161,6 +163,11 @@ int main(int argc, char** argv) {
         return false;
     }();
     const bool gpu = !quick && cuda::device_count() > 0;
+    const bool graphs = [&] {
+        for (int i = 1; i < argc; ++i)
+            if (std::string(argv[i]) == "--cuda-graphs") return true;
+        return false;
+    }();
     Setup s;
     s.preset = bench::arg_value(argc, argv, "--preset", quick ? "tiny" : gpu ? "small" : "tiny");
     s.vocab = std::stoll(bench::arg_value(argc, argv, "--vocab", quick ? "512" : "32000"));
@@ -172,19 +179,21 @@ int main(int argc, char** argv) {
     s.prefill = std::stoll(bench::arg_value(argc, argv, "--prefill", quick ? "512" : gpu ? "8192" : "2048"));
     s.min_context = quick ? 64 : 512;
     s.prefill_chunk = quick ? 256 : 8192;
+    s.graphs = graphs;
     const std::string json_out = bench::json_path(argc, argv, "bench_decode.json");
     const std::string svg_out = bench::arg_value(argc, argv, "--svg", "bench_decode.svg");
     const Device dev = Device::parse(s.device);
 
     nn::RetNetConfig cfg = nn::RetNetConfig::from_preset(s.preset, s.vocab);
     auto model = std::make_shared<nn::RetNetLM>(cfg, 1);
-    std::printf("bench_decode: preset %s (%lld layers, d %lld, %lld heads, %.1fM parameters), vocab %lld, %s %s%s\n",
+    std::printf("bench_decode: preset %s (%lld layers, d %lld, %lld heads, %.1fM parameters), vocab %lld, %s %s%s%s\n",
                 s.preset.c_str(), (long long)cfg.n_layers, (long long)cfg.d_model, (long long)cfg.n_heads,
                 double(model->num_parameters()) / 1e6, (long long)s.vocab, s.device.c_str(), s.dtype.c_str(),
-                quick ? " (--quick)" : "");
+                s.graphs ? ", CUDA graphs" : "", quick ? " (--quick)" : "");
     json out = {{"preset", s.preset},   {"vocab", s.vocab},       {"device", s.device},
                 {"dtype", s.dtype},     {"steps", s.steps},       {"parameters", model->num_parameters()},
-                {"quick", quick},       {"n_layers", cfg.n_layers}, {"d_model", cfg.d_model}};
+                {"quick", quick},       {"n_layers", cfg.n_layers}, {"d_model", cfg.d_model},
+                {"cuda_graphs", s.graphs}};
     NoGradGuard no_grad;
 
     // ---- 1 + 2: batch 1 against context length
@@ -243,7 +252,8 @@ int main(int argc, char** argv) {
             model_ms = bench::time_cpu_ms(fn, 2, int(std::max<int64_t>(s.steps / 2, 5)));
         std::printf("%9lld  %14.4f  %14.4f  %12.2f  %12.2f\n", (long long)ctx, engine_ms, model_ms, mem.live_mib,
                     mem.peak_mib);
-        by_ctx.push_back({{"context", ctx}, {"engine_ms_per_token", engine_ms}, {"engine_mean_ms_per_token", engine_mean_ms},
+        by_ctx.push_back({{"context", ctx}, {"cuda_graphs_active", e.cuda_graphs()}, {"engine_ms_per_token", engine_ms},
+                          {"engine_mean_ms_per_token", engine_mean_ms},
                           {"model_ms_per_token", model_ms},
                           {"live_mib", mem.live_mib}, {"peak_mib_decoding", mem.peak_mib}});
         lat_e.pts.push_back({double(ctx), engine_ms});

@@ -69,6 +69,10 @@ void copy_nograd(const Tensor& dst, const Tensor& src) {
         Tensor s = contiguous_nograd(
             make_view(src, dst.shape(), broadcast_strides(src, dst.shape()), src.offset()));
         if (s.dtype() != dst.dtype() && s.is_cpu()) s = cast_nograd(s, dst.dtype());
+        if (dst.is_contiguous() && s.dtype() == dst.dtype()) {  // straight into place: one transfer
+            cuda::memcpy_between(dst.raw_data(), dst.device(), s.raw_data(), s.device(), s.nbytes());
+            return;
+        }
         Tensor staged = empty(dst.shape(), s.dtype(), dst.device());
         cuda::memcpy_between(staged.raw_data(), staged.device(), s.raw_data(), s.device(), s.nbytes());
         copy_nograd(dst, staged);

@@ -1,6 +1,8 @@
 // cuda/allocator.cpp — the caching allocator (policy in cuda/memory.h).
 // Stream safety comes from Note [One compute stream] (cuda/context.h): a block returned
-// to the cache may be reused immediately, since all kernels run in one order.
+// to the cache may be reused immediately, since all kernels run in one order. The one
+// exception is a block a CUDA graph uses: the graph writes it again at every replay, so
+// once freed it is parked with its graph (not cached) until the graph's memory is released.
 #include <cuda_runtime.h>
 
 #include <array>
@@ -8,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "cuda/check.h"
 #include "cuda/device.h"
@@ -30,6 +33,11 @@ struct DevicePools {
     std::multimap<size_t, void*> small, large;      // cached blocks by size
     std::unordered_map<void*, size_t> live;          // block → rounded size
     MemoryStats stats;
+    // graph memory (cuda/graph.h): blocks allocated while a capture is recording belong to
+    // its graph; freed, they wait in `parked` until release_graph_memory
+    uint64_t recording = 0, next_graph = 1;
+    std::unordered_map<void*, uint64_t> graph_of;
+    std::unordered_map<uint64_t, std::vector<std::pair<size_t, void*>>> parked;
 };
 
 std::mutex mu;
@@ -83,6 +91,7 @@ void* device_malloc(size_t nbytes, int device) {
         if (void* ptr = take_cached(p, size)) {
             p.stats.cache_hits++;
             p.stats.peak_allocated = std::max(p.stats.peak_allocated, p.stats.allocated);
+            if (p.recording) p.graph_of[ptr] = p.recording;
             return ptr;
         }
     }
@@ -110,6 +119,7 @@ void* device_malloc(size_t nbytes, int device) {
     p.stats.peak_reserved = std::max(p.stats.peak_reserved, p.stats.reserved);
     p.stats.peak_allocated = std::max(p.stats.peak_allocated, p.stats.allocated);
     p.live[ptr] = size;
+    if (p.recording) p.graph_of[ptr] = p.recording;
     return ptr;
 }
 
@@ -122,6 +132,10 @@ void device_free(void* ptr, int device) {
     size_t size = it->second;
     p.live.erase(it);
     p.stats.allocated -= size;
+    if (auto g = p.graph_of.find(ptr); g != p.graph_of.end()) {
+        p.parked[g->second].emplace_back(size, ptr);  // its graph may still write it
+        return;
+    }
     if (no_cache()) {
         cudaSetDevice(device);
         cudaFree(ptr);
@@ -129,6 +143,39 @@ void device_free(void* ptr, int device) {
         return;
     }
     (size <= kSmallLimit ? p.small : p.large).emplace(size, ptr);
+}
+
+uint64_t begin_graph_memory(int device) {
+    std::lock_guard<std::mutex> lock(mu);
+    DevicePools& p = pools[size_t(device)];
+    RN_CHECK(p.recording == 0, "begin_graph_memory: a capture is already recording on cuda:", device);
+    p.recording = p.next_graph++;
+    return p.recording;
+}
+
+void end_graph_memory(int device) {
+    std::lock_guard<std::mutex> lock(mu);
+    pools[size_t(device)].recording = 0;
+}
+
+void release_graph_memory(int device, uint64_t graph) {
+    std::lock_guard<std::mutex> lock(mu);
+    DevicePools& p = pools[size_t(device)];
+    for (auto it = p.graph_of.begin(); it != p.graph_of.end();)  // live blocks become ordinary
+        it = it->second == graph ? p.graph_of.erase(it) : std::next(it);
+    auto pk = p.parked.find(graph);
+    if (pk == p.parked.end()) return;
+    for (auto& [size, ptr] : pk->second) {
+        p.graph_of.erase(ptr);
+        if (no_cache()) {
+            cudaSetDevice(device);
+            cudaFree(ptr);
+            p.stats.reserved -= size;
+        } else {
+            (size <= kSmallLimit ? p.small : p.large).emplace(size, ptr);
+        }
+    }
+    p.parked.erase(pk);
 }
 
 MemoryStats memory_stats(int device) {

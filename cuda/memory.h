@@ -24,6 +24,16 @@ struct MemoryStats {
 };
 
 MemoryStats memory_stats(int device);
+
+// Graph memory (used by cuda::Graph, cuda/graph.h). Between begin_graph_memory and
+// end_graph_memory, every block handed out on `device` belongs to the graph being
+// captured; such a block, once freed, is parked rather than cached — the graph's replays
+// write it again — until release_graph_memory returns the graph's parked blocks to the
+// cache (its blocks still live in tensors become ordinary blocks). One capture per device
+// at a time.
+uint64_t begin_graph_memory(int device);
+void end_graph_memory(int device);
+void release_graph_memory(int device, uint64_t graph);
 void reset_peak_stats(int device);
 void empty_cache(int device);  // returns every cached block to CUDA
 bool caching_enabled();

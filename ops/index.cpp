@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "autograd/node.h"
+#include "cuda/graph.h"
 #include "cuda/index.h"
 #include "ops/op_util.h"
 
@@ -45,6 +46,9 @@ Tensor checked_indices(const Tensor& idx, int64_t n, Device device, const char* 
                 " is out of range: expected a value in [0, ", n, ") (", range_of, ")");
     };
     if (i64.is_cuda()) {
+        // the check waits for the GPU, which a CUDA graph capture forbids: a captured
+        // function's caller vouches for its ids (tools/engine.cpp validates them on the host)
+        if (cuda::stream_capturing()) return i64;
         int64_t v = 0;
         int64_t k = cuda::find_out_of_range(i64.data<int64_t>(), i64.numel(), n, &v);
         if (k >= 0) fail(k, v);

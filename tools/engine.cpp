@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <exception>
 
 #include "autograd/grad_mode.h"
@@ -36,6 +37,12 @@ Engine::Engine(std::shared_ptr<nn::RetNetLM> model, EngineOptions opt)
     if (compute_ == DType::bf16) model_->to(DType::bf16);
     states_ = model_->init_states(opt_.max_slots, dev_, compute_);
     greedy_on_device_ = opt_.greedy_on_device < 0 ? dev_.is_cuda() : opt_.greedy_on_device > 0;
+    io_ = zeros({2, opt_.max_slots}, DType::i64, dev_);
+    if (greedy_on_device_) {
+        ids_ = arange(0, double(vocab_), 1, DType::f32, dev_);
+        vfill_ = full({1}, double(vocab_), DType::f32, dev_);
+    }
+    use_graphs_ = opt_.cuda_graphs > 0 && dev_.is_cuda();
     for (int64_t s = opt_.max_slots - 1; s >= 0; --s) free_.push_back(s);  // back() is the lowest
 }
 
@@ -147,6 +154,54 @@ EngineEvent Engine::take(Seq& s, int32_t tok, double logprob) {
     return ev;
 }
 
+Engine::DecodeOut Engine::decode_device(int64_t n) {
+    std::vector<Tensor> views;
+    for (const Tensor& st : states_) views.push_back(st.narrow(0, 0, n));  // contiguous: updated in place
+    Tensor toks = io_.select(0, 0).narrow(0, 0, n), pos = io_.select(0, 1).narrow(0, 0, n);
+    DecodeOut d;
+    d.logits32 = model_->step(toks, views, pos, compute_).to(DType::f32);  // [n, V]
+    Tensor mx = max(d.logits32, {1}, true);                                // [n, 1]
+    Tensor shifted = d.logits32 - mx;                                      // 0 exactly at the maxima
+    std::vector<Tensor> rows = {log(sum(exp(shifted), {1})) + mx.squeeze(1), mx.squeeze(1)};
+    if (greedy_on_device_) {
+        // argmax with ties to the lowest id, as the host's greedy: the smallest index where
+        // the row equals its maximum (min as −max(−x); `where` takes nonzero as true)
+        rows.push_back(-max(-where(shifted, vfill_, ids_), {1}));
+    }
+    d.stats = stack(rows, 0);
+    return d;
+}
+
+Engine::DecodeOut Engine::run_decode(int64_t n) {
+    if (!use_graphs_) return decode_device(n);
+    auto it = graphs_.find(n);
+    if (it == graphs_.end()) {
+        // at most 32 batch sizes keep a graph (each holds its intermediates): drop the
+        // least recently used
+        if (graphs_.size() >= 32) {
+            auto lru = graphs_.begin();
+            for (auto g = graphs_.begin(); g != graphs_.end(); ++g)
+                if (g->second.last_use < lru->second.last_use) lru = g;
+            graphs_.erase(lru);
+        }
+        DecodeGraph g;
+        g.graph = std::make_unique<cuda::Graph>(dev_.index);
+        std::string why;
+        if (!g.graph->capture([&] { g.out = decode_device(n); }, &why)) {
+            std::fprintf(stderr, "warning: CUDA graphs turned off, decoding without them: %s\n", why.c_str());
+            use_graphs_ = false;
+            graphs_.clear();
+            g.out = DecodeOut{};
+            return decode_device(n);
+        }
+        ++graphs_made_;
+        it = graphs_.emplace(n, std::move(g)).first;
+    }
+    it->second.last_use = ++use_clock_;
+    it->second.graph->replay();
+    return it->second.out;
+}
+
 std::vector<EngineEvent> Engine::step() {
     NoGradGuard no_grad;
     std::vector<EngineEvent> events;
@@ -210,43 +265,32 @@ std::vector<EngineEvent> Engine::step() {
 
     // ---- one batched recurrent step for every sequence that was decoding
     if (n_old > 0) {
-        std::vector<int64_t> toks(static_cast<size_t>(n_old)), pos(static_cast<size_t>(n_old));
+        const int64_t M = opt_.max_slots;
+        std::vector<int64_t> io(static_cast<size_t>(2 * M), 0);
         for (int64_t i = 0; i < n_old; ++i) {
             const Seq& s = seqs_[size_t(i)];
-            toks[size_t(i)] = s.tokens.back();
-            pos[size_t(i)] = int64_t(s.tokens.size()) - 1;  // the state holds every token before it
+            io[size_t(i)] = s.tokens.back();
+            io[size_t(M + i)] = int64_t(s.tokens.size()) - 1;  // the state holds every token before it
         }
-        std::vector<Tensor> views;
-        for (const Tensor& st : states_) views.push_back(st.narrow(0, 0, n_old));  // contiguous: updated in place
-        Tensor logits = model_->step(from_vector<int64_t>(toks, {n_old}, dev_), views,
-                                     from_vector<int64_t>(pos, {n_old}, dev_), compute_);
+        copy_nograd(io_, from_vector<int64_t>(io, {2, M}));  // one transfer for ids and positions
+        const DecodeOut d = run_decode(n_old);
         const int64_t V = vocab_;
-        Tensor l32 = logits.to(DType::f32);               // [n, V]
-        Tensor mx = max(l32, {1}, true);                  // [n, 1]
-        Tensor shifted = l32 - mx;                        // 0 exactly at the maxima
-        Tensor lse_dev = log(sum(exp(shifted), {1})) + mx.squeeze(1);
-        std::vector<float> lse = lse_dev.to(Device::cpu()).to_vector<float>();
+        const Tensor& l32 = d.logits32;  // [n, V]
+        // one copy: [log-sum-exp; max; argmax] per row
+        const std::vector<float> stats = d.stats.to(Device::cpu()).to_vector<float>();
+        const float* lse = stats.data();
+        const float* dev_max = lse + n_old;
+        const float* dev_arg = dev_max + n_old;  // only when greedy_on_device_
         // which rows the host must see: all of them, unless plain greedy rows take their
         // argmax on the device (a NaN row — NaN log-sum-exp — goes to the host, whose
         // sampler names the bad logit)
         std::vector<int64_t> host_rows, at(static_cast<size_t>(n_old), -1);
-        std::vector<float> dev_arg, dev_max;
-        bool any_dev = false;
         for (int64_t i = 0; i < n_old; ++i) {
             const bool dev = greedy_on_device_ && seqs_[size_t(i)].sampler.plain_greedy() && !std::isnan(lse[size_t(i)]);
-            any_dev = any_dev || dev;
             if (!dev) {
                 at[size_t(i)] = int64_t(host_rows.size());
                 host_rows.push_back(i);
             }
-        }
-        if (any_dev) {
-            // argmax with ties to the lowest id, as the host's greedy: the smallest index
-            // where the row equals its maximum (min as −max(−x); `where` takes nonzero as true)
-            Tensor ids = arange(0, double(V), 1, DType::f32, dev_);
-            Tensor cand = where(shifted, full({1}, double(V), DType::f32, dev_), ids);
-            dev_arg = (-max(-cand, {1})).to(Device::cpu()).to_vector<float>();
-            dev_max = mx.squeeze(1).to(Device::cpu()).to_vector<float>();
         }
         Tensor host;
         if (!host_rows.empty())
@@ -264,10 +308,10 @@ std::vector<EngineEvent> Engine::step() {
             try {
                 Seq& s = seqs_[size_t(i)];
                 if (at[size_t(i)] >= 0) {
-                    decoded[size_t(i)] = emit(s, row + at[size_t(i)] * V, lse[size_t(i)]);
+                    decoded[size_t(i)] = emit(s, row + at[size_t(i)] * V, lse[i]);
                 } else {
                     s.sampler.advance();
-                    decoded[size_t(i)] = take(s, int32_t(dev_arg[size_t(i)]), double(dev_max[size_t(i)]) - double(lse[size_t(i)]));
+                    decoded[size_t(i)] = take(s, int32_t(dev_arg[i]), double(dev_max[i]) - double(lse[i]));
                 }
             } catch (...) {
 #pragma omp critical(rn_engine_failure)

@@ -25,10 +25,12 @@
 #pragma once
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "cuda/graph.h"
 #include "nn/retnet.h"
 #include "tools/sampling.h"
 
@@ -48,6 +50,12 @@ struct EngineOptions {
     // vocabulary the copy alone costs more than the step). -1: on CUDA only; 0: never;
     // 1: always (tests use it on the CPU). The tokens are the same either way.
     int greedy_on_device = -1;
+    // 1: on CUDA, each decoding step replays a CUDA graph of the batched model step and the
+    // per-row statistics (one graph per batch size, captured on first use; cuda/graph.h),
+    // so that ~270 kernel launches cost one. If a capture fails the engine says why on
+    // stderr and decodes without graphs; the tokens are the same either way. 0: never.
+    // Off by default until it has been measured on a GPU (docs/generation.md).
+    int cuda_graphs = 0;
 };
 
 struct EngineEvent {
@@ -87,6 +95,8 @@ public:
     const std::vector<int32_t>& history(int64_t seq) const;
     Device device() const { return dev_; }
     DType compute() const { return compute_; }
+    bool cuda_graphs() const { return use_graphs_; }  // on, and no capture has failed
+    int64_t graphs_captured() const { return graphs_made_; }
 
 private:
     struct Seq {
@@ -110,6 +120,27 @@ private:
     // appends a chosen token: the event, with the finish checks
     EngineEvent take(Seq& s, int32_t tok, double logprob);
     bool greedy_on_device_ = false;
+
+    // The device side of a decoding step for the sequences in slots 0..n−1, reading ids
+    // and positions from io_: f32 logits [n, V], and per row in one [k, n] f32 tensor (so
+    // one copy brings it to the host) the log-sum-exp, the maximum and, when greedy rows
+    // take their argmax on the device, the lowest argmax.
+    struct DecodeOut {
+        Tensor logits32, stats;
+    };
+    DecodeOut decode_device(int64_t n);
+    DecodeOut run_decode(int64_t n);  // decode_device, or the replay of its graph
+    struct DecodeGraph {
+        std::unique_ptr<cuda::Graph> graph;  // declared first: out's blocks go back to it first
+        DecodeOut out;                       // the graph's output buffers, rewritten by each replay
+        uint64_t last_use = 0;
+    };
+    Tensor io_;          // i64 [2, max_slots] on the device: row 0 the ids, row 1 the positions
+    Tensor ids_, vfill_; // 0..V−1 and V (f32), for the device argmax
+    bool use_graphs_ = false;
+    std::map<int64_t, DecodeGraph> graphs_;  // by batch size
+    uint64_t use_clock_ = 0;
+    int64_t graphs_made_ = 0;
 
     std::shared_ptr<nn::RetNetLM> model_;
     EngineOptions opt_;

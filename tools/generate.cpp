@@ -47,6 +47,7 @@ GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
     eo.prefill_chunk = o.prefill_chunk;
     eo.device = o.device;
     eo.dtype = o.dtype;
+    eo.cuda_graphs = o.cuda_graphs ? 1 : 0;
     eo.eos_id = o.ignore_eos ? -1 : tok.eos_id();
     Engine engine(model, eo);
 

@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
     sv->add_option("--device", so.device, "cpu, cuda or cuda:N")->capture_default_str();
     sv->add_option("--dtype", so.dtype, "f32, or bf16 on CUDA")->capture_default_str();
     sv->add_option("--threads", so.threads, "HTTP I/O threads")->capture_default_str();
+    sv->add_flag("--cuda-graphs", so.cuda_graphs, "replay each decode step as a CUDA graph (experimental)");
 
     // ---- generate
     auto* gen = app.add_subcommand("generate", "sample text from a checkpoint (several --prompt: one batch)");
@@ -114,6 +115,7 @@ int main(int argc, char** argv) {
     gen->add_option("--prefill-chunk", go.prefill_chunk, "prompt tokens prefilled per engine step")->capture_default_str();
     gen->add_option("--device", go.device, "cpu, cuda or cuda:N")->capture_default_str();
     gen->add_option("--dtype", go.dtype, "f32, or bf16 on CUDA")->capture_default_str();
+    gen->add_flag("--cuda-graphs", go.cuda_graphs, "replay each decode step as a CUDA graph (experimental)");
 
     CLI11_PARSE(app, argc, argv);
     try {

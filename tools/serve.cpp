@@ -529,6 +529,7 @@ int run_serve(const ServeOptions& opt) {
     eo.prefill_chunk = opt.prefill_chunk;
     eo.device = opt.device;
     eo.dtype = opt.dtype;
+    eo.cuda_graphs = opt.cuda_graphs ? 1 : 0;
     eo.eos_id = s.tok.eos_id();
     s.worker = std::make_unique<GenerationWorker>(model, eo, s.tok, s.queue);
 
