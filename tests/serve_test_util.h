@@ -14,6 +14,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -142,10 +143,13 @@ public:
             pid_t r = waitpid(pid_, &status, WNOHANG);
             if (r == pid_) {
                 pid_ = -1;
-                return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+                if (WIFEXITED(status)) return WEXITSTATUS(status);
+                std::fprintf(stderr, "server: ended by signal %d (%s)\n", WTERMSIG(status), strsignal(WTERMSIG(status)));
+                return -1;
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
+        std::fprintf(stderr, "server: still running %lld s after the wait began\n", (long long)timeout.count());
         return -1;
     }
     // everything the server printed after the listening line (read after it exited)

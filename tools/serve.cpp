@@ -156,6 +156,8 @@ private:
                                 {"active_sequences", s_.worker->active_sequences.load()},
                                 {"waiting_requests", s_.worker->waiting_jobs.load()},
                                 {"sequences_in_server", s_.queue.in_system()},
+                                // requests read and not yet answered in full, this one not counted
+                                {"open_requests", s_.open_requests.load() - 1},
                                 {"capacity", s_.queue.capacity()},
                                 {"state_bytes", s_.worker->state_bytes()},
                                 {"tokens_generated", s_.worker->tokens_generated.load()}};
@@ -284,6 +286,9 @@ private:
 
     void client_gone() {
         cancel_job();
+        // a stream whose job already finished has no job to cancel, but its last write
+        // failed: the request is over all the same (else SIGTERM's drain waits for it)
+        finish_request_accounting();
         beast::error_code ec;
         stream_.socket().close(ec);  // aborts a pending write; its handler ends the session
     }
