@@ -3,6 +3,8 @@
 // to the cache may be reused immediately, since all kernels run in one order. The one
 // exception is a block a CUDA graph uses: the graph writes it again at every replay, so
 // once freed it is parked with its graph (not cached) until the graph's memory is released.
+// While its capture records, the graph reuses its own parked blocks (its replay runs the
+// recorded work in the same order), so a graph holds about one step's peak, not its sum.
 #include <cuda_runtime.h>
 
 #include <array>
@@ -37,7 +39,7 @@ struct DevicePools {
     // its graph; freed, they wait in `parked` until release_graph_memory
     uint64_t recording = 0, next_graph = 1;
     std::unordered_map<void*, uint64_t> graph_of;
-    std::unordered_map<uint64_t, std::vector<std::pair<size_t, void*>>> parked;
+    std::unordered_map<uint64_t, std::multimap<size_t, void*>> parked;
 };
 
 std::mutex mu;
@@ -63,8 +65,8 @@ void release_cached(int device, DevicePools& p) {
     }
 }
 
-void* take_cached(DevicePools& p, size_t size) {
-    auto& pool = size <= kSmallLimit ? p.small : p.large;
+// the best-fitting block of `pool` for `size`, or nullptr; marks it live
+void* take_from(DevicePools& p, std::multimap<size_t, void*>& pool, size_t size) {
     auto it = pool.lower_bound(size);
     if (it == pool.end()) return nullptr;
     // a large block may be somewhat bigger than asked; a small one must match its class
@@ -75,6 +77,15 @@ void* take_cached(DevicePools& p, size_t size) {
     p.stats.allocated += it->first;
     pool.erase(it);
     return ptr;
+}
+
+void* take_cached(DevicePools& p, size_t size) {
+    if (p.recording) {  // a capture first reuses what it has freed itself
+        auto pk = p.parked.find(p.recording);
+        if (pk != p.parked.end())
+            if (void* ptr = take_from(p, pk->second, size)) return ptr;
+    }
+    return take_from(p, size <= kSmallLimit ? p.small : p.large, size);
 }
 }  // namespace
 
@@ -133,7 +144,7 @@ void device_free(void* ptr, int device) {
     p.live.erase(it);
     p.stats.allocated -= size;
     if (auto g = p.graph_of.find(ptr); g != p.graph_of.end()) {
-        p.parked[g->second].emplace_back(size, ptr);  // its graph may still write it
+        p.parked[g->second].emplace(size, ptr);  // its graph may still write it
         return;
     }
     if (no_cache()) {

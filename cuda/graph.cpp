@@ -41,6 +41,8 @@ bool Graph::capture(const std::function<void()>& f, std::string* why) {
             f();
         } catch (const std::exception& e) {
             error = e.what();
+        } catch (...) {
+            error = "the captured function threw a non-standard exception";
         }
         err = cudaStreamEndCapture(s, &g);  // ends it whatever happened inside
         if (error.empty() && err != cudaSuccess) error = std::string("capture failed: ") + cudaGetErrorString(err);
@@ -66,6 +68,7 @@ bool Graph::capture(const std::function<void()>& f, std::string* why) {
 
 void Graph::replay() {
     RN_CHECK(exec_ != nullptr, "cuda::Graph::replay: nothing captured");
+    RN_CUDA_CHECK(cudaSetDevice(device_));
     RN_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), stream(device_)));
 }
 

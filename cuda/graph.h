@@ -10,7 +10,10 @@
 //   - inputs are read from, and outputs written to, the same device addresses at every
 //     replay: the caller keeps the tensors the function reads alive and in place for the
 //     graph's life, and changes inputs by writing into them, not by replacing them;
-//   - host values baked into launches (sizes, scalars) are those of the capture.
+//   - host values baked into launches (sizes, scalars) are those of the capture;
+//   - nothing else uses the device while a capture records: there is one compute stream
+//     per device, so another thread's kernels would be recorded into the graph (the
+//     engine captures from its one thread).
 // Memory the function allocates belongs to the graph (cuda/memory.h: graph memory) and
 // is returned to the cache when the Graph is destroyed.
 #pragma once

@@ -175,6 +175,10 @@ Engine::DecodeOut Engine::decode_device(int64_t n) {
 Engine::DecodeOut Engine::run_decode(int64_t n) {
     if (!use_graphs_) return decode_device(n);
     auto it = graphs_.find(n);
+    // a batch size is captured on its second step: the first runs eagerly and warms up
+    // what a capture should not do for the first time (kernel loading, matmul plans), and
+    // sizes seen once (a burst of arrivals) cost no graph
+    if (it == graphs_.end() && eager_uses_[n]++ == 0) return decode_device(n);
     if (it == graphs_.end()) {
         // at most 32 batch sizes keep a graph (each holds its intermediates): drop the
         // least recently used

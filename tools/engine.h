@@ -138,9 +138,9 @@ private:
     Tensor io_;          // i64 [2, max_slots] on the device: row 0 the ids, row 1 the positions
     Tensor ids_, vfill_; // 0..V−1 and V (f32), for the device argmax
     bool use_graphs_ = false;
-    std::map<int64_t, DecodeGraph> graphs_;  // by batch size
     uint64_t use_clock_ = 0;
     int64_t graphs_made_ = 0;
+    std::map<int64_t, int> eager_uses_;  // batch sizes seen, before their graph is captured
 
     std::shared_ptr<nn::RetNetLM> model_;
     EngineOptions opt_;
@@ -154,6 +154,8 @@ private:
     int64_t n_decoding_ = 0;
     std::vector<int64_t> free_;   // free slots (all ≥ the packed decoding prefix)
     int64_t next_id_ = 0;
+    // last: destroyed first, while the model, states and io_ its graphs read still exist
+    std::map<int64_t, DecodeGraph> graphs_;  // by batch size
 };
 
 // Incremental detokenisation and stop strings, for the callers (generate, serve).
