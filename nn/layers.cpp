@@ -7,6 +7,39 @@
 
 namespace rn::nn {
 
+Tensor fuse_linear_weights(const std::vector<Linear*>& parts) {
+    NoGradGuard no_grad;
+    std::vector<Tensor> ws;
+    for (const Linear* l : parts) {
+        RN_CHECK(!l->bias.defined(), "fuse_linear_weights: a Linear with a bias");
+        ws.push_back(l->weight);
+    }
+    Tensor fused = concat(ws, 0);
+    int64_t off = 0;
+    for (Linear* l : parts) {
+        const bool rg = l->weight.requires_grad();
+        Tensor w = fused.narrow(0, off, l->out_features).detach();
+        w.requires_grad_(rg);
+        l->weight = w;
+        off += l->out_features;
+    }
+    return fused;
+}
+
+bool fused_weights_intact(const Tensor& fused, const std::vector<const Linear*>& parts) {
+    const auto* base = static_cast<const char*>(fused.raw_data());
+    const int64_t row = fused.size(1) * int64_t(dtype_size(fused.dtype()));
+    int64_t off = 0;
+    for (const Linear* l : parts) {
+        const Tensor& w = l->weight;
+        if (w.dtype() != fused.dtype() || w.device() != fused.device() || !w.is_contiguous() ||
+            static_cast<const char*>(w.raw_data()) != base + off * row)
+            return false;
+        off += l->out_features;
+    }
+    return true;
+}
+
 Tensor xavier_uniform(int64_t out, int64_t in, double gain, Generator& gen) {
     double a = gain * std::sqrt(6.0 / double(in + out));
     return uniform({out, in}, -a, a, gen);
@@ -54,7 +87,20 @@ GLU::GLU(int64_t dim, int64_t hidden, const std::string& act, Generator& gen) : 
     fc2 = register_module("fc2", std::make_shared<Linear>(hidden, dim, false, gen));
 }
 
+void GLU::fuse() {
+    if (fused_.defined() && fused_weights_intact(fused_, {fc1.get(), gate.get()})) return;
+    fused_ = fuse_linear_weights({fc1.get(), gate.get()});
+}
+
 Tensor GLU::forward(const Tensor& x) const {
+    // one row (a decoding step at batch 1): one matmul for fc1 and gate; the halves of its
+    // output are contiguous. More rows would need copies, so they take the plain path.
+    if (activation != "gelu" && x.numel() == x.size(-1) && fused_.defined() && fused_.dtype() == x.dtype() &&
+        fused_weights_intact(fused_, {fc1.get(), gate.get()})) {
+        const int64_t h = fc1->out_features;
+        Tensor y = matmul(x, fused_.t());
+        return fc2->forward(silu_mul(y.narrow(-1, 0, h), y.narrow(-1, h, h)));
+    }
     if (activation != "gelu") return fc2->forward(silu_mul(fc1->forward(x), gate->forward(x)));  // SwiGLU, fused
     Tensor h = fc1->forward(x);
     h = activation == "gelu" ? gelu(h) : silu(h);

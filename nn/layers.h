@@ -38,9 +38,22 @@ class GLU : public Module {
 public:
     GLU(int64_t dim, int64_t hidden, const std::string& activation, Generator& gen);
     Tensor forward(const Tensor& x) const;
+    // For decoding: fc1's and gate's weights become views into one [2·hidden, dim] tensor,
+    // so that a one-row input runs one matmul for both (see MultiScaleRetention::
+    // fuse_projections in nn/retnet.h).
+    void fuse();
     std::shared_ptr<Linear> fc1, gate, fc2;
     std::string activation;
+
+private:
+    Tensor fused_;  // [fc1; gate] weights, or undefined
 };
+
+// Puts the weights of `parts` (Linears without bias, one input width) in one tensor stacked
+// along the output dim and makes each weight a view into it; returns the stacked tensor.
+Tensor fuse_linear_weights(const std::vector<Linear*>& parts);
+// true when each part's weight is still the view fuse_linear_weights made of `fused`
+bool fused_weights_intact(const Tensor& fused, const std::vector<const Linear*>& parts);
 
 // xavier-uniform: U(−a, a), a = gain·sqrt(6 / (fan_in + fan_out))
 Tensor xavier_uniform(int64_t out, int64_t in, double gain, Generator& gen);

@@ -20,15 +20,35 @@ MultiScaleRetention::MultiScaleRetention(const RetNetConfig& cfg, Generator& gen
     out_proj = register_module("out_proj", std::make_shared<Linear>(cfg.value_dim, cfg.d_model, false, gen, g_out));
 }
 
+void MultiScaleRetention::fuse_projections() {
+    if (qkvg_.defined() && fused_weights_intact(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()})) return;
+    qkvg_ = fuse_linear_weights({q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()});
+}
+
+bool MultiScaleRetention::fused_for(const Tensor& x) const {
+    // one row only: then the four parts of the fused output are contiguous views (with more
+    // rows they would need copies, and the four matmuls are the better deal)
+    return qkvg_.defined() && x.numel() == x.size(-1) && qkvg_.dtype() == x.dtype() &&
+           fused_weights_intact(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()});
+}
+
 // q, k: [B,H,T,Dk], v: [B,H,T,Dv]; returns the gate input g [B,T,value_dim]
 Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const {
     const int64_t B = x.size(0), T = x.size(1);
-    Tensor qp = xpos_rotate(q_proj->forward(x), Dk_, pos);
-    Tensor kp = xpos_rotate(k_proj->forward(x), Dk_, pos, 1.0 / std::sqrt(double(Dk_)));  // K·Dk^(−1/2), rotated
+    Tensor xq, xk, xv, xg;
+    if (fused_for(x)) {
+        const int64_t d = q_proj->out_features, vd = v_proj->out_features;
+        Tensor y = matmul(x, qkvg_.t());  // [1, 1, 2d + 2·vd]
+        xq = y.narrow(-1, 0, d), xk = y.narrow(-1, d, d), xv = y.narrow(-1, 2 * d, vd), xg = y.narrow(-1, 2 * d + vd, vd);
+    } else {
+        xq = q_proj->forward(x), xk = k_proj->forward(x), xv = v_proj->forward(x), xg = g_proj->forward(x);
+    }
+    Tensor qp = xpos_rotate(xq, Dk_, pos);
+    Tensor kp = xpos_rotate(xk, Dk_, pos, 1.0 / std::sqrt(double(Dk_)));  // K·Dk^(−1/2), rotated
     q = qp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
     k = kp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
-    v = v_proj->forward(x).view({B, T, H_, Dv_}).permute({0, 2, 1, 3}).contiguous();
-    return g_proj->forward(x);
+    v = xv.reshape({B, T, H_, Dv_}).permute({0, 2, 1, 3}).contiguous();
+    return xg;
 }
 
 Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
@@ -130,6 +150,13 @@ std::vector<Tensor> RetNetLM::init_states(int64_t batch, Device device, DType co
     for (int64_t i = 0; i < cfg_.n_layers; ++i)
         s.push_back(zeros({batch, cfg_.n_heads, cfg_.head_dim(), cfg_.value_head_dim()}, sdt, device));
     return s;
+}
+
+void RetNetLM::fuse_for_decoding() {
+    for (auto& l : layers) {
+        l->retention->fuse_projections();
+        l->ffn->fuse();
+    }
 }
 
 Tensor RetNetLM::step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const {

@@ -64,11 +64,18 @@ public:
     Tensor forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out) const;
     // one token per sequence: x [B,1,d], state [B,H,Dk,Dv] updated in place, pos [B]
     Tensor step(const Tensor& x, const Tensor& state, const Tensor& pos) const;
+    // For decoding: W_Q, W_K, W_V, W_G become views into one [2d + 2·value_dim, d] tensor,
+    // so that a one-row input (batch 1, one token) runs one matmul where it ran four (at
+    // batch 1 a step is launch-bound; docs/generation.md). Names, values and checkpoint
+    // layout stay; moving or casting the module afterwards undoes it (checked per call).
+    void fuse_projections();
 
     std::shared_ptr<Linear> q_proj, k_proj, v_proj, g_proj, out_proj;
 
 private:
     Tensor project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const;
+    bool fused_for(const Tensor& x) const;  // the fused weight is intact and suits x
+    Tensor qkvg_;                           // the fused weight (undefined: not fused)
     Tensor finish(const Tensor& y_bhtv, const Tensor& g) const;  // group norm, gate, out_proj
     int64_t H_, Dk_, Dv_;
     double eps_;
@@ -94,6 +101,9 @@ public:
     // decoding, no autograd: tokens [B], states per layer (from init_states or a prefill's
     // states_out) updated in place, pos [B] absolute positions → logits [B,V]
     Tensor step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const;
+    // fuses every layer's projections for decoding (MultiScaleRetention::fuse_projections,
+    // GLU::fuse): same outputs, fewer kernels per step. Call after the last to()/cast.
+    void fuse_for_decoding();
     std::vector<Tensor> init_states(int64_t batch, Device device, DType compute) const;
     const RetNetConfig& config() const { return cfg_; }
 

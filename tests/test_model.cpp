@@ -59,6 +59,48 @@ BOOST_AUTO_TEST_CASE(paradigms_give_the_same_logits) {
     BOOST_TEST(rel_err(concat(rest, 1), lp) < 1e-12);
 }
 
+// fuse_for_decoding: a batch-1 step takes one matmul for Q, K, V, G and one for fc1 and
+// gate; the logits are those of the unfused model, parameters keep their names and values,
+// batch > 1 and a moved/cast model fall back to the plain path
+BOOST_AUTO_TEST_CASE(fused_projections_give_the_same_steps) {
+    RetNetConfig cfg = RetNetConfig::from_preset("tiny", 37);
+    RetNetLM plain(cfg, 3), fused(cfg, 3);
+    plain.to(DType::f64);
+    fused.to(DType::f64);
+    fused.fuse_for_decoding();
+    fused.fuse_for_decoding();  // idempotent
+    auto pp = plain.named_parameters(), fp = fused.named_parameters();
+    BOOST_REQUIRE(pp.size() == fp.size());
+    for (size_t i = 0; i < pp.size(); ++i) {
+        BOOST_TEST(pp[i].first == fp[i].first);
+        BOOST_TEST(max_abs_diff(pp[i].second, fp[i].second) == 0.0, pp[i].first);
+    }
+    // q_proj's weight is now a view: its storage is shared with k_proj's
+    BOOST_TEST(static_cast<char*>(fused.layers[0]->retention->k_proj->weight.raw_data()) ==
+               static_cast<char*>(fused.layers[0]->retention->q_proj->weight.raw_data()) +
+                   cfg.d_model * cfg.d_model * int64_t(sizeof(double)));
+    Generator g(6);
+    NoGradGuard no_grad;
+    for (int64_t B : {1, 3}) {
+        Tensor tokens = randint(0, 37, {B, 9}, g);
+        std::vector<Tensor> sp = plain.init_states(B, Device::cpu(), DType::f64);
+        std::vector<Tensor> sf = fused.init_states(B, Device::cpu(), DType::f64);
+        for (int64_t t = 0; t < 9; ++t) {
+            Tensor pos = full({B}, double(t), DType::i64);
+            Tensor lp = plain.step(tokens.select(1, t), sp, pos, DType::f64);
+            Tensor lf = fused.step(tokens.select(1, t), sf, pos, DType::f64);
+            BOOST_TEST(rel_err(lf, lp) < 1e-13, "B " << B << " t " << t);
+        }
+    }
+    // cast after fusing: the views are gone, the plain path runs, same logits
+    fused.to(DType::f32);
+    plain.to(DType::f32);
+    std::vector<Tensor> sp = plain.init_states(1, Device::cpu(), DType::f32);
+    std::vector<Tensor> sf = fused.init_states(1, Device::cpu(), DType::f32);
+    Tensor tok = full({1}, 4.0, DType::i64), pos = full({1}, 0.0, DType::i64);
+    BOOST_TEST(max_abs_diff(fused.step(tok, sf, pos, DType::f32), plain.step(tok, sp, pos, DType::f32)) == 0.0);
+}
+
 BOOST_AUTO_TEST_CASE(gradcheck_whole_model) {
     RetNetConfig cfg = micro();
     RetNetLM model(cfg, 7);

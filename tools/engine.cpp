@@ -35,6 +35,8 @@ Engine::Engine(std::shared_ptr<nn::RetNetLM> model, EngineOptions opt)
     // dtype on every call (training keeps fp32 masters); the values are the same either
     // way, but per call that re-reads every weight on every decoding step.
     if (compute_ == DType::bf16) model_->to(DType::bf16);
+    // batch-1 steps: one matmul for Q, K, V, G and one for fc1 and gate (nn/retnet.h)
+    model_->fuse_for_decoding();
     states_ = model_->init_states(opt_.max_slots, dev_, compute_);
     greedy_on_device_ = opt_.greedy_on_device < 0 ? dev_.is_cuda() : opt_.greedy_on_device > 0;
     io_ = zeros({2, opt_.max_slots}, DType::i64, dev_);
