@@ -95,7 +95,8 @@ void GLU::fuse() {
 Tensor GLU::forward(const Tensor& x) const {
     // one row (a decoding step at batch 1): one matmul for fc1 and gate; the halves of its
     // output are contiguous. More rows would need copies, so they take the plain path.
-    if (activation != "gelu" && x.numel() == x.size(-1) && fused_.defined() && fused_.dtype() == x.dtype() &&
+    if (activation != "gelu" && !GradMode::enabled() && x.numel() == x.size(-1) && fused_.defined() &&
+        fused_.dtype() == x.dtype() &&
         fused_weights_intact(fused_, {fc1.get(), gate.get()})) {
         const int64_t h = fc1->out_features;
         Tensor y = matmul(x, fused_.t());

@@ -28,7 +28,9 @@ void MultiScaleRetention::fuse_projections() {
 bool MultiScaleRetention::fused_for(const Tensor& x) const {
     // one row only: then the four parts of the fused output are contiguous views (with more
     // rows they would need copies, and the four matmuls are the better deal)
-    return qkvg_.defined() && x.numel() == x.size(-1) && qkvg_.dtype() == x.dtype() &&
+    // and never with autograd on: the stacked weight is no leaf, so gradients would miss
+    // the parameters
+    return qkvg_.defined() && !GradMode::enabled() && x.numel() == x.size(-1) && qkvg_.dtype() == x.dtype() &&
            fused_weights_intact(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()});
 }
 

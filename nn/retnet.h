@@ -102,7 +102,10 @@ public:
     // states_out) updated in place, pos [B] absolute positions → logits [B,V]
     Tensor step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const;
     // fuses every layer's projections for decoding (MultiScaleRetention::fuse_projections,
-    // GLU::fuse): same outputs, fewer kernels per step. Call after the last to()/cast.
+    // GLU::fuse): same outputs, fewer kernels per step, used only without autograd. For
+    // inference: call after the last to()/cast (one after it falls back to the plain path
+    // and leaves the stacked copy unused), and build no optimizer or DataParallel on a
+    // model from before its fusion (they would hold the replaced weight tensors).
     void fuse_for_decoding();
     std::vector<Tensor> init_states(int64_t batch, Device device, DType compute) const;
     const RetNetConfig& config() const { return cfg_; }

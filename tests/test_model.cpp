@@ -80,6 +80,14 @@ BOOST_AUTO_TEST_CASE(fused_projections_give_the_same_steps) {
                static_cast<char*>(fused.layers[0]->retention->q_proj->weight.raw_data()) +
                    cfg.d_model * cfg.d_model * int64_t(sizeof(double)));
     Generator g(6);
+    {
+        // with autograd on, a one-row forward takes the plain path: the parameters get gradients
+        ForwardOptions fo;
+        fo.compute = DType::f64;
+        sum(fused.forward(full({1, 1}, 3.0, DType::i64), fo)).backward();
+        for (auto* l : {fused.layers[0]->retention->q_proj.get(), fused.layers[1]->ffn->gate.get()})
+            BOOST_TEST((l->weight.grad().defined() && max_abs_diff(l->weight.grad(), zeros_like(l->weight)) > 0));
+    }
     NoGradGuard no_grad;
     for (int64_t B : {1, 3}) {
         Tensor tokens = randint(0, 37, {B, 9}, g);
