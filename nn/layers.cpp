@@ -7,37 +7,45 @@
 
 namespace rn::nn {
 
-Tensor fuse_linear_weights(const std::vector<Linear*>& parts) {
-    NoGradGuard no_grad;
-    std::vector<Tensor> ws;
-    for (const Linear* l : parts) {
-        RN_CHECK(!l->bias.defined(), "fuse_linear_weights: a Linear with a bias");
-        ws.push_back(l->weight);
-    }
-    Tensor fused = concat(ws, 0);
-    int64_t off = 0;
-    for (Linear* l : parts) {
-        const bool rg = l->weight.requires_grad();
-        Tensor w = fused.narrow(0, off, l->out_features).detach();
-        w.requires_grad_(rg);
-        l->weight = w;
-        off += l->out_features;
-    }
-    return fused;
-}
-
-bool fused_weights_intact(const Tensor& fused, const std::vector<const Linear*>& parts) {
-    const auto* base = static_cast<const char*>(fused.raw_data());
-    const int64_t row = fused.size(1) * int64_t(dtype_size(fused.dtype()));
+namespace {
+bool stacked_intact(const Tensor& stacked, const std::vector<const Linear*>& parts) {
+    if (!stacked.defined()) return false;
+    const auto* base = static_cast<const char*>(stacked.raw_data());
+    const int64_t row = stacked.size(1) * int64_t(dtype_size(stacked.dtype()));
     int64_t off = 0;
     for (const Linear* l : parts) {
         const Tensor& w = l->weight;
-        if (w.dtype() != fused.dtype() || w.device() != fused.device() || !w.is_contiguous() ||
+        if (w.dtype() != stacked.dtype() || w.device() != stacked.device() || !w.is_contiguous() ||
             static_cast<const char*>(w.raw_data()) != base + off * row)
             return false;
         off += l->out_features;
     }
     return true;
+}
+}  // namespace
+
+void stack_linear_weights(Tensor& stacked, const std::vector<Linear*>& parts) {
+    if (stacked_intact(stacked, std::vector<const Linear*>(parts.begin(), parts.end()))) return;
+    NoGradGuard no_grad;
+    std::vector<Tensor> ws;
+    for (const Linear* l : parts) {
+        RN_CHECK(!l->bias.defined(), "stack_linear_weights: a Linear with a bias");
+        ws.push_back(l->weight);
+    }
+    stacked = concat(ws, 0);
+    int64_t off = 0;
+    for (Linear* l : parts) {
+        const bool rg = l->weight.requires_grad();
+        Tensor w = stacked.narrow(0, off, l->out_features).detach();
+        w.requires_grad_(rg);
+        l->weight = w;
+        off += l->out_features;
+    }
+}
+
+bool use_stacked(const Tensor& stacked, const std::vector<const Linear*>& parts, const Tensor& x) {
+    return stacked.defined() && !GradMode::enabled() && x.numel() == x.size(-1) && stacked.dtype() == x.dtype() &&
+           stacked_intact(stacked, parts);
 }
 
 Tensor xavier_uniform(int64_t out, int64_t in, double gain, Generator& gen) {
@@ -87,17 +95,11 @@ GLU::GLU(int64_t dim, int64_t hidden, const std::string& act, Generator& gen) : 
     fc2 = register_module("fc2", std::make_shared<Linear>(hidden, dim, false, gen));
 }
 
-void GLU::fuse() {
-    if (fused_.defined() && fused_weights_intact(fused_, {fc1.get(), gate.get()})) return;
-    fused_ = fuse_linear_weights({fc1.get(), gate.get()});
-}
+void GLU::fuse() { stack_linear_weights(fused_, {fc1.get(), gate.get()}); }
 
 Tensor GLU::forward(const Tensor& x) const {
-    // one row (a decoding step at batch 1): one matmul for fc1 and gate; the halves of its
-    // output are contiguous. More rows would need copies, so they take the plain path.
-    if (activation != "gelu" && !GradMode::enabled() && x.numel() == x.size(-1) && fused_.defined() &&
-        fused_.dtype() == x.dtype() &&
-        fused_weights_intact(fused_, {fc1.get(), gate.get()})) {
+    // one row (a decoding step at batch 1): one matmul for fc1 and gate
+    if (activation != "gelu" && use_stacked(fused_, {fc1.get(), gate.get()}, x)) {
         const int64_t h = fc1->out_features;
         Tensor y = matmul(x, fused_.t());
         return fc2->forward(silu_mul(y.narrow(-1, 0, h), y.narrow(-1, h, h)));

@@ -49,11 +49,15 @@ private:
     Tensor fused_;  // [fc1; gate] weights, or undefined
 };
 
-// Puts the weights of `parts` (Linears without bias, one input width) in one tensor stacked
-// along the output dim and makes each weight a view into it; returns the stacked tensor.
-Tensor fuse_linear_weights(const std::vector<Linear*>& parts);
-// true when each part's weight is still the view fuse_linear_weights made of `fused`
-bool fused_weights_intact(const Tensor& fused, const std::vector<const Linear*>& parts);
+// Stacks the weights of `parts` (Linears without bias, one input width) along the output
+// dim into `stacked` and makes each weight a view into it; nothing to do when they still
+// are its views.
+void stack_linear_weights(Tensor& stacked, const std::vector<Linear*>& parts);
+// whether `stacked` may stand in for `parts` on input x: x is one row (the parts of the
+// output are then contiguous), autograd is off (the stacked tensor is no leaf, gradients
+// would miss the parameters), the dtypes agree and the weights are still its views (a
+// to()/cast after stacking replaces them)
+bool use_stacked(const Tensor& stacked, const std::vector<const Linear*>& parts, const Tensor& x);
 
 // xavier-uniform: U(−a, a), a = gain·sqrt(6 / (fan_in + fan_out))
 Tensor xavier_uniform(int64_t out, int64_t in, double gain, Generator& gen);

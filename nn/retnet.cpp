@@ -21,24 +21,14 @@ MultiScaleRetention::MultiScaleRetention(const RetNetConfig& cfg, Generator& gen
 }
 
 void MultiScaleRetention::fuse_projections() {
-    if (qkvg_.defined() && fused_weights_intact(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()})) return;
-    qkvg_ = fuse_linear_weights({q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()});
-}
-
-bool MultiScaleRetention::fused_for(const Tensor& x) const {
-    // one row only: then the four parts of the fused output are contiguous views (with more
-    // rows they would need copies, and the four matmuls are the better deal)
-    // and never with autograd on: the stacked weight is no leaf, so gradients would miss
-    // the parameters
-    return qkvg_.defined() && !GradMode::enabled() && x.numel() == x.size(-1) && qkvg_.dtype() == x.dtype() &&
-           fused_weights_intact(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()});
+    stack_linear_weights(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()});
 }
 
 // q, k: [B,H,T,Dk], v: [B,H,T,Dv]; returns the gate input g [B,T,value_dim]
 Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const {
     const int64_t B = x.size(0), T = x.size(1);
     Tensor xq, xk, xv, xg;
-    if (fused_for(x)) {
+    if (use_stacked(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()}, x)) {
         const int64_t d = q_proj->out_features, vd = v_proj->out_features;
         Tensor y = matmul(x, qkvg_.t());  // [1, 1, 2d + 2·vd]
         xq = y.narrow(-1, 0, d), xk = y.narrow(-1, d, d), xv = y.narrow(-1, 2 * d, vd), xg = y.narrow(-1, 2 * d + vd, vd);

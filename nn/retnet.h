@@ -74,8 +74,7 @@ public:
 
 private:
     Tensor project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const;
-    bool fused_for(const Tensor& x) const;  // the fused weight is intact and suits x
-    Tensor qkvg_;                           // the fused weight (undefined: not fused)
+    Tensor qkvg_;  // the stacked weight (undefined: not fused)
     Tensor finish(const Tensor& y_bhtv, const Tensor& g) const;  // group norm, gate, out_proj
     int64_t H_, Dk_, Dv_;
     double eps_;
