@@ -129,14 +129,17 @@ void Engine::release(size_t i) {
 }
 
 namespace {
-// logits [B,V] in any float dtype → (f32 logits, log Σ_v exp) both on the host. The
-// log-sum-exp runs where the logits are, so a GPU sends back B floats more, not B×V exps
-// for the host to compute.
-std::pair<Tensor, Tensor> logits_to_host(const Tensor& logits) {
-    Tensor l = logits.to(DType::f32);
-    Tensor m = max(l, {1}, true);
-    Tensor lse = log(sum(exp(l - m), {1})) + m.squeeze(1);
-    return {l.to(Device::cpu()).contiguous(), lse.to(Device::cpu()).contiguous()};
+// Per row of f32 logits [n, V], computed where the logits are and stacked [k, n] so that
+// one copy brings them to the host (n floats each, not n×V exps for the host to do): the
+// log-sum-exp, the maximum and — given ids (0..V−1) and vfill (V) — the argmax with ties
+// to the lowest id, as the host's greedy (the smallest index where the row equals its
+// maximum: min as −max(−x); `where` takes nonzero as true).
+Tensor row_stats(const Tensor& l32, const Tensor& ids = Tensor(), const Tensor& vfill = Tensor()) {
+    Tensor mx = max(l32, {1}, true);  // [n, 1]
+    Tensor shifted = l32 - mx;        // 0 exactly at the maxima
+    std::vector<Tensor> rows = {log(sum(exp(shifted), {1})) + mx.squeeze(1), mx.squeeze(1)};
+    if (ids.defined()) rows.push_back(-max(-where(shifted, vfill, ids), {1}));
+    return stack(rows, 0);
 }
 }  // namespace
 
@@ -162,15 +165,7 @@ Engine::DecodeOut Engine::decode_device(int64_t n) {
     Tensor toks = io_.select(0, 0).narrow(0, 0, n), pos = io_.select(0, 1).narrow(0, 0, n);
     DecodeOut d;
     d.logits32 = model_->step(toks, views, pos, compute_).to(DType::f32);  // [n, V]
-    Tensor mx = max(d.logits32, {1}, true);                                // [n, 1]
-    Tensor shifted = d.logits32 - mx;                                      // 0 exactly at the maxima
-    std::vector<Tensor> rows = {log(sum(exp(shifted), {1})) + mx.squeeze(1), mx.squeeze(1)};
-    if (greedy_on_device_) {
-        // argmax with ties to the lowest id, as the host's greedy: the smallest index where
-        // the row equals its maximum (min as −max(−x); `where` takes nonzero as true)
-        rows.push_back(-max(-where(shifted, vfill_, ids_), {1}));
-    }
-    d.stats = stack(rows, 0);
+    d.stats = row_stats(d.logits32, ids_, vfill_);  // ids_ defined only when greedy rows pick here
     return d;
 }
 
@@ -241,8 +236,9 @@ std::vector<EngineEvent> Engine::step() {
         if (s.prefilled < s.prompt_len) break;  // budget spent inside this prompt
 
         // prompt done: its first token comes from the last position's logits
-        auto [last, lse] = logits_to_host(logits.select(1, take - 1));
-        EngineEvent ev = emit(s, last.data<float>(), lse.data<float>()[0]);
+        Tensor last = logits.select(1, take - 1).to(DType::f32);  // [1, V]
+        const float lse = row_stats(last).to(Device::cpu()).to_vector<float>()[0];
+        EngineEvent ev = emit(s, last.to(Device::cpu()).contiguous().data<float>(), lse);
         if (ev.finished) done.push_back(s.id);
         events.push_back(ev);
         // join the decoding block: its slot must be n_decoding_
@@ -292,7 +288,7 @@ std::vector<EngineEvent> Engine::step() {
         // sampler names the bad logit)
         std::vector<int64_t> host_rows, at(static_cast<size_t>(n_old), -1);
         for (int64_t i = 0; i < n_old; ++i) {
-            const bool dev = greedy_on_device_ && seqs_[size_t(i)].sampler.plain_greedy() && !std::isnan(lse[size_t(i)]);
+            const bool dev = greedy_on_device_ && seqs_[size_t(i)].sampler.plain_greedy() && !std::isnan(lse[i]);
             if (!dev) {
                 at[size_t(i)] = int64_t(host_rows.size());
                 host_rows.push_back(i);
