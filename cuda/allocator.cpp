@@ -12,7 +12,6 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
-#include <vector>
 
 #include "cuda/check.h"
 #include "cuda/device.h"
@@ -63,6 +62,17 @@ void release_cached(int device, DevicePools& p) {
         }
         pool->clear();
     }
+}
+
+// a block no one uses any more: to the cache, or straight back to CUDA when caching is off
+void return_block(int device, DevicePools& p, size_t size, void* ptr) {
+    if (no_cache()) {
+        cudaSetDevice(device);
+        cudaFree(ptr);
+        p.stats.reserved -= size;
+        return;
+    }
+    (size <= kSmallLimit ? p.small : p.large).emplace(size, ptr);
 }
 
 // the best-fitting block of `pool` for `size`, or nullptr; marks it live
@@ -147,13 +157,7 @@ void device_free(void* ptr, int device) {
         p.parked[g->second].emplace(size, ptr);  // its graph may still write it
         return;
     }
-    if (no_cache()) {
-        cudaSetDevice(device);
-        cudaFree(ptr);
-        p.stats.reserved -= size;
-        return;
-    }
-    (size <= kSmallLimit ? p.small : p.large).emplace(size, ptr);
+    return_block(device, p, size, ptr);
 }
 
 uint64_t begin_graph_memory(int device) {
@@ -172,20 +176,13 @@ void end_graph_memory(int device) {
 void release_graph_memory(int device, uint64_t graph) {
     std::lock_guard<std::mutex> lock(mu);
     DevicePools& p = pools[size_t(device)];
-    for (auto it = p.graph_of.begin(); it != p.graph_of.end();)  // live blocks become ordinary
+    // every block of the graph, live or parked, stops being the graph's: live ones become
+    // ordinary, parked ones go back
+    for (auto it = p.graph_of.begin(); it != p.graph_of.end();)
         it = it->second == graph ? p.graph_of.erase(it) : std::next(it);
     auto pk = p.parked.find(graph);
     if (pk == p.parked.end()) return;
-    for (auto& [size, ptr] : pk->second) {
-        p.graph_of.erase(ptr);
-        if (no_cache()) {
-            cudaSetDevice(device);
-            cudaFree(ptr);
-            p.stats.reserved -= size;
-        } else {
-            (size <= kSmallLimit ? p.small : p.large).emplace(size, ptr);
-        }
-    }
+    for (auto& [size, ptr] : pk->second) return_block(device, p, size, ptr);
     p.parked.erase(pk);
 }
 
