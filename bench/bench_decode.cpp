@@ -157,17 +157,8 @@ void svg_chart(std::ofstream& f, double ox, double oy, double w, double h, const
 }  // namespace
 
 int main(int argc, char** argv) {
-    const bool quick = [&] {
-        for (int i = 1; i < argc; ++i)
-            if (std::string(argv[i]) == "--quick") return true;
-        return false;
-    }();
+    const bool quick = bench::has_flag(argc, argv, "--quick");
     const bool gpu = !quick && cuda::device_count() > 0;
-    const bool graphs = [&] {
-        for (int i = 1; i < argc; ++i)
-            if (std::string(argv[i]) == "--cuda-graphs") return true;
-        return false;
-    }();
     Setup s;
     s.preset = bench::arg_value(argc, argv, "--preset", quick ? "tiny" : gpu ? "small" : "tiny");
     s.vocab = std::stoll(bench::arg_value(argc, argv, "--vocab", quick ? "512" : "32000"));
@@ -179,7 +170,7 @@ int main(int argc, char** argv) {
     s.prefill = std::stoll(bench::arg_value(argc, argv, "--prefill", quick ? "512" : gpu ? "8192" : "2048"));
     s.min_context = quick ? 64 : 512;
     s.prefill_chunk = quick ? 256 : 8192;
-    s.graphs = graphs;
+    s.graphs = bench::has_flag(argc, argv, "--cuda-graphs");
     const std::string json_out = bench::json_path(argc, argv, "bench_decode.json");
     const std::string svg_out = bench::arg_value(argc, argv, "--svg", "bench_decode.svg");
     const Device dev = Device::parse(s.device);

@@ -212,16 +212,8 @@ int main(int argc, char** argv) {
         std::printf("bench_retention_tc_check: no CUDA device; nothing to check\n");
         return 0;
     }
-    const bool do_time = [&] {
-        for (int i = 1; i < argc; ++i)
-            if (std::string(argv[i]) == "--no-time") return false;
-        return true;
-    }();
-    const bool do_check = [&] {
-        for (int i = 1; i < argc; ++i)
-            if (std::string(argv[i]) == "--no-check") return false;
-        return true;
-    }();
+    const bool do_time = !bench::has_flag(argc, argv, "--no-time");
+    const bool do_check = !bench::has_flag(argc, argv, "--no-check");
     // --profile N: only run shape N's forward and backward once each (for ncu), no checks
     const int profile = std::atoi(bench::arg_value(argc, argv, "--profile", "-1").c_str());
     nlohmann::json out;

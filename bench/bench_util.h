@@ -67,6 +67,12 @@ inline std::string json_path(int argc, char** argv, const std::string& def) {
         if (std::string(argv[i]) == "--json") return argv[i + 1];
     return def;
 }
+// whether a flag without a value (--quick) is on the command line
+inline bool has_flag(int argc, char** argv, const std::string& flag) {
+    for (int i = 1; i < argc; ++i)
+        if (std::string(argv[i]) == flag) return true;
+    return false;
+}
 inline std::string arg_value(int argc, char** argv, const std::string& flag, const std::string& def = "") {
     for (int i = 1; i + 1 < argc; ++i)
         if (std::string(argv[i]) == flag) return argv[i + 1];
