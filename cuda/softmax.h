@@ -22,7 +22,8 @@ void softmax_backward(DType dt, void* dx, const void* dy, const void* y, int64_t
 
 // lse [N] (f64) = log Σ_c exp(logits[n, c]) for every row (ignored rows too);
 // loss (one element of the accumulation type — f32 for bf16 — on the device)
-// = Σ_{n not ignored} (lse[n] − logits[n, t[n]]) / count, 0 when count is 0; count (one i64, device) = the number of non-ignored rows.
+// = Σ_{n not ignored} (lse[n] − logits[n, t[n]]) / count, 0 when count is 0; count (one
+// i64, device) = the number of non-ignored rows.
 // Targets are validated on the device: when some target is neither ignore_index nor in
 // [0, C), no out-of-range element is read, the loss is NaN and count is −1 − (the first
 // such row), so that the backward writes NaN too and a debug check can name the row.

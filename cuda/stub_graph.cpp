@@ -1,4 +1,6 @@
-// cuda/stub_graph.cpp — cuda::Graph without CUDA: capture() says why it cannot.
+// cuda/stub_graph.cpp — cuda::Graph in a build without CUDA (as the other cuda/stub*.cpp):
+// capture() always fails, saying why, so callers run their work eagerly; replay() is an
+// error; graph memory has nothing to track.
 #include "cuda/graph.h"
 
 #include "core/error.h"
