@@ -15,10 +15,12 @@
 //
 // Usage: bench_decode [--quick] [--preset small] [--vocab 32000] [--device cuda|cpu]
 //                     [--dtype f32|bf16] [--steps N] [--max-context N] [--max-batch N]
-//                     [--prefill N] [--cuda-graphs] [--json PATH] [--svg PATH]
+//                     [--prefill N] [--cuda-graphs] [--json PATH] [--svg PATH] [--profile]
 // Defaults: on a GPU the sizes (small preset, contexts 512 … 65,536, batches
 // 1 … 256, 8K prefill, bf16); without one, CPU sizes that finish in a minute or two;
 // --quick: a tiny model and a few seconds on the CPU (for tests of this program).
+// --profile: only two steps at batch 1 and two at batch 64, each pair between
+// cudaProfilerStart/Stop, for `ncu --profile-from-start off` (a per-kernel breakdown).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -34,6 +36,10 @@
 #include "nn/retnet.h"
 #include "ops/ops.h"
 #include "tools/engine.h"
+
+#ifdef RN_HAVE_CUDA
+#include <cuda_profiler_api.h>
+#endif
 
 using namespace rn;
 using json = nlohmann::json;
@@ -186,6 +192,30 @@ int main(int argc, char** argv) {
                 {"quick", quick},       {"n_layers", cfg.n_layers}, {"d_model", cfg.d_model},
                 {"cuda_graphs", s.graphs}};
     NoGradGuard no_grad;
+
+    if (bench::has_flag(argc, argv, "--profile")) {
+        for (int64_t b : {int64_t(1), int64_t(64)}) {
+            tools::Engine e(model, engine_options(s, b, 1 << 20));
+            for (int64_t i = 0; i < b; ++i) {
+                tools::SamplingParams greedy;
+                greedy.temperature = 0;
+                e.add(random_prompt(16, s.vocab, uint64_t(1000 + i)), greedy, 64);
+            }
+            prefill_all(e, b, "batch");
+            for (int i = 0; i < 5; ++i) e.step();
+            sync(dev);
+#ifdef RN_HAVE_CUDA
+            cudaProfilerStart();
+#endif
+            for (int i = 0; i < 2; ++i) e.step();
+            sync(dev);
+#ifdef RN_HAVE_CUDA
+            cudaProfilerStop();
+#endif
+            std::printf("profiled 2 steps at batch %lld\n", (long long)b);
+        }
+        return 0;
+    }
 
     // ---- 1 + 2: batch 1 against context length
     std::printf("\n%9s  %14s  %14s  %12s  %12s\n", "context", "engine ms/tok", "model ms/tok", "live MiB", "peak MiB");
