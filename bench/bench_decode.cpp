@@ -15,7 +15,7 @@
 //
 // Usage: bench_decode [--quick] [--preset small] [--vocab 32000] [--device cuda|cpu]
 //                     [--dtype f32|bf16] [--steps N] [--max-context N] [--max-batch N]
-//                     [--prefill N] [--cuda-graphs] [--json PATH] [--svg PATH] [--profile]
+//                     [--prefill N] [--no-cuda-graphs] [--json PATH] [--svg PATH] [--profile]
 // Defaults: on a GPU the sizes (small preset, contexts 512 … 65,536, batches
 // 1 … 256, 8K prefill, bf16); without one, CPU sizes that finish in a minute or two;
 // --quick: a tiny model and a few seconds on the CPU (for tests of this program).
@@ -51,7 +51,7 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 struct Setup {
     std::string preset, device, dtype;
     int64_t vocab, steps, max_context, max_batch, prefill, min_context, prefill_chunk;
-    bool graphs = false;  // --cuda-graphs: the engine replays each decode step as a CUDA graph
+    bool graphs = true;  // the engine replays each decode step as a CUDA graph (--no-cuda-graphs: eager)
 };
 
 struct Mem {
@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
     s.prefill = std::stoll(bench::arg_value(argc, argv, "--prefill", quick ? "512" : gpu ? "8192" : "2048"));
     s.min_context = quick ? 64 : 512;
     s.prefill_chunk = quick ? 256 : 8192;
-    s.graphs = bench::has_flag(argc, argv, "--cuda-graphs");
+    s.graphs = !bench::has_flag(argc, argv, "--no-cuda-graphs") && Device::parse(s.device).is_cuda();
     const std::string json_out = bench::json_path(argc, argv, "bench_decode.json");
     const std::string svg_out = bench::arg_value(argc, argv, "--svg", "bench_decode.svg");
     const Device dev = Device::parse(s.device);

@@ -22,7 +22,7 @@ struct GenerateOptions {
     bool ignore_eos = false;           // keep going past </s> (benchmarks, tests of random models)
     std::string device = "cpu";
     std::string dtype = "f32";
-    bool cuda_graphs = false;  // decode steps replay CUDA graphs (EngineOptions::cuda_graphs)
+    bool cuda_graphs = true;   // on CUDA, decode steps replay CUDA graphs (EngineOptions::cuda_graphs)
     int64_t prefill_chunk = 256;
 };
 

@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
     sv->add_option("--device", so.device, "cpu, cuda or cuda:N")->capture_default_str();
     sv->add_option("--dtype", so.dtype, "f32, or bf16 on CUDA")->capture_default_str();
     sv->add_option("--threads", so.threads, "HTTP I/O threads")->capture_default_str();
-    sv->add_flag("--cuda-graphs", so.cuda_graphs, "replay each decode step as a CUDA graph (experimental)");
+    sv->add_flag("!--no-cuda-graphs", so.cuda_graphs, "on CUDA, launch each decode step's kernels one by one instead of replaying a CUDA graph");
 
     // ---- generate
     auto* gen = app.add_subcommand("generate", "sample text from a checkpoint (several --prompt: one batch)");
@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
     gen->add_option("--prefill-chunk", go.prefill_chunk, "prompt tokens prefilled per engine step")->capture_default_str();
     gen->add_option("--device", go.device, "cpu, cuda or cuda:N")->capture_default_str();
     gen->add_option("--dtype", go.dtype, "f32, or bf16 on CUDA")->capture_default_str();
-    gen->add_flag("--cuda-graphs", go.cuda_graphs, "replay each decode step as a CUDA graph (experimental)");
+    gen->add_flag("!--no-cuda-graphs", go.cuda_graphs, "on CUDA, launch each decode step's kernels one by one instead of replaying a CUDA graph");
 
     CLI11_PARSE(app, argc, argv);
     try {

@@ -37,7 +37,7 @@ struct ServeOptions {
     int64_t prefill_chunk = 256;      // prompt tokens prefilled per engine step
     std::string device = "cpu";       // cpu, cuda, cuda:N
     std::string dtype = "f32";        // f32, or bf16 on CUDA
-    bool cuda_graphs = false;  // decode steps replay CUDA graphs (EngineOptions::cuda_graphs)
+    bool cuda_graphs = true;          // on CUDA, decode steps replay CUDA graphs (EngineOptions)
     int threads = 2;                  // I/O threads (the engine has its own)
     double idle_timeout_s = 30;       // a connection silent this long while reading is closed
     double drain_timeout_s = 60;      // on SIGTERM, give up waiting for requests after this
