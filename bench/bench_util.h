@@ -59,6 +59,20 @@ inline double time_cuda_ms(const std::function<void()>& f, int warmup = 5, int r
     cudaEventDestroy(b);
     return median(t);
 }
+
+// the memory ceiling: device-to-device copy of `bytes` (default 1 GiB, far beyond L2),
+// bytes read + written per second, median of `reps`
+inline double copy_bandwidth_Bps(size_t bytes = size_t(1) << 30, int reps = 20) {
+    void *src = nullptr, *dst = nullptr;
+    cudaMalloc(&src, bytes);
+    cudaMalloc(&dst, bytes);
+    cudaMemset(src, 1, bytes);
+    const double ms = time_cuda_ms(
+        [&] { cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, rn::cuda::stream()); }, 3, reps);
+    cudaFree(src);
+    cudaFree(dst);
+    return 2.0 * double(bytes) / (ms * 1e-3);
+}
 #endif
 
 // --json PATH from argv, or the default

@@ -36,6 +36,7 @@
 #include "core/error.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/gemv.h"
 
 namespace rn::cuda {
 
@@ -81,7 +82,8 @@ const char* blas_hint(cublasStatus_t s) {
                                       describe(prob), ".", blas_hint(s_));                                  \
     } while (0)
 
-std::atomic<int64_t> n_lt{0}, n_ex{0}, n_heur{0}, n_noalgo{0};
+std::atomic<int64_t> n_lt{0}, n_ex{0}, n_heur{0}, n_noalgo{0}, n_gemv{0};
+std::atomic<bool> use_gemv{true};
 std::atomic<bool> use_lt{true};
 
 cublasOperation_t op_of(bool t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
@@ -306,6 +308,12 @@ void run(const Problem& p, double alpha, const void* A, const void* B, double be
     check_args(p);
     if (p.M == 0 || p.N == 0 || p.batch == 0) return;
     if (p.K == 0 && beta == 0.0) return zero_c(p, C);
+    // x · Wᵀ for a few rows (a decode step): B is W stored [N, K]
+    if (p.batch == 1 && beta == 0.0 && !p.ta && p.tb && gemv_preferred(p.dt, p.M, p.N, p.K) &&
+        use_gemv.load(std::memory_order_relaxed) && gemv_rows(p.dt, p.M, p.N, p.K, alpha, A, p.lda, B, p.ldb, C, p.ldc)) {
+        n_gemv.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
     if (p.dt == DType::bf16 && p.K > 0 && use_lt.load(std::memory_order_relaxed)) {
         // Lt's batch count is an int32: very long batches go in slices
         constexpr int64_t kMaxLtBatch = INT32_MAX;
@@ -367,6 +375,7 @@ GemmStats gemm_stats() {
     GemmStats s;
     s.lt_calls = n_lt.load();
     s.gemm_ex_calls = n_ex.load();
+    s.gemv_calls = n_gemv.load();
     s.heuristic_queries = n_heur.load();
     s.lt_no_algorithm = n_noalgo.load();
     std::lock_guard<std::mutex> lock(plans_mu);
@@ -381,5 +390,7 @@ void clear_gemm_cache() {
 
 void set_gemm_use_lt(bool on) { use_lt.store(on); }
 bool gemm_use_lt() { return use_lt.load(); }
+void set_gemv_enabled(bool on) { use_gemv.store(on); }
+bool gemv_enabled() { return use_gemv.load(); }
 
 }  // namespace rn::cuda

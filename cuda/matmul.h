@@ -11,6 +11,9 @@
 //          cached per shape, so a training step never re-queries the heuristic. When Lt has
 //          no algorithm for a shape, cublasGemmEx (CUBLAS_COMPUTE_32F) runs it instead.
 //   f64  — cublasDgemm.
+//   x · Wᵀ with 1–4 rows of x (f32 or bf16, W stored [N, K], beta = 0, one matrix; the
+//          exact rule is cuda::gemv_preferred): cuda/gemv.h's kernel, faster than cuBLAS's
+//          tiled GEMMs on a decode step's products; set_gemv_enabled(false) sends them to cuBLAS.
 #pragma once
 #include <cstdint>
 
@@ -46,6 +49,7 @@ struct GemmStats {
     int64_t heuristic_queries = 0;  // cublasLtMatmulAlgoGetHeuristic calls (one per new shape)
     int64_t lt_no_algorithm = 0;    // shapes for which Lt offered nothing (then cublasGemmEx)
     int64_t cached_shapes = 0;      // entries in the Lt plan cache now
+    int64_t gemv_calls = 0;         // few-row products run by cuda/gemv.h's kernel
 };
 GemmStats gemm_stats();
 // Drops every cached Lt plan (descriptors and algorithm); the next call per shape re-queries.
@@ -60,5 +64,9 @@ bool allow_tf32();
 // the fallback path and benchmarks can compare the two.
 void set_gemm_use_lt(bool on);
 bool gemm_use_lt();
+// the few-row kernel (cuda/gemv.h) for the products it takes (default on); off sends them to
+// cuBLAS, so tests and benchmarks can compare the two.
+void set_gemv_enabled(bool on);
+bool gemv_enabled();
 
 }  // namespace rn::cuda

@@ -10,7 +10,11 @@
 //             with beta = 0, K = 0, strided-batched with a stride-0 operand;
 //   the Lt plan cache (a repeated shape queries the heuristic once), the cublasGemmEx
 //   fallback path, and TF32: off by default, opt-in changes f32 only, and off again gives
-//   bit-identical exact results.
+//   bit-identical exact results;
+//   few-row products x · Wᵀ (a decode step): cuda/gemv.h's kernel takes them (counted),
+//   matches the CPU and cuBLAS for 1–8 rows (called directly where rn::matmul prefers
+//   cuBLAS), and what it must refuse or should not take (9 rows, 8 rows of a 4 MB weight,
+//   K or lda not a multiple of 16 bytes, a misaligned x, f64) stays with cuBLAS, still right.
 // ‖out − ref‖ / ‖ref‖ throughout; NaN never passes.
 #include <boost/test/unit_test.hpp>
 
@@ -19,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/gemv.h"
 #include "cuda/matmul.h"
 #include "cuda_test_util.h"
 #include "ops/matmul.h"
@@ -114,10 +119,11 @@ void check_values(DType dt, const Tensor& a, const Tensor& b, const std::string&
 
 // restores the process-wide switches a test flips, even when it fails half-way
 struct SwitchGuard {
-    bool tf32 = cuda::allow_tf32(), lt = cuda::gemm_use_lt();
+    bool tf32 = cuda::allow_tf32(), lt = cuda::gemm_use_lt(), gemv = cuda::gemv_enabled();
     ~SwitchGuard() {
         cuda::set_allow_tf32(tf32);
         cuda::set_gemm_use_lt(lt);
+        cuda::set_gemv_enabled(gemv);
     }
 };
 
@@ -300,6 +306,68 @@ BOOST_AUTO_TEST_CASE(bf16_fallback_path_matches) {
     const auto s1 = cuda::gemm_stats();
     BOOST_TEST(s1.lt_calls == s0.lt_calls, "Lt used while switched off");
     BOOST_TEST(s1.gemm_ex_calls > s0.gemm_ex_calls);
+}
+
+BOOST_AUTO_TEST_CASE(few_row_products_take_the_gemv_kernel) {
+    Generator g(43);
+    SwitchGuard guard;
+    cuda::set_gemv_enabled(true);
+    struct S {
+        int64_t M, N, K;
+    };
+    // the small preset's decode products (QKVG stacked, out / fc2, fc1+gate stacked, LM head)
+    // and odd ones: N not a multiple of the 8 columns a block, K with a tail of pieces
+    const std::vector<S> shapes = {{1, 4128, 768}, {2, 768, 1296}, {4, 1024, 512}, {1, 32000, 768},
+                                   {3, 33, 1000},  {4, 7, 64},     {4, 100, 4104}, {1, 3, 8}};
+    for (DType dt : {DType::f32, DType::bf16}) {
+        const int64_t v = dt == DType::f32 ? 4 : 8;
+        for (const S& s : shapes) {
+            if (s.K % v) continue;
+            BOOST_TEST_CONTEXT(dt << " M " << s.M << " N " << s.N << " K " << s.K) {
+                Tensor x = randn({s.M, s.K}, g, DType::f64).to(dt).to(kGpu);
+                Tensor w = randn({s.N, s.K}, g, DType::f64).to(dt).to(kGpu);
+                const int64_t before = cuda::gemm_stats().gemv_calls;
+                Tensor out = matmul(x, w.t());
+                BOOST_TEST(cuda::gemm_stats().gemv_calls == before + 1, "the few-row kernel did not run");
+                BOOST_TEST(all_finite(out));
+                const double err = rel_err(out.to(Device::cpu()), matmul(ref64(x), ref64(w).t()));
+                BOOST_TEST(err < tol_for(dt), "vs CPU: rel err " << err);
+                cuda::set_gemv_enabled(false);
+                Tensor blas = matmul(x, w.t());
+                cuda::set_gemv_enabled(true);
+                BOOST_TEST(rel_err(out.to(Device::cpu()), blas.to(Device::cpu())) < tol_for(dt), "vs cuBLAS");
+            }
+        }
+        // rows of a wider (aligned) buffer, and a 3-d input whose leading dims fold into M
+        Tensor wide = randn({3, 776}, g, DType::f64).to(dt).to(kGpu);
+        Tensor w = randn({50, 768}, g, DType::f64).to(dt).to(kGpu);
+        const int64_t before = cuda::gemm_stats().gemv_calls;
+        check_values(dt, wide.narrow(1, 0, 768), w.t(), "rows with lda > K");
+        check_values(dt, randn({2, 1, 768}, g, DType::f64).to(dt).to(kGpu), w.t(), "[2, 1, K] · Wᵀ");
+        BOOST_TEST(cuda::gemm_stats().gemv_calls == before + 2);
+        // refused: stays with cuBLAS, values still right
+        const int64_t before_refused = cuda::gemm_stats().gemv_calls;
+        check_values(dt, randn({9, 768}, g, DType::f64).to(dt).to(kGpu), w.t(), "9 rows");
+        check_values(dt, wide.narrow(1, 3, 768), w.t(), "misaligned x");
+        check_values(dt, randn({2, 770}, g, DType::f64).to(dt).to(kGpu),
+                     randn({50, 770}, g, DType::f64).to(dt).to(kGpu).t(), "K = 770");
+        check_values(dt, randn({2, 768}, g, DType::f64).to(dt).to(kGpu), randn({768, 50}, g, DType::f64).to(dt).to(kGpu),
+                     "W stored [K, N]");
+        check_values(dt, randn({8, 768}, g, DType::f64).to(dt).to(kGpu),
+                     randn({2592, 768}, g, DType::f64).to(dt).to(kGpu).t(), "8 rows: cuBLAS is faster");
+        BOOST_TEST(cuda::gemm_stats().gemv_calls == before_refused, "a refused shape ran the few-row kernel");
+        // the kernel itself for 5–8 rows (rn::matmul gives those to cuBLAS), against the CPU
+        for (int64_t M : {5, 8}) {
+            Tensor x = randn({M, 768}, g, DType::f64).to(dt).to(kGpu);
+            Tensor out = empty({M, 50}, dt, kGpu);
+            BOOST_REQUIRE(cuda::gemv_rows(dt, M, 50, 768, 1.0, x.raw_data(), 768, w.raw_data(), 768, out.raw_data(), 50));
+            const double err = rel_err(out.to(Device::cpu()), matmul(ref64(x), ref64(w).t()));
+            BOOST_TEST(err < tol_for(dt), "gemv_rows M " << M << ": rel err " << err);
+        }
+    }
+    const int64_t before = cuda::gemm_stats().gemv_calls;
+    check_values(DType::f64, randn({2, 64}, g, DType::f64).to(kGpu), randn({16, 64}, g, DType::f64).to(kGpu).t(), "f64");
+    BOOST_TEST(cuda::gemm_stats().gemv_calls == before);
 }
 
 BOOST_AUTO_TEST_CASE(tf32_is_opt_in) {

@@ -1,0 +1,30 @@
+// cuda/gemv.h — products of a few rows with a weight stored [N, K] (x · Wᵀ, x [M, K] with
+// M ≤ 8): what a decode step multiplies, one token a sequence. cuBLAS runs them as tiled
+// GEMMs on tensor cores, which at M = 1 read the weight at ~1 TB/s (H200, ncu); here every
+// warp streams whole rows of W with 16-byte loads and keeps the few x rows in L1, so the
+// product runs at the weight's read bandwidth. Called by cuda::gemm (cuda/matmul.cpp) for
+// the problems gemv_preferred() picks; anything else stays with cuBLAS.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace rn::cuda {
+
+constexpr int64_t kGemvMaxRows = 8;
+
+// C[m, n] = alpha · Σ_k A[m, k] · W[n, k] for m < M ≤ kGemvMaxRows, row-major A (lda), W
+// (ldw) and C (ldc), fp32 accumulation, on the current device's compute stream. Returns
+// false (and does nothing) when it does not apply: dt not f32/bf16, M outside [1, 8],
+// K, lda or ldw not a multiple of 16 bytes' worth of elements, or A / W not 16-byte aligned.
+bool gemv_rows(DType dt, int64_t M, int64_t N, int64_t K, double alpha, const void* A, int64_t lda, const void* W,
+               int64_t ldw, void* C, int64_t ldc);
+
+// Whether the kernel beats cuBLAS on x [M, K] · Wᵀ [K, N] (bench/bench_gemv on the H200, W
+// read from HBM, replayed from a graph): one row always (1.03–1.65×: 2.8–3.4 µs where cuBLAS
+// takes 4.1–5.3 µs for the small preset's weights, 14.0 vs 14.4 µs for its 49 MB LM head);
+// two rows up to a 16 MiB weight (1.13–1.55×; 0.88× on the head); four up to 4 MiB (1.07–
+// 1.38×; 0.92× at 6.3 MB). More rows re-read x from L1 for every piece of W and lose.
+bool gemv_preferred(DType dt, int64_t M, int64_t N, int64_t K);
+
+}  // namespace rn::cuda
