@@ -140,14 +140,25 @@ __device__ __forceinline__ Pack<T, V> norm_out(const Pack<T, V>& xv, const T* w,
 
 // ---------------------------------------------------------------- forward
 
+// x + res rounded to T (as the unfused add rounds it), the vector the norm then reads
+template <typename T, int V>
+__device__ __forceinline__ Pack<T, V> add_packs(const Pack<T, V>& a, const Pack<T, V>& b) {
+    Pack<T, V> o;
+#pragma unroll
+    for (int e = 0; e < V; ++e) o.v[e] = st<T>(ld(a.v[e]) + ld(b.v[e]));
+    return o;
+}
+
 // out [N, C], mean [N] (may be null), rstd [N]; CACHE vectors a thread kept in registers
-// (the launcher guarantees C / V ≤ nth · CACHE), CACHE = 0: three reads of the row
+// (the launcher guarantees C / V ≤ nth · CACHE), CACHE = 0: three reads of the row.
+// res (may be null): the row normalised is x + res, also written to sum [N, C] — a residual
+// add fused into the norm after it (a decode step's launches: ops/norm.h add_rms_norm).
 template <typename T, int V, bool WARP, int CACHE>
 __global__ void __launch_bounds__(WARP ? kWarpBlock : kMaxBlock)
 norm_forward_kernel(T* __restrict__ out, typename acc_of<T>::type* __restrict__ mean,
                     typename acc_of<T>::type* __restrict__ rstd, const T* __restrict__ x, const T* __restrict__ w,
                     const T* __restrict__ b, int64_t rows, int64_t cols, typename acc_of<T>::type eps,
-                    bool centered) {
+                    bool centered, const T* __restrict__ res, T* __restrict__ sum) {
     using A = typename acc_of<T>::type;
     using P = Pack<T, V>;
     const Group<WARP> g;
@@ -161,7 +172,13 @@ norm_forward_kernel(T* __restrict__ out, typename acc_of<T>::type* __restrict__ 
 #pragma unroll
             for (int k = 0; k < CACHE; ++k) {
                 const int64_t i = g.lane + int64_t(k) * g.nth;
-                if (i < nvec) buf[k] = load_pack<T, V>(xr + i * V);
+                if (i < nvec) {
+                    buf[k] = load_pack<T, V>(xr + i * V);
+                    if (res) {
+                        buf[k] = add_packs<T, V>(buf[k], load_pack<T, V>(res + r * cols + i * V));
+                        store_pack(sum + r * cols + i * V, buf[k]);
+                    }
+                }
             }
             if (centered) {
                 A s = A(0);
@@ -195,17 +212,24 @@ norm_forward_kernel(T* __restrict__ out, typename acc_of<T>::type* __restrict__ 
                 rstd[r] = rs;
             }
         } else {
+            // vector i of the row normalised: x, or x + res recomputed at every pass (never read
+            // back from sum, which this kernel writes: x and res may be read through the
+            // non-coherent path)
+            auto row_vec = [&](int64_t i) {
+                const P v = load_pack<T, V>(xr + i * V);
+                return res ? add_packs<T, V>(v, load_pack<T, V>(res + r * cols + i * V)) : v;
+            };
             if (centered) {
                 A s = A(0);
                 for (int64_t i = g.lane; i < nvec; i += g.nth) {
-                    const P v = load_pack<T, V>(xr + i * V);
+                    const P v = row_vec(i);
 #pragma unroll
                     for (int e = 0; e < V; ++e) s += ld(v.v[e]);
                 }
                 mu = g.sum(s) / A(cols);
             }
             for (int64_t i = g.lane; i < nvec; i += g.nth) {
-                const P v = load_pack<T, V>(xr + i * V);
+                const P v = row_vec(i);
 #pragma unroll
                 for (int e = 0; e < V; ++e) {
                     const A d = ld(v.v[e]) - mu;
@@ -213,8 +237,11 @@ norm_forward_kernel(T* __restrict__ out, typename acc_of<T>::type* __restrict__ 
                 }
             }
             const A rs = A(1) / d_sqrt(g.sum(ss) / A(cols) + eps);
-            for (int64_t i = g.lane; i < nvec; i += g.nth)
-                store_pack(outr + i * V, norm_out<T, V>(load_pack<T, V>(xr + i * V), w, b, i, mu, rs));
+            for (int64_t i = g.lane; i < nvec; i += g.nth) {
+                const P v = row_vec(i);
+                if (res) store_pack(sum + r * cols + i * V, v);
+                store_pack(outr + i * V, norm_out<T, V>(v, w, b, i, mu, rs));
+            }
             if (g.lane == 0) {
                 if (mean) mean[r] = mu;
                 rstd[r] = rs;
@@ -470,13 +497,14 @@ void with_variant(const Plan& p, bool vec, F&& f) {
 
 template <typename T>
 void norm_forward(bool centered, void* out, void* mean, void* rstd, const void* x, const void* w, const void* b,
-                  int64_t rows, int64_t cols, double eps) {
+                  int64_t rows, int64_t cols, double eps, const void* res = nullptr, void* sum = nullptr) {
     using A = typename acc_of<T>::type;
     constexpr int V = 16 / int(sizeof(T));
     // vectors a thread keeps: 32 registers of f32/f64 data; bf16 rows 32 floats (nvcc
     // keeps the converted values live between the passes)
     constexpr int K = sizeof(T) == 2 ? 4 : 8;
-    const bool vec = cols % V == 0 && aligned16(out) && aligned16(x) && (!w || aligned16(w)) && (!b || aligned16(b));
+    const bool vec = cols % V == 0 && aligned16(out) && aligned16(x) && (!w || aligned16(w)) && (!b || aligned16(b)) &&
+                     (!res || (aligned16(res) && aligned16(sum)));
     const Plan p = plan_norm(cols, vec ? V : 1, K);
     const int gpb = p.warp ? p.threads / 32 : 1;
     const int grid = int(std::min<int64_t>((rows + gpb - 1) / gpb, int64_t(sm_count()) * 32));
@@ -484,7 +512,8 @@ void norm_forward(bool centered, void* out, void* mean, void* rstd, const void* 
         norm_forward_kernel<T, decltype(v)::value, decltype(warp)::value, decltype(cache)::value>
             <<<grid, p.threads, 0, stream()>>>(static_cast<T*>(out), static_cast<A*>(mean), static_cast<A*>(rstd),
                                                static_cast<const T*>(x), static_cast<const T*>(w),
-                                               static_cast<const T*>(b), rows, cols, A(eps), centered);
+                                               static_cast<const T*>(b), rows, cols, A(eps), centered,
+                                               static_cast<const T*>(res), static_cast<T*>(sum));
     });
     RN_CUDA_CHECK_LAUNCH();
 }
@@ -579,6 +608,15 @@ void rms_norm_forward(DType dt, void* out, void* rstd, const void* x, const void
     RN_CHECK(rows > 0 && cols > 0, "rms_norm (CUDA): bad sizes ", rows, " x ", cols);
     dispatch_float(dt, "rms_norm", [&](auto tag) {
         norm_forward<decltype(tag)>(false, out, nullptr, rstd, x, w_or_null, nullptr, rows, cols, eps);
+    });
+}
+
+void add_rms_norm_forward(DType dt, void* out, void* sum, void* rstd, const void* x, const void* res,
+                          const void* w_or_null, int64_t rows, int64_t cols, double eps) {
+    if (rows == 0 || cols == 0) return;
+    RN_CHECK(rows > 0 && cols > 0, "add_rms_norm (CUDA): bad sizes ", rows, " x ", cols);
+    dispatch_float(dt, "add_rms_norm", [&](auto tag) {
+        norm_forward<decltype(tag)>(false, out, nullptr, rstd, x, w_or_null, nullptr, rows, cols, eps, res, sum);
     });
 }
 

@@ -87,6 +87,10 @@ Tensor RMSNorm::forward(const Tensor& x) const {
     return rms_norm(x, weight.defined() ? as_compute(weight, x) : Tensor(), eps);
 }
 
+std::pair<Tensor, Tensor> RMSNorm::forward_residual(const Tensor& x, const Tensor& h) const {
+    return add_rms_norm(x, h, weight.defined() ? as_compute(weight, x) : Tensor(), eps);
+}
+
 GLU::GLU(int64_t dim, int64_t hidden, const std::string& act, Generator& gen) : activation(act) {
     RN_CHECK(act == "swish" || act == "silu" || act == "gelu", "GLU: unknown activation '", act,
              "': expected swish (silu) or gelu");

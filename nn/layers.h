@@ -29,6 +29,8 @@ class RMSNorm : public Module {
 public:
     RMSNorm(int64_t dim, double eps, bool affine);
     Tensor forward(const Tensor& x) const;
+    // {x + h, forward(x + h)}: the residual add before this norm, fused with it (ops/norm.h)
+    std::pair<Tensor, Tensor> forward_residual(const Tensor& x, const Tensor& h) const;
     Tensor weight;
     double eps;
 };

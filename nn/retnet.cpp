@@ -2,6 +2,7 @@
 #include "nn/retnet.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "autograd/grad_mode.h"
 #include "ops/ops.h"
@@ -114,8 +115,9 @@ RetNetLM::RetNetLM(const RetNetConfig& cfg, uint64_t seed) : cfg_(cfg) {
     }
 }
 
-Tensor RetNetLM::head(const Tensor& x) const {
-    Tensor h = layer_norm->forward(x);
+Tensor RetNetLM::head(const Tensor& x) const { return project(layer_norm->forward(x)); }
+
+Tensor RetNetLM::project(const Tensor& h) const {
     if (output_projection) return output_projection->forward(h);
     Tensor w = embed_tokens->weight;
     return matmul(h, (w.dtype() == h.dtype() ? w : w.to(h.dtype())).t());
@@ -158,8 +160,17 @@ Tensor RetNetLM::step(const Tensor& tokens, std::vector<Tensor>& states, const T
     Tensor x = embed_tokens->forward(tokens.unsqueeze(1));  // [B,1,d]
     if (x.dtype() != compute) x = x.to(compute);
     if (layernorm_embedding) x = layernorm_embedding->forward(x);
-    for (size_t i = 0; i < layers.size(); ++i) x = layers[i]->step(x, states[i], pos);
-    return head(x).squeeze(1);
+    // RetNetBlock::step's sublayers, with each residual add fused into the RMSNorm that
+    // follows it (the next block's, or the final one): n is the normed residual stream
+    if (layers.empty()) return head(x).squeeze(1);
+    Tensor n = layers.front()->retention_layer_norm->forward(x);
+    for (size_t i = 0; i < layers.size(); ++i) {
+        const RetNetBlock& b = *layers[i];
+        auto [y, m] = b.final_layer_norm->forward_residual(x, b.retention->step(n, states[i], pos));
+        const RMSNorm& next = i + 1 < layers.size() ? *layers[i + 1]->retention_layer_norm : *layer_norm;
+        std::tie(x, n) = next.forward_residual(y, b.ffn->forward(m));
+    }
+    return project(n).squeeze(1);
 }
 
 }  // namespace rn::nn

@@ -115,7 +115,8 @@ public:
     std::shared_ptr<Linear> output_projection;
 
 private:
-    Tensor head(const Tensor& x) const;
+    Tensor head(const Tensor& x) const;     // final norm, then project
+    Tensor project(const Tensor& h) const;  // the output projection (or the tied embedding)
     RetNetConfig cfg_;
 };
 

@@ -6,6 +6,7 @@
 
 #include "autograd/node.h"
 #include "cuda/norm.h"
+#include "ops/elementwise.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -119,6 +120,26 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
         record(n, {x_in, weight, bias}, {out});
     }
     return out;
+}
+
+std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x, const Tensor& h, const Tensor& weight, double eps) {
+    RN_CHECK(x.defined() && h.defined() && x.shape() == h.shape(), "add_rms_norm: x and h must have the same shape, got ",
+             x.defined() ? x.shape() : Shape{}, " and ", h.defined() ? h.shape() : Shape{});
+    check_same_dtype_device(x, h, "add_rms_norm");
+    if (!x.is_cuda() || any_requires_grad({x, h, weight})) {
+        Tensor sum = x + h;
+        return {sum, rms_norm(sum, weight, eps)};
+    }
+    check_norm_inputs("add_rms_norm", x, weight, Tensor(), eps);
+    const int64_t cols = x.shape().back();
+    const int64_t rows = cols ? x.numel() / cols : 0;
+    Tensor xc = contiguous_nograd(x), hc = contiguous_nograd(h);
+    Tensor w = weight.defined() ? contiguous_nograd(weight) : Tensor();
+    Tensor sum = empty(xc.shape(), xc.dtype(), xc.device()), out = empty(xc.shape(), xc.dtype(), xc.device());
+    Tensor rstd = empty({rows}, stat_dtype(xc.dtype()), xc.device());
+    cuda::add_rms_norm_forward(xc.dtype(), out.raw_data(), sum.raw_data(), rstd.raw_data(), xc.raw_data(), hc.raw_data(),
+                               w.defined() ? w.raw_data() : nullptr, rows, cols, eps);
+    return {sum, out};
 }
 
 Tensor rms_norm(const Tensor& x_in, const Tensor& weight, double eps) {

@@ -3,6 +3,7 @@
 // N rows (every dim but the last, flattened), C the normalised (last) dim.
 #pragma once
 #include <cstdint>
+#include <utility>
 
 #include "core/tensor.h"
 
@@ -15,6 +16,11 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight = Tensor(), const Tensor
                   double eps = 1e-5);
 // x / sqrt(mean(x²) + eps) ⊙ weight over the last dim; weight optional ([C]) as above.
 Tensor rms_norm(const Tensor& x, const Tensor& weight = Tensor(), double eps = 1e-6);
+// {x + h, rms_norm(x + h, weight, eps)}: a residual add and the norm after it. On CUDA
+// without autograd one kernel does both (a decode step saves a launch per sublayer); with
+// autograd, or on the CPU, it is the two ops — the same values either way.
+std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x, const Tensor& h, const Tensor& weight = Tensor(),
+                                       double eps = 1e-6);
 
 namespace cpu {
 // Contiguous buffers, llm.c argument order (outputs first, then inputs, then sizes).

@@ -271,6 +271,30 @@ BOOST_AUTO_TEST_CASE(norms_match_cpu) {
                     }
 }
 
+BOOST_AUTO_TEST_CASE(add_rms_norm_fused_equals_the_two_ops) {
+    // the one-kernel residual add + RMSNorm (no autograd) against the add and the norm run
+    // apart on the GPU (same bits: the sum is rounded to the dtype before the norm reads it,
+    // as the separate add does) and against the CPU; warp rows, cached block rows, an
+    // unvectorised width and rows re-read from memory (20000)
+    Generator g(207);
+    NoGradGuard ng;
+    const Shape shapes[] = {{1, 768}, {64, 768}, {7, 1000}, {3, 4097}, {5, 8192}, {2, 20000}};
+    for (DType dt : {DType::f32, DType::bf16, DType::f64})
+        for (const auto& s : shapes)
+            for (bool weighted : {false, true}) {
+                BOOST_TEST_CONTEXT(dt << " " << s << (weighted ? " weight" : "")) {
+                    Tensor x = randn(s, g, DType::f32).to(dt).to(gpu), h = randn(s, g, DType::f32).to(dt).to(gpu);
+                    Tensor w = weighted ? uniform({s[1]}, 0.5, 1.5, g, DType::f32).to(dt).to(gpu) : Tensor();
+                    auto [sum, out] = add_rms_norm(x, h, w, 1e-6);
+                    Tensor sum2 = x + h, out2 = rms_norm(sum2, w, 1e-6);
+                    BOOST_TEST(max_abs_diff(sum.to(Device::cpu()), sum2.to(Device::cpu())) == 0.0);
+                    BOOST_TEST(max_abs_diff(out.to(Device::cpu()), out2.to(Device::cpu())) == 0.0);
+                    Tensor wc = weighted ? cpu_ref(w.to(Device::cpu())) : Tensor();
+                    check_close(out, rms_norm(cpu_ref(sum2.to(Device::cpu())), wc, 1e-6), dt, "vs CPU");
+                }
+            }
+}
+
 BOOST_AUTO_TEST_CASE(norm_parameter_gradients_alone_and_deterministic) {
     Generator g(207);
     for (const Shape& s : {Shape{4097, 256}, Shape{300, 8192}}) {

@@ -319,6 +319,25 @@ BOOST_AUTO_TEST_CASE(rms_norm_gradcheck) {
     RN_CHECK_GRADCHECK([x3](const std::vector<Tensor>& in) { return rms_norm(x3, in[0]); }, std::vector<Tensor>{w});
 }
 
+BOOST_AUTO_TEST_CASE(add_rms_norm_is_the_add_then_the_norm) {
+    Generator g(34);
+    Tensor x = uniform({5, 12}, -2, 2, g, DType::f64), h = uniform({5, 12}, -2, 2, g, DType::f64);
+    Tensor w = uniform({12}, 0.5, 1.5, g, DType::f64);
+    auto [sum, out] = add_rms_norm(x, h, w, 1e-6);
+    BOOST_TEST(max_abs_diff(sum, x + h) == 0.0);
+    BOOST_TEST(max_abs_diff(out, rms_norm(x + h, w, 1e-6)) == 0.0);
+    // differentiable in x, h and the weight through both outputs
+    Tensor xl = leaf64({3, 4}, g, false, -2, 2), hl = leaf64({3, 4}, g, false, -2, 2), wl = leaf64({4}, g, false, 0.5, 1.5);
+    auto f = [](const std::vector<Tensor>& in) {
+        const auto so = add_rms_norm(in[0], in[1], in[2]);
+        return so.second * 2.0 + so.first;
+    };
+    RN_CHECK_GRADCHECK(f, (std::vector<Tensor>{xl, hl, wl}));
+    BOOST_CHECK_EXCEPTION(add_rms_norm(x, h.narrow(1, 0, 6), w), Error, [](const Error& e) {
+        return std::string(e.what()).find("same shape") != std::string::npos;
+    });
+}
+
 BOOST_AUTO_TEST_CASE(norm_backward_matches_naive_on_large_rows) {
     // rows × cols > 16384: threaded rows and the per-thread dw/db partial sums
     Generator g(34);
