@@ -25,6 +25,15 @@ template <> __device__ __forceinline__ bf16_t st<bf16_t>(float v) { return __flo
 
 __device__ __forceinline__ float d_exp(float x) { return expf(x); }
 __device__ __forceinline__ double d_exp(double x) { return ::exp(x); }
+// σ(x) from exp of −|x| (≤ 1: no overflow on either side); float takes the fast exp
+template <typename A> __device__ __forceinline__ A sigm(A x) {
+    const A e = d_exp(-::fabs(x));
+    return x >= A(0) ? A(1) / (A(1) + e) : e / (A(1) + e);
+}
+template <> __device__ __forceinline__ float sigm<float>(float x) {
+    const float e = __expf(-fabsf(x));
+    return x >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
+}
 __device__ __forceinline__ float d_log(float x) { return logf(x); }
 __device__ __forceinline__ double d_log(double x) { return ::log(x); }
 __device__ __forceinline__ float d_sqrt(float x) { return sqrtf(x); }

@@ -122,17 +122,23 @@ struct Group {
     }
 };
 
-// one output vector: (x − μ)·rstd ⊙ w + b
+// one output vector: (x − μ)·rstd ⊙ w + b, times silu(gate) when a gate row is given
 template <typename T, int V, typename A>
-__device__ __forceinline__ Pack<T, V> norm_out(const Pack<T, V>& xv, const T* w, const T* b, int64_t i, A mu, A rs) {
-    Pack<T, V> o, wv{}, bv{};
+__device__ __forceinline__ Pack<T, V> norm_out(const Pack<T, V>& xv, const T* w, const T* b, int64_t i, A mu, A rs,
+                                               const T* gate = nullptr) {
+    Pack<T, V> o, wv{}, bv{}, gv{};
     if (w) wv = load_pack<T, V>(w + i * V);
     if (b) bv = load_pack<T, V>(b + i * V);
+    if (gate) gv = load_pack<T, V>(gate + i * V);
 #pragma unroll
     for (int e = 0; e < V; ++e) {
         A v = (ld(xv.v[e]) - mu) * rs;
         if (w) v *= ld(wv.v[e]);
         if (b) v += ld(bv.v[e]);
+        if (gate) {
+            const A gx = ld(gv.v[e]);
+            v *= gx * sigm(gx);
+        }
         o.v[e] = st<T>(v);
     }
     return o;
@@ -153,12 +159,13 @@ __device__ __forceinline__ Pack<T, V> add_packs(const Pack<T, V>& a, const Pack<
 // (the launcher guarantees C / V ≤ nth · CACHE), CACHE = 0: three reads of the row.
 // res (may be null): the row normalised is x + res, also written to sum [N, C] — a residual
 // add fused into the norm after it (a decode step's launches: ops/norm.h add_rms_norm).
+// gate (may be null) [N, C]: the output is multiplied by silu(gate) (ops/norm.h gated_rms_norm).
 template <typename T, int V, bool WARP, int CACHE>
 __global__ void __launch_bounds__(WARP ? kWarpBlock : kMaxBlock)
 norm_forward_kernel(T* __restrict__ out, typename acc_of<T>::type* __restrict__ mean,
                     typename acc_of<T>::type* __restrict__ rstd, const T* __restrict__ x, const T* __restrict__ w,
                     const T* __restrict__ b, int64_t rows, int64_t cols, typename acc_of<T>::type eps,
-                    bool centered, const T* __restrict__ res, T* __restrict__ sum) {
+                    bool centered, const T* __restrict__ res, T* __restrict__ sum, const T* __restrict__ gate) {
     using A = typename acc_of<T>::type;
     using P = Pack<T, V>;
     const Group<WARP> g;
@@ -205,7 +212,7 @@ norm_forward_kernel(T* __restrict__ out, typename acc_of<T>::type* __restrict__ 
 #pragma unroll
             for (int k = 0; k < CACHE; ++k) {
                 const int64_t i = g.lane + int64_t(k) * g.nth;
-                if (i < nvec) store_pack(outr + i * V, norm_out<T, V>(buf[k], w, b, i, mu, rs));
+                if (i < nvec) store_pack(outr + i * V, norm_out<T, V>(buf[k], w, b, i, mu, rs, gate ? gate + r * cols : nullptr));
             }
             if (g.lane == 0) {
                 if (mean) mean[r] = mu;
@@ -240,7 +247,7 @@ norm_forward_kernel(T* __restrict__ out, typename acc_of<T>::type* __restrict__ 
             for (int64_t i = g.lane; i < nvec; i += g.nth) {
                 const P v = row_vec(i);
                 if (res) store_pack(sum + r * cols + i * V, v);
-                store_pack(outr + i * V, norm_out<T, V>(v, w, b, i, mu, rs));
+                store_pack(outr + i * V, norm_out<T, V>(v, w, b, i, mu, rs, gate ? gate + r * cols : nullptr));
             }
             if (g.lane == 0) {
                 if (mean) mean[r] = mu;
@@ -497,14 +504,15 @@ void with_variant(const Plan& p, bool vec, F&& f) {
 
 template <typename T>
 void norm_forward(bool centered, void* out, void* mean, void* rstd, const void* x, const void* w, const void* b,
-                  int64_t rows, int64_t cols, double eps, const void* res = nullptr, void* sum = nullptr) {
+                  int64_t rows, int64_t cols, double eps, const void* res = nullptr, void* sum = nullptr,
+                  const void* gate = nullptr) {
     using A = typename acc_of<T>::type;
     constexpr int V = 16 / int(sizeof(T));
     // vectors a thread keeps: 32 registers of f32/f64 data; bf16 rows 32 floats (nvcc
     // keeps the converted values live between the passes)
     constexpr int K = sizeof(T) == 2 ? 4 : 8;
     const bool vec = cols % V == 0 && aligned16(out) && aligned16(x) && (!w || aligned16(w)) && (!b || aligned16(b)) &&
-                     (!res || (aligned16(res) && aligned16(sum)));
+                     (!res || (aligned16(res) && aligned16(sum))) && (!gate || aligned16(gate));
     const Plan p = plan_norm(cols, vec ? V : 1, K);
     const int gpb = p.warp ? p.threads / 32 : 1;
     const int grid = int(std::min<int64_t>((rows + gpb - 1) / gpb, int64_t(sm_count()) * 32));
@@ -513,7 +521,8 @@ void norm_forward(bool centered, void* out, void* mean, void* rstd, const void* 
             <<<grid, p.threads, 0, stream()>>>(static_cast<T*>(out), static_cast<A*>(mean), static_cast<A*>(rstd),
                                                static_cast<const T*>(x), static_cast<const T*>(w),
                                                static_cast<const T*>(b), rows, cols, A(eps), centered,
-                                               static_cast<const T*>(res), static_cast<T*>(sum));
+                                               static_cast<const T*>(res), static_cast<T*>(sum),
+                                               static_cast<const T*>(gate));
     });
     RN_CUDA_CHECK_LAUNCH();
 }
@@ -617,6 +626,16 @@ void add_rms_norm_forward(DType dt, void* out, void* sum, void* rstd, const void
     RN_CHECK(rows > 0 && cols > 0, "add_rms_norm (CUDA): bad sizes ", rows, " x ", cols);
     dispatch_float(dt, "add_rms_norm", [&](auto tag) {
         norm_forward<decltype(tag)>(false, out, nullptr, rstd, x, w_or_null, nullptr, rows, cols, eps, res, sum);
+    });
+}
+
+void gated_rms_norm_forward(DType dt, void* out, void* rstd, const void* x, const void* gate, int64_t rows,
+                            int64_t cols, double eps) {
+    if (rows == 0 || cols == 0) return;
+    RN_CHECK(rows > 0 && cols > 0, "gated_rms_norm (CUDA): bad sizes ", rows, " x ", cols);
+    dispatch_float(dt, "gated_rms_norm", [&](auto tag) {
+        norm_forward<decltype(tag)>(false, out, nullptr, rstd, x, nullptr, nullptr, rows, cols, eps, nullptr, nullptr,
+                                    gate);
     });
 }
 

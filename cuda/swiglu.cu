@@ -9,14 +9,6 @@
 namespace rn::cuda {
 
 namespace {
-template <typename A> __device__ __forceinline__ A sigm(A x) {
-    const A e = d_exp(-::fabs(x));  // ≤ 1: no overflow on either side
-    return x >= A(0) ? A(1) / (A(1) + e) : e / (A(1) + e);
-}
-template <> __device__ __forceinline__ float sigm<float>(float x) {
-    const float e = __expf(-fabsf(x));
-    return x >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
-}
 
 template <typename T, int V>
 struct alignas(16) Pack {

@@ -27,17 +27,20 @@ void MultiScaleRetention::fuse_projections() {
 
 // q, k: [B,H,T,Dk], v: [B,H,T,Dv]; returns the gate input g [B,T,value_dim]
 Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const {
-    const int64_t B = x.size(0), T = x.size(1);
-    Tensor xq, xk, xv, xg;
+    const int64_t B = x.size(0), T = x.size(1), d = q_proj->out_features, vd = v_proj->out_features;
+    const double k_scale = 1.0 / std::sqrt(double(Dk_));  // K·Dk^(−1/2), applied by the rotation
+    Tensor qp, kp, xv, xg;
     if (use_stacked(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()}, x)) {
-        const int64_t d = q_proj->out_features, vd = v_proj->out_features;
         Tensor y = matmul(x, qkvg_.t());  // [1, 1, 2d + 2·vd]
-        xq = y.narrow(-1, 0, d), xk = y.narrow(-1, d, d), xv = y.narrow(-1, 2 * d, vd), xg = y.narrow(-1, 2 * d + vd, vd);
+        // q and k side by side: one rotation for both, each with its own scale
+        Tensor qk = xpos_rotate(y.narrow(-1, 0, 2 * d), Dk_, pos, 1.0, d, k_scale);
+        qp = qk.narrow(-1, 0, d), kp = qk.narrow(-1, d, d);
+        xv = y.narrow(-1, 2 * d, vd), xg = y.narrow(-1, 2 * d + vd, vd);
     } else {
-        xq = q_proj->forward(x), xk = k_proj->forward(x), xv = v_proj->forward(x), xg = g_proj->forward(x);
+        qp = xpos_rotate(q_proj->forward(x), Dk_, pos);
+        kp = xpos_rotate(k_proj->forward(x), Dk_, pos, k_scale);
+        xv = v_proj->forward(x), xg = g_proj->forward(x);
     }
-    Tensor qp = xpos_rotate(xq, Dk_, pos);
-    Tensor kp = xpos_rotate(xk, Dk_, pos, 1.0 / std::sqrt(double(Dk_)));  // K·Dk^(−1/2), rotated
     q = qp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
     k = kp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
     v = xv.reshape({B, T, H_, Dv_}).permute({0, 2, 1, 3}).contiguous();
@@ -46,6 +49,10 @@ Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tens
 
 Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
     const int64_t B = y.size(0), T = y.size(2);
+    if (T == 1) {  // a decode step: g [B,1,H·Dv] is y's [B,H,1,Dv] order; norm and gate in one pass
+        Tensor z = gated_rms_norm(y, g.reshape(y.shape()), eps_);
+        return out_proj->forward(z.reshape({B, T, H_ * Dv_}));
+    }
     // per-head RMSNorm without weight (torchscale's group_norm), statistics in fp32
     Tensor yn = rms_norm(y, Tensor(), eps_);
     Tensor cat = yn.permute({0, 2, 1, 3}).reshape({B, T, H_ * Dv_});

@@ -7,6 +7,7 @@
 #include "autograd/node.h"
 #include "cuda/norm.h"
 #include "ops/elementwise.h"
+#include "ops/swiglu.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -140,6 +141,23 @@ std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x, const Tensor& h, const T
     cuda::add_rms_norm_forward(xc.dtype(), out.raw_data(), sum.raw_data(), rstd.raw_data(), xc.raw_data(), hc.raw_data(),
                                w.defined() ? w.raw_data() : nullptr, rows, cols, eps);
     return {sum, out};
+}
+
+Tensor gated_rms_norm(const Tensor& x, const Tensor& gate, double eps) {
+    RN_CHECK(x.defined() && gate.defined() && x.shape() == gate.shape(),
+             "gated_rms_norm: x and gate must have the same shape, got ", x.defined() ? x.shape() : Shape{}, " and ",
+             gate.defined() ? gate.shape() : Shape{});
+    check_same_dtype_device(x, gate, "gated_rms_norm");
+    if (!x.is_cuda() || any_requires_grad({x, gate})) return silu_mul(gate, rms_norm(x, Tensor(), eps));
+    check_norm_inputs("gated_rms_norm", x, Tensor(), Tensor(), eps);
+    const int64_t cols = x.shape().back();
+    const int64_t rows = cols ? x.numel() / cols : 0;
+    Tensor xc = contiguous_nograd(x), gc = contiguous_nograd(gate);
+    Tensor out = empty(xc.shape(), xc.dtype(), xc.device());
+    Tensor rstd = empty({rows}, stat_dtype(xc.dtype()), xc.device());
+    cuda::gated_rms_norm_forward(xc.dtype(), out.raw_data(), rstd.raw_data(), xc.raw_data(), gc.raw_data(), rows, cols,
+                                 eps);
+    return out;
 }
 
 Tensor rms_norm(const Tensor& x_in, const Tensor& weight, double eps) {

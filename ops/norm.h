@@ -21,6 +21,10 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight = Tensor(), double eps = 1
 // autograd, or on the CPU, it is the two ops — the same values either way.
 std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x, const Tensor& h, const Tensor& weight = Tensor(),
                                        double eps = 1e-6);
+// silu(gate) ⊙ rms_norm(x) (no weight; gate has x's shape): a retention layer's group norm
+// and output gate. One kernel on CUDA without autograd (rounded once, where the two ops
+// round the norm to the dtype before the product); otherwise silu_mul(gate, rms_norm(x)).
+Tensor gated_rms_norm(const Tensor& x, const Tensor& gate, double eps = 1e-6);
 
 namespace cpu {
 // Contiguous buffers, llm.c argument order (outputs first, then inputs, then sizes).

@@ -15,6 +15,7 @@
 #include "cuda_test_util.h"
 #include "ops/norm.h"
 #include "ops/softmax.h"
+#include "ops/swiglu.h"
 
 using namespace rn;
 using namespace rn::test;
@@ -293,6 +294,25 @@ BOOST_AUTO_TEST_CASE(add_rms_norm_fused_equals_the_two_ops) {
                     check_close(out, rms_norm(cpu_ref(sum2.to(Device::cpu())), wc, 1e-6), dt, "vs CPU");
                 }
             }
+}
+
+BOOST_AUTO_TEST_CASE(gated_rms_norm_fused_matches_the_two_ops) {
+    // silu(gate) ⊙ rms_norm(x) in one kernel (no autograd) against silu_mul(gate, rms_norm(x))
+    // on the GPU (one rounding fewer in bf16: within its tolerance) and against the CPU
+    Generator g(208);
+    NoGradGuard ng;
+    const Shape shapes[] = {{3, 432}, {192, 432}, {7, 1000}, {5, 8192}, {2, 20000}};
+    for (DType dt : {DType::f32, DType::bf16, DType::f64})
+        for (const auto& s : shapes) {
+            BOOST_TEST_CONTEXT(dt << " " << s) {
+                Tensor x = randn(s, g, DType::f32).to(dt).to(gpu), gate = randn(s, g, DType::f32).to(dt).to(gpu);
+                Tensor out = gated_rms_norm(x, gate, 1e-6);
+                check_close(out, silu_mul(gate, rms_norm(x, Tensor(), 1e-6)).to(Device::cpu()).to(DType::f64), dt,
+                            "vs the two ops");
+                check_close(out, silu_mul(cpu_ref(gate.to(Device::cpu())), rms_norm(cpu_ref(x.to(Device::cpu())), Tensor(), 1e-6)),
+                            dt, "vs CPU");
+            }
+        }
 }
 
 BOOST_AUTO_TEST_CASE(norm_parameter_gradients_alone_and_deterministic) {

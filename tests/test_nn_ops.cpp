@@ -338,6 +338,19 @@ BOOST_AUTO_TEST_CASE(add_rms_norm_is_the_add_then_the_norm) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(gated_rms_norm_is_the_norm_then_the_gate) {
+    Generator g(35);
+    Tensor x = uniform({6, 10}, -2, 2, g, DType::f64), gate = uniform({6, 10}, -3, 3, g, DType::f64);
+    Tensor want = rms_norm(x, Tensor(), 1e-6) * gate / (exp(-gate) + 1.0);  // silu(gate) ⊙ norm, spelled out
+    BOOST_TEST(max_abs_diff(gated_rms_norm(x, gate, 1e-6), want) < 1e-14);
+    Tensor xl = leaf64({3, 5}, g, false, -2, 2), gl = leaf64({3, 5}, g, false, -2, 2);
+    RN_CHECK_GRADCHECK([](const std::vector<Tensor>& in) { return gated_rms_norm(in[0], in[1]); },
+                       (std::vector<Tensor>{xl, gl}));
+    BOOST_CHECK_EXCEPTION(gated_rms_norm(x, gate.narrow(1, 0, 5)), Error, [](const Error& e) {
+        return std::string(e.what()).find("same shape") != std::string::npos;
+    });
+}
+
 BOOST_AUTO_TEST_CASE(norm_backward_matches_naive_on_large_rows) {
     // rows × cols > 16384: threaded rows and the per-thread dw/db partial sums
     Generator g(34);
