@@ -1,4 +1,5 @@
-// cuda/rotary.cu — xPos rotation (times an optional scale). Dimension key: B, T, C = H·Dk.
+// cuda/rotary.cu — xPos rotation (times an optional scale, another one from column `split`
+// on: [q | k] in one pass). Dimension key: B, T, C = H·Dk.
 // One thread per 16-byte vector (4 pairs in bf16, 2 in f32; one pair where rows are not
 // 16-byte aligned). The angle n·θ is formed and reduced modulo 2π in double — in fp32, n·θ
 // at n = 65,536 would already be off by ~4e-3 rad — and the reduced angle, |a| ≤ π, goes to
@@ -16,7 +17,7 @@ constexpr double kTwoPi = 6.283185307179586;
 
 template <typename T, int VE, bool VEC, typename I>  // VE elements per thread (even); VEC: 16-byte loads
 __global__ void rotate_kernel(T* __restrict__ y, const T* __restrict__ x, const int64_t* __restrict__ pos, I rows,
-                              I T_, I C, int Dk, float sign, float scale) {
+                              I T_, I C, int Dk, float sign, float scale, I split, float scale_hi) {
     extern __shared__ double theta[];  // [Dk/2]
     const int half = Dk / 2;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
@@ -50,8 +51,9 @@ __global__ void rotate_kernel(T* __restrict__ y, const T* __restrict__ x, const 
             } else {
                 sincosf(float(a), &sn, &cs);
             }
-            sn *= A(sign) * A(scale);
-            cs *= A(scale);
+            const A s = c0 + I(j) < split ? A(scale) : A(scale_hi);
+            sn *= A(sign) * s;
+            cs *= s;
             const A x0 = ld(in[j]), x1 = ld(in[j + 1]);
             out[j] = st<T>(x0 * cs - x1 * sn);
             out[j + 1] = st<T>(x1 * cs + x0 * sn);
@@ -66,22 +68,26 @@ __global__ void rotate_kernel(T* __restrict__ y, const T* __restrict__ x, const 
 }
 
 template <typename T, int VE, bool VEC>
-void launch(T* y, const T* x, const int64_t* pos, int64_t B, int64_t T_, int64_t C, int64_t Dk, int sign, double scale) {
+void launch(T* y, const T* x, const int64_t* pos, int64_t B, int64_t T_, int64_t C, int64_t Dk, int sign, double scale,
+            int64_t split, double scale_hi) {
     const int64_t n_vec = B * T_ * (C / VE);
     const size_t smem = size_t(Dk / 2) * sizeof(double);
     if (n_vec < (int64_t(1) << 31) && B * T_ * C < (int64_t(1) << 31))
         rotate_kernel<T, VE, VEC, uint32_t><<<grid_for(n_vec), 256, smem, stream()>>>(
-            y, x, pos, uint32_t(B * T_), uint32_t(T_), uint32_t(C), int(Dk), float(sign), float(scale));
+            y, x, pos, uint32_t(B * T_), uint32_t(T_), uint32_t(C), int(Dk), float(sign), float(scale), uint32_t(split),
+            float(scale_hi));
     else
         rotate_kernel<T, VE, VEC, uint64_t><<<grid_for(n_vec), 256, smem, stream()>>>(
-            y, x, pos, uint64_t(B * T_), uint64_t(T_), uint64_t(C), int(Dk), float(sign), float(scale));
+            y, x, pos, uint64_t(B * T_), uint64_t(T_), uint64_t(C), int(Dk), float(sign), float(scale), uint64_t(split),
+            float(scale_hi));
     RN_CUDA_CHECK_LAUNCH();
 }
 }  // namespace
 
 void xpos_rotate(DType dt, void* y, const void* x, const int64_t* pos, int64_t B, int64_t T, int64_t C,
-                 int64_t head_dim, int sign, double scale) {
+                 int64_t head_dim, int sign, double scale, int64_t split, double scale_hi) {
     if (B * T * C == 0) return;
+    if (split < 0 || split > C) split = C;
     dispatch_float(dt, "xpos_rotate", [&](auto tag) {
         using Tp = decltype(tag);
         constexpr int kVec = 16 / int(sizeof(Tp));  // 8 bf16, 4 f32, 2 f64 per 16 bytes
@@ -90,9 +96,9 @@ void xpos_rotate(DType dt, void* y, const void* x, const int64_t* pos, int64_t B
         const bool vec = C % kVec == 0 && reinterpret_cast<uintptr_t>(yp) % 16 == 0 &&
                          reinterpret_cast<uintptr_t>(xp) % 16 == 0;
         if (vec)
-            launch<Tp, kVec, true>(yp, xp, pos, B, T, C, head_dim, sign, scale);
+            launch<Tp, kVec, true>(yp, xp, pos, B, T, C, head_dim, sign, scale, split, scale_hi);
         else
-            launch<Tp, 2, false>(yp, xp, pos, B, T, C, head_dim, sign, scale);
+            launch<Tp, 2, false>(yp, xp, pos, B, T, C, head_dim, sign, scale, split, scale_hi);
     });
 }
 

@@ -18,8 +18,9 @@ double xpos_theta(int64_t i, int64_t head_dim) {
 
 namespace cpu {
 void xpos_rotate(DType dt, void* y_, const void* x_, const int64_t* pos, int64_t B, int64_t T, int64_t C,
-                 int64_t head_dim, int sign, double scale) {
+                 int64_t head_dim, int sign, double scale, int64_t split, double scale_hi) {
     const int64_t half = head_dim / 2;
+    if (split < 0) split = C;
     std::vector<double> theta(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i) theta[size_t(i)] = xpos_theta(i, head_dim);
     dispatch_all(dt, [&](auto tag) {
@@ -37,7 +38,8 @@ void xpos_rotate(DType dt, void* y_, const void* x_, const int64_t* pos, int64_t
                     Tp* yr = y + (b * T + t) * C;
                     for (int64_t c = 0; c < C; c += 2) {
                         double a = n * theta[size_t((c % head_dim) / 2)];
-                        double cs = scale * std::cos(a), sn = scale * double(sign) * std::sin(a);
+                        const double s = c < split ? scale : scale_hi;
+                        double cs = s * std::cos(a), sn = s * double(sign) * std::sin(a);
                         double x0 = to_double(xr[c]), x1 = to_double(xr[c + 1]);
                         // [y0, y1] = [x0 cos − x1 sin, x1 cos + x0 sin]
                         yr[c] = from_double<Tp>(x0 * cs - x1 * sn);
@@ -50,30 +52,34 @@ void xpos_rotate(DType dt, void* y_, const void* x_, const int64_t* pos, int64_t
 }  // namespace cpu
 
 namespace {
-void rotate_into(const Tensor& y, const Tensor& x, const Tensor& pos, int64_t head_dim, int sign, double scale) {
+void rotate_into(const Tensor& y, const Tensor& x, const Tensor& pos, int64_t head_dim, int sign, double scale,
+                 int64_t split, double scale_hi) {
     const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
     if (x.is_cuda())
-        cuda::xpos_rotate(x.dtype(), y.raw_data(), x.raw_data(), pos.data<int64_t>(), B, T, C, head_dim, sign, scale);
+        cuda::xpos_rotate(x.dtype(), y.raw_data(), x.raw_data(), pos.data<int64_t>(), B, T, C, head_dim, sign, scale,
+                          split, scale_hi);
     else
-        cpu::xpos_rotate(x.dtype(), y.raw_data(), x.raw_data(), pos.data<int64_t>(), B, T, C, head_dim, sign, scale);
+        cpu::xpos_rotate(x.dtype(), y.raw_data(), x.raw_data(), pos.data<int64_t>(), B, T, C, head_dim, sign, scale,
+                         split, scale_hi);
 }
 
-// d/dx scale·rotate(x, n) = scale·rotate(grad, −n)
+// d/dx s_c·rotate(x, n) = s_c·rotate(grad, −n), s_c the column's scale
 struct XposRotateBackward : Node {
-    int64_t head_dim = 0;
-    double scale = 1.0;
+    int64_t head_dim = 0, split = -1;
+    double scale = 1.0, scale_hi = 1.0;
     Tensor pos;  // [B] i64 on x's device: plain integers, never written, no version check needed
     std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
         Tensor dy = contiguous_nograd(g[0]);
         Tensor dx = empty_like(dy);
-        rotate_into(dx, dy, pos, head_dim, -1, scale);
+        rotate_into(dx, dy, pos, head_dim, -1, scale, split, scale_hi);
         return {dx};
     }
     std::string name() const override { return "XposRotateBackward"; }
 };
 }  // namespace
 
-Tensor xpos_rotate(const Tensor& x_in, int64_t head_dim, const Tensor& pos_in, double scale) {
+Tensor xpos_rotate(const Tensor& x_in, int64_t head_dim, const Tensor& pos_in, double scale, int64_t split,
+                   double scale_hi) {
     const char* op = "xpos_rotate";
     check_defined(x_in, op);
     check_floating(x_in, op);
@@ -83,14 +89,18 @@ Tensor xpos_rotate(const Tensor& x_in, int64_t head_dim, const Tensor& pos_in, d
     RN_CHECK(pos_in.defined() && pos_in.shape() == Shape({x_in.size(0)}), op, ": pos must be [B] = [", x_in.size(0),
              "], got ", pos_in.defined() ? pos_in.shape() : Shape{});
     check_index_dtype(pos_in, op);
+    RN_CHECK(split < 0 || (split <= x_in.size(2) && split % head_dim == 0), op, ": split ", split,
+             " must be a multiple of head_dim ", head_dim, " within the last dim ", x_in.size(2));
     Tensor x = contiguous_nograd(x_in);
     Tensor pos = to_device_nograd(contiguous_nograd(cast_nograd(pos_in, DType::i64)), x.device());
     Tensor y = empty_like(x);
-    rotate_into(y, x, pos, head_dim, +1, scale);
+    rotate_into(y, x, pos, head_dim, +1, scale, split, scale_hi);
     if (any_requires_grad({x_in})) {
         auto n = std::make_shared<XposRotateBackward>();
         n->head_dim = head_dim;
         n->scale = scale;
+        n->split = split;
+        n->scale_hi = scale_hi;
         n->pos = pos;
         record(n, {x_in}, {y});
     }

@@ -14,16 +14,21 @@ namespace rn {
 
 // scale multiplies the result (the model's keys take Dk^(−1/2) here: one pass instead of two)
 Tensor xpos_rotate(const Tensor& x, int64_t head_dim, int64_t pos0, double scale = 1.0);
-// pos: [B] integer tensor, one start position per sequence (continuous batching)
-Tensor xpos_rotate(const Tensor& x, int64_t head_dim, const Tensor& pos, double scale = 1.0);
+// pos: [B] integer tensor, one start position per sequence (continuous batching). split ≥ 0
+// (a multiple of head_dim): columns from split on are scaled by scale_hi instead, so that
+// queries and keys side by side ([q | k], a decode step's stacked projection) rotate in one
+// pass with their own scales.
+Tensor xpos_rotate(const Tensor& x, int64_t head_dim, const Tensor& pos, double scale = 1.0, int64_t split = -1,
+                   double scale_hi = 1.0);
 
 // θ_i of one head (exposed for tests)
 double xpos_theta(int64_t i, int64_t head_dim);
 
 namespace cpu {
 // y = rotate(x, n) (sign = +1) or the inverse rotation (sign = −1); pos: host [B]
+//   columns c ≥ split (split < 0: none) take scale_hi instead of scale
 void xpos_rotate(DType dt, void* y, const void* x, const int64_t* pos, int64_t B, int64_t T, int64_t C,
-                 int64_t head_dim, int sign, double scale = 1.0);
+                 int64_t head_dim, int sign, double scale = 1.0, int64_t split = -1, double scale_hi = 1.0);
 }  // namespace cpu
 
 }  // namespace rn

@@ -68,6 +68,18 @@ BOOST_AUTO_TEST_CASE(rotation_with_scale_matches_the_cpu_at_long_positions) {
             }
         }
     }
+    // [q | k] in one pass with two scales (the decode step's stacked projection)
+    for (DType dt : {DType::f32, DType::bf16}) {
+        Tensor x = randn({2, 1, 1536}, g).to(dt);
+        Tensor pos = from_vector<int64_t>({7, 65536}, {2});
+        Tensor want = xpos_rotate(x.to(DType::f32), 256, pos, 1.0, 768, 0.0625);
+        Tensor got = xpos_rotate(x.to(kGpu), 256, pos.to(kGpu), 1.0, 768, 0.0625).to(Device::cpu()).to(DType::f32);
+        BOOST_TEST(max_abs_diff(got, want) < (dt == DType::bf16 ? 2e-2 : 2e-6), dt << " split");
+        BOOST_TEST(max_abs_diff(got.narrow(2, 768, 768), xpos_rotate(x.to(kGpu).narrow(2, 768, 768), 256, pos.to(kGpu), 0.0625)
+                                                             .to(Device::cpu())
+                                                             .to(DType::f32)) == 0.0,
+                   dt << " the k half equals k rotated alone");
+    }
     // the backward: the gradient of Σ w·rotate(x)·s is s·rotate(w, −n)
     Tensor x = randn({2, 17, 64}, g).requires_grad_();
     Tensor w = randn({2, 17, 64}, g);

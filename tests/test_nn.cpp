@@ -48,6 +48,14 @@ BOOST_AUTO_TEST_CASE(xpos_rotation_gradcheck) {
     // with a scale (the model's Dk^(−1/2) on the keys): scale·rotate(x), and its gradient
     RN_CHECK_GRADCHECK([&](const std::vector<Tensor>& in) { return xpos_rotate(in[0], 4, pos, 0.37); }, std::vector<Tensor>{x});
     BOOST_TEST(max_abs_diff(xpos_rotate(x.detach(), 4, pos, 0.37), xpos_rotate(x.detach(), 4, pos) * 0.37) < 1e-15);
+    // [q | k] with their own scales (split at a head boundary) = the two rotations side by
+    // side, and its gradient
+    Tensor both = xpos_rotate(x.detach(), 4, pos, 0.37, 4, 1.9);
+    BOOST_TEST(max_abs_diff(both.narrow(2, 0, 4), xpos_rotate(x.detach().narrow(2, 0, 4), 4, pos, 0.37)) < 1e-15);
+    BOOST_TEST(max_abs_diff(both.narrow(2, 4, 4), xpos_rotate(x.detach().narrow(2, 4, 4), 4, pos, 1.9)) < 1e-15);
+    RN_CHECK_GRADCHECK([&](const std::vector<Tensor>& in) { return xpos_rotate(in[0], 4, pos, 0.37, 4, 1.9); },
+                       std::vector<Tensor>{x});
+    RN_CHECK_THROWS_WITH(xpos_rotate(x.detach(), 4, pos, 1.0, 6, 2.0), "split 6 must be a multiple of head_dim 4");
     RN_CHECK_THROWS_WITH(xpos_rotate(x.detach(), 3, pos), "head_dim 3 must be even");
     RN_CHECK_THROWS_WITH(xpos_rotate(x.detach(), 4, from_vector<int64_t>({1}, {1})), "pos must be [B] = [2]");
 }
