@@ -34,12 +34,8 @@ int main(int argc, char** argv) {
     out["device"] = cuda::device_name(0);
 
     // ---- the ceiling: device-to-device copy, bytes read + written
-    const int64_t N = int64_t(1) << 28;  // 2^28 elements: 1 GiB in f32, far beyond L2
-    Tensor src = randn({N}, gen, DType::f32, gpu), dst = empty({N}, DType::f32, gpu);
-    double copy_ms = bench::time_cuda_ms([&] {
-        cudaMemcpyAsync(dst.raw_data(), src.raw_data(), size_t(N) * 4, cudaMemcpyDeviceToDevice, cuda::stream());
-    });
-    double copy_gbs = 2.0 * N * 4 / (copy_ms * 1e6);
+    const int64_t N = int64_t(1) << 28;  // 2^28 elements (the ops' size too): 1 GiB in f32, far beyond L2
+    const double copy_gbs = bench::copy_bandwidth_Bps(size_t(N) * 4, 30) / 1e9;
     out["copy_GBps"] = copy_gbs;
     std::printf("device %s, copy bandwidth %.0f GB/s (read+write of %.1f GiB)\n\n", cuda::device_name(0).c_str(),
                 copy_gbs, N * 4.0 / (1 << 30));

@@ -130,18 +130,7 @@ int main(int argc, char** argv) {
     out["device"] = cuda::device_name(0);
 
     // ---- the memory ceiling: device-to-device copy, bytes read + written
-    double bw = 0;
-    {
-        const int64_t N = int64_t(1) << 28;  // 1 GiB of f32: far beyond L2
-        Tensor src = randn({N}, gen, DType::f32, gpu), dst = empty({N}, DType::f32, gpu);
-        const double ms = bench::time_cuda_ms(
-            [&] {
-                RN_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), size_t(N) * 4,
-                                              cudaMemcpyDeviceToDevice, cuda::stream()));
-            },
-            3, reps);
-        bw = 2.0 * double(N) * 4 / (ms * 1e-3);
-    }
+    const double bw = bench::copy_bandwidth_Bps(size_t(1) << 30, reps);
     out["copy_GBps"] = bw / 1e9;
     out["matmul_TFLOPs_assumed"] = kMatmulFlops / 1e12;
     std::printf("device %s, copy bandwidth %.0f GB/s, FLOP ceiling %.0f TFLOP/s (bf16)\n\n",

@@ -277,16 +277,7 @@ int main(int argc, char** argv) {
             {8, 2048, 32, 256, 256, 1.54, 8.51},  {4, 8192, 16, 256, 512, 2.41, 15.5},
         };
         // copy bandwidth (bytes read + written) in this run
-        const size_t cbytes = size_t(1) << 30;
-        void *ca = nullptr, *cb = nullptr;
-        RN_CUDA_CHECK(cudaMalloc(&ca, cbytes));
-        RN_CUDA_CHECK(cudaMalloc(&cb, cbytes));
-        RN_CUDA_CHECK(cudaMemset(ca, 1, cbytes));
-        const double copy_ms = bench::time_cuda_ms(
-            [&] { cudaMemcpyAsync(cb, ca, cbytes, cudaMemcpyDeviceToDevice, cuda::stream()); }, 3, 20);
-        cudaFree(ca);
-        cudaFree(cb);
-        const double bw = 2.0 * double(cbytes) / (copy_ms * 1e-3);  // bytes/s
+        const double bw = bench::copy_bandwidth_Bps();  // bytes/s
         std::printf("\ncopy bandwidth %.0f GB/s\n", bw / 1e9);
         std::printf("%-28s | %8s %8s %6s %6s | %8s %8s %6s %6s | %6s\n", "shape", "fwd ms", "fla", "x", "fl%",
                     "f+b ms", "fla", "x", "mem%", "slice");

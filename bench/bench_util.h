@@ -13,6 +13,7 @@
 #ifdef RN_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "cuda/check.h"
 #include "cuda/context.h"
 #endif
 
@@ -64,13 +65,13 @@ inline double time_cuda_ms(const std::function<void()>& f, int warmup = 5, int r
 // bytes read + written per second, median of `reps`
 inline double copy_bandwidth_Bps(size_t bytes = size_t(1) << 30, int reps = 20) {
     void *src = nullptr, *dst = nullptr;
-    cudaMalloc(&src, bytes);
-    cudaMalloc(&dst, bytes);
-    cudaMemset(src, 1, bytes);
+    RN_CUDA_CHECK(cudaMalloc(&src, bytes));
+    RN_CUDA_CHECK(cudaMalloc(&dst, bytes));
+    RN_CUDA_CHECK(cudaMemset(src, 1, bytes));
     const double ms = time_cuda_ms(
-        [&] { cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, rn::cuda::stream()); }, 3, reps);
-    cudaFree(src);
-    cudaFree(dst);
+        [&] { RN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, rn::cuda::stream())); }, 3, reps);
+    RN_CUDA_CHECK(cudaFree(src));
+    RN_CUDA_CHECK(cudaFree(dst));
     return 2.0 * double(bytes) / (ms * 1e-3);
 }
 #endif
