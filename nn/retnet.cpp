@@ -99,11 +99,6 @@ Tensor RetNetBlock::forward(const Tensor& x, const ForwardOptions& opt, const Te
     return y + f;
 }
 
-Tensor RetNetBlock::step(const Tensor& x, const Tensor& state, const Tensor& pos) const {
-    Tensor y = x + retention->step(retention_layer_norm->forward(x), state, pos);
-    return y + ffn->forward(final_layer_norm->forward(y));
-}
-
 // ---------------------------------------------------------------- RetNetLM
 RetNetLM::RetNetLM(const RetNetConfig& cfg, uint64_t seed) : cfg_(cfg) {
     cfg.validate();
@@ -167,8 +162,9 @@ Tensor RetNetLM::step(const Tensor& tokens, std::vector<Tensor>& states, const T
     Tensor x = embed_tokens->forward(tokens.unsqueeze(1));  // [B,1,d]
     if (x.dtype() != compute) x = x.to(compute);
     if (layernorm_embedding) x = layernorm_embedding->forward(x);
-    // RetNetBlock::step's sublayers, with each residual add fused into the RMSNorm that
-    // follows it (the next block's, or the final one): n is the normed residual stream
+    // each block is y = x + retention(norm₁ x), then y + ffn(norm₂ y); every residual add
+    // runs fused into the RMSNorm that follows it (the block's norm₂, the next block's
+    // norm₁, or the final norm): x is the residual stream, n its normed copy
     if (layers.empty()) return head(x).squeeze(1);
     Tensor n = layers.front()->retention_layer_norm->forward(x);
     for (size_t i = 0; i < layers.size(); ++i) {

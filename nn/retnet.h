@@ -84,8 +84,9 @@ private:
 class RetNetBlock : public Module {
 public:
     RetNetBlock(const RetNetConfig& cfg, Generator& gen);
+    // (one-token decoding runs the block's parts from RetNetLM::step, which fuses each
+    // residual add into the norm after it, across blocks)
     Tensor forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out) const;
-    Tensor step(const Tensor& x, const Tensor& state, const Tensor& pos) const;
     std::shared_ptr<RMSNorm> retention_layer_norm, final_layer_norm;
     std::shared_ptr<MultiScaleRetention> retention;
     std::shared_ptr<GLU> ffn;

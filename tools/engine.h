@@ -52,10 +52,10 @@ struct EngineOptions {
     int greedy_on_device = -1;
     // 1: on CUDA, each decoding step replays a CUDA graph of the batched model step and the
     // per-row statistics (one graph per batch size, captured on its second use;
-    // cuda/graph.h), so that ~200 kernel launches cost one: on the H200 a `small` batch-1
-    // step went from 1.16 to 0.58 ms (docs/generation.md). If a capture fails the engine
-    // says why on stderr and decodes without graphs; the tokens are the same either way.
-    // 0: never (eager launches). Ignored on the CPU.
+    // cuda/graph.h), so that a step's ~140 kernel launches cost one (on the H200 the
+    // `small` batch-1 step: 0.44 ms against ~1.1 ms eager; docs/generation.md). If a
+    // capture fails the engine says why on stderr and decodes without graphs; the tokens
+    // are the same either way. 0: never (eager launches). Ignored on the CPU.
     int cuda_graphs = 1;
 };
 
