@@ -230,6 +230,7 @@ int main(int argc, char** argv) {
         {"D128", 1, 2, 520, 128, 128, 0, false, false, false, true, true, true, false},
         {"Dk256 Dv432", 1, 2, 333, 256, 432, 3, true, true, true, true, true, true, true},
         {"Dk512 Dv512", 1, 1, 130, 512, 512, 0, true, true, true, true, true, true, true},
+        {"Dk160 Dv320", 2, 3, 130, 160, 320, 5, true, true, true, true, true, true, true},
         {"Dk192 Dv48 s0", 1, 3, 263, 192, 48, 77, true, true, true, true, true, true, true},
         {"Dk256 T65", 2, 1, 65, 256, 128, 0, false, true, false, true, true, true, true},
         {"Dk256 small gamma", 1, 2, 300, 256, 64, 0, true, true, true, true, true, true, true, 0.05},

@@ -19,7 +19,8 @@
 //                       H ← γ^L H + (b ⊙ K_c)ᵀ V_c; no chunk states in device memory
 //   forward, Dk > 128   state pass   H_(c+1) = γ^L H_c + (b ⊙ K_c)ᵀ V_c, every H_c stored
 //                                    bf16 (the output pass feeds it to tensor cores)
-//                       output pass  O_c as above, grid (Dv/64, NC, B·H)
+//                       output pass  O_c as above: one block a chunk (Dk ≤ 256, Dv > 128) or
+//                                    grid (Dv/128, NC, B·H)
 //   backward            state pass   H_c as above (only when dq is wanted)
 //                       reverse pass U_(c−1) = γ^L U_c + (a ⊙ Q_c)ᵀ (λ ⊙ dO_c); U_c = ∂L/∂H_(c+1),
 //                                    U_(NC−1) = ds_final (or 0), the U left at the end is ds0
@@ -46,6 +47,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "cuda/check.h"
 #include "cuda/context.h"
@@ -298,33 +301,45 @@ constexpr int kStateStages = 2;     // chunks of k/v in shared memory (1 in flig
 // once over the chip and how long one waits for its loads. A block twice as wide as the
 // 64 × 64 one halves the number of blocks (fewer waves of the chain) and reads X once per
 // 128 columns instead of 64.
-template <bool kReverse>
-__global__ void __launch_bounds__(kStateThreads) state_pass_kernel(const __grid_constant__ StateArgs a) {
+//
+// MT = 2 makes the tile 128 (Dk) × 128 (Dv), each warp holding two 16-row strips (rows
+// 16·(w%4) and 64 + 16·(w%4)): Y is then read once per 128 rows of Dk instead of 64, and
+// at B4 T8192 H16 Dk256 Dv512 the 512 blocks fill two waves of two blocks a
+// multiprocessor, where the 1024 blocks of the 64-row tile need four (its registers allow
+// two blocks a multiprocessor as well). Measured there: 1.16 → 1.13 ms, forward 2.38–2.45
+// → 2.32–2.34 ms. Taken where the blocks still fill at least one wave (state_mt): forced
+// everywhere it costs the shapes with few (b, h) up to 17 %.
+template <bool kReverse, int MT>
+__global__ void __launch_bounds__(kStateThreads, MT == 2 ? 2 : 1) state_pass_kernel(const __grid_constant__ StateArgs a) {
+    constexpr int kDkT = kC * MT, kLdX = kDkT + 8, kXT = kC * kLdX, kHT = kDkT * kLd;
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16_t* xs = reinterpret_cast<bf16_t*>(smem);  // [stages][64 t][kLd]        (cols: Dk tile)
-    bf16_t* ys = xs + kStateStages * kTile;         // [stages][2][64 t][kLd]     (cols: Dv tile halves)
-    bf16_t* hst = ys + 2 * kStateStages * kTile;    // [2][64 dk][kLd]            (staging of the state)
-    float* wts = reinterpret_cast<float*>(hst + 2 * kTile);  // [stages][64]
+    bf16_t* xs = reinterpret_cast<bf16_t*>(smem);  // [stages][64 t][kLdX]       (cols: Dk tile)
+    bf16_t* ys = xs + kStateStages * kXT;           // [stages][2][64 t][kLd]     (cols: Dv tile halves)
+    bf16_t* hst = ys + 2 * kStateStages * kTile;    // [2][kDkT dk][kLd]          (staging of the state)
+    float* wts = reinterpret_cast<float*>(hst + 2 * kHT);  // [stages][64]
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int ms = warp & 3, nh = warp >> 2;  // rows 16·ms, columns 64·nh of the tile
-    const int v0 = blockIdx.x * 2 * kC, d0 = blockIdx.y * kC;
+    const int ms = warp & 3, nh = warp >> 2;  // rows 16·ms (+64·mt), columns 64·nh of the tile
+    const int v0 = blockIdx.x * 2 * kC, d0 = blockIdx.y * kDkT;
     const int64_t bh = blockIdx.z;
     const int h = int(bh % a.H);
     const float lg = a.d.lg[h], omg = a.d.omg[h];
-    const int dvalid = imin(kC, a.Dk - d0), vvalid = imin(2 * kC, a.Dv - v0);
+    const int dvalid = imin(kDkT, a.Dk - d0), vvalid = imin(2 * kC, a.Dv - v0);
     const int vvalid_w = vvalid - kC * nh;  // columns of this warp's half (may be ≤ 0)
     const bf16_t* xg = a.x + bh * a.T * a.Dk + d0;
     const bf16_t* yg = a.y + bh * a.T * a.Dv + v0;
     const int64_t sbase = bh * a.Dk * a.Dv + int64_t(d0) * a.Dv + v0;  // tile origin in a [Dk,Dv] state
 
-    Acc<8> acc;
-    load_strip_f32<8>(acc, a.init ? a.init + sbase + kC * nh : nullptr, a.Dv, 16 * ms, dvalid, vvalid_w, lane);
+    Acc<8> acc[MT];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+        load_strip_f32<8>(acc[mt], a.init ? a.init + sbase + kC * nh : nullptr, a.Dv, 16 * ms + kC * mt, dvalid,
+                          vvalid_w, lane);
 
     auto chunk_of = [&](int i) { return kReverse ? a.NC - 1 - i : i; };
     auto issue = [&](int i) {
         const int c = chunk_of(i), L = imin(kC, a.T - c * kC), buf = i % kStateStages;
-        load_rows<kC, kStateThreads>(xs + buf * kTile, kLd, xg + int64_t(c) * kC * a.Dk, a.Dk, L, dvalid, tid);
+        load_rows<kDkT, kStateThreads>(xs + buf * kXT, kLdX, xg + int64_t(c) * kC * a.Dk, a.Dk, L, dvalid, tid);
 #pragma unroll
         for (int hf = 0; hf < 2; ++hf)
             load_rows<kC, kStateThreads>(ys + (2 * buf + hf) * kTile, kLd, yg + int64_t(c) * kC * a.Dv + kC * hf, a.Dv,
@@ -347,36 +362,56 @@ __global__ void __launch_bounds__(kStateThreads) state_pass_kernel(const __grid_
         const int c = chunk_of(i), L = imin(kC, a.T - c * kC), buf = i % kStateStages;
         if (i + kStateStages - 1 < a.NC) issue(i + kStateStages - 1);
         cp_async_commit();  // possibly empty: keeps "all but the newest kStateStages − 1 groups" = this chunk
-        if (a.states) strip_to_smem<8>(hst + nh * kTile, kLd, acc, 16 * ms, 0, lane);  // the state entering chunk c
         const float dec = ::expf(float(L) * lg);
-        scale_rows<8>(acc, dec, dec);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            if (a.states) strip_to_smem<8>(hst + nh * kHT, kLd, acc[mt], 16 * ms + kC * mt, 0, lane);  // entering c
+            scale_rows<8>(acc[mt], dec, dec);
+        }
         cp_async_wait<kStateStages - 1>();
         __syncthreads();
         if (a.states) {  // staged state → global, 16 bytes a thread and piece
             bf16_t* sg = a.states + (bh * a.NC + c) * a.Dk * a.Dv + int64_t(d0) * a.Dv + v0;
+            constexpr int kRowPieces = kDkT * 8;  // 16-byte pieces of one half (kDkT rows × 64 columns)
 #pragma unroll
-            for (int i4 = 0; i4 < 4; ++i4) {
-                const int idx = tid + i4 * kStateThreads, hf = idx >> 9, r = (idx >> 3) & 63, col = (idx & 7) * 8;
+            for (int i4 = 0; i4 < 4 * MT; ++i4) {
+                const int idx = tid + i4 * kStateThreads, hf = idx / kRowPieces, r = (idx >> 3) % kDkT,
+                          col = (idx & 7) * 8;
                 if (r < dvalid && kC * hf + col < vvalid)
                     *reinterpret_cast<uint4*>(sg + int64_t(r) * a.Dv + kC * hf + col) =
-                        *reinterpret_cast<const uint4*>(hst + hf * kTile + r * kLd + col);
+                        *reinterpret_cast<const uint4*>(hst + hf * kHT + r * kLd + col);
             }
         }
-        const bf16_t* X = xs + buf * kTile;
+        const bf16_t* X = xs + buf * kXT;
         const bf16_t* Y = ys + (2 * buf + nh) * kTile;
         const float* w = wts + buf * kC;
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
             if (16 * kk >= L) continue;
-            uint32_t af[4];
-            lda_km(af, X, kLd, 16 * ms, 16 * kk, lane);  // A[m = dk][k = t] = X[t][dk]
-            scale_a_by_k(af, w, 16 * kk, lane);
-            mma_kstep<true, 4>(acc, af, Y, kLd, 0, kk, lane);  // B[k = t][n = dv] = Y[t][dv]
+            uint32_t af[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                lda_km(af[mt], X, kLdX, 16 * ms + kC * mt, 16 * kk, lane);  // A[m = dk][k = t] = X[t][dk]
+                scale_a_by_k(af[mt], w, 16 * kk, lane);
+            }
+#pragma unroll
+            for (int nb = 0; nb < 4; ++nb) {  // each B fragment once for all m strips
+                uint32_t b[4];
+                ldb_kn(b, Y, kLd, 16 * nb, 16 * kk, lane);  // B[k = t][n = dv] = Y[t][dv]
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816(acc[mt][2 * nb], af[mt], b[0], b[1]);
+                    mma16816(acc[mt][2 * nb + 1], af[mt], b[2], b[3]);
+                }
+            }
         }
         __syncthreads();  // this buffer and the staging tile are refilled by the next iteration
     }
 
-    if (a.fin) store_strip_f32<8>(a.fin + sbase + kC * nh, a.Dv, acc, 16 * ms, dvalid, vvalid_w, lane);
+    if (a.fin)
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+            store_strip_f32<8>(a.fin + sbase + kC * nh, a.Dv, acc[mt], 16 * ms + kC * mt, dvalid, vvalid_w, lane);
 }
 
 // ---------------------------------------------------------------- output pass / dV pass
@@ -504,6 +539,140 @@ __global__ void __launch_bounds__(128 * NW, NW == 2 ? 2 : 3) chunk_out_kernel(co
     }
     if (!kDv) scale_rows(accR, fs[r], fs[r + 8]);
     store_strip_bf16(a.out + row0 * a.Dv + v0 + kC * nh, a.Dv, accR, 16 * ms, L, vvalid - kC * nh, lane);
+}
+
+// The same product for a whole chunk in one block (Dk ≤ 256, Dv > 128): grid (NC, B·H),
+// 8 warps. X and Y are read once for all of Dv instead of once per 128-wide Dv tile, and
+// the masked A is computed once: it stays in registers (as bf16 A fragments) while the
+// block walks the Dv tiles one after another, streaming S in 64-row slices:
+//   phase 1  X, Y (all Dk) and Z's first tile → shared memory; A = X Yᵀ; mask → fragments
+//   phase 2  for each Dv tile j, for each Dk slice: R += X[:, slice] S[slice, tile j];
+//            after the last slice out_j = (row scale) ⊙ (rs ⊙ R + A' Z_j)
+// Y's place is reused for the S slices once A is known, so the block needs 101 KiB: two
+// blocks a multiprocessor, as the tiled kernel. With 128-wide tiles at Dk 256 / Dv 512
+// the tiled kernel read X and Y four times a chunk and was L2-bound (84 %).
+constexpr int kRowsDk = 256;                    // widest Dk held whole
+constexpr int kLdQ = kRowsDk + 8;               // row stride of the whole-Dk X and Y tiles
+constexpr int kLdR = 2 * kC + 8;                // row stride of a 128-wide S slice or Z tile
+constexpr int kSlice = kC * kLdR;               // bf16 elements of one S slice / Z tile
+static_assert(2 * kSlice >= kC * kLdQ, "two S slices must fit where Y was");
+constexpr size_t kRowsSmem = (size_t(kC) * kLdQ + 4 * size_t(kSlice)) * 2;
+
+template <bool kDv>
+__global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_constant__ OutArgs a) {
+    constexpr int kNT = 256, kW = 2 * kC;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16_t* xs = reinterpret_cast<bf16_t*>(smem);  // [64 t][kLdQ]          (cols: Dk)
+    bf16_t* ys = xs + kC * kLdQ;                    // [64 s][kLdQ]          (cols: Dk), phase 1
+    bf16_t* ss = ys;                                // [2][64 dk][kLdR]      (cols: Dv tile), phase 2
+    bf16_t* zs = ss + 2 * kSlice;                   // [2][64 s][kLdR]       (cols: Dv tile)
+    __shared__ float pw[kC + 1], rs[kC], fs[kC], cs[kC];
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int ms = warp & 3, nh = warp >> 2;  // rows 16·ms, columns 64·nh of each Dv tile
+    const int c = blockIdx.x;
+    const int64_t bh = blockIdx.y;
+    const int h = int(bh % a.H);
+    const float lg = a.d.lg[h], omg = a.d.omg[h];
+    const int L = imin(kC, a.T - c * kC);
+    const int64_t row0 = bh * a.T + int64_t(c) * kC;
+    const bf16_t* sg = a.s + (bh * a.NC + c) * a.Dk * a.Dv;
+    const bf16_t* zg = a.z + row0 * a.Dv;
+
+    for (int e = tid; e <= kC; e += kNT) pw[e] = ::expf(float(e) * lg);
+    if (tid < kC) {
+        const bool in = tid < L;
+        const float lam = in ? lambda_at(lg, omg, a.pos0 + int64_t(c) * kC + tid) : 0.f;
+        if (!kDv) {
+            rs[tid] = in ? ::expf(float(tid + 1) * lg) : 0.f;  // a_t
+            fs[tid] = lam;                                     // λ_t
+            cs[tid] = 1.f;
+        } else {
+            rs[tid] = in ? ::expf(float(L - 1 - tid) * lg) : 0.f;  // b_s
+            fs[tid] = 1.f;
+            cs[tid] = lam;  // λ_t of the query column
+        }
+    }
+
+    // phase 1: A = X Yᵀ over all of Dk
+    load_rows<kRowsDk, kNT>(xs, kLdQ, a.x + row0 * a.Dk, a.Dk, L, a.Dk, tid);
+    load_rows<kRowsDk, kNT>(ys, kLdQ, a.y + row0 * a.Dk, a.Dk, L, a.Dk, tid);
+    load_rows<kW, kNT>(zs, kLdR, zg, a.Dv, L, imin(kW, a.Dv), tid);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    const int nb_lo = kDv ? ms : 0, nb_hi = kDv ? 3 : ms;  // key / query blocks that can be non-zero
+    const int ksteps = (a.Dk + 15) / 16;
+    const int r = 16 * ms + (lane >> 2), cq = 2 * (lane & 3);
+    uint32_t pa[4][4];  // masked A of the strip, bf16 A fragments of k step kk
+    {
+        Acc<8> accA;
+        zero(accA);
+#pragma unroll
+        for (int kk = 0; kk < kRowsDk / 16; ++kk) {
+            if (kk >= ksteps) continue;
+            uint32_t af[4];
+            lda_mk(af, xs, kLdQ, 16 * ms, 16 * kk, lane);                      // A[m = t][k = d] = X[t][d]
+            mma_kstep<false, 4>(accA, af, ys, kLdQ, 0, kk, lane, nb_lo, nb_hi);  // B[k = d][n = s] = Y[s][d]
+        }
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            float p[4];
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int row = r + ((e >> 1) << 3), col = 8 * j + cq + (e & 1);
+                float m;
+                if (!kDv) m = row >= col ? pw[row - col] : 0.f;
+                else m = col >= row ? pw[col - row] * cs[col] : 0.f;
+                p[e] = accA[j][e] * m;
+            }
+            pa[j >> 1][(j & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
+            pa[j >> 1][(j & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
+        }
+    }
+    __syncthreads();  // Y's place now takes the S slices
+
+    // phase 2: stage i = (Dv tile j, Dk slice sl)
+    const int nsl = (a.Dk + kC - 1) / kC, ntiles = (a.Dv + kW - 1) / kW, nst = nsl * ntiles;
+    auto issue = [&](int i) {
+        const int j = i / nsl, sl = i % nsl, k0 = sl * kC, v0 = j * kW;
+        const int kw = imin(kC, a.Dk - k0), vw = imin(kW, a.Dv - v0);
+        load_rows<kW, kNT>(ss + (i & 1) * kSlice, kLdR, sg + int64_t(k0) * a.Dv + v0, a.Dv, kw, vw, tid);
+        if (sl == 0 && j > 0) load_rows<kW, kNT>(zs + (j & 1) * kSlice, kLdR, zg + v0, a.Dv, L, vw, tid);
+    };
+    issue(0);
+    cp_async_commit();
+    Acc<8> accR;
+    zero(accR);
+    for (int i = 0; i < nst; ++i) {
+        const int j = i / nsl, sl = i % nsl, k0 = sl * kC, kw = imin(kC, a.Dk - k0);
+        if (i + 1 < nst) issue(i + 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16_t* S = ss + (i & 1) * kSlice;
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            if (16 * kk >= kw) continue;
+            uint32_t af[4];
+            lda_mk(af, xs, kLdQ, 16 * ms, k0 + 16 * kk, lane);         // A[m = t][k = d] = X[t][k0 + d]
+            mma_kstep<true, 4>(accR, af, S, kLdR, kC * nh, kk, lane);  // B[k = d][n = v] = S[k0 + d][v]
+        }
+        if (sl == nsl - 1) {  // tile j complete: out_j = (row scale) ⊙ (rs ⊙ R + A' Z_j)
+            const int v0 = j * kW, vw = imin(kW, a.Dv - v0);
+            const bf16_t* Z = zs + (j & 1) * kSlice;
+            scale_rows(accR, rs[r], rs[r + 8]);
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                if (kk < nb_lo || kk > nb_hi || 16 * kk >= L) continue;
+                mma_kstep<true, 4>(accR, pa[kk], Z, kLdR, kC * nh, kk, lane);  // B[k = s][n = v] = Z[s][v]
+            }
+            if (!kDv) scale_rows(accR, fs[r], fs[r + 8]);
+            store_strip_bf16(a.out + row0 * a.Dv + v0 + kC * nh, a.Dv, accR, 16 * ms, L, vw - kC * nh, lane);
+            zero(accR);
+        }
+        __syncthreads();  // this S buffer (and, after a tile, its Z buffer) is refilled next
+    }
 }
 
 // ---------------------------------------------------------------- fused forward (Dk ≤ 256)
@@ -792,7 +961,13 @@ __global__ void __launch_bounds__(kThreads) chunk_dqk_kernel(const __grid_consta
 
 // ---------------------------------------------------------------- host side
 
-constexpr size_t kStateSmem = (3 * kStateStages + 2) * size_t(kTileBytes) + kStateStages * kC * sizeof(float);
+// X stages [stages][64][64·MT + 8], Y stages [stages][2][64][kLd], staging [2][64·MT][kLd], weights
+template <int MT>
+constexpr size_t state_smem_bytes() {
+    return (size_t(kStateStages) * kC * (kC * MT + 8) + 2 * kStateStages * size_t(kTile) + 2 * size_t(kC * MT) * kLd) *
+               2 +
+           kStateStages * kC * sizeof(float);
+}
 // Q/K slices [2][64][kLd] each, then H slices [2] and V, each 64 rows of 64·NW + 8
 template <int NW>
 constexpr size_t out_smem_bytes() { return 4 * size_t(kTileBytes) + 3 * size_t(kC) * (kC * NW + 8) * 2; }
@@ -845,15 +1020,49 @@ void set_smem(K kernel, size_t bytes) {
 
 int ceil64(int64_t n) { return int((n + kC - 1) / kC); }
 
+// 128-row state tiles where they still fill one wave of two blocks a multiprocessor, and
+// not for Dk ≤ 64 (half of each tile would be empty). RN_RETENTION_TC_STATE=64 keeps the
+// 64-row tiles, =128 takes 128-row tiles for every Dk > 64 (to measure and test both).
+int state_mt(const cpu::RetentionShape& s) {
+    static const int forced = [] {
+        const char* e = std::getenv("RN_RETENTION_TC_STATE");
+        return e ? std::atoi(e) : 0;
+    }();
+    if (forced == 64 || s.Dk <= kC) return 1;
+    if (forced == 128) return 2;
+    int sms = 0;
+    RN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, current_device()));
+    const int64_t blocks = ((s.Dv + 2 * kC - 1) / (2 * kC)) * ((s.Dk + 2 * kC - 1) / (2 * kC)) * s.B * s.H;
+    return blocks >= 2 * int64_t(sms) ? 2 : 1;
+}
+
+template <bool kReverse, int MT>
+void launch_state_pass_mt(const StateArgs& a, const cpu::RetentionShape& s, cudaStream_t st) {
+    constexpr size_t smem = state_smem_bytes<MT>();
+    set_smem(state_pass_kernel<kReverse, MT>, smem);
+    dim3 grid(unsigned((s.Dv + 2 * kC - 1) / (2 * kC)), unsigned((s.Dk + kC * MT - 1) / (kC * MT)),
+              unsigned(s.B * s.H));
+    state_pass_kernel<kReverse, MT><<<grid, kStateThreads, smem, st>>>(a);
+    RN_CUDA_CHECK_LAUNCH();
+}
+
 template <bool kReverse>
 void launch_state_pass(const cpu::RetentionShape& s, const Decay& d, const void* x, const void* y, const float* init,
                        bf16_t* states, float* fin, cudaStream_t st) {
     StateArgs a{static_cast<const bf16_t*>(x), static_cast<const bf16_t*>(y), init, states, fin, int(s.H), int(s.T),
                 int(s.Dk), int(s.Dv), ceil64(s.T), s.pos0, d};
-    set_smem(state_pass_kernel<kReverse>, kStateSmem);
-    dim3 grid(unsigned((s.Dv + 2 * kC - 1) / (2 * kC)), ceil64(s.Dk), unsigned(s.B * s.H));
-    state_pass_kernel<kReverse><<<grid, kStateThreads, kStateSmem, st>>>(a);
-    RN_CUDA_CHECK_LAUNCH();
+    if (state_mt(s) == 2) launch_state_pass_mt<kReverse, 2>(a, s, st);
+    else launch_state_pass_mt<kReverse, 1>(a, s, st);
+}
+
+// RN_RETENTION_TC_OUT=tiles keeps the tiled output/dV kernel for every shape (to measure
+// the two against each other)
+bool out_rows_enabled() {
+    static const bool on = [] {
+        const char* e = std::getenv("RN_RETENTION_TC_OUT");
+        return !(e && std::strcmp(e, "tiles") == 0);
+    }();
+    return on;
 }
 
 template <bool kDv, int NW>
@@ -865,14 +1074,24 @@ void launch_out_w(const OutArgs& a, const cpu::RetentionShape& s, cudaStream_t s
     RN_CUDA_CHECK_LAUNCH();
 }
 
-// the output pass (forward) or the dV pass; 128-wide Dv tiles unless Dv ≤ 64
+// the output pass (forward) or the dV pass: a whole chunk a block where Q and K fit whole
+// and there are several Dv tiles (measured at Dk 256 / Dv 512: output pass 1.47 → 1.17 ms);
+// otherwise 128-wide Dv tiles unless Dv ≤ 64
 template <bool kDv>
 void launch_out(const cpu::RetentionShape& s, const Decay& d, const void* x, const void* y, const bf16_t* states,
                 const void* z, void* out, cudaStream_t st) {
     OutArgs a{static_cast<const bf16_t*>(x), static_cast<const bf16_t*>(y), states, static_cast<const bf16_t*>(z),
               static_cast<bf16_t*>(out), int(s.H), int(s.T), int(s.Dk), int(s.Dv), ceil64(s.T), s.pos0, d};
-    if (s.Dv > kC) launch_out_w<kDv, 2>(a, s, st);
-    else launch_out_w<kDv, 1>(a, s, st);
+    if (s.Dv > 2 * kC && s.Dk <= kRowsDk && out_rows_enabled()) {  // a whole chunk a block
+        set_smem(chunk_out_rows_kernel<kDv>, kRowsSmem);
+        dim3 grid(unsigned(ceil64(s.T)), unsigned(s.B * s.H));
+        chunk_out_rows_kernel<kDv><<<grid, 256, kRowsSmem, st>>>(a);
+        RN_CUDA_CHECK_LAUNCH();
+    } else if (s.Dv > kC) {
+        launch_out_w<kDv, 2>(a, s, st);
+    } else {
+        launch_out_w<kDv, 1>(a, s, st);
+    }
 }
 
 }  // namespace
