@@ -416,6 +416,50 @@ __global__ void __launch_bounds__(kStateThreads, MT == 2 ? 2 : 1) state_pass_ker
 
 // ---------------------------------------------------------------- output pass / dV pass
 
+// Per-chunk constants of the output and dV passes, in shared memory: pw[e] = γ^e; rs
+// scales R's rows (a_t forward, b_s dV), fs the result's rows (λ_t forward, 1 dV), cs A's
+// columns (1 forward, λ_t of the query column dV).
+struct OutScales {
+    float pw[kC + 1], rs[kC], fs[kC], cs[kC];
+
+    template <bool kDv, int NTHREADS>
+    __device__ __forceinline__ void fill(float lg, float omg, int64_t n0, int L, int tid) {
+        for (int e = tid; e <= kC; e += NTHREADS) pw[e] = ::expf(float(e) * lg);
+        if (tid < kC) {
+            const bool in = tid < L;
+            const float lam = in ? lambda_at(lg, omg, n0 + tid) : 0.f;
+            if (!kDv) {
+                rs[tid] = in ? ::expf(float(tid + 1) * lg) : 0.f;  // a_t
+                fs[tid] = lam;                                     // λ_t
+                cs[tid] = 1.f;
+            } else {
+                rs[tid] = in ? ::expf(float(L - 1 - tid) * lg) : 0.f;  // b_s
+                fs[tid] = 1.f;
+                cs[tid] = lam;  // λ_t of the query column
+            }
+        }
+    }
+    // A's strip (rows r, r + 8 of the lane, columns 8j + cq (+1)) masked by Γ (forward) or
+    // Γᵀ ⊙ λ_col (dV), as bf16 A fragments: n-tiles 2kk, 2kk+1 form the k step kk
+    template <bool kDv>
+    __device__ __forceinline__ void mask(uint32_t (&pa)[4][4], const Acc<8>& acc, int r, int cq) const {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            float p[4];
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int row = r + ((e >> 1) << 3), col = 8 * j + cq + (e & 1);
+                float m;
+                if (!kDv) m = row >= col ? pw[row - col] : 0.f;
+                else m = col >= row ? pw[col - row] * cs[col] : 0.f;
+                p[e] = acc[j][e] * m;
+            }
+            pa[j >> 1][(j & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
+            pa[j >> 1][(j & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
+        }
+    }
+};
+
 struct OutArgs {
     const bf16_t* x;  // [BH,T,Dk] q (forward) / k (dV)
     const bf16_t* y;  // [BH,T,Dk] k (forward) / q (dV)
@@ -447,7 +491,8 @@ __global__ void __launch_bounds__(128 * NW, NW == 2 ? 2 : 3) chunk_out_kernel(co
     bf16_t* ys = xs + 2 * kTile;                   // [2][64 t][kLd] (cols: Dk slice)
     bf16_t* ss = ys + 2 * kTile;                   // [2][64 dk][kLdW] (cols: Dv tile)
     bf16_t* zs = ss + 2 * kC * kLdW;               // [64 t][kLdW] (cols: Dv tile)
-    __shared__ float pw[kC + 1], rs[kC], fs[kC], cs[kC];
+    __shared__ OutScales sc;
+    const float *rs = sc.rs, *fs = sc.fs;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int ms = warp & 3, nh = warp >> 2;  // rows 16·ms, columns 64·nh of the tile
@@ -462,20 +507,7 @@ __global__ void __launch_bounds__(128 * NW, NW == 2 ? 2 : 3) chunk_out_kernel(co
     const bf16_t* sg = a.s + (bh * a.NC + c) * a.Dk * a.Dv + v0;
     const bf16_t* zg = a.z + row0 * a.Dv + v0;
 
-    for (int e = tid; e <= kC; e += kNT) pw[e] = ::expf(float(e) * lg);
-    if (tid < kC) {
-        const bool in = tid < L;
-        const float lam = in ? lambda_at(lg, omg, a.pos0 + int64_t(c) * kC + tid) : 0.f;
-        if (!kDv) {
-            rs[tid] = in ? ::expf(float(tid + 1) * lg) : 0.f;  // a_t
-            fs[tid] = lam;                                     // λ_t
-            cs[tid] = 1.f;
-        } else {
-            rs[tid] = in ? ::expf(float(L - 1 - tid) * lg) : 0.f;  // b_s
-            fs[tid] = 1.f;
-            cs[tid] = lam;  // λ_t of the query column
-        }
-    }
+    sc.fill<kDv, kNT>(lg, omg, a.pos0 + int64_t(c) * kC, L, tid);
 
     const int nsl = (a.Dk + kC - 1) / kC;
     auto issue = [&](int i) {
@@ -516,22 +548,8 @@ __global__ void __launch_bounds__(128 * NW, NW == 2 ? 2 : 3) chunk_out_kernel(co
 
     const int r = 16 * ms + (lane >> 2), cq = 2 * (lane & 3);
     scale_rows(accR, rs[r], rs[r + 8]);
-    // masked A → bf16 A fragments: n-tiles 2kk, 2kk+1 form the k step kk
     uint32_t pa[4][4];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-        float p[4];
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int row = r + ((e >> 1) << 3), col = 8 * j + cq + (e & 1);
-            float m;
-            if (!kDv) m = row >= col ? pw[row - col] : 0.f;
-            else m = col >= row ? pw[col - row] * cs[col] : 0.f;
-            p[e] = accA[j][e] * m;
-        }
-        pa[j >> 1][(j & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
-        pa[j >> 1][(j & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
-    }
+    sc.mask<kDv>(pa, accA, r, cq);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
         if (kk < nb_lo || kk > nb_hi || 16 * kk >= L) continue;
@@ -566,7 +584,8 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
     bf16_t* ys = xs + kC * kLdQ;                    // [64 s][kLdQ]          (cols: Dk), phase 1
     bf16_t* ss = ys;                                // [2][64 dk][kLdR]      (cols: Dv tile), phase 2
     bf16_t* zs = ss + 2 * kSlice;                   // [2][64 s][kLdR]       (cols: Dv tile)
-    __shared__ float pw[kC + 1], rs[kC], fs[kC], cs[kC];
+    __shared__ OutScales sc;
+    const float *rs = sc.rs, *fs = sc.fs;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int ms = warp & 3, nh = warp >> 2;  // rows 16·ms, columns 64·nh of each Dv tile
@@ -579,20 +598,7 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
     const bf16_t* sg = a.s + (bh * a.NC + c) * a.Dk * a.Dv;
     const bf16_t* zg = a.z + row0 * a.Dv;
 
-    for (int e = tid; e <= kC; e += kNT) pw[e] = ::expf(float(e) * lg);
-    if (tid < kC) {
-        const bool in = tid < L;
-        const float lam = in ? lambda_at(lg, omg, a.pos0 + int64_t(c) * kC + tid) : 0.f;
-        if (!kDv) {
-            rs[tid] = in ? ::expf(float(tid + 1) * lg) : 0.f;  // a_t
-            fs[tid] = lam;                                     // λ_t
-            cs[tid] = 1.f;
-        } else {
-            rs[tid] = in ? ::expf(float(L - 1 - tid) * lg) : 0.f;  // b_s
-            fs[tid] = 1.f;
-            cs[tid] = lam;  // λ_t of the query column
-        }
-    }
+    sc.fill<kDv, kNT>(lg, omg, a.pos0 + int64_t(c) * kC, L, tid);
 
     // phase 1: A = X Yᵀ over all of Dk
     load_rows<kRowsDk, kNT>(xs, kLdQ, a.x + row0 * a.Dk, a.Dk, L, a.Dk, tid);
@@ -615,20 +621,7 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
             lda_mk(af, xs, kLdQ, 16 * ms, 16 * kk, lane);                      // A[m = t][k = d] = X[t][d]
             mma_kstep<false, 4>(accA, af, ys, kLdQ, 0, kk, lane, nb_lo, nb_hi);  // B[k = d][n = s] = Y[s][d]
         }
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-            float p[4];
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int row = r + ((e >> 1) << 3), col = 8 * j + cq + (e & 1);
-                float m;
-                if (!kDv) m = row >= col ? pw[row - col] : 0.f;
-                else m = col >= row ? pw[col - row] * cs[col] : 0.f;
-                p[e] = accA[j][e] * m;
-            }
-            pa[j >> 1][(j & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
-            pa[j >> 1][(j & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
-        }
+        sc.mask<kDv>(pa, accA, r, cq);
     }
     __syncthreads();  // Y's place now takes the S slices
 
