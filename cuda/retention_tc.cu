@@ -439,10 +439,11 @@ struct OutScales {
             }
         }
     }
-    // A's strip (rows r, r + 8 of the lane, columns 8j + cq (+1)) masked by Γ (forward) or
-    // Γᵀ ⊙ λ_col (dV), as bf16 A fragments: n-tiles 2kk, 2kk+1 form the k step kk
+    // A's strip (rows 16·ms.., all 64 columns) masked by Γ (forward) or Γᵀ ⊙ λ_col (dV), as
+    // bf16 A fragments: n-tiles 2kk, 2kk+1 form the k step kk
     template <bool kDv>
-    __device__ __forceinline__ void mask(uint32_t (&pa)[4][4], const Acc<8>& acc, int r, int cq) const {
+    __device__ __forceinline__ void mask(uint32_t (&pa)[4][4], const Acc<8>& acc, int ms, int lane) const {
+        const int r = 16 * ms + (lane >> 2), cq = 2 * (lane & 3);
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
             float p[4];
@@ -457,6 +458,24 @@ struct OutScales {
             pa[j >> 1][(j & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
             pa[j >> 1][(j & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
         }
+    }
+    // the strip's result (rows 16·ms.., 64 columns) = (row scale) ⊙ (rs ⊙ R + A' Z), with A' the
+    // masked fragments and Z [64 s][ldz] from column col0; stored to g (row stride ld), rows
+    // < L and columns < cvalid. R is left scaled: the caller zeroes it if it goes on.
+    template <bool kDv>
+    __device__ __forceinline__ void finish(Acc<8>& acc, const uint32_t (&pa)[4][4], const bf16_t* Z, int ldz,
+                                           int col0, int ms, int L, bf16_t* g, int64_t ld, int cvalid,
+                                           int lane) const {
+        const int r = 16 * ms + (lane >> 2);
+        const int nb_lo = kDv ? ms : 0, nb_hi = kDv ? 3 : ms;  // key / query blocks that can be non-zero
+        scale_rows(acc, rs[r], rs[r + 8]);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            if (kk < nb_lo || kk > nb_hi || 16 * kk >= L) continue;
+            mma_kstep<true, 4>(acc, pa[kk], Z, ldz, col0, kk, lane);  // B[k = s][n = v] = Z[s][v]
+        }
+        if (!kDv) scale_rows(acc, fs[r], fs[r + 8]);
+        store_strip_bf16(g, ld, acc, 16 * ms, L, cvalid, lane);
     }
 };
 
@@ -492,7 +511,6 @@ __global__ void __launch_bounds__(128 * NW, NW == 2 ? 2 : 3) chunk_out_kernel(co
     bf16_t* ss = ys + 2 * kTile;                   // [2][64 dk][kLdW] (cols: Dv tile)
     bf16_t* zs = ss + 2 * kC * kLdW;               // [64 t][kLdW] (cols: Dv tile)
     __shared__ OutScales sc;
-    const float *rs = sc.rs, *fs = sc.fs;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int ms = warp & 3, nh = warp >> 2;  // rows 16·ms, columns 64·nh of the tile
@@ -546,17 +564,10 @@ __global__ void __launch_bounds__(128 * NW, NW == 2 ? 2 : 3) chunk_out_kernel(co
         __syncthreads();
     }
 
-    const int r = 16 * ms + (lane >> 2), cq = 2 * (lane & 3);
-    scale_rows(accR, rs[r], rs[r + 8]);
     uint32_t pa[4][4];
-    sc.mask<kDv>(pa, accA, r, cq);
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-        if (kk < nb_lo || kk > nb_hi || 16 * kk >= L) continue;
-        mma_kstep<true, 4>(accR, pa[kk], zs, kLdW, kC * nh, kk, lane);  // B[k = s][n = v] = Z[s][v]
-    }
-    if (!kDv) scale_rows(accR, fs[r], fs[r + 8]);
-    store_strip_bf16(a.out + row0 * a.Dv + v0 + kC * nh, a.Dv, accR, 16 * ms, L, vvalid - kC * nh, lane);
+    sc.mask<kDv>(pa, accA, ms, lane);
+    sc.finish<kDv>(accR, pa, zs, kLdW, kC * nh, ms, L, a.out + row0 * a.Dv + v0 + kC * nh, a.Dv, vvalid - kC * nh,
+                   lane);
 }
 
 // The same product for a whole chunk in one block (Dk ≤ 256, Dv > 128): grid (NC, B·H),
@@ -585,7 +596,6 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
     bf16_t* ss = ys;                                // [2][64 dk][kLdR]      (cols: Dv tile), phase 2
     bf16_t* zs = ss + 2 * kSlice;                   // [2][64 s][kLdR]       (cols: Dv tile)
     __shared__ OutScales sc;
-    const float *rs = sc.rs, *fs = sc.fs;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int ms = warp & 3, nh = warp >> 2;  // rows 16·ms, columns 64·nh of each Dv tile
@@ -609,7 +619,6 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
     __syncthreads();
     const int nb_lo = kDv ? ms : 0, nb_hi = kDv ? 3 : ms;  // key / query blocks that can be non-zero
     const int ksteps = (a.Dk + 15) / 16;
-    const int r = 16 * ms + (lane >> 2), cq = 2 * (lane & 3);
     uint32_t pa[4][4];  // masked A of the strip, bf16 A fragments of k step kk
     {
         Acc<8> accA;
@@ -621,7 +630,7 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
             lda_mk(af, xs, kLdQ, 16 * ms, 16 * kk, lane);                      // A[m = t][k = d] = X[t][d]
             mma_kstep<false, 4>(accA, af, ys, kLdQ, 0, kk, lane, nb_lo, nb_hi);  // B[k = d][n = s] = Y[s][d]
         }
-        sc.mask<kDv>(pa, accA, r, cq);
+        sc.mask<kDv>(pa, accA, ms, lane);
     }
     __syncthreads();  // Y's place now takes the S slices
 
@@ -653,15 +662,8 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
         }
         if (sl == nsl - 1) {  // tile j complete: out_j = (row scale) ⊙ (rs ⊙ R + A' Z_j)
             const int v0 = j * kW, vw = imin(kW, a.Dv - v0);
-            const bf16_t* Z = zs + (j & 1) * kSlice;
-            scale_rows(accR, rs[r], rs[r + 8]);
-#pragma unroll
-            for (int kk = 0; kk < 4; ++kk) {
-                if (kk < nb_lo || kk > nb_hi || 16 * kk >= L) continue;
-                mma_kstep<true, 4>(accR, pa[kk], Z, kLdR, kC * nh, kk, lane);  // B[k = s][n = v] = Z[s][v]
-            }
-            if (!kDv) scale_rows(accR, fs[r], fs[r + 8]);
-            store_strip_bf16(a.out + row0 * a.Dv + v0 + kC * nh, a.Dv, accR, 16 * ms, L, vw - kC * nh, lane);
+            sc.finish<kDv>(accR, pa, zs + (j & 1) * kSlice, kLdR, kC * nh, ms, L, a.out + row0 * a.Dv + v0 + kC * nh,
+                           a.Dv, vw - kC * nh, lane);
             zero(accR);
         }
         __syncthreads();  // this S buffer (and, after a tile, its Z buffer) is refilled next
