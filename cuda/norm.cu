@@ -216,7 +216,7 @@ norm_forward_kernel(T* __restrict__ out, typename acc_of<T>::type* __restrict__ 
             }
             if (g.lane == 0) {
                 if (mean) mean[r] = mu;
-                rstd[r] = rs;
+                if (rstd) rstd[r] = rs;  // null: a forward-only caller (the fused forms)
             }
         } else {
             // vector i of the row normalised: x, or x + res recomputed at every pass (never read
@@ -251,7 +251,7 @@ norm_forward_kernel(T* __restrict__ out, typename acc_of<T>::type* __restrict__ 
             }
             if (g.lane == 0) {
                 if (mean) mean[r] = mu;
-                rstd[r] = rs;
+                if (rstd) rstd[r] = rs;  // null: a forward-only caller (the fused forms)
             }
         }
     }
@@ -620,22 +620,22 @@ void rms_norm_forward(DType dt, void* out, void* rstd, const void* x, const void
     });
 }
 
-void add_rms_norm_forward(DType dt, void* out, void* sum, void* rstd, const void* x, const void* res,
-                          const void* w_or_null, int64_t rows, int64_t cols, double eps) {
+void add_rms_norm_forward(DType dt, void* out, void* sum, const void* x, const void* res, const void* w_or_null,
+                          int64_t rows, int64_t cols, double eps) {
     if (rows == 0 || cols == 0) return;
     RN_CHECK(rows > 0 && cols > 0, "add_rms_norm (CUDA): bad sizes ", rows, " x ", cols);
     dispatch_float(dt, "add_rms_norm", [&](auto tag) {
-        norm_forward<decltype(tag)>(false, out, nullptr, rstd, x, w_or_null, nullptr, rows, cols, eps, res, sum);
+        norm_forward<decltype(tag)>(false, out, nullptr, nullptr, x, w_or_null, nullptr, rows, cols, eps, res, sum);
     });
 }
 
-void gated_rms_norm_forward(DType dt, void* out, void* rstd, const void* x, const void* gate, int64_t rows,
-                            int64_t cols, double eps) {
+void gated_rms_norm_forward(DType dt, void* out, const void* x, const void* gate, int64_t rows, int64_t cols,
+                            double eps) {
     if (rows == 0 || cols == 0) return;
     RN_CHECK(rows > 0 && cols > 0, "gated_rms_norm (CUDA): bad sizes ", rows, " x ", cols);
     dispatch_float(dt, "gated_rms_norm", [&](auto tag) {
-        norm_forward<decltype(tag)>(false, out, nullptr, rstd, x, nullptr, nullptr, rows, cols, eps, nullptr, nullptr,
-                                    gate);
+        norm_forward<decltype(tag)>(false, out, nullptr, nullptr, x, nullptr, nullptr, rows, cols, eps, nullptr,
+                                    nullptr, gate);
     });
 }
 

@@ -24,14 +24,14 @@ void layer_norm_backward(DType dt, void* dx_or_null, void* dw_or_null, void* db_
 //   out [N, C], rstd [N], x [N, C], w [C]
 void rms_norm_forward(DType dt, void* out, void* rstd, const void* x, const void* w_or_null, int64_t rows,
                       int64_t cols, double eps);
-//   sum = x + res [N, C] (rounded to dt), out = rms_norm(sum) [N, C], rstd [N]: a residual add
-//   and the norm after it in one pass (forward only; ops/norm.h add_rms_norm)
-void add_rms_norm_forward(DType dt, void* out, void* sum, void* rstd, const void* x, const void* res,
-                          const void* w_or_null, int64_t rows, int64_t cols, double eps);
-//   out = silu(gate) ⊙ rms_norm(x) (no weight) [N, C], rstd [N], gate [N, C]: a retention
-//   layer's group norm and output gate in one pass (forward only; ops/norm.h gated_rms_norm)
-void gated_rms_norm_forward(DType dt, void* out, void* rstd, const void* x, const void* gate, int64_t rows,
-                            int64_t cols, double eps);
+//   sum = x + res [N, C] (rounded to dt), out = rms_norm(sum) [N, C]: a residual add and the
+//   norm after it in one pass (forward only, so no rstd; ops/norm.h add_rms_norm)
+void add_rms_norm_forward(DType dt, void* out, void* sum, const void* x, const void* res, const void* w_or_null,
+                          int64_t rows, int64_t cols, double eps);
+//   out = silu(gate) ⊙ rms_norm(x) (no weight) [N, C], gate [N, C]: a retention layer's group
+//   norm and output gate in one pass (forward only, so no rstd; ops/norm.h gated_rms_norm)
+void gated_rms_norm_forward(DType dt, void* out, const void* x, const void* gate, int64_t rows, int64_t cols,
+                            double eps);
 //   dx [N, C], dw [C]; dout [N, C]
 void rms_norm_backward(DType dt, void* dx_or_null, void* dw_or_null, const void* dout, const void* x,
                        const void* w_or_null, const void* rstd, int64_t rows, int64_t cols);

@@ -32,10 +32,10 @@ void layer_norm_backward(DType, void*, void*, void*, const void*, const void*, c
     no_cuda("layer_norm backward");
 }
 void rms_norm_forward(DType, void*, void*, const void*, const void*, int64_t, int64_t, double) { no_cuda("rms_norm"); }
-void gated_rms_norm_forward(DType, void*, void*, const void*, const void*, int64_t, int64_t, double) {
+void gated_rms_norm_forward(DType, void*, const void*, const void*, int64_t, int64_t, double) {
     no_cuda("gated_rms_norm");
 }
-void add_rms_norm_forward(DType, void*, void*, void*, const void*, const void*, const void*, int64_t, int64_t, double) {
+void add_rms_norm_forward(DType, void*, void*, const void*, const void*, const void*, int64_t, int64_t, double) {
     no_cuda("add_rms_norm");
 }
 void rms_norm_backward(DType, void*, void*, const void*, const void*, const void*, const void*, int64_t, int64_t) {

@@ -137,8 +137,7 @@ std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x, const Tensor& h, const T
     Tensor xc = contiguous_nograd(x), hc = contiguous_nograd(h);
     Tensor w = weight.defined() ? contiguous_nograd(weight) : Tensor();
     Tensor sum = empty(xc.shape(), xc.dtype(), xc.device()), out = empty(xc.shape(), xc.dtype(), xc.device());
-    Tensor rstd = empty({rows}, stat_dtype(xc.dtype()), xc.device());
-    cuda::add_rms_norm_forward(xc.dtype(), out.raw_data(), sum.raw_data(), rstd.raw_data(), xc.raw_data(), hc.raw_data(),
+    cuda::add_rms_norm_forward(xc.dtype(), out.raw_data(), sum.raw_data(), xc.raw_data(), hc.raw_data(),
                                w.defined() ? w.raw_data() : nullptr, rows, cols, eps);
     return {sum, out};
 }
@@ -154,9 +153,7 @@ Tensor gated_rms_norm(const Tensor& x, const Tensor& gate, double eps) {
     const int64_t rows = cols ? x.numel() / cols : 0;
     Tensor xc = contiguous_nograd(x), gc = contiguous_nograd(gate);
     Tensor out = empty(xc.shape(), xc.dtype(), xc.device());
-    Tensor rstd = empty({rows}, stat_dtype(xc.dtype()), xc.device());
-    cuda::gated_rms_norm_forward(xc.dtype(), out.raw_data(), rstd.raw_data(), xc.raw_data(), gc.raw_data(), rows, cols,
-                                 eps);
+    cuda::gated_rms_norm_forward(xc.dtype(), out.raw_data(), xc.raw_data(), gc.raw_data(), rows, cols, eps);
     return out;
 }
 
