@@ -12,7 +12,8 @@ PKGS=(cmake ninja-build g++ pkg-config
       libhdf5-dev                      # checkpoints
       libcli11-dev                     # the retnet command line
       libopenmpi-dev openmpi-bin       # MPI: starts data-parallel jobs (mpirun), CPU collectives
-      bible-kjv)                       # the built-in default corpus (its `bible` program)
+      bible-kjv                        # the built-in default corpus (its `bible` program)
+      wrk)                             # test-only: the HTTP load generator of tests/serve_wrk.sh
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
