@@ -30,16 +30,17 @@ void copy_rows(D* dst, const S* src, const Shape& sizes, const Shape& dst_st, co
         }
     });
 }
+}  // namespace
 
-// src's strides as seen through broadcasting to `shape` (0 on broadcast dims)
 Shape broadcast_strides(const Tensor& src, const Shape& shape) {
+    RN_CHECK(size_t(src.dim()) <= shape.size(), "broadcast_strides: a tensor of shape ", src.shape(),
+             " cannot broadcast to the smaller rank of ", shape);
     Shape st(shape.size(), 0);
     size_t lead = shape.size() - size_t(src.dim());
     for (size_t i = 0; i < size_t(src.dim()); ++i)
         st[lead + i] = src.shape()[i] == 1 ? 0 : src.strides()[i];
     return st;
 }
-}  // namespace
 
 void fill_nograd(const Tensor& t, double value) {
     if (t.numel() == 0) return;

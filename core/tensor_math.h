@@ -14,6 +14,10 @@ Tensor cast_nograd(const Tensor& t, DType dtype);
 Tensor to_device_nograd(const Tensor& t, Device device);
 // acc += g, same shape and device; g is converted to acc's dtype
 void accumulate_nograd(const Tensor& acc, const Tensor& g);
+// src's strides seen through broadcasting to `shape` (numpy rules, src's dims aligned to the
+// right): 0 where src has size 1 or lacks the dim. Both backends read broadcast operands
+// through these in place, without copies.
+Shape broadcast_strides(const Tensor& src, const Shape& shape);
 // throws when an in-place write would corrupt autograd (a leaf that requires grad while
 // grad mode is on)
 void check_inplace_allowed(const Tensor& t, const char* op);

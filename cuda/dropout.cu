@@ -16,6 +16,7 @@
 #include "cuda/context.h"
 #include "cuda/dropout.h"
 #include "cuda/math.cuh"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
@@ -35,11 +36,6 @@ __device__ __forceinline__ uint64_t d_bits(uint64_t seed, uint64_t counter) {
 __device__ __forceinline__ double d_uniform(uint64_t seed, uint64_t counter) {
     return double(d_bits(seed, counter) >> 11) * 0x1.0p-53;
 }
-
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-    T v[V];
-};
 
 template <typename T, int V>
 __global__ void dropout_forward_kernel(T* __restrict__ y, T* __restrict__ mask, const T* __restrict__ x, int64_t n,
@@ -79,7 +75,6 @@ __global__ void dropout_backward_kernel(T* __restrict__ dx, const T* __restrict_
     for (int64_t i = nv * V + tid; i < n; i += stride) dx[i] = st<T>(ld(dy[i]) * ld(mask[i]) * s);
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 }  // namespace
 
 void dropout_forward(DType dt, void* y, void* mask, const void* x, int64_t n, double p, double scale, uint64_t seed,

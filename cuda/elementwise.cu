@@ -18,6 +18,7 @@
 #include "cuda/context.h"
 #include "cuda/elementwise.h"
 #include "cuda/math.cuh"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
@@ -104,13 +105,6 @@ __device__ __forceinline__ A binary_f(BinaryOp op, A a, A b) {
     }
     return a;
 }
-
-// V elements moved as one access: alignas(sizeof(T)·V), so Pack<T, 1> is a plain element
-// (alignas(16) would make it 16 bytes and stride the V = 1 paths by 16 bytes)
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-    T v[V];
-};
 
 // OP ≥ 0: the op fixed at compile time (the switch folds away), −1: the run-time op.
 // Grid-stride over 16-byte vectors, two a thread in flight, then the < V tail elements.
@@ -308,8 +302,6 @@ __global__ void binary_strided_kernel(BinaryOp op, T* __restrict__ out, const T*
         out[i] = st<T>(binary_f(op, ld(a[oa]), ld(b[ob])));
     }
 }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // f(integral_constant<int, OP>): the hot ops compiled one by one, the rest as the run-time op (−1)
 template <typename F>

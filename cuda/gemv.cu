@@ -15,6 +15,7 @@
 
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
@@ -113,8 +114,6 @@ void launch(int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t
     }
     RN_CUDA_CHECK_LAUNCH();
 }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 }  // namespace
 

@@ -1,6 +1,7 @@
 // cuda/math.cuh — device-side helpers shared by the .cu files: bf16 ⇄ float loads and
-// stores, float/double overloads of the math functions, warp and block reductions, and
-// the dtype switch for kernels. Header-only, included by .cu files only.
+// stores, float/double overloads of the math functions, warp and block reductions, the
+// dtype switch for kernels, and the grid size of grid-stride loops. Header-only, included
+// by .cu files only (vector loads and stores: cuda/vec.cuh).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -9,6 +10,7 @@
 #include <type_traits>
 
 #include "core/dtype.h"
+#include "cuda/context.h"
 
 namespace rn::cuda {
 
@@ -108,9 +110,14 @@ void dispatch_any(DType t, F&& f) {
     }
 }
 
+// Blocks for a grid-stride loop over n items, one a thread: at most 16 blocks an SM of the
+// current device (enough resident warps to hide memory latency; past that the stride loop
+// does the rest). sm_count() asks the driver once per device and keeps the answer
+// (cuda/context.cpp), so this costs a few ns and is safe inside CUDA-graph capture.
 inline int grid_for(int64_t n, int threads = 256) {
-    int64_t b = (n + threads - 1) / threads;
-    return int(b < 132 * 16 ? (b < 1 ? 1 : b) : 132 * 16);
+    const int64_t cap = int64_t(sm_count()) * 16;
+    const int64_t b = (n + threads - 1) / threads;
+    return int(b < cap ? (b < 1 ? 1 : b) : cap);
 }
 
 }  // namespace rn::cuda

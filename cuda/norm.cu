@@ -32,6 +32,7 @@
 #include "cuda/context.h"
 #include "cuda/math.cuh"
 #include "cuda/norm.h"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
@@ -41,59 +42,6 @@ constexpr int kWarpBlock = 256;  // threads of a block in warp-per-row mode (8 r
 constexpr int kMaxBlock = 512;   // block size cap of the block-per-row kernels
 constexpr int kSumCols = 32;     // column-sum kernel: 32 columns × 32 partial rows a block
 constexpr int kSumRows = 32;
-
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-    T v[V];
-};
-
-template <int N>
-struct Width {
-    static constexpr int value = N;
-};
-
-// Packs move as whole 16-byte words (uint4; an 8-byte word for one double; element by
-// element below that): a plain struct assignment can come out of nvcc as one store per
-// element (seen in the PTX of cuda/softmax.cu: eight st.global.u16 for a bf16 pack). These
-// take generic pointers: the dw/db accumulators may be in shared memory.
-template <typename T, int V>
-__device__ __forceinline__ Pack<T, V> load_pack(const T* p) {
-    Pack<T, V> q;
-    constexpr int B = int(sizeof(T)) * V;
-    if constexpr (B % 16 == 0) {
-#pragma unroll
-        for (int k = 0; k < B / 16; ++k) {
-            const uint4 u = reinterpret_cast<const uint4*>(p)[k];
-            memcpy(reinterpret_cast<char*>(&q) + 16 * k, &u, 16);
-        }
-    } else if constexpr (B == 8) {
-        const uint2 u = *reinterpret_cast<const uint2*>(p);
-        memcpy(&q, &u, 8);
-    } else {
-#pragma unroll
-        for (int e = 0; e < V; ++e) q.v[e] = p[e];
-    }
-    return q;
-}
-template <typename T, int V>
-__device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& q) {
-    constexpr int B = int(sizeof(T)) * V;
-    if constexpr (B % 16 == 0) {
-#pragma unroll
-        for (int k = 0; k < B / 16; ++k) {
-            uint4 u;
-            memcpy(&u, reinterpret_cast<const char*>(&q) + 16 * k, 16);
-            reinterpret_cast<uint4*>(p)[k] = u;
-        }
-    } else if constexpr (B == 8) {
-        uint2 u;
-        memcpy(&u, &q, 8);
-        *reinterpret_cast<uint2*>(p) = u;
-    } else {
-#pragma unroll
-        for (int e = 0; e < V; ++e) p[e] = q.v[e];
-    }
-}
 
 // The threads that share one row: a warp (WARP) or the whole block.
 template <bool WARP>
@@ -464,8 +412,6 @@ column_sum_kernel(T* __restrict__ out, const typename acc_of<T>::type* __restric
 }
 
 // ---------------------------------------------------------------- launch planning
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 int pow2_at_least(int64_t n) {
     int p = 1;

@@ -4,6 +4,7 @@
 #include "cuda/context.h"
 #include "cuda/math.cuh"
 #include "cuda/optim.h"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
@@ -55,15 +56,14 @@ __global__ void sum_squares_kernel(const float* __restrict__ g, int64_t n, doubl
 
 void sum_squares_accumulate(const float* g, int64_t n, double* acc) {
     if (n == 0) return;
-    sum_squares_kernel<<<std::min(grid_for(n), 264), 256, 0, stream()>>>(g, n, acc);
+    sum_squares_kernel<<<std::min(grid_for(n), 2 * sm_count()), 256, 0, stream()>>>(g, n, acc);
     RN_CUDA_CHECK_LAUNCH();
 }
 
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2, float eps,
                 float wd, float bc1, float bc2, float gscale) {
     if (n == 0) return;
-    auto al = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
-    bool vec = al(p) && al(g) && al(m) && al(v);
+    bool vec = aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v);
     adamw_kernel<<<grid_for(vec ? n / 4 + 1 : n), 256, 0, stream()>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, gscale, vec);
     RN_CUDA_CHECK_LAUNCH();
 }

@@ -31,6 +31,7 @@
 #include "cuda/device.h"
 #include "cuda/elementwise.h"
 #include "cuda/math.cuh"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
@@ -328,8 +329,6 @@ __global__ void scatter_rows_kernel(T* dx, const int64_t* idx, const T* g, int64
     for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x)
         dx[r * cols + idx[r]] = g[r];
 }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // blocks of `threads` that fit on the whole GPU at once (registers and shared memory allow);
 // the per-SM count is asked once per kernel

@@ -1,5 +1,5 @@
 // cuda/retention.cu — CUDA kernels of the retention op (mirror of ops/retention_cpu.cpp;
-// the math in ../shared/RETNET.md §1 and docs/retention.md). Generic SIMT kernels for f32,
+// the math in docs/model.md §1 and docs/retention.md). Generic SIMT kernels for f32,
 // f64 and bf16; bf16 chunkwise (and parallel) first tries the tensor-core path of
 // cuda/retention_tc.cu and comes here only for shapes it declines.
 //
@@ -12,7 +12,7 @@
 // Note [One scan, four uses]: every kernel here computes a "scan"
 //     S ← γ S + keyᵀ val (token by token, in time order or reversed),  out = qry · S
 // whose three operands are rows of [T, Dq] / [T, Dq] / [T, Dw] tensors. The forward is the
-// scan (q, k, v). The backward (RETNET.md §1, BPTT) is three more scans, because
+// scan (q, k, v). The backward (docs/retention.md §3, BPTT) is three more scans, because
 //     dq_n = dŌ_n S_nᵀ    where S_nᵀ = γ S_(n−1)ᵀ + v_nᵀ k_n   (forward scan of (dŌ, v, k), from S0ᵀ)
 //     dk_n = v_n G_nᵀ     where G_nᵀ = γ G_(n+1)ᵀ + dŌ_nᵀ q_n (reversed scan of (v, dŌ, q))
 //     dv_n = k_n G_n      where G_n  = γ G_(n+1) + q_nᵀ dŌ_n  (reversed scan of (k, q, dŌ))
@@ -24,7 +24,7 @@
 //
 // Two implementations of the scan:
 //  - chunk_scan_kernel (chunkwise and parallel): chunks of C ≤ 64 tokens, per chunk
-//    O = diag(λ)[(a ⊙ Q) H + ((Q Kᵀ) ⊙ Γ) V],  H ← γ^L H + (b ⊙ K)ᵀ V  (RETNET.md §1).
+//    O = diag(λ)[(a ⊙ Q) H + ((Q Kᵀ) ⊙ Γ) V],  H ← γ^L H + (b ⊙ K)ᵀ V  (docs/model.md §1).
 //    The chunkwise form is exact for any chunk length, so a user chunk > 64 runs as
 //    sub-chunks of 64, and the parallel paradigm (one chunk ≥ T) is this kernel with C = 64.
 //  - recurrent_scan_kernel (recurrent): the reference paradigm, one token at a time.
@@ -51,6 +51,7 @@
 #include "cuda/math.cuh"
 #include "cuda/retention.h"
 #include "cuda/retention_tc.h"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
@@ -494,8 +495,6 @@ void allow_smem(K kernel, size_t bytes) {
     if (bytes > 48 * 1024)
         RN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 template <typename F>
 void for_head_groups(int64_t H, const std::vector<double>& gamma, F&& launch) {

@@ -5,7 +5,7 @@
 // C = 64 the chunk, NC = ⌈T/C⌉ chunks, L ≤ C the length of one chunk (only the last may
 // be shorter), t/s local token indices in a chunk. q, k [B,H,T,Dk]; v, out, dout
 // [B,H,T,Dv] (bf16); s0, s_final, ds0, ds_final [B,H,Dk,Dv] (fp32); scratch chunk states
-// [B,H,NC,Dk,Dv] (bf16). Math: ../shared/RETNET.md §1, a_t = γ^(t+1), b_t = γ^(L−1−t),
+// [B,H,NC,Dk,Dv] (bf16). Math: docs/model.md §1 (chunkwise), a_t = γ^(t+1), b_t = γ^(L−1−t),
 // Γ_ts = γ^(t−s) (t ≥ s), λ_n = 1/sqrt(Σ_{j≤n} γ^j) at the absolute position n = pos0 + ·.
 //
 // Organisation (after flash-linear-attention's chunk kernels): a sequential state pass
@@ -54,6 +54,7 @@
 #include "cuda/context.h"
 #include "cuda/device.h"
 #include "cuda/math.cuh"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
@@ -968,8 +969,6 @@ template <int NW>
 constexpr size_t out_smem_bytes() { return 4 * size_t(kTileBytes) + 3 * size_t(kC) * (kC * NW + 8) * 2; }
 constexpr size_t kDqkSmem = 11 * size_t(kTileBytes);
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
 // The shapes this path takes; anything else goes to the generic kernels.
 bool supported(const cpu::RetentionShape& s, const std::vector<double>& gamma, std::initializer_list<const void*> ptrs) {
     if (s.chunk != kC || s.B < 1 || s.H < 1 || s.T < 1 || s.pos0 < 0) return false;
@@ -1025,8 +1024,7 @@ int state_mt(const cpu::RetentionShape& s) {
     }();
     if (forced == 64 || s.Dk <= kC) return 1;
     if (forced == 128) return 2;
-    int sms = 0;
-    RN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, current_device()));
+    const int sms = sm_count();
     const int64_t blocks = ((s.Dv + 2 * kC - 1) / (2 * kC)) * ((s.Dk + 2 * kC - 1) / (2 * kC)) * s.B * s.H;
     return blocks >= 2 * int64_t(sms) ? 2 : 1;
 }

@@ -9,6 +9,7 @@
 #include "cuda/context.h"
 #include "cuda/math.cuh"
 #include "cuda/rotary.h"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
@@ -93,8 +94,7 @@ void xpos_rotate(DType dt, void* y, const void* x, const int64_t* pos, int64_t B
         constexpr int kVec = 16 / int(sizeof(Tp));  // 8 bf16, 4 f32, 2 f64 per 16 bytes
         Tp* yp = static_cast<Tp*>(y);
         const Tp* xp = static_cast<const Tp*>(x);
-        const bool vec = C % kVec == 0 && reinterpret_cast<uintptr_t>(yp) % 16 == 0 &&
-                         reinterpret_cast<uintptr_t>(xp) % 16 == 0;
+        const bool vec = C % kVec == 0 && aligned16(yp) && aligned16(xp);
         if (vec)
             launch<Tp, kVec, true>(yp, xp, pos, B, T, C, head_dim, sign, scale, split, scale_hi);
         else

@@ -43,6 +43,7 @@
 #include "cuda/context.h"
 #include "cuda/math.cuh"
 #include "cuda/softmax.h"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
@@ -53,57 +54,10 @@ constexpr int kWarpBlock = 256;  // threads of a block in lanes-per-row mode (8 
 constexpr int kMaxBlock = 512;   // block size cap of the block-per-row kernels (≤ 128 registers)
 constexpr int kFinalThreads = 1024;
 
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-    T v[V];
-};
-
-template <int N>
-struct Width {
-    static constexpr int value = N;
-};
-
-// Packs move as whole 16-byte words (every pack here is 16 bytes, or one element) through
-// the explicit global load/store intrinsics: from a plain struct store nvcc lost the
-// alignment of `row + head + i·V` and wrote one st.global per element (seen in the PTX),
-// which halved bf16 bandwidth (measured on the H200: CE backward bf16 at 0.93 TB/s).
-template <typename T, int V>
-__device__ __forceinline__ Pack<T, V> load_pack(const T* p) {
-    Pack<T, V> q;
-    constexpr int B = int(sizeof(T)) * V;
-    if constexpr (B == 16) {
-        const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
-        memcpy(&q, &u, 16);
-    } else if constexpr (B == 8) {
-        const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
-        memcpy(&q, &u, 8);
-    } else {
-#pragma unroll
-        for (int e = 0; e < V; ++e) q.v[e] = p[e];
-    }
-    return q;
-}
-template <typename T, int V>
-__device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& q) {
-    constexpr int B = int(sizeof(T)) * V;
-    if constexpr (B == 16) {
-        uint4 u;
-        memcpy(&u, &q, 16);
-        __stwb(reinterpret_cast<uint4*>(p), u);
-    } else if constexpr (B == 8) {
-        uint2 u;
-        memcpy(&u, &q, 8);
-        __stwb(reinterpret_cast<uint2*>(p), u);
-    } else {
-#pragma unroll
-        for (int e = 0; e < V; ++e) p[e] = q.v[e];
-    }
-}
-
 // N contiguous elements from p (N = V: one 16-byte load), as arithmetic values
 template <int N, typename T, typename A>
 __device__ __forceinline__ void load_n(const T* p, A (&out)[N]) {
-    const Pack<T, N> q = load_pack<T, N>(p);
+    const Pack<T, N> q = ldg_pack<T, N>(p);
 #pragma unroll
     for (int k = 0; k < N; ++k) out[k] = ld(q.v[k]);
 }
@@ -112,7 +66,7 @@ __device__ __forceinline__ void store_n(T* p, const A (&in)[N]) {
     Pack<T, N> q;
 #pragma unroll
     for (int k = 0; k < N; ++k) q.v[k] = st<T>(in[k]);
-    store_pack(p, q);
+    stwb_pack(p, q);
 }
 
 // V arithmetic values → one storage pack; bf16 converts pairs with one cvt.rn.bf16x2.f32
@@ -289,7 +243,7 @@ softmax_forward_kernel(T* __restrict__ y, const T* __restrict__ x, int64_t rows,
 #pragma unroll
             for (int k = 0; k < CACHE; ++k) {
                 const int64_t i = g.lane + int64_t(k) * g.nth;
-                if (i < sp.nvec) buf[k] = load_pack<T, V>(xr + sp.head + i * V);
+                if (i < sp.nvec) buf[k] = ldg_pack<T, V>(xr + sp.head + i * V);
             }
             if (has_h) online<1, FAST>(ms, hv);
             if (has_t) online<1, FAST>(ms, tv);
@@ -315,7 +269,7 @@ softmax_forward_kernel(T* __restrict__ y, const T* __restrict__ x, int64_t rows,
                     Pack<T, V> o;
 #pragma unroll
                     for (int e = 0; e < V; ++e) o.v[e] = st<T>(f(ld(buf[k].v[e])));
-                    store_pack(yr + sp.head + i * V, o);
+                    stwb_pack(yr + sp.head + i * V, o);
                 }
             }
         } else {
@@ -376,7 +330,7 @@ softmax_forward_reg_kernel(T* __restrict__ y, const T* __restrict__ x, int64_t r
             Pack<T, V> buf[K];
 #pragma unroll
             for (int k = 0; k < K; ++k)  // all K loads in flight before the first use
-                if (k < mine) buf[k] = load_pack<T, V>(xb + k * nth * V);
+                if (k < mine) buf[k] = ldg_pack<T, V>(xb + k * nth * V);
             if (has_h) hv = ld(xr[tid]);
             if (has_t) tv = ld(xr[tail0 + tid]);
 #pragma unroll
@@ -427,7 +381,7 @@ softmax_forward_reg_kernel(T* __restrict__ y, const T* __restrict__ x, int64_t r
                 A o[V];
 #pragma unroll
                 for (int e = 0; e < V; ++e) o[e] = log ? (v[k][e] - m) - ls : v[k][e] * inv;
-                store_pack(yb + k * nth * V, to_pack<T, V>(o));
+                stwb_pack(yb + k * nth * V, to_pack<T, V>(o));
             }
         }
     }
@@ -505,8 +459,8 @@ softmax_backward_reg_kernel(T* __restrict__ dx, const T* __restrict__ dy, const 
 #pragma unroll
         for (int k = 0; k < K; ++k) {
             if (k < mine) {
-                pd[k] = load_pack<T, V>(dyr + o0 + k * nth * V);
-                py[k] = load_pack<T, V>(yr + o0 + k * nth * V);
+                pd[k] = ldg_pack<T, V>(dyr + o0 + k * nth * V);
+                py[k] = ldg_pack<T, V>(yr + o0 + k * nth * V);
             }
         }
         A hd = A(0), hy = A(0), td = A(0), ty = A(0);
@@ -534,7 +488,7 @@ softmax_backward_reg_kernel(T* __restrict__ dx, const T* __restrict__ dy, const 
                 A o[V];
 #pragma unroll
                 for (int e = 0; e < V; ++e) o[e] = f(ld(pd[k].v[e]), ld(py[k].v[e]));
-                store_pack(dxr + o0 + k * nth * V, to_pack<T, V>(o));
+                stwb_pack(dxr + o0 + k * nth * V, to_pack<T, V>(o));
             }
         }
     }

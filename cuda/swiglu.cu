@@ -5,50 +5,28 @@
 #include "cuda/context.h"
 #include "cuda/math.cuh"
 #include "cuda/swiglu.h"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
 namespace {
 
-template <typename T, int V>
-struct alignas(16) Pack {
-    T v[V];
-};
-
-template <typename T, int V>
-__device__ __forceinline__ Pack<T, V> load(const T* p, int64_t i) {
-    if constexpr (V * sizeof(T) == 16) {
-        return *reinterpret_cast<const Pack<T, V>*>(p + i);
-    } else {
-        Pack<T, V> r;
-#pragma unroll
-        for (int j = 0; j < V; ++j) r.v[j] = p[i + j];
-        return r;
-    }
-}
-template <typename T, int V>
-__device__ __forceinline__ void store(T* p, int64_t i, const Pack<T, V>& r) {
-    if constexpr (V * sizeof(T) == 16) {
-        *reinterpret_cast<Pack<T, V>*>(p + i) = r;
-    } else {
-#pragma unroll
-        for (int j = 0; j < V; ++j) p[i + j] = r.v[j];
-    }
-}
-
-// V = 16/sizeof(T) for the vector path, 1 for the scalar path; n_main = n rounded down to V
+// V = 16/sizeof(T) for the vector path, 1 for the scalar path; n_main = n rounded down to V.
+// Packs move as plain struct accesses (16-byte aligned for V > 1: one 128-bit load or store
+// in the PTX here; Pack<T, 1> is one element)
 template <typename T, int V>
 __global__ void fwd_kernel(T* __restrict__ y, const T* __restrict__ a, const T* __restrict__ b, int64_t n) {
     using A = typename acc_of<T>::type;
+    using P = Pack<T, V>;
     const int64_t stride = int64_t(gridDim.x) * blockDim.x * V;
     for (int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V; i + V <= n; i += stride) {
-        Pack<T, V> pa = load<T, V>(a, i), pb = load<T, V>(b, i), py;
+        P pa = *reinterpret_cast<const P*>(a + i), pb = *reinterpret_cast<const P*>(b + i), py;
 #pragma unroll
         for (int j = 0; j < V; ++j) {
             const A x = ld(pa.v[j]);
             py.v[j] = st<T>(x * sigm(x) * ld(pb.v[j]));
         }
-        store<T, V>(y, i, py);
+        *reinterpret_cast<P*>(y + i) = py;
     }
 }
 
@@ -56,23 +34,25 @@ template <typename T, int V>
 __global__ void bwd_kernel(T* __restrict__ da, T* __restrict__ db, const T* __restrict__ dy, const T* __restrict__ a,
                            const T* __restrict__ b, int64_t n) {
     using A = typename acc_of<T>::type;
+    using P = Pack<T, V>;
     const int64_t stride = int64_t(gridDim.x) * blockDim.x * V;
     for (int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V; i + V <= n; i += stride) {
-        Pack<T, V> pa = load<T, V>(a, i), pb = load<T, V>(b, i), pg = load<T, V>(dy, i), pda, pdb;
+        P pa = *reinterpret_cast<const P*>(a + i), pb = *reinterpret_cast<const P*>(b + i);
+        P pg = *reinterpret_cast<const P*>(dy + i), pda, pdb;
 #pragma unroll
         for (int j = 0; j < V; ++j) {
             const A x = ld(pa.v[j]), g = ld(pg.v[j]), s = sigm(x);
             pda.v[j] = st<T>(g * ld(pb.v[j]) * s * (A(1) + x * (A(1) - s)));
             pdb.v[j] = st<T>(g * x * s);
         }
-        if (da) store<T, V>(da, i, pda);
-        if (db) store<T, V>(db, i, pdb);
+        if (da) *reinterpret_cast<P*>(da + i) = pda;
+        if (db) *reinterpret_cast<P*>(db + i) = pdb;
     }
 }
 
 bool aligned(std::initializer_list<const void*> ps) {
     for (const void* p : ps)
-        if (p && reinterpret_cast<uintptr_t>(p) % 16) return false;
+        if (p && !aligned16(p)) return false;
     return true;
 }
 }  // namespace

@@ -6,11 +6,13 @@
 #include <type_traits>
 
 #include "core/shape.h"
+#include "core/tensor_math.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/math.cuh"
 #include "cuda/device.h"
 #include "cuda/tensor_math.h"
+#include "cuda/vec.cuh"
 
 namespace rn::cuda {
 
@@ -184,20 +186,16 @@ Geometry make_geometry(const Tensor& dst, const Tensor* src) {
     Geometry g{};
     g.nd = int(dst.dim());
     RN_CHECK(g.nd <= kMaxDims, "CUDA strided kernels take at most ", kMaxDims, " dims, got ", g.nd);
-    size_t lead = src ? size_t(dst.dim() - src->dim()) : 0;
+    const Shape src_st = src ? broadcast_strides(*src, dst.shape()) : Shape();
     for (int d = 0; d < g.nd; ++d) {
         g.sizes[d] = dst.shape()[d];
         g.dst_st[d] = dst.strides()[d];
-        g.src_st[d] = 0;
-        if (src && size_t(d) >= lead) {
-            int64_t sd = d - int64_t(lead);
-            g.src_st[d] = src->shape()[sd] == 1 ? 0 : src->strides()[sd];
-        }
+        g.src_st[d] = src ? src_st[size_t(d)] : 0;
     }
     return g;
 }
 
-int blocks_for(int64_t n) { return int(std::min<int64_t>((n + 255) / 256, 132 * 32)); }
+int blocks_for(int64_t n) { return int(std::min<int64_t>((n + 255) / 256, int64_t(sm_count()) * 32)); }
 }  // namespace
 
 void fill(const Tensor& t, double value) {
@@ -241,9 +239,8 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
                 convert_flat_kernel<D, S><<<blocks_for((n + 3) / 4), 256, 0, stream()>>>(d, sp, n);
             } else if (rows) {
                 const int64_t nrows = n / inner;
-                const int blocks = int(std::min<int64_t>((nrows + 7) / 8, 132 * 64));
-                bool vec = std::is_same_v<D, S> && (inner * int64_t(sizeof(S))) % 16 == 0 &&
-                           reinterpret_cast<uintptr_t>(d) % 16 == 0 && reinterpret_cast<uintptr_t>(sp) % 16 == 0;
+                const int blocks = int(std::min<int64_t>((nrows + 7) / 8, int64_t(sm_count()) * 64));
+                bool vec = std::is_same_v<D, S> && (inner * int64_t(sizeof(S))) % 16 == 0 && aligned16(d) && aligned16(sp);
                 for (int k = 0; k + 1 < g.nd && vec; ++k)
                     vec = (g.dst_st[k] * int64_t(sizeof(D))) % 16 == 0 && (g.src_st[k] * int64_t(sizeof(S))) % 16 == 0;
                 if (vec)

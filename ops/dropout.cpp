@@ -9,6 +9,7 @@
 
 #include "autograd/node.h"
 #include "cuda/dropout.h"
+#include "ops/cpu_kernel.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -16,40 +17,32 @@ namespace rn {
 namespace cpu {
 void dropout_forward(DType dt, void* y, void* mask, const void* x, int64_t n, double p, double scale, uint64_t seed,
                      uint64_t base) {
-    dispatch_all(dt, [&](auto tag) {
+    dispatch_floating(dt, "dropout", [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_type<T>::type;
-        if constexpr (std::is_floating_point_v<A>) {
-            T* yp = static_cast<T*>(y);
-            T* mp = static_cast<T*>(mask);
-            const T* xp = static_cast<const T*>(x);
-            const A s = A(scale);
-#pragma omp parallel for schedule(static) if (n > 32768)
-            for (int64_t i = 0; i < n; ++i) {
-                bool keep = Generator::uniform(seed, base + uint64_t(i)) >= p;
-                mp[i] = from_acc<T>(keep ? A(1) : A(0));
-                yp[i] = from_acc<T>(keep ? to_acc(xp[i]) * s : A(0));
-            }
-        } else {
-            RN_FAIL("dropout: expected a floating dtype, got ", dt);
+        T* yp = static_cast<T*>(y);
+        T* mp = static_cast<T*>(mask);
+        const T* xp = static_cast<const T*>(x);
+        const A s = A(scale);
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+        for (int64_t i = 0; i < n; ++i) {
+            bool keep = Generator::uniform(seed, base + uint64_t(i)) >= p;
+            mp[i] = st<T>(keep ? A(1) : A(0));
+            yp[i] = st<T>(keep ? ld(xp[i]) * s : A(0));
         }
     });
 }
 
 void dropout_backward(DType dt, void* dx, const void* dy, const void* mask, int64_t n, double scale) {
-    dispatch_all(dt, [&](auto tag) {
+    dispatch_floating(dt, "dropout backward", [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_type<T>::type;
-        if constexpr (std::is_floating_point_v<A>) {
-            T* dxp = static_cast<T*>(dx);
-            const T* dyp = static_cast<const T*>(dy);
-            const T* mp = static_cast<const T*>(mask);
-            const A s = A(scale);
-#pragma omp parallel for schedule(static) if (n > 32768)
-            for (int64_t i = 0; i < n; ++i) dxp[i] = from_acc<T>(to_acc(dyp[i]) * to_acc(mp[i]) * s);
-        } else {
-            RN_FAIL("dropout backward: expected a floating dtype, got ", dt);
-        }
+        T* dxp = static_cast<T*>(dx);
+        const T* dyp = static_cast<const T*>(dy);
+        const T* mp = static_cast<const T*>(mask);
+        const A s = A(scale);
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+        for (int64_t i = 0; i < n; ++i) dxp[i] = st<T>(ld(dyp[i]) * ld(mp[i]) * s);
     });
 }
 }  // namespace cpu

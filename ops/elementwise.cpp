@@ -81,7 +81,7 @@ Tensor binary_nograd(BinaryOp op, const Tensor& a, const Tensor& b) {
     check_same_dtype_device(a, b, name);
     Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
     Tensor out = empty(shape, a.dtype(), a.device());
-    Shape sa = broadcast_strides_of(a, shape), sb = broadcast_strides_of(b, shape);
+    Shape sa = broadcast_strides(a, shape), sb = broadcast_strides(b, shape);
     if (a.is_cuda()) cuda::binary_forward(op, a.dtype(), out.raw_data(), a.raw_data(), b.raw_data(), shape, sa, sb);
     else cpu::binary_forward(op, a.dtype(), out.raw_data(), a.raw_data(), b.raw_data(), shape, sa, sb);
     return out;

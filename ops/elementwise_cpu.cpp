@@ -1,9 +1,11 @@
 // ops/elementwise_cpu.cpp — CPU kernels for pointwise ops (OpenMP). Arithmetic in
 // acc_type<T>: float for f32/bf16, double for f64; integers compute as themselves.
 #include <cmath>
+#include <string>
 #include <type_traits>
 
 #include "core/strided.h"
+#include "ops/cpu_kernel.h"
 #include "ops/elementwise.h"
 
 namespace rn::cpu {
@@ -71,45 +73,33 @@ inline A binary_f(BinaryOp op, A a, A b) {
     return a;
 }
 
-template <typename T> inline typename acc_type<T>::type ld(T v) { return typename acc_type<T>::type(v); }
-template <> inline float ld<bf16>(bf16 v) { return float(v); }
-template <typename T> inline T st(typename acc_type<T>::type v) { return T(v); }
-template <> inline bf16 st<bf16>(float v) { return bf16(v); }
 }  // namespace
 
 void unary_forward(UnaryOp op, DType dt, void* y, const void* x, int64_t n, double alpha, double beta) {
-    dispatch_all(dt, [&](auto tag) {
+    dispatch_floating(dt, unary_name(op), [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_type<T>::type;
-        if constexpr (std::is_floating_point_v<A>) {
-            T* yp = static_cast<T*>(y);
-            const T* xp = static_cast<const T*>(x);
-            const A al = A(alpha), be = A(beta);
-#pragma omp parallel for schedule(static) if (n > 32768)
-            for (int64_t i = 0; i < n; ++i) yp[i] = st<T>(unary_f<A>(op, ld(xp[i]), al, be));
-        } else {
-            RN_FAIL(unary_name(op), ": expected a floating dtype, got ", dt);
-        }
+        T* yp = static_cast<T*>(y);
+        const T* xp = static_cast<const T*>(x);
+        const A al = A(alpha), be = A(beta);
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+        for (int64_t i = 0; i < n; ++i) yp[i] = st<T>(unary_f<A>(op, ld(xp[i]), al, be));
     });
 }
 
 void unary_backward(UnaryOp op, DType dt, void* dx, const void* dy, const void* x, const void* y, int64_t n,
                     double alpha, double) {
-    dispatch_all(dt, [&](auto tag) {
+    dispatch_floating(dt, std::string(unary_name(op)) + " backward", [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_type<T>::type;
-        if constexpr (std::is_floating_point_v<A>) {
-            T* dxp = static_cast<T*>(dx);
-            const T* dyp = static_cast<const T*>(dy);
-            const T* xp = static_cast<const T*>(x);
-            const T* yp = static_cast<const T*>(y);
-            const A al = A(alpha);
-#pragma omp parallel for schedule(static) if (n > 32768)
-            for (int64_t i = 0; i < n; ++i)
-                dxp[i] = st<T>(unary_df<A>(op, ld(dyp[i]), xp ? ld(xp[i]) : A(0), yp ? ld(yp[i]) : A(0), al));
-        } else {
-            RN_FAIL(unary_name(op), " backward: expected a floating dtype, got ", dt);
-        }
+        T* dxp = static_cast<T*>(dx);
+        const T* dyp = static_cast<const T*>(dy);
+        const T* xp = static_cast<const T*>(x);
+        const T* yp = static_cast<const T*>(y);
+        const A al = A(alpha);
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+        for (int64_t i = 0; i < n; ++i)
+            dxp[i] = st<T>(unary_df<A>(op, ld(dyp[i]), xp ? ld(xp[i]) : A(0), yp ? ld(yp[i]) : A(0), al));
     });
 }
 

@@ -11,18 +11,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/cpu_kernel.h"
 #include "ops/index.h"
 
 namespace rn::cpu {
 
 namespace {
-template <typename T> inline typename acc_type<T>::type ld(T v) { return typename acc_type<T>::type(v); }
-template <> inline float ld<bf16>(bf16 v) { return float(v); }
-template <typename T> inline T st(typename acc_type<T>::type v) { return T(v); }
-template <> inline bf16 st<bf16>(float v) { return bf16(v); }
-
-constexpr int64_t kParallelMin = 32768;  // below this many elements threads cost more than they save
-
 // Walks the fibers of idx_shape along `dim`: for fiber f, the element offsets of its start
 // in a contiguous idx (and out) and in a contiguous x. Fibers are numbered row-major over
 // the dims other than `dim`.

@@ -12,52 +12,36 @@
 
 #include <omp.h>
 
+#include "ops/cpu_kernel.h"
 #include "ops/norm.h"
 
 namespace rn::cpu {
 
 namespace {
-template <typename T> inline double ld(T v) { return double(v); }
-template <> inline double ld<bf16>(bf16 v) { return double(float(v)); }
-template <typename T> inline T st(double v) { return T(v); }
-template <> inline bf16 st<bf16>(double v) { return bf16(float(v)); }
-
-inline bool worth_threads(int64_t rows, int64_t cols) { return rows > 1 && rows * cols > 16384; }
-
-template <typename F>
-void dispatch_floating(DType dt, const char* what, F&& f) {
-    switch (dt) {
-        case DType::f32: f(float{}); return;
-        case DType::f64: f(double{}); return;
-        case DType::bf16: f(bf16{}); return;
-        default: RN_FAIL(what, ": expected a floating dtype (f32, f64, bf16), got ", dt);
-    }
-}
-
 // S: the statistics' type (float for f32/bf16, double for f64)
 template <typename T, typename S = typename acc_type<T>::type>
 void norm_forward(bool centered, T* out, S* mean, S* rstd, const T* x, const T* w, const T* b, int64_t rows,
                   int64_t cols, double eps) {
-#pragma omp parallel for schedule(static) if (worth_threads(rows, cols))
+#pragma omp parallel for schedule(static) if (worth_row_threads(rows, cols))
     for (int64_t r = 0; r < rows; ++r) {
         const T* xr = x + r * cols;  // [C]
         T* outr = out + r * cols;    // [C]
         double mu = 0;
         if (centered) {
-            for (int64_t c = 0; c < cols; ++c) mu += ld(xr[c]);
+            for (int64_t c = 0; c < cols; ++c) mu += to_double(xr[c]);
             mu = cols ? mu / double(cols) : 0.0;
         }
         double ss = 0;
         for (int64_t c = 0; c < cols; ++c) {
-            double d = ld(xr[c]) - mu;
+            double d = to_double(xr[c]) - mu;
             ss += d * d;
         }
         const double rs = 1.0 / std::sqrt((cols ? ss / double(cols) : 0.0) + eps);
         for (int64_t c = 0; c < cols; ++c) {
-            double v = (ld(xr[c]) - mu) * rs;
-            if (w) v *= ld(w[c]);
-            if (b) v += ld(b[c]);
-            outr[c] = st<T>(v);
+            double v = (to_double(xr[c]) - mu) * rs;
+            if (w) v *= to_double(w[c]);
+            if (b) v += to_double(b[c]);
+            outr[c] = from_double<T>(v);
         }
         if (mean) mean[r] = S(mu);
         rstd[r] = S(rs);
@@ -67,7 +51,7 @@ void norm_forward(bool centered, T* out, S* mean, S* rstd, const T* x, const T* 
 template <typename T, typename S = typename acc_type<T>::type>
 void norm_backward(bool centered, T* dx, T* dw, T* db, const T* dout, const T* x, const T* w, const S* mean,
                    const S* rstd, int64_t rows, int64_t cols) {
-    const bool par = worth_threads(rows, cols);
+    const bool par = worth_row_threads(rows, cols);
     const bool want_params = dw || db;
     // dw/db: each thread sums its rows into a private [C] slice of `partial` (no atomics;
     // deterministic for a fixed thread count), then the slices are added column by column.
@@ -88,26 +72,27 @@ void norm_backward(bool centered, T* dx, T* dw, T* db, const T* dout, const T* x
             if (dx) {
                 double sum_g = 0, sum_gx = 0;  // Σ ĝ, Σ ĝ x̂
                 for (int64_t c = 0; c < cols; ++c) {
-                    double g = ld(gr[c]) * (w ? ld(w[c]) : 1.0);
+                    double g = to_double(gr[c]) * (w ? to_double(w[c]) : 1.0);
                     sum_g += g;
-                    sum_gx += g * (ld(xr[c]) - mu) * rs;
+                    sum_gx += g * (to_double(xr[c]) - mu) * rs;
                 }
                 const double mean_g = centered && cols ? sum_g / double(cols) : 0.0;
                 const double mean_gx = cols ? sum_gx / double(cols) : 0.0;
                 T* dxr = dx + r * cols;  // [C]
                 for (int64_t c = 0; c < cols; ++c) {
-                    double g = ld(gr[c]) * (w ? ld(w[c]) : 1.0);
-                    double xh = (ld(xr[c]) - mu) * rs;
-                    dxr[c] = st<T>(rs * (g - mean_g - xh * mean_gx));
+                    double g = to_double(gr[c]) * (w ? to_double(w[c]) : 1.0);
+                    double xh = (to_double(xr[c]) - mu) * rs;
+                    dxr[c] = from_double<T>(rs * (g - mean_g - xh * mean_gx));
                 }
             }
             if (pw)
-                for (int64_t c = 0; c < cols; ++c) pw[c] += ld(gr[c]) * (ld(xr[c]) - mu) * rs;
+                for (int64_t c = 0; c < cols; ++c) pw[c] += to_double(gr[c]) * (to_double(xr[c]) - mu) * rs;
             if (pb)
-                for (int64_t c = 0; c < cols; ++c) pb[c] += ld(gr[c]);
+                for (int64_t c = 0; c < cols; ++c) pb[c] += to_double(gr[c]);
         }
     }
     if (!want_params) return;
+    // the column pass is nt adds a column: only wide rows pay for a second team start
 #pragma omp parallel for schedule(static) if (par && cols > 1024)
     for (int64_t c = 0; c < cols; ++c) {
         double sw = 0, sb = 0;
@@ -115,8 +100,8 @@ void norm_backward(bool centered, T* dx, T* dw, T* db, const T* dout, const T* x
             if (dw) sw += partial_w[size_t(t) * size_t(cols) + size_t(c)];
             if (db) sb += partial_b[size_t(t) * size_t(cols) + size_t(c)];
         }
-        if (dw) dw[c] = st<T>(sw);
-        if (db) db[c] = st<T>(sb);
+        if (dw) dw[c] = from_double<T>(sw);
+        if (db) db[c] = from_double<T>(sb);
     }
 }
 }  // namespace

@@ -6,14 +6,6 @@
 
 namespace rn {
 
-namespace cpu {
-// a stored value in its accumulation type (bf16 computes in float) and back, for CPU kernels
-template <typename T> inline typename acc_type<T>::type to_acc(T v) { return typename acc_type<T>::type(v); }
-template <> inline float to_acc<bf16>(bf16 v) { return float(v); }
-template <typename T> inline T from_acc(typename acc_type<T>::type v) { return T(v); }
-template <> inline bf16 from_acc<bf16>(float v) { return bf16(v); }
-}  // namespace cpu
-
 inline void check_defined(const Tensor& t, const char* op, const char* what = "input") {
     RN_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
 }
@@ -40,14 +32,6 @@ inline void check_index_dtype(const Tensor& t, const char* op) {
 inline void check_cpu(const Tensor& t, const char* op) {
     RN_CHECK(t.is_cpu(), op, ": no CUDA kernel for this op in this build; got a tensor on ", t.device(),
              ". HINT: move it to the CPU with .to(Device::cpu())");
-}
-
-// Strides of t seen through broadcasting to `shape` (0 where t has size 1 or lacks the dim).
-inline Shape broadcast_strides_of(const Tensor& t, const Shape& shape) {
-    Shape st(shape.size(), 0);
-    size_t lead = shape.size() - size_t(t.dim());
-    for (size_t i = 0; i < size_t(t.dim()); ++i) st[lead + i] = t.shape()[i] == 1 ? 0 : t.strides()[i];
-    return st;
 }
 
 }  // namespace rn

@@ -13,6 +13,7 @@
 #include "cuda/elementwise.h"
 #include "ops/elementwise.h"
 #include "autograd/grad_mode.h"
+#include "ops/cpu_kernel.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -23,7 +24,7 @@ void reduce_rows(ReduceOp op, DType dt, void* out, int64_t* argmax, const void* 
         using T = decltype(tag);
         const T* xp = static_cast<const T*>(x);
         T* op_ = static_cast<T*>(out);
-#pragma omp parallel for schedule(static) if (rows * cols > 32768 && rows > 1)
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin && rows > 1)
         for (int64_t r = 0; r < rows; ++r) {
             const T* row = xp + r * cols;
             if (op == ReduceOp::sum) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "ops/cpu_kernel.h"
 #include "ops/retention.h"
 
 namespace rn {
@@ -329,7 +330,8 @@ void retention_step(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, cons
     dispatch_all(dt, [&](auto tag) {
         using T = decltype(tag);
         if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-#pragma omp parallel for schedule(static) if (B * H > 1 && B * H * Dk * Dv > 16384)
+            // a state element costs two units: its update γS + kᵀv and its share of the q·S dot
+#pragma omp parallel for schedule(static) if (B * H > 1 && 2 * B * H * Dk * Dv > kParallelMin)
             for (int64_t bh = 0; bh < B * H; ++bh) {
                 const double g = gamma[bh % H];
                 const double l = retention_lambda(g, pos[bh / H]);

@@ -6,6 +6,7 @@
 
 #include "autograd/node.h"
 #include "cuda/rotary.h"
+#include "ops/cpu_kernel.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -30,7 +31,7 @@ void xpos_rotate(DType dt, void* y_, const void* x_, const int64_t* pos, int64_t
         } else {
             const Tp* x = static_cast<const Tp*>(x_);
             Tp* y = static_cast<Tp*>(y_);
-#pragma omp parallel for collapse(2) schedule(static) if (B * T * C > 65536)
+#pragma omp parallel for collapse(2) schedule(static) if (B * T * C > kParallelMin)
             for (int64_t b = 0; b < B; ++b)
                 for (int64_t t = 0; t < T; ++t) {
                     const double n = double(pos[b] + t);

@@ -44,8 +44,8 @@ namespace {
 // cond ? a : b over the broadcast shape, recording nothing
 Tensor where_nograd(const Tensor& cond, const Tensor& a, const Tensor& b, const Shape& shape) {
     Tensor out = empty(shape, a.dtype(), a.device());
-    Shape sc = broadcast_strides_of(cond, shape), sa = broadcast_strides_of(a, shape);
-    Shape sb = broadcast_strides_of(b, shape);
+    Shape sc = broadcast_strides(cond, shape), sa = broadcast_strides(a, shape);
+    Shape sb = broadcast_strides(b, shape);
     if (out.is_cuda())
         cuda::where_forward(cond.dtype(), a.dtype(), out.raw_data(), cond.raw_data(), a.raw_data(), b.raw_data(), shape,
                             sc, sa, sb);

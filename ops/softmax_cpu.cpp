@@ -9,30 +9,12 @@
 #include <limits>
 #include <type_traits>
 
+#include "ops/cpu_kernel.h"
 #include "ops/softmax.h"
 
 namespace rn::cpu {
 
 namespace {
-template <typename T> inline typename acc_type<T>::type ld(T v) { return typename acc_type<T>::type(v); }
-template <> inline float ld<bf16>(bf16 v) { return float(v); }
-template <typename T> inline T st(typename acc_type<T>::type v) { return T(v); }
-template <> inline bf16 st<bf16>(float v) { return bf16(v); }
-
-// parallelise only when there is enough work to pay for the threads
-inline bool worth_threads(int64_t rows, int64_t cols) { return rows > 1 && rows * cols > 16384; }
-
-// calls f(T{}) for the floating dtypes, throws for the integer ones
-template <typename F>
-void dispatch_floating(DType dt, const char* what, F&& f) {
-    switch (dt) {
-        case DType::f32: f(float{}); return;
-        case DType::f64: f(double{}); return;
-        case DType::bf16: f(bf16{}); return;
-        default: RN_FAIL(what, ": expected a floating dtype (f32, f64, bf16), got ", dt);
-    }
-}
-
 template <typename T>
 inline typename acc_type<T>::type row_max(const T* x, int64_t cols) {
     using A = typename acc_type<T>::type;
@@ -58,7 +40,7 @@ void softmax_forward(DType dt, void* y, const void* x, int64_t rows, int64_t col
         using A = typename acc_type<T>::type;
         const T* xp = static_cast<const T*>(x);
         T* yp = static_cast<T*>(y);
-#pragma omp parallel for schedule(static) if (worth_threads(rows, cols))
+#pragma omp parallel for schedule(static) if (worth_row_threads(rows, cols))
         for (int64_t r = 0; r < rows; ++r) {
             const T* xr = xp + r * cols;  // [C]
             T* yr = yp + r * cols;        // [C]
@@ -96,7 +78,7 @@ void softmax_backward(DType dt, void* dx, const void* dy, const void* y, int64_t
         const T* dyp = static_cast<const T*>(dy);
         const T* yp = static_cast<const T*>(y);
         T* dxp = static_cast<T*>(dx);
-#pragma omp parallel for schedule(static) if (worth_threads(rows, cols))
+#pragma omp parallel for schedule(static) if (worth_row_threads(rows, cols))
         for (int64_t r = 0; r < rows; ++r) {
             const T* dyr = dyp + r * cols;  // [C]
             const T* yr = yp + r * cols;    // [C]
@@ -121,7 +103,7 @@ void cross_entropy_forward(DType dt, void* loss, double* lse, const void* logits
         using T = decltype(tag);
         const T* xp = static_cast<const T*>(logits);
         double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if (worth_threads(rows, cols))
+#pragma omp parallel for schedule(static) reduction(+ : total) if (worth_row_threads(rows, cols))
         for (int64_t r = 0; r < rows; ++r) {
             const T* xr = xp + r * cols;  // [C]
             lse[r] = row_logsumexp(xr, cols);
@@ -144,7 +126,7 @@ void cross_entropy_backward(DType dt, void* dlogits, double dloss, const void* l
         T* dxp = static_cast<T*>(dlogits);
         // count == 0: the loss was the constant 0, so every gradient is 0
         const A scale = A(count > 0 ? dloss / double(count) : 0.0);
-#pragma omp parallel for schedule(static) if (worth_threads(rows, cols))
+#pragma omp parallel for schedule(static) if (worth_row_threads(rows, cols))
         for (int64_t r = 0; r < rows; ++r) {
             const T* xr = xp + r * cols;  // [C]
             T* dxr = dxp + r * cols;      // [C]

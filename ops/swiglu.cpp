@@ -8,6 +8,7 @@
 
 #include "autograd/node.h"
 #include "cuda/swiglu.h"
+#include "ops/cpu_kernel.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -15,42 +16,33 @@ namespace rn {
 namespace cpu {
 namespace {
 template <typename A> inline A sigmoid(A x) { return x >= 0 ? A(1) / (A(1) + std::exp(-x)) : std::exp(x) / (A(1) + std::exp(x)); }
-
-template <typename F>
-void floating(DType dt, const char* what, F&& f) {
-    dispatch_all(dt, [&](auto tag) {
-        using T = decltype(tag);
-        if constexpr (std::is_floating_point_v<typename acc_type<T>::type>) f(tag);
-        else RN_FAIL(what, ": expected a floating dtype, got ", dt);
-    });
-}
 }  // namespace
 
 void silu_mul_forward(DType dt, void* y, const void* a, const void* b, int64_t n) {
-    floating(dt, "silu_mul", [&](auto tag) {
+    dispatch_floating(dt, "silu_mul", [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_type<T>::type;
         T* yp = static_cast<T*>(y);
         const T *ap = static_cast<const T*>(a), *bp = static_cast<const T*>(b);
-#pragma omp parallel for schedule(static) if (n > 32768)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
         for (int64_t i = 0; i < n; ++i) {
-            const A x = to_acc(ap[i]);
-            yp[i] = from_acc<T>(x * sigmoid(x) * to_acc(bp[i]));
+            const A x = ld(ap[i]);
+            yp[i] = st<T>(x * sigmoid(x) * ld(bp[i]));
         }
     });
 }
 
 void silu_mul_backward(DType dt, void* da, void* db, const void* dy, const void* a, const void* b, int64_t n) {
-    floating(dt, "silu_mul backward", [&](auto tag) {
+    dispatch_floating(dt, "silu_mul backward", [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_type<T>::type;
         T *dap = static_cast<T*>(da), *dbp = static_cast<T*>(db);
         const T *gp = static_cast<const T*>(dy), *ap = static_cast<const T*>(a), *bp = static_cast<const T*>(b);
-#pragma omp parallel for schedule(static) if (n > 32768)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
         for (int64_t i = 0; i < n; ++i) {
-            const A x = to_acc(ap[i]), g = to_acc(gp[i]), s = sigmoid(x);
-            if (dap) dap[i] = from_acc<T>(g * to_acc(bp[i]) * s * (A(1) + x * (A(1) - s)));
-            if (dbp) dbp[i] = from_acc<T>(g * x * s);
+            const A x = ld(ap[i]), g = ld(gp[i]), s = sigmoid(x);
+            if (dap) dap[i] = st<T>(g * ld(bp[i]) * s * (A(1) + x * (A(1) - s)));
+            if (dbp) dbp[i] = st<T>(g * x * s);
         }
     });
 }
