@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # bench/torch_retnet.py — an independent PyTorch implementation of our RetNet LM
-# (../shared/RETNET.md §2–3, written from the math, not from our C++), used two ways:
+# (docs/model.md §2–6, written from the math, not from our C++), used two ways:
 #
 #  1. correctness: loads the HDF5 checkpoint and the batch written by
 #     `bench_train --save-check DIR`, computes the loss in fp32 and under bf16 autocast, and
@@ -88,7 +88,7 @@ class RetNet(torch.nn.Module):
         diff = t[:, None] - t[None, :]
         lg = torch.tensor([math.log(g) for g in self.gammas], device=q.device, dtype=torch.float64)
         D = torch.where(diff >= 0, torch.exp(diff[None] * lg[:, None, None]), torch.zeros((), device=q.device, dtype=torch.float64))
-        # λ_n = 1/√(Σ_{j≤n} γ^j): the decay mask's row normalisation (RETNET.md §1)
+        # λ_n = 1/√(Σ_{j≤n} γ^j): the decay mask's row normalisation (docs/model.md §1)
         lam = (D.sum(-1)).rsqrt()  # [H, T]
         s = (q @ k.transpose(-1, -2)) * D.to(q.dtype)
         return (s @ v) * lam[None, :, :, None].to(q.dtype)

@@ -1,6 +1,6 @@
 // examples/04_recurrent_decoding.cpp — the duality that makes RetNet cheap to run.
 //
-// The same weights can read a text in two ways (RETNET.md §1):
+// The same weights can read a text in two ways (docs/model.md §1):
 //   parallel:   all tokens at once, like a Transformer — O(T²) work, what training uses
 //   recurrent:  one token at a time through a fixed-size state S ← γS + kᵀv — O(1) per token
 // This program takes a tiny random model and a random text and shows that

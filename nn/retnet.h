@@ -1,5 +1,6 @@
-// nn/retnet.h — the RetNet language model (../shared/RETNET.md §2–3), matching torchscale's
-// architecture so that a torchscale checkpoint, renamed, loads and gives the same logits:
+// nn/retnet.h — the RetNet language model (docs/model.md §2–6: the MSR layer, rotation,
+// decays, init, the LM), matching torchscale's architecture so that a torchscale
+// checkpoint, renamed, loads and gives the same logits:
 //
 //   x = Embedding(tokens)                       (N(0, d^(−1/2)))
 //   [x = RMSNorm(x)]                            (config: emb_norm)

@@ -1,5 +1,5 @@
-// ops/retention.h — retention, the first-class op of RetNet (../shared/RETNET.md §1,
-// derivations in docs/retention.md).
+// ops/retention.h — retention, the first-class op of RetNet (docs/model.md §1, "Retention
+// (one head)"; derivations in docs/retention.md).
 //
 // Dimension key: B batch, H heads, T tokens, Dk key/query head dim, Dv value head dim,
 // C chunk length. q, k: [B,H,T,Dk]; v: [B,H,T,Dv]; state: [B,H,Dk,Dv] (fp32, or f64 for

@@ -1,5 +1,5 @@
-// ops/rotary.h — torchscale's "xPos" rotation without its scale (../shared/RETNET.md §2),
-// applied to queries and keys before retention. NOT standard half-split RoPE:
+// ops/rotary.h — torchscale's "xPos" rotation without its scale (docs/model.md §3, "The
+// rotation"), applied to queries and keys before retention. NOT standard half-split RoPE:
 //   θ_i = 1 / 10000^(i/(Dk/2 − 1)), i = 0..Dk/2−1, each θ_i used for the pair (2i, 2i+1)
 //   rot2(x) = [−x1, x0, −x3, x2, ...]
 //   rotate(x, n) = x ⊙ cos(nθ) + rot2(x) ⊙ sin(nθ)

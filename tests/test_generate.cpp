@@ -251,7 +251,7 @@ BOOST_AUTO_TEST_CASE(chunked_prefill_then_decoding_follows_the_parallel_forward)
 }
 
 BOOST_AUTO_TEST_CASE(prefill_state_then_steps_equal_the_parallel_logits) {
-    // the convention the engine relies on (RETNET.md §1), checked on the logits themselves
+    // the convention the engine relies on (docs/model.md §1), checked on the logits themselves
     auto model = tiny_model();
     NoGradGuard ng;
     std::vector<int64_t> toks;
