@@ -1,7 +1,9 @@
 // core/error.h — rn::Error and the RN_CHECK macro.
-// Every precondition failure in the library throws rn::Error carrying file:line and a
-// message that says what was expected and what came. Exceptions, never exit(): tests can
-// assert failures and the server survives a bad request.
+// Every precondition failure in the library throws rn::Error with a message that says what
+// was expected and what came. The source location (file:line) travels beside the message,
+// not in it: what() is the sentence a user reads, where() is for developers (`retnet
+// --verbose` prints both). Exceptions, never exit(): tests can assert failures and the
+// server survives a bad request.
 #pragma once
 #include <sstream>
 #include <stdexcept>
@@ -11,7 +13,13 @@ namespace rn {
 
 class Error : public std::runtime_error {
 public:
-    explicit Error(const std::string& msg) : std::runtime_error(msg) {}
+    explicit Error(const std::string& msg, std::string where = "")
+        : std::runtime_error(msg), where_(std::move(where)) {}
+    // "file:line" of the check that failed; "" when the error was built by hand
+    const std::string& where() const { return where_; }
+
+private:
+    std::string where_;
 };
 
 namespace detail {
@@ -25,8 +33,7 @@ template <typename... Args>
 [[noreturn]] void throw_error(const char* file, int line, const Args&... args) {
     std::ostringstream os;
     stream_all(os, args...);
-    os << " (" << file << ":" << line << ")";
-    throw Error(os.str());
+    throw Error(os.str(), std::string(file) + ":" + std::to_string(line));
 }
 }  // namespace detail
 }  // namespace rn

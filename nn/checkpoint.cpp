@@ -16,11 +16,15 @@
 //   /tokenizer              uint8 [n]: the SentencePiece model bytes (absent when none)
 // Groups track link creation order, so names come back in the model's order.
 // Integrity: the HDF5 1.10 file format (checksummed metadata), Fletcher-32 on every tensor
-// chunk, fixed-length strings with an FNV-1a hash; writes go to a temporary, then rename.
+// chunk, and our own FNV-1a hash (attribute fnv1a64) on everything else — each string,
+// /optimizer/step, /tokenizer and the /train_state values — since format_revision 2; every
+// value read is also range-checked, and the config checked against the tensors present
+// before anything is allocated. Writes go to a temporary, then rename.
 #include "nn/checkpoint.h"
 
 #include <fcntl.h>
 #include <hdf5.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -183,10 +187,34 @@ H5Id utf8_string_type(size_t bytes) {
     return t;
 }
 
-uint64_t fnv1a64(const std::string& s) {
-    uint64_t h = 1469598103934665603ULL;
+uint64_t fnv1a64(const std::string& s, uint64_t h = 1469598103934665603ULL) {
     for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
     return h;
+}
+
+// what format_revision 2 adds: a checksum on every value that HDF5 itself does not cover
+// (contiguous raw data: /optimizer/step) or that a tool rewriting the file through HDF5
+// would re-checksum silently (attributes). Files without the attribute are revision 1.
+constexpr int64_t kFormatRevision = 2;
+
+std::string le_bytes(uint64_t v) {
+    std::string b(8, '\0');
+    for (int i = 0; i < 8; ++i) b[size_t(i)] = char((v >> (8 * i)) & 0xff);
+    return b;
+}
+uint64_t bits_of(double d) {
+    uint64_t u;
+    std::memcpy(&u, &d, 8);
+    return u;
+}
+
+// the /train_state checksum: FNV-1a over step, tokens, rng_seed, rng_offset, best_val_loss
+// and wall_seconds as 8-byte little-endian words (the doubles' IEEE bits), then the
+// data_state string's bytes (docs/checkpoint-format.md spells it out for other readers)
+uint64_t train_state_hash(const TrainState& t) {
+    std::string b = le_bytes(uint64_t(t.step)) + le_bytes(uint64_t(t.tokens)) + le_bytes(t.rng_seed) +
+                    le_bytes(t.rng_offset) + le_bytes(bits_of(t.best_val_loss)) + le_bytes(bits_of(t.wall_seconds));
+    return fnv1a64(t.data_state_json, fnv1a64(b));
 }
 
 // Chunked (about 4 MiB a chunk, split along dim 0) with HDF5's Fletcher-32 filter, so
@@ -260,6 +288,9 @@ void write_i64_dataset(hid_t loc, const std::string& name, int64_t v) {
                     "creating '" + name + "'"),
             H5Dclose);
     h5check(H5Dwrite(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v), "writing '" + name + "'");
+    // raw data of a contiguous dataset has no HDF5 checksum: ours covers it
+    uint64_t h = fnv1a64(le_bytes(uint64_t(v)));
+    write_num_attr(ds.get(), "fnv1a64", H5T_STD_U64LE, H5T_NATIVE_UINT64, &h);
 }
 
 // One tensor as an f32 dataset of its shape. The tensor may live anywhere in any float
@@ -286,6 +317,8 @@ void write_bytes(hid_t loc, const std::string& name, const std::string& bytes) {
             H5Dclose);
     h5check(H5Dwrite(ds.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()), "writing '" + name + "'");
     write_string_attr(ds.get(), "content", "SentencePiece model (serialized ModelProto)");
+    uint64_t h = fnv1a64(bytes);
+    write_num_attr(ds.get(), "fnv1a64", H5T_STD_U64LE, H5T_NATIVE_UINT64, &h);
 }
 
 // ---- reading
@@ -341,13 +374,22 @@ bool attr_exists(hid_t obj, const std::string& name) {
 template <typename T>
 T read_num_attr(hid_t obj, const std::string& name, hid_t mem_type, T fallback);
 
-std::string read_string_dataset(hid_t loc, const std::string& name) {
+// Verifies `obj`'s fnv1a64 attribute against `hash`. Absent: an error when the file's
+// revision promises one (`required`), else nothing to verify (revision 1, or another tool).
+void verify_hash(hid_t obj, const std::string& what, uint64_t hash, bool required) {
+    if (!attr_exists(obj, "fnv1a64")) {
+        if (required) throw H5Failure(what + " has no fnv1a64 checksum attribute, which its format_revision promises "
+                                      "(the file is damaged or was edited)");
+        return;
+    }
+    if (read_num_attr<uint64_t>(obj, "fnv1a64", H5T_NATIVE_UINT64, 0) != hash)
+        throw H5Failure(what + " does not match its checksum (the file is damaged or was edited)");
+}
+
+std::string read_string_dataset(hid_t loc, const std::string& name, bool hash_required) {
     H5Id ds(h5check(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), "opening '" + name + "'"), H5Dclose);
     std::string s = read_string_obj(ds.get(), false, "'" + name + "'");
-    // written by us: verify; written by another tool (h5py): there is nothing to verify
-    if (attr_exists(ds.get(), "fnv1a64") &&
-        read_num_attr<uint64_t>(ds.get(), "fnv1a64", H5T_NATIVE_UINT64, 0) != fnv1a64(s))
-        throw H5Failure("'/" + name + "' does not match its checksum (the file is damaged)");
+    verify_hash(ds.get(), "'/" + name + "'", fnv1a64(s), hash_required);
     return s;
 }
 
@@ -437,6 +479,7 @@ void write_file(const std::string& file_path, const RetNetLM& model, const AdamW
     const hid_t root = file.get();
     write_string_attr(root, "format", kFormatName);
     write_attr(root, "format_version", int64_t(kCheckpointFormatVersion));
+    write_attr(root, "format_revision", int64_t(kFormatRevision));
     write_string_dataset(root, "config", model.config().to_json());
     write_string_dataset(root, "metadata", metadata);
     {
@@ -465,6 +508,7 @@ void write_file(const std::string& file_path, const RetNetLM& model, const AdamW
         write_attr(g.get(), "best_val_loss", double(st.best_val_loss));
         write_attr(g.get(), "wall_seconds", double(st.wall_seconds));
         write_string_attr(g.get(), "data_state", st.data_state_json);
+        write_attr(g.get(), "fnv1a64", train_state_hash(st));
     }
     if (!tokenizer.empty()) write_bytes(root, "tokenizer", tokenizer);
     // buffered metadata reaches the disk here: a full disk often shows up only now
@@ -541,8 +585,10 @@ struct CheckpointReader::Impl {
     bool has_opt = false;
     int64_t opt_step = 0;
     int64_t tok_bytes = 0;
+    int64_t revision = 1;  // format_revision; 1 when the attribute is absent (older files)
 
-    // runs f with HDF5 quiet; every failure becomes an rn::Error naming the file
+    // runs f with HDF5 quiet; every failure becomes an rn::Error naming the file (the
+    // check's source location is kept for `--verbose`)
     template <typename F>
     auto guarded(const char* what, F&& f) const -> decltype(f()) {
         H5Quiet quiet;
@@ -550,10 +596,11 @@ struct CheckpointReader::Impl {
             return f();
         } catch (const H5Failure& e) {
             throw Error("checkpoint '" + path + "': " + what + ": " + e.what() +
-                        ". HINT: the file is corrupt or truncated (a copy cut short, bad storage); retnet's own "
-                        "saves are atomic, so an older ckpt_<step>.h5 or best.h5 beside it should still load");
+                            ". HINT: the file is corrupt or truncated (a copy cut short, bad storage); retnet's own "
+                            "saves are atomic, so an older ckpt_<step>.h5 or best.h5 beside it should still load",
+                        e.where());
         } catch (const Error& e) {
-            throw Error("checkpoint '" + path + "': " + what + ": " + e.what());
+            throw Error("checkpoint '" + path + "': " + what + ": " + e.what(), e.where());
         }
     }
 
@@ -573,13 +620,66 @@ struct CheckpointReader::Impl {
     }
 };
 
+namespace {
+// A value that passed its checksum can still be nonsense (an older file without checksums,
+// or a bug that saved it): each is checked against what a run can produce.
+void check_train_state(const TrainState& t) {
+    auto bad = [](const std::string& what, const std::string& got, const std::string& want) {
+        throw H5Failure("/train_state " + what + " is " + got + ", expected " + want);
+    };
+    if (t.step < 0) bad("step", std::to_string(t.step), "a count >= 0");
+    if (t.tokens < 0) bad("tokens", std::to_string(t.tokens), "a count >= 0");
+    if (std::isnan(t.best_val_loss) || t.best_val_loss < 0)
+        bad("best_val_loss", std::to_string(t.best_val_loss), "a loss >= 0, or inf before the first evaluation");
+    if (!std::isfinite(t.wall_seconds) || t.wall_seconds < 0)
+        bad("wall_seconds", std::to_string(t.wall_seconds), "a finite time >= 0");
+    auto j = nlohmann::json::parse(t.data_state_json, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+        bad("data_state", "'" + t.data_state_json.substr(0, 80) + "'", "a JSON object");
+}
+
+void check_json_object_read(const std::string& text, const std::string& what) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+        throw H5Failure(what + " is not a JSON object: '" + text.substr(0, 80) + "'");
+}
+
+void check_adamw_options(const std::string& text) {
+    check_json_object_read(text, "/optimizer/options");
+    auto j = nlohmann::json::parse(text);
+    auto num = [&](const char* k, double lo, double hi, bool lo_open, bool hi_open) {
+        if (!j.contains(k)) return;
+        const auto& v = j[k];
+        double x = v.is_number() ? v.get<double>() : std::nan("");
+        bool ok = std::isfinite(x) && (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
+        if (!ok)
+            throw H5Failure(std::string("/optimizer/options ") + k + " is " + v.dump() + ", expected a number in " +
+                            (lo_open ? "(" : "[") + std::to_string(lo) + ", " + std::to_string(hi) + (hi_open ? ")" : "]"));
+    };
+    num("beta1", 0, 1, false, true);
+    num("beta2", 0, 1, false, true);
+    num("eps", 0, 1, true, false);
+    num("weight_decay", 0, 1e6, false, false);
+}
+}  // namespace
+
 CheckpointReader::CheckpointReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
     Impl& I = *impl_;
     I.path = path;
-    std::error_code ec;
-    RN_CHECK(fs::exists(path, ec), "checkpoint '", path, "': no such file");
-    RN_CHECK(!fs::is_directory(path, ec), "checkpoint '", path, "' is a directory, not a file. HINT: use ",
+    // stat before anything opens the path: opening a FIFO (or a device) blocks until a
+    // writer comes, which may be never
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        const int e = errno;
+        RN_CHECK(e != ENOENT, "checkpoint '", path, "': no such file");
+        RN_FAIL("checkpoint '", path, "': cannot read it: ", std::strerror(e));
+    }
+    RN_CHECK(!S_ISDIR(st.st_mode), "checkpoint '", path, "' is a directory, not a file. HINT: use ",
              "latest_checkpoint(dir) or pass dir/ckpt_<step>.h5");
+    RN_CHECK(S_ISREG(st.st_mode), "checkpoint '", path, "' is not a regular file (",
+             S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device"
+             : S_ISBLK(st.st_mode) ? "a block device" : S_ISSOCK(st.st_mode) ? "a socket" : "a special file",
+             "); pass a .h5 file written by `retnet train`");
     I.guarded("opening", [&] {
         htri_t is = H5Fis_hdf5(path.c_str());
         if (is == 0)
@@ -599,9 +699,18 @@ CheckpointReader::CheckpointReader(const std::string& path) : impl_(std::make_un
         if (I.version < 1 || I.version > kCheckpointFormatVersion)
             throw Error("format_version " + std::to_string(I.version) + ", but this build reads versions 1.." +
                         std::to_string(kCheckpointFormatVersion) + ". HINT: use a newer retnet.cpp");
+        // revision 2 and later promise a checksum on every value; a later revision may add
+        // more (still readable here), a value below 1 is damage
+        I.revision = read_num_attr<int64_t>(root, "format_revision", H5T_NATIVE_INT64, 1);
+        if (I.revision < 1)
+            throw H5Failure("format_revision is " + std::to_string(I.revision) + ", expected 1 or more");
+        const bool req = I.revision >= 2;
         if (!link_exists(root, "config")) throw H5Failure("no /config");
-        I.config_json = read_string_dataset(root, "config");
-        if (link_exists(root, "metadata")) I.metadata_json = read_string_dataset(root, "metadata");
+        I.config_json = read_string_dataset(root, "config", req);
+        if (link_exists(root, "metadata")) {
+            I.metadata_json = read_string_dataset(root, "metadata", req);
+            check_json_object_read(I.metadata_json, "/metadata");
+        }
         if (link_exists(root, "train_state")) {
             H5Id g(h5check(H5Gopen2(root, "train_state", H5P_DEFAULT), "opening /train_state"), H5Gclose);
             TrainState& t = I.train;
@@ -612,16 +721,31 @@ CheckpointReader::CheckpointReader(const std::string& path) : impl_(std::make_un
             t.best_val_loss = read_num_attr<double>(g.get(), "best_val_loss", H5T_NATIVE_DOUBLE, t.best_val_loss);
             t.wall_seconds = read_num_attr<double>(g.get(), "wall_seconds", H5T_NATIVE_DOUBLE, t.wall_seconds);
             if (attr_exists(g.get(), "data_state")) t.data_state_json = read_string_attr(g.get(), "data_state");
+            verify_hash(g.get(), "/train_state (step, tokens, rng, best_val_loss, wall_seconds, data_state)",
+                        train_state_hash(t), req);
+        } else if (req) {
+            throw H5Failure("no /train_state, which format_revision " + std::to_string(I.revision) + " requires");
         }
+        check_train_state(I.train);
         I.has_opt = link_exists(root, "optimizer");
         if (I.has_opt) {
             H5Id ds(h5check(H5Dopen2(root, "optimizer/step", H5P_DEFAULT), "opening /optimizer/step"), H5Dclose);
             h5check(H5Dread(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &I.opt_step), "reading /optimizer/step");
-            if (link_exists(root, "optimizer/options")) I.opt_options = read_string_dataset(root, "optimizer/options");
+            verify_hash(ds.get(), "/optimizer/step", fnv1a64(le_bytes(uint64_t(I.opt_step))), req);
+            if (I.opt_step < 0)
+                throw H5Failure("/optimizer/step is " + std::to_string(I.opt_step) + ", expected a count >= 0");
+            if (link_exists(root, "optimizer/options")) {
+                I.opt_options = read_string_dataset(root, "optimizer/options", req);
+                check_adamw_options(I.opt_options);
+            }
         }
         if (link_exists(root, "tokenizer")) {
             H5Id ds(h5check(H5Dopen2(root, "tokenizer", H5P_DEFAULT), "opening /tokenizer"), H5Dclose);
-            I.tok_bytes = numel_of(dataset_shape(ds.get(), "/tokenizer"));
+            Shape shape = dataset_shape(ds.get(), "/tokenizer");
+            if (shape.size() != 1) throw H5Failure("/tokenizer has shape " + shape_str(shape) + ", expected [n] bytes");
+            I.tok_bytes = shape[0];
+            // the bytes themselves are read (and their checksum verified) by tokenizer()
+            if (req && !attr_exists(ds.get(), "fnv1a64")) verify_hash(ds.get(), "/tokenizer", 0, true);
         }
     });
 }
@@ -649,6 +773,7 @@ std::string CheckpointReader::tokenizer() const {
         H5Id ds(h5check(H5Dopen2(impl_->file.get(), "tokenizer", H5P_DEFAULT), "opening /tokenizer"), H5Dclose);
         std::string bytes(size_t(impl_->tok_bytes), '\0');
         h5check(H5Dread(ds.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()), "reading /tokenizer");
+        verify_hash(ds.get(), "/tokenizer", fnv1a64(bytes), impl_->revision >= 2);
         return bytes;
     });
 }
@@ -680,6 +805,42 @@ TensorData CheckpointReader::read(const std::string& group, const std::string& n
     });
 }
 
+namespace {
+// The config's sizes against the tensors in /model, before any value is read or any model
+// built from the config: a config claiming a million layers (damage that slipped through,
+// or a crafted file) must not make the caller allocate them. The embedding gives vocab and
+// d_model, the layers.N prefixes the layer count, layer 0's v_proj and fc1 value_dim and
+// ffn_dim; n_heads is bounded by d_model through validate()'s divisibility rule.
+void check_config_fits_tensors(const RetNetConfig& c, const std::vector<TensorInfo>& infos) {
+    std::map<std::string, Shape> shapes;
+    std::set<int64_t> layers;
+    for (const auto& i : infos) {
+        shapes[i.name] = i.shape;
+        if (i.name.rfind("layers.", 0) == 0) {
+            size_t dot = i.name.find('.', 7);
+            const std::string num = i.name.substr(7, dot == std::string::npos ? std::string::npos : dot - 7);
+            if (!num.empty() && num.size() < 10 && num.find_first_not_of("0123456789") == std::string::npos)
+                layers.insert(std::stoll(num));
+        }
+    }
+    auto expect = [&](const std::string& name, const Shape& want, const std::string& fields) {
+        auto it = shapes.find(name);
+        RN_CHECK(it != shapes.end(), "the config (", fields, ") cannot be checked: /model has no '", name, "'");
+        RN_CHECK(it->second == want, "the config says ", fields, ", so '", name, "' should be ", shape_str(want),
+                 ", but the file holds ", shape_str(it->second));
+    };
+    expect("embed_tokens.weight", {c.vocab_size, c.d_model},
+           "vocab_size " + std::to_string(c.vocab_size) + ", d_model " + std::to_string(c.d_model));
+    const int64_t found = int64_t(layers.size());
+    const bool contiguous = layers.empty() || (*layers.begin() == 0 && *layers.rbegin() == found - 1);
+    RN_CHECK(found == c.n_layers && contiguous, "the config says n_layers ", c.n_layers, ", but /model holds ", found,
+             " layers", layers.empty() ? std::string() : " numbered " + std::to_string(*layers.begin()) + ".." +
+                                                             std::to_string(*layers.rbegin()));
+    expect("layers.0.retention.v_proj.weight", {c.value_dim, c.d_model}, "value_dim " + std::to_string(c.value_dim));
+    expect("layers.0.ffn.fc1.weight", {c.ffn_dim, c.d_model}, "ffn_dim " + std::to_string(c.ffn_dim));
+}
+}  // namespace
+
 Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
     CheckpointReader r(path);
     Checkpoint c;
@@ -691,6 +852,14 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
     } catch (const Error& e) {
         RN_FAIL("checkpoint '", path, "': its /config is not a valid model config: ", e.what());
     }
+    const std::vector<TensorInfo> model_infos = r.list("model");
+    try {
+        check_config_fits_tensors(c.config, model_infos);
+    } catch (const Error& e) {
+        throw Error("checkpoint '" + path + "': its /config does not fit its tensors: " + e.what() +
+                        " (the file is damaged or was edited)",
+                    e.where());
+    }
     c.train = r.train_state();
     c.metadata_json = r.metadata_json();
     c.tokenizer = r.tokenizer();
@@ -701,7 +870,10 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
             into[info.name] = opts.tensors ? r.read(group, info.name) : TensorData{info.shape, {}};
         }
     };
-    read_group("model", c.names, c.model);
+    for (const auto& info : model_infos) {
+        c.names.push_back(info.name);
+        c.model[info.name] = opts.tensors ? r.read("model", info.name) : TensorData{info.shape, {}};
+    }
     if (r.has_optimizer() && opts.optimizer) {
         OptimizerState& o = c.optimizer;
         o.present = true;

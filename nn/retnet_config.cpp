@@ -1,4 +1,4 @@
-// nn/retnet_config.cpp — size presets (../shared/RETNET.md §3), decay schedules, checks,
+// nn/retnet_config.cpp — size presets (docs/model.md §7), decay schedules (§4), checks,
 // and the JSON form stored in checkpoints.
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -62,6 +62,16 @@ void RetNetConfig::validate() const {
     RN_CHECK(vocab_size > 0 && d_model > 0 && n_layers > 0 && n_heads > 0 && value_dim > 0 && ffn_dim > 0,
              "config: every size must be positive (vocab ", vocab_size, ", d ", d_model, ", layers ", n_layers, ", heads ",
              n_heads, ", value_dim ", value_dim, ", ffn ", ffn_dim, ")");
+    // upper bounds far above any real model (7b: d 4096, 32 layers, 16 heads), so that a
+    // damaged or crafted config is refused before anything sized by it is allocated
+    constexpr int64_t kMaxDim = int64_t(1) << 24, kMaxLayers = 4096, kMaxHeads = 4096;
+    for (auto [name, v] : {std::pair<const char*, int64_t>{"vocab_size", vocab_size}, {"d_model", d_model},
+                           {"value_dim", value_dim}, {"ffn_dim", ffn_dim}})
+        RN_CHECK(v <= kMaxDim, "config: ", name, " ", v, " is larger than the ", kMaxDim, " this build allows");
+    RN_CHECK(n_layers <= kMaxLayers, "config: n_layers ", n_layers, " is more than the ", kMaxLayers,
+             " this build allows");
+    RN_CHECK(n_heads <= kMaxHeads, "config: n_heads ", n_heads, " is more than the ", kMaxHeads, " this build allows");
+    RN_CHECK(std::isfinite(norm_eps) && norm_eps > 0, "config: norm_eps must be a positive number, got ", norm_eps);
     RN_CHECK(d_model % n_heads == 0 && value_dim % n_heads == 0, "config: d_model ", d_model, " and value_dim ",
              value_dim, " must both divide by n_heads ", n_heads);
     RN_CHECK(head_dim() % 2 == 0, "config: the key head dim d_model/n_heads = ", head_dim(),
@@ -90,6 +100,9 @@ RetNetConfig RetNetConfig::from_json(const std::string& text) {
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     RN_CHECK(!j.is_discarded() && j.is_object(), "config: not a JSON object: '", text.substr(0, 80), "'");
     RetNetConfig c;
+    // sizes must be JSON integers: nlohmann would cast 2.5 to 2 and 1e300 to anything
+    for (const char* k : {"vocab_size", "d_model", "n_layers", "n_heads", "value_dim", "ffn_dim", "chunk"})
+        RN_CHECK(!j.contains(k) || j[k].is_number_integer(), "config: ", k, " must be an integer, got ", j[k].dump());
     try {
         c.preset = j.value("preset", c.preset);
         c.vocab_size = j.value("vocab_size", c.vocab_size);

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -337,6 +338,7 @@ BOOST_AUTO_TEST_CASE(prepare_is_deterministic_and_keeps_every_document) {
     }
     BOOST_TEST(r1.files.size() == 4u);
     BOOST_TEST(r1.val_documents == 5);  // round(0.2 * 23)
+    BOOST_TEST(!r1.tail_split);
     BOOST_TEST(r1.train_documents == 18);
 
     auto meta = nlohmann::json::parse(read_file(r1.meta_path));
@@ -385,13 +387,12 @@ BOOST_AUTO_TEST_CASE(prepare_is_deterministic_and_keeps_every_document) {
     BOOST_TEST(!meta3["tokenizer"]["trained"].get<bool>());
     BOOST_TEST(meta3["tokenizer"]["source"].get<std::string>() == r1.tokenizer_path);
 
-    // no validation split: everything trains; a different split seed: other val documents
+    // no validation split is refused (training evaluates on it); a different split seed:
+    // other val documents
     o.out_dir = dir / "out4";
     o.val_fraction = 0;
-    PrepareResult r4 = prepare(o);
-    BOOST_TEST(r4.val_documents == 0);
-    BOOST_TEST(r4.val_tokens == 0);
-    BOOST_TEST(r4.train_tokens == r1.train_tokens + r1.val_tokens);
+    RN_CHECK_THROWS_WITH(prepare(o), "--val-fraction 0: must lie strictly between 0 and 1");
+    BOOST_TEST(!fs::exists(dir / "out4"));
     o.out_dir = dir / "out5";
     o.val_fraction = 0.2;
     o.split_seed = 99;
@@ -403,7 +404,155 @@ BOOST_AUTO_TEST_CASE(prepare_is_deterministic_and_keeps_every_document) {
     BOOST_TEST(prepare(o).files.size() == 4u);
     BOOST_TEST(prepare(o).files.size() == 4u);
     o.val_fraction = 1.0;
-    RN_CHECK_THROWS_WITH(prepare(o), "val_fraction must be in [0, 1)");
+    RN_CHECK_THROWS_WITH(prepare(o), "--val-fraction 1: must lie strictly between 0 and 1");
+}
+
+// Issue 13 item 9: every option is checked before anything is read or written, and the
+// message names the option as typed, its value and the allowed range.
+BOOST_AUTO_TEST_CASE(prepare_checks_its_options_first) {
+    TempDir dir;
+    write_file(dir / "in.txt", sample_text(4));
+    PrepareOptions o;
+    o.inputs = {dir / "in.txt"};
+    o.out_dir = dir / "out";
+    o.vocab_size = 400;
+    for (double f : {0.0, 1.0, -0.1, 1.5, std::nan("")}) {
+        o.val_fraction = f;
+        RN_CHECK_THROWS_WITH(prepare(o), "--val-fraction");
+        RN_CHECK_THROWS_WITH(validate_prepare_options(o), "must lie strictly between 0 and 1");
+    }
+    o.val_fraction = 0.1;
+    for (int v : {0, -3, 100, 260, (1 << 20) + 1}) {
+        o.vocab_size = v;
+        RN_CHECK_THROWS_WITH(prepare(o), "--vocab " + std::to_string(v) + ": must lie in [261, 1048576]");
+    }
+    BOOST_TEST(!fs::exists(dir / "out"));  // nothing was written
+}
+
+// Issue 13 item 1: the default output folder follows the input, never the built-in data/kjv.
+BOOST_AUTO_TEST_CASE(default_out_dir_follows_the_input) {
+    TempDir dir;
+    write_file(dir / "mytexts/a.txt", "a");
+    write_file(dir / "notes/diary.txt", "d");
+    BOOST_TEST(default_prepare_out_dir({}) == "data/kjv");
+    BOOST_TEST(default_prepare_out_dir({dir / "mytexts"}) == "data/mytexts");
+    BOOST_TEST(default_prepare_out_dir({dir / "mytexts/"}) == "data/mytexts");
+    BOOST_TEST(default_prepare_out_dir({dir / "mytexts/."}) == "data/mytexts");
+    BOOST_TEST(default_prepare_out_dir({dir / "notes/diary.txt"}) == "data/diary");
+    BOOST_TEST(default_prepare_out_dir({dir / "notes/diary.txt", dir / "mytexts"}) == "data/diary");  // the first's
+}
+
+// Issue 13 item 1: prepare refuses to write over a folder prepared from other input unless
+// forced; the same input again is fine and gives the same bytes.
+BOOST_AUTO_TEST_CASE(prepare_refuses_a_folder_made_from_other_input) {
+    TempDir dir;
+    std::string text_a, text_b;
+    for (int d = 0; d < 12; ++d) {
+        text_a += "Alpha document " + std::to_string(d) + "\n" + sample_text(3) + "<|endoftext|>\n";
+        text_b += "Beta document " + std::to_string(d) + "\n" + sample_text(2) + "<|endoftext|>\n";
+    }
+    write_file(dir / "a/one.txt", text_a);
+    write_file(dir / "b/one.txt", text_b);
+    PrepareOptions o;
+    o.inputs = {dir / "a"};
+    o.out_dir = dir / "data";
+    o.vocab_size = 400;
+    o.val_fraction = 0.2;
+    prepare(o);
+    std::map<std::string, std::string> before;
+    for (const char* f : {"tokenizer.model", "train.bin", "val.bin", "meta.json"}) before[f] = read_file(dir / ("data/" + std::string(f)));
+    auto meta = nlohmann::json::parse(before["meta.json"]);
+    BOOST_TEST(meta["sources"][0]["checksum"].get<std::string>().size() == 18u);  // 0x + 16 hex digits
+
+    // the same input again: fine, the same bytes
+    prepare(o);
+    for (const auto& [f, bytes] : before) BOOST_TEST(read_file(dir / ("data/" + f)) == bytes, f);
+
+    // other input: refused, naming both and the way out, and nothing changed
+    o.inputs = {dir / "b"};
+    RN_CHECK_THROWS_WITH(prepare(o), "already holds data prepared from '" + (dir / "a/one.txt") + "'");
+    RN_CHECK_THROWS_WITH(prepare(o), "not from the inputs given now ('" + (dir / "b/one.txt") + "')");
+    RN_CHECK_THROWS_WITH(prepare(o), "--force");
+    for (const auto& [f, bytes] : before) BOOST_TEST(read_file(dir / ("data/" + f)) == bytes, f);
+    // the same file changed in place is other input too
+    write_file(dir / "a/one.txt", text_a + "one more line\n");
+    o.inputs = {dir / "a"};
+    RN_CHECK_THROWS_WITH(prepare(o), "already holds data prepared from");
+    write_file(dir / "a/one.txt", text_a);
+    // forced: replaced
+    o.inputs = {dir / "b"};
+    o.force = true;
+    prepare(o);
+    BOOST_TEST(read_file(dir / "data/train.bin") != before["train.bin"]);
+    BOOST_TEST(nlohmann::json::parse(read_file(dir / "data/meta.json"))["sources"][0]["path"] == dir / "b/one.txt");
+
+    // token data with no meta.json (an unfinished prepare, or someone else's files): refused
+    write_file(dir / "other/train.bin", "not ours");
+    o.out_dir = dir / "other";
+    o.force = false;
+    RN_CHECK_THROWS_WITH(prepare(o), "no meta.json");
+    BOOST_TEST(read_file(dir / "other/train.bin") == "not ours");
+    // a folder with other files but no token data is fine to prepare into
+    write_file(dir / "notes/readme.md", "mine");
+    o.out_dir = dir / "notes";
+    prepare(o);
+    BOOST_TEST(read_file(dir / "notes/readme.md") == "mine");
+}
+
+// Issue 13 item 9: one file of plain text (one document) gives both splits: validation is
+// the tail of the text, cut at a line break; too little text is refused before anything is
+// written.
+BOOST_AUTO_TEST_CASE(one_file_gives_both_splits) {
+    TempDir dir;
+    const std::string text = sample_text(40);
+    write_file(dir / "book.txt", text);
+    PrepareOptions o;
+    o.inputs = {dir / "book.txt"};
+    o.out_dir = dir / "out";
+    o.vocab_size = 400;
+    o.val_fraction = 0.1;
+    PrepareResult r = prepare(o);
+    BOOST_TEST(r.train_tokens > 1);
+    BOOST_TEST(r.val_tokens > 1);
+    BOOST_TEST(r.val_tokens * 5 < r.train_tokens);  // about a tenth, not half
+    auto meta = nlohmann::json::parse(read_file(r.meta_path));
+    BOOST_TEST(meta["split"]["unit"].get<std::string>() == "tail of each document");
+    BOOST_TEST(r.tail_split);
+    // the two shards decode to the head and the tail of the text, cut at a line break
+    Tokenizer tok = Tokenizer::load(r.tokenizer_path);
+    auto decode_shard = [&](const std::string& path) {
+        ShardReader sh(path);
+        auto ids = sh.read(0, sh.size());
+        BOOST_REQUIRE(!ids.empty());
+        BOOST_TEST(ids[0] == tok.bos_id());
+        return tok.decode(std::vector<int32_t>(ids.begin() + 1, ids.end()));
+    };
+    const std::string head = decode_shard(r.train_path), tail = decode_shard(r.val_path);
+    std::string trimmed = text;
+    while (!trimmed.empty() && trimmed.back() == '\n') trimmed.pop_back();
+    BOOST_TEST(head + tail == trimmed);
+    BOOST_TEST(!head.empty());
+    BOOST_TEST(head.back() == '\n');
+    // a few documents (fewer than 1 / val_fraction): the tail of each, so 3 + 3 pieces
+    std::string three;
+    for (int d = 0; d < 3; ++d) three += sample_text(10 + d) + "<|endoftext|>\n";
+    write_file(dir / "three.txt", three);
+    o.inputs = {dir / "three.txt"};
+    o.out_dir = dir / "out3";
+    PrepareResult r3 = prepare(o);
+    BOOST_TEST(r3.train_documents == 3);
+    BOOST_TEST(r3.val_documents == 3);
+
+    // too little text to hold any out: refused with a hint, and no tokenizer or shard left
+    write_file(dir / "tiny.txt", "hi");
+    o.inputs = {dir / "tiny.txt"};
+    o.out_dir = dir / "tiny_out";
+    o.vocab_size = 300;
+    RN_CHECK_THROWS_WITH(prepare(o), "the validation split would be empty");
+    RN_CHECK_THROWS_WITH(prepare(o), "HINT");
+    BOOST_TEST(!fs::exists(dir / "tiny_out/tokenizer.model"));
+    BOOST_TEST(!fs::exists(dir / "tiny_out/train.bin"));
+    BOOST_TEST(!fs::exists(dir / "tiny_out/meta.json"));
 }
 
 // ---------------------------------------------------------------- DataLoader

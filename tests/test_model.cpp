@@ -163,7 +163,8 @@ BOOST_AUTO_TEST_CASE(config_checks) {
     RN_CHECK_THROWS_WITH(RetNetConfig::from_preset("huge", 10), "unknown preset 'huge'");
     RetNetConfig back = RetNetConfig::from_json(micro().to_json());
     BOOST_TEST(back.value_dim == 12);
-    RN_CHECK_THROWS_WITH(RetNetConfig::from_json("{\"d_model\": \"big\"}"), "wrong type");
+    RN_CHECK_THROWS_WITH(RetNetConfig::from_json("{\"d_model\": \"big\"}"), "d_model must be an integer, got \"big\"");
+    RN_CHECK_THROWS_WITH(RetNetConfig::from_json("{\"n_layers\": 2.5}"), "n_layers must be an integer");
     // paper decays: 1 − 1/32 for the first head, 1 − 1/512 for the last
     RetNetConfig p = RetNetConfig::from_preset("medium", 10);
     p.decay = "paper";

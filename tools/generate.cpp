@@ -4,6 +4,7 @@
 #include "tools/generate.h"
 
 #include <chrono>
+#include <cmath>
 #include <memory>
 
 #include "core/error.h"
@@ -25,11 +26,39 @@ void write(std::FILE* out, const std::string& s) {
 }
 }  // namespace
 
-GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
+void validate_generate_options(const GenerateOptions& o) {
+    // each message: the option as typed on the command line, its value, what is allowed
+    // (the sampling ones keep SamplingParams' wording, which the server's errors share)
     RN_CHECK(!o.prompts.empty(), "generate: no prompt given. HINT: --prompt \"In the beginning\"");
-    RN_CHECK(o.max_tokens >= 1, "generate: --max-tokens must be >= 1, got ", o.max_tokens);
-    o.sampling.validate();
-    StopMatcher probe(o.stop);  // refuses empty stop strings before the model is loaded
+    RN_CHECK(o.max_tokens >= 1, "generate: --max-tokens ", o.max_tokens, ": must be >= 1");
+    const SamplingParams& p = o.sampling;
+    RN_CHECK(std::isfinite(p.temperature) && p.temperature >= 0, "generate: --temperature ", p.temperature,
+             ": temperature must be a finite number >= 0 (0 = greedy)");
+    RN_CHECK(p.top_k >= 0, "generate: --top-k ", p.top_k, ": top_k must be >= 0 (0 = off)");
+    RN_CHECK(p.top_p > 0 && p.top_p <= 1, "generate: --top-p ", p.top_p, ": top_p must lie in (0, 1] (1 = off)");
+    RN_CHECK(std::isfinite(p.repetition_penalty) && p.repetition_penalty > 0, "generate: --repetition-penalty ",
+             p.repetition_penalty, ": repetition_penalty must be a finite number > 0 (1 = off)");
+    p.validate();  // whatever else the sampler requires
+    RN_CHECK(o.prefill_chunk >= 1, "generate: --prefill-chunk ", o.prefill_chunk, ": must be >= 1");
+    Device dev;
+    try {
+        dev = Device::parse(o.device);
+    } catch (const Error&) {
+        RN_FAIL("generate: --device '", o.device, "': expected cpu, cuda or cuda:N");
+    }
+    RN_CHECK(dev.index >= 0, "generate: --device '", o.device, "': expected cpu, cuda or cuda:N with N >= 0");
+    DType dt = DType::i64;  // anything but f32/bf16 is refused below
+    try {
+        dt = dtype_from_name(o.dtype);
+    } catch (const Error&) {
+    }
+    RN_CHECK(dt == DType::f32 || (dt == DType::bf16 && dev.is_cuda()), "generate: --dtype '", o.dtype,
+             "': expected f32", dev.is_cuda() ? ", or bf16" : " (bf16 needs --device cuda)");
+    StopMatcher probe(o.stop);  // refuses empty stop strings
+}
+
+GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
+    validate_generate_options(o);  // all of it before the model is loaded
 
     nn::ReadOptions ro;
     ro.optimizer = false;

@@ -36,6 +36,10 @@ struct GenerateResult {
     size_t state_bytes = 0;                          // the engine's preallocated state
 };
 
+// Checks every option (names them as typed on the command line: --top-p, --max-tokens,
+// ...) and throws rn::Error with the value and the allowed range; generate() calls it first.
+void validate_generate_options(const GenerateOptions& opt);
+
 // Runs the generation; writes the streamed text (one prompt) or each completion in turn
 // (several) to `out` (null: silent). Throws rn::Error on bad input.
 GenerateResult generate(const GenerateOptions& opt, std::FILE* out);

@@ -355,7 +355,30 @@ int diff(const InspectOptions& o, std::ostream& os) {
     } else if (ra.config_json() != rb.config_json()) {
         config_diff.push_back("(config)");
     }
-    bool identical = missing.empty() && extra.empty() && config_diff.empty();
+    // everything else a run resumes from: a file that differs only in its step count or
+    // tokenizer is a different checkpoint (metadata — command line, host — is not compared)
+    std::vector<std::string> state_diff;
+    {
+        const nn::TrainState &sa = ra.train_state(), &sb = rb.train_state();
+        auto same_double = [](double x, double y) { return x == y || (std::isnan(x) && std::isnan(y)); };
+        if (sa.step != sb.step) state_diff.push_back("step");
+        if (sa.tokens != sb.tokens) state_diff.push_back("tokens");
+        if (sa.rng_seed != sb.rng_seed || sa.rng_offset != sb.rng_offset) state_diff.push_back("rng");
+        // a validation loss is computed, not copied: equal within --tolerance (relative to its
+        // size), as the tensors are — two ranks and one process sum it in different orders
+        const bool best_close = same_double(sa.best_val_loss, sb.best_val_loss) ||
+                                std::abs(sa.best_val_loss - sb.best_val_loss) <=
+                                    o.tolerance * std::max(1.0, std::abs(sa.best_val_loss));
+        if (!best_close) state_diff.push_back("best_val_loss");
+        if (parsed(sa.data_state_json) != parsed(sb.data_state_json)) state_diff.push_back("data_state");
+        if (ra.has_optimizer() != rb.has_optimizer()) state_diff.push_back("optimizer (present in one only)");
+        else if (ra.has_optimizer() && (ra.optimizer_step() != rb.optimizer_step() ||
+                                        parsed(ra.optimizer_options_json()) != parsed(rb.optimizer_options_json())))
+            state_diff.push_back("optimizer step/options");
+        if (ra.tokenizer_bytes() != rb.tokenizer_bytes() || ra.tokenizer() != rb.tokenizer())
+            state_diff.push_back("tokenizer");
+    }
+    bool identical = missing.empty() && extra.empty() && config_diff.empty() && state_diff.empty();
     double worst = 0;
     for (const auto& d : rows) {
         if (d.a != d.b || d.max_abs > o.tolerance) identical = false;
@@ -383,6 +406,7 @@ int diff(const InspectOptions& o, std::ostream& os) {
         j["missing"] = missing;
         j["extra"] = extra;
         j["config_differences"] = config_diff;
+        j["state_differences"] = state_diff;
         j["step_a"] = ra.train_state().step;
         j["step_b"] = rb.train_state().step;
         os << j.dump(2) << "\n";
@@ -394,6 +418,11 @@ int diff(const InspectOptions& o, std::ostream& os) {
     if (!config_diff.empty()) {
         os << "config differs in:";
         for (const auto& k : config_diff) os << " " << k;
+        os << "\n";
+    }
+    if (!state_diff.empty()) {
+        os << "state differs in:";
+        for (const auto& k : state_diff) os << " " << k;
         os << "\n";
     }
     std::vector<std::vector<std::string>> table = {{"name", "shape", "max |a-b|", "|a-b|/|a|", "different"}};
@@ -419,6 +448,8 @@ int run_inspect(const InspectOptions& opts) {
     std::ostream& os = opts.out ? *opts.out : std::cout;
     RN_CHECK(!opts.path.empty(), "inspect: no checkpoint path given");
     RN_CHECK(opts.tensor.empty() || opts.diff.empty(), "inspect: --tensor and --diff do not go together");
+    RN_CHECK(std::isfinite(opts.tolerance) && opts.tolerance >= 0, "inspect: --tolerance ", opts.tolerance,
+             ": must be a finite number >= 0 (the largest |a-b| that still counts as equal)");
     if (!opts.diff.empty()) return diff(opts, os);
     if (!opts.tensor.empty()) return show_tensor(opts, os);
     return summary(opts, os);

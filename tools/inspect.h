@@ -26,13 +26,16 @@ struct InspectOptions {
     bool optimizer = false;      // --optimizer: include the AdamW moments in the table and diff
     int64_t edge = 3;            // --tensor: values shown at the head and tail of each dim
     int64_t max_values = 1000;   // --tensor --json: values listed at most (row-major order)
-    double tolerance = 0.0;      // --diff: tensors with max |a−b| ≤ tolerance count as equal
+    double tolerance = 0.0;      // --diff: tensors with max |a−b| ≤ tolerance (and best_val_loss within it, relative) count as equal
     std::ostream* out = nullptr; // where to print; null means std::cout
 };
 
-// Runs one inspect command. Returns the exit status: 0, or for --diff 1 when the two
-// checkpoints differ (like diff(1)). Unreadable files and unknown tensor names throw
-// rn::Error (the CLI prints it and exits 2).
+// Runs one inspect command. Returns the exit status: 0, or for --diff 0 when the two
+// checkpoints are the same and 1 when they differ, like diff(1) — in a tensor (beyond
+// --tolerance), a name, the config, the training state (step, tokens, rng, best loss, data
+// position), the optimizer's step or options, or the tokenizer; /metadata is not compared.
+// Unreadable files, unknown tensor names and bad options throw rn::Error (the CLI prints
+// it and exits 2).
 int run_inspect(const InspectOptions& opts);
 
 }  // namespace rn::tools

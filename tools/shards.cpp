@@ -427,6 +427,147 @@ std::vector<std::string> list_input_files(const std::vector<std::string>& inputs
 
 // ---------------------------------------------------------------- prepare
 
+std::string default_prepare_out_dir(const std::vector<std::string>& inputs) {
+    if (inputs.empty()) return "data/kjv";
+    fs::path p(inputs.front());
+    std::error_code ec;
+    std::string name;
+    if (fs::is_directory(p, ec)) {
+        // "texts/", "texts" and "./texts" all name the folder "texts"; "." names the folder we are in
+        while (!p.empty() && !p.has_filename() && p != p.root_path()) p = p.parent_path();
+        name = p.filename().string();
+        if (name.empty() || name == "." || name == "..") name = fs::weakly_canonical(p, ec).filename().string();
+    } else {
+        name = p.stem().string();
+    }
+    if (name.empty() || name == "." || name == ".." || name[0] == '.') name = "corpus";
+    return "data/" + name;
+}
+
+namespace {
+
+constexpr int kMinVocab = 261, kMaxVocab = 1 << 20;  // 4 special + 256 byte pieces + 1; far above any real need
+
+// a file's bytes hashed as shard_checksum does, streamed
+uint64_t file_checksum(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    RN_CHECK(in, "prepare: cannot open '", path, "'");
+    PayloadHash h;
+    std::vector<char> buf(size_t(1) << 20);
+    while (in) {
+        in.read(buf.data(), std::streamsize(buf.size()));
+        h.update(reinterpret_cast<const unsigned char*>(buf.data()), size_t(in.gcount()));
+    }
+    RN_CHECK(in.eof(), "prepare: error reading '", path, "'");
+    return h.finish();
+}
+
+struct Source {
+    std::string path;
+    uint64_t bytes = 0, checksum = 0;
+    int64_t documents = 0;
+};
+
+std::string describe(const std::vector<std::string>& paths) {
+    if (paths.empty()) return "(no files)";
+    std::string d = "'" + paths.front() + "'";
+    if (paths.size() > 1) d += " and " + std::to_string(paths.size() - 1) + " more file" + (paths.size() > 2 ? "s" : "");
+    return d;
+}
+
+// Refuses to write over a prepared folder made from other input (see PrepareOptions::force).
+// Same input — the same files by content (or by path and size, for folders prepared before
+// meta.json kept checksums) — is fine: preparing again gives the same bytes.
+void check_out_dir(const PrepareOptions& opts, const std::vector<Source>& sources,
+                   const std::function<void(const std::string&)>& log) {
+    const fs::path out(opts.out_dir);
+    std::error_code ec;
+    const std::string hint = ". Nothing was changed. HINT: pass --out DIR to prepare into another folder, or --force "
+                             "to replace it";
+    std::vector<std::string> new_paths;
+    for (const auto& s : sources) new_paths.push_back(s.path);
+    if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+        RN_FAIL("prepare: the output '", opts.out_dir, "' exists and is not a folder");
+    const fs::path meta_path = out / "meta.json";
+    if (!fs::exists(meta_path, ec)) {
+        for (const char* f : {"tokenizer.model", "train.bin", "val.bin"})
+            if (fs::exists(out / f, ec)) {
+                if (opts.force) {
+                    log("prepare: --force: replacing the token data in " + opts.out_dir);
+                    return;
+                }
+                RN_FAIL("prepare: '", opts.out_dir, "' already holds token data (", f,
+                        ") but no meta.json saying what it was made from (an unfinished prepare, or other files)",
+                        hint);
+            }
+        return;  // a new folder, or one without prepared data
+    }
+    std::ifstream in(meta_path);
+    std::stringstream text;
+    text << in.rdbuf();
+    nlohmann::json meta = nlohmann::json::parse(text.str(), nullptr, false);
+    std::vector<std::string> old_paths;
+    bool same = !meta.is_discarded() && meta.is_object() && meta.contains("sources") && meta["sources"].is_array() &&
+                meta["sources"].size() == sources.size();
+    if (!meta.is_discarded() && meta.is_object() && meta.contains("sources") && meta["sources"].is_array())
+        for (const auto& src : meta["sources"])
+            old_paths.push_back(src.is_object() && src.contains("path") && src["path"].is_string()
+                                    ? src["path"].get<std::string>()
+                                    : std::string("?"));
+    for (size_t i = 0; same && i < sources.size(); ++i) {
+        const auto& src = meta["sources"][i];
+        if (!src.is_object() || !src.contains("bytes") || !src["bytes"].is_number_unsigned() ||
+            src["bytes"].get<uint64_t>() != sources[i].bytes) {
+            same = false;
+        } else if (src.contains("checksum") && src["checksum"].is_string()) {
+            same = src["checksum"].get<std::string>() == hex64(sources[i].checksum);
+        } else {
+            same = old_paths[i] == sources[i].path;
+        }
+    }
+    if (same) {
+        log("prepare: " + opts.out_dir + " was prepared from these same inputs; preparing it again");
+        return;
+    }
+    if (opts.force) {
+        log("prepare: --force: replacing " + opts.out_dir + " (prepared from " + describe(old_paths) + ")");
+        return;
+    }
+    RN_FAIL("prepare: '", opts.out_dir, "' already holds data prepared from ", describe(old_paths),
+            ", not from the inputs given now (", describe(new_paths), ")", hint);
+}
+
+// Where a document is cut when validation is the tail of each document: at the first line
+// break at or after (1 − f) of its bytes, else the last one before, else at that byte (moved
+// forward to a UTF-8 character boundary). Returns the length of the head.
+size_t tail_cut(const std::string& d, double val_fraction) {
+    const size_t p = std::min(d.size(), size_t(std::llround(double(d.size()) * (1.0 - val_fraction))));
+    size_t nl = d.find('\n', p);
+    if (nl != std::string::npos && nl + 1 < d.size()) return nl + 1;
+    if (p > 0) {
+        size_t before = d.rfind('\n', p - 1);
+        if (before != std::string::npos && before > 0) return before + 1;
+    }
+    size_t q = p;
+    while (q < d.size() && (static_cast<unsigned char>(d[q]) & 0xC0) == 0x80) ++q;
+    return q;
+}
+
+bool has_text(const std::string& s) { return s.find_first_not_of(" \t\r\n\f\v") != std::string::npos; }
+
+}  // namespace
+
+void validate_prepare_options(const PrepareOptions& opts) {
+    RN_CHECK(!opts.out_dir.empty(), "prepare: no output folder given (--out)");
+    RN_CHECK(std::isfinite(opts.val_fraction) && opts.val_fraction > 0 && opts.val_fraction < 1,
+             "prepare: --val-fraction ", opts.val_fraction,
+             ": must lie strictly between 0 and 1 (the share of the text held out for validation; "
+             "training needs a validation split to evaluate on)");
+    if (opts.tokenizer_model.empty())
+        RN_CHECK(opts.vocab_size >= kMinVocab && opts.vocab_size <= kMaxVocab, "prepare: --vocab ", opts.vocab_size,
+                 ": must lie in [", kMinVocab, ", ", kMaxVocab, "] (4 special and 256 byte pieces come first)");
+}
+
 PrepareResult prepare(const std::vector<std::string>& inputs, const std::string& out_dir, int vocab_size,
                       const std::string& tokenizer_model, double val_fraction) {
     PrepareOptions o;
@@ -442,29 +583,31 @@ PrepareResult prepare(const PrepareOptions& opts) {
     auto log = [&](const std::string& s) {
         if (opts.log) opts.log(s);
     };
-    RN_CHECK(!opts.out_dir.empty(), "prepare: no output folder given");
-    RN_CHECK(opts.val_fraction >= 0 && opts.val_fraction < 1, "prepare: val_fraction must be in [0, 1), got ",
-             opts.val_fraction);
+    validate_prepare_options(opts);  // before anything is read or written
     PrepareResult r;
     r.files = list_input_files(opts.inputs, opts.out_dir);
     std::error_code ec;
-    fs::create_directories(opts.out_dir, ec);
-    RN_CHECK(!ec, "prepare: cannot create the output folder '", opts.out_dir, "': ", ec.message());
-    const fs::path out(opts.out_dir);
 
     // pass 1: count documents per file (the split needs the total before any is written)
-    std::vector<int64_t> docs_per_file;
-    std::vector<uint64_t> bytes_per_file;
+    // and hash each file (what the output folder is made from, for check_out_dir and meta.json)
+    std::vector<Source> sources;
     int64_t n_docs = 0;
     for (const auto& f : r.files) {
-        int64_t n = 0;
-        for_each_document(f, [&](const std::string&) { ++n; });
-        docs_per_file.push_back(n);
-        bytes_per_file.push_back(uint64_t(fs::file_size(f, ec)));
-        n_docs += n;
+        Source src;
+        src.path = f;
+        for_each_document(f, [&](const std::string&) { ++src.documents; });
+        src.bytes = uint64_t(fs::file_size(f, ec));
+        src.checksum = file_checksum(f);
+        n_docs += src.documents;
+        sources.push_back(src);
     }
     RN_CHECK(n_docs > 0, "prepare: the ", r.files.size(), " input files hold no text");
     log("prepare: " + std::to_string(r.files.size()) + " files, " + std::to_string(n_docs) + " documents");
+
+    check_out_dir(opts, sources, log);
+    fs::create_directories(opts.out_dir, ec);
+    RN_CHECK(!ec, "prepare: cannot create the output folder '", opts.out_dir, "': ", ec.message());
+    const fs::path out(opts.out_dir);
 
     // the tokenizer: reuse or train, then store it beside the shards
     const bool trained = opts.tokenizer_model.empty();
@@ -478,15 +621,21 @@ PrepareResult prepare(const PrepareOptions& opts) {
     }();
     r.vocab_size = tok.vocab_size();
     RN_CHECK(tok.bos_id() >= 0, "prepare: the tokenizer has no BOS piece");
-    r.tokenizer_path = (out / "tokenizer.model").string();
-    tok.save(r.tokenizer_path);
+    r.tokenizer_path = (out / "tokenizer.model").string();  // saved with the shards, below
 
-    // the split: the n_val documents with the smallest seeded hash of their index — spread
-    // over the whole corpus, independent of the file system, the same on every run
-    int64_t n_val = 0;
-    if (opts.val_fraction > 0 && n_docs >= 2) {
-        n_val = std::clamp<int64_t>(std::llround(opts.val_fraction * double(n_docs)), 1, n_docs - 1);
-    }
+    // The split. With enough documents (round(f × documents) ≥ 1, and two or more): the n_val
+    // documents with the smallest seeded hash of their index — spread over the whole corpus,
+    // independent of the file system, the same on every run. With fewer (one file of plain
+    // text is one document): the tail of every document, about f of its bytes, cut at a line
+    // break (tail_cut) — so a single file still gives both splits.
+    const int64_t by_docs = std::llround(opts.val_fraction * double(n_docs));
+    const bool tail_split = n_docs < 2 || by_docs < 1;
+    const int64_t n_val = tail_split ? 0 : std::clamp<int64_t>(by_docs, 1, n_docs - 1);
+    r.tail_split = tail_split;
+    if (tail_split)
+        log("prepare: " + std::to_string(n_docs) + " document" + (n_docs == 1 ? "" : "s") +
+            ", too few to hold whole ones out: validation is the last " +
+            std::to_string(std::llround(opts.val_fraction * 100)) + "% of each");
     std::vector<char> is_val(size_t(n_docs), 0);
     if (n_val > 0) {
         std::vector<std::pair<uint64_t, int64_t>> keys(static_cast<size_t>(n_docs));
@@ -505,6 +654,19 @@ PrepareResult prepare(const PrepareOptions& opts) {
     size_t chunk_bytes = 0;
     int64_t doc_index = 0;
     auto flush = [&] {
+        if (tail_split) {  // each document becomes head (train) and tail (validation)
+            std::vector<std::string> pieces;
+            std::vector<int64_t> index;
+            for (size_t i = 0; i < chunk.size(); ++i) {
+                const size_t cut = tail_cut(chunk[i], opts.val_fraction);
+                pieces.push_back(chunk[i].substr(0, cut));
+                pieces.push_back(chunk[i].substr(cut));
+                index.push_back(chunk_index[i]);
+                index.push_back(-1 - chunk_index[i]);  // negative: the validation tail
+            }
+            chunk.swap(pieces);
+            chunk_index.swap(index);
+        }
         std::vector<std::vector<int32_t>> ids(chunk.size());
         std::string error;
 #pragma omp parallel for schedule(dynamic, 1)
@@ -518,7 +680,8 @@ PrepareResult prepare(const PrepareOptions& opts) {
         }
         RN_CHECK(error.empty(), "prepare: ", error);
         for (size_t i = 0; i < chunk.size(); ++i) {
-            const bool val = is_val[size_t(chunk_index[i])];
+            if (tail_split && !has_text(chunk[i])) continue;  // a document too short to cut
+            const bool val = tail_split ? chunk_index[i] < 0 : bool(is_val[size_t(chunk_index[i])]);
             ShardWriter& w = val ? val_w : train_w;
             const int32_t b = int32_t(bos);
             w.write(&b, 1);  // every document starts with BOS
@@ -538,21 +701,30 @@ PrepareResult prepare(const PrepareOptions& opts) {
             chunk_index.push_back(doc_index++);
             if (chunk_bytes >= (size_t(16) << 20)) flush();
         });
-        RN_CHECK(seen == docs_per_file[f], "prepare: '", r.files[f], "' changed while being read (", seen,
-                 " documents now, ", docs_per_file[f], " before)");
+        RN_CHECK(seen == sources[f].documents, "prepare: '", r.files[f], "' changed while being read (", seen,
+                 " documents now, ", sources[f].documents, " before)");
         log("prepare: tokenized " + r.files[f]);
     }
     flush();
     r.train_tokens = int64_t(train_w.size());
     r.val_tokens = int64_t(val_w.size());
+    // both splits must hold text (more than their BOS tokens): training evaluates on one and
+    // learns from the other. Refused before the shards are renamed into place.
+    RN_CHECK(r.train_tokens > r.train_documents && r.val_tokens > r.val_documents, "prepare: the ",
+             r.val_tokens > r.val_documents ? "training" : "validation", " split would be empty (",
+             r.train_tokens, " training and ", r.val_tokens, " validation tokens from ", n_docs,
+             " documents). HINT: give more text, or a --val-fraction that leaves text on both sides");
+    // only now is anything in out_dir replaced: a refusal above leaves the folder as it was
+    tok.save(r.tokenizer_path);
     train_w.finish();
     val_w.finish();
 
     // meta.json: what was made from what. No times or absolute paths, so the same inputs
     // give the same bytes.
-    nlohmann::json sources = nlohmann::json::array();
-    for (size_t f = 0; f < r.files.size(); ++f) {
-        sources.push_back({{"path", r.files[f]}, {"bytes", bytes_per_file[f]}, {"documents", docs_per_file[f]}});
+    nlohmann::json sources_json = nlohmann::json::array();
+    for (const auto& src : sources) {
+        sources_json.push_back({{"path", src.path}, {"bytes", src.bytes}, {"documents", src.documents},
+                                {"checksum", hex64(src.checksum)}});
     }
     nlohmann::json meta = {
         {"format", "rntok"},
@@ -570,7 +742,10 @@ PrepareResult prepare(const PrepareOptions& opts) {
           {"bos_id", tok.bos_id()},
           {"eos_id", tok.eos_id()},
           {"pad_id", tok.pad_id()}}},
-        {"split", {{"val_fraction", opts.val_fraction}, {"seed", opts.split_seed}, {"unit", "document"}}},
+        {"split",
+         {{"val_fraction", opts.val_fraction},
+          {"seed", opts.split_seed},
+          {"unit", tail_split ? "tail of each document" : "document"}}},
         {"train",
          {{"file", "train.bin"}, {"documents", r.train_documents}, {"tokens", r.train_tokens},
           {"checksum", hex64(train_w.checksum())}}},
@@ -579,7 +754,7 @@ PrepareResult prepare(const PrepareOptions& opts) {
           {"checksum", hex64(val_w.checksum())}}},
         {"documents", n_docs},
         {"tokens", r.train_tokens + r.val_tokens},
-        {"sources", sources},
+        {"sources", sources_json},
     };
     r.meta_path = (out / "meta.json").string();
     write_text_atomic(r.meta_path, meta.dump(2) + "\n");
