@@ -86,8 +86,11 @@ struct ReadOptions {
     bool tensors = true;    // false: names and shapes only (TensorData::data left empty)
     bool optimizer = true;  // false: skip the AdamW moments (generation, serving)
 };
-// Reads a whole checkpoint. A missing, corrupt or truncated file, or an HDF5 file that is
-// not a retnet.cpp checkpoint, is an rn::Error saying which.
+// Reads a whole checkpoint. A missing, corrupt or truncated file, a path that is not a
+// regular file (a FIFO would block), an HDF5 file that is not a retnet.cpp checkpoint, a
+// value that fails its checksum or its range check, and a config whose sizes do not match
+// the tensors present (checked before any tensor is read) are each an rn::Error saying
+// which (docs/checkpoint-format.md, "Integrity").
 Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts = {});
 
 // Copies the checkpoint's parameters (and, when `opt` is given, the AdamW moments and
@@ -133,14 +136,18 @@ std::string best_checkpoint_path(const std::string& dir);          // dir/best.h
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir);
 // the highest-step checkpoint in dir, or "" when there is none (for --resume)
 std::string latest_checkpoint(const std::string& dir);
-// removes all but the newest k ckpt_<step>.h5 (best.h5 is never touched); returns the
-// paths removed. k ≤ 0 keeps everything.
-std::vector<std::string> keep_last_k(const std::string& dir, int64_t k);
+// removes all but the newest k ckpt_<step>.h5 (best.h5 is never touched), never one of
+// `keep` (the checkpoint just written: an older run's higher-numbered files must not push
+// it out); returns the paths removed. k ≤ 0 keeps everything.
+std::vector<std::string> keep_last_k(const std::string& dir, int64_t k, const std::vector<std::string>& keep = {});
 // makes best.h5 the same file as `ckpt_path`, atomically (a hard link renamed over
 // best.h5, or a copy where links are not supported), so pruning ckpt_* never loses it
 void promote_to_best(const std::string& dir, const std::string& ckpt_path);
-// removes `*.tmp.<pid>` files in dir left by writers that died (their pid is gone);
-// returns the paths removed
+// whether `path` is a temporary that save_checkpoint or promote_to_best left when its
+// writer died: named ckpt_<step>.h5.tmp.<pid> or best.h5.tmp.<pid>, that pid no longer
+// alive, and empty or starting with HDF5's signature (a user's own *.tmp.<n> is not)
+bool is_stale_checkpoint_temp(const std::string& path);
+// removes the files in dir for which is_stale_checkpoint_temp holds; returns their paths
 std::vector<std::string> remove_stale_temp_files(const std::string& dir);
 
 namespace detail {

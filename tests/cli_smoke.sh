@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/cli_smoke.sh — the `retnet` program end to end on a small corpus: prepare, train,
 # inspect, and exact resume (4 steps in one go == 2 steps + --resume to 4, loss for loss,
-# bitwise on the CPU); generate (greedy = the trainer's greedy sample, same seed = same
-# text, a prompt in a batch = alone); bad input gives "error:" and exit status 2.
+# bitwise on the CPU); generate (its sampled text = the trainer's closing sample with the
+# same seed, temperature, top-p and penalty; greedy = the trainer's greedy sample; same seed
+# = same text, a prompt in a batch = alone); bad input gives "error:" and exit status 2.
 # Usage: cli_smoke.sh PATH/TO/retnet
 set -euo pipefail
 RETNET=$1
@@ -18,7 +19,8 @@ test -s data/train.bin && test -s data/val.bin && test -s data/tokenizer.model
 
 common=(--data data --batch 2 --seq-len 32 --eval-interval 2 --eval-batches 1 --ckpt-interval 2 --log-interval 1)
 "$RETNET" train "${common[@]}" --out run_a --steps 4 --sample-tokens 5 | tee train_a.txt
-"$RETNET" train "${common[@]}" --out run_b --steps 4 --sample-tokens 0 > /dev/null
+"$RETNET" train "${common[@]}" --out run_b --steps 4 --sample-tokens 5 --prompt "the" --sample-temperature 0 \
+  --sample-repetition-penalty 1 > train_b.txt
 # the same run again, interrupted after 2 steps and resumed
 "$RETNET" train "${common[@]}" --out run_c --steps 2 --sample-tokens 0 > /dev/null
 "$RETNET" train "${common[@]}" --out run_c --steps 4 --resume --sample-tokens 0 > resume.txt
@@ -37,12 +39,21 @@ grep -q "embed_tokens.weight" inspect.txt
 "$RETNET" inspect run_a/best.h5 --json > inspect.json
 grep -q '"embed_tokens.weight"' inspect.json
 
-# generate: greedy through chunkwise prefill + recurrent decoding = the trainer's greedy
-# sample (token-by-token recurrent) of the same final weights
-expected=$(sed -n 's/^sample (greedy): //p' train_a.txt)
-got=$("$RETNET" generate run_a/ckpt_4.h5 --prompt "And God said" --max-tokens 5 --temperature 0 --ignore-eos 2> gen.err)
-if [ "$got" != "$expected" ]; then echo "FAIL: generate greedy '$got' != train sample '$expected'"; exit 1; fi
+# generate on the final checkpoint = the trainer's closing sample of the same weights: by
+# default sampled from <s> (seed 1, temperature 0.8, top-p 0.9, repetition penalty 1.3),
+# and greedy after a prompt when asked. The sample is the last thing train prints and may
+# span lines.
+sample_of() { sed -n '/^sample (/,$p' "$1" | sed '1s/^sample ([^)]*): //'; }
+grep -q '^sample (seed 1, temperature 0.8, top-p 0.9, repetition penalty 1.3): ' train_a.txt
+expected=$(sample_of train_a.txt)
+got=$("$RETNET" generate run_a/ckpt_4.h5 --prompt "" --max-tokens 5 --temperature 0.8 --top-p 0.9 \
+        --repetition-penalty 1.3 --seed 1 2> gen.err)
+if [ "$got" != "$expected" ]; then echo "FAIL: generate '$got' != train sample '$expected'"; exit 1; fi
 grep -q "tokens/s" gen.err
+grep -q '^sample (greedy): the' train_b.txt
+expected=$(sample_of train_b.txt)
+got=$("$RETNET" generate run_b/ckpt_4.h5 --prompt "the" --max-tokens 5 --temperature 0 2> /dev/null)
+if [ "$got" != "$expected" ]; then echo "FAIL: generate greedy '$got' != train sample '$expected'"; exit 1; fi
 # sampling: the same seed gives the same text, and a prompt in a batch gives what it gives alone
 sample=(run_a/best.h5 --max-tokens 12 --temperature 0.9 --top-k 50 --seed 3 --ignore-eos)
 "$RETNET" generate "${sample[@]}" --prompt "the" > g1.txt 2> /dev/null

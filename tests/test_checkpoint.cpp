@@ -6,9 +6,13 @@
 // leaves the previous file byte-identical and no temporary behind; inspect's JSON and diff.
 #include <boost/test/unit_test.hpp>
 
+#include <hdf5.h>  // to damage and edit real checkpoints the way another tool would
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <chrono>
 
 #include <filesystem>
 #include <fstream>
@@ -20,6 +24,7 @@
 #include "nn/optim.h"
 #include "nn/retnet.h"
 #include "test_util.h"
+#include "tools/generate.h"
 #include "tools/inspect.h"
 
 using namespace rn;
@@ -119,6 +124,105 @@ void expect_same_params(const RetNetLM& a, const RetNetLM& b) {
 }
 
 bool has_gpu() { return cuda::built_with_cuda() && cuda::device_count() > 0; }
+
+// ---- editing a checkpoint through the HDF5 C API: HDF5 recomputes its own checksums, so
+// only retnet's (fnv1a64) and its value checks can notice
+
+uint64_t fnv1a64(const std::string& s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+    return h;
+}
+
+// opens `path` read-write, hands the file id to `edit`, closes it; fails the test on any
+// HDF5 error (the edit itself must work for the test to mean anything)
+template <typename F>
+void edit_h5(const std::string& path, F&& edit) {
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    BOOST_REQUIRE(f >= 0);
+    edit(f);
+    BOOST_REQUIRE(H5Fclose(f) >= 0);
+}
+
+template <typename T>
+void set_num_attr(hid_t file, const char* obj, const char* name, hid_t mem_type, T value) {
+    hid_t o = H5Oopen(file, obj, H5P_DEFAULT);
+    BOOST_REQUIRE(o >= 0);
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    BOOST_REQUIRE(a >= 0);
+    BOOST_REQUIRE(H5Awrite(a, mem_type, &value) >= 0);
+    H5Aclose(a);
+    H5Oclose(o);
+}
+
+// rewrites a fixed-length string attribute in place, keeping its size
+void set_string_attr(hid_t file, const char* obj, const char* name, std::string value) {
+    hid_t o = H5Oopen(file, obj, H5P_DEFAULT);
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    BOOST_REQUIRE(a >= 0);
+    hid_t t = H5Aget_type(a);
+    value.resize(H5Tget_size(t), ' ');
+    BOOST_REQUIRE(H5Awrite(a, t, value.data()) >= 0);
+    H5Tclose(t);
+    H5Aclose(a);
+    H5Oclose(o);
+}
+
+void delete_attr(hid_t file, const char* obj, const char* name) {
+    hid_t o = H5Oopen(file, obj, H5P_DEFAULT);
+    BOOST_REQUIRE(H5Adelete(o, name) >= 0);
+    H5Oclose(o);
+}
+
+// applies `change` to the raw bytes of a dataset (a fixed-length string, the tokenizer's
+// uint8s or the optimizer's int64 step) and writes them back in the file's own type
+void edit_dataset_bytes(hid_t file, const char* name, const std::function<void(std::string&)>& change) {
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    BOOST_REQUIRE(d >= 0);
+    hid_t t = H5Dget_type(d);
+    const size_t n = size_t(H5Dget_storage_size(d));
+    std::string bytes(std::max<size_t>(n, H5Tget_size(t)), '\0');
+    BOOST_REQUIRE(H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0);
+    change(bytes);
+    BOOST_REQUIRE(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0);
+    H5Tclose(t);
+    H5Dclose(d);
+}
+
+// replaces /config by `json`, with a valid fnv1a64 (a crafted file, not a damaged one)
+void replace_config(const std::string& path, const std::string& json) {
+    edit_h5(path, [&](hid_t f) {
+        BOOST_REQUIRE(H5Ldelete(f, "config", H5P_DEFAULT) >= 0);
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, json.size());
+        H5Tset_strpad(t, H5T_STR_NULLPAD);
+        H5Tset_cset(t, H5T_CSET_UTF8);
+        hid_t sp = H5Screate(H5S_SCALAR);
+        hid_t d = H5Dcreate2(f, "config", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        BOOST_REQUIRE(d >= 0);
+        BOOST_REQUIRE(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, json.data()) >= 0);
+        uint64_t h = fnv1a64(json);
+        hid_t a = H5Acreate2(d, "fnv1a64", H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+        BOOST_REQUIRE(H5Awrite(a, H5T_NATIVE_UINT64, &h) >= 0);
+        H5Aclose(a);
+        H5Dclose(d);
+        H5Sclose(sp);
+        H5Tclose(t);
+    });
+}
+
+// the file offset of a contiguous dataset's raw bytes (where a flipped bit on disk lands)
+uint64_t raw_offset(const std::string& path, const char* name) {
+    uint64_t off = 0;
+    edit_h5(path, [&](hid_t f) {
+        hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+        haddr_t a = H5Dget_offset(d);
+        BOOST_REQUIRE(a != HADDR_UNDEF);
+        off = uint64_t(a);
+        H5Dclose(d);
+    });
+    return off;
+}
 
 }  // namespace
 
@@ -394,12 +498,65 @@ BOOST_AUTO_TEST_CASE(checkpoint_directories) {
     // temporaries of dead writers go, a live writer's stays
     const std::string dead = dir / "ckpt_30.h5.tmp.999999999";
     const std::string live = dir / ("ckpt_40.h5.tmp." + std::to_string(::getpid()));
-    write_bytes(dead, "partial");
+    write_bytes(dead, "");  // created by a writer that died before writing (ours are HDF5 or empty)
     write_bytes(live, "partial");
     auto stale = remove_stale_temp_files(dir.path.string());
     BOOST_TEST(stale.size() == 1u);
     BOOST_TEST(!fs::exists(dead));
     BOOST_TEST(fs::exists(live));
+}
+
+// The cause of "promote_to_best: could not copy ckpt_50.h5 ... No such file or directory":
+// a new run's ckpt_50.h5 in a folder that still held an older run's ckpt_150/ckpt_200 was
+// the oldest by step, so pruning removed it before it was promoted. The file just written
+// is now never pruned.
+BOOST_AUTO_TEST_CASE(keep_last_k_never_removes_the_checkpoint_just_written) {
+    TempDir dir;
+    RetNetLM m(micro(), 15);
+    for (int64_t step : {150, 200, 50}) {  // an older run's two, then the new run's first
+        TrainState s;
+        s.step = step;
+        save_checkpoint(checkpoint_path(dir.path.string(), step), m, nullptr, s);
+    }
+    const std::string fresh = checkpoint_path(dir.path.string(), 50);
+    auto removed = keep_last_k(dir.path.string(), 2, {fresh});
+    BOOST_TEST(fs::exists(fresh));
+    BOOST_TEST(removed.empty());  // the two newest by step stay too
+    BOOST_CHECK_NO_THROW(promote_to_best(dir.path.string(), fresh));
+    BOOST_TEST(read_checkpoint(best_checkpoint_path(dir.path.string())).train.step == 50);
+    // without the protection the oldest by step goes, as before
+    removed = keep_last_k(dir.path.string(), 2);
+    BOOST_TEST(removed.size() == 1u);
+    BOOST_TEST(!fs::exists(fresh));
+}
+
+// Stale-temporary cleaning deletes only what our writers leave: a user's own *.tmp.<n>
+// files, a non-HDF5 file under our naming, a symlink and a live writer's file all stay.
+BOOST_AUTO_TEST_CASE(stale_temp_cleaning_removes_only_our_own_files) {
+    TempDir dir;
+    RetNetLM m(micro(), 16);
+    save_checkpoint(dir / "ckpt_3.h5", m, nullptr, TrainState{});
+    const std::string dead_ckpt = dir / "ckpt_30.h5.tmp.999999999", dead_best = dir / "best.h5.tmp.999999998",
+                      dead_empty = dir / "ckpt_31.h5.tmp.999999997";
+    fs::copy_file(dir / "ckpt_3.h5", dead_ckpt);  // an HDF5 file, as our writer starts it
+    fs::copy_file(dir / "ckpt_3.h5", dead_best);
+    write_bytes(dead_empty, "");                  // created, nothing written yet
+    const std::string user_notes = dir / "notes.txt.tmp.999999999", user_data = dir / "data.tmp.12",
+                      user_named_like_ours = dir / "ckpt_32.h5.tmp.999999999",
+                      live = dir / ("ckpt_40.h5.tmp." + std::to_string(::getpid())), link = dir / "best.h5.tmp.999999996";
+    write_bytes(user_notes, "my notes");
+    write_bytes(user_data, "my data");
+    write_bytes(user_named_like_ours, "not HDF5");
+    fs::copy_file(dir / "ckpt_3.h5", live);
+    fs::create_symlink(dir / "ckpt_3.h5", link);
+    auto removed = remove_stale_temp_files(dir.path.string());
+    BOOST_TEST(removed.size() == 3u);
+    BOOST_TEST(!fs::exists(dead_ckpt));
+    BOOST_TEST(!fs::exists(dead_best));
+    BOOST_TEST(!fs::exists(dead_empty));
+    for (const auto& kept : {user_notes, user_data, user_named_like_ours, live, dir / "ckpt_3.h5"})
+        BOOST_TEST(fs::exists(kept), kept << " must stay");
+    BOOST_TEST(fs::is_symlink(link));
 }
 
 BOOST_AUTO_TEST_CASE(inspect_json_lists_every_parameter_with_its_stats) {
@@ -562,6 +719,231 @@ BOOST_AUTO_TEST_CASE(inspect_diff) {
     BOOST_TEST(tools::run_inspect(o) == 1);
     BOOST_TEST(text.str().find(target) != std::string::npos);
     BOOST_TEST(text.str().find("different") != std::string::npos, text.str());
+}
+
+// Issue 13 item 6: every value read from a checkpoint is verified. Each scalar (and string,
+// and the tokenizer) is changed through HDF5 — which re-checksums its own structures, so
+// only retnet's checksums can tell — and each must give a clear error, never a silent load.
+BOOST_AUTO_TEST_CASE(every_value_is_covered_by_a_checksum) {
+    TempDir dir;
+    RetNetLM m(micro(), 30);
+    AdamW opt(m.named_parameters(), AdamWOptions{});
+    train_step(m, opt, 1);
+    save_checkpoint(dir / "good.h5", m, &opt, some_state(), some_tokenizer(), R"({"git":"abc"})");
+    const std::string good = read_bytes(dir / "good.h5");
+    BOOST_REQUIRE(read_checkpoint(dir / "good.h5").optimizer.step == 1);
+
+    struct Edit {
+        const char* what;
+        std::function<void(hid_t)> apply;
+        const char* needle;
+    };
+    const char* kSum = "does not match its checksum";
+    std::vector<Edit> edits = {
+        {"optimizer step", [](hid_t f) { edit_dataset_bytes(f, "optimizer/step", [](std::string& b) { b[0] ^= 0x40; }); }, kSum},
+        {"train step", [](hid_t f) { set_num_attr<int64_t>(f, "train_state", "step", H5T_NATIVE_INT64, 1235); }, kSum},
+        {"tokens", [](hid_t f) { set_num_attr<int64_t>(f, "train_state", "tokens", H5T_NATIVE_INT64, 7); }, kSum},
+        {"rng_seed", [](hid_t f) { set_num_attr<uint64_t>(f, "train_state", "rng_seed", H5T_NATIVE_UINT64, 1); }, kSum},
+        {"rng_offset", [](hid_t f) { set_num_attr<uint64_t>(f, "train_state", "rng_offset", H5T_NATIVE_UINT64, 2); }, kSum},
+        {"best_val_loss", [](hid_t f) { set_num_attr<double>(f, "train_state", "best_val_loss", H5T_NATIVE_DOUBLE, 1.5); }, kSum},
+        {"wall_seconds", [](hid_t f) { set_num_attr<double>(f, "train_state", "wall_seconds", H5T_NATIVE_DOUBLE, 9.0); }, kSum},
+        {"data_state", [](hid_t f) { set_string_attr(f, "train_state", "data_state", R"({"shard":4,"offset":4096,"epoch":1})"); }, kSum},
+        {"train_state checksum", [](hid_t f) { set_num_attr<uint64_t>(f, "train_state", "fnv1a64", H5T_NATIVE_UINT64, 3); }, kSum},
+        {"config", [](hid_t f) { edit_dataset_bytes(f, "config", [](std::string& b) { b[b.find("11")] = '9'; }); }, kSum},
+        {"metadata", [](hid_t f) { edit_dataset_bytes(f, "metadata", [](std::string& b) { b[b.find("abc")] = 'x'; }); }, kSum},
+        {"optimizer options", [](hid_t f) { edit_dataset_bytes(f, "optimizer/options", [](std::string& b) { b[b.find("0.9")+2] = '8'; }); }, kSum},
+        {"tokenizer", [](hid_t f) { edit_dataset_bytes(f, "tokenizer", [](std::string& b) { b[20] ^= 1; }); }, kSum},
+        {"format_version", [](hid_t f) { set_num_attr<int64_t>(f, "/", "format_version", H5T_NATIVE_INT64, 7); }, "format_version 7"},
+        {"format_revision", [](hid_t f) { set_num_attr<int64_t>(f, "/", "format_revision", H5T_NATIVE_INT64, 0); }, "format_revision is 0"},
+        {"a checksum removed", [](hid_t f) { delete_attr(f, "optimizer/step", "fnv1a64"); }, "no fnv1a64 checksum"},
+        {"a train_state checksum removed", [](hid_t f) { delete_attr(f, "train_state", "fnv1a64"); }, "no fnv1a64 checksum"},
+    };
+    for (const auto& e : edits) {
+        BOOST_TEST_CONTEXT(e.what) {
+            write_bytes(dir / "bad.h5", good);
+            edit_h5(dir / "bad.h5", e.apply);
+            RN_CHECK_THROWS_WITH(read_checkpoint(dir / "bad.h5"), e.needle);
+            RN_CHECK_THROWS_WITH(read_checkpoint(dir / "bad.h5"), "bad.h5");
+        }
+    }
+
+    // the defect as found: a bit flipped on disk in the optimizer's step count (contiguous
+    // raw data, which HDF5 does not checksum) loaded silently. Every bit of it now fails.
+    const uint64_t off = raw_offset(dir / "good.h5", "optimizer/step");
+    int caught = 0;
+    for (int bit = 0; bit < 64; ++bit) {
+        std::string bad = good;
+        bad[size_t(off) + size_t(bit / 8)] ^= char(1 << (bit % 8));
+        write_bytes(dir / "flip.h5", bad);
+        try {
+            Checkpoint ck = read_checkpoint(dir / "flip.h5");
+            BOOST_TEST(ck.optimizer.step == 1, "bit " << bit << " of /optimizer/step loaded as " << ck.optimizer.step);
+        } catch (const Error& e) {
+            ++caught;
+            BOOST_TEST(std::string(e.what()).find("/optimizer/step") != std::string::npos, e.what());
+        }
+    }
+    BOOST_TEST(caught == 64);
+}
+
+// Checkpoints written before format_revision 2 (no fnv1a64 on the scalars) still load; their
+// values are still range-checked.
+BOOST_AUTO_TEST_CASE(older_checkpoints_without_the_new_checksums_still_load) {
+    TempDir dir;
+    RetNetLM m(micro(), 31);
+    AdamW opt(m.named_parameters(), AdamWOptions{});
+    train_step(m, opt, 1);
+    save_checkpoint(dir / "new.h5", m, &opt, some_state(), some_tokenizer());
+    write_bytes(dir / "old.h5", read_bytes(dir / "new.h5"));
+    edit_h5(dir / "old.h5", [](hid_t f) {
+        delete_attr(f, "/", "format_revision");
+        delete_attr(f, "optimizer/step", "fnv1a64");
+        delete_attr(f, "train_state", "fnv1a64");
+        delete_attr(f, "tokenizer", "fnv1a64");
+    });
+    Checkpoint ck = read_checkpoint(dir / "old.h5");
+    BOOST_TEST(ck.train.step == some_state().step);
+    BOOST_TEST(ck.train.rng_seed == some_state().rng_seed);
+    BOOST_TEST(ck.optimizer.step == 1);
+    BOOST_TEST(ck.tokenizer == some_tokenizer());
+    RetNetLM b(micro(), 32);
+    load_into(ck, b);
+    expect_same_params(m, b);
+    // values no run can produce are refused all the same
+    auto refused = [&](const char* what, std::function<void(hid_t)> edit, const char* needle) {
+        BOOST_TEST_CONTEXT(what) {
+            write_bytes(dir / "bad.h5", read_bytes(dir / "old.h5"));
+            edit_h5(dir / "bad.h5", edit);
+            RN_CHECK_THROWS_WITH(read_checkpoint(dir / "bad.h5"), needle);
+        }
+    };
+    refused("negative step", [](hid_t f) { set_num_attr<int64_t>(f, "train_state", "step", H5T_NATIVE_INT64, -5); },
+            "/train_state step is -5");
+    refused("NaN loss", [](hid_t f) { set_num_attr<double>(f, "train_state", "best_val_loss", H5T_NATIVE_DOUBLE, std::nan("")); },
+            "best_val_loss is nan");
+    refused("negative optimizer step",
+            [](hid_t f) { edit_dataset_bytes(f, "optimizer/step", [](std::string& b) { b[7] = char(0x80); }); },
+            "/optimizer/step is -");
+    refused("data_state not JSON", [](hid_t f) { set_string_attr(f, "train_state", "data_state", "{oops"); },
+            "data_state is '{oops");
+}
+
+// Issue 13 item 12: a config whose sizes do not match the tensors present fails before any
+// model is built from it (n_layers = 1e6 used to hang generate for over 30 s).
+BOOST_AUTO_TEST_CASE(a_config_that_does_not_fit_its_tensors_fails_fast) {
+    TempDir dir;
+    RetNetLM m(micro(), 33);
+    save_checkpoint(dir / "good.h5", m, nullptr, some_state(), some_tokenizer());
+    const json cfg = json::parse(m.config().to_json());
+    struct Case {
+        const char* field;
+        json value;
+        const char* needle;
+    };
+    const std::vector<Case> cases = {
+        {"n_layers", 1000000, "n_layers 1000000"},
+        {"n_layers", 3, "n_layers 3, but /model holds 2 layers"},
+        {"n_layers", 1, "n_layers 1, but /model holds 2 layers"},
+        {"d_model", 1 << 20, "'embed_tokens.weight' should be [11, 1048576]"},
+        {"vocab_size", 5000000, "'embed_tokens.weight' should be [5000000, 8]"},
+        {"ffn_dim", 1 << 22, "ffn_dim 4194304"},
+        {"value_dim", 1 << 22, "value_dim 4194304"},
+        {"n_heads", 1 << 30, "n_heads 1073741824"},
+        {"n_layers", 2.5, "n_layers must be an integer"},
+        {"d_model", 1e300, "d_model must be an integer"},
+    };
+    for (const auto& c : cases) {
+        BOOST_TEST_CONTEXT(c.field << " = " << c.value.dump()) {
+            write_bytes(dir / "crafted.h5", read_bytes(dir / "good.h5"));
+            json j = cfg;
+            j[c.field] = c.value;
+            replace_config(dir / "crafted.h5", j.dump(2));
+            const auto t0 = std::chrono::steady_clock::now();
+            RN_CHECK_THROWS_WITH(read_checkpoint(dir / "crafted.h5"), c.needle);
+            tools::GenerateOptions g;
+            g.checkpoint = dir / "crafted.h5";
+            g.prompts = {"a"};
+            g.max_tokens = 2;
+            RN_CHECK_THROWS_WITH(tools::generate(g, nullptr), "crafted.h5");
+            const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            BOOST_TEST(s < 1.0, "refusing took " << s << " s");
+        }
+    }
+}
+
+// Issue 13 item 12: a FIFO (or any non-regular file) as a checkpoint is refused at once
+// instead of blocking in open() until a writer comes.
+BOOST_AUTO_TEST_CASE(a_fifo_is_refused_without_blocking) {
+    TempDir dir;
+    const std::string fifo = dir / "ckpt.h5";
+    BOOST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    ::alarm(20);  // the old code blocks forever: let SIGALRM end the test binary instead
+    RN_CHECK_THROWS_WITH(read_checkpoint(fifo), "is not a regular file (a FIFO)");
+    RN_CHECK_THROWS_WITH(CheckpointReader r(fifo), "not a regular file");
+    tools::InspectOptions o;
+    o.path = fifo;
+    std::ostringstream out;
+    o.out = &out;
+    RN_CHECK_THROWS_WITH(tools::run_inspect(o), "not a regular file");
+    ::alarm(0);
+    RN_CHECK_THROWS_WITH(read_checkpoint("/dev/null"), "a character device");
+}
+
+// Issue 13 item 13: user-facing messages carry no source location; rn::Error keeps it apart
+// (where()) for `retnet --verbose`.
+BOOST_AUTO_TEST_CASE(errors_keep_their_source_location_apart) {
+    TempDir dir;
+    try {
+        read_checkpoint(dir / "absent.h5");
+        BOOST_FAIL("no error");
+    } catch (const Error& e) {
+        BOOST_TEST(std::string(e.what()).find(".cpp:") == std::string::npos, e.what());
+        BOOST_TEST(e.where().find("nn/checkpoint.cpp:") != std::string::npos, e.where());
+    }
+    try {
+        RN_CHECK(1 + 1 == 3, "arithmetic");
+    } catch (const Error& e) {
+        BOOST_TEST(std::string(e.what()) == "arithmetic");
+        BOOST_TEST(e.where().find("test_checkpoint.cpp:") != std::string::npos, e.where());
+    }
+}
+
+// Issue 13 item 13: --diff exits 1 when the files differ in anything a run resumes from, 0
+// when they are the same, and a bad --tolerance is refused.
+BOOST_AUTO_TEST_CASE(inspect_diff_exit_status_covers_the_training_state) {
+    TempDir dir;
+    RetNetLM m(micro(), 34);
+    AdamW opt(m.named_parameters(), AdamWOptions{});
+    save_checkpoint(dir / "a.h5", m, &opt, some_state(), some_tokenizer());
+    save_checkpoint(dir / "a2.h5", m, &opt, some_state(), some_tokenizer(), R"({"other":"metadata"})");
+    TrainState later = some_state();
+    later.step += 1;
+    save_checkpoint(dir / "step.h5", m, &opt, later, some_tokenizer());
+    save_checkpoint(dir / "tok.h5", m, &opt, some_state(), some_tokenizer() + "x");
+    save_checkpoint(dir / "noopt.h5", m, nullptr, some_state(), some_tokenizer());
+    tools::InspectOptions o;
+    std::ostringstream out;
+    o.out = &out;
+    o.path = dir / "a.h5";
+    o.diff = dir / "a2.h5";
+    BOOST_TEST(tools::run_inspect(o) == 0);  // metadata alone is not compared
+    for (const char* other : {"step.h5", "tok.h5", "noopt.h5"}) {
+        BOOST_TEST_CONTEXT(other) {
+            o.diff = dir / other;
+            out.str("");
+            BOOST_TEST(tools::run_inspect(o) == 1);
+            BOOST_TEST(out.str().find("state differs in:") != std::string::npos, out.str());
+        }
+    }
+    o.diff = dir / "step.h5";
+    o.json = true;
+    out.str("");
+    BOOST_TEST(tools::run_inspect(o) == 1);
+    BOOST_TEST(json::parse(out.str())["state_differences"] == json::array({"step"}));
+    for (double bad : {-1.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+        o.tolerance = bad;
+        RN_CHECK_THROWS_WITH(tools::run_inspect(o), "--tolerance");
+    }
 }
 
 BOOST_AUTO_TEST_CASE(cuda_parameters_round_trip, *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {

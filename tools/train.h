@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <string>
 
+#include "tools/sampling.h"
+
 namespace rn::tools {
 
 struct TrainOptions {
@@ -20,14 +22,38 @@ struct TrainOptions {
     int64_t eval_interval = 50, eval_batches = 8, ckpt_interval = 100, keep_last = 2, log_interval = 10;
     uint64_t seed = 1;
     bool resume = false;           // continue from the newest checkpoint in `out`
-    std::string sample_prompt = "And God said";
-    int64_t sample_tokens = 40;    // greedy sample printed at the end (0: none)
+    bool overwrite = false;        // delete the run already in `out` (ours only) and start afresh
+    int64_t max_bad_steps = 3;     // consecutive steps with a non-finite loss or gradient norm
+                                   // (each skipped: no update) before the run stops
+    // the sample printed at the end: `sample_tokens` tokens after the prompt ("": from <s>
+    // alone), drawn by tools/sampling.h exactly as `retnet generate` would with these settings
+    std::string sample_prompt = "";
+    int64_t sample_tokens = 40;    // 0: none
+    SamplingParams sample = default_sample();
     // data parallel (under mpirun; dist/data_parallel.h): --batch is per rank
     int zero = 0;                  // 1: ZeRO stage 1, the AdamW state sharded across ranks
     double bucket_mb = 25;         // gradient bucket size for the overlapped reduction
     double comm_timeout = 300;     // seconds a collective may take before the job stops
     bool comm_overlap = true;      // false: reduce only after backward (measures the overlap)
+
+    static SamplingParams default_sample() {
+        SamplingParams p;
+        p.temperature = 0.8;
+        p.top_p = 0.9;
+        p.repetition_penalty = 1.3;
+        p.seed = 1;
+        return p;
+    }
+    // Throws rn::Error for the first option out of range, naming it as typed on the
+    // command line ("--eval-interval"), its value and the allowed range. run_train calls it
+    // before anything else.
+    void validate() const;
 };
+
+// Before step 1: each split must hold at least one batch for this rank's share (a
+// training row is seq_len + 1 tokens; the shuffled grid may shift by up to seq_len − 1).
+// Throws rn::Error saying which split of which folder is short, by how much, and what to do.
+void check_data_splits(const TrainOptions& o, uint64_t train_tokens, uint64_t val_tokens, int world);
 
 // Launched by mpirun (dist/launch.h), every rank runs this with the same options: one
 // process per GPU (plain --device cuda picks the GPU by local rank), or per CPU process.
