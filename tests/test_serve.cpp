@@ -2,14 +2,24 @@
 // client: completions whole and streamed (same text), several prompts and n, seeds,
 // stop strings, concurrent clients getting what they get alone, every malformed-request
 // case with its status and field, disconnects (mid-stream and while waiting) freeing
-// slots, 503 when full, and SIGTERM draining in-flight streams before a clean exit.
+// slots, 503 when full, and SIGTERM draining in-flight streams before a clean exit; and
+// hostile clients: JSON nested a million deep, numbers past double's range, HTTP/1.0
+// streams, logit_bias/ignore_eos, option validation, running out of descriptors, and long
+// prompts that must not delay everyone else.
 // The program's path comes from CMake (RN_RETNET_BIN) or $RETNET_BIN.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <memory>
 #include <mutex>
+#include <random>
 
 #include "serve_test_util.h"
 
@@ -372,6 +382,295 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_then_exits_cleanly) {
     std::string out = server.rest_of_stdout();
     BOOST_TEST(out.find("draining") != std::string::npos, out);
     BOOST_TEST(out.find("stopped") != std::string::npos, out);
+}
+
+// ---- hostile clients (issue 13)
+
+namespace {
+
+// No client-facing message may carry a C++ source location ("engine.cpp:75").
+bool has_source_location(const std::string& s) {
+    for (const char* ext : {".cpp:", ".h:", ".cu:"}) {
+        for (size_t at = s.find(ext); at != std::string::npos; at = s.find(ext, at + 1)) {
+            const size_t d = at + std::strlen(ext);
+            if (d < s.size() && s[d] >= '0' && s[d] <= '9') return true;
+        }
+    }
+    return false;
+}
+
+// One HTTP exchange on a raw socket with a deadline: sends `request`, reads until the
+// server closes (or `deadline_ms` passes). Returns what came ("" when nothing did).
+std::string raw_exchange(int port, const std::string& request, int deadline_ms, bool until_close = true) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(uint16_t(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string got;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == ssize_t(request.size())) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms);
+        for (;;) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) break;
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, int(left.count())) <= 0) continue;
+            char buf[65536];
+            const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n <= 0) break;
+            got.append(buf, size_t(n));
+            if (!until_close && got.find("\r\n\r\n") != std::string::npos) {
+                // a whole response with Content-Length: stop once the body is in
+                const size_t head = got.find("\r\n\r\n") + 4;
+                const size_t cl = got.find("Content-Length: ");
+                if (cl != std::string::npos && cl < head && got.size() >= head + std::stoul(got.substr(cl + 16))) break;
+            }
+        }
+    }
+    ::close(fd);
+    return got;
+}
+
+std::string post_raw(const std::string& body, const char* version = "1.1") {
+    return std::string("POST /v1/completions HTTP/") + version +
+           "\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body;
+}
+
+// utime + stime of a process, in seconds
+double cpu_seconds(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
+    std::vector<std::string> fields;
+    for (std::string x; rest >> x;) fields.push_back(x);
+    // fields from the state (field 3) on: utime and stime are fields 14 and 15
+    return double(std::stoll(fields.at(11)) + std::stoll(fields.at(12))) / double(sysconf(_SC_CLK_TCK));
+}
+
+// The most bytes of text one token of `tok` stands for (as the server computes it).
+int64_t longest_piece(const tools::Tokenizer& tok) {
+    size_t longest = 1;
+    for (int32_t id = 0; id < tok.vocab_size(); ++id) longest = std::max(longest, tok.decode({id}).size());
+    return int64_t(longest);
+}
+
+}  // namespace
+
+// A body nested 100,000 deep used to kill the server (and everything in flight with it).
+BOOST_AUTO_TEST_CASE(deep_json_is_refused_and_the_server_lives) {
+    ServerProcess server(shared().ckpt.path, {"--max-body", "2100000"});
+    const int port = server.port();
+    for (size_t depth : {size_t(1000), size_t(10000), size_t(100000), size_t(1000000)}) {
+        for (const std::string& body : {std::string(depth, '[') + std::string(depth, ']'),
+                                        "{\"prompt\":" + std::string(depth, '[') + std::string(depth, ']') + "}"}) {
+            Reply r = Client(port).post("/v1/completions", body);
+            BOOST_TEST(r.status == 400, "depth " << depth << ": " << r.status);
+            BOOST_TEST(r.body.size() < 500u);
+            BOOST_TEST(r.body.find("the limit is 64") != std::string::npos, r.body);
+        }
+        BOOST_TEST(Client(port).get("/health").j()["status"] == "ok", "after depth " << depth);
+    }
+    // over the body limit: a clean 413, and the server still answers
+    Reply r = Client(port).post("/v1/completions", std::string(1100000, '[') + std::string(1100000, ']'));
+    BOOST_TEST(r.status == 413);
+    BOOST_TEST(completion(port, {{"prompt", "a"}, {"max_tokens", 2}})["choices"].size() == 1u);
+    // and on the shared server (8 KiB bodies): depth 1e3 fits and is refused for its depth, 1e4 does not fit
+    BOOST_TEST(Client(shared().port()).post("/v1/completions", std::string(1000, '[') + std::string(1000, ']')).status == 400);
+    BOOST_TEST(Client(shared().port()).post("/v1/completions", std::string(10000, '[') + std::string(10000, ']')).status == 413);
+    BOOST_TEST(Client(shared().port()).get("/health").j()["status"] == "ok");
+}
+
+BOOST_AUTO_TEST_CASE(numbers_past_double_range_are_400_not_500) {
+    const int port = shared().port();
+    for (const char* field : {"max_tokens", "temperature", "top_p", "top_k", "seed", "n", "repetition_penalty"}) {
+        for (const char* v : {"1e400", "-1e400", "1e30"}) {
+            Reply r = Client(port).post("/v1/completions", std::string("{\"prompt\":\"a\",\"") + field + "\":" + v + "}");
+            BOOST_TEST(r.status == 400, field << "=" << v << " → " << r.status << " " << r.body);
+            BOOST_TEST(!has_source_location(r.body), r.body);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(http10_stream_is_close_delimited) {
+    const std::string got = raw_exchange(
+        shared().port(), post_raw(R"({"prompt":"In the","max_tokens":5,"temperature":0,"stream":true})", "1.0"), 10000);
+    const size_t head_end = got.find("\r\n\r\n");
+    BOOST_TEST_REQUIRE(head_end != std::string::npos, got);
+    std::string head = got.substr(0, head_end);
+    std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    BOOST_TEST(head.rfind("http/1.0 200", 0) == 0, head);
+    BOOST_TEST(head.find("chunked") == std::string::npos, head);
+    BOOST_TEST(head.find("content-length") == std::string::npos, head);
+    // the raw events, ending with [DONE], then the server closed (raw_exchange read to EOF)
+    const std::string body = got.substr(head_end + 4);
+    BOOST_TEST(body.rfind("data: {", 0) == 0, body);
+    BOOST_TEST(body.size() >= 14u);
+    BOOST_TEST(body.substr(body.size() - 14) == "data: [DONE]\n\n", body);
+    // the same text as over HTTP/1.1
+    std::string text;
+    for (size_t at = 0; (at = body.find("data: {", at)) != std::string::npos; ++at)
+        text += json::parse(body.substr(at + 6, body.find("\n\n", at) - at - 6))["choices"][0]["text"].get<std::string>();
+    BOOST_TEST(text == text_of(completion(shared().port(), {{"prompt", "In the"}, {"max_tokens", 5}, {"temperature", 0}})));
+}
+
+BOOST_AUTO_TEST_CASE(logit_bias_and_ignore_eos_are_honoured) {
+    const int port = shared().port();
+    const tools::Tokenizer& tok = shared().tok;
+    // +100 on one token: greedy and sampled output is that token, again and again
+    const int32_t id = tok.encode(" earth").front();
+    const std::string piece = tok.decode({id});
+    for (double temperature : {0.0, 1.0}) {
+        json j = completion(port, {{"prompt", "In the"}, {"max_tokens", 4}, {"temperature", temperature},
+                                   {"seed", 1}, {"logit_bias", {{std::to_string(id), 100}}}});
+        BOOST_TEST(text_of(j) == piece + piece + piece + piece, "temperature " << temperature);
+    }
+    // streamed alike
+    Streamed s = stream_completion(port, json{{"prompt", "In the"}, {"max_tokens", 3}, {"temperature", 0}, {"stream", true},
+                                             {"logit_bias", {{std::to_string(id), 100}}}}.dump());
+    BOOST_TEST(s.text.at(0) == piece + piece + piece);
+    // -100 bans: the greedy first token, banned, never comes
+    json plain = completion(port, {{"prompt", "In the"}, {"max_tokens", 1}, {"temperature", 0}});
+    const std::vector<int32_t> first = tok.encode(text_of(plain));
+    if (first.size() == 1) {
+        json banned = completion(port, {{"prompt", "In the"}, {"max_tokens", 1}, {"temperature", 0},
+                                        {"logit_bias", {{std::to_string(first[0]), -100}}}});
+        BOOST_TEST(text_of(banned) != text_of(plain));
+    }
+    // the end-of-text token forced: the answer stops at once; with ignore_eos it runs on
+    const std::string eos = std::to_string(tok.eos_id());
+    json stopped = completion(port, {{"prompt", "In the"}, {"max_tokens", 6}, {"temperature", 0}, {"logit_bias", {{eos, 100}}}});
+    BOOST_TEST(stopped["choices"][0]["finish_reason"] == "stop");
+    BOOST_TEST(stopped["usage"]["completion_tokens"] == 1);
+    json ran_on = completion(port, {{"prompt", "In the"}, {"max_tokens", 6}, {"temperature", 0}, {"logit_bias", {{eos, 100}}},
+                                    {"ignore_eos", true}});
+    BOOST_TEST(ran_on["choices"][0]["finish_reason"] == "length");
+    BOOST_TEST(ran_on["usage"]["completion_tokens"] == 6);
+    // ids outside the vocabulary are a 400 naming the range
+    Reply r = Client(port).post("/v1/completions", R"({"prompt":"a","logit_bias":{"99999":5}})");
+    BOOST_TEST(r.status == 400);
+    BOOST_TEST(r.body.find("[0, " + std::to_string(tok.vocab_size()) + ")") != std::string::npos, r.body);
+}
+
+BOOST_AUTO_TEST_CASE(cli_takes_the_checkpoint_one_way_and_validates_options) {
+    auto run = [](const std::string& args) {
+        const std::string cmd = retnet_binary() + " serve " + args + " 2>&1";
+        FILE* p = ::popen(cmd.c_str(), "r");
+        std::string out;
+        char buf[4096];
+        for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+        const int status = ::pclose(p);
+        return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+    };
+    auto [rc, help] = run("--help");
+    BOOST_TEST(rc == 0);
+    BOOST_TEST(help.find("--checkpoint") == std::string::npos, help);
+    BOOST_TEST(help.find("checkpoint TEXT REQUIRED") != std::string::npos, help);
+    const std::string ckpt = shared().ckpt.path;
+    for (const auto& [args, needle] : std::vector<std::pair<std::string, std::string>>{
+             {"--prefill-chunk 0", "--prefill-chunk must be in [1, 1048576], got 0"},
+             {"--max-slots 0", "--max-slots must be in [1, 65536], got 0"},
+             {"--port 70000", "--port must be in [0, 65535], got 70000"},
+             {"--host nowhere", "--host must be an IP address"},
+             {"--dtype f16", "--dtype must be f32 or bf16"}}) {
+        auto [code, out] = run(ckpt + " " + args);
+        BOOST_TEST(code == 2, args << ": exit " << code << ": " << out);
+        BOOST_TEST(out.find(needle) != std::string::npos, args << ": " << out);
+        BOOST_TEST(!has_source_location(out), out);
+    }
+}
+
+// With few descriptors and many idle connections the accept loop used to spin on EMFILE
+// (126% CPU) while new clients timed out. Now: shed the longest-idle one, pause, go on.
+BOOST_AUTO_TEST_CASE(out_of_descriptors_neither_spins_nor_starves_new_clients) {
+    ServerProcess server(shared().ckpt.path, {"--threads", "2"});
+    const int port = server.port();
+    rlimit lim{64, 64};
+    BOOST_TEST_REQUIRE(::prlimit(server.pid(), RLIMIT_NOFILE, &lim, nullptr) == 0, std::strerror(errno));
+    std::vector<int> idle;
+    for (int i = 0; i < 80; ++i) {  // connect and say nothing: the kernel completes each handshake
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(uint16_t(port));
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        BOOST_TEST_REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        idle.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const double cpu0 = cpu_seconds(server.pid());
+    const auto t0 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    const double busy = (cpu_seconds(server.pid()) - cpu0) /
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("out of descriptors: the server used %.1f%% of a core with 80 idle connections and 64 fds\n", 100 * busy);
+    BOOST_TEST(busy < 0.2, "the server used " << 100 * busy << "% of a core");
+    // a new client is served while the idle connections are still open
+    const std::string reply =
+        raw_exchange(port, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5000);
+    BOOST_TEST(reply.rfind("HTTP/1.1 200", 0) == 0, reply);
+    for (int fd : idle) ::close(fd);
+    BOOST_TEST(Client(port).get("/health").j()["status"] == "ok");
+}
+
+// Long prompts are tokenised off the I/O threads (and over-long ones not at all): while
+// clients send prompts that take long to tokenise, a small request stays fast.
+BOOST_AUTO_TEST_CASE(long_prompts_do_not_delay_other_clients) {
+    const int64_t max_tokens = 200000;
+    ServerProcess server(shared().ckpt.path, {"--max-body", "3000000", "--max-prompt-tokens", std::to_string(max_tokens)});
+    const int port = server.port();
+    const int64_t max_bytes = (max_tokens - 1) * longest_piece(shared().tok);
+    // over the byte bound: refused at once, without tokenising
+    {
+        const std::string huge(size_t(std::min<int64_t>(max_bytes + 1, 2900000)), 'q');
+        const auto t0 = std::chrono::steady_clock::now();
+        Reply r = Client(port).post("/v1/completions", json{{"prompt", huge}}.dump());
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        BOOST_TEST(r.status == 400);
+        BOOST_TEST(r.body.find("bytes long and cannot fit") != std::string::npos, r.body.substr(0, 300));
+        BOOST_TEST(secs < 0.5, huge.size() << " bytes took " << secs << " s to refuse");
+    }
+    // under the byte bound but over the token limit: tokenised (slow), then refused
+    // (one long word: the tokenizer's slowest case, about 1 s a megabyte)
+    const std::string words(size_t(std::min<int64_t>(max_bytes - 16, 1000000)), 'q');
+    const std::string big_body = json{{"prompt", words}, {"max_tokens", 1}}.dump();
+    const std::string small_body = json{{"prompt", "In the"}, {"max_tokens", 1}, {"temperature", 0}}.dump();
+    auto small_latency = [&] {
+        const auto t0 = std::chrono::steady_clock::now();
+        Reply r = Client(port).post("/v1/completions", small_body);
+        BOOST_TEST(r.status == 200);
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    auto median_of = [&](int n) {
+        std::vector<double> t;
+        for (int i = 0; i < n; ++i) t.push_back(small_latency());
+        std::sort(t.begin(), t.end());
+        return t[t.size() / 2];
+    };
+    const double alone = median_of(9);
+    std::atomic<bool> stop{false};
+    std::atomic<int> refused{0};
+    std::vector<std::thread> heavy;
+    for (int c = 0; c < 4; ++c)
+        heavy.emplace_back([&] {
+            while (!stop.load()) {
+                try {
+                    Reply r = Client(port).post("/v1/completions", big_body);
+                    if (r.status == 400 && r.body.find("tokens (BOS included)") != std::string::npos) ++refused;
+                } catch (const std::exception&) {
+                }
+            }
+        });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the heavy ones are being tokenised
+    const double loaded = median_of(15);
+    stop = true;
+    for (auto& t : heavy) t.join();
+    std::printf("long prompts (%zu bytes) from 4 clients: a small request took %.1f ms (median) against %.1f ms alone; "
+                "%d long prompts tokenised and refused\n",
+                words.size(), 1000 * loaded, 1000 * alone, refused.load());
+    BOOST_TEST(refused.load() >= 1);  // the heavy requests did reach the tokenizer
+    BOOST_TEST(loaded < 0.25, "a small request took " << loaded << " s while long prompts were tokenised");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,13 +1,24 @@
 // tests/test_serve_api.cpp — the request side of `retnet serve` without sockets
 // (tools/http_api.h): every malformed or out-of-range field is a 400 naming it, unknown
 // fields are ignored, prompts in all four shapes, prompt limits and token-id ranges, the
-// response JSON shapes, and the admission count of the job queue.
+// response JSON shapes, the admission count of the job queue; hostile bodies (nesting a
+// million deep, numbers past double's range, megabyte values quoted back), logit_bias and
+// ignore_eos, the byte bound on prompts (checked against a real tokenizer), and the
+// server's option validation.
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "tools/http_api.h"
+#include "tools/sampling.h"
+#include "tools/serve.h"
 #include "tools/serve_jobs.h"
+#include "tools/tokenizer.h"
 
 using namespace rn::tools;
 using json = nlohmann::json;
@@ -241,6 +252,234 @@ BOOST_AUTO_TEST_CASE(job_queue_admission) {
     // a closed queue still hands out what it accepted before closing, and never blocks
     BOOST_TEST(q.take(false, closed).size() == 1u);
     BOOST_TEST(closed);
+}
+
+// A client could crash the server with a body nested 100,000 deep (every recursive walk of
+// the parsed value overflowed the stack, and the 400 quoted the whole value). Now the depth
+// is checked before parsing: a 400 naming the limit, quickly, at every depth.
+BOOST_AUTO_TEST_CASE(nesting_depth_is_bounded_before_parsing) {
+    for (size_t depth : {size_t(1000), size_t(10000), size_t(100000), size_t(1000000)}) {
+        const std::vector<std::string> bodies = {
+            std::string(depth, '[') + std::string(depth, ']'),
+            "{\"prompt\":" + std::string(depth, '[') + "1" + std::string(depth, ']') + "}",
+            [&] {  // objects: {"a":{"a":...}}
+                std::string b;
+                for (size_t i = 0; i < depth; ++i) b += "{\"a\":";
+                b += "1";
+                b += std::string(depth, '}');
+                return b;
+            }(),
+            std::string(depth, '['),  // never closed
+        };
+        for (const std::string& b : bodies) {
+            const auto t0 = std::chrono::steady_clock::now();
+            try {
+                parse(b);
+                BOOST_ERROR("accepted a body nested " << depth << " deep");
+            } catch (const ApiError& e) {
+                const std::string m = e.what();
+                BOOST_TEST(e.status == 400);
+                BOOST_TEST(m.find("more than 64 levels deep") != std::string::npos, m);
+                BOOST_TEST(m.size() < 200u, m);
+                BOOST_TEST(error_json(e).size() < 400u);
+            }
+            const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            BOOST_TEST(secs < 2.0, "depth " << depth);
+        }
+    }
+    // the limit is exact: 64 levels parse (and then fail on their content), 65 do not
+    auto nested_prompt = [](int levels) {  // the body's object is level 1
+        return "{\"prompt\":" + std::string(size_t(levels - 1), '[') + "1" + std::string(size_t(levels - 1), ']') + "}";
+    };
+    expect_400(nested_prompt(64), "prompt", "'prompt[0]'");
+    expect_400(nested_prompt(65), "", "the limit is 64");
+    // brackets inside strings are text, escaped quotes included
+    std::string text;
+    for (int i = 0; i < 500; ++i) text += "[{\\\"";
+    CompletionRequest r = parse("{\"prompt\":\"" + text + "\"}");
+    BOOST_TEST(r.prompts.at(0).text.size() == 1500u);
+}
+
+// Numbers beyond double's range (1e400) made the JSON library throw its own out_of_range,
+// which the server answered with a 500. Every numeric field: a 400, never another error.
+BOOST_AUTO_TEST_CASE(numbers_out_of_range_are_400_in_every_field) {
+    for (const char* field : {"max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "n",
+                              "best_of", "logprobs", "presence_penalty", "frequency_penalty"}) {
+        for (const char* value : {"1e400", "-1e400", "1e308", "-0.0", "1e-400", "18446744073709551616", "3.5"}) {
+            const std::string body = std::string("{\"prompt\":\"a\",\"") + field + "\":" + value + "}";
+            try {
+                parse(body);  // some are in range ("-0.0" as a temperature): fine
+            } catch (const ApiError& e) {
+                BOOST_TEST(e.status == 400, body);
+            } catch (const std::exception& e) {
+                BOOST_ERROR(body << ": not an ApiError but " << e.what());
+            }
+        }
+    }
+    expect_400(R"({"prompt":"a","max_tokens":1e400})", "", "number overflow parsing '1e400'");
+    expect_400(R"({"prompt":[1e400]})", "", "not valid JSON");
+    expect_400(R"({"prompt":"a","logit_bias":{"1":1e400}})", "", "not valid JSON");
+    expect_400(R"({"prompt":"a","max_tokens":1e3})", "max_tokens", "must be an integer, got a number");
+}
+
+// Error messages quote at most a short excerpt of what the client sent.
+BOOST_AUTO_TEST_CASE(error_messages_are_bounded) {
+    const std::string big(1000000, 'x');
+    const std::vector<std::string> bodies = {
+        "{\"prompt\":\"a\",\"model\":[\"" + big + "\"]}",
+        "{\"prompt\":\"a\",\"stop\":{\"" + big + "\":1}}",
+        "{\"prompt\":{\"k\":\"" + big + "\"}}",
+        "{\"prompt\":\"" + big,  // never closed: the parser's message quotes the token
+        "[\"" + big + "\"]",
+        "{\"prompt\":\"a\",\"logit_bias\":{\"" + big + "\":1}}",
+        "{\"prompt\":\"a\",\"temperature\":" + std::string(300000, '1') + "}",
+    };
+    for (const std::string& b : bodies) {
+        try {
+            parse(b);
+            BOOST_ERROR("accepted " << b.substr(0, 40));
+        } catch (const ApiError& e) {
+            BOOST_TEST(e.status == 400);
+            BOOST_TEST(std::string(e.what()).size() < 500u, b.substr(0, 40) << " → " << std::string(e.what()).substr(0, 300));
+        }
+    }
+    BOOST_TEST(error_json(bad_request("", big)).size() < 1200u);
+    BOOST_TEST(clip("abcdef", 10) == "abcdef");
+    BOOST_TEST(clip("abcdefghijkl", 8) == "abcde...");
+    BOOST_TEST(clip("abc\xC3\xA9" "xyz", 7) == "abc...");  // never half a character (é)
+}
+
+BOOST_AUTO_TEST_CASE(logit_bias_and_ignore_eos) {
+    CompletionRequest r = parse(R"({"prompt":"a","logit_bias":{"5":100,"7":-100.0,"0":0.5},"ignore_eos":true})");
+    BOOST_TEST(r.logit_bias.size() == 3u);
+    std::map<int32_t, double> m(r.logit_bias.begin(), r.logit_bias.end());
+    BOOST_TEST(m[5] == 100.0);
+    BOOST_TEST(m[7] == -100.0);
+    BOOST_TEST(m[0] == 0.5);
+    BOOST_TEST(r.ignore_eos);
+    BOOST_TEST(!parse(R"({"prompt":"a"})").ignore_eos);
+    BOOST_TEST(parse(R"({"prompt":"a","logit_bias":null})").logit_bias.empty());
+    for (const char* key : {"-1", "abc", "1.5", "", " 1", "99999999999"})
+        expect_400(std::string(R"({"prompt":"a","logit_bias":{")") + key + "\":1}}", "logit_bias", "token ids in [0, ");
+    expect_400(R"({"prompt":"a","logit_bias":{"1":101}})", "logit_bias", "[-100, 100], got 101");
+    expect_400(R"({"prompt":"a","logit_bias":{"1":-100.5}})", "logit_bias", "[-100, 100]");
+    expect_400(R"({"prompt":"a","logit_bias":{"1":"5"}})", "logit_bias", "got a string");
+    expect_400(R"({"prompt":"a","logit_bias":{"1":null}})", "logit_bias", "got null");
+    expect_400(R"({"prompt":"a","logit_bias":[1]})", "logit_bias", "an object");
+    expect_400(R"({"prompt":"a","ignore_eos":"yes"})", "ignore_eos", "must be a boolean");
+    ApiLimits l = limits();
+    l.vocab_size = 50;
+    BOOST_CHECK_THROW(parse_completion_request(R"({"prompt":"a","logit_bias":{"50":1}})", l), ApiError);
+    BOOST_CHECK_NO_THROW(parse_completion_request(R"({"prompt":"a","logit_bias":{"49":1}})", l));
+    json many = json::object();
+    for (int i = 0; i < 1025; ++i) many[std::to_string(i)] = 1;
+    expect_400(json{{"prompt", "a"}, {"logit_bias", many}}.dump(), "logit_bias", "at most 1024 entries");
+
+    // the sampler: the bias is added to the logits before anything else
+    const std::vector<float> logits = {0, 1, 2, 3};
+    SamplingParams greedy;
+    greedy.temperature = 0;
+    greedy.logit_bias = {{0, 100.f}};
+    Sampler g(greedy);
+    BOOST_TEST(!g.plain_greedy());  // so the engine never takes a device argmax past the bias
+    BOOST_TEST(g.sample(logits.data(), 4, {}) == 0);
+    SamplingParams hot;
+    hot.temperature = 1.5;
+    hot.seed = 9;
+    hot.logit_bias = {{3, -100.f}, {2, -100.f}, {1, -100.f}};
+    Sampler h(hot);
+    for (int i = 0; i < 50; ++i) BOOST_TEST(h.sample(logits.data(), 4, {}) == 0);
+    hot.logit_bias = {{2, 100.f}, {1000, 100.f}};  // an id past the row is ignored here
+    Sampler h2(hot);
+    for (int i = 0; i < 50; ++i) BOOST_TEST(h2.sample(logits.data(), 4, {}) == 2);
+    hot.logit_bias = {{1, 101.f}};
+    BOOST_CHECK_THROW(Sampler{hot}, rn::Error);
+}
+
+// Tokenising a 1 MB prompt took a second before it was refused; a prompt whose byte length
+// cannot fit the token limit is now refused without tokenising.
+BOOST_AUTO_TEST_CASE(prompt_byte_bound_refuses_without_tokenising) {
+    ApiLimits l = limits();  // 8 tokens, BOS included
+    l.max_token_bytes = 3;   // so at most 7 × 3 = 21 bytes can fit
+    int calls = 0;
+    auto counting = [&](const std::string& t) {
+        ++calls;
+        return std::vector<int32_t>(t.size() / 3, 7);  // 3 bytes a token
+    };
+    BOOST_TEST(tokenize_prompts(parse(json{{"prompt", std::string(21, 'a')}}.dump()), counting, 1, 200, l)[0].size() ==
+               8u);
+    BOOST_TEST(calls == 1);
+    for (const std::string& p : {std::string(22, 'a'), std::string(1000000, 'a')}) {
+        const CompletionRequest r = parse(json{{"prompt", {"ok", p}}}.dump());
+        try {
+            check_prompt_bytes(r, l);
+            BOOST_ERROR("check_prompt_bytes accepted " << p.size() << " bytes");
+        } catch (const ApiError& e) {
+            BOOST_TEST(e.param == "prompt");
+            BOOST_TEST(std::string(e.what()).find("prompt 1 is " + std::to_string(p.size()) + " bytes long") !=
+                       std::string::npos, e.what());
+            BOOST_TEST(std::string(e.what()).find("the limit is 8 tokens") != std::string::npos, e.what());
+        }
+        BOOST_CHECK_THROW(tokenize_prompts(r, counting, 1, 200, l), ApiError);
+    }
+    BOOST_TEST(calls == 1);  // neither over-long prompt reached the tokenizer
+    BOOST_TEST(prompt_text_bytes(parse(R"({"prompt":["abc",[1,2,3,4],"de"]})")) == 5);
+
+    // the premise, on a real tokenizer: no token stands for more bytes than its longest
+    // piece decodes to (the server's max_token_bytes), on text it merges best (its own
+    // training text), on runs of spaces and newlines, and on characters it never saw
+    std::vector<std::string> lines;
+    for (int i = 0; i < 200; ++i)
+        lines.push_back("In the beginning God created the heaven and the earth " + std::to_string(i) +
+                        ". And the earth was without form, and void; and darkness was upon the deep.");
+    TokenizerTrainOptions to;
+    to.vocab_size = 320;
+    Tokenizer tok = Tokenizer::train_from_sentences(lines, to);
+    size_t longest = 1;
+    for (int32_t id = 0; id < tok.vocab_size(); ++id) longest = std::max(longest, tok.decode({id}).size());
+    std::string all;
+    for (const auto& x : lines) all += x + "\n";
+    for (const std::string& text : {all, std::string(5000, ' '), std::string(3000, '\n'), std::string("\xE2\x96\x81 \xC3\xA9\xF0\x9F\x98\x80 x") + std::string(100, '\t')}) {
+        const size_t n = tok.encode(text).size();
+        BOOST_TEST(n * longest >= text.size(), n << " tokens × " << longest << " bytes < " << text.size() << " bytes");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(serve_options_are_validated_naming_option_value_and_range) {
+    ServeOptions good;
+    good.checkpoint = "x.h5";
+    BOOST_CHECK_NO_THROW(validate_serve_options(good));
+    struct Case {
+        std::function<void(ServeOptions&)> set;
+        std::string needle;
+    };
+    const std::vector<Case> cases = {
+        {[](ServeOptions& o) { o.port = 65536; }, "--port must be in [0, 65535], got 65536"},
+        {[](ServeOptions& o) { o.port = -1; }, "--port must be in [0, 65535], got -1"},
+        {[](ServeOptions& o) { o.max_slots = 0; }, "--max-slots must be in [1, 65536], got 0"},
+        {[](ServeOptions& o) { o.max_queue = -1; }, "--max-queue must be in [0, "},
+        {[](ServeOptions& o) { o.max_body = 0; }, "--max-body must be in [64, "},
+        {[](ServeOptions& o) { o.max_prompt_tokens = 0; }, "--max-prompt-tokens must be in [1, "},
+        {[](ServeOptions& o) { o.max_tokens_limit = 0; }, "--max-tokens-limit must be in [1, "},
+        {[](ServeOptions& o) { o.prefill_chunk = 0; }, "--prefill-chunk must be in [1, 1048576], got 0"},
+        {[](ServeOptions& o) { o.threads = 0; }, "--threads must be in [1, 256], got 0"},
+        {[](ServeOptions& o) { o.host = "localhost:80"; }, "--host must be an IP address"},
+        {[](ServeOptions& o) { o.dtype = "f16"; }, "--dtype must be f32 or bf16"},
+        {[](ServeOptions& o) { o.device = "tpu"; }, "--device must be cpu, cuda or cuda:N, got 'tpu'"},
+        {[](ServeOptions& o) { o.idle_timeout_s = 0; }, "idle timeout must be in (0, 86400]"},
+        {[](ServeOptions& o) { o.drain_timeout_s = std::nan(""); }, "drain timeout must be in [0, 86400]"},
+        {[](ServeOptions& o) { o.checkpoint.clear(); }, "no checkpoint given"},
+    };
+    for (const Case& c : cases) {
+        ServeOptions o = good;
+        c.set(o);
+        try {
+            validate_serve_options(o);
+            BOOST_ERROR("accepted: " << c.needle);
+        } catch (const rn::Error& e) {
+            BOOST_TEST(std::string(e.what()).find(c.needle) != std::string::npos, e.what());
+        }
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

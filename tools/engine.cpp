@@ -81,6 +81,8 @@ int64_t Engine::add(std::vector<int32_t> prompt, SamplingParams sp, int64_t max_
     for (size_t i = 0; i < prompt.size(); ++i)
         RN_CHECK(prompt[i] >= 0 && prompt[i] < vocab_, "Engine::add: prompt token ", i, " is ", prompt[i],
                  ", outside the vocabulary [0, ", vocab_, ")");
+    for (const auto& [id, bias] : sp.logit_bias)
+        RN_CHECK(id < vocab_, "Engine::add: logit_bias names token ", id, ", outside the vocabulary [0, ", vocab_, ")");
     Sampler sampler(sp);  // validates before anything changes
     // the lowest free slot: a newcomer then usually already sits where the decoding block
     // will grow to, and joining it costs no copy
@@ -153,7 +155,7 @@ EngineEvent Engine::take(Seq& s, int32_t tok, double logprob) {
     ++s.generated;
     EngineEvent ev{s.id, tok, false, ""};
     ev.logprob = logprob;
-    if (tok == opt_.eos_id) ev.finish_reason = "stop";
+    if (tok == opt_.eos_id && !s.sampler.params().ignore_eos) ev.finish_reason = "stop";
     else if (s.generated >= s.max_new || int64_t(s.tokens.size()) >= opt_.max_context) ev.finish_reason = "length";
     ev.finished = !ev.finish_reason.empty();
     return ev;

