@@ -56,6 +56,7 @@ void run_round(int port, int clients, int per_client, RoundStats& st) {
                         int events = 0;
                         int status = conn->stream(body.dump(), [&](const std::string& data) {
                             if (data == "[DONE]") return true;
+                            if (!hang_up) ++events;
                             json j = json::parse(data);
                             if (j.contains("usage") && !j["usage"].is_null()) {
                                 st.tokens += j["usage"]["completion_tokens"].get<int64_t>();
@@ -67,8 +68,13 @@ void run_round(int port, int clients, int per_client, RoundStats& st) {
                             conn.reset();
                             ++st.hung_up;
                             (status == 200 ? st.ok : st.failed)++;
+                        } else if (status == 200 && finished) {
+                            ++st.ok;
                         } else {
-                            (status == 200 && finished ? st.ok : st.failed)++;
+                            // say which request and how it ended, so a rare failure names its cause
+                            ++st.failed;
+                            std::fprintf(stderr, "load: streamed request %d: status %d, %d events, %s\n", k, status,
+                                         events, finished ? "usage seen" : "no usage chunk (stream cut short)");
                         }
                     } else {
                         Reply r = conn->post("/v1/completions", body.dump());
