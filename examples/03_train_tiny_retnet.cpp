@@ -1,17 +1,22 @@
 // examples/03_train_tiny_retnet.cpp — a tiny RetNet language model, assembled from the nn
-// modules in plain sight, trained on a slice of the King James Bible on the CPU in about a
-// minute, then asked to continue a prompt with O(1)-per-token recurrent decoding.
+// modules in plain sight, trained on a slice of the King James Bible on the CPU, then asked
+// to continue a prompt with O(1)-per-token recurrent decoding.
 //
 //   tokens → Embedding → [ x += MSR(RMSNorm x);  x += SwiGLU(RMSNorm x) ] × L → RMSNorm → Linear → logits
 //
 // To keep it self-contained the tokens are bytes (vocabulary 256); `retnet prepare` and
 // `retnet train` do the same with a trained SentencePiece tokenizer, checkpoints and logs.
+// 200 steps of 16×64 bytes take the held-out loss from 5.6 (chance) to about 1.6 nats a byte.
+// Measured on a 2-core machine: 17 s on one thread (the default here, see main) and 34 s
+// with OMP_NUM_THREADS=2 while it was nearly idle; 25 s and 150–190 s while others compiled.
 // Run: ./build/example_03_train_tiny_retnet   (needs Debian's bible-kjv for the text)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <omp.h>
 #include <sstream>
 
 #include "nn/optim.h"
@@ -70,6 +75,12 @@ struct TinyRetNet : Module {
 };
 
 int main() {
+    // Threads: every op of this model is tiny (a 64-wide layer on 1,024 tokens), so sharing
+    // one between threads costs more in wake-ups and barriers than it saves: on 2 cores,
+    // two threads took twice as long as one, and six times as long on a busy machine. So
+    // one thread, unless OMP_NUM_THREADS says otherwise.
+    if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
+
     // 1. data: the first ~600 KB of the KJV as bytes, 90% to train on, 10% held out
     std::ifstream in(tools::write_kjv("/tmp/rn_example_03"));
     std::stringstream ss;
@@ -117,19 +128,25 @@ int main() {
         }
     }
 
-    // 4. generation: feed the prompt one byte at a time, then continue greedily — the state
-    //    stays [1, 2, 32, 64] per layer however long the text grows
+    // 4. generation: feed the prompt one byte at a time, then continue — the state stays
+    //    [1, 2, 32, 64] per layer however long the text grows. Each next byte is drawn from
+    //    softmax(logits / 0.7) with a seeded generator (the same text every run): always
+    //    taking the most likely byte makes a model this small repeat one phrase forever.
     std::string prompt = "And God said, Let there be ", out = prompt;
     std::vector<Tensor> states;
     for (int64_t l = 0; l < c.n_layers; ++l) states.push_back(zeros({1, c.n_heads, c.head_dim(), c.value_head_dim()}));
     Tensor logits;
     for (size_t i = 0; i < prompt.size(); ++i) logits = model.step(int64_t(uint8_t(prompt[i])), states, int64_t(i));
-    for (int64_t i = int64_t(prompt.size()); i < int64_t(prompt.size()) + 120; ++i) {
-        std::vector<float> l = logits.to_vector<float>();
-        int64_t next = std::max_element(l.begin(), l.end()) - l.begin();
+    Generator sample_gen(7);
+    for (int64_t i = int64_t(prompt.size()); i < int64_t(prompt.size()) + 160; ++i) {
+        std::vector<float> p = softmax(logits * (1 / 0.7), 0).to_vector<float>();
+        double u = sample_gen.next_uniform(), acc = 0;
+        int64_t next = 0;
+        while (next < 255 && (acc += p[size_t(next)]) <= u) ++next;  // inverse of the cumulative distribution
         out += char(next);
         logits = model.step(next, states, i);
     }
-    std::printf("\nsample: %s\n", out.c_str());
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("\nsample (temperature 0.7):\n%s\n\n%.0f s of training and sampling\n", out.c_str(), secs);
     return 0;
 }
