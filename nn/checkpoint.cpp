@@ -36,6 +36,7 @@
 #include <set>
 
 #include "autograd/grad_mode.h"
+#include "core/json_limits.h"
 #include "core/tensor_math.h"
 
 namespace fs = std::filesystem;
@@ -633,12 +634,17 @@ void check_train_state(const TrainState& t) {
         bad("best_val_loss", std::to_string(t.best_val_loss), "a loss >= 0, or inf before the first evaluation");
     if (!std::isfinite(t.wall_seconds) || t.wall_seconds < 0)
         bad("wall_seconds", std::to_string(t.wall_seconds), "a finite time >= 0");
-    auto j = nlohmann::json::parse(t.data_state_json, nullptr, false);
+    auto j = json_depth_exceeded_at(t.data_state_json) == std::string::npos
+                 ? nlohmann::json::parse(t.data_state_json, nullptr, false)
+                 : nlohmann::json(nlohmann::json::value_t::discarded);
     if (j.is_discarded() || !j.is_object())
         bad("data_state", "'" + t.data_state_json.substr(0, 80) + "'", "a JSON object");
 }
 
 void check_json_object_read(const std::string& text, const std::string& what) {
+    // bounded before parsing: a crafted file's deep value would overflow the stack when printed
+    if (json_depth_exceeded_at(text) != std::string::npos)
+        throw H5Failure(what + " nests arrays/objects more than " + std::to_string(kMaxJsonDepth) + " levels deep");
     auto j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object())
         throw H5Failure(what + " is not a JSON object: '" + text.substr(0, 80) + "'");
@@ -653,7 +659,7 @@ void check_adamw_options(const std::string& text) {
         double x = v.is_number() ? v.get<double>() : std::nan("");
         bool ok = std::isfinite(x) && (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
         if (!ok)
-            throw H5Failure(std::string("/optimizer/options ") + k + " is " + v.dump() + ", expected a number in " +
+            throw H5Failure(std::string("/optimizer/options ") + k + " is " + v.dump().substr(0, 40) + ", expected a number in " +
                             (lo_open ? "(" : "[") + std::to_string(lo) + ", " + std::to_string(hi) + (hi_open ? ")" : "]"));
     };
     num("beta1", 0, 1, false, true);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "core/json_limits.h"
 #include "nn/retnet.h"
 
 namespace rn::nn {
@@ -97,12 +98,18 @@ std::string RetNetConfig::to_json() const {
 }
 
 RetNetConfig RetNetConfig::from_json(const std::string& text) {
+    const size_t deep = json_depth_exceeded_at(text);
+    RN_CHECK(deep == std::string::npos, "config: nests arrays/objects more than ", kMaxJsonDepth,
+             " levels deep (at byte ", deep, "); a model config is one flat object");
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     RN_CHECK(!j.is_discarded() && j.is_object(), "config: not a JSON object: '", text.substr(0, 80), "'");
     RetNetConfig c;
     // sizes must be JSON integers: nlohmann would cast 2.5 to 2 and 1e300 to anything
     for (const char* k : {"vocab_size", "d_model", "n_layers", "n_heads", "value_dim", "ffn_dim", "chunk"})
-        RN_CHECK(!j.contains(k) || j[k].is_number_integer(), "config: ", k, " must be an integer, got ", j[k].dump());
+        // the message names the value's type and, for a scalar, the value: dumping a crafted
+        // array nested 100,000 deep would recurse once per level and overflow the stack
+        RN_CHECK(!j.contains(k) || j[k].is_number_integer(), "config: ", k, " must be an integer, got ",
+                 j[k].is_primitive() ? j[k].dump().substr(0, 40) : std::string("an ") + j[k].type_name());
     try {
         c.preset = j.value("preset", c.preset);
         c.vocab_size = j.value("vocab_size", c.vocab_size);

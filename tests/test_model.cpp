@@ -165,6 +165,11 @@ BOOST_AUTO_TEST_CASE(config_checks) {
     BOOST_TEST(back.value_dim == 12);
     RN_CHECK_THROWS_WITH(RetNetConfig::from_json("{\"d_model\": \"big\"}"), "d_model must be an integer, got \"big\"");
     RN_CHECK_THROWS_WITH(RetNetConfig::from_json("{\"n_layers\": 2.5}"), "n_layers must be an integer");
+    // a crafted value nested 100,000 deep is refused before parsing, never printed (printing
+    // recurses once per level: the fuzzer's config target overflowed the stack here)
+    const std::string deep = "{\"d_model\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+    RN_CHECK_THROWS_WITH(RetNetConfig::from_json(deep), "more than 64 levels deep");
+    RN_CHECK_THROWS_WITH(RetNetConfig::from_json("{\"d_model\": [[1]]}"), "d_model must be an integer, got an array");
     // paper decays: 1 − 1/32 for the first head, 1 − 1/512 for the last
     RetNetConfig p = RetNetConfig::from_preset("medium", 10);
     p.decay = "paper";

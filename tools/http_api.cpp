@@ -3,6 +3,8 @@
 // and what came, in OpenAI's error shape.
 #include "tools/http_api.h"
 
+#include "core/json_limits.h"
+
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -76,30 +78,6 @@ std::string shown(const json& v) {
     return clip(s, 60);
 }
 
-// The byte offset at which arrays/objects in `text` nest deeper than `limit`, or npos.
-// A scan of brackets outside strings, O(n) and without recursion. It tracks strings as
-// JSON does (a '"' outside a string always opens one, or is an error), so up to the
-// parser's first error both see the same nesting: whatever the parser would build
-// passes here only if it is within the limit.
-size_t depth_exceeded_at(const std::string& text, int64_t limit) {
-    int64_t depth = 0;
-    bool in_string = false, escaped = false;
-    for (size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
-        if (in_string) {
-            if (escaped) escaped = false;
-            else if (c == '\\') escaped = true;
-            else if (c == '"') in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > limit) return i;
-        } else if (c == ']' || c == '}') {
-            --depth;  // unbalanced input is the parser's to report
-        }
-    }
-    return std::string::npos;
-}
 
 ApiError wrong_type(const std::string& param, const std::string& expected, const json& v) {
     return bad_request(param, "'" + param + "' must be " + expected + ", got " + type_of(v) + " (" + shown(v) + ")");
@@ -305,7 +283,7 @@ ApiError bad_request(const std::string& param, const std::string& message) {
 CompletionRequest parse_completion_request(const std::string& body_text, const ApiLimits& limits) {
     // before parsing: the parser itself is iterative, but a value thousands deep would
     // overflow the stack of everything that walks it afterwards (copies, dump(), ~json)
-    if (size_t at = depth_exceeded_at(body_text, limits.max_json_depth); at != std::string::npos)
+    if (size_t at = json_depth_exceeded_at(body_text, limits.max_json_depth); at != std::string::npos)
         throw bad_request("", "the request body nests arrays/objects more than " +
                                   std::to_string(limits.max_json_depth) + " levels deep (at byte " +
                                   std::to_string(at) + "); the limit is " + std::to_string(limits.max_json_depth));

@@ -32,6 +32,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/json_limits.h"
+
 namespace rn::tools {
 
 // A request the server refuses: the HTTP status and OpenAI's error object fields.
@@ -55,7 +57,7 @@ struct ApiLimits {
     int64_t max_stop_bytes = 256;      // length of one stop string
     // arrays/objects nested deeper than this are refused before parsing; real requests
     // nest 3 deep ({"prompt": [[ids]]})
-    int64_t max_json_depth = 64;
+    int64_t max_json_depth = kMaxJsonDepth;
     int64_t max_logit_bias = 1024;     // entries in logit_bias
     int64_t vocab_size = 0;            // logit_bias ids must lie below it; 0: not checked here
     // the most bytes of text one token can stand for (the tokenizer's longest piece as

@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/json_limits.h"
 #include "nn/checkpoint.h"
 
 namespace rn::tools {
@@ -74,6 +75,7 @@ json stats_json(const Stats& s) {
 
 // a JSON string stored in the file, parsed; kept as a string when it does not parse
 json parsed(const std::string& text) {
+    if (json_depth_exceeded_at(text) != std::string::npos) return json(text);  // printed as text, never recursed
     json j = json::parse(text, nullptr, false);
     return j.is_discarded() ? json(text) : j;
 }

@@ -4,7 +4,9 @@
 //
 // Choices, and why:
 // - BPE with byte_fallback: a character the model never saw still becomes tokens (its
-//   UTF-8 bytes, <0x..> pieces), so encode → decode reproduces any valid UTF-8 text.
+//   UTF-8 bytes, <0x..> pieces), so encode → decode reproduces any valid UTF-8 text —
+//   with one exception, SentencePiece's own: U+2581 (▁, its internal mark for a space)
+//   in the input decodes as a space (found by fuzz/fuzz_prepare.cpp).
 // - identity normalisation, no extra-whitespace removal, no dummy prefix: decode(encode(s))
 //   == s byte for byte (spaces, tabs, newlines kept). Without a dummy prefix a word at the
 //   start of a line is tokenised the same in training (which sees lines) and in encoding
