@@ -155,13 +155,13 @@ Errors run_case(const Case& c, nlohmann::json& log) {
     std::vector<float> dsT = c.dsfin ? random_f32(size_t(ns), seed + 6, 1.0f) : std::vector<float>();
 
     // reference (CPU, f32 storage, double accumulation)
-    cpu::RetentionShape sh{c.B, c.H, c.T, c.Dk, c.Dv, 64, c.pos0};
+    RetentionShape sh{c.B, c.H, c.T, c.Dk, c.Dv, 64, c.pos0};
     auto zeros = [](int64_t n) { return std::vector<float>(static_cast<size_t>(n)); };
     std::vector<float> r_out = zeros(nv), r_sT = zeros(ns), r_dq = zeros(nq), r_dk = zeros(nq), r_dv = zeros(nv),
                        r_ds0 = zeros(ns);
-    cpu::retention_forward(RetentionMode::chunkwise, DType::f32, sh, gamma.data(), q.f.data(), k.f.data(), v.f.data(),
+    cpu::retention_forward(RetentionMode::chunkwise, DType::f32, sh, gamma, q.f.data(), k.f.data(), v.f.data(),
                            c.s0 ? s0.data() : nullptr, r_out.data(), r_sT.data());
-    cpu::retention_backward(RetentionMode::chunkwise, DType::f32, sh, gamma.data(), r_dq.data(), r_dk.data(),
+    cpu::retention_backward(RetentionMode::chunkwise, DType::f32, sh, gamma, r_dq.data(), r_dk.data(),
                             r_dv.data(), r_ds0.data(), dO.f.data(), c.dsfin ? dsT.data() : nullptr, q.f.data(),
                             k.f.data(), v.f.data(), c.s0 ? s0.data() : nullptr);
 
@@ -257,7 +257,7 @@ int main(int argc, char** argv) {
     // unsupported shapes must say so (and leave the work to the generic kernels)
     if (profile < 0 && do_check) {
         std::vector<double> g = paper_gammas(2);
-        cpu::RetentionShape bad1{1, 2, 64, 64, 64, 32, 0}, bad2{1, 2, 64, 72, 64, 64, 0}, bad3{1, 2, 64, 64, 1024, 64, 0};
+        RetentionShape bad1{1, 2, 64, 64, 64, 32, 0}, bad2{1, 2, 64, 72, 64, 64, 0}, bad3{1, 2, 64, 64, 1024, 64, 0};
         const bool r1 = cuda::retention_chunkwise_tc_forward(bad1, g, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
         const bool r2 = cuda::retention_chunkwise_tc_forward(bad2, g, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
         const bool r3 = cuda::retention_chunkwise_tc_forward(bad3, g, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
@@ -293,7 +293,7 @@ int main(int argc, char** argv) {
             void *gq = dev_upload(q.h), *gk = dev_upload(k.h), *gv = dev_upload(v.h), *gdo = dev_upload(dO.h);
             void *go = dev_poisoned(size_t(nv) * 2), *gdq = dev_poisoned(size_t(nq) * 2),
                  *gdk = dev_poisoned(size_t(nq) * 2), *gdv = dev_poisoned(size_t(nv) * 2);
-            cpu::RetentionShape sh{s.B, s.H, s.T, s.Dk, s.Dv, 64, 0};
+            RetentionShape sh{s.B, s.H, s.T, s.Dk, s.Dv, 64, 0};
             auto fwd = [&] {
                 RN_CHECK(cuda::retention_chunkwise_tc_forward(sh, gamma, gq, gk, gv, nullptr, go, nullptr), "unsupported");
             };
@@ -320,9 +320,9 @@ int main(int argc, char** argv) {
             std::memcpy(pq.data(), q.f.data() + bh * s.T * s.Dk, pq.size() * 4);
             std::memcpy(pk.data(), k.f.data() + bh * s.T * s.Dk, pk.size() * 4);
             std::memcpy(pv.data(), v.f.data() + bh * s.T * s.Dv, pv.size() * 4);
-            cpu::RetentionShape one{1, 1, Tp, s.Dk, s.Dv, 64, 0};
-            cpu::retention_forward(RetentionMode::chunkwise, DType::f32, one, &gamma[size_t(h)], pq.data(), pk.data(),
-                                   pv.data(), nullptr, pr.data(), nullptr);
+            RetentionShape one{1, 1, Tp, s.Dk, s.Dv, 64, 0};
+            cpu::retention_forward(RetentionMode::chunkwise, DType::f32, one, {gamma[size_t(h)]}, pq.data(),
+                                   pk.data(), pv.data(), nullptr, pr.data(), nullptr);
             std::vector<float> full = dev_bf16_to_host(go, size_t(nv));
             const double slice_err = rel_err(full.data() + bh * s.T * s.Dv, pr.data(), pr.size());
             // floors

@@ -1,4 +1,4 @@
-// cuda/reduce.cu — reductions: rows (mirror of cpu::reduce_rows), columns (a sum over a
+// cuda/reduce.cu — reductions: rows (mirror of ops/reduce_cpu.cpp), columns (a sum over a
 // middle dim, e.g. a bias gradient summed over the batch), and the max-backward scatter.
 //
 // Rows. Dimension key: R rows × C cols, row-major, contiguous. The unit of work is one warp
@@ -26,11 +26,12 @@
 // winning as on the CPU.
 #include <cstring>
 
+#include "core/tensor.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/device.h"
-#include "cuda/elementwise.h"
 #include "cuda/math.cuh"
+#include "cuda/reduce.h"
 #include "cuda/vec.cuh"
 
 namespace rn::cuda {

@@ -563,7 +563,7 @@ void launch_scan(RetentionMode mode, const Scan<T, A>& p, int64_t B, int64_t chu
     }
 }
 
-void check_shape(const cpu::RetentionShape& s, const std::vector<double>& gamma, const char* op) {
+void check_shape(const RetentionShape& s, const std::vector<double>& gamma, const char* op) {
     RN_CHECK(s.B >= 0 && s.H >= 0 && s.T >= 0 && s.Dk >= 0 && s.Dv >= 0 && s.pos0 >= 0 && s.chunk >= 1, op,
              " (CUDA): bad sizes B=", s.B, " H=", s.H, " T=", s.T, " Dk=", s.Dk, " Dv=", s.Dv, " chunk=", s.chunk,
              " pos0=", s.pos0);
@@ -583,7 +583,7 @@ void copy_or_zero(void* dst, const void* src, size_t bytes) {
 
 }  // namespace
 
-void retention_forward(RetentionMode mode, DType dt, const cpu::RetentionShape& s, const std::vector<double>& gamma,
+void retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
                        const void* q, const void* k, const void* v, const void* s0, void* out, void* s_final) {
     const char* op = "retention";
     check_shape(s, gamma, op);
@@ -593,7 +593,7 @@ void retention_forward(RetentionMode mode, DType dt, const cpu::RetentionShape& 
         return;
     }
     if (dt == DType::bf16 && mode != RetentionMode::recurrent) {
-        cpu::RetentionShape ts = s;
+        RetentionShape ts = s;
         if (mode == RetentionMode::parallel) ts.chunk = kMaxChunk;  // the same function (one chunk ≥ T)
         if (retention_chunkwise_tc_forward(ts, gamma, q, k, v, static_cast<const float*>(s0), out,
                                            static_cast<float*>(s_final)))
@@ -621,7 +621,7 @@ void retention_forward(RetentionMode mode, DType dt, const cpu::RetentionShape& 
     });
 }
 
-void retention_backward(RetentionMode mode, DType dt, const cpu::RetentionShape& s, const std::vector<double>& gamma,
+void retention_backward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
                         void* dq, void* dk, void* dv, void* ds0, const void* dout, const void* ds_final, const void* q,
                         const void* k, const void* v, const void* s0) {
     const char* op = "retention backward";
@@ -639,7 +639,7 @@ void retention_backward(RetentionMode mode, DType dt, const cpu::RetentionShape&
     }
     if (!dq && !dk && !dv && !ds0) return;
     if (dt == DType::bf16 && mode != RetentionMode::recurrent) {
-        cpu::RetentionShape ts = s;
+        RetentionShape ts = s;
         if (mode == RetentionMode::parallel) ts.chunk = kMaxChunk;
         if (retention_chunkwise_tc_backward(ts, gamma, dq, dk, dv, static_cast<float*>(ds0), dout,
                                             static_cast<const float*>(ds_final), q, k, v,

@@ -4,13 +4,13 @@
 #pragma once
 #include <vector>
 
-#include "ops/retention.h"
+#include "ops/op_types.h"
 
 namespace rn::cuda {
 
-void retention_forward(RetentionMode mode, DType dt, const cpu::RetentionShape& s, const std::vector<double>& gamma,
+void retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
                        const void* q, const void* k, const void* v, const void* s0, void* out, void* s_final);
-void retention_backward(RetentionMode mode, DType dt, const cpu::RetentionShape& s, const std::vector<double>& gamma,
+void retention_backward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
                         void* dq, void* dk, void* dv, void* ds0, const void* dout, const void* ds_final, const void* q,
                         const void* k, const void* v, const void* s0);
 // pos: device pointer [B]

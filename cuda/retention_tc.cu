@@ -970,7 +970,7 @@ constexpr size_t out_smem_bytes() { return 4 * size_t(kTileBytes) + 3 * size_t(k
 constexpr size_t kDqkSmem = 11 * size_t(kTileBytes);
 
 // The shapes this path takes; anything else goes to the generic kernels.
-bool supported(const cpu::RetentionShape& s, const std::vector<double>& gamma, std::initializer_list<const void*> ptrs) {
+bool supported(const RetentionShape& s, const std::vector<double>& gamma, std::initializer_list<const void*> ptrs) {
     if (s.chunk != kC || s.B < 1 || s.H < 1 || s.T < 1 || s.pos0 < 0) return false;
     if (s.H > kMaxHeads || int64_t(gamma.size()) != s.H) return false;
     if (s.Dk % 16 || s.Dv % 16 || s.Dk < 16 || s.Dv < 16 || s.Dk > kMaxDim || s.Dv > kMaxDim) return false;
@@ -1017,7 +1017,7 @@ int ceil64(int64_t n) { return int((n + kC - 1) / kC); }
 // 128-row state tiles where they still fill one wave of two blocks a multiprocessor, and
 // not for Dk ≤ 64 (half of each tile would be empty). RN_RETENTION_TC_STATE=64 keeps the
 // 64-row tiles, =128 takes 128-row tiles for every Dk > 64 (to measure and test both).
-int state_mt(const cpu::RetentionShape& s) {
+int state_mt(const RetentionShape& s) {
     static const int forced = [] {
         const char* e = std::getenv("RN_RETENTION_TC_STATE");
         return e ? std::atoi(e) : 0;
@@ -1030,7 +1030,7 @@ int state_mt(const cpu::RetentionShape& s) {
 }
 
 template <bool kReverse, int MT>
-void launch_state_pass_mt(const StateArgs& a, const cpu::RetentionShape& s, cudaStream_t st) {
+void launch_state_pass_mt(const StateArgs& a, const RetentionShape& s, cudaStream_t st) {
     constexpr size_t smem = state_smem_bytes<MT>();
     set_smem(state_pass_kernel<kReverse, MT>, smem);
     dim3 grid(unsigned((s.Dv + 2 * kC - 1) / (2 * kC)), unsigned((s.Dk + kC * MT - 1) / (kC * MT)),
@@ -1040,7 +1040,7 @@ void launch_state_pass_mt(const StateArgs& a, const cpu::RetentionShape& s, cuda
 }
 
 template <bool kReverse>
-void launch_state_pass(const cpu::RetentionShape& s, const Decay& d, const void* x, const void* y, const float* init,
+void launch_state_pass(const RetentionShape& s, const Decay& d, const void* x, const void* y, const float* init,
                        bf16_t* states, float* fin, cudaStream_t st) {
     StateArgs a{static_cast<const bf16_t*>(x), static_cast<const bf16_t*>(y), init, states, fin, int(s.H), int(s.T),
                 int(s.Dk), int(s.Dv), ceil64(s.T), s.pos0, d};
@@ -1059,7 +1059,7 @@ bool out_rows_enabled() {
 }
 
 template <bool kDv, int NW>
-void launch_out_w(const OutArgs& a, const cpu::RetentionShape& s, cudaStream_t st) {
+void launch_out_w(const OutArgs& a, const RetentionShape& s, cudaStream_t st) {
     constexpr size_t smem = out_smem_bytes<NW>();
     set_smem(chunk_out_kernel<kDv, NW>, smem);
     dim3 grid(unsigned((s.Dv + kC * NW - 1) / (kC * NW)), ceil64(s.T), unsigned(s.B * s.H));
@@ -1071,7 +1071,7 @@ void launch_out_w(const OutArgs& a, const cpu::RetentionShape& s, cudaStream_t s
 // and there are several Dv tiles (measured at Dk 256 / Dv 512: output pass 1.47 → 1.17 ms);
 // otherwise 128-wide Dv tiles unless Dv ≤ 64
 template <bool kDv>
-void launch_out(const cpu::RetentionShape& s, const Decay& d, const void* x, const void* y, const bf16_t* states,
+void launch_out(const RetentionShape& s, const Decay& d, const void* x, const void* y, const bf16_t* states,
                 const void* z, void* out, cudaStream_t st) {
     OutArgs a{static_cast<const bf16_t*>(x), static_cast<const bf16_t*>(y), states, static_cast<const bf16_t*>(z),
               static_cast<bf16_t*>(out), int(s.H), int(s.T), int(s.Dk), int(s.Dv), ceil64(s.T), s.pos0, d};
@@ -1089,7 +1089,7 @@ void launch_out(const cpu::RetentionShape& s, const Decay& d, const void* x, con
 
 }  // namespace
 
-bool retention_chunkwise_tc_forward(const cpu::RetentionShape& s, const std::vector<double>& gamma, const void* q,
+bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<double>& gamma, const void* q,
                                     const void* k, const void* v, const float* s0, void* out, float* s_final) {
     if (!supported(s, gamma, {q, k, v, s0, out, s_final})) return false;
     const Decay d = make_decay(gamma);
@@ -1116,7 +1116,7 @@ bool retention_chunkwise_tc_forward(const cpu::RetentionShape& s, const std::vec
     return true;
 }
 
-bool retention_chunkwise_tc_backward(const cpu::RetentionShape& s, const std::vector<double>& gamma, void* dq,
+bool retention_chunkwise_tc_backward(const RetentionShape& s, const std::vector<double>& gamma, void* dq,
                                      void* dk, void* dv, float* ds0, const void* dout, const float* ds_final,
                                      const void* q, const void* k, const void* v, const float* s0) {
     if (!supported(s, gamma, {dq, dk, dv, ds0, dout, ds_final, q, k, v, s0})) return false;

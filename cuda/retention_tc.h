@@ -6,13 +6,13 @@
 #pragma once
 #include <vector>
 
-#include "ops/retention.h"
+#include "ops/op_types.h"
 
 namespace rn::cuda {
 
-bool retention_chunkwise_tc_forward(const cpu::RetentionShape& s, const std::vector<double>& gamma, const void* q,
+bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<double>& gamma, const void* q,
                                     const void* k, const void* v, const float* s0, void* out, float* s_final);
-bool retention_chunkwise_tc_backward(const cpu::RetentionShape& s, const std::vector<double>& gamma, void* dq,
+bool retention_chunkwise_tc_backward(const RetentionShape& s, const std::vector<double>& gamma, void* dq,
                                      void* dk, void* dv, float* ds0, const void* dout, const float* ds_final,
                                      const void* q, const void* k, const void* v, const float* s0);
 

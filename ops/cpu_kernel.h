@@ -1,7 +1,6 @@
-// ops/cpu_kernel.h — what every CPU kernel file (ops/*_cpu.cpp and the kernels kept inline in
-// ops/*.cpp) shares: the stored-type ⇄ arithmetic-type conversions, the floating dtype
-// switch, and the one OpenMP threshold. cuda/math.cuh and cuda/vec.cuh are the CUDA side's
-// counterparts (same names ld/st there).
+// ops/cpu_kernel.h — what every CPU kernel file (ops/*_cpu.cpp) shares: the stored-type ⇄
+// arithmetic-type conversions, the floating dtype switch, and the one OpenMP threshold.
+// cuda/math.cuh and cuda/vec.cuh are the CUDA side's counterparts (same names ld/st there).
 #pragma once
 #include <cstdint>
 #include <type_traits>

@@ -4,18 +4,9 @@
 // (sum_to, ops/reduce.h).
 #pragma once
 #include "core/tensor.h"
+#include "ops/op_types.h"  // UnaryOp, BinaryOp, unary_name, binary_name
 
 namespace rn {
-
-enum class UnaryOp : uint8_t {
-    neg, exp, log, sqrt, rsqrt, abs, tanh, sigmoid, silu, gelu, relu,
-    affine,      // alpha * x + beta
-    pow_scalar,  // x ^ alpha
-};
-enum class BinaryOp : uint8_t { add, sub, mul, div, pow };
-
-const char* unary_name(UnaryOp op);
-const char* binary_name(BinaryOp op);
 
 Tensor neg(const Tensor& x);
 Tensor exp(const Tensor& x);

@@ -1,4 +1,6 @@
-// ops/ops.h — every differentiable op, one include for users and examples.
+// ops/ops.h — every differentiable op, one include for users and examples. Every public
+// op header (ops/X.h) is listed here; ops/op_types.h, ops/op_util.h and ops/cpu_kernel.h are
+// the families' shared internals.
 #pragma once
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
@@ -11,9 +13,10 @@
 #include "ops/matmul.h"
 #include "ops/norm.h"
 #include "ops/reduce.h"
-#include "ops/select.h"
+#include "ops/retention.h"
+#include "ops/rotary.h"
 #include "ops/shape_ops.h"
 #include "ops/softmax.h"
 #include "ops/swiglu.h"
-#include "ops/retention.h"
+#include "ops/where.h"
 #include "cuda/device.h"

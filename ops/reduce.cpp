@@ -1,4 +1,5 @@
-// ops/reduce.cpp — reductions. The reduced dims are permuted to the end and made
+// ops/reduce.cpp — reductions: checks, the plan, dispatch to the CPU (ops/reduce_cpu.cpp) or
+// CUDA (cuda/reduce.cu) kernels, and the backward nodes. The reduced dims are permuted to the end and made
 // contiguous, so one row kernel serves every dim set; a reduction of the last dims of a
 // contiguous tensor (the common case: norms, losses) needs no copy. On CUDA a sum over one
 // run of middle dims of a contiguous tensor (a bias gradient) is read in place by a column
@@ -10,41 +11,12 @@
 #include <limits>
 
 #include "autograd/node.h"
-#include "cuda/elementwise.h"
+#include "cuda/reduce.h"
 #include "ops/elementwise.h"
 #include "autograd/grad_mode.h"
-#include "ops/cpu_kernel.h"
 #include "ops/op_util.h"
 
 namespace rn {
-
-namespace cpu {
-void reduce_rows(ReduceOp op, DType dt, void* out, int64_t* argmax, const void* x, int64_t rows, int64_t cols) {
-    dispatch_all(dt, [&](auto tag) {
-        using T = decltype(tag);
-        const T* xp = static_cast<const T*>(x);
-        T* op_ = static_cast<T*>(out);
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin && rows > 1)
-        for (int64_t r = 0; r < rows; ++r) {
-            const T* row = xp + r * cols;
-            if (op == ReduceOp::sum) {
-                double acc = 0;  // double accumulation: f32 sums of millions stay exact enough
-                for (int64_t c = 0; c < cols; ++c) acc += to_double(row[c]);
-                op_[r] = from_double<T>(acc);
-            } else {
-                int64_t best = 0;
-                double bv = cols ? to_double(row[0]) : 0;
-                for (int64_t c = 1; c < cols; ++c) {
-                    double v = to_double(row[c]);
-                    if (v > bv || (std::isnan(v) && !std::isnan(bv))) { bv = v; best = c; }
-                }
-                op_[r] = from_double<T>(bv);
-                if (argmax) argmax[r] = best;
-            }
-        }
-    });
-}
-}  // namespace cpu
 
 namespace {
 struct Plan {
@@ -110,16 +82,10 @@ struct MaxBackward : Node {
         // gradient laid out as rows × cols (kept dims first), then permuted back
         Tensor rowsg = zeros({plan.rows, plan.cols}, gc.dtype(), gc.device());
         const int64_t* ip = idx.data<int64_t>();
-        if (gc.is_cuda()) {
+        if (gc.is_cuda())
             cuda::scatter_rows(gc.dtype(), rowsg.raw_data(), ip, gc.raw_data(), plan.rows, plan.cols);
-        } else {
-            dispatch_all(gc.dtype(), [&](auto tag) {
-                using T = decltype(tag);
-                const T* gp = static_cast<const T*>(gc.raw_data());
-                T* rp = static_cast<T*>(rowsg.raw_data());
-                for (int64_t r = 0; r < plan.rows; ++r) rp[r * plan.cols + ip[r]] = gp[r];
-            });
-        }
+        else
+            cpu::scatter_rows(gc.dtype(), rowsg.raw_data(), ip, gc.raw_data(), plan.rows, plan.cols);
         Shape perm_sizes;
         std::vector<int64_t> perm;
         for (int64_t d = 0; d < int64_t(xs.size()); ++d) if (!plan.reduced[size_t(d)]) perm.push_back(d);

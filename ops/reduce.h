@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/op_types.h"  // ReduceOp
 
 namespace rn {
 
@@ -17,10 +18,12 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = fal
 // sums g over the dims that broadcasting added or expanded, giving `shape`
 Tensor sum_to(const Tensor& g, const Shape& shape);
 
-enum class ReduceOp : uint8_t { sum, max };
+// The CPU kernels (ops/reduce_cpu.cpp), contiguous buffers.
 namespace cpu {
 // out[r] = reduce over x[r, 0..cols); for max, argmax[r] gets the first position of the max
 void reduce_rows(ReduceOp op, DType dt, void* out, int64_t* argmax, const void* x, int64_t rows, int64_t cols);
+// dx (rows × cols, zero-filled by the caller): dx[r, argmax[r]] = g[r] (max's backward)
+void scatter_rows(DType dt, void* dx, const int64_t* argmax, const void* g, int64_t rows, int64_t cols);
 }  // namespace cpu
 
 }  // namespace rn

@@ -40,7 +40,7 @@ void check_gamma(const std::vector<double>& gamma, int64_t H, const char* op) {
 
 struct RetentionBackward : Node {
     RetentionMode mode;
-    cpu::RetentionShape shape;
+    RetentionShape shape;
     std::vector<double> gamma;
     SavedTensor q, k, v, s0;
     bool has_state_out = false;
@@ -59,8 +59,8 @@ struct RetentionBackward : Node {
             cuda::retention_backward(mode, qs.dtype(), shape, gamma, ptr(dq), ptr(dk), ptr(dv), ptr(ds0), ptr(dout),
                                      ptr(dsT), ptr(qs), ptr(ks), ptr(vs), ptr(s0s));
         else
-            cpu::retention_backward(mode, qs.dtype(), shape, gamma.data(), ptr(dq), ptr(dk), ptr(dv), ptr(ds0),
-                                    ptr(dout), ptr(dsT), ptr(qs), ptr(ks), ptr(vs), ptr(s0s));
+            cpu::retention_backward(mode, qs.dtype(), shape, gamma, ptr(dq), ptr(dk), ptr(dv), ptr(ds0), ptr(dout),
+                                    ptr(dsT), ptr(qs), ptr(ks), ptr(vs), ptr(s0s));
         return {dq, dk, dv, ds0};
     }
     void release() override { q.reset(); k.reset(); v.reset(); s0.reset(); }
@@ -122,13 +122,12 @@ RetentionResult retention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
     Tensor out = empty(v.shape(), v.dtype(), v.device());
     // the final state is always computed when the graph may need it (its gradient path)
     Tensor sT = opt.return_state ? empty({B, H, Dk, Dv}, sdt, q.device()) : Tensor();
-    cpu::RetentionShape shape{B, H, T, Dk, Dv, opt.mode == RetentionMode::chunkwise ? opt.chunk : 64, opt.pos0};
+    RetentionShape shape{B, H, T, Dk, Dv, opt.mode == RetentionMode::chunkwise ? opt.chunk : 64, opt.pos0};
     auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
     if (q.is_cuda())
         cuda::retention_forward(opt.mode, q.dtype(), shape, gamma, ptr(q), ptr(k), ptr(v), ptr(s0), ptr(out), ptr(sT));
     else
-        cpu::retention_forward(opt.mode, q.dtype(), shape, gamma.data(), ptr(q), ptr(k), ptr(v), ptr(s0), ptr(out),
-                               ptr(sT));
+        cpu::retention_forward(opt.mode, q.dtype(), shape, gamma, ptr(q), ptr(k), ptr(v), ptr(s0), ptr(out), ptr(sT));
 
     if (any_requires_grad({q_in, k_in, v_in, s0_in})) {
         auto n = make_node(opt.mode);
@@ -180,7 +179,7 @@ Tensor retention_step(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in
         RN_CHECK(q.dtype() != DType::bf16, op, ": the CPU computes in f32 or f64, got bf16");
         const int64_t* pp = pos.data<int64_t>();
         for (int64_t b = 0; b < B; ++b) RN_CHECK(pp[b] >= 0, op, ": pos[", b, "] = ", pp[b], " is negative");
-        cpu::retention_step(q.dtype(), B, H, Dk, Dv, gamma.data(), pp, q.raw_data(), k.raw_data(), v.raw_data(),
+        cpu::retention_step(q.dtype(), B, H, Dk, Dv, gamma, pp, q.raw_data(), k.raw_data(), v.raw_data(),
                             state.raw_data(), out.raw_data());
     }
     state.bump_version();

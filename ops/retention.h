@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/op_types.h"  // RetentionMode, RetentionShape
 
 namespace rn {
 
-enum class RetentionMode { parallel, recurrent, chunkwise };
 const char* retention_mode_name(RetentionMode m);
 RetentionMode retention_mode_from_name(const std::string& s);  // throws on unknown names
 
@@ -49,17 +49,15 @@ double retention_lambda(double gamma, int64_t n);
 
 // The raw CPU kernels over one (b, h) slice each; pointers contiguous, all in T's type
 // (f32 or f64) except states, which are the state dtype. Null pointers mean "absent".
+// gamma: one decay per head (H of them), as cuda/retention.h takes it.
 namespace cpu {
-struct RetentionShape {
-    int64_t B, H, T, Dk, Dv, chunk, pos0;
-};
-void retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, const double* gamma, const void* q,
-                       const void* k, const void* v, const void* s0, void* out, void* s_final);
-void retention_backward(RetentionMode mode, DType dt, const RetentionShape& s, const double* gamma, void* dq, void* dk,
-                        void* dv, void* ds0, const void* dout, const void* ds_final, const void* q, const void* k,
-                        const void* v, const void* s0);
-void retention_step(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, const double* gamma, const int64_t* pos,
-                    const void* q, const void* k, const void* v, void* state, void* out);
+void retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
+                       const void* q, const void* k, const void* v, const void* s0, void* out, void* s_final);
+void retention_backward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
+                        void* dq, void* dk, void* dv, void* ds0, const void* dout, const void* ds_final, const void* q,
+                        const void* k, const void* v, const void* s0);
+void retention_step(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, const std::vector<double>& gamma,
+                    const int64_t* pos, const void* q, const void* k, const void* v, void* state, void* out);
 }  // namespace cpu
 
 }  // namespace rn

@@ -253,19 +253,19 @@ void chunkwise_bwd(const Slice& s, const Vec& q, const Vec& k, const Vec& v, con
 }
 
 template <typename F>
-void for_each_slice(const RetentionShape& sh, const double* gamma, F&& f) {
+void for_each_slice(const RetentionShape& sh, const std::vector<double>& gamma, F&& f) {
     const int64_t BH = sh.B * sh.H;
 #pragma omp parallel for schedule(dynamic, 1) if (BH > 1)
     for (int64_t bh = 0; bh < BH; ++bh) {
-        double g = gamma[bh % sh.H];
+        double g = gamma[size_t(bh % sh.H)];
         Slice s{sh.T, sh.Dk, sh.Dv, sh.chunk, sh.pos0, g, std::log(g)};
         f(bh, s);
     }
 }
 }  // namespace
 
-void retention_forward(RetentionMode mode, DType dt, const RetentionShape& sh, const double* gamma, const void* q_,
-                       const void* k_, const void* v_, const void* s0_, void* out_, void* sfin_) {
+void retention_forward(RetentionMode mode, DType dt, const RetentionShape& sh, const std::vector<double>& gamma,
+                       const void* q_, const void* k_, const void* v_, const void* s0_, void* out_, void* sfin_) {
     dispatch_all(dt, [&](auto tag) {
         using T = decltype(tag);
         if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
@@ -291,9 +291,9 @@ void retention_forward(RetentionMode mode, DType dt, const RetentionShape& sh, c
     });
 }
 
-void retention_backward(RetentionMode mode, DType dt, const RetentionShape& sh, const double* gamma, void* dq_,
-                        void* dk_, void* dv_, void* ds0_, const void* dout_, const void* dsfin_, const void* q_,
-                        const void* k_, const void* v_, const void* s0_) {
+void retention_backward(RetentionMode mode, DType dt, const RetentionShape& sh, const std::vector<double>& gamma,
+                        void* dq_, void* dk_, void* dv_, void* ds0_, const void* dout_, const void* dsfin_,
+                        const void* q_, const void* k_, const void* v_, const void* s0_) {
     dispatch_all(dt, [&](auto tag) {
         using T = decltype(tag);
         if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
@@ -325,15 +325,15 @@ void retention_backward(RetentionMode mode, DType dt, const RetentionShape& sh, 
     });
 }
 
-void retention_step(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, const double* gamma, const int64_t* pos,
-                    const void* q_, const void* k_, const void* v_, void* state_, void* out_) {
+void retention_step(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, const std::vector<double>& gamma,
+                    const int64_t* pos, const void* q_, const void* k_, const void* v_, void* state_, void* out_) {
     dispatch_all(dt, [&](auto tag) {
         using T = decltype(tag);
         if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
             // a state element costs two units: its update γS + kᵀv and its share of the q·S dot
 #pragma omp parallel for schedule(static) if (B * H > 1 && 2 * B * H * Dk * Dv > kParallelMin)
             for (int64_t bh = 0; bh < B * H; ++bh) {
-                const double g = gamma[bh % H];
+                const double g = gamma[size_t(bh % H)];
                 const double l = retention_lambda(g, pos[bh / H]);
                 const T* q = static_cast<const T*>(q_) + bh * Dk;
                 const T* k = static_cast<const T*>(k_) + bh * Dk;

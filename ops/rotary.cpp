@@ -1,12 +1,11 @@
-// ops/rotary.cpp — the xPos rotation op and its backward (the inverse rotation), CPU kernel
-// included (one pass, angles in double so positions up to millions stay exact).
+// ops/rotary.cpp — the xPos rotation op: checks, θ, dispatch to the CPU (ops/rotary_cpu.cpp)
+// or CUDA (cuda/rotary.cu) kernel, and the backward (the inverse rotation).
 #include "ops/rotary.h"
 
 #include <cmath>
 
 #include "autograd/node.h"
 #include "cuda/rotary.h"
-#include "ops/cpu_kernel.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -16,41 +15,6 @@ double xpos_theta(int64_t i, int64_t head_dim) {
     double frac = half > 1 ? double(i) / double(half - 1) : 0.0;  // torch.linspace(0, 1, half)
     return 1.0 / std::pow(10000.0, frac);
 }
-
-namespace cpu {
-void xpos_rotate(DType dt, void* y_, const void* x_, const int64_t* pos, int64_t B, int64_t T, int64_t C,
-                 int64_t head_dim, int sign, double scale, int64_t split, double scale_hi) {
-    const int64_t half = head_dim / 2;
-    if (split < 0) split = C;
-    std::vector<double> theta(static_cast<size_t>(half));
-    for (int64_t i = 0; i < half; ++i) theta[size_t(i)] = xpos_theta(i, head_dim);
-    dispatch_all(dt, [&](auto tag) {
-        using Tp = decltype(tag);
-        if constexpr (std::is_same_v<Tp, int32_t> || std::is_same_v<Tp, int64_t>) {
-            RN_FAIL("xpos_rotate: expected a floating dtype, got ", dt);
-        } else {
-            const Tp* x = static_cast<const Tp*>(x_);
-            Tp* y = static_cast<Tp*>(y_);
-#pragma omp parallel for collapse(2) schedule(static) if (B * T * C > kParallelMin)
-            for (int64_t b = 0; b < B; ++b)
-                for (int64_t t = 0; t < T; ++t) {
-                    const double n = double(pos[b] + t);
-                    const Tp* xr = x + (b * T + t) * C;
-                    Tp* yr = y + (b * T + t) * C;
-                    for (int64_t c = 0; c < C; c += 2) {
-                        double a = n * theta[size_t((c % head_dim) / 2)];
-                        const double s = c < split ? scale : scale_hi;
-                        double cs = s * std::cos(a), sn = s * double(sign) * std::sin(a);
-                        double x0 = to_double(xr[c]), x1 = to_double(xr[c + 1]);
-                        // [y0, y1] = [x0 cos − x1 sin, x1 cos + x0 sin]
-                        yr[c] = from_double<Tp>(x0 * cs - x1 * sn);
-                        yr[c + 1] = from_double<Tp>(x1 * cs + x0 * sn);
-                    }
-                }
-        }
-    });
-}
-}  // namespace cpu
 
 namespace {
 void rotate_into(const Tensor& y, const Tensor& x, const Tensor& pos, int64_t head_dim, int sign, double scale,

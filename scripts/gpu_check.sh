@@ -36,7 +36,7 @@ run_tool() {  # tool tag binary [test filter]
 for b in "$BUILD"/tests/test_cuda_*; do
   [ -x "$b" ] && [ -f "$b" ] && run_tool memcheck "$(basename "$b")" "$b" &
 done
-for n in test_cuda_matmul test_cuda_copy_optim test_cuda_graph test_cuda_model test_cuda_nn_ops test_cuda_index_ops \
+for n in test_cuda_matmul test_cuda_copy_optim test_cuda_graph test_cuda_model test_cuda_norm_softmax test_cuda_shape_index_ops \
          test_cuda_elementwise; do
   run_tool racecheck "$n" "$BUILD/tests/$n" &
 done

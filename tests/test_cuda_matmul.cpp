@@ -35,8 +35,6 @@ namespace {
 
 const Device kGpu = Device::cuda(0);
 
-double tol_for(DType dt) { return dt == DType::f64 ? 1e-12 : dt == DType::f32 ? 1e-5 : 1e-2; }
-
 bool all_finite(const Tensor& t) {
     for (double v : t.to_vector<double>())
         if (!std::isfinite(v)) return false;

@@ -16,7 +16,6 @@
 #include <chrono>
 #include <cstdio>
 #include <iterator>
-#include <map>
 
 #include "cuda/retention.h"
 #include "cuda_test_util.h"
@@ -29,10 +28,11 @@ namespace {
 const Device gpu = Device::cuda(0);
 const RetentionMode kModes[] = {RetentionMode::parallel, RetentionMode::recurrent, RetentionMode::chunkwise};
 
-double tol_for(DType dt) { return dt == DType::bf16 ? 2e-2 : dt == DType::f32 ? 1e-5 : 1e-10; }
+// tol_for (cuda_test_util.h) but looser in bf16 and f64: retention sums T·Dk products per
+// output in a different order on each side, over several kernels (the tensor-core path also
+// rounds intermediate products to bf16), so bf16 takes 2e-2 and f64 1e-10
+double retention_tol(DType dt) { return dt == DType::bf16 ? 2e-2 : dt == DType::f64 ? 1e-10 : tol_for(dt); }
 DType state_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; }
-// the CPU computes bf16 inputs in f32 (the values are the bf16-rounded ones, exactly)
-Tensor cpu_ref_input(const Tensor& x) { return x.defined() && x.dtype() == DType::bf16 ? x.to(DType::f32) : x; }
 
 // different decays per head: fast, torchscale's first head, slow
 std::vector<double> decays(int64_t H) {
@@ -63,33 +63,6 @@ Grads run(Device dev, RetentionMode mode, int64_t chunk, int64_t pos0, const std
     return {r.out, r.state, ql.grad(), kl.grad(), vl.grad(), sl.defined() ? sl.grad() : Tensor()};
 }
 
-// the largest relative error seen per tolerance class, printed at the end (the margins)
-std::map<double, double>& worst() {
-    static std::map<double, double> w;
-    return w;
-}
-
-void check_close(const Tensor& got_gpu, const Tensor& want_cpu, double tol, const std::string& what) {
-    BOOST_REQUIRE_MESSAGE(got_gpu.defined() && want_cpu.defined(), what << ": missing tensor");
-    BOOST_REQUIRE_MESSAGE(got_gpu.shape() == want_cpu.shape(), what << ": shape " << got_gpu.shape() << " vs "
-                                                                    << want_cpu.shape());
-    Tensor got = got_gpu.to(Device::cpu()).to(DType::f64);
-    int64_t bad = 0;
-    for (double e : got.to_vector<double>()) bad += !std::isfinite(e);
-    BOOST_REQUIRE_MESSAGE(bad == 0, what << ": " << bad << " non-finite values from CUDA");
-    double e = rel_err(got, want_cpu.to(DType::f64));
-    BOOST_TEST(e <= tol, what << ": relative error " << e << " > " << tol);
-    double& w = worst()[tol];
-    w = std::max(w, e);
-}
-
-struct ReportMargins {
-    ~ReportMargins() {
-        for (auto [tol, e] : worst()) std::printf("largest relative error under tolerance %g: %.3g\n", tol, e);
-    }
-};
-BOOST_TEST_GLOBAL_FIXTURE(ReportMargins);
-
 // one case: random inputs in dt, the op on CUDA against the CPU op in the same paradigm
 void compare_case(RetentionMode mode, DType dt, int64_t B, int64_t H, int64_t T, int64_t Dk, int64_t Dv,
                   int64_t chunk, int64_t pos0, bool with_state, Generator& gen) {
@@ -104,7 +77,7 @@ void compare_case(RetentionMode mode, DType dt, int64_t B, int64_t H, int64_t T,
     Grads got = run(gpu, mode, chunk, pos0, g, q, k, v, s0, dO, dsT);
     BOOST_TEST(got.out.is_cuda());
     BOOST_TEST((got.out.dtype() == dt && got.state.dtype() == sdt && got.dq.dtype() == dt));
-    const double tol = tol_for(dt);
+    const double tol = retention_tol(dt);
     check_close(got.out, want.out, tol, "output");
     check_close(got.state, want.state, tol, "final state");
     check_close(got.dq, want.dq, tol, "dq");
@@ -182,7 +155,7 @@ BOOST_AUTO_TEST_CASE(step_matches_cpu_for_a_batch_at_different_positions) {
                     Tensor want = retention_step(cpu_ref_input(q), cpu_ref_input(k), cpu_ref_input(v), g, s_cpu, pos);
                     Tensor got = retention_step(q.to(gpu), k.to(gpu), v.to(gpu), g, s_gpu, pos.to(gpu));
                     BOOST_TEST((got.is_cuda() && got.dtype() == dt));
-                    check_close(got, want, tol_for(dt), "step output");
+                    check_close(got, want, retention_tol(dt), "step output");
                     // the state is fp32 (f64) on both sides: tight even for bf16 inputs
                     check_close(s_gpu, s_cpu, dt == DType::f64 ? 1e-12 : 1e-6, "state after the step");
                 }

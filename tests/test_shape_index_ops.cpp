@@ -10,7 +10,7 @@
 
 #include "ops/dropout.h"
 #include "ops/index.h"
-#include "ops/select.h"
+#include "ops/where.h"
 #include "ops/shape_ops.h"
 #include "test_util.h"
 

@@ -1,11 +1,11 @@
-// tests/test_cuda_nn_ops.cpp — softmax, log_softmax, cross_entropy, layer_norm and rms_norm
+// tests/test_cuda_norm_softmax.cpp — softmax, log_softmax, cross_entropy, layer_norm and rms_norm
 // on CUDA against the CPU ops on fresh random inputs: outputs and every gradient, over the
 // kernels' shapes of work (a warp per row, a block per row with the row in registers, a block
 // re-reading a row too long for them), odd sizes that take the scalar head/tail paths or the
 // unvectorised fallback (C = 7, 4097, a misaligned base pointer), non-contiguous inputs.
-// Tolerances (‖cuda − cpu‖ / ‖cpu‖): f32 1e-5 (fp32 sums in trees against the CPU's double
-// sums), f64 1e-12, bf16 1e-2 (the CPU computes in f32 on the same bf16-rounded inputs;
-// about two bf16 ulps: each output and gradient is rounded to bf16 once more on the GPU).
+// Tolerances: tol_for (cuda_test_util.h), ‖cuda − cpu‖ / ‖cpu‖: f32 1e-5 (fp32 sums in trees
+// against the CPU's double sums), f64 1e-12, bf16 1e-2 (the CPU computes in f32 on the same
+// bf16-rounded inputs; each output and gradient is rounded to bf16 once more on the GPU).
 // Every CUDA result must be finite; cross-entropy with a bad target must give NaN instead.
 #include <boost/test/unit_test.hpp>
 
@@ -22,29 +22,6 @@ using namespace rn::test;
 
 namespace {
 const Device gpu = Device::cuda(0);
-
-double tol_for(DType dt) { return dt == DType::bf16 ? 1e-2 : dt == DType::f32 ? 1e-5 : 1e-12; }
-
-// x on the CPU in the compare dtype (bf16 inputs are compared through f32)
-Tensor cpu_ref(const Tensor& x) { return x.dtype() == DType::bf16 ? x.to(DType::f32) : x; }
-
-bool all_finite(const Tensor& t) {
-    for (double v : t.to_vector<double>())
-        if (!std::isfinite(v)) return false;
-    return true;
-}
-
-void check_close(const Tensor& got_gpu, const Tensor& want_cpu, DType dt, const std::string& what) {
-    BOOST_REQUIRE_MESSAGE(got_gpu.defined(), what << ": no CUDA result");
-    BOOST_TEST(got_gpu.is_cuda(), what << ": result not on the GPU");
-    BOOST_REQUIRE(got_gpu.shape() == want_cpu.shape());
-    Tensor got = got_gpu.to(Device::cpu()).to(DType::f64);
-    Tensor want = want_cpu.to(DType::f64);
-    BOOST_REQUIRE_MESSAGE(all_finite(got), what << ": non-finite value from CUDA");
-    const double e = rel_err(got, want);
-    BOOST_TEST(e <= tol_for(dt), what << ": relative error " << e << " > " << tol_for(dt)
-                                      << " (max abs diff " << max_abs_diff(got, want) << ")");
-}
 
 // a contiguous [rows, cols] tensor on the GPU whose data starts one element past a 16-byte
 // boundary: the kernels must take their unvectorised path
@@ -70,7 +47,7 @@ Tensor to_gpu_leaf(const Tensor& x, Layout l, bool grad = true) {
 }
 }  // namespace
 
-BOOST_AUTO_TEST_SUITE(cuda_nn_ops)
+BOOST_AUTO_TEST_SUITE(cuda_norm_softmax)
 
 // ---------------------------------------------------------------- softmax / log_softmax
 
@@ -96,14 +73,14 @@ BOOST_AUTO_TEST_CASE(softmax_and_log_softmax_match_cpu) {
                             Tensor x = uniform(s, -4, 4, g, DType::f32).to(dt);
                             Tensor dy = randn(s, g, DType::f32).to(dt);
                             auto f = [&](const Tensor& t) { return log ? log_softmax(t, dim) : softmax(t, dim); };
-                            Tensor xc = cpu_ref(x).detach().requires_grad_();
+                            Tensor xc = cpu_ref_input(x).detach().requires_grad_();
                             Tensor yc = f(xc);
-                            yc.backward(cpu_ref(dy));
+                            yc.backward(cpu_ref_input(dy));
                             Tensor xg = to_gpu_leaf(x, lay);
                             Tensor yg = f(xg);
                             yg.backward(dy.to(gpu));
-                            check_close(yg, yc, dt, "forward");
-                            check_close(xg.grad(), xc.grad(), dt, "gradient");
+                            check_close(yg, yc, tol_for(dt), "forward");
+                            check_close(xg.grad(), xc.grad(), tol_for(dt), "gradient");
                         }
                     }
 }
@@ -114,8 +91,8 @@ BOOST_AUTO_TEST_CASE(softmax_is_stable_at_large_logits) {
         Tensor x = uniform({9, 3001}, 990, 1010, g, DType::f32).to(dt);
         Tensor y = softmax(x.to(gpu));
         Tensor ly = log_softmax(x.to(gpu));
-        check_close(y, softmax(cpu_ref(x)), dt, "softmax at ±1000");
-        check_close(ly, log_softmax(cpu_ref(x)), dt, "log_softmax at ±1000");
+        check_close(y, softmax(cpu_ref_input(x)), tol_for(dt), "softmax at ±1000");
+        check_close(ly, log_softmax(cpu_ref_input(x)), tol_for(dt), "log_softmax at ±1000");
     }
 }
 
@@ -136,14 +113,14 @@ BOOST_AUTO_TEST_CASE(softmax_with_masked_entries_matches_cpu) {
                             if ((r == 1 && c != C / 2) || (r != 1 && (c + r) % 3 == 0)) v[size_t(r * C + c)] = -INFINITY;
                     Tensor x = from_vector<float>(v, s).to(dt);
                     Tensor dy = randn(s, g, DType::f32).to(dt);
-                    Tensor xc = cpu_ref(x).detach().requires_grad_();
+                    Tensor xc = cpu_ref_input(x).detach().requires_grad_();
                     Tensor yc = softmax(xc, -1);
-                    yc.backward(cpu_ref(dy));
+                    yc.backward(cpu_ref_input(dy));
                     Tensor xg = to_gpu_leaf(x, lay);
                     Tensor yg = softmax(xg, -1);
                     yg.backward(dy.to(gpu));
-                    check_close(yg, yc, dt, "forward");
-                    check_close(xg.grad(), xc.grad(), dt, "gradient");
+                    check_close(yg, yc, tol_for(dt), "forward");
+                    check_close(xg.grad(), xc.grad(), tol_for(dt), "gradient");
                 }
             }
 }
@@ -171,7 +148,7 @@ BOOST_AUTO_TEST_CASE(cross_entropy_matches_cpu) {
                             if (kv[size_t(r)] < 0.2) tv[size_t(r)] = ignore;
                         if (N > 1) tv[0] = C - 1;  // the last class, where a vector tail sits
                         t = from_vector<int64_t>(tv, {N});
-                        Tensor xc = cpu_ref(x).detach().requires_grad_();
+                        Tensor xc = cpu_ref_input(x).detach().requires_grad_();
                         Tensor lc = cross_entropy(xc, t, ignore);
                         (lc * 2.5).backward();  // dloss = 2.5: read from device memory on the GPU
                         Tensor xg = to_gpu_leaf(x, lay);
@@ -179,8 +156,8 @@ BOOST_AUTO_TEST_CASE(cross_entropy_matches_cpu) {
                         BOOST_TEST(lg.dim() == 0);
                         BOOST_TEST(lg.dtype() == (dt == DType::bf16 ? DType::f32 : dt));
                         (lg * 2.5).backward();
-                        check_close(lg, lc, dt, "loss");
-                        check_close(xg.grad(), xc.grad(), dt, "dlogits");
+                        check_close(lg, lc, tol_for(dt), "loss");
+                        check_close(xg.grad(), xc.grad(), tol_for(dt), "dlogits");
                     }
                 }
 }
@@ -194,8 +171,8 @@ BOOST_AUTO_TEST_CASE(cross_entropy_batched_int32_targets_and_edge_cases) {
     Tensor lc = cross_entropy(xc, t), lg = cross_entropy(xg, t.to(gpu));
     lc.backward();
     lg.backward();
-    check_close(lg, lc, DType::f32, "batched loss");
-    check_close(xg.grad(), xc.grad(), DType::f32, "batched dlogits");
+    check_close(lg, lc, tol_for(DType::f32), "batched loss");
+    check_close(xg.grad(), xc.grad(), tol_for(DType::f32), "batched dlogits");
 
     // every token ignored: loss 0 and a zero gradient, not NaN
     Tensor all_ign = full({4}, -100, DType::i64);
@@ -254,20 +231,20 @@ BOOST_AUTO_TEST_CASE(norms_match_cpu) {
                             auto f = [&](const Tensor& xx, const Tensor& ww, const Tensor& bb) {
                                 return rms ? rms_norm(xx, ww, 1e-6) : layer_norm(xx, ww, bb, 1e-5);
                             };
-                            Tensor xc = cpu_ref(x).detach().requires_grad_();
-                            Tensor wc = w.defined() ? cpu_ref(w).detach().requires_grad_() : Tensor();
-                            Tensor bc = b.defined() ? cpu_ref(b).detach().requires_grad_() : Tensor();
+                            Tensor xc = cpu_ref_input(x).detach().requires_grad_();
+                            Tensor wc = w.defined() ? cpu_ref_input(w).detach().requires_grad_() : Tensor();
+                            Tensor bc = b.defined() ? cpu_ref_input(b).detach().requires_grad_() : Tensor();
                             Tensor yc = f(xc, wc, bc);
-                            yc.backward(cpu_ref(dy));
+                            yc.backward(cpu_ref_input(dy));
                             Tensor xg = to_gpu_leaf(x, lay);
                             Tensor wg = w.defined() ? w.to(gpu).detach().requires_grad_() : Tensor();
                             Tensor bg = b.defined() ? b.to(gpu).detach().requires_grad_() : Tensor();
                             Tensor yg = f(xg, wg, bg);
                             yg.backward(dy.to(gpu));
-                            check_close(yg, yc, dt, "forward");
-                            check_close(xg.grad(), xc.grad(), dt, "dx");
-                            if (wg.defined()) check_close(wg.grad(), wc.grad(), dt, "dweight");
-                            if (bg.defined()) check_close(bg.grad(), bc.grad(), dt, "dbias");
+                            check_close(yg, yc, tol_for(dt), "forward");
+                            check_close(xg.grad(), xc.grad(), tol_for(dt), "dx");
+                            if (wg.defined()) check_close(wg.grad(), wc.grad(), tol_for(dt), "dweight");
+                            if (bg.defined()) check_close(bg.grad(), bc.grad(), tol_for(dt), "dbias");
                         }
                     }
 }
@@ -290,8 +267,8 @@ BOOST_AUTO_TEST_CASE(add_rms_norm_fused_equals_the_two_ops) {
                     Tensor sum2 = x + h, out2 = rms_norm(sum2, w, 1e-6);
                     BOOST_TEST(max_abs_diff(sum.to(Device::cpu()), sum2.to(Device::cpu())) == 0.0);
                     BOOST_TEST(max_abs_diff(out.to(Device::cpu()), out2.to(Device::cpu())) == 0.0);
-                    Tensor wc = weighted ? cpu_ref(w.to(Device::cpu())) : Tensor();
-                    check_close(out, rms_norm(cpu_ref(sum2.to(Device::cpu())), wc, 1e-6), dt, "vs CPU");
+                    Tensor wc = weighted ? cpu_ref_input(w.to(Device::cpu())) : Tensor();
+                    check_close(out, rms_norm(cpu_ref_input(sum2.to(Device::cpu())), wc, 1e-6), tol_for(dt), "vs CPU");
                 }
             }
 }
@@ -307,10 +284,10 @@ BOOST_AUTO_TEST_CASE(gated_rms_norm_fused_matches_the_two_ops) {
             BOOST_TEST_CONTEXT(dt << " " << s) {
                 Tensor x = randn(s, g, DType::f32).to(dt).to(gpu), gate = randn(s, g, DType::f32).to(dt).to(gpu);
                 Tensor out = gated_rms_norm(x, gate, 1e-6);
-                check_close(out, silu_mul(gate, rms_norm(x, Tensor(), 1e-6)).to(Device::cpu()).to(DType::f64), dt,
-                            "vs the two ops");
-                check_close(out, silu_mul(cpu_ref(gate.to(Device::cpu())), rms_norm(cpu_ref(x.to(Device::cpu())), Tensor(), 1e-6)),
-                            dt, "vs CPU");
+                check_close(out, silu_mul(gate, rms_norm(x, Tensor(), 1e-6)).to(Device::cpu()).to(DType::f64),
+                            tol_for(dt), "vs the two ops");
+                check_close(out, silu_mul(cpu_ref_input(gate.to(Device::cpu())), rms_norm(cpu_ref_input(x.to(Device::cpu())), Tensor(), 1e-6)),
+                            tol_for(dt), "vs CPU");
             }
         }
 }
@@ -330,8 +307,8 @@ BOOST_AUTO_TEST_CASE(norm_parameter_gradients_alone_and_deterministic) {
             for (int rep = 0; rep < 2; ++rep) {
                 Tensor wg = w.to(gpu).detach().requires_grad_(), bg = b.to(gpu).detach().requires_grad_();
                 layer_norm(xg, wg, bg).backward(dyg);
-                check_close(wg.grad(), wc.grad(), DType::f32, "dweight without dx");
-                check_close(bg.grad(), bc.grad(), DType::f32, "dbias without dx");
+                check_close(wg.grad(), wc.grad(), tol_for(DType::f32), "dweight without dx");
+                check_close(bg.grad(), bc.grad(), tol_for(DType::f32), "dbias without dx");
                 if (rep == 0) {
                     dw1 = wg.grad().to(Device::cpu());
                     db1 = bg.grad().to(Device::cpu());
@@ -345,7 +322,7 @@ BOOST_AUTO_TEST_CASE(norm_parameter_gradients_alone_and_deterministic) {
             rms_norm(xc, w).backward(dy);
             Tensor xg2 = xg.detach().requires_grad_();
             rms_norm(xg2, w.to(gpu)).backward(dyg);
-            check_close(xg2.grad(), xc.grad(), DType::f32, "rms dx without dweight");
+            check_close(xg2.grad(), xc.grad(), tol_for(DType::f32), "rms dx without dweight");
         }
     }
 }

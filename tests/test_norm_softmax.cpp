@@ -1,4 +1,4 @@
-// tests/test_nn_ops.cpp — softmax, log_softmax, cross_entropy, layer_norm, rms_norm:
+// tests/test_norm_softmax.cpp — softmax, log_softmax, cross_entropy, layer_norm, rms_norm:
 // forward values against naive references composed of primitive ops (exp, max, sum, mean,
 // rsqrt, ...), gradients by f64 gradcheck and by comparing the fused backward with the
 // backward of the naive composition (large enough to take the OpenMP paths), numerical
@@ -62,7 +62,7 @@ bool all_finite(const Tensor& t) {
 }
 }  // namespace
 
-BOOST_AUTO_TEST_SUITE(nn_ops)
+BOOST_AUTO_TEST_SUITE(norm_softmax)
 
 // ---------------------------------------------------------------- softmax / log_softmax
 

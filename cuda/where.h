@@ -1,8 +1,9 @@
-// cuda/select.h — the CUDA kernel behind where and masked_fill, one to one with
-// cpu::where_forward in ops/select.h (same name, same arguments; pointers are device
-// pointers; the work is on the device's compute stream).
+// cuda/where.h — the CUDA kernel behind where and masked_fill, one to one with the rn::cpu
+// function in ops/where.h (same name, same arguments; pointers are device pointers; the work
+// is on the device's compute stream).
 #pragma once
-#include "core/tensor.h"
+#include "core/dtype.h"
+#include "core/shape.h"
 
 namespace rn::cuda {
 

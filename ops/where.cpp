@@ -1,44 +1,15 @@
-// ops/select.cpp — where and masked_fill, their backward nodes, and the one CPU kernel
-// both use (a broadcasting three-operand select, walked by strided_rows so broadcast and
-// non-contiguous operands need no copies; cuda/select.cu mirrors it on the device). The
-// backwards are the same select applied to the gradient with a zero on the other side,
-// then summed back over broadcast dims.
-#include "ops/select.h"
+// ops/where.cpp — where and masked_fill: checks, dispatch to the one kernel both use (a
+// broadcasting three-operand choice: ops/where_cpu.cpp, cuda/where.cu) and their backward
+// nodes. The backwards are the same choice applied to the gradient with a zero on the other
+// side, then summed back over broadcast dims.
+#include "ops/where.h"
 
 #include "autograd/node.h"
-#include "core/strided.h"
-#include "cuda/select.h"
+#include "cuda/where.h"
 #include "ops/op_util.h"
 #include "ops/reduce.h"
 
 namespace rn {
-
-namespace cpu {
-void where_forward(DType cond_dt, DType dt, void* out, const void* cond, const void* a, const void* b,
-                   const Shape& out_shape, const Shape& cond_strides, const Shape& a_strides, const Shape& b_strides) {
-    Shape o_strides = contiguous_strides(out_shape);
-    dispatch_all(cond_dt, [&](auto ctag) {
-        using C = decltype(ctag);
-        dispatch_all(dt, [&](auto tag) {
-            using T = decltype(tag);
-            T* op = static_cast<T*>(out);
-            const C* cp = static_cast<const C*>(cond);
-            const T* ap = static_cast<const T*>(a);
-            const T* bp = static_cast<const T*>(b);
-            strided_rows<4>(out_shape, {o_strides, cond_strides, a_strides, b_strides},
-                            [&](const std::array<int64_t, 4>& off, int64_t n, const std::array<int64_t, 4>& s) {
-                                T* o = op + off[0];
-                                const C* c = cp + off[1];
-                                const T* x = ap + off[2];
-                                const T* y = bp + off[3];
-                                // nonzero is true; NaN != 0 so a NaN condition is true too
-                                for (int64_t i = 0; i < n; ++i)
-                                    o[i * s[0]] = to_double(c[i * s[1]]) != 0.0 ? x[i * s[2]] : y[i * s[3]];
-                            });
-        });
-    });
-}
-}  // namespace cpu
 
 namespace {
 // cond ? a : b over the broadcast shape, recording nothing

@@ -1,5 +1,5 @@
-// cuda/select.cu — the broadcasting three-operand select behind where and masked_fill
-// (mirror of cpu::where_forward in ops/select.cpp).
+// cuda/where.cu — the broadcasting three-operand choice behind where and masked_fill
+// (mirror of ops/where_cpu.cpp).
 //
 // Dimension key: N output elements over out_shape; each operand is read through its own
 // strides, so broadcast (stride 0) and non-contiguous operands need no copies. As on the
@@ -18,7 +18,7 @@
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/math.cuh"
-#include "cuda/select.h"
+#include "cuda/where.h"
 
 namespace rn::cuda {
 

@@ -1,0 +1,34 @@
+// ops/op_types.h — the types both backends share: the op kinds a kernel switches on and the
+// retention shape. A leaf header (nothing but core/dtype.h), so cuda/*.h can name them
+// without including a public op header (ops/X.h) and the CPU and CUDA kernels of a family
+// take the same argument types.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace rn {
+
+// ops/elementwise.h
+enum class UnaryOp : uint8_t {
+    neg, exp, log, sqrt, rsqrt, abs, tanh, sigmoid, silu, gelu, relu,
+    affine,      // alpha * x + beta
+    pow_scalar,  // x ^ alpha
+};
+enum class BinaryOp : uint8_t { add, sub, mul, div, pow };
+// "neg", "add", ...: for error messages and backward node names (ops/elementwise.cpp)
+const char* unary_name(UnaryOp op);
+const char* binary_name(BinaryOp op);
+
+// ops/reduce.h
+enum class ReduceOp : uint8_t { sum, max };
+
+// ops/retention.h: the three paradigms, and the sizes every retention kernel takes (B batch,
+// H heads, T tokens, Dk/Dv head dims, chunk length, pos0 the absolute position of token 0).
+// Both backends take the decays as gamma: a host std::vector<double>, one per head.
+enum class RetentionMode { parallel, recurrent, chunkwise };
+struct RetentionShape {
+    int64_t B, H, T, Dk, Dv, chunk, pos0;
+};
+
+}  // namespace rn
