@@ -8,7 +8,8 @@
 // intact. Every failure (HDF5's, the file system's, a corrupt or truncated file, a model
 // that does not fit) is an rn::Error naming the file and the reason.
 //
-// This header is HDF5-free: nn/checkpoint.cpp is the only file that includes HDF5.
+// This header is HDF5-free: nn/hdf5_file.cpp (the private HDF5 layer under nn/checkpoint.cpp)
+// is the only file that includes HDF5.
 #pragma once
 #include <cstdint>
 #include <functional>
