@@ -1,4 +1,4 @@
-// bench/bench_decode.cpp — decoding with the generation engine (tools/engine.h), the
+// bench/bench_decode.cpp — decoding with the generation engine (serving/engine.h), the
 // numbers behind RetNet's promise of O(1) inference:
 //   1. per-token decode latency at batch 1 against context length (each sequence is first
 //      prefilled, chunkwise, to that context): goal flat within 5% from 512 to 65,536;
@@ -35,7 +35,7 @@
 #include "cuda/memory.h"
 #include "nn/retnet.h"
 #include "ops/ops.h"
-#include "tools/engine.h"
+#include "serving/engine.h"
 
 #ifdef RN_HAVE_CUDA
 #include <cuda_profiler_api.h>

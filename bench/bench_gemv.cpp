@@ -7,7 +7,7 @@
 //
 // As in decoding, each call reads a different weight: the calls cycle through a pool of
 // copies larger than L2 (≥ 256 MB), so W comes from HBM, not from a warm L2. And as in
-// decoding (tools/engine.cpp), the calls are replayed from a CUDA graph: launched one by
+// decoding (serving/engine.cpp), the calls are replayed from a CUDA graph: launched one by
 // one from the host, a 2 µs kernel would time the host's dispatch, not the kernel.
 //
 //   bench_gemv [--json PATH] [--reps N]      (default JSON: bench_gemv.json)

@@ -22,7 +22,7 @@
 #include "nn/optim.h"
 #include "nn/retnet.h"
 #include "ops/ops.h"
-#include "tools/kjv.h"
+#include "text/kjv.h"
 
 using namespace rn;
 using namespace rn::nn;

@@ -2,7 +2,7 @@
 // bytes → Boost.Beast's request parser (the server's body limit), fed whole and again in
 // pieces as a socket delivers them; every complete request on the connection (keep-alive
 // pipelining) that is a POST /v1/completions goes through the server's validation
-// (tools/http_api.h: parse_completion_request, tokenize_prompts with a byte-per-token
+// (serving/http_api.h: parse_completion_request, tokenize_prompts with a byte-per-token
 // encoder) and, when accepted, the response writers on the result.
 // Expected refusals: rn::tools::ApiError with a 4xx status (error_json must write it) and
 // Beast's parse errors. Anything else — another exception (the server would answer 500),
@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/http_api.h"
+#include "serving/http_api.h"
 
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -107,7 +107,7 @@ void check_json(const std::string& text, const char* writer) {
     if (!nlohmann::json::accept(text)) finding(std::string(writer) + " wrote invalid JSON: " + text.substr(0, 200));
 }
 
-// What the server does with a completions body (tools/serve.cpp start_completion), minus
+// What the server does with a completions body (serving/serve.cpp start_completion), minus
 // the engine: validate, tokenize, and write each kind of response for the result.
 void serve_completion(const std::string& body) {
     rn::tools::ApiLimits limits;

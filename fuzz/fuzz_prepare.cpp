@@ -24,8 +24,10 @@
 #include <vector>
 
 #include "core/error.h"
-#include "tools/shards.h"
-#include "tools/tokenizer.h"
+#include "text/data_loader.h"
+#include "text/prepare.h"
+#include "text/shard_file.h"
+#include "text/tokenizer.h"
 
 namespace fs = std::filesystem;
 using rn::tools::Tokenizer;

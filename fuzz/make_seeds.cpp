@@ -19,8 +19,8 @@
 #include "nn/optim.h"
 #include "nn/retnet.h"
 #include "ops/softmax.h"
-#include "tools/shards.h"
-#include "tools/tokenizer.h"
+#include "text/prepare.h"
+#include "text/tokenizer.h"
 
 using namespace rn;
 namespace fs = std::filesystem;

@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "nn/checkpoint.h"
-#include "tools/tokenizer.h"
+#include "text/tokenizer.h"
 
 extern char** environ;
 

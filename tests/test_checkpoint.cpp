@@ -24,7 +24,7 @@
 #include "nn/optim.h"
 #include "nn/retnet.h"
 #include "test_util.h"
-#include "tools/generate.h"
+#include "serving/generate.h"
 #include "tools/inspect.h"
 
 using namespace rn;

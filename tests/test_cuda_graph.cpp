@@ -17,7 +17,7 @@
 #include "cuda_test_util.h"
 #include "nn/retnet.h"
 #include "ops/ops.h"
-#include "tools/engine.h"
+#include "serving/engine.h"
 
 using namespace rn;
 using namespace rn::test;

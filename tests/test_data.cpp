@@ -14,9 +14,11 @@
 #include <sstream>
 
 #include "test_util.h"
-#include "tools/kjv.h"
-#include "tools/shards.h"
-#include "tools/tokenizer.h"
+#include "text/data_loader.h"
+#include "text/kjv.h"
+#include "text/prepare.h"
+#include "text/shard_file.h"
+#include "text/tokenizer.h"
 
 using namespace rn;
 using namespace rn::tools;

@@ -1,5 +1,5 @@
-// tests/test_generate.cpp — generation (tools/sampling.h, tools/engine.h,
-// tools/text_stream.h): the sampler's rules (greedy = argmax, top_k = 1 and a tiny top_p
+// tests/test_generate.cpp — generation (serving/sampling.h, serving/engine.h,
+// serving/text_stream.h): the sampler's rules (greedy = argmax, top_k = 1 and a tiny top_p
 // are greedy, temperature / top-k / top-p frequencies over many draws, the repetition
 // penalty, reproducibility from the seed, bad parameters); the engine (chunked prefill then
 // recurrent decoding gives the parallel forward's argmax chain; a sequence in a changing
@@ -19,10 +19,10 @@
 #include "nn/checkpoint.h"
 #include "nn/retnet.h"
 #include "test_util.h"
-#include "tools/engine.h"
-#include "tools/generate.h"
-#include "tools/sampling.h"
-#include "tools/text_stream.h"
+#include "serving/engine.h"
+#include "serving/generate.h"
+#include "serving/sampling.h"
+#include "serving/text_stream.h"
 
 using namespace rn;
 using namespace rn::test;

@@ -1,5 +1,5 @@
 // tests/test_serve_api.cpp — the request side of `retnet serve` without sockets
-// (tools/http_api.h): every malformed or out-of-range field is a 400 naming it, unknown
+// (serving/http_api.h): every malformed or out-of-range field is a 400 naming it, unknown
 // fields are ignored, prompts in all four shapes, prompt limits and token-id ranges, the
 // response JSON shapes, the admission count of the job queue; hostile bodies (nesting a
 // million deep, numbers past double's range, megabyte values quoted back), logit_bias and
@@ -14,11 +14,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "tools/http_api.h"
-#include "tools/sampling.h"
-#include "tools/serve.h"
-#include "tools/serve_jobs.h"
-#include "tools/tokenizer.h"
+#include "serving/http_api.h"
+#include "serving/sampling.h"
+#include "serving/serve.h"
+#include "serving/serve_jobs.h"
+#include "text/tokenizer.h"
 
 using namespace rn::tools;
 using json = nlohmann::json;

@@ -16,8 +16,9 @@
 
 #include "kjv_test_util.h"
 #include "test_util.h"
-#include "tools/kjv.h"
-#include "tools/shards.h"
+#include "text/kjv.h"
+#include "text/prepare.h"
+#include "text/shard_file.h"
 #include "tools/train.h"
 
 using namespace rn;

@@ -11,11 +11,11 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "tools/generate.h"
+#include "serving/generate.h"
+#include "serving/serve.h"
+#include "text/kjv.h"
+#include "text/prepare.h"
 #include "tools/inspect.h"
-#include "tools/serve.h"
-#include "tools/kjv.h"
-#include "tools/shards.h"
 #include "tools/train.h"
 
 using namespace rn;

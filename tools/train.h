@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string>
 
-#include "tools/sampling.h"
+#include "serving/sampling.h"
 
 namespace rn::tools {
 
@@ -26,7 +26,7 @@ struct TrainOptions {
     int64_t max_bad_steps = 3;     // consecutive steps with a non-finite loss or gradient norm
                                    // (each skipped: no update) before the run stops
     // the sample printed at the end: `sample_tokens` tokens after the prompt ("": from <s>
-    // alone), drawn by tools/sampling.h exactly as `retnet generate` would with these settings
+    // alone), drawn by serving/sampling.h exactly as `retnet generate` would with these settings
     std::string sample_prompt = "";
     int64_t sample_tokens = 40;    // 0: none
     SamplingParams sample = default_sample();

@@ -1,8 +1,8 @@
-// tools/sampling.cpp — Sampler (see tools/sampling.h). The order of operations follows
+// serving/sampling.cpp — Sampler (see serving/sampling.h). The order of operations follows
 // Hugging Face's generate, with OpenAI's logit bias first: logit bias, repetition penalty,
 // temperature, top-k, then top-p over the renormalised top-k, then one uniform draw
 // against the cumulative probabilities.
-#include "tools/sampling.h"
+#include "serving/sampling.h"
 
 #include <algorithm>
 #include <cmath>

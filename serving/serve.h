@@ -1,15 +1,15 @@
-// tools/serve.h — `retnet serve`: an OpenAI-compatible HTTP server for a RetNet checkpoint.
+// serving/serve.h — `retnet serve`: an OpenAI-compatible HTTP server for a RetNet checkpoint.
 //
 //   POST /v1/completions   prompt(s) → completions, whole or streamed as server-sent events
 //   GET  /v1/models        the one model served
 //   GET  /health           {"status":"ok"|"draining", slots, active sequences, queue}
 //
 // Threads: Asio I/O threads parse HTTP (Boost.Beast) and validate requests
-// (tools/http_api.h); ONE engine thread owns the Engine (tools/engine.h) and runs its
+// (serving/http_api.h); ONE engine thread owns the Engine (serving/engine.h) and runs its
 // steps, so every decode step batches every active sequence — requests join and leave
 // between steps. Between them: a mutex-guarded inbox of jobs, and per job a small
 // mutex-guarded outbox the engine fills and the connection drains. The engine thread
-// also detokenises and cuts stop strings (tools/text_stream.h), so a sequence that hit
+// also detokenises and cuts stop strings (serving/text_stream.h), so a sequence that hit
 // one is cancelled before the next step.
 //
 // Limits, each a clear 4xx/503 in OpenAI's error shape: body size (413), prompt tokens

@@ -1,5 +1,5 @@
-// tools/text_stream.cpp — TextStream and StopMatcher (see tools/text_stream.h).
-#include "tools/text_stream.h"
+// serving/text_stream.cpp — TextStream and StopMatcher (see serving/text_stream.h).
+#include "serving/text_stream.h"
 
 #include <algorithm>
 

@@ -1,7 +1,7 @@
-// tools/tokenizer.cpp — the SentencePiece wrapper: training options that make training
+// text/tokenizer.cpp — the SentencePiece wrapper: training options that make training
 // deterministic and decoding exact, loading from a file or from bytes, and SentencePiece
 // statuses turned into rn::Error messages that say what to do.
-#include "tools/tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>

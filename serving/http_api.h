@@ -1,7 +1,7 @@
-// tools/http_api.h — the JSON side of `retnet serve`, with no sockets in it: parsing and
+// serving/http_api.h — the JSON side of `retnet serve`, with no sockets in it: parsing and
 // validating an OpenAI-style completions request, tokenising its prompts against the
 // limits, and writing responses, stream chunks, error bodies and the model list. The
-// server (tools/serve.cpp) only moves bytes; everything a client can get wrong is decided
+// server (serving/serve.cpp) only moves bytes; everything a client can get wrong is decided
 // here, so tests/test_serve_api.cpp checks it without starting a server.
 //
 // Compatibility choices (OpenAI's /v1/completions):

@@ -1,7 +1,7 @@
-// tools/serve.cpp — `retnet serve`: the HTTP side (Boost.Beast on Asio) and the program's
+// serving/serve.cpp — `retnet serve`: the HTTP side (Boost.Beast on Asio) and the program's
 // life: load the checkpoint, listen, start the engine thread, drain on SIGTERM. One
 // Session per connection, all its handlers on its own strand; it reads a request, hands
-// a Job to the engine thread (tools/serve_worker.h) and writes what comes back — whole,
+// a Job to the engine thread (serving/serve_worker.h) and writes what comes back — whole,
 // or as server-sent events over a chunked response (close-delimited for HTTP/1.0, which
 // has no chunked encoding).
 //
@@ -10,12 +10,12 @@
 // tens of milliseconds of tokenising, and the I/O threads serve every other client. Not
 // on the engine thread either, which would stall every running sequence. Prompts whose
 // length in bytes cannot fit the token limit never reach a tokenizer
-// (check_prompt_bytes in tools/http_api.h).
+// (check_prompt_bytes in serving/http_api.h).
 //
 // Out of file descriptors (EMFILE/ENFILE) the accept loop never spins: it closes the
 // connection that has waited longest for a request (as servers drop idle keep-alive
 // connections) and accepts again after a short pause — 100 ms when there is none to close.
-#include "tools/serve.h"
+#include "serving/serve.h"
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -44,8 +44,8 @@
 
 #include "core/error.h"
 #include "nn/checkpoint.h"
-#include "tools/http_api.h"
-#include "tools/serve_worker.h"
+#include "serving/http_api.h"
+#include "serving/serve_worker.h"
 
 namespace rn::tools {
 

@@ -1,4 +1,4 @@
-// tools/text_stream.h — from generated ids to text a user may see, for `generate` and
+// serving/text_stream.h — from generated ids to text a user may see, for `generate` and
 // `serve` alike: TextStream detokenises incrementally (a character split over several
 // byte-fallback tokens is held back until it is whole), and StopMatcher cuts the text at
 // the first stop string, holding back any tail that might still grow into one. The engine
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/tokenizer.h"
+#include "text/tokenizer.h"
 
 namespace rn::tools {
 

@@ -1,4 +1,4 @@
-// tools/tokenizer.h — rn::tools::Tokenizer: a BPE tokenizer (SentencePiece) that `retnet
+// text/tokenizer.h — rn::tools::Tokenizer: a BPE tokenizer (SentencePiece) that `retnet
 // prepare` trains on the corpus, the trainer stores inside its checkpoint, and `generate`
 // and `serve` use to turn text into ids and back.
 //

@@ -1,7 +1,7 @@
-// tools/http_api.cpp — parsing, validation and JSON writing for `retnet serve` (see the
+// serving/http_api.cpp — parsing, validation and JSON writing for `retnet serve` (see the
 // header for the compatibility choices). Every refusal names the field, what it must be
 // and what came, in OpenAI's error shape.
-#include "tools/http_api.h"
+#include "serving/http_api.h"
 
 #include "core/json_limits.h"
 

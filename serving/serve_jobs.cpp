@@ -1,6 +1,6 @@
-// tools/serve_jobs.cpp — JobQueue: the engine thread's inbox and the server's admission
-// count (see tools/serve_jobs.h).
-#include "tools/serve_jobs.h"
+// serving/serve_jobs.cpp — JobQueue: the engine thread's inbox and the server's admission
+// count (see serving/serve_jobs.h).
+#include "serving/serve_jobs.h"
 
 namespace rn::tools {
 

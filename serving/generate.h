@@ -1,5 +1,5 @@
-// tools/generate.h — `retnet generate`: load a checkpoint (its tokenizer included), encode
-// the prompts, and let the engine (tools/engine.h) prefill them chunkwise and decode them
+// serving/generate.h — `retnet generate`: load a checkpoint (its tokenizer included), encode
+// the prompts, and let the engine (serving/engine.h) prefill them chunkwise and decode them
 // token by token, all prompts in one batch; text streams out as it comes.
 #pragma once
 #include <cstdint>
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/sampling.h"
+#include "serving/sampling.h"
 
 namespace rn::tools {
 

@@ -1,4 +1,4 @@
-// tools/sampling.h — choosing the next token from a row of logits: logit bias, greedy,
+// serving/sampling.h — choosing the next token from a row of logits: logit bias, greedy,
 // temperature, top-k, top-p (nucleus) and a CTRL-style repetition penalty, reproducible
 // from a seed.
 //

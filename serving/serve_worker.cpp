@@ -1,5 +1,5 @@
-// tools/serve_worker.cpp — the engine thread's loop (see tools/serve_worker.h).
-#include "tools/serve_worker.h"
+// serving/serve_worker.cpp — the engine thread's loop (see serving/serve_worker.h).
+#include "serving/serve_worker.h"
 
 #include <algorithm>
 #include <cstdio>

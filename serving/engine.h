@@ -1,4 +1,4 @@
-// tools/engine.h — the generation engine behind `retnet generate` and `retnet serve`:
+// serving/engine.h — the generation engine behind `retnet generate` and `retnet serve`:
 // continuous batching over preallocated per-sequence recurrent states.
 //
 // A sequence's life: add() puts its prompt in the queue and takes a state slot; step()
@@ -16,7 +16,7 @@
 // last one into it), so the batched step works on a plain narrow() of the slot tensors:
 // no gather or scatter per step.
 //
-// Determinism: each sequence has its own Sampler (tools/sampling.h) whose draws depend only
+// Determinism: each sequence has its own Sampler (serving/sampling.h) whose draws depend only
 // on its seed and its token count, so a request in a batch gives the same tokens as the
 // same request alone (up to float rounding differences of batched matmuls, which only
 // matter for exact logit ties).
@@ -32,7 +32,7 @@
 
 #include "cuda/graph.h"
 #include "nn/retnet.h"
-#include "tools/sampling.h"
+#include "serving/sampling.h"
 
 namespace rn::tools {
 
@@ -163,6 +163,6 @@ private:
 // Incremental detokenisation and stop strings, for the callers (generate, serve).
 // TextStream turns a growing list of ids into text deltas; StopMatcher scans those deltas
 // for stop strings, holding back any tail that might still become one. Both live in
-// tools/text_stream.h (they need the tokenizer; the engine only sees ids).
+// serving/text_stream.h (they need the tokenizer; the engine only sees ids).
 
 }  // namespace rn::tools

@@ -1,4 +1,4 @@
-// tools/serve_worker.h — the engine thread of `retnet serve`: takes jobs from the
+// serving/serve_worker.h — the engine thread of `retnet serve`: takes jobs from the
 // JobQueue, admits them when the Engine has slots for all their choices, runs engine
 // steps (continuous batching: every active sequence in one decode step, newcomers
 // prefilled in chunks), turns tokens into text, cuts stop strings, and fills each job's
@@ -9,10 +9,10 @@
 #include <map>
 #include <memory>
 
-#include "tools/engine.h"
-#include "tools/serve_jobs.h"
-#include "tools/text_stream.h"
-#include "tools/tokenizer.h"
+#include "serving/engine.h"
+#include "serving/serve_jobs.h"
+#include "serving/text_stream.h"
+#include "text/tokenizer.h"
 
 namespace rn::tools {
 

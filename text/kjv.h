@@ -1,4 +1,4 @@
-// tools/kjv.h — the built-in default corpus: the King James Bible, taken from Debian's
+// text/kjv.h — the built-in default corpus: the King James Bible, taken from Debian's
 // `bible` program (package bible-kjv), so `retnet prepare` works with no download.
 //
 // We run `bible -l 4096 Gen1:1-Rev22:21` (pretty-printed: a "Book N" heading per chapter,
@@ -42,7 +42,7 @@ std::vector<KjvBook> parse_kjv(const std::string& text);
 std::string kjv_chapter_document(const KjvBook& book, const KjvChapter& chapter);
 
 // Writes the corpus to <folder>/kjv.txt (folder created if needed): chapter documents in
-// canonical order separated by "\n<|endoftext|>\n" (kDocSeparator, tools/tokenizer.h).
+// canonical order separated by "\n<|endoftext|>\n" (kDocSeparator, text/tokenizer.h).
 // Returns the file's path. Deterministic: the same bytes on every run.
 std::string write_kjv(const std::string& folder, const std::string& program = "bible");
 

@@ -1,5 +1,5 @@
-// tools/serve_jobs.h — what the HTTP side and the engine thread of `retnet serve` share
-// (tools/serve.h has the picture): a Job is one completions request, its choices'
+// serving/serve_jobs.h — what the HTTP side and the engine thread of `retnet serve` share
+// (serving/serve.h has the picture): a Job is one completions request, its choices'
 // prompts and sampling, and an outbox the engine thread appends text to and the
 // connection drains; JobQueue is the engine thread's inbox with admission control.
 #pragma once
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/sampling.h"
+#include "serving/sampling.h"
 
 namespace rn::tools {
 

@@ -1,7 +1,7 @@
-// tools/generate.cpp — `retnet generate` (see tools/generate.h): checkpoint → model and
+// serving/generate.cpp — `retnet generate` (see serving/generate.h): checkpoint → model and
 // tokenizer → Engine, stepping it until every prompt is done, with incremental
-// detokenisation and stop strings per prompt (tools/text_stream.h).
-#include "tools/generate.h"
+// detokenisation and stop strings per prompt (serving/text_stream.h).
+#include "serving/generate.h"
 
 #include <chrono>
 #include <cmath>
@@ -9,9 +9,9 @@
 
 #include "core/error.h"
 #include "nn/checkpoint.h"
-#include "tools/engine.h"
-#include "tools/text_stream.h"
-#include "tools/tokenizer.h"
+#include "serving/engine.h"
+#include "serving/text_stream.h"
+#include "text/tokenizer.h"
 
 namespace rn::tools {
 

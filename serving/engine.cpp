@@ -1,6 +1,6 @@
-// tools/engine.cpp — Engine: continuous batching over preallocated recurrent states (see
-// tools/engine.h for the scheduling policy and the slot layout).
-#include "tools/engine.h"
+// serving/engine.cpp — Engine: continuous batching over preallocated recurrent states (see
+// serving/engine.h for the scheduling policy and the slot layout).
+#include "serving/engine.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
-// tools/kjv.cpp — runs Debian's `bible` program and turns its pretty-printed output into
+// text/kjv.cpp — runs Debian's `bible` program and turns its pretty-printed output into
 // chapter documents (see kjv.h for the format and why chapters).
-#include "tools/kjv.h"
+#include "text/kjv.h"
 
 #include <unistd.h>
 
@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 
 #include "core/error.h"
-#include "tools/tokenizer.h"
+#include "text/tokenizer.h"
 
 namespace fs = std::filesystem;
 

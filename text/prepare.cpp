@@ -1,16 +1,9 @@
-// tools/shards.cpp — token shards (writer, validating mmap reader), prepare() and the
-// DataLoader. See shards.h for the file layout and the guarantees.
-#include "tools/shards.h"
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+// text/prepare.cpp — `retnet prepare`: documents, input files, the output folder check, the
+// validation split, the tokenizer and the shards and meta.json (text/prepare.h).
+#include "text/prepare.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -20,296 +13,12 @@
 
 #include "core/error.h"
 #include "core/random.h"
-#include "core/tensor_math.h"
-#include "tools/tokenizer.h"
+#include "text/shard_file.h"
+#include "text/tokenizer.h"
 
 namespace fs = std::filesystem;
 
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "token shards are little-endian and read by memcpy; add byte swaps for this host");
-
 namespace rn::tools {
-
-namespace {
-
-constexpr char kMagic[8] = {'R', 'N', 'T', 'O', 'K', 0, 0, 0};
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull, kFnvPrime = 0x100000001b3ull;
-
-std::string hex64(uint64_t v) {
-    char buf[19];
-    std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(v));
-    return buf;
-}
-
-uint32_t token_bytes_for(uint32_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
-
-// Incremental shard_checksum: whole words hashed as they come, a partial word carried.
-class PayloadHash {
-public:
-    void update(const unsigned char* p, size_t n) {
-        total_ += n;
-        while (n > 0 && fill_ > 0 && fill_ < 8) {
-            carry_[fill_++] = *p++;
-            --n;
-            if (fill_ == 8) flush_carry();
-        }
-        size_t words = n / 8;
-        uint64_t h = h_;
-        for (size_t i = 0; i < words; ++i) {
-            uint64_t w;
-            std::memcpy(&w, p + 8 * i, 8);
-            h = (h ^ w) * kFnvPrime;
-        }
-        h_ = h;
-        p += words * 8;
-        n -= words * 8;
-        for (size_t i = 0; i < n; ++i) carry_[fill_++] = p[i];
-    }
-    uint64_t finish() {
-        if (fill_ > 0) {
-            std::memset(carry_ + fill_, 0, 8 - fill_);
-            fill_ = 8;
-            flush_carry();
-        }
-        return (h_ ^ total_) * kFnvPrime;
-    }
-
-private:
-    void flush_carry() {
-        uint64_t w;
-        std::memcpy(&w, carry_, 8);
-        h_ = (h_ ^ w) * kFnvPrime;
-        fill_ = 0;
-    }
-    uint64_t h_ = kFnvOffset, total_ = 0;
-    unsigned char carry_[8] = {};
-    size_t fill_ = 0;
-};
-
-template <typename T>
-void put(unsigned char* buf, size_t off, T v) { std::memcpy(buf + off, &v, sizeof v); }
-template <typename T>
-T get(const unsigned char* buf, size_t off) {
-    T v;
-    std::memcpy(&v, buf + off, sizeof v);
-    return v;
-}
-
-// Writes `text` to `path` through a temporary file and a rename.
-void write_text_atomic(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        RN_CHECK(out, "cannot write '", tmp, "'");
-        out << text;
-        out.flush();
-        RN_CHECK(out, "error writing '", tmp, "' (disk full?)");
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    RN_CHECK(!ec, "cannot move '", tmp, "' to '", path, "': ", ec.message());
-}
-
-}  // namespace
-
-uint64_t shard_checksum(const void* data, size_t n_bytes) {
-    PayloadHash h;
-    h.update(static_cast<const unsigned char*>(data), n_bytes);
-    return h.finish();
-}
-
-// ---------------------------------------------------------------- ShardWriter
-
-struct ShardWriter::Impl {
-    std::string path, tmp;
-    uint32_t vocab_size, bos_id, token_bytes;
-    std::FILE* f = nullptr;
-    PayloadHash hash;
-    uint64_t checksum = 0;
-    bool finished = false;
-    std::vector<unsigned char> buf;  // ids in their on-disk width, one write() at a time
-};
-
-ShardWriter::ShardWriter(std::string path, uint32_t vocab_size, uint32_t bos_id)
-    : impl_(std::make_unique<Impl>()) {
-    RN_CHECK(vocab_size > 0, "shard '", path, "': vocab_size must be positive");
-    RN_CHECK(bos_id < vocab_size, "shard '", path, "': BOS id ", bos_id, " is outside the vocabulary of ",
-             vocab_size);
-    impl_->path = std::move(path);
-    impl_->tmp = impl_->path + ".tmp";
-    impl_->vocab_size = vocab_size;
-    impl_->bos_id = bos_id;
-    impl_->token_bytes = token_bytes_for(vocab_size);
-    impl_->f = std::fopen(impl_->tmp.c_str(), "wb");
-    RN_CHECK(impl_->f != nullptr, "shard '", impl_->tmp, "': cannot create: ", std::strerror(errno));
-    // the header is a placeholder until finish() knows the count and the checksum
-    unsigned char zeros[kShardHeaderBytes] = {};
-    RN_CHECK(std::fwrite(zeros, 1, sizeof zeros, impl_->f) == sizeof zeros, "shard '", impl_->tmp,
-             "': write failed: ", std::strerror(errno));
-}
-
-ShardWriter::~ShardWriter() {
-    if (impl_ && !impl_->finished) {
-        if (impl_->f) std::fclose(impl_->f);
-        std::remove(impl_->tmp.c_str());
-    }
-}
-
-void ShardWriter::write(const int32_t* ids, size_t n) {
-    Impl& s = *impl_;
-    RN_CHECK(!s.finished, "shard '", s.path, "': write after finish()");
-    if (n == 0) return;  // nothing to add (and fwrite/memcpy must not see a null buffer)
-    s.buf.resize(n * s.token_bytes);
-    for (size_t i = 0; i < n; ++i) {
-        RN_CHECK(ids[i] >= 0 && uint32_t(ids[i]) < s.vocab_size, "shard '", s.path, "': id ", ids[i],
-                 " (token ", n_tokens_ + i, ") is outside the vocabulary [0, ", s.vocab_size, ")");
-        if (s.token_bytes == 2) put<uint16_t>(s.buf.data(), 2 * i, uint16_t(ids[i]));
-        else put<uint32_t>(s.buf.data(), 4 * i, uint32_t(ids[i]));
-    }
-    s.hash.update(s.buf.data(), s.buf.size());
-    RN_CHECK(std::fwrite(s.buf.data(), 1, s.buf.size(), s.f) == s.buf.size(), "shard '", s.tmp,
-             "': write failed (disk full?): ", std::strerror(errno));
-    n_tokens_ += n;
-}
-
-uint64_t ShardWriter::checksum() const {
-    RN_CHECK(impl_->finished, "shard '", impl_->path, "': checksum() before finish()");
-    return impl_->checksum;
-}
-
-void ShardWriter::finish() {
-    Impl& s = *impl_;
-    RN_CHECK(!s.finished, "shard '", s.path, "': finish() called twice");
-    s.checksum = s.hash.finish();
-    unsigned char h[kShardHeaderBytes] = {};
-    std::memcpy(h, kMagic, 8);
-    put<uint32_t>(h, 8, kShardVersion);
-    put<uint32_t>(h, 12, s.token_bytes);
-    put<uint64_t>(h, 16, n_tokens_);
-    put<uint32_t>(h, 24, s.vocab_size);
-    put<uint32_t>(h, 28, s.bos_id);
-    put<uint64_t>(h, 32, s.checksum);
-    bool ok = std::fseek(s.f, 0, SEEK_SET) == 0 && std::fwrite(h, 1, sizeof h, s.f) == sizeof h;
-    ok = (std::fflush(s.f) == 0) && ok;
-    ok = (std::fclose(s.f) == 0) && ok;
-    s.f = nullptr;
-    RN_CHECK(ok, "shard '", s.tmp, "': writing the header failed (disk full?): ", std::strerror(errno));
-    std::error_code ec;
-    fs::rename(s.tmp, s.path, ec);
-    RN_CHECK(!ec, "shard: cannot move '", s.tmp, "' to '", s.path, "': ", ec.message());
-    s.finished = true;
-}
-
-void write_shard(const std::string& path, const std::vector<int32_t>& ids, uint32_t vocab_size,
-                 uint32_t bos_id) {
-    ShardWriter w(path, vocab_size, bos_id);
-    w.write(ids);
-    w.finish();
-}
-
-// ---------------------------------------------------------------- ShardReader
-
-ShardReader::ShardReader(const std::string& path, bool verify_checksum) : path_(path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    RN_CHECK(fd >= 0, "shard '", path, "': cannot open: ", std::strerror(errno),
-             errno == ENOENT ? "\nHINT: run `retnet prepare` to make token shards" : "");
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-        int e = errno;
-        ::close(fd);
-        RN_FAIL("shard '", path, "': cannot stat: ", std::strerror(e));
-    }
-    const uint64_t file_bytes = uint64_t(st.st_size);
-    if (file_bytes < kShardHeaderBytes) {
-        ::close(fd);
-        RN_FAIL("shard '", path, "': truncated: the file has ", file_bytes, " bytes, less than the ",
-                kShardHeaderBytes, "-byte header");
-    }
-    map_ = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_errno = errno;
-    ::close(fd);  // the mapping keeps the file alive
-    if (map_ == MAP_FAILED) {
-        map_ = nullptr;
-        RN_FAIL("shard '", path, "': mmap failed: ", std::strerror(map_errno));
-    }
-    map_bytes_ = file_bytes;
-    // From here a failed check must unmap: the destructor does not run for a throwing
-    // constructor, so any exception unmaps on its way out.
-    try {
-        const auto* h = static_cast<const unsigned char*>(map_);
-        if (std::memcmp(h, kMagic, 8) != 0) {
-            std::string got;
-            for (int i = 0; i < 8; ++i) {
-                unsigned char c = h[i];
-                if (c >= 32 && c < 127) got += char(c);
-                else { char b[5]; std::snprintf(b, sizeof b, "\\x%02x", c); got += b; }
-            }
-            RN_FAIL("shard '", path, "': wrong magic '", got, "', expected 'RNTOK' (not a token shard?)");
-        }
-        const uint32_t version = get<uint32_t>(h, 8);
-        RN_CHECK(version == kShardVersion, "shard '", path, "': format version ", version,
-                 ", this build reads version ", kShardVersion);
-        token_bytes_ = get<uint32_t>(h, 12);
-        n_tokens_ = get<uint64_t>(h, 16);
-        vocab_size_ = get<uint32_t>(h, 24);
-        bos_id_ = get<uint32_t>(h, 28);
-        checksum_ = get<uint64_t>(h, 32);
-        RN_CHECK(token_bytes_ == 2 || token_bytes_ == 4, "shard '", path, "': corrupt header: ",
-                 token_bytes_, " bytes per token, expected 2 or 4");
-        RN_CHECK(vocab_size_ > 0 && token_bytes_ == token_bytes_for(vocab_size_), "shard '", path,
-                 "': corrupt header: vocab size ", vocab_size_, " does not fit ", token_bytes_,
-                 " bytes per token");
-        RN_CHECK(bos_id_ < vocab_size_, "shard '", path, "': corrupt header: BOS id ", bos_id_,
-                 " is outside the vocabulary of ", vocab_size_);
-        for (size_t i = 40; i < kShardHeaderBytes; ++i) {
-            RN_CHECK(h[i] == 0, "shard '", path, "': corrupt header: reserved byte ", i, " is not zero");
-        }
-        const uint64_t payload = file_bytes - kShardHeaderBytes;
-        RN_CHECK(n_tokens_ <= payload / token_bytes_, "shard '", path, "': truncated: the header says ",
-                 n_tokens_, " tokens (", n_tokens_ * token_bytes_, " bytes) but the file holds ", payload,
-                 " payload bytes");
-        RN_CHECK(payload == n_tokens_ * token_bytes_, "shard '", path, "': ",
-                 payload - n_tokens_ * token_bytes_, " unexpected bytes after the ", n_tokens_,
-                 " tokens the header announces (corrupt file?)");
-        payload_ = h + kShardHeaderBytes;
-        if (verify_checksum) {
-            uint64_t got = shard_checksum(payload_, payload);
-            RN_CHECK(got == checksum_, "shard '", path, "': checksum mismatch: the header says ",
-                     hex64(checksum_), ", the payload hashes to ", hex64(got), " (corrupt file)");
-        }
-        // the loader reads windows at random places: tell the kernel not to read ahead far
-        ::madvise(map_, map_bytes_, MADV_RANDOM);
-    } catch (...) {
-        ::munmap(map_, map_bytes_);
-        map_ = nullptr;
-        throw;
-    }
-}
-
-ShardReader::~ShardReader() {
-    if (map_) ::munmap(map_, map_bytes_);
-}
-
-int64_t ShardReader::at(uint64_t i) const {
-    RN_CHECK(i < n_tokens_, "shard '", path_, "': token ", i, " is out of range (", n_tokens_, " tokens)");
-    return token_bytes_ == 2 ? int64_t(get<uint16_t>(payload_, 2 * i)) : int64_t(get<uint32_t>(payload_, 4 * i));
-}
-
-void ShardReader::read(uint64_t start, uint64_t n, int64_t* out) const {
-    RN_CHECK(start <= n_tokens_ && n <= n_tokens_ - start, "shard '", path_, "': tokens [", start, ", ",
-             start + n, ") are out of range (", n_tokens_, " tokens)");
-    if (token_bytes_ == 2) {
-        for (uint64_t i = 0; i < n; ++i) out[i] = get<uint16_t>(payload_, 2 * (start + i));
-    } else {
-        for (uint64_t i = 0; i < n; ++i) out[i] = get<uint32_t>(payload_, 4 * (start + i));
-    }
-}
-
-std::vector<int32_t> ShardReader::read(uint64_t start, uint64_t n) const {
-    std::vector<int64_t> tmp(n);
-    read(start, n, tmp.data());
-    return std::vector<int32_t>(tmp.begin(), tmp.end());
-}
 
 // ---------------------------------------------------------------- documents and inputs
 
@@ -446,6 +155,22 @@ std::string default_prepare_out_dir(const std::vector<std::string>& inputs) {
 
 namespace {
 
+// Writes `text` to `path` through a temporary file and a rename.
+void write_text_atomic(const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        RN_CHECK(out, "cannot write '", tmp, "'");
+        out << text;
+        out.flush();
+        RN_CHECK(out, "error writing '", tmp, "' (disk full?)");
+    }
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+    RN_CHECK(!ec, "cannot move '", tmp, "' to '", path, "': ", ec.message());
+}
+
+
 constexpr int kMinVocab = 261, kMaxVocab = 1 << 20;  // 4 special + 256 byte pieces + 1; far above any real need
 
 // a file's bytes hashed as shard_checksum does, streamed
@@ -520,7 +245,7 @@ void check_out_dir(const PrepareOptions& opts, const std::vector<Source>& source
             src["bytes"].get<uint64_t>() != sources[i].bytes) {
             same = false;
         } else if (src.contains("checksum") && src["checksum"].is_string()) {
-            same = src["checksum"].get<std::string>() == hex64(sources[i].checksum);
+            same = src["checksum"].get<std::string>() == checksum_hex(sources[i].checksum);
         } else {
             same = old_paths[i] == sources[i].path;
         }
@@ -724,14 +449,14 @@ PrepareResult prepare(const PrepareOptions& opts) {
     nlohmann::json sources_json = nlohmann::json::array();
     for (const auto& src : sources) {
         sources_json.push_back({{"path", src.path}, {"bytes", src.bytes}, {"documents", src.documents},
-                                {"checksum", hex64(src.checksum)}});
+                                {"checksum", checksum_hex(src.checksum)}});
     }
     nlohmann::json meta = {
         {"format", "rntok"},
         {"format_version", kShardVersion},
         {"vocab_size", r.vocab_size},
         {"bos_id", tok.bos_id()},
-        {"token_bytes", token_bytes_for(vocab)},
+        {"token_bytes", shard_token_bytes(vocab)},
         {"tokenizer",
          {{"file", "tokenizer.model"},
           {"trained", trained},
@@ -748,10 +473,10 @@ PrepareResult prepare(const PrepareOptions& opts) {
           {"unit", tail_split ? "tail of each document" : "document"}}},
         {"train",
          {{"file", "train.bin"}, {"documents", r.train_documents}, {"tokens", r.train_tokens},
-          {"checksum", hex64(train_w.checksum())}}},
+          {"checksum", checksum_hex(train_w.checksum())}}},
         {"val",
          {{"file", "val.bin"}, {"documents", r.val_documents}, {"tokens", r.val_tokens},
-          {"checksum", hex64(val_w.checksum())}}},
+          {"checksum", checksum_hex(val_w.checksum())}}},
         {"documents", n_docs},
         {"tokens", r.train_tokens + r.val_tokens},
         {"sources", sources_json},
@@ -763,92 +488,4 @@ PrepareResult prepare(const PrepareOptions& opts) {
         opts.out_dir);
     return r;
 }
-
-// ---------------------------------------------------------------- DataLoader
-
-namespace {
-// salts that keep the two uses of the seed (epoch order, epoch shift) independent
-constexpr uint64_t kOrderSalt = 0x6f72646572ull, kShiftSalt = 0x7368696674ull;
-
-// uniform integer in [0, n) from 64 random bits (Lemire's multiply-shift; bias < n / 2^64)
-uint64_t bounded(uint64_t bits, uint64_t n) {
-    return uint64_t((static_cast<unsigned __int128>(bits) * n) >> 64);
-}
-}  // namespace
-
-DataLoader::DataLoader(const std::string& shard_path, const DataLoaderOptions& opts)
-    : DataLoader(std::make_shared<const ShardReader>(shard_path), opts) {}
-
-DataLoader::DataLoader(std::shared_ptr<const ShardReader> shard, const DataLoaderOptions& opts)
-    : shard_(std::move(shard)), opts_(opts), global_batch_(opts.batch_size * opts.world) {
-    RN_CHECK(shard_ != nullptr, "DataLoader: no shard");
-    RN_CHECK(opts_.batch_size > 0 && opts_.seq_len > 0, "DataLoader: batch_size and seq_len must be positive, got ",
-             opts_.batch_size, " and ", opts_.seq_len);
-    RN_CHECK(opts_.world > 0 && opts_.rank >= 0 && opts_.rank < opts_.world, "DataLoader: rank ", opts_.rank,
-             " is not in [0, world = ", opts_.world, ")");
-    // the fewest whole windows any epoch has (the shift can take up to T - 1 tokens)
-    const uint64_t n = shard_->size(), T = uint64_t(opts_.seq_len);
-    const uint64_t max_shift = opts_.shuffle ? T - 1 : 0;
-    const uint64_t min_windows = n > max_shift + 1 ? (n - 1 - max_shift) / T : 0;
-    RN_CHECK(min_windows >= uint64_t(global_batch_), "DataLoader: shard '", shard_->path(), "' has ", n,
-             " tokens: ", min_windows, " windows of ", T, "+1 tokens, fewer than one global batch of ",
-             global_batch_, " (", opts_.batch_size, " per rank x ", opts_.world,
-             " ranks)\nHINT: use a smaller batch size or sequence length, or more data");
-    start_epoch(0);
-}
-
-void DataLoader::start_epoch(uint64_t epoch) {
-    epoch_ = epoch;
-    step_ = 0;
-    const uint64_t n = shard_->size(), T = uint64_t(opts_.seq_len);
-    // epoch 0 starts at token 0; later epochs at a seeded offset in [0, T)
-    shift_ = (opts_.shuffle && epoch > 0) ? bounded(Generator::bits(opts_.seed ^ kShiftSalt, epoch), T) : 0;
-    windows_ = (n - 1 - shift_) / T;
-    order_.clear();
-    if (!opts_.shuffle) return;
-    // Fisher–Yates driven by the counter-based generator: element i's swap partner is a
-    // pure function of (seed, epoch, i), so the order is the same on every machine
-    order_.resize(windows_);
-    for (uint64_t i = 0; i < windows_; ++i) order_[i] = i;
-    const uint64_t epoch_seed = Generator::bits(opts_.seed ^ kOrderSalt, epoch);
-    for (uint64_t i = windows_; i > 1; --i) {
-        uint64_t j = bounded(Generator::bits(epoch_seed, i), i);
-        std::swap(order_[i - 1], order_[j]);
-    }
-}
-
-Batch DataLoader::next() {
-    if (step_ >= batches_per_epoch()) start_epoch(epoch_ + 1);
-    const int64_t B = opts_.batch_size, T = opts_.seq_len;
-    std::vector<int64_t> rows(size_t(B * (T + 1))), in(size_t(B * T)), tg(size_t(B * T));
-    for (int64_t b = 0; b < B; ++b) {
-        // this rank's rows are [rank*B, rank*B + B) of the global batch
-        const uint64_t slot = step_ * uint64_t(global_batch_) + uint64_t(opts_.rank * B + b);
-        const uint64_t w = order_.empty() ? slot : order_[slot];
-        int64_t* row = rows.data() + b * (T + 1);
-        shard_->read(shift_ + w * uint64_t(T), uint64_t(T + 1), row);
-        std::copy(row, row + T, in.data() + b * T);
-        std::copy(row + 1, row + T + 1, tg.data() + b * T);
-    }
-    ++step_;
-    return Batch{from_vector<int64_t>(rows, {B, T + 1}), from_vector<int64_t>(in, {B, T}),
-                 from_vector<int64_t>(tg, {B, T})};
-}
-
-DataLoaderState DataLoader::state() const {
-    return DataLoaderState{opts_.seed, epoch_, step_, global_batch_, opts_.seq_len};
-}
-
-void DataLoader::set_state(const DataLoaderState& s) {
-    RN_CHECK(s.global_batch == global_batch_ && s.seq_len == opts_.seq_len,
-             "DataLoader: the saved position is for global batch ", s.global_batch, " x seq_len ", s.seq_len,
-             ", this loader serves ", global_batch_, " x ", opts_.seq_len,
-             "; restoring it would serve different data");
-    opts_.seed = s.seed;
-    start_epoch(s.epoch);
-    RN_CHECK(s.step <= batches_per_epoch(), "DataLoader: the saved step ", s.step, " is past the ",
-             batches_per_epoch(), " batches of epoch ", s.epoch, " (a different shard?)");
-    step_ = s.step;
-}
-
 }  // namespace rn::tools
