@@ -1,7 +1,7 @@
 // cuda/graph.h — CUDA graphs: record the kernels a function enqueues once, then replay
 // them with one launch. What it is for: a decoding step of a small model is ~270 small
 // kernels whose launch cost from the host exceeds their run time on the GPU; replayed as
-// one graph, the host's share goes away (tools/engine.cpp uses it for the decode step).
+// one graph, the host's share goes away (serving/engine.cpp uses it for the decode step).
 //
 // The rules a captured function must keep (a violation makes capture() return false,
 // never a wrong replay, except for the last two, which are the caller's to keep):

@@ -47,7 +47,7 @@ Tensor checked_indices(const Tensor& idx, int64_t n, Device device, const char* 
     };
     if (i64.is_cuda()) {
         // the check waits for the GPU, which a CUDA graph capture forbids: a captured
-        // function's caller vouches for its ids (tools/engine.cpp validates them on the host)
+        // function's caller vouches for its ids (serving/engine.cpp validates them on the host)
         if (cuda::stream_capturing()) return i64;
         int64_t v = 0;
         int64_t k = cuda::find_out_of_range(i64.data<int64_t>(), i64.numel(), n, &v);
