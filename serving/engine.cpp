@@ -147,7 +147,18 @@ Tensor row_stats(const Tensor& l32, const Tensor& ids = Tensor(), const Tensor& 
 
 EngineEvent Engine::emit(Seq& s, const float* logits, float lse) {
     const int32_t tok = s.sampler.sample(logits, vocab_, s.tokens);
-    return take(s, tok, double(logits[tok]) - double(lse));
+    EngineEvent ev = take(s, tok, double(logits[tok]) - double(lse));
+    const int64_t k = std::min<int64_t>(s.sampler.params().top_logprobs, vocab_);
+    if (k > 0) {
+        std::vector<int32_t> ids(static_cast<size_t>(vocab_));
+        for (int32_t i = 0; i < int32_t(vocab_); ++i) ids[size_t(i)] = i;
+        std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+            return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+        });
+        for (int64_t i = 0; i < k; ++i)
+            ev.top.emplace_back(ids[size_t(i)], double(logits[ids[size_t(i)]]) - double(lse));
+    }
+    return ev;
 }
 
 EngineEvent Engine::take(Seq& s, int32_t tok, double logprob) {
@@ -290,7 +301,9 @@ std::vector<EngineEvent> Engine::step() {
         // sampler names the bad logit)
         std::vector<int64_t> host_rows, at(static_cast<size_t>(n_old), -1);
         for (int64_t i = 0; i < n_old; ++i) {
-            const bool dev = greedy_on_device_ && seqs_[size_t(i)].sampler.plain_greedy() && !std::isnan(lse[i]);
+            // (alternatives' log-probabilities need the whole row on the host too)
+            const bool dev = greedy_on_device_ && seqs_[size_t(i)].sampler.plain_greedy() &&
+                             seqs_[size_t(i)].sampler.params().top_logprobs == 0 && !std::isnan(lse[i]);
             if (!dev) {
                 at[size_t(i)] = int64_t(host_rows.size());
                 host_rows.push_back(i);

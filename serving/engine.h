@@ -68,6 +68,9 @@ struct EngineEvent {
     // log-probability of `token` under the model (raw logits: before penalty, temperature
     // and truncation); NaN on a "cancelled" event
     double logprob = std::numeric_limits<double>::quiet_NaN();
+    // the SamplingParams::top_logprobs most likely ids under the same distribution, most
+    // likely first (ties: lower id first), with their log-probabilities
+    std::vector<std::pair<int32_t, double>> top;
 };
 
 class Engine {

@@ -197,10 +197,6 @@ void refuse_unsupported(const json& body) {
     auto unsupported = [](const char* name, const json& v) {
         return bad_request(name, "'" + std::string(name) + "' = " + shown(v) + " is not supported by this server");
     };
-    if (const json* v = field(body, "logprobs")) {
-        if (!(v->is_number_integer() && v->get<int64_t>() == 0) && !(v->is_boolean() && !v->get<bool>()))
-            throw unsupported("logprobs", *v);
-    }
     if (auto echo = get_bool(body, "echo"); echo && *echo) throw unsupported("echo", body["echo"]);
     if (auto best_of = get_int(body, "best_of", 1, 1 << 20); best_of && *best_of != 1)
         throw unsupported("best_of", body["best_of"]);
@@ -280,7 +276,7 @@ ApiError bad_request(const std::string& param, const std::string& message) {
     return ApiError(400, "invalid_request_error", param, message);
 }
 
-CompletionRequest parse_completion_request(const std::string& body_text, const ApiLimits& limits) {
+json parse_json_body(const std::string& body_text, const ApiLimits& limits) {
     // before parsing: the parser itself is iterative, but a value thousands deep would
     // overflow the stack of everything that walks it afterwards (copies, dump(), ~json)
     if (size_t at = json_depth_exceeded_at(body_text, limits.max_json_depth); at != std::string::npos)
@@ -302,12 +298,21 @@ CompletionRequest parse_completion_request(const std::string& body_text, const A
     if (!body.is_object())
         throw bad_request("", "the request body must be a JSON object, got " + type_of(body) + " (" + shown(body) + ")");
 
-    CompletionRequest r;
+    return body;
+}
+
+namespace {
+std::string get_model(const json& body) {
     if (const json* v = field(body, "model")) {
         if (!v->is_string()) throw wrong_type("model", "a string", *v);
-        r.model = v->get<std::string>();
+        return v->get<std::string>();
     }
-    r.prompts = get_prompts(body);
+    return "";
+}
+
+// The fields completions and chat share.
+void parse_common(const json& body, const ApiLimits& limits, CompletionRequest& r) {
+    r.model = get_model(body);
     if (auto x = get_int(body, "max_tokens", 1, limits.max_tokens_limit)) r.max_tokens = *x;
     if (auto x = get_number(body, "temperature", 0.0, 2.0)) r.temperature = *x;
     if (auto x = get_number(body, "top_p", 0.0, 1.0, /*lo_open=*/true)) r.top_p = *x;
@@ -328,12 +333,189 @@ CompletionRequest parse_completion_request(const std::string& body_text, const A
     r.logit_bias = get_logit_bias(body, limits);
     if (auto x = get_bool(body, "ignore_eos")) r.ignore_eos = *x;
     refuse_unsupported(body);
+}
+
+void check_choices(const CompletionRequest& r, const ApiLimits& limits) {
     if (r.choices() > limits.max_choices)
         throw bad_request("prompt", "this request asks for " + std::to_string(r.choices()) + " completions (" +
                                     std::to_string(r.prompts.size()) + " prompts × n = " + std::to_string(r.n) +
                                     "); the server runs at most " + std::to_string(limits.max_choices) +
                                     " per request. HINT: split it into several requests");
+}
+
+std::vector<ChatMessage> get_messages(const json& body, const ApiLimits& limits) {
+    const json* v = field(body, "messages");
+    if (!v) throw bad_request("messages", "'messages' is required (an array of {\"role\", \"content\"} objects)");
+    if (!v->is_array()) throw wrong_type("messages", "an array of {\"role\", \"content\"} objects", *v);
+    if (v->empty()) throw bad_request("messages", "'messages' must not be empty");
+    if (int64_t(v->size()) > limits.max_messages)
+        throw bad_request("messages", "'messages' holds " + std::to_string(v->size()) + " messages; the limit is " +
+                                          std::to_string(limits.max_messages));
+    std::vector<ChatMessage> out;
+    for (size_t i = 0; i < v->size(); ++i) {
+        const json& m = (*v)[i];
+        const std::string at = "messages[" + std::to_string(i) + "]";
+        if (!m.is_object()) throw wrong_type(at, "an object {\"role\", \"content\"}", m);
+        const json* role = field(m, "role");
+        if (!role) throw bad_request(at + ".role", "'" + at + ".role' is required (system, user or assistant)");
+        if (!role->is_string()) throw wrong_type(at + ".role", "a string", *role);
+        const std::string r = role->get<std::string>();
+        if (r != "system" && r != "user" && r != "assistant")
+            throw bad_request(at + ".role", "'" + at + ".role' must be system, user or assistant, got " + shown(*role) +
+                                                " (this server has no tools or functions)");
+        const json* content = field(m, "content");
+        if (!content) throw bad_request(at + ".content", "'" + at + ".content' is required (a string)");
+        if (!content->is_string())
+            throw wrong_type(at + ".content", "a string (content parts are not supported)", *content);
+        out.push_back({r, content->get<std::string>()});
+    }
+    return out;
+}
+
+}  // namespace
+
+CompletionRequest parse_completion_request(const std::string& body_text, const ApiLimits& limits) {
+    const json body = parse_json_body(body_text, limits);
+    CompletionRequest r;
+    r.prompts = get_prompts(body);
+    parse_common(body, limits, r);
+    // false: off (some clients send chat's boolean here)
+    const json* lp = field(body, "logprobs");
+    if (!(lp && lp->is_boolean() && !lp->get<bool>()))
+        if (auto x = get_int(body, "logprobs", 0, limits.max_logprobs)) r.logprobs = *x;
+    check_choices(r, limits);
     return r;
+}
+
+CompletionRequest parse_chat_request(const std::string& body_text, const ApiLimits& limits) {
+    const json body = parse_json_body(body_text, limits);
+    CompletionRequest r;
+    r.chat = true;
+    r.messages = get_messages(body, limits);
+    parse_common(body, limits, r);
+    // chat's names: max_completion_tokens is the newer spelling of max_tokens
+    if (auto x = get_int(body, "max_completion_tokens", 1, limits.max_tokens_limit)) r.max_tokens = *x;
+    const auto lp = get_bool(body, "logprobs");
+    const auto top = get_int(body, "top_logprobs", 0, limits.max_logprobs);
+    if (top && !(lp && *lp))
+        throw bad_request("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    if (lp && *lp) r.logprobs = top ? *top : 0;
+    // one prompt (the rendered messages), filled in by the caller
+    r.prompts.resize(1);
+    check_choices(r, limits);
+    return r;
+}
+
+TokenizeRequest parse_tokenize_request(const std::string& body_text, const ApiLimits& limits) {
+    const json body = parse_json_body(body_text, limits);
+    TokenizeRequest r;
+    r.model = get_model(body);
+    const json* v = field(body, "prompt");
+    if (!v) throw bad_request("prompt", "'prompt' is required (a string)");
+    if (!v->is_string()) throw wrong_type("prompt", "a string", *v);
+    r.prompt = v->get<std::string>();
+    if (auto x = get_bool(body, "add_special_tokens")) r.add_special_tokens = *x;
+    return r;
+}
+
+std::vector<int32_t> parse_detokenize_request(const std::string& body_text, const ApiLimits& limits,
+                                              std::string* model) {
+    const json body = parse_json_body(body_text, limits);
+    if (model) *model = get_model(body);
+    const json* v = field(body, "tokens");
+    if (!v) throw bad_request("tokens", "'tokens' is required (an array of token ids)");
+    if (!v->is_array()) throw wrong_type("tokens", "an array of token ids", *v);
+    if (int64_t(v->size()) > limits.max_prompt_tokens + limits.max_tokens_limit)
+        throw bad_request("tokens", "'tokens' holds " + std::to_string(v->size()) + " ids; the limit is " +
+                                        std::to_string(limits.max_prompt_tokens + limits.max_tokens_limit));
+    std::vector<int32_t> ids;
+    for (size_t i = 0; i < v->size(); ++i) {
+        const json& t = (*v)[i];
+        const std::string at = "tokens[" + std::to_string(i) + "]";
+        if (!t.is_number_integer()) throw wrong_type("tokens", "an array of integers; " + at + " is not", t);
+        const int64_t hi = limits.vocab_size > 0 ? limits.vocab_size : INT32_MAX;
+        if ((t.is_number_unsigned() && t.get<uint64_t>() >= uint64_t(hi)) || t.get<int64_t>() < 0 ||
+            t.get<int64_t>() >= hi)
+            throw bad_request("tokens", "'" + at + "' = " + shown(t) + " is not a token id; ids lie in [0, " +
+                                            std::to_string(hi) + ")");
+        ids.push_back(int32_t(t.get<int64_t>()));
+    }
+    return ids;
+}
+
+std::string tokenize_json(const std::vector<int32_t>& tokens, int64_t max_model_len) {
+    return dump(json{{"tokens", tokens}, {"count", tokens.size()}, {"max_model_len", max_model_len}});
+}
+
+std::string detokenize_json(const std::string& text) { return dump(json{{"prompt", text}}); }
+
+void check_model(const std::string& requested, const std::vector<std::string>& served) {
+    if (requested.empty()) return;
+    for (const auto& m : served)
+        if (m == requested) return;
+    std::string names;
+    for (const auto& m : served) names += (names.empty() ? "" : ", ") + m;
+    throw ApiError(404, "invalid_request_error", "model",
+                   "The model '" + clip(requested, 100) + "' does not exist; this server serves " + names,
+                   "model_not_found");
+}
+
+namespace {
+bool valid_utf8(const std::string& s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        const unsigned char c = static_cast<unsigned char>(s[i]);
+        const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (n == 0 || i + n > s.size()) return false;
+        for (size_t k = 1; k < n; ++k)
+            if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+        i += n;
+    }
+    return true;
+}
+// OpenAI's completions spelling of a token that is not text by itself (one byte of a
+// character): "bytes:\xe2\x80"; anything else as it is
+std::string shown_token(const std::string& t) {
+    if (valid_utf8(t)) return t;
+    static const char* hex = "0123456789abcdef";
+    std::string out = "bytes:";
+    for (unsigned char c : t) out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+    return out;
+}
+}  // namespace
+
+json completion_logprobs(const std::vector<TokenLogprob>& lps, int64_t offset0) {
+    json tokens = json::array(), lp = json::array(), top = json::array(), off = json::array();
+    int64_t at = offset0;
+    for (const auto& t : lps) {
+        tokens.push_back(shown_token(t.token));
+        lp.push_back(t.logprob);
+        json d = json::object();
+        for (const auto& [text, v] : t.top)
+            if (!d.contains(shown_token(text))) d[shown_token(text)] = v;  // two ids with one text: the likelier one
+        top.push_back(d);
+        off.push_back(at);
+        at += int64_t(t.token.size());
+    }
+    return {{"tokens", tokens}, {"token_logprobs", lp}, {"top_logprobs", top}, {"text_offset", off}};
+}
+
+namespace {
+json bytes_of(const std::string& s) {
+    json b = json::array();
+    for (unsigned char c : s) b.push_back(int(c));
+    return b;
+}
+}  // namespace
+
+json chat_logprobs(const std::vector<TokenLogprob>& lps) {
+    json content = json::array();
+    for (const auto& t : lps) {
+        json top = json::array();
+        for (const auto& [text, v] : t.top) top.push_back({{"token", text}, {"logprob", v}, {"bytes", bytes_of(text)}});
+        content.push_back({{"token", t.token}, {"logprob", t.logprob}, {"bytes", bytes_of(t.token)}, {"top_logprobs", top}});
+    }
+    return {{"content", content}};
 }
 
 std::vector<std::vector<int32_t>> tokenize_prompts(const CompletionRequest& req,
@@ -372,11 +554,46 @@ std::vector<std::vector<int32_t>> tokenize_prompts(const CompletionRequest& req,
     return out;
 }
 
-std::string completion_json(const std::string& id, int64_t created, const std::string& model,
-                            const std::vector<CompletionChoice>& choices, const Usage& usage) {
+namespace {
+json usage_json(const Usage& usage) {
+    return {{"prompt_tokens", usage.prompt_tokens},
+            {"completion_tokens", usage.completion_tokens},
+            {"total_tokens", usage.prompt_tokens + usage.completion_tokens}};
+}
+}  // namespace
+
+std::string chat_completion_json(const std::string& id, int64_t created, const std::string& model,
+                                 const std::vector<CompletionChoice>& choices, const Usage& usage, bool with_logprobs) {
     json cs = json::array();
     for (const auto& c : choices)
-        cs.push_back({{"text", c.text}, {"index", c.index}, {"logprobs", nullptr}, {"finish_reason", c.finish_reason}});
+        cs.push_back({{"index", c.index},
+                      {"message", {{"role", "assistant"}, {"content", c.text}}},
+                      {"logprobs", with_logprobs ? chat_logprobs(c.logprobs) : json(nullptr)},
+                      {"finish_reason", c.finish_reason}});
+    return dump(json{{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model},
+                     {"choices", cs}, {"usage", usage_json(usage)}});
+}
+
+std::string chat_chunk_json(const std::string& id, int64_t created, const std::string& model, int64_t index,
+                            const std::string& text, bool first_delta, const std::string& finish_reason,
+                            const json* logprobs) {
+    json delta = json::object();
+    if (first_delta) delta["role"] = "assistant";
+    if (!text.empty() || first_delta) delta["content"] = text;
+    json c = {{"index", index}, {"delta", delta}, {"logprobs", logprobs ? *logprobs : json(nullptr)},
+              {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
+    return dump(json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
+                     {"choices", json::array({c})}});
+}
+
+std::string completion_json(const std::string& id, int64_t created, const std::string& model,
+                            const std::vector<CompletionChoice>& choices, const Usage& usage, bool with_logprobs) {
+    json cs = json::array();
+    for (const auto& c : choices)
+        cs.push_back({{"text", c.text},
+                      {"index", c.index},
+                      {"logprobs", with_logprobs ? completion_logprobs(c.logprobs, 0) : json(nullptr)},
+                      {"finish_reason", c.finish_reason}});
     json j = {{"id", id},
               {"object", "text_completion"},
               {"created", created},
@@ -390,17 +607,19 @@ std::string completion_json(const std::string& id, int64_t created, const std::s
 }
 
 std::string stream_chunk_json(const std::string& id, int64_t created, const std::string& model, int64_t index,
-                              const std::string& text, const std::string& finish_reason) {
-    json c = {{"text", text}, {"index", index}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+                              const std::string& text, const std::string& finish_reason, const json* logprobs) {
+    json c = {{"text", text}, {"index", index}, {"logprobs", logprobs ? *logprobs : json(nullptr)},
+              {"finish_reason", nullptr}};
     if (!finish_reason.empty()) c["finish_reason"] = finish_reason;
     json j = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
               {"choices", json::array({c})}};
     return dump(j);
 }
 
-std::string stream_usage_json(const std::string& id, int64_t created, const std::string& model, const Usage& usage) {
+std::string stream_usage_json(const std::string& id, int64_t created, const std::string& model, const Usage& usage,
+                              bool chat) {
     json j = {{"id", id},
-              {"object", "text_completion"},
+              {"object", chat ? "chat.completion.chunk" : "text_completion"},
               {"created", created},
               {"model", model},
               {"choices", json::array()},
@@ -416,7 +635,7 @@ std::string error_json(const ApiError& e) {
                {{"message", clip(e.what(), 1024)},
                 {"type", e.type},
                 {"param", e.param.empty() ? json(nullptr) : json(e.param)},
-                {"code", nullptr}}}};
+                {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
     return dump(j);
 }
 
@@ -426,4 +645,10 @@ std::string models_json(const std::string& model, int64_t created) {
     return dump(j);
 }
 
+}  // namespace rn::tools
+
+namespace rn::tools {
+std::string model_json(const std::string& model, int64_t created) {
+    return dump(json{{"id", model}, {"object", "model"}, {"created", created}, {"owned_by", "retnet.cpp"}});
+}
 }  // namespace rn::tools

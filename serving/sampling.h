@@ -28,6 +28,9 @@ struct SamplingParams {
     // vLLM's ignore_eos: the end-of-text token does not end the sequence (read by the
     // engine, not the sampler)
     bool ignore_eos = false;
+    // the engine reports this many most likely alternatives (with their log-probabilities
+    // under the raw logits) with each sampled token; 0: none (read by the engine)
+    int64_t top_logprobs = 0;
 
     // throws rn::Error naming the bad field, the range it must lie in and the value that came
     void validate() const;

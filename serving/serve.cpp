@@ -17,9 +17,7 @@
 // connections) and accepts again after a short pause — 100 ms when there is none to close.
 #include "serving/serve.h"
 
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -35,7 +33,6 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
-#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -44,7 +41,11 @@
 
 #include "core/error.h"
 #include "nn/checkpoint.h"
+#include "serving/chat.h"
 #include "serving/http_api.h"
+#include "serving/metrics.h"
+#include "serving/serve_auth.h"
+#include "serving/serve_setup.h"
 #include "serving/serve_worker.h"
 
 namespace rn::tools {
@@ -70,9 +71,15 @@ class Session;
 struct ServerState {
     ServeOptions opt;
     ApiLimits limits;
-    std::string model_name;
+    std::string model_name;               // the id reported: names[0]
+    std::vector<std::string> names;       // every name a request may use
     int64_t created = 0;
-    Tokenizer tok;
+    // set once, before `ready` (release); read by the sessions only after seeing ready
+    std::optional<Tokenizer> tok;
+    ChatTemplate chat;
+    std::atomic<bool> ready{false};       // the model is loaded; until then /health says 503
+    std::vector<std::string> keys;        // API keys; empty: open
+    Metrics metrics;
     JobQueue queue;
     std::unique_ptr<GenerationWorker> worker;
     std::atomic<bool> draining{false};
@@ -87,8 +94,7 @@ struct ServerState {
     std::map<uint64_t, std::weak_ptr<Session>> idle;
     uint64_t idle_clock = 0;
 
-    ServerState(ServeOptions o, Tokenizer t, int64_t capacity)
-        : opt(std::move(o)), tok(std::move(t)), queue(capacity) {}
+    ServerState(ServeOptions o, int64_t capacity) : opt(std::move(o)), queue(capacity) {}
     uint64_t random_seed() {
         std::lock_guard<std::mutex> lk(seed_mu);
         return seed_rng();
@@ -125,7 +131,7 @@ private:
         set_idle();
         parser_.emplace();
         parser_->body_limit(uint64_t(s_.opt.max_body));
-        stream_.expires_after(std::chrono::milliseconds(int64_t(s_.opt.idle_timeout_s * 1000)));
+        stream_.expires_after(ms(s_.opt.idle_timeout_s));
         http::async_read_header(stream_, buffer_, *parser_,
                                 beast::bind_front_handler(&Session::on_header, shared_from_this()));
     }
@@ -144,6 +150,7 @@ private:
     }
 
     void read_body() {
+        stream_.expires_after(ms(s_.opt.read_timeout_s));
         http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
     }
 
@@ -182,6 +189,11 @@ private:
     void on_read(beast::error_code ec, std::size_t) {
         if (read_failed(ec)) return;
         req_ = parser_->release();
+        t0_ = std::chrono::steady_clock::now();
+        logged_ = false;
+        log_job_.reset();
+        log_prompt_.clear();
+        status_ = 0;
         keep_alive_ = req_.keep_alive();
         ++s_.open_requests;
         answering_ = true;
@@ -197,6 +209,8 @@ private:
     void route() {
         std::string target(req_.target());
         target = target.substr(0, target.find('?'));
+        cors_ = cors_allow_origin(std::string(req_[http::field::origin]), s_.opt.allowed_origins);
+        if (req_.method() == http::verb::options) return send_preflight();
         auto only = [&](http::verb v, const char* allow) {
             allow_ = allow;
             if (req_.method() != v)
@@ -206,6 +220,8 @@ private:
         };
         if (target == "/health") {
             only(http::verb::get, "GET");
+            if (!s_.ready.load(std::memory_order_acquire))
+                return send_json(http::status::service_unavailable, R"({"status":"loading"})");
             nlohmann::json j = {{"status", s_.draining.load() ? "draining" : "ok"},
                                 {"model", s_.model_name},
                                 {"slots", s_.worker->max_slots()},
@@ -219,23 +235,70 @@ private:
                                 {"tokens_generated", s_.worker->tokens_generated.load()}};
             return send_json(http::status::ok, j.dump());
         }
+        if (target == "/metrics") {  // open, like /health: scrapers carry no key
+            only(http::verb::get, "GET");
+            const bool ready = s_.ready.load(std::memory_order_acquire);
+            std::string text = s_.metrics.render(ready ? s_.worker->waiting_jobs.load() : 0,
+                                                 ready ? s_.worker->active_sequences.load() : 0, s_.opt.max_slots);
+            return send_json(http::status::ok, std::move(text), [](http::response<http::string_body>& res) {
+                res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+            });
+        }
+        if (!s_.keys.empty() && !bearer_matches(std::string(req_[http::field::authorization]), s_.keys))
+            throw ApiError(401, "invalid_request_error", "",
+                           req_[http::field::authorization].empty()
+                               ? "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'"
+                               : "Incorrect API key provided",
+                           "invalid_api_key");
+        if (!s_.ready.load(std::memory_order_acquire))
+            throw ApiError(503, "server_loading", "", "the model is still loading; retry in a moment");
         if (target == "/v1/models") {
             only(http::verb::get, "GET");
             return send_json(http::status::ok, models_json(s_.model_name, s_.created));
         }
-        if (target == "/v1/completions") {
+        if (target.rfind("/v1/models/", 0) == 0) {
+            only(http::verb::get, "GET");
+            const std::string id = target.substr(11);
+            check_model(id.empty() ? "/" : id, s_.names);
+            return send_json(http::status::ok, model_json(id, s_.created));
+        }
+        if (target == "/v1/completions" || target == "/v1/chat/completions") {
             only(http::verb::post, "POST");
-            return start_completion();
+            return start_completion(target == "/v1/chat/completions");
+        }
+        if (target == "/tokenize") {
+            only(http::verb::post, "POST");
+            TokenizeRequest t = parse_tokenize_request(req_.body(), s_.limits);
+            check_model(t.model, s_.names);
+            std::vector<int32_t> ids;
+            if (t.add_special_tokens) ids.push_back(s_.tok->bos_id());
+            const std::vector<int32_t> more = s_.tok->encode(t.prompt);
+            ids.insert(ids.end(), more.begin(), more.end());
+            return send_json(http::status::ok, tokenize_json(ids, s_.opt.max_prompt_tokens));
+        }
+        if (target == "/detokenize") {
+            only(http::verb::post, "POST");
+            std::string model;
+            const std::vector<int32_t> ids = parse_detokenize_request(req_.body(), s_.limits, &model);
+            check_model(model, s_.names);
+            return send_json(http::status::ok, detokenize_json(s_.tok->decode(ids)));
         }
         throw ApiError(404, "invalid_request_error", "", "no such endpoint: " + clip(target, 100) +
-                                                             " (this server has POST /v1/completions, GET /v1/models, "
-                                                             "GET /health)");
+                                                             " (this server has POST /v1/completions, POST "
+                                                             "/v1/chat/completions, GET /v1/models, POST /tokenize, "
+                                                             "POST /detokenize, GET /health, GET /metrics)");
     }
 
     // ---- completions
-    void start_completion() {
+    void start_completion(bool chat) {
         if (s_.draining.load()) throw ApiError(503, "server_shutting_down", "", "the server is shutting down");
-        auto r = std::make_shared<CompletionRequest>(parse_completion_request(req_.body(), s_.limits));
+        auto r = std::make_shared<CompletionRequest>(chat ? parse_chat_request(req_.body(), s_.limits)
+                                                          : parse_completion_request(req_.body(), s_.limits));
+        check_model(r->model, s_.names);
+        if (chat) r->prompts[0].text = s_.chat.render(r->messages);
+        if (s_.opt.log_prompts)
+            log_prompt_ = r->prompts[0].is_tokens ? std::to_string(r->prompts[0].tokens.size()) + " token ids"
+                                                  : r->prompts[0].text;
         check_prompt_bytes(*r, s_.limits);  // an over-long prompt costs no tokenising
         if (prompt_text_bytes(*r) <= kInlineTokenizeBytes) return submit(*r, tokenize(*r));
         // the tokenizer threads answer on this connection's strand; the handlers hold the
@@ -265,14 +328,14 @@ private:
 
     std::vector<std::vector<int32_t>> tokenize(const CompletionRequest& r) const {
         return tokenize_prompts(
-            r, [this](const std::string& t) { return s_.tok.encode(t); }, s_.tok.bos_id(), s_.tok.vocab_size(),
+            r, [this](const std::string& t) { return s_.tok->encode(t); }, s_.tok->bos_id(), s_.tok->vocab_size(),
             s_.limits);
     }
 
     // Hands the request to the engine thread and starts the answer (or throws ApiError).
     void submit(const CompletionRequest& r, std::vector<std::vector<int32_t>> prompts) {
         auto job = std::make_shared<Job>();
-        job->id = "cmpl-" + std::to_string(unix_now()) + "-" + std::to_string(s_.next_id++);
+        job->id = std::string(r.chat ? "chatcmpl-" : "cmpl-") + std::to_string(unix_now()) + "-" + std::to_string(s_.next_id++);
         job->created = unix_now();
         const uint64_t seed = r.seed ? *r.seed : s_.random_seed();
         for (const auto& p : prompts) {
@@ -286,6 +349,7 @@ private:
                 sp.repetition_penalty = r.repetition_penalty;
                 for (const auto& [id, bias] : r.logit_bias) sp.logit_bias.emplace_back(id, float(bias));
                 sp.ignore_eos = r.ignore_eos;
+                sp.top_logprobs = std::max<int64_t>(r.logprobs, 0);
                 // choice k of every prompt draws as the same request with n = 1 would for k = 0:
                 // a prompt in a list gives what it gives alone
                 sp.seed = seed + uint64_t(k);
@@ -296,6 +360,8 @@ private:
         job->stop = r.stop;
         job->stream = r.stream;
         job->include_usage = r.include_usage;
+        job->chat = r.chat;
+        job->logprobs = r.logprobs;
         job->out.resize(job->prompts.size());
         // the engine thread wakes this connection on its strand; a connection already
         // gone is skipped
@@ -315,11 +381,15 @@ private:
                 throw ApiError(503, "server_shutting_down", "", "the server is shutting down");
         }
         job_ = job;
+        log_job_ = job;
+        s_.metrics.prompt_tokens += job->prompt_tokens;
         watch_disconnect();
         if (job_->stream) {
             sse_res_.emplace(http::status::ok, req_.version());
             sse_res_->set(http::field::content_type, "text/event-stream");
             sse_res_->set(http::field::cache_control, "no-cache");
+            set_cors(*sse_res_);
+            status_ = 200;
             // HTTP/1.0 has no chunked encoding: there the events are the raw body, which
             // ends when the connection closes
             close_delimited_ = req_.version() < 11;
@@ -328,7 +398,7 @@ private:
             sse_res_->chunked(!close_delimited_);
             sse_sr_.emplace(*sse_res_);
             writing_ = true;
-            stream_.expires_after(write_timeout());
+            stream_.expires_after(ms(s_.opt.write_timeout_s));
             http::async_write_header(stream_, *sse_sr_,
                                      beast::bind_front_handler(&Session::on_stream_written, shared_from_this()));
         } else {
@@ -379,6 +449,7 @@ private:
     }
 
     void client_gone() {
+        log_request(499);  // nginx's "client closed request"
         cancel_job();
         // a stream whose job already finished has no job to cancel, but its last write
         // failed: the request is over all the same (else SIGTERM's drain waits for it)
@@ -409,26 +480,16 @@ private:
             if (!writing_) pump_stream();
             return;
         }
-        std::vector<CompletionChoice> choices;
-        Usage usage;
+        std::string body;
+        std::optional<ApiError> error;
         {
             std::lock_guard<std::mutex> lk(job_->mu);
             if (!job_->finished()) return;
-            if (job_->error_status != 0) {
-                ApiError e(job_->error_status, job_->error_status >= 500 ? "server_error" : "invalid_request_error",
-                           "", job_->error);
-                job_.reset();
-                return send_error(e);
-            }
-            usage.prompt_tokens = job_->prompt_tokens;
-            for (size_t i = 0; i < job_->out.size(); ++i) {
-                const Job::Choice& c = job_->out[i];
-                choices.push_back({c.pending, int64_t(i), c.finish_reason});
-                usage.completion_tokens += c.completion_tokens;
-            }
+            if (job_->error_status != 0) error = job_error(*job_);
+            else body = whole_answer(*job_, s_.model_name);
         }
-        std::string body = completion_json(job_->id, job_->created, s_.model_name, choices, usage);
         job_.reset();
+        if (error) return send_error(*error);
         send_json(http::status::ok, std::move(body));
     }
 
@@ -440,43 +501,16 @@ private:
         bool done = false;
         {
             std::lock_guard<std::mutex> lk(job_->mu);
-            auto event = [&](const std::string& json) { events += "data: " + json + "\n\n"; };
-            if (job_->error_status != 0) {
-                event(error_json(ApiError(job_->error_status,
-                                          job_->error_status >= 500 ? "server_error" : "invalid_request_error", "",
-                                          job_->error)));
-                done = true;
-            } else {
-                for (size_t i = 0; i < job_->out.size(); ++i) {
-                    Job::Choice& c = job_->out[i];
-                    if (!c.pending.empty()) {
-                        event(stream_chunk_json(job_->id, job_->created, s_.model_name, int64_t(i), c.pending, ""));
-                        c.pending.clear();
-                    }
-                    if (!c.finish_reason.empty() && !c.finish_sent) {
-                        event(stream_chunk_json(job_->id, job_->created, s_.model_name, int64_t(i), "",
-                                                c.finish_reason));
-                        c.finish_sent = true;
-                    }
-                }
-                done = job_->finished();
-                if (done && job_->include_usage) {
-                    Usage u;
-                    u.prompt_tokens = job_->prompt_tokens;
-                    for (const auto& c : job_->out) u.completion_tokens += c.completion_tokens;
-                    event(stream_usage_json(job_->id, job_->created, s_.model_name, u));
-                }
-            }
+            events = stream_events(*job_, s_.model_name, done);
         }
         if (done) {
-            events += "data: [DONE]\n\n";
             job_.reset();
             stream_done_ = true;
         }
         if (events.empty()) return;
         out_ = std::move(events);
         writing_ = true;
-        stream_.expires_after(write_timeout());
+        stream_.expires_after(ms(s_.opt.write_timeout_s));
         if (close_delimited_)
             net::async_write(stream_, net::buffer(out_),
                              beast::bind_front_handler(&Session::on_stream_written, shared_from_this()));
@@ -499,12 +533,61 @@ private:
     }
 
     // ---- whole responses
-    static std::chrono::milliseconds write_timeout() { return std::chrono::milliseconds(30000); }
+    static std::chrono::milliseconds ms(double seconds) { return std::chrono::milliseconds(int64_t(seconds * 1000)); }
+
+    template <class Res>
+    void set_cors(Res& res) {
+        if (cors_.empty()) return;
+        res.set(http::field::access_control_allow_origin, cors_);
+        if (cors_ != "*") res.set(http::field::vary, "Origin");
+    }
+
+    // CORS preflight: 204 with what a browser needs to send the real request (no key is
+    // asked for: the browser sends none with a preflight). An origin not allowed gets the
+    // 204 without CORS headers, which the browser takes as a refusal.
+    void send_preflight() {
+        send_json(http::status::no_content, "", [this](http::response<http::string_body>& res) {
+            res.erase(http::field::content_type);
+            if (cors_.empty()) return;
+            res.set(http::field::access_control_allow_methods, "GET, POST, OPTIONS");
+            res.set(http::field::access_control_allow_headers, "Authorization, Content-Type");
+            res.set(http::field::access_control_max_age, "600");
+        });
+    }
+
+    // The access-log line and the request counter, once per request.
+    void log_request(int status) {
+        if (logged_ || !answering_) return;
+        logged_ = true;
+        std::string target(req_.target());
+        target = target.substr(0, target.find('?'));
+        s_.metrics.count_request(endpoint_label(target), status);
+        if (s_.opt.log_format == "off") return;
+        AccessRecord a;
+        a.method = std::string(req_.method_string());
+        a.path = clip(target, 200);
+        beast::error_code ec;
+        const auto remote = stream_.socket().remote_endpoint(ec);
+        if (!ec) a.remote = remote.address().to_string();
+        a.status = status;
+        a.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+        if (log_job_) {
+            std::lock_guard<std::mutex> lk(log_job_->mu);
+            a.prompt_tokens = log_job_->prompt_tokens;
+            for (const auto& c : log_job_->out) a.completion_tokens += c.completion_tokens;
+            a.ttft_s = log_job_->ttft_s;
+        }
+        a.prompt = log_prompt_;
+        const std::string line = access_log_line(a, s_.opt.log_format == "json") + "\n";
+        std::fwrite(line.data(), 1, line.size(), stderr);
+        log_job_.reset();
+    }
 
     void send_error(const ApiError& e) {
         auto extra = [&](http::response<http::string_body>& res) {
             if (e.status == 503) res.set(http::field::retry_after, "1");
             if (e.status == 405) res.set(http::field::allow, allow_);
+            if (e.status == 401) res.set(http::field::www_authenticate, "Bearer");
         };
         send_json(http::status(e.status), error_json(e), extra);
     }
@@ -512,20 +595,23 @@ private:
     void send_json(http::status status, std::string body,
                    const std::function<void(http::response<http::string_body>&)>& extra = {}) {
         res_.emplace(status, req_.version() ? req_.version() : 11);
+        status_ = int(status);
         res_->set(http::field::server, "retnet.cpp");
         res_->set(http::field::content_type, "application/json");
+        set_cors(*res_);
         if (s_.draining.load()) keep_alive_ = false;
         res_->keep_alive(keep_alive_);
         res_->body() = std::move(body);
         if (extra) extra(*res_);
         res_->prepare_payload();
         writing_ = true;
-        stream_.expires_after(write_timeout());
+        stream_.expires_after(ms(s_.opt.write_timeout_s));
         http::async_write(stream_, *res_, beast::bind_front_handler(&Session::on_response_written, shared_from_this()));
     }
 
     void on_response_written(beast::error_code ec, std::size_t) {
         writing_ = false;
+        log_request(status_);
         ++watch_gen_;  // a watch still pending belongs to the answered request
         job_.reset();
         finish_request_accounting();
@@ -567,6 +653,12 @@ private:
     char scratch_[4096];
     bool keep_alive_ = true, writing_ = false, stream_done_ = false, answering_ = false;
     bool close_delimited_ = false;  // a stream to an HTTP/1.0 client
+    // for the access log and the metrics
+    std::chrono::steady_clock::time_point t0_;
+    std::shared_ptr<Job> log_job_;
+    std::string log_prompt_, cors_;
+    int status_ = 0;
+    bool logged_ = false;
     uint64_t watch_gen_ = 0;
     uint64_t idle_key_ = 0;         // the key in ServerState::idle while waiting for a request
 };
@@ -643,91 +735,19 @@ private:
     int64_t suppressed_ = 0;
 };
 
-// The model and its tokenizer from a checkpoint (the weights only; the file's copy is
-// freed before serving starts).
-std::shared_ptr<nn::RetNetLM> load_model(const std::string& path, std::optional<Tokenizer>& tok) {
-    nn::ReadOptions ro;
-    ro.optimizer = false;
-    nn::Checkpoint ck = nn::read_checkpoint(path, ro);
-    RN_CHECK(!ck.tokenizer.empty(), "serve: ", path, " holds no tokenizer. HINT: serve a checkpoint written by "
-             "`retnet train`, which stores its tokenizer inside");
-    tok.emplace(Tokenizer::from_serialized(ck.tokenizer));
-    RN_CHECK(tok->vocab_size() <= ck.config.vocab_size, "serve: the tokenizer in ", path, " has ", tok->vocab_size(),
-             " ids but the model only ", ck.config.vocab_size);
-    auto model = std::make_shared<nn::RetNetLM>(ck.config);
-    nn::load_into(ck, *model);
-    return model;
-}
-
-// The most bytes of text one token stands for: the longest piece, as text. Byte pieces
-// (<0xE2>) decode to at most a replacement character (3 bytes) for 1 byte of input, and a
-// '▁' piece to 3 bytes for a 1-byte space: an upper bound either way.
-int64_t longest_token_bytes(const Tokenizer& tok) {
-    size_t longest = 1;
-    for (int32_t id = 0; id < tok.vocab_size(); ++id) longest = std::max(longest, tok.decode({id}).size());
-    return int64_t(longest);
-}
-
-// The tokenizer threads run at a lower priority than the I/O and engine threads: under
-// CPU contention, tokenising a long prompt yields to serving everyone else.
-void lower_this_thread_priority() {
-    const pid_t tid = pid_t(::syscall(SYS_gettid));
-    errno = 0;
-    const int now = ::getpriority(PRIO_PROCESS, id_t(tid));
-    if (errno == 0) ::setpriority(PRIO_PROCESS, id_t(tid), std::min(now + 5, 19));  // best effort
-}
-
 }  // namespace
-
-void validate_serve_options(const ServeOptions& opt) {
-    auto in = [](const char* name, auto v, auto lo, auto hi) {
-        RN_CHECK(v >= lo && v <= hi, "serve: ", name, " must be in [", lo, ", ", hi, "], got ", v);
-    };
-    RN_CHECK(!opt.checkpoint.empty(), "serve: no checkpoint given. HINT: retnet serve runs/tiny/best.h5");
-    beast::error_code ec;
-    net::ip::make_address(opt.host, ec);
-    RN_CHECK(!ec, "serve: --host must be an IP address to listen on (127.0.0.1: this machine only, 0.0.0.0: every "
-             "interface), got '", opt.host, "'");
-    in("--port", opt.port, 0, 65535);
-    in("--max-slots", opt.max_slots, int64_t(1), int64_t(1) << 16);
-    in("--max-queue", opt.max_queue, int64_t(0), int64_t(1) << 20);
-    in("--max-body", opt.max_body, int64_t(64), int64_t(1) << 30);
-    in("--max-prompt-tokens", opt.max_prompt_tokens, int64_t(1), int64_t(1) << 20);
-    in("--max-tokens-limit", opt.max_tokens_limit, int64_t(1), int64_t(1) << 20);
-    in("--prefill-chunk", opt.prefill_chunk, int64_t(1), int64_t(1) << 20);
-    in("--threads", opt.threads, 1, 256);
-    RN_CHECK(opt.model_name.size() <= 256, "serve: --model-name must be at most 256 bytes, got ", opt.model_name.size());
-    RN_CHECK(opt.dtype == "f32" || opt.dtype == "bf16", "serve: --dtype must be f32 or bf16 (bf16 on CUDA only), got '",
-             opt.dtype, "'");
-    RN_CHECK(opt.device == "cpu" || opt.device.rfind("cuda", 0) == 0,
-             "serve: --device must be cpu, cuda or cuda:N, got '", opt.device, "'");
-    RN_CHECK(std::isfinite(opt.idle_timeout_s) && opt.idle_timeout_s > 0 && opt.idle_timeout_s <= 86400,
-             "serve: the idle timeout must be in (0, 86400] seconds, got ", opt.idle_timeout_s);
-    RN_CHECK(std::isfinite(opt.drain_timeout_s) && opt.drain_timeout_s >= 0 && opt.drain_timeout_s <= 86400,
-             "serve: the drain timeout must be in [0, 86400] seconds, got ", opt.drain_timeout_s);
-}
 
 int run_serve(const ServeOptions& opt) {
     validate_serve_options(opt);
-
-    std::optional<Tokenizer> tok;
-    std::shared_ptr<nn::RetNetLM> model = load_model(opt.checkpoint, tok);
-    ServerState s(opt, std::move(*tok), opt.max_slots + opt.max_queue);
-    s.model_name = opt.model_name.empty() ? std::filesystem::path(opt.checkpoint).stem().string() : opt.model_name;
+    ServerState s(opt, opt.max_slots + opt.max_queue);
+    std::optional<ChatTemplate> file_template;
+    prepare_serving(opt, s.names, s.keys, file_template);  // names, keys, a template file: errors before listening
+    if (file_template) s.chat = *file_template;
+    s.model_name = s.names[0];
     s.created = unix_now();
     s.limits.max_prompt_tokens = opt.max_prompt_tokens;
     s.limits.max_tokens_limit = opt.max_tokens_limit;
     s.limits.max_choices = opt.max_slots;
-    s.limits.vocab_size = s.tok.vocab_size();
-    s.limits.max_token_bytes = longest_token_bytes(s.tok);
-    EngineOptions eo;
-    eo.max_slots = opt.max_slots;
-    eo.prefill_chunk = opt.prefill_chunk;
-    eo.device = opt.device;
-    eo.dtype = opt.dtype;
-    eo.cuda_graphs = opt.cuda_graphs ? 1 : 0;
-    eo.eos_id = s.tok.eos_id();
-    s.worker = std::make_unique<GenerationWorker>(model, eo, s.tok, s.queue);
 
     std::signal(SIGPIPE, SIG_IGN);  // a write to a vanished client is an error code, not a death
     net::io_context ioc(opt.threads);
@@ -756,7 +776,6 @@ int run_serve(const ServeOptions& opt) {
             tokenizers.run();
         });
 
-    std::thread engine_thread([&] { s.worker->run(); });
 
     // SIGTERM/SIGINT: stop accepting, refuse new requests, let admitted ones finish
     net::signal_set signals(ioc, SIGTERM, SIGINT);
@@ -786,20 +805,57 @@ int run_serve(const ServeOptions& opt) {
         poll_drain();
     });
 
+    // The listener is open from here on: /health says 503 "loading" until the model is in
+    // (a load balancer sees a live process, not a refused connection).
     const auto bound = acceptor.local_endpoint();
+    std::vector<std::thread> io;
+    for (int i = 0; i < opt.threads; ++i) io.emplace_back([&] { ioc.run(); });
+    std::thread engine_thread;
+    auto stop_all = [&] {
+        ioc.stop();
+        for (auto& t : io) t.join();
+        tokenizers.stop();
+        for (auto& t : tokenizer_threads) t.join();
+        s.queue.close();  // also when ioc stopped some other way
+        if (engine_thread.joinable()) engine_thread.join();
+    };
+    std::printf("retnet serve: loading %s, answering on http://%s:%u meanwhile (/health: 503 loading)\n",
+                opt.checkpoint.c_str(), bound.address().to_string().c_str(), unsigned(bound.port()));
+    std::fflush(stdout);
+    try {
+        if (opt.startup_delay_s > 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(int64_t(opt.startup_delay_s * 1000)));
+        std::optional<Tokenizer> tok;
+        std::string metadata;
+        std::shared_ptr<nn::RetNetLM> model = load_model(opt.checkpoint, tok, metadata);
+        if (!file_template && !chat_template_from_metadata(metadata, s.chat)) s.chat = default_chat_template();
+        s.tok = std::move(tok);
+        s.limits.vocab_size = s.tok->vocab_size();
+        s.limits.max_token_bytes = longest_token_bytes(*s.tok);
+        EngineOptions eo;
+        eo.max_slots = opt.max_slots;
+        eo.prefill_chunk = opt.prefill_chunk;
+        eo.device = opt.device;
+        eo.dtype = opt.dtype;
+        eo.cuda_graphs = opt.cuda_graphs ? 1 : 0;
+        eo.eos_id = s.tok->eos_id();
+        s.worker = std::make_unique<GenerationWorker>(model, eo, *s.tok, s.queue);
+        s.worker->set_metrics(&s.metrics);
+    } catch (...) {
+        stop_all();
+        throw;
+    }
+    engine_thread = std::thread([&] { s.worker->run(); });
+    s.ready.store(true, std::memory_order_release);
+
     std::printf("retnet serve: listening on http://%s:%u (model %s, %lld slots, %.1f MiB of state, queue %lld)\n",
                 bound.address().to_string().c_str(), unsigned(bound.port()), s.model_name.c_str(),
                 (long long)opt.max_slots, double(s.worker->state_bytes()) / (1 << 20), (long long)opt.max_queue);
     std::fflush(stdout);
 
-    std::vector<std::thread> io;
-    for (int i = 1; i < opt.threads; ++i) io.emplace_back([&] { ioc.run(); });
-    ioc.run();
     for (auto& t : io) t.join();
-    tokenizers.stop();
-    for (auto& t : tokenizer_threads) t.join();
-    s.queue.close();  // also when ioc stopped some other way
-    engine_thread.join();
+    io.clear();
+    stop_all();
     std::printf("retnet serve: stopped after %lld generated tokens\n", (long long)s.worker->tokens_generated.load());
     std::fflush(stdout);
     return 0;

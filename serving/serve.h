@@ -1,8 +1,19 @@
 // serving/serve.h — `retnet serve`: an OpenAI-compatible HTTP server for a RetNet checkpoint.
 //
-//   POST /v1/completions   prompt(s) → completions, whole or streamed as server-sent events
-//   GET  /v1/models        the one model served
-//   GET  /health           {"status":"ok"|"draining", slots, active sequences, queue}
+//   POST /v1/completions       prompt(s) → completions, whole or streamed as server-sent events
+//   POST /v1/chat/completions  messages → a chat answer (serving/chat.h renders the prompt)
+//   GET  /v1/models[/{id}]     the model served (its first name; the others are aliases)
+//   POST /tokenize, /detokenize vLLM's shapes
+//   GET  /health               {"status":"ok"|"draining", ...}; 503 {"status":"loading"} before the model is in
+//   GET  /metrics              Prometheus text (serving/metrics.h)
+// docs/serving.md describes the API, the template language, the metrics and the flags.
+//
+// Operators: --api-key/--api-key-file (every endpoint but /health and /metrics needs
+// "Authorization: Bearer KEY"; a 401 invalid_api_key otherwise), --allowed-origins (CORS),
+// one access-log line per request on stderr (plain or JSON lines; prompts only with
+// --log-prompts). The listener opens before the checkpoint is read, so a load balancer's
+// health check sees 503 "loading" rather than a refused connection; "listening on" is
+// printed once the model is in.
 //
 // Threads: Asio I/O threads parse HTTP (Boost.Beast) and validate requests
 // (serving/http_api.h); ONE engine thread owns the Engine (serving/engine.h) and runs its
@@ -23,6 +34,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace rn::tools {
 
@@ -41,8 +53,18 @@ struct ServeOptions {
     std::string dtype = "f32";        // f32, or bf16 on CUDA
     bool cuda_graphs = true;          // on CUDA, decode steps replay CUDA graphs (EngineOptions)
     int threads = 2;                  // I/O threads (the engine has its own)
-    double idle_timeout_s = 30;       // a connection silent this long while reading is closed
+    double idle_timeout_s = 30;       // a connection waiting this long for a request's first byte is closed
+    double read_timeout_s = 30;       // reading one request (header and body) may take this long
+    double write_timeout_s = 30;      // writing one response (or one streamed chunk) may take this long
     double drain_timeout_s = 60;      // on SIGTERM, give up waiting for requests after this
+    std::vector<std::string> served_model_names;  // --served-model-name: the first is the id, the rest aliases
+    std::string chat_template;        // a template file (serving/chat.h); "": the checkpoint's, else the default
+    std::vector<std::string> api_keys;  // --api-key (repeatable)
+    std::string api_key_file;         // one key per line
+    std::vector<std::string> allowed_origins;  // CORS: origins allowed, or "*"; empty: no CORS headers
+    std::string log_format = "plain";  // access log on stderr: plain, json or off
+    bool log_prompts = false;         // put prompts in the access log
+    double startup_delay_s = 0;       // testing: wait this long before loading (shows /health 503)
 };
 
 // Throws rn::Error naming the first option out of range, its value and the range.

@@ -4,6 +4,7 @@
 // connection drains; JobQueue is the engine thread's inbox with admission control.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "serving/http_api.h"
 #include "serving/sampling.h"
 
 namespace rn::tools {
@@ -27,6 +29,9 @@ struct Job {
     std::vector<std::string> stop;
     int64_t prompt_tokens = 0;                     // usage: every choice's prompt counted once per prompt
     bool stream = false, include_usage = false;
+    bool chat = false;                             // answer in chat's shapes
+    int64_t logprobs = -1;                         // -1: none; N: each token's and its top N
+    std::chrono::steady_clock::time_point accepted = std::chrono::steady_clock::now();
     int64_t choices() const { return int64_t(prompts.size()); }
 
     // ---- set by the connection, read by the engine thread
@@ -45,18 +50,32 @@ struct Job {
         std::string finish_reason;  // "" while running; "stop", "length" or "cancelled"
         bool finish_sent = false;   // streaming: the chunk with finish_reason went out
         int64_t completion_tokens = 0;
+        std::vector<TokenLogprob> logprobs;  // not yet sent (streaming) / all (whole answers)
+        int64_t logprob_offset = 0;          // streaming: text bytes of the tokens already sent
+        bool role_sent = false;              // chat streaming: the first delta (with the role) went out
     };
     std::mutex mu;
     std::vector<Choice> out;       // one per choice
     int64_t choices_done = 0;
     std::string error;             // the engine refused the job (e.g. a prompt over max_context)
     int error_status = 0;
+    double ttft_s = -1;            // accepted → first token of any choice; < 0 until then
     bool finished() const { return choices_done == int64_t(out.size()) || error_status != 0; }
 };
 
 // The engine thread's inbox. Admission is counted in sequences: those admitted and not
 // finished plus those waiting may not exceed capacity (max_slots + max_queue), so memory
 // and waiting time are bounded and an overloaded server says 503 at once.
+// The answer for a finished job, as a whole body (completions or chat shape); call under
+// job.mu with job.finished() and no error.
+std::string whole_answer(Job& job, const std::string& model);
+// Streaming: the server-sent events ("data: ...\n\n") for everything in the outbox since
+// the last call (text, logprobs, finish reasons, then the usage chunk and [DONE] once the
+// job is over — `done` says so). Call under job.mu.
+std::string stream_events(Job& job, const std::string& model, bool& done);
+// The error a failed job answers with (error_status set).
+ApiError job_error(const Job& job);
+
 class JobQueue {
 public:
     explicit JobQueue(int64_t capacity) : capacity_(capacity) {}

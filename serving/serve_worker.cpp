@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include "core/error.h"
 
@@ -10,16 +11,36 @@ namespace rn::tools {
 
 GenerationWorker::GenerationWorker(std::shared_ptr<nn::RetNetLM> model, const EngineOptions& opt,
                                    const Tokenizer& tok, JobQueue& queue)
-    : engine_(std::move(model), opt), tok_(tok), queue_(queue) {}
+    : engine_(std::move(model), opt), tok_(tok), queue_(queue) {
+    for (int32_t id = 0; id < tok.vocab_size(); ++id) {
+        std::string p = tok.id_to_piece(id), t;
+        if (p.size() == 6 && p.compare(0, 3, "<0x") == 0 && p[5] == '>') {
+            t.push_back(char(std::stoi(p.substr(3, 2), nullptr, 16)));  // a byte-fallback piece
+        } else {
+            for (size_t i = 0; i < p.size(); ++i) {
+                if (p.compare(i, 3, "\u2581") == 0) {
+                    t += ' ';
+                    i += 2;
+                } else {
+                    t += p[i];
+                }
+            }
+        }
+        texts_.push_back(std::move(t));
+    }
+}
 
 void GenerationWorker::deliver(Job& job, size_t choice, const std::string& text, int64_t tokens,
-                               const std::string& reason) {
+                               const std::string& reason, TokenLogprob* lp) {
     bool last = false;
     {
         std::lock_guard<std::mutex> lk(job.mu);
         Job::Choice& c = job.out[choice];
         if (!c.finish_reason.empty() || job.error_status != 0) return;  // already over
         c.pending += text;
+        if (lp) c.logprobs.push_back(std::move(*lp));
+        if (tokens > 0 && job.ttft_s < 0)
+            job.ttft_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - job.accepted).count();
         c.completion_tokens += tokens;
         if (!reason.empty()) {
             c.finish_reason = reason;
@@ -70,9 +91,25 @@ void GenerationWorker::on_events(const std::vector<EngineEvent>& events) {
         Running& r = it->second;
         std::string text;
         int64_t tokens = 0;
+        std::optional<TokenLogprob> lp;
         if (ev.token >= 0) {
             tokens = 1;
             tokens_generated.fetch_add(1, std::memory_order_relaxed);
+            const auto now = std::chrono::steady_clock::now();
+            if (metrics_) {
+                ++metrics_->completion_tokens;
+                if (r.any_token) metrics_->itl.observe(std::chrono::duration<double>(now - r.last_token).count());
+                else if (r.choice == 0) metrics_->ttft.observe(std::chrono::duration<double>(now - r.job->accepted).count());
+            }
+            r.last_token = now;
+            r.any_token = true;
+            // the end-of-text token that ends a sequence has no text, and no entry either
+            if (r.job->logprobs >= 0 && ev.finish_reason != "stop") {
+                lp.emplace();
+                lp->token = token_text(ev.token);
+                lp->logprob = ev.logprob;
+                for (const auto& [id, v] : ev.top) lp->top.emplace_back(token_text(id), v);
+            }
             // the end-of-text token ends the text; it has none of its own
             if (ev.finish_reason != "stop") text = r.stop.push(r.text.push(ev.token));
         }
@@ -85,7 +122,7 @@ void GenerationWorker::on_events(const std::vector<EngineEvent>& events) {
             text += r.stop.flush();
             if (r.stop.stopped()) reason = "stop";  // the held-back tail completed a stop string
         }
-        deliver(*r.job, r.choice, text, tokens, reason);
+        deliver(*r.job, r.choice, text, tokens, reason, lp ? &*lp : nullptr);
         touched_.push_back(r.job);
         if (!reason.empty()) running_.erase(it);
     }

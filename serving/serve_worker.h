@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "serving/engine.h"
+#include "serving/metrics.h"
 #include "serving/serve_jobs.h"
 #include "serving/text_stream.h"
 #include "text/tokenizer.h"
@@ -20,6 +21,10 @@ class GenerationWorker {
 public:
     GenerationWorker(std::shared_ptr<nn::RetNetLM> model, const EngineOptions& opt, const Tokenizer& tok,
                      JobQueue& queue);
+    // Counts tokens and latencies there from now on (null: nowhere). Before run().
+    void set_metrics(Metrics* m) { metrics_ = m; }
+    // A token's text for logprobs: its piece, '▁' as a space, a byte piece <0xNN> as that byte.
+    const std::string& token_text(int32_t id) const { return texts_.at(size_t(id)); }
     // Runs until the queue is closed and every admitted job has finished.
     void run();
     size_t state_bytes() const { return engine_.state_bytes(); }
@@ -33,14 +38,19 @@ private:
         size_t choice;
         TextStream text;
         StopMatcher stop;
+        std::chrono::steady_clock::time_point last_token{};  // for the inter-token latency
+        bool any_token = false;
     };
     void admit(const std::shared_ptr<Job>& job);
     // appends text to a choice's outbox; a non-empty reason finishes the choice
-    void deliver(Job& job, size_t choice, const std::string& text, int64_t tokens, const std::string& reason);
+    void deliver(Job& job, size_t choice, const std::string& text, int64_t tokens, const std::string& reason,
+                 TokenLogprob* lp = nullptr);
     void fail(Job& job, int status, const std::string& message);  // the whole job, at once
     void on_events(const std::vector<EngineEvent>& events);
     void fail_all(const std::string& message);  // after an engine error
 
+    Metrics* metrics_ = nullptr;
+    std::vector<std::string> texts_;  // token_text by id
     Engine engine_;
     const Tokenizer& tok_;
     JobQueue& queue_;

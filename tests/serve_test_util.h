@@ -3,6 +3,7 @@
 // a child process (port 0, the chosen port read from its stdout), its RSS, and an HTTP
 // client on Boost.Beast (whole responses, server-sent event streams, raw bytes).
 #pragma once
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -54,7 +55,8 @@ inline std::string retnet_binary() {
 struct TinyCheckpoint {
     std::filesystem::path dir;
     std::string path;
-    TinyCheckpoint() {
+    // metadata_json: kept in the checkpoint (e.g. a "chat_template")
+    explicit TinyCheckpoint(const std::string& metadata_json = "{}") {
         std::string tmpl = (std::filesystem::temp_directory_path() / "rn_test_serve_XXXXXX").string();
         if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
         dir = tmpl;
@@ -68,7 +70,7 @@ struct TinyCheckpoint {
         nn::RetNetConfig cfg = nn::RetNetConfig::from_preset("tiny", tok.vocab_size());
         nn::RetNetLM model(cfg, 7);
         path = (dir / "tiny.h5").string();
-        nn::save_checkpoint(path, model, nullptr, nn::TrainState{}, tok.serialized());
+        nn::save_checkpoint(path, model, nullptr, nn::TrainState{}, tok.serialized(), metadata_json);
     }
     ~TinyCheckpoint() {
         std::error_code ec;
@@ -76,10 +78,18 @@ struct TinyCheckpoint {
     }
 };
 
+// How a ServerProcess starts: by default the constructor returns once the model is loaded
+// ("listening on"); with wait_until_loaded false, as soon as the port is open (the model
+// may still be loading). stderr (the access log) goes to stderr_path when given.
+struct ServerStart {
+    bool wait_until_loaded = true;
+    std::string stderr_path;
+};
+
 // `retnet serve CKPT --port 0 ARGS...` as a child; the constructor returns once it listens.
 class ServerProcess {
 public:
-    ServerProcess(const std::string& ckpt, const std::vector<std::string>& args) {
+    ServerProcess(const std::string& ckpt, const std::vector<std::string>& args, const ServerStart& start = {}) {
         std::vector<std::string> argv_s = {retnet_binary(), "serve", ckpt, "--port", "0"};
         argv_s.insert(argv_s.end(), args.begin(), args.end());
         std::vector<char*> argv;
@@ -92,6 +102,8 @@ public:
         posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
         posix_spawn_file_actions_addclose(&fa, fds[0]);
         posix_spawn_file_actions_addclose(&fa, fds[1]);
+        if (!start.stderr_path.empty())
+            posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, start.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         // One OpenMP thread: the tiny model gains nothing from more, and on a loaded 2-core
         // machine (ctest -j2, sanitizer builds) a parallel region waiting on a descheduled
         // worker costs a scheduler slice per op — 30× slower in the load test.
@@ -108,7 +120,9 @@ public:
         out_fd_ = fds[0];
         if (rc != 0) throw std::runtime_error("cannot start " + argv_s[0] + ": " + std::strerror(rc));
         // "retnet serve: listening on http://127.0.0.1:PORT (...)"
-        const std::string marker = "listening on http://127.0.0.1:";
+        // or, before the model is loaded, "... answering on http://127.0.0.1:PORT meanwhile"
+        const std::string marker =
+            start.wait_until_loaded ? "listening on http://127.0.0.1:" : "answering on http://127.0.0.1:";
         auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
         while (port_ == 0) {
             std::string line = read_line(deadline);
@@ -196,9 +210,11 @@ public:
         stream_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
         stream_.socket().set_option(tcp::no_delay(true));
     }
-    Reply request(http::verb method, const std::string& target, const std::string& body = "") {
+    Reply request(http::verb method, const std::string& target, const std::string& body = "",
+                  const std::vector<std::pair<std::string, std::string>>& headers = {}) {
         http::request<http::string_body> req{method, target, 11};
         req.set(http::field::host, "127.0.0.1");
+        for (const auto& [k, v] : headers) req.set(k, v);
         if (!body.empty() || method == http::verb::post) {
             req.set(http::field::content_type, "application/json");
             req.body() = body;
@@ -219,8 +235,8 @@ public:
     // Streams a completion; `on_event` gets each "data: ..." payload as it arrives and
     // may return false to stop reading (the test then drops the connection).
     template <typename F>
-    int stream(const std::string& body, F&& on_event) {
-        http::request<http::string_body> req{http::verb::post, "/v1/completions", 11};
+    int stream(const std::string& body, F&& on_event, const std::string& target = "/v1/completions") {
+        http::request<http::string_body> req{http::verb::post, target, 11};
         req.set(http::field::host, "127.0.0.1");
         req.set(http::field::content_type, "application/json");
         req.body() = body;

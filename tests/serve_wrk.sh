@@ -32,7 +32,7 @@ cp /usr/share/common-licenses/GPL-2 corpus/b.txt
   --ckpt-interval 2 --log-interval 1 --sample-tokens 0 > train.txt
 test -s run/best.h5
 
-OMP_NUM_THREADS=1 "$RETNET" serve run/best.h5 --port 0 --max-slots 16 --max-queue 256 > serve.out 2> serve.err &
+OMP_NUM_THREADS=1 "$RETNET" serve run/best.h5 --port 0 --max-slots 16 --max-queue 256 --log-format off > serve.out 2> serve.err &
 server=$!
 port=""
 for _ in $(seq 1 300); do

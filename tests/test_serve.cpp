@@ -94,8 +94,10 @@ BOOST_AUTO_TEST_CASE(completion_models_health) {
     json s1 = completion(port, {{"prompt", "And"}, {"max_tokens", 12}, {"seed", 42}, {"temperature", 1.0}});
     json s2 = completion(port, {{"prompt", "And"}, {"max_tokens", 12}, {"seed", 42}, {"temperature", 1.0}});
     BOOST_TEST(text_of(s1) == text_of(s2));
-    // the model named in a request does not matter; unknown fields are ignored (OpenAI does)
-    completion(port, {{"model", "gpt-4"}, {"prompt", "x"}, {"max_tokens", 2}, {"frobnicate", {1, 2}}, {"user", "me"}});
+    // a served model name passes; unknown fields are ignored (OpenAI does)
+    completion(port, {{"model", "tiny"}, {"prompt", "x"}, {"max_tokens", 2}, {"frobnicate", {1, 2}}, {"user", "me"}});
+    // a model this server does not serve: OpenAI's 404 (tests/test_serve_chat.cpp has the aliases)
+    BOOST_TEST(completion(port, {{"model", "gpt-4"}, {"prompt", "x"}}, 404)["error"]["code"] == "model_not_found");
 
     Client c(port);  // several requests on one keep-alive connection
     json models = c.get("/v1/models").j();
@@ -222,7 +224,8 @@ BOOST_AUTO_TEST_CASE(bad_requests_get_clear_errors_and_the_server_survives) {
         {R"({"prompt":"a","stop":[1]})", 400, "stop", "got an integer"},
         {R"({"prompt":"a","n":9})", 400, "n", "[1, 8]"},
         {R"({"prompt":[1, 99999]})", 400, "prompt", "token id 99999"},
-        {R"({"prompt":"a","logprobs":3})", 400, "logprobs", "not supported"},
+        {R"({"prompt":"a","logprobs":6})", 400, "logprobs", "must be in [0, 5]"},
+        {R"({"prompt":"a","echo":true})", 400, "echo", "not supported"},
         {json{{"prompt", std::string(300, 'z')}}.dump(), 400, "prompt", "the limit is 64"},
         {json{{"prompt", std::string(9000, 'z')}}.dump(), 413, "", "larger than the server's limit of 8192 bytes"},
     };

@@ -152,7 +152,12 @@ BOOST_AUTO_TEST_CASE(ranges) {
 }
 
 BOOST_AUTO_TEST_CASE(unsupported_features_are_refused_not_ignored) {
-    expect_400(R"({"prompt":"a","logprobs":5})", "logprobs", "not supported");
+    expect_400(R"({"prompt":"a","logprobs":6})", "logprobs", "[0, 5]");
+    expect_400(R"({"prompt":"a","logprobs":true})", "logprobs", "must be an integer");
+    BOOST_TEST(parse(R"({"prompt":"a","logprobs":5})").logprobs == 5);
+    BOOST_TEST(parse(R"({"prompt":"a","logprobs":0})").logprobs == 0);
+    BOOST_TEST(parse(R"({"prompt":"a","logprobs":false})").logprobs == -1);
+    BOOST_TEST(parse(R"({"prompt":"a"})").logprobs == -1);
     expect_400(R"({"prompt":"a","echo":true})", "echo", "not supported");
     expect_400(R"({"prompt":"a","best_of":3})", "best_of", "not supported");
     expect_400(R"({"prompt":"a","suffix":"end"})", "suffix", "not supported");

@@ -101,7 +101,7 @@ void run_round(int port, int clients, int per_client, RoundStats& st) {
 
 BOOST_AUTO_TEST_CASE(serve_load_all_answered_memory_stable) {
     TinyCheckpoint ckpt;
-    ServerProcess server(ckpt.path, {"--max-slots", "16", "--max-queue", "256", "--max-tokens-limit", "64"});
+    ServerProcess server(ckpt.path, {"--max-slots", "16", "--max-queue", "256", "--max-tokens-limit", "64", "--log-format", "off"});
     const int port = server.port();
     const int clients = 32;
 
