@@ -15,7 +15,7 @@ fi
 build=$(cd "$1" && pwd) || exit 2
 secs=$2
 repo=$(cd "$(dirname "$0")/.." && pwd)
-targets=(fuzz_http fuzz_checkpoint fuzz_prepare fuzz_config)
+targets=(fuzz_http fuzz_checkpoint fuzz_prepare fuzz_config fuzz_safetensors)
 work=$(mktemp -d "${TMPDIR:-/tmp}/rn_fuzz.XXXXXX")
 # the targets' scratch files (memory-backed where possible: prepare() fsyncs)
 scratch=$(mktemp -d /dev/shm/rn_fuzz.XXXXXX 2>/dev/null || mktemp -d "$work/scratch.XXXXXX")
