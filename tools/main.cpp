@@ -3,6 +3,7 @@
 //                                            in data/<input name> (data/kjv for the Bible)
 //   retnet train --data DIR --out DIR ...   train a RetNet LM
 //   retnet inspect CKPT [--tensor N] [--diff OTHER] [--json]
+//   retnet convert IN OUT [--to retnet|torchscale] [--dtype F32|BF16|F64]   .h5 <-> .safetensors
 //   retnet generate CKPT --prompt TEXT [--prompt ...]   sample text (several prompts: one batch)
 //   retnet serve CKPT [--port P] ...         OpenAI-compatible HTTP completions server
 // Errors print as "error: ..." with exit status 2; they never leave a half-written file.
@@ -15,6 +16,7 @@
 #include "serving/serve.h"
 #include "text/kjv.h"
 #include "text/prepare.h"
+#include "tools/convert.h"
 #include "tools/inspect.h"
 #include "tools/train.h"
 
@@ -118,6 +120,27 @@ int main(int argc, char** argv) {
     sv->add_option("--dtype", so.dtype, "f32, or bf16 on CUDA")->capture_default_str();
     sv->add_option("--threads", so.threads, "HTTP I/O threads")->capture_default_str();
     sv->add_flag("!--no-cuda-graphs", so.cuda_graphs, "on CUDA, launch each decode step's kernels one by one instead of replaying a CUDA graph");
+    sv->add_option("--served-model-name", so.served_model_names, "model name(s) requests may use; the first is the id reported (repeat for aliases)")->allow_extra_args(false);
+    sv->add_option("--chat-template", so.chat_template, "chat template file (JSON; docs/serving.md); default: the checkpoint's, else a plain one");
+    sv->add_option("--api-key", so.api_keys, "require 'Authorization: Bearer KEY' (repeatable; /health and /metrics stay open)")->allow_extra_args(false);
+    sv->add_option("--api-key-file", so.api_key_file, "file with API keys, one per line");
+    sv->add_option("--allowed-origins", so.allowed_origins, "CORS: origins allowed to call from a browser, or *")->delimiter(',')->allow_extra_args(false);
+    sv->add_option("--log-format", so.log_format, "access log on stderr: plain, json or off")->capture_default_str();
+    sv->add_flag("--log-prompts", so.log_prompts, "put each request's prompt in the access log");
+    sv->add_option("--idle-timeout", so.idle_timeout_s, "seconds a connection may wait before sending a request")->capture_default_str();
+    sv->add_option("--read-timeout", so.read_timeout_s, "seconds to read one request's body")->capture_default_str();
+    sv->add_option("--write-timeout", so.write_timeout_s, "seconds to write one response or stream chunk")->capture_default_str();
+    sv->add_option("--drain-timeout", so.drain_timeout_s, "on SIGTERM, seconds to wait for open requests")->capture_default_str();
+    sv->add_option("--startup-delay", so.startup_delay_s, "testing: seconds to wait before loading the model")->group("");
+
+    // ---- convert
+    auto* cv = app.add_subcommand("convert", "HDF5 checkpoint <-> safetensors + config.json + tokenizer.model (docs/interop.md)");
+    tools::ConvertOptions co;
+    cv->add_option("in", co.in, "a .h5 checkpoint (export) or a .safetensors file (import)")->required();
+    cv->add_option("out", co.out, "the .safetensors (config.json, tokenizer.model go beside it) or .h5 to write")->required();
+    cv->add_option("--to", co.to, "export naming and config keys: retnet, torchscale (hf: not yet)")->capture_default_str();
+    cv->add_option("--dtype", co.dtype, "export element type: F32 (exact), BF16 (rounded) or F64")->capture_default_str();
+    cv->add_flag("--force", co.force, "overwrite existing outputs");
 
     // ---- generate
     auto* gen = app.add_subcommand("generate", "sample text from a checkpoint (several --prompt: one batch)");
@@ -171,6 +194,7 @@ int main(int argc, char** argv) {
         }
         if (*tr) return tools::run_train(t);
         if (*in) return tools::run_inspect(io);
+        if (*cv) return tools::run_convert(co);
         if (*gen) return tools::run_generate(go);
         if (*sv) return tools::run_serve(so);
     } catch (const Error& e) {
