@@ -32,7 +32,7 @@ ChatTemplate default_chat_template() {
 
 namespace {
 
-ChatTemplate from_json(const json& j, const std::string& origin) {
+ChatTemplate template_from_json(const json& j, const std::string& origin) {
     RN_CHECK(j.is_object(), "chat template ", origin, ": must be a JSON object {\"system\": {\"prefix\", \"suffix\"}, "
              "\"user\": {...}, \"assistant\": {...}, \"generation_prompt\": \"...\"}, got ", j.type_name());
     ChatTemplate t;
@@ -74,7 +74,7 @@ ChatTemplate parse_chat_template(const std::string& json_text, const std::string
     } catch (const json::exception& e) {
         RN_FAIL("chat template ", origin, ": not valid JSON: ", e.what());
     }
-    return from_json(j, origin);
+    return template_from_json(j, origin);
 }
 
 bool chat_template_from_metadata(const std::string& metadata_json, ChatTemplate& out) {
@@ -82,8 +82,8 @@ bool chat_template_from_metadata(const std::string& metadata_json, ChatTemplate&
     if (!j.is_object() || !j.contains("chat_template")) return false;
     const json& t = j["chat_template"];
     // a template stored as its JSON text is accepted too
-    out = t.is_string() ? parse_chat_template(t.get<std::string>(), "in the checkpoint's metadata")
-                        : from_json(t, "in the checkpoint's metadata");
+    if (t.is_string()) out = parse_chat_template(t.get<std::string>(), "in the checkpoint's metadata");
+    else out = template_from_json(t, "in the checkpoint's metadata");
     return true;
 }
 

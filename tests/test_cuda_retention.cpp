@@ -205,6 +205,42 @@ BOOST_AUTO_TEST_CASE(very_long_sequence_chunkwise_equals_recurrent_on_gpu) {
     check_close(c.ds0, host(r.ds0), 1e-5, "d(initial state) at T=16384");
 }
 
+BOOST_AUTO_TEST_CASE(every_kernel_path_at_racecheck_sizes) {
+    // The kernel paths of the cases above (head dims of the model, chunk lengths, the
+    // tensor-core path, the step's vector and scalar paths, several chunks in a row) at the
+    // smallest sizes that still take each path: compute-sanitizer's racecheck runs ~1000×
+    // slower than the card, and scripts/gpu_check.sh runs it on this case instead of the
+    // larger ones (which it cannot finish in its time limit).
+    Generator gen(308);
+    struct Case {
+        RetentionMode mode;
+        DType dt;
+        int64_t T, Dk, Dv, chunk;
+    };
+    const Case cases[] = {
+        {RetentionMode::chunkwise, DType::bf16, 130, 256, 432, 64}, {RetentionMode::chunkwise, DType::f32, 130, 256, 432, 64},
+        {RetentionMode::parallel, DType::bf16, 65, 64, 128, 64},    {RetentionMode::recurrent, DType::f32, 65, 64, 80, 64},
+        {RetentionMode::chunkwise, DType::f32, 101, 24, 40, 1},     {RetentionMode::chunkwise, DType::f32, 101, 24, 40, 16},
+        {RetentionMode::chunkwise, DType::f32, 201, 24, 40, 100},   {RetentionMode::chunkwise, DType::f64, 65, 32, 48, 64},
+        {RetentionMode::chunkwise, DType::bf16, 197, 64, 80, 64},
+    };
+    for (const Case& c : cases)
+        BOOST_TEST_CONTEXT(retention_mode_name(c.mode) << " " << c.dt << " T" << c.T << " Dk" << c.Dk << " Dv" << c.Dv
+                                                       << " C" << c.chunk) {
+            compare_case(c.mode, c.dt, 1, 1, c.T, c.Dk, c.Dv, c.chunk, 3, true, gen);
+        }
+    const auto g = decays(1);
+    for (int64_t Dv : {int64_t(512), int64_t(45)}) {  // the step: vector and scalar state paths
+        Tensor s = randn({2, 1, 256, Dv}, gen), pos = from_vector<int64_t>({4, 900}, {2});
+        Tensor q = randn({2, 1, 256}, gen).to(DType::bf16), k = randn({2, 1, 256}, gen).to(DType::bf16);
+        Tensor v = randn({2, 1, Dv}, gen).to(DType::bf16);
+        Tensor want = retention_step(cpu_ref_input(q), cpu_ref_input(k), cpu_ref_input(v), g, s.clone(), pos);
+        Tensor sg = s.to(gpu);
+        Tensor got = retention_step(q.to(gpu), k.to(gpu), v.to(gpu), g, sg, pos.to(gpu));
+        check_close(got, want, retention_tol(DType::bf16), "step output");
+    }
+}
+
 BOOST_AUTO_TEST_CASE(step_latency_is_reported) {
     // decoding shape H16 Dk256 Dv512 (fp32 state, 8 MiB a sequence): the raw kernel, timed
     // with the wall clock over 200 launches after a warm-up; printed, not asserted (timings
