@@ -31,4 +31,13 @@ struct RetentionShape {
     int64_t B, H, T, Dk, Dv, chunk, pos0;
 };
 
+// ops/attention.h: causal attention's sizes. q is [B, Hq, Tq, D], k and v [B, Hkv, Tk, D]
+// with Tk ≥ Tq and Hq a multiple of Hkv (query head h reads kv head h / (Hq / Hkv)); the
+// queries are the LAST Tq of the Tk positions (query i sits at key position Tk − Tq + i and
+// sees keys 0 … Tk − Tq + i), so Tq = Tk is training and Tq < Tk a prefill chunk continuing
+// a KV cache.
+struct AttentionShape {
+    int64_t B, Hq, Hkv, Tq, Tk, D;
+};
+
 }  // namespace rn

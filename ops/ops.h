@@ -7,6 +7,7 @@
 #include "core/random.h"
 #include "core/tensor.h"
 #include "core/tensor_math.h"
+#include "ops/attention.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/index.h"

@@ -1,0 +1,24 @@
+// cuda/attention.h — CUDA kernels for causal attention, one to one with the rn::cpu
+// functions in ops/attention.h (same names, same arguments; device pointers — lengths and
+// pos included, read on the device so that a decode step is capturable in a CUDA graph; all
+// work on the current device's compute stream). Shapes and the causal alignment: see
+// AttentionShape in ops/op_types.h. dt: f32, f64, bf16; lse is f32 (f64 for f64).
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "ops/op_types.h"
+
+namespace rn::cuda {
+
+void attention_forward(DType dt, const AttentionShape& s, double scale, void* out, void* lse, const void* q,
+                       const void* k, const void* v);
+void attention_backward(DType dt, const AttentionShape& s, double scale, void* dq, void* dk, void* dv,
+                        const void* dout, const void* q, const void* k, const void* v, const void* out,
+                        const void* lse);
+void attention_decode(DType dt, int64_t B, int64_t Hq, int64_t Hkv, int64_t Tmax, int64_t D, double scale,
+                      void* out, const void* q, const void* k, const void* v, const int64_t* lengths);
+void kv_cache_write(DType dt, int64_t B, int64_t Hkv, int64_t T, int64_t Tmax, int64_t D, void* cache,
+                    const void* x, const int64_t* pos);
+
+}  // namespace rn::cuda
