@@ -6,6 +6,7 @@
 // for CUDA tensors, which such a build cannot make, so a kernel's throw marks a bug rather
 // than a user error. A new cuda:: entry point gets its stub here, in its family's section.
 #include "core/error.h"
+#include "cuda/attention.h"
 #include "cuda/device.h"
 #include "cuda/dropout.h"
 #include "cuda/elementwise.h"
@@ -177,6 +178,9 @@ void xpos_rotate(DType, void*, const void*, const int64_t*, int64_t, int64_t, in
                  double) {
     no_cuda("xpos_rotate");
 }
+void rope_rotate(DType, void*, const void*, const int64_t*, int64_t, int64_t, int64_t, int64_t, double, int) {
+    no_cuda("rope_rotate");
+}
 
 // --- retention (cuda/retention.h)
 void retention_forward(RetentionMode, DType, const RetentionShape&, const std::vector<double>&, const void*,
@@ -190,6 +194,22 @@ void retention_backward(RetentionMode, DType, const RetentionShape&, const std::
 void retention_step(DType, int64_t, int64_t, int64_t, int64_t, const std::vector<double>&, const int64_t*,
                     const void*, const void*, const void*, void*, void*) {
     no_cuda("retention_step");
+}
+
+// --- attention (cuda/attention.h)
+void attention_forward(DType, const AttentionShape&, double, void*, void*, const void*, const void*, const void*) {
+    no_cuda("attention");
+}
+void attention_backward(DType, const AttentionShape&, double, void*, void*, void*, const void*, const void*,
+                        const void*, const void*, const void*, const void*) {
+    no_cuda("attention backward");
+}
+void attention_decode(DType, int64_t, int64_t, int64_t, int64_t, int64_t, double, void*, const void*, const void*,
+                      const void*, const int64_t*) {
+    no_cuda("attention_decode");
+}
+void kv_cache_write(DType, int64_t, int64_t, int64_t, int64_t, int64_t, void*, const void*, const int64_t*) {
+    no_cuda("kv_cache_write");
 }
 
 // --- optimiser (cuda/optim.h)

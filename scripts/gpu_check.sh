@@ -41,11 +41,16 @@ done
 # takes the same kernel paths at sizes racecheck finishes; they are named, not hidden.
 RACE_SKIP="every_paradigm_and_dtype_matches_cpu model_sized_head_matches_cpu other_chunk_lengths_match_cpu
 very_long_sequence_chunkwise_equals_recurrent_on_gpu step_latency_is_reported"
+# the same for attention: the cases over many shapes and long sequences
+RACE_SKIP_ATTENTION="forward_and_gradients_match_cpu prefill_chunk_tq_below_tk_matches_cpu other_head_dims_match_cpu
+long_sequence_bf16_matches_cpu custom_scale_and_large_logits_match_cpu both_backward_schemes_match_cpu
+decode_matches_cpu_and_full_forward kv_cache_write_prefill_and_steps_equal_one_pass"
 for n in test_cuda_matmul test_cuda_copy_optim test_cuda_graph test_cuda_model test_cuda_norm_softmax \
-         test_cuda_shape_index_ops test_cuda_elementwise test_cuda_retention; do
+         test_cuda_shape_index_ops test_cuda_elementwise test_cuda_retention test_cuda_attention; do
   suite=$(grep -o 'BOOST_AUTO_TEST_SUITE([a-z_0-9]*' "tests/$n.cpp" | head -1 | cut -d'(' -f2)
   for t in $(grep -o 'BOOST_AUTO_TEST_CASE([a-z_0-9]*' "tests/$n.cpp" | cut -d'(' -f2); do
-    if [ "$n" = test_cuda_retention ] && [[ " $(echo $RACE_SKIP) " == *" $t "* ]]; then
+    if { [ "$n" = test_cuda_retention ] && [[ " $(echo $RACE_SKIP) " == *" $t "* ]]; } ||
+       { [ "$n" = test_cuda_attention ] && [[ " $(echo $RACE_SKIP_ATTENTION) " == *" $t "* ]]; }; then
       echo "racecheck: $n.$t left out (its kernel paths: every_kernel_path_at_racecheck_sizes)"; continue
     fi
     run_tool racecheck "$n.$t" "$BUILD/tests/$n" --run_test="${suite:+$suite/}$t" &

@@ -1,0 +1,753 @@
+// cuda/attention_tc.cu — bf16 causal attention on tensor cores (mma.sync m16n8k16: bf16
+// operands, fp32 accumulators; sm_80+), forward and backward, head dim D ∈ {64, 128}: the
+// FlashAttention-2 scheme (Dao, 2023). cuda/attention.cu calls these for bf16 inputs and
+// falls back to its generic kernels when they return false (another D, a misaligned buffer).
+//
+// Dimension key: B batch, Hq query heads, Hkv kv heads, G = Hq/Hkv (query head h reads kv
+// head h/G), Tq queries, Tk keys, off = Tk − Tq (query i sees keys j ≤ i + off), D head
+// dim. q, out, dout, dq [B,Hq,Tq,D]; k, v, dk, dv [B,Hkv,Tk,D] (bf16); lse, dvec [B,Hq,Tq]
+// (f32). s the softmax scale, s₂ = s·log₂e. Tiles: 64 query rows (16 a warp, 4 warps) ×
+// 64 keys; the last tile of either is ragged, its missing rows zero-filled by cp.async.
+//
+//   forward     grid (B·Hq, ⌈Tq/64⌉), the query tile with the most keys first (blockIdx.y
+//               counts down from the last tile): each warp keeps its 16 rows of Q as A
+//               fragments, its fp32 O (16 × D) and the row max m and sum l in registers;
+//               per key tile S = QKᵀ, P = exp2(s₂S − s₂m) (online softmax), O += PV with P
+//               fed back as A fragments straight from S's accumulators (no shared memory).
+//               Writes O/l (bf16) and lse = s·m + ln l (f32, natural log like the CPU's).
+//   backward    Dᵢ = rowsum(dO ⊙ O) (cuda/attention.cu, f32), then
+//     dK, dV    grid (B·Hkv, ⌈Tk/64⌉), the key tile with the most queries (the first) first:
+//               each warp keeps 16 keys' dK, dV (fp32) in registers and loops over the query
+//               tiles of every head of its kv group (GQA summed in registers: no atomics
+//               for dk/dv): Sᵀ = KQᵀ, Pᵀ = exp2(s₂Sᵀ − log₂e·lse), dV += PᵀdO,
+//               dPᵀ = VdOᵀ, dSᵀ = Pᵀ ⊙ (dPᵀ − D), dK += dSᵀQ; dK·s at the end. dS takes P
+//               as the bf16 A fragments already built for dV (16 registers instead of 32
+//               fp32: at D = 128 that cut ptxas's spills from 148 to 24 bytes).
+//     dQ        one of two schemes (bwd_atomic below):
+//               dq_pass (default): a second kernel, grid (B·Hq, ⌈Tq/64⌉) like the forward,
+//                 recomputes S, P, dP per key tile and accumulates dQ = s·Σ dS K in
+//                 registers. Deterministic; costs two more products per tile pair (7
+//                 instead of 5 m16n8k16 passes over each 64 × 64 block).
+//               atomic (FlashAttention-2's): the dK/dV kernel stages dS (bf16) in shared
+//                 memory and adds dS K for its 64 keys into an f32 dq buffer with
+//                 atomicAdd (red.global.add.v2.f32 on sm_90); a last kernel scales and
+//                 rounds it to bf16. Fewer products; the sum order, hence the last bits
+//                 of dq, change from run to run.
+//               Measured (H100, forward + backward through autograd): at D = 64 atomic is
+//               1–3% faster (B8 T2048 H12: 0.932 against 0.947 ms; B1 T32768 H12: 24.7
+//               against 25.5 ms), at D = 128 18% slower (B4 T4096 H32: 11.4 against
+//               9.35 ms; its kernel spills 64 bytes): dq_pass stays the default.
+//
+// Causality: a key tile that lies wholly at or before every row's limit (k0 + 63 ≤ q0 + off)
+// is unmasked; only the one or two tiles on the diagonal compare indices. Keys past Tk only
+// ever sit in a diagonal tile for every valid query row (j ≥ Tk > Tq − 1 + off ≥ i + off),
+// so the causal mask removes them too; rows past Tq compute on zeros and are never stored.
+//
+// Measured on an H100 against PyTorch 2.11's FlashAttention backend (bench/bench_attention,
+// bf16, causal): forward 236–284 TFLOP/s, 0.86–1.18× of it; forward + backward 190–226
+// TFLOP/s, 0.75–1.11×: the gap is at D = 128 and long T. mma.sync only; a wgmma (sm_90a)
+// path is the next step for the matrix-bound shapes.
+//
+// Shared-memory tiles have no padding: row r's 16-byte chunk c lives at chunk c ^ (r & 7)
+// (D/8 ≥ 8 chunks a row), so the eight row addresses of each ldmatrix phase, and the
+// eight rows a warp's accumulator stores touch, fall in eight distinct bank groups. No
+// padding keeps the backward's six 64 × 128 tiles at 96 KiB: two blocks a multiprocessor.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/tensor.h"
+#include "cuda/check.h"
+#include "cuda/context.h"
+#include "cuda/math.cuh"
+#include "cuda/vec.cuh"
+#include "ops/op_types.h"
+
+namespace rn::cuda {
+
+namespace {
+
+constexpr int kThreads = 128;  // 4 warps
+constexpr int kBQ = 64;        // query rows of a tile (16 a warp)
+constexpr int kBK = 64;        // keys of a tile
+constexpr float kLog2e = 1.4426950408889634f;
+
+// ---------------------------------------------------------------- device helpers
+// (the PTX wrappers are those of cuda/retention_tc.cu, with swizzled instead of padded tiles)
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16 bytes global → shared, asynchronous; valid = false writes 16 zero bytes instead
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+// 4 bytes (one float), zero-filled when not valid
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+                 "r"(valid ? 4 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16_t* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p))
+                 : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const bf16_t* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p))
+                 : "memory");
+}
+
+// d[16×8] += a[16×16] · b[16×8]. Fragment layout (g = lane/4, q = lane%4):
+//   a0 (g, 2q..2q+1)  a1 (g+8, 2q..)  a2 (g, 2q+8..)  a3 (g+8, 2q+8..)    [row, k]
+//   b0 (k 2q..2q+1, n g)  b1 (k 2q+8.., n g)
+//   d0,d1 (g, 2q..2q+1)  d2,d3 (g+8, 2q..2q+1)                              [row, col]
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
+    uint32_t u;
+    memcpy(&u, &h, 4);
+    return u;
+}
+
+// Element (r, c) of a swizzled tile of W bf16 columns (W/8 ≥ 8 chunks a row).
+template <int W>
+__device__ __forceinline__ int swz(int r, int c) {
+    static_assert(W % 64 == 0, "a swizzled row needs at least 8 chunks");
+    return r * W + ((((c >> 3) ^ (r & 7)) << 3) | (c & 7));
+}
+
+// Fragment loads from a swizzled tile of W columns. "mk": A stored [m][k]; "km": A stored
+// [k][m]; "nk": B stored [n][k]; "kn": B stored [k][n]. B loads cover n16 × k16: r[0], r[1]
+// are (b0, b1) of columns n0..n0+7 and r[2], r[3] those of n0+8..n0+15. Every lane address
+// is the start of a 16-byte chunk (m0, n0, k0 multiples of 8).
+template <int W>
+__device__ __forceinline__ void lda_mk(uint32_t (&a)[4], const bf16_t* s, int m0, int k0, int lane) {
+    ldsm_x4(a, s + swz<W>(m0 + (lane & 15), k0 + ((lane >> 4) << 3)));
+}
+template <int W>
+__device__ __forceinline__ void lda_km(uint32_t (&a)[4], const bf16_t* s, int m0, int k0, int lane) {
+    ldsm_x4_t(a, s + swz<W>(k0 + (lane & 7) + ((lane >> 4) << 3), m0 + (((lane >> 3) & 1) << 3)));
+}
+template <int W>
+__device__ __forceinline__ void ldb_nk(uint32_t (&b)[4], const bf16_t* s, int n0, int k0, int lane) {
+    ldsm_x4(b, s + swz<W>(n0 + (lane & 7) + ((lane >> 4) << 3), k0 + (((lane >> 3) & 1) << 3)));
+}
+template <int W>
+__device__ __forceinline__ void ldb_kn(uint32_t (&b)[4], const bf16_t* s, int n0, int k0, int lane) {
+    ldsm_x4_t(b, s + swz<W>(k0 + (lane & 7) + (((lane >> 3) & 1) << 3), n0 + ((lane >> 4) << 3)));
+}
+
+// A warp's 16-row strip of fp32 accumulators over NT n-tiles of 8 columns: element [j][e]
+// is row g + 8·(e/2), column 8j + 2q + (e%2) of the strip.
+template <int NT>
+using Acc = float[NT][4];
+
+template <int NT>
+__device__ __forceinline__ void zero(Acc<NT>& a) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) a[j][e] = 0.f;
+}
+
+// The accumulators of a 16 × 64 strip (8 n-tiles) as the bf16 A fragments of the 4 k steps
+// of a product over its 64 columns: n-tiles 2kk and 2kk+1 form k step kk.
+__device__ __forceinline__ void to_a_frags(uint32_t (&pa)[4][4], const Acc<8>& s) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+        pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+        pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+        pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+}
+
+// acc (16 × 16·NB) += A (16 × 16·KS, from shared memory, stored [m][k] at rows m0..) · B
+// (stored [n][k]): the S = Q Kᵀ shape of product
+template <int WA, int WB, int KS, int NB, int UNROLL = KS>
+__device__ __forceinline__ void mma_mk_nk(Acc<2 * NB>& acc, const bf16_t* sa, int m0, const bf16_t* sb, int lane) {
+#pragma unroll UNROLL
+    for (int kk = 0; kk < KS; ++kk) {
+        uint32_t af[4];
+        lda_mk<WA>(af, sa, m0, 16 * kk, lane);
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb) {
+            uint32_t b[4];
+            ldb_nk<WB>(b, sb, 16 * nb, 16 * kk, lane);
+            mma16816(acc[2 * nb], af, b[0], b[1]);
+            mma16816(acc[2 * nb + 1], af, b[2], b[3]);
+        }
+    }
+}
+// the same with A held in registers (4 k steps) and B stored [k][n]: the O += P V shape
+template <int WB, int NB>
+__device__ __forceinline__ void mma_reg_kn(Acc<2 * NB>& acc, const uint32_t (&pa)[4][4], const bf16_t* sb,
+                                           int lane) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb) {
+            uint32_t b[4];
+            ldb_kn<WB>(b, sb, 16 * nb, 16 * kk, lane);
+            mma16816(acc[2 * nb], pa[kk], b[0], b[1]);
+            mma16816(acc[2 * nb + 1], pa[kk], b[2], b[3]);
+        }
+    }
+}
+
+// ROWS × W bf16 rows of a contiguous [·, W] matrix at g into a swizzled tile, by the
+// block's 128 threads, asynchronously; rows ≥ rvalid are zero-filled (g stays a valid
+// address: rvalid ≥ 1 for every tile loaded).
+template <int ROWS, int W>
+__device__ __forceinline__ void load_tile(bf16_t* s, const bf16_t* g, int rvalid, int tid) {
+    constexpr int kCpr = W / 8, kPieces = ROWS * kCpr;
+    static_assert(kPieces % kThreads == 0, "tile pieces must split evenly over the threads");
+#pragma unroll
+    for (int i = 0; i < kPieces / kThreads; ++i) {
+        const int idx = tid + i * kThreads, r = idx / kCpr, c = (idx % kCpr) * 8;
+        const bool ok = r < rvalid;
+        cp_async16(s + swz<W>(r, c), ok ? g + int64_t(r) * W + c : g, ok);
+    }
+}
+
+// A warp's 16 × D strip, scaled by rs[0] (row g) and rs[1] (row g+8), to global bf16 rows
+// row0 + r (r < 16, only rows < rvalid) of a contiguous [·, D] matrix g: staged through the
+// warp's own 16 rows of the swizzled tile st, then written as 16-byte chunks.
+template <int D>
+__device__ __forceinline__ void store_strip(bf16_t* g, bf16_t* st, const Acc<D / 8>& acc, const float (&rs)[2],
+                                            int rvalid, int lane) {
+    const int r = lane >> 2, c = 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+        *reinterpret_cast<uint32_t*>(st + swz<D>(r, 8 * j + c)) = pack_bf16(acc[j][0] * rs[0], acc[j][1] * rs[0]);
+        *reinterpret_cast<uint32_t*>(st + swz<D>(r + 8, 8 * j + c)) = pack_bf16(acc[j][2] * rs[1], acc[j][3] * rs[1]);
+    }
+    __syncwarp();
+    constexpr int kCpr = D / 8;
+#pragma unroll
+    for (int i = 0; i < 16 * kCpr / 32; ++i) {
+        const int idx = lane + 32 * i, rr = idx / kCpr, cc = (idx % kCpr) * 8;
+        if (rr < rvalid)
+            *reinterpret_cast<uint4*>(g + int64_t(rr) * D + cc) = *reinterpret_cast<const uint4*>(st + swz<D>(rr, cc));
+    }
+}
+
+__device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
+__device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
+
+// ---------------------------------------------------------------- forward
+
+struct FwdArgs {
+    const bf16_t *q, *k, *v;  // [B,Hq,Tq,D], [B,Hkv,Tk,D] ×2
+    bf16_t* out;              // [B,Hq,Tq,D]
+    float* lse;               // [B,Hq,Tq]
+    int Hq, Hkv, Tq, Tk, nqt;
+    float scale, scale_log2;  // s, s·log₂e
+};
+
+// shared memory: Q, K, V tiles, 64 × D each (no double buffer: see the loop)
+template <int D>
+constexpr int fwd_smem() { return 3 * 64 * D * 2; }
+
+template <int D>
+__global__ void __launch_bounds__(kThreads, D == 64 ? 3 : 2) attn_fwd_tc(const __grid_constant__ FwdArgs a) {
+    constexpr int NTD = D / 8, KSD = D / 16;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);  // [64 q][D]
+    bf16_t* Ks = Qs + kBQ * D;                      // [64 k][D]
+    bf16_t* Vs = Ks + kBK * D;                      // [64 k][D]
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int bh = blockIdx.x, b = bh / a.Hq, h = bh % a.Hq, hk = h / (a.Hq / a.Hkv);
+    const int qt = a.nqt - 1 - int(blockIdx.y);  // the longest tiles first
+    const int q0 = qt * kBQ, qvalid = imin(kBQ, a.Tq - q0), off = a.Tk - a.Tq;
+    // key tiles this query tile needs (its last valid row sees keys ≤ q0 + qvalid − 1 + off),
+    // and how many of them need no mask (every key ≤ the first row's limit q0 + off)
+    const int nkt = imin((a.Tk + kBK - 1) / kBK, (q0 + qvalid - 1 + off) / kBK + 1);
+    const int nfull = imin(nkt, (q0 + off + 1) / kBK);
+
+    const bf16_t* qg = a.q + (int64_t(bh) * a.Tq + q0) * D;
+    const int64_t kvrow = int64_t(b * a.Hkv + hk) * a.Tk;
+    const bf16_t* kg = a.k + kvrow * D;
+    const bf16_t* vg = a.v + kvrow * D;
+
+    load_tile<kBQ, D>(Qs, qg, qvalid, tid);
+    load_tile<kBK, D>(Ks, kg, imin(kBK, a.Tk), tid);
+    cp_async_commit();
+
+    uint32_t qf[KSD][4];  // the warp's 16 rows of Q as A fragments, for every key tile
+    cp_async_wait<0>();
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < KSD; ++kk) lda_mk<D>(qf[kk], Qs, 16 * warp, 16 * kk, lane);
+    Acc<NTD> o;
+    zero(o);
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    const int rbase = q0 + 16 * warp + (lane >> 2);  // query row of e = 0, 1 (+8 for e = 2, 3)
+
+    // One buffer each for K and V (FlashAttention-2's pipeline): V_t loads while S = Q K_tᵀ
+    // is computed, K_(t+1) while the softmax and O += P V_t are. Smaller than double
+    // buffers (48 KiB at D = 128), so more blocks share a multiprocessor.
+    for (int t = 0; t < nkt; ++t) {
+        const int k0 = t * kBK;
+        cp_async_wait<0>();
+        __syncthreads();  // K_t landed; every warp is done with V_(t−1)
+        load_tile<kBK, D>(Vs, vg + int64_t(k0) * D, imin(kBK, a.Tk - k0), tid);
+        cp_async_commit();
+        Acc<8> s;
+        zero(s);
+#pragma unroll
+        for (int kk = 0; kk < KSD; ++kk) {
+#pragma unroll
+            for (int nb = 0; nb < 4; ++nb) {
+                uint32_t bf[4];
+                ldb_nk<D>(bf, Ks, 16 * nb, 16 * kk, lane);
+                mma16816(s[2 * nb], qf[kk], bf[0], bf[1]);
+                mma16816(s[2 * nb + 1], qf[kk], bf[2], bf[3]);
+            }
+        }
+        cp_async_wait<0>();
+        __syncthreads();  // V_t landed; every warp is done with K_t
+        if (t + 1 < nkt) {
+            load_tile<kBK, D>(Ks, kg + int64_t(k0 + kBK) * D, imin(kBK, a.Tk - k0 - kBK), tid);
+            cp_async_commit();
+        }
+        if (t >= nfull) {  // a diagonal tile: key > row + off is masked
+            const int cbase = k0 + 2 * (lane & 3);
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    if (cbase + 8 * j + (e & 1) > rbase + 8 * (e >> 1) + off) s[j][e] = -INFINITY;
+        }
+        // online softmax, rows g (hf 0) and g + 8 (hf 1); a row is spread over a quad
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+            float mx = m[hf];
+#pragma unroll
+            for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * hf], s[j][2 * hf + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            // a row with no visible key yet keeps m = −inf; 0 stands in so no inf − inf
+            const float mu = mx == -INFINITY ? 0.f : mx;
+            const float corr = exp2f((m[hf] - mu) * a.scale_log2), mb = mu * a.scale_log2;
+            float sum = 0.f;
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+#pragma unroll
+                for (int e = 2 * hf; e < 2 * hf + 2; ++e) {
+                    const float p = exp2f(fmaf(s[j][e], a.scale_log2, -mb));
+                    s[j][e] = p;
+                    sum += p;
+                }
+            l[hf] = l[hf] * corr + sum;  // the thread's share of the row; the quad adds them at the end
+            m[hf] = mx;
+#pragma unroll
+            for (int j = 0; j < NTD; ++j) {
+                o[j][2 * hf] *= corr;
+                o[j][2 * hf + 1] *= corr;
+            }
+        }
+        uint32_t pa[4][4];
+        to_a_frags(pa, s);
+        mma_reg_kn<D, D / 16>(o, pa, Vs, lane);
+    }
+
+    float rs[2];
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+        l[hf] += __shfl_xor_sync(0xffffffffu, l[hf], 1);
+        l[hf] += __shfl_xor_sync(0xffffffffu, l[hf], 2);
+        rs[hf] = l[hf] > 0.f ? 1.f / l[hf] : 0.f;
+    }
+    // the warp's own 16 rows of Qs (only it ever read them) stage its output
+    store_strip<D>(a.out + (int64_t(bh) * a.Tq + q0 + 16 * warp) * D, Qs + 16 * warp * D, o, rs,
+                   qvalid - 16 * warp, lane);
+    if ((lane & 3) == 0) {
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+            const int row = rbase + 8 * hf;
+            if (row < a.Tq) a.lse[int64_t(bh) * a.Tq + row] = m[hf] * a.scale + logf(l[hf]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- backward
+
+struct BwdArgs {
+    const bf16_t *q, *k, *v, *dout;  // [B,Hq,Tq,D], [B,Hkv,Tk,D] ×2, [B,Hq,Tq,D]
+    const float *lse, *dvec;         // [B,Hq,Tq]
+    bf16_t *dq, *dk, *dv;            // [B,Hq,Tq,D], [B,Hkv,Tk,D] ×2
+    float* dq_acc;                   // [B,Hq,Tq,D] (atomic scheme), zeroed
+    int Hq, Hkv, Tq, Tk, nqt;
+    float scale, scale_log2;
+};
+
+// K, V, and double-buffered Q, dO (64 × D each), dS (64 × 64, atomic scheme), lse and D
+template <int D, bool kAtomic>
+constexpr int dkdv_smem() { return 6 * 64 * D * 2 + (kAtomic ? 64 * 64 * 2 : 0) + 4 * 64 * 4; }
+
+// grid (B·Hkv, ⌈Tk/64⌉): dK, dV of one key tile, summed over the G heads of its kv group.
+// Warp w owns keys k0 + 16w … k0 + 16w + 15 (the rows of its Sᵀ, dPᵀ, dK, dV strips).
+template <int D, bool kAtomic>
+__global__ void __launch_bounds__(kThreads, 2) attn_bwd_dkdv_tc(const __grid_constant__ BwdArgs a) {
+    constexpr int NTD = D / 8, KSD = D / 16, kTile = 64 * D;
+    constexpr int kBwdUnroll = D == 128 ? 1 : KSD;  // fewer loads hoisted: D = 128 spills less (ptxas -v)
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16_t* Ks = reinterpret_cast<bf16_t*>(smem);  // [64 k][D]
+    bf16_t* Vs = Ks + kTile;                        // [64 k][D]
+    bf16_t* Qs = Vs + kTile;                        // [2][64 q][D]
+    bf16_t* dOs = Qs + 2 * kTile;                   // [2][64 q][D]
+    bf16_t* dSs = dOs + 2 * kTile;                  // [64 k][64 q] (atomic scheme)
+    float* lse_s = reinterpret_cast<float*>(dSs + (kAtomic ? 64 * 64 : 0));  // [2][64]
+    float* dd_s = lse_s + 2 * 64;                                            // [2][64]
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int bhk = blockIdx.x, b = bhk / a.Hkv, hk = bhk % a.Hkv, G = a.Hq / a.Hkv;
+    const int kt = blockIdx.y, k0 = kt * kBK, kvalid = imin(kBK, a.Tk - k0), off = a.Tk - a.Tq;
+    // the query tiles that see any key of this tile: rows i ≥ k0 − off
+    const int qt0 = imax(0, k0 - off) / kBQ, nqh = a.nqt - qt0, total = G * nqh;
+
+    const int64_t kvrow = int64_t(bhk) * a.Tk + k0;
+    load_tile<kBK, D>(Ks, a.k + kvrow * D, kvalid, tid);
+    load_tile<kBK, D>(Vs, a.v + kvrow * D, kvalid, tid);
+    auto issue = [&](int it) {
+        const int h = hk * G + it / nqh, q0 = (qt0 + it % nqh) * kBQ, qv = imin(kBQ, a.Tq - q0), buf = it & 1;
+        const int64_t row0 = int64_t(b * a.Hq + h) * a.Tq + q0;
+        load_tile<kBQ, D>(Qs + buf * kTile, a.q + row0 * D, qv, tid);
+        load_tile<kBQ, D>(dOs + buf * kTile, a.dout + row0 * D, qv, tid);
+        if (tid < kBQ) {
+            const bool ok = tid < qv;
+            cp_async4(lse_s + buf * 64 + tid, ok ? a.lse + row0 + tid : a.lse, ok);
+            cp_async4(dd_s + buf * 64 + tid, ok ? a.dvec + row0 + tid : a.dvec, ok);
+        }
+    };
+    issue(0);
+    cp_async_commit();
+
+    Acc<NTD> dk, dv;
+    zero(dk);
+    zero(dv);
+    const int krow = k0 + 16 * warp + (lane >> 2);  // key of e = 0, 1 (+8 for e = 2, 3)
+    const int cq = 2 * (lane & 3);
+    for (int it = 0; it < total; ++it) {
+        if (it + 1 < total) issue(it + 1);
+        cp_async_commit();  // possibly empty: "all but the newest group" is then this tile
+        cp_async_wait<1>();
+        __syncthreads();
+        const int buf = it & 1, h = hk * G + it / nqh, q0 = (qt0 + it % nqh) * kBQ;
+        const bf16_t* Q = Qs + buf * kTile;
+        const bf16_t* dO = dOs + buf * kTile;
+        const float* L = lse_s + buf * 64;
+        const float* Dd = dd_s + buf * 64;
+
+        // Pᵀ = exp(s·K Qᵀ − lse) (rows keys, columns queries)
+        Acc<8> p;
+        zero(p);
+        mma_mk_nk<D, D, KSD, 4, kBwdUnroll>(p, Ks, 16 * warp, Q, lane);
+        const bool diag = q0 + off < k0 + kBK - 1;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const float2 lc = *reinterpret_cast<const float2*>(L + 8 * j + cq);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const float lse2 = (e & 1 ? lc.y : lc.x) * kLog2e;
+                float x = exp2f(fmaf(p[j][e], a.scale_log2, -lse2));
+                if (diag && krow + 8 * (e >> 1) > q0 + 8 * j + cq + (e & 1) + off) x = 0.f;
+                p[j][e] = x;
+            }
+        }
+        uint32_t pa[4][4];
+        to_a_frags(pa, p);
+        mma_reg_kn<D, D / 16>(dv, pa, dO, lane);  // dV += Pᵀ dO
+        // dSᵀ = Pᵀ ⊙ (V dOᵀ − D)
+        Acc<8> ds;
+        zero(ds);
+        mma_mk_nk<D, D, KSD, 4, kBwdUnroll>(ds, Vs, 16 * warp, dO, lane);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const float2 dc = *reinterpret_cast<const float2*>(Dd + 8 * j + cq);
+            __nv_bfloat162 lo, hi;
+            memcpy(&lo, &pa[j >> 1][(j & 1) * 2], 4);
+            memcpy(&hi, &pa[j >> 1][(j & 1) * 2 + 1], 4);
+            const float2 pl = __bfloat1622float2(lo), ph = __bfloat1622float2(hi);
+            ds[j][0] = pl.x * (ds[j][0] - dc.x);
+            ds[j][1] = pl.y * (ds[j][1] - dc.y);
+            ds[j][2] = ph.x * (ds[j][2] - dc.x);
+            ds[j][3] = ph.y * (ds[j][3] - dc.y);
+        }
+        {  // dK += dSᵀ Q
+            uint32_t sa[4][4];
+            to_a_frags(sa, ds);
+            mma_reg_kn<D, D / 16>(dk, sa, Q, lane);
+        }
+        if constexpr (kAtomic) {
+            // dS (all 64 keys × 64 queries) through shared memory, stored [key][query]; then
+            // warp w adds dQ rows q0 + 16w … (all 64 keys of the tile) into dq_acc
+            const int r = 16 * warp + (lane >> 2);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                *reinterpret_cast<uint32_t*>(dSs + swz<64>(r, 8 * j + cq)) = pack_bf16(ds[j][0], ds[j][1]);
+                *reinterpret_cast<uint32_t*>(dSs + swz<64>(r + 8, 8 * j + cq)) = pack_bf16(ds[j][2], ds[j][3]);
+            }
+            __syncthreads();
+            const int qrow = q0 + 16 * warp + (lane >> 2);
+            float* acc = a.dq_acc + (int64_t(b * a.Hq + h) * a.Tq) * D;
+            // 64 columns of dQ at a time: 32 accumulators beside dK and dV, not 64
+#pragma unroll 1
+            for (int c0 = 0; c0 < D; c0 += 64) {
+                Acc<8> dq;
+                zero(dq);
+#pragma unroll
+                for (int kk = 0; kk < 4; ++kk) {
+                    uint32_t af[4];
+                    lda_km<64>(af, dSs, 16 * warp, 16 * kk, lane);  // A[m = query][k = key] = dSs[key][query]
+#pragma unroll
+                    for (int nb = 0; nb < 4; ++nb) {
+                        uint32_t bf[4];
+                        ldb_kn<D>(bf, Ks, c0 + 16 * nb, 16 * kk, lane);  // B[k = key][n = d] = K[key][d]
+                        mma16816(dq[2 * nb], af, bf[0], bf[1]);
+                        mma16816(dq[2 * nb + 1], af, bf[2], bf[3]);
+                    }
+                }
+#pragma unroll
+                for (int hf = 0; hf < 2; ++hf) {
+                    if (qrow + 8 * hf >= a.Tq) continue;
+                    float* rowp = acc + int64_t(qrow + 8 * hf) * D + c0 + cq;
+#pragma unroll
+                    for (int j = 0; j < 8; ++j) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+                        atomicAdd(reinterpret_cast<float2*>(rowp + 8 * j), make_float2(dq[j][2 * hf], dq[j][2 * hf + 1]));
+#else
+                        atomicAdd(rowp + 8 * j, dq[j][2 * hf]);
+                        atomicAdd(rowp + 8 * j + 1, dq[j][2 * hf + 1]);
+#endif
+                    }
+                }
+            }
+        }
+        __syncthreads();  // this buffer (and dSs) are refilled next
+    }
+
+    // K's tile is free now: the warp's own 16 rows stage its dK, V's its dV
+    const float sk[2] = {a.scale, a.scale}, one[2] = {1.f, 1.f};
+    store_strip<D>(a.dk + (kvrow + 16 * warp) * D, Ks + 16 * warp * D, dk, sk, kvalid - 16 * warp, lane);
+    store_strip<D>(a.dv + (kvrow + 16 * warp) * D, Vs + 16 * warp * D, dv, one, kvalid - 16 * warp, lane);
+}
+
+// Q, dO (64 × D) and double-buffered K, V (64 × D)
+template <int D>
+constexpr int dq_smem() { return 6 * 64 * D * 2; }
+
+// grid (B·Hq, ⌈Tq/64⌉), the longest tiles first: dQ of one query tile (the dq_pass scheme).
+// Warp w owns query rows q0 + 16w …; per key tile S = Q Kᵀ, P = exp(sS − lse),
+// dP = dO Vᵀ, dS = P ⊙ (dP − D), dQ += dS K; dQ·s at the end.
+template <int D>
+__global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_constant__ BwdArgs a) {
+    constexpr int NTD = D / 8, KSD = D / 16, kTile = 64 * D;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);  // [64 q][D]
+    bf16_t* dOs = Qs + kTile;                       // [64 q][D]
+    bf16_t* Ks = dOs + kTile;                       // [2][64 k][D]
+    bf16_t* Vs = Ks + 2 * kTile;                    // [2][64 k][D]
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int bh = blockIdx.x, b = bh / a.Hq, h = bh % a.Hq, hk = h / (a.Hq / a.Hkv);
+    const int qt = a.nqt - 1 - int(blockIdx.y);
+    const int q0 = qt * kBQ, qvalid = imin(kBQ, a.Tq - q0), off = a.Tk - a.Tq;
+    const int nkt = imin((a.Tk + kBK - 1) / kBK, (q0 + qvalid - 1 + off) / kBK + 1);
+    const int nfull = imin(nkt, (q0 + off + 1) / kBK);
+
+    const int64_t qrow0 = int64_t(bh) * a.Tq + q0;
+    const int64_t kvrow = int64_t(b * a.Hkv + hk) * a.Tk;
+    load_tile<kBQ, D>(Qs, a.q + qrow0 * D, qvalid, tid);
+    load_tile<kBQ, D>(dOs, a.dout + qrow0 * D, qvalid, tid);
+    auto issue = [&](int t) {
+        const int k0 = t * kBK, kv = imin(kBK, a.Tk - k0), buf = t & 1;
+        load_tile<kBK, D>(Ks + buf * kTile, a.k + (kvrow + k0) * D, kv, tid);
+        load_tile<kBK, D>(Vs + buf * kTile, a.v + (kvrow + k0) * D, kv, tid);
+    };
+    issue(0);
+    cp_async_commit();
+
+    const int rbase = q0 + 16 * warp + (lane >> 2), cq = 2 * (lane & 3);
+    float lse2[2], dd[2];
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+        const int row = rbase + 8 * hf;
+        lse2[hf] = row < a.Tq ? a.lse[int64_t(bh) * a.Tq + row] * kLog2e : 0.f;
+        dd[hf] = row < a.Tq ? a.dvec[int64_t(bh) * a.Tq + row] : 0.f;
+    }
+    Acc<NTD> dq;
+    zero(dq);
+    for (int t = 0; t < nkt; ++t) {
+        if (t + 1 < nkt) issue(t + 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const int k0 = t * kBK, buf = t & 1;
+        const bf16_t* K = Ks + buf * kTile;
+        const bf16_t* V = Vs + buf * kTile;
+        Acc<8> p;
+        zero(p);
+        mma_mk_nk<D, D, KSD, 4>(p, Qs, 16 * warp, K, lane);
+        const bool diag = t >= nfull;
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                float x = exp2f(fmaf(p[j][e], a.scale_log2, -lse2[e >> 1]));
+                if (diag && k0 + 8 * j + cq + (e & 1) > rbase + 8 * (e >> 1) + off) x = 0.f;
+                p[j][e] = x;
+            }
+        Acc<8> ds;
+        zero(ds);
+        mma_mk_nk<D, D, KSD, 4>(ds, dOs, 16 * warp, V, lane);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) ds[j][e] = p[j][e] * (ds[j][e] - dd[e >> 1]);
+        uint32_t sa[4][4];
+        to_a_frags(sa, ds);
+        mma_reg_kn<D, D / 16>(dq, sa, K, lane);  // B[k = key][n = d] = K[key][d]
+        __syncthreads();  // this buffer is refilled next
+    }
+    const float sq[2] = {a.scale, a.scale};
+    store_strip<D>(a.dq + (qrow0 + 16 * warp) * D, Qs + 16 * warp * D, dq, sq, qvalid - 16 * warp, lane);
+}
+
+// dq (bf16) = s · dq_acc (f32), 8 elements a thread and step (n a multiple of 8)
+__global__ void dq_convert_kernel(bf16_t* __restrict__ dq, const float* __restrict__ acc, int64_t n8, float scale) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n8; i += int64_t(gridDim.x) * blockDim.x) {
+        const Pack<float, 8> x = load_pack<float, 8>(acc + 8 * i);
+        Pack<bf16_t, 8> y;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) y.v[e] = __float2bfloat16(x.v[e] * scale);
+        store_pack(dq + 8 * i, y);
+    }
+}
+
+// ---------------------------------------------------------------- host side
+
+template <typename K>
+void set_smem(K kernel, int bytes) {
+    RN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
+bool supported(const AttentionShape& s, std::initializer_list<const void*> ptrs) {
+    if (s.D != 64 && s.D != 128) return false;
+    if (s.B < 1 || s.Hq < 1 || s.Hkv < 1 || s.Hq % s.Hkv || s.Tq < 1 || s.Tk < s.Tq) return false;
+    // grid limits (y ≤ 65535 tiles, x < 2^31) and int row arithmetic inside the kernels
+    if ((s.Tq + kBQ - 1) / kBQ > 65535 || (s.Tk + kBK - 1) / kBK > 65535 || s.B * s.Hq > (int64_t(1) << 30) ||
+        s.Tk > (int64_t(1) << 30))
+        return false;
+    for (const void* p : ptrs)
+        if (!aligned16(p)) return false;
+    return true;
+}
+
+// Which backward scheme for dQ (see the top of this file): RN_ATTENTION_BWD=atomic or
+// dq_pass (the default). Read at every call, so a benchmark can time both in one process.
+bool bwd_atomic() {
+    const char* e = std::getenv("RN_ATTENTION_BWD");
+    return e && std::strcmp(e, "atomic") == 0;
+}
+
+}  // namespace
+
+bool attention_tc_forward(const AttentionShape& s, double scale, void* out, float* lse, const void* q, const void* k,
+                          const void* v) {
+    if (!supported(s, {out, q, k, v})) return false;
+    FwdArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v),
+              static_cast<bf16_t*>(out), lse, int(s.Hq), int(s.Hkv), int(s.Tq), int(s.Tk),
+              int((s.Tq + kBQ - 1) / kBQ), float(scale), float(scale * 1.4426950408889634)};
+    const dim3 grid(unsigned(s.B * s.Hq), unsigned(a.nqt));
+    cudaStream_t st = stream();
+    if (s.D == 64) {
+        set_smem(attn_fwd_tc<64>, fwd_smem<64>());
+        attn_fwd_tc<64><<<grid, kThreads, fwd_smem<64>(), st>>>(a);
+    } else {
+        set_smem(attn_fwd_tc<128>, fwd_smem<128>());
+        attn_fwd_tc<128><<<grid, kThreads, fwd_smem<128>(), st>>>(a);
+    }
+    RN_CUDA_CHECK_LAUNCH();
+    return true;
+}
+
+// dvec: rowsum(dO ⊙ O) [B,Hq,Tq] f32, computed by the caller
+bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void* dk, void* dv, const void* dout,
+                           const void* q, const void* k, const void* v, const float* lse, const float* dvec) {
+    if (!supported(s, {dq, dk, dv, dout, q, k, v})) return false;
+    const bool atomic = bwd_atomic();
+    const int dev = current_device();
+    cudaStream_t st = stream();
+    const int64_t nq_el = s.B * s.Hq * s.Tq * s.D;
+    // f32 dq accumulator (atomic scheme), freed once the launches are queued: one stream
+    // (Note [One compute stream], cuda/context.h)
+    Tensor acc = atomic ? empty({nq_el}, DType::f32, Device::cuda(dev)) : Tensor();
+    BwdArgs a{static_cast<const bf16_t*>(q),
+              static_cast<const bf16_t*>(k),
+              static_cast<const bf16_t*>(v),
+              static_cast<const bf16_t*>(dout),
+              lse,
+              dvec,
+              static_cast<bf16_t*>(dq),
+              static_cast<bf16_t*>(dk),
+              static_cast<bf16_t*>(dv),
+              atomic ? static_cast<float*>(acc.raw_data()) : nullptr,
+              int(s.Hq),
+              int(s.Hkv),
+              int(s.Tq),
+              int(s.Tk),
+              int((s.Tq + kBQ - 1) / kBQ),
+              float(scale),
+              float(scale * 1.4426950408889634)};
+    if (atomic) RN_CUDA_CHECK(cudaMemsetAsync(a.dq_acc, 0, size_t(nq_el) * sizeof(float), st));
+    const dim3 grid_kv(unsigned(s.B * s.Hkv), unsigned((s.Tk + kBK - 1) / kBK));
+    const dim3 grid_q(unsigned(s.B * s.Hq), unsigned(a.nqt));
+    auto run = [&](auto d) {
+        constexpr int D = decltype(d)::value;
+        if (atomic) {
+            set_smem(attn_bwd_dkdv_tc<D, true>, dkdv_smem<D, true>());
+            attn_bwd_dkdv_tc<D, true><<<grid_kv, kThreads, dkdv_smem<D, true>(), st>>>(a);
+            RN_CUDA_CHECK_LAUNCH();
+            dq_convert_kernel<<<grid_for(nq_el / 8), 256, 0, st>>>(a.dq, a.dq_acc, nq_el / 8, a.scale);
+            RN_CUDA_CHECK_LAUNCH();
+        } else {
+            set_smem(attn_bwd_dkdv_tc<D, false>, dkdv_smem<D, false>());
+            attn_bwd_dkdv_tc<D, false><<<grid_kv, kThreads, dkdv_smem<D, false>(), st>>>(a);
+            RN_CUDA_CHECK_LAUNCH();
+            set_smem(attn_bwd_dq_tc<D>, dq_smem<D>());
+            attn_bwd_dq_tc<D><<<grid_q, kThreads, dq_smem<D>(), st>>>(a);
+            RN_CUDA_CHECK_LAUNCH();
+        }
+    };
+    if (s.D == 64) run(Width<64>{});
+    else run(Width<128>{});
+    return true;
+}
+
+}  // namespace rn::cuda
