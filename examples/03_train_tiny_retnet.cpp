@@ -36,7 +36,7 @@ struct TinyRetNet : Module {
     std::shared_ptr<RMSNorm> norm_out;
     std::shared_ptr<Linear> head;
 
-    explicit TinyRetNet(const RetNetConfig& c) {
+    explicit TinyRetNet(const ModelConfig& c) {
         Generator gen(42);
         embed = register_module("embed", std::make_shared<Embedding>(c.vocab_size, c.d_model, gen, 1 / std::sqrt(double(c.d_model))));
         for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -91,7 +91,7 @@ int main() {
     const int64_t split = int64_t(ids.size()) * 9 / 10;
 
     // 2. the model: 2 layers, d 64, 2 heads (Dk 32, Dv 64)
-    RetNetConfig c;
+    ModelConfig c;
     c.vocab_size = 256, c.d_model = 64, c.n_layers = 2, c.n_heads = 2, c.value_dim = 128, c.ffn_dim = 128;
     TinyRetNet model(c);
     AdamW opt(model.named_parameters(), AdamWOptions{});

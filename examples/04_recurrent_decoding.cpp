@@ -34,7 +34,7 @@ size_t bytes_of(const std::vector<Tensor>& ts) {
 
 int main() {
     NoGradGuard no_grad;  // inference only: no graph is recorded
-    nn::RetNetConfig cfg = nn::RetNetConfig::from_preset("tiny", 512);
+    nn::ModelConfig cfg = nn::ModelConfig::from_preset("tiny", 512);
     nn::RetNetLM model(cfg, /*seed=*/1);
     std::printf("tiny RetNet: %lld layers, %lld heads, d=%lld, %lld parameters\n", (long long)cfg.n_layers,
                 (long long)cfg.n_heads, (long long)cfg.d_model, (long long)model.num_parameters());

@@ -1,5 +1,5 @@
 // fuzz/fuzz_config.cpp — libFuzzer target for the model config as stored in checkpoints:
-// fuzz bytes → nn::RetNetConfig::from_json (which validates). Expected refusal: rn::Error
+// fuzz bytes → nn::ModelConfig::from_json (which validates). Expected refusal: rn::Error
 // (from_json turns JSON type errors into one). Anything else — another exception, a
 // sanitizer report, a huge allocation or a hang inside validation — is a finding.
 // For a config it accepts: to_json → from_json gives the same config (what a checkpoint
@@ -26,17 +26,17 @@ namespace {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string text(reinterpret_cast<const char*>(data), size);
-    rn::nn::RetNetConfig c;
+    rn::nn::ModelConfig c;
     try {
-        c = rn::nn::RetNetConfig::from_json(text);
+        c = rn::nn::ModelConfig::from_json(text);
     } catch (const rn::Error&) {
         return 0;  // refused with a message: expected
     }
     // accepted: what a checkpoint would store must read back as the same config
     const std::string stored = c.to_json();
-    rn::nn::RetNetConfig back;
+    rn::nn::ModelConfig back;
     try {
-        back = rn::nn::RetNetConfig::from_json(stored);
+        back = rn::nn::ModelConfig::from_json(stored);
     } catch (const rn::Error& e) {
         finding(std::string("an accepted config's own JSON is refused: ") + e.what() + "\n" + stored);
     }

@@ -43,8 +43,8 @@ std::vector<std::string> training_sentences() {
     return out;
 }
 
-nn::RetNetConfig tiny_config(int64_t vocab) {
-    nn::RetNetConfig c;
+nn::ModelConfig tiny_config(int64_t vocab) {
+    nn::ModelConfig c;
     c.preset = "fuzz";
     c.vocab_size = vocab;
     c.d_model = 8;

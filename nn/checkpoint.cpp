@@ -4,7 +4,7 @@
 //
 // Layout (format_version 1):
 //   /                       attributes format = "retnet.cpp checkpoint", format_version = 1
-//   /config                 string: RetNetConfig JSON
+//   /config                 string: ModelConfig JSON
 //   /metadata               string: free-form JSON object
 //   /model/<dotted.name>    f32 dataset, the parameter's shape; flat names, '.' kept
 //   /optimizer/step         int64 scalar (AdamW's t)
@@ -165,7 +165,7 @@ std::string adamw_options_json(const AdamWOptions& o) {
 }
 
 // writes the whole checkpoint into `file_path` (the temporary name); throws on any failure
-void write_file(const std::string& file_path, const RetNetLM& model, const AdamW* opt, const TrainState& st,
+void write_file(const std::string& file_path, const LanguageModel& model, const AdamW* opt, const TrainState& st,
                 const std::string& tokenizer, const std::string& metadata) {
     h5::Quiet quiet;
     // the 1.10 file format (checksummed metadata); readable by h5py, h5dump, h5ls
@@ -240,7 +240,7 @@ int64_t Checkpoint::num_parameters() const {
 
 // ---------------------------------------------------------------- save
 
-void save_checkpoint(const std::string& path, const RetNetLM& model, const AdamW* opt, const TrainState& state,
+void save_checkpoint(const std::string& path, const LanguageModel& model, const AdamW* opt, const TrainState& state,
                      const std::string& tokenizer_bytes, const std::string& metadata_json) {
     check_json_object(metadata_json, "metadata");
     check_json_object(state.data_state_json, "TrainState::data_state_json");
@@ -501,7 +501,7 @@ namespace {
 // or a crafted file) must not make the caller allocate them. The embedding gives vocab and
 // d_model, the layers.N prefixes the layer count, layer 0's v_proj and fc1 value_dim and
 // ffn_dim; n_heads is bounded by d_model through validate()'s divisibility rule.
-void check_config_fits_tensors(const RetNetConfig& c, const std::vector<TensorInfo>& infos) {
+void check_config_fits_tensors(const ModelConfig& c, const std::vector<TensorInfo>& infos) {
     std::map<std::string, Shape> shapes;
     std::set<int64_t> layers;
     for (const auto& i : infos) {
@@ -526,6 +526,13 @@ void check_config_fits_tensors(const RetNetConfig& c, const std::vector<TensorIn
     RN_CHECK(found == c.n_layers && contiguous, "the config says n_layers ", c.n_layers, ", but /model holds ", found,
              " layers", layers.empty() ? std::string() : " numbered " + std::to_string(*layers.begin()) + ".." +
                                                              std::to_string(*layers.rbegin()));
+    if (c.is_transformer()) {
+        const int64_t D = c.head_dim();
+        expect("layers.0.self_attn.k_proj.weight", {c.kv_heads() * D, c.d_model},
+               "n_kv_heads " + std::to_string(c.kv_heads()) + ", head dim " + std::to_string(D));
+        expect("layers.0.mlp.gate_proj.weight", {c.ffn_dim, c.d_model}, "ffn_dim " + std::to_string(c.ffn_dim));
+        return;
+    }
     expect("layers.0.retention.v_proj.weight", {c.value_dim, c.d_model}, "value_dim " + std::to_string(c.value_dim));
     expect("layers.0.ffn.fc1.weight", {c.ffn_dim, c.d_model}, "ffn_dim " + std::to_string(c.ffn_dim));
 }
@@ -538,7 +545,7 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
     c.format_version = r.format_version();
     c.config_json = r.config_json();
     try {
-        c.config = RetNetConfig::from_json(c.config_json);
+        c.config = ModelConfig::from_json(c.config_json);
     } catch (const Error& e) {
         RN_FAIL("checkpoint '", path, "': its /config is not a valid model config: ", e.what());
     }
@@ -581,10 +588,11 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
 // ---------------------------------------------------------------- load
 
 namespace {
-std::string config_summary(const RetNetConfig& c) {
+std::string config_summary(const ModelConfig& c) {
     std::ostringstream os;
-    os << "vocab " << c.vocab_size << ", d_model " << c.d_model << ", layers " << c.n_layers << ", heads " << c.n_heads
-       << ", value_dim " << c.value_dim << ", ffn " << c.ffn_dim;
+    os << c.arch << ", vocab " << c.vocab_size << ", d_model " << c.d_model << ", layers " << c.n_layers << ", heads " << c.n_heads
+       << (c.is_transformer() ? ", kv heads " + std::to_string(c.kv_heads()) : ", value_dim " + std::to_string(c.value_dim))
+       << ", ffn " << c.ffn_dim;
     return os.str();
 }
 
@@ -609,7 +617,7 @@ void compare_names(const std::string& what, const std::vector<std::pair<std::str
 }
 }  // namespace
 
-void load_into(const Checkpoint& ck, RetNetLM& model, AdamW* opt) {
+void load_into(const Checkpoint& ck, LanguageModel& model, AdamW* opt) {
     // check everything first: a failed load leaves the model and optimizer untouched
     std::vector<std::pair<std::string, Shape>> want;
     for (const auto& [name, p] : model.named_parameters()) want.emplace_back(name, p.shape());

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "nn/optim.h"
-#include "nn/retnet.h"
+#include "nn/lm.h"
 
 namespace rn::nn {
 
@@ -66,7 +66,7 @@ struct Checkpoint {
     std::string path;
     int64_t format_version = 0;
     std::string config_json;
-    RetNetConfig config;
+    ModelConfig config;
     std::vector<std::string> names;              // parameter names in model order
     std::map<std::string, TensorData> model;
     OptimizerState optimizer;
@@ -80,7 +80,7 @@ struct Checkpoint {
 // `tokenizer_bytes` may be empty (then there is no /tokenizer); `metadata_json` is any
 // JSON object the caller wants kept (command line, git hash, host, ...). Parameters may
 // live on CUDA: each is copied to the CPU, one at a time, for writing.
-void save_checkpoint(const std::string& path, const RetNetLM& model, const AdamW* opt, const TrainState& state,
+void save_checkpoint(const std::string& path, const LanguageModel& model, const AdamW* opt, const TrainState& state,
                      const std::string& tokenizer_bytes = "", const std::string& metadata_json = "{}");
 
 struct ReadOptions {
@@ -99,7 +99,7 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts = {}
 // identity, device and dtype, so an optimizer built on them stays attached. Every name
 // and shape is checked before anything is written; a model that does not fit (missing,
 // extra or differently shaped parameters) is an rn::Error listing each with both shapes.
-void load_into(const Checkpoint& ckpt, RetNetLM& model, AdamW* opt = nullptr);
+void load_into(const Checkpoint& ckpt, LanguageModel& model, AdamW* opt = nullptr);
 
 // Reads tensors one at a time from an open file (inspect uses it so that a 7B checkpoint
 // is never in memory all at once). Group is "model", "optimizer/m" or "optimizer/v".

@@ -1,10 +1,11 @@
-// nn/retnet_config.cpp — size presets (docs/model.md §7), decay schedules (§4), checks,
+// nn/model_config.cpp — size presets (docs/model.md §7), decay schedules (§4), checks,
 // and the JSON form stored in checkpoints.
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/json_limits.h"
-#include "nn/retnet.h"
+#include "core/error.h"
+#include "nn/model_config.h"
 
 namespace rn::nn {
 
@@ -21,16 +22,22 @@ const Preset kPresets[] = {
 };
 }  // namespace
 
-std::vector<std::string> RetNetConfig::preset_names() {
+std::vector<std::string> ModelConfig::preset_names() {
     std::vector<std::string> n;
     for (const auto& p : kPresets) n.push_back(p.name);
     return n;
 }
 
-RetNetConfig RetNetConfig::from_preset(const std::string& name, int64_t vocab_size) {
+// The Transformer preset of a name keeps d_model, layers and vocabulary, takes heads of 64
+// up to base (d ≤ 512) and of 128 above, and a SwiGLU width f that gives the RetNet block's
+// parameter count: attention 4d² + FFN 3d·f = RetNet's 2d² + 3d·value_dim + 3d·ffn, so
+// f = value_dim + ffn − 2d/3, rounded to a multiple of 8 (the table in docs/transformer.md).
+ModelConfig ModelConfig::from_preset(const std::string& name, int64_t vocab_size, const std::string& arch) {
+    RN_CHECK(arch == "retnet" || arch == "transformer", "unknown arch '", arch, "': expected retnet or transformer");
     for (const auto& p : kPresets)
         if (name == p.name) {
-            RetNetConfig c;
+            ModelConfig c;
+            c.arch = arch;
             c.preset = name;
             c.vocab_size = vocab_size;
             c.d_model = p.d;
@@ -38,6 +45,14 @@ RetNetConfig RetNetConfig::from_preset(const std::string& name, int64_t vocab_si
             c.ffn_dim = p.value;
             c.n_heads = p.heads;
             c.n_layers = p.layers;
+            if (arch == "transformer") {
+                const int64_t hd = p.d <= 512 ? 64 : 128;
+                c.n_heads = p.d / hd;
+                c.n_kv_heads = c.n_heads;
+                c.value_dim = p.d;
+                const double f = double(p.value + p.value) - 2.0 * double(p.d) / 3.0;
+                c.ffn_dim = int64_t(std::llround(f / 8.0)) * 8;
+            }
             return c;
         }
     std::string all;
@@ -45,7 +60,7 @@ RetNetConfig RetNetConfig::from_preset(const std::string& name, int64_t vocab_si
     RN_FAIL("unknown preset '", name, "': expected one of ", all);
 }
 
-std::vector<double> RetNetConfig::gammas() const {
+std::vector<double> ModelConfig::gammas() const {
     std::vector<double> g(static_cast<size_t>(n_heads));
     for (int64_t h = 0; h < n_heads; ++h) {
         if (decay == "paper") {
@@ -59,7 +74,23 @@ std::vector<double> RetNetConfig::gammas() const {
     return g;
 }
 
-void RetNetConfig::validate() const {
+int64_t ModelConfig::parameter_count() const {
+    const int64_t d = d_model, f = ffn_dim, V = vocab_size;
+    int64_t block = 2 * d + 3 * d * f;  // two RMSNorm weights, the (Swi)GLU's three matrices
+    if (is_transformer()) {
+        const int64_t q = n_heads * head_dim(), kv = kv_heads() * head_dim();
+        block += d * q + 2 * d * kv + q * d;  // q, k, v, o projections
+    } else {
+        block += 2 * d * d + 3 * d * value_dim;  // q, k; v, g and out (the group norm has no weight)
+    }
+    int64_t n = V * d + n_layers * block + d;  // embedding, blocks, final norm
+    if (!tie_embeddings) n += V * d;           // the output projection
+    if (!is_transformer() && emb_norm) n += d;
+    return n;
+}
+
+void ModelConfig::validate() const {
+    RN_CHECK(arch == "retnet" || arch == "transformer", "config: arch must be retnet or transformer, got '", arch, "'");
     RN_CHECK(vocab_size > 0 && d_model > 0 && n_layers > 0 && n_heads > 0 && value_dim > 0 && ffn_dim > 0,
              "config: every size must be positive (vocab ", vocab_size, ", d ", d_model, ", layers ", n_layers, ", heads ",
              n_heads, ", value_dim ", value_dim, ", ffn ", ffn_dim, ")");
@@ -77,40 +108,55 @@ void RetNetConfig::validate() const {
              value_dim, " must both divide by n_heads ", n_heads);
     RN_CHECK(head_dim() % 2 == 0, "config: the key head dim d_model/n_heads = ", head_dim(),
              " must be even (the rotation works on pairs)");
-    RN_CHECK(decay == "torchscale" || decay == "paper", "config: decay must be torchscale or paper, got '", decay, "'");
+    RN_CHECK(dropout >= 0 && dropout < 1, "config: dropout must be in [0, 1), got ", dropout);
     RN_CHECK(activation == "swish" || activation == "silu" || activation == "gelu", "config: activation must be swish or gelu, got '",
              activation, "'");
+    if (is_transformer()) {
+        RN_CHECK(n_kv_heads >= 0 && n_kv_heads <= n_heads && n_heads % kv_heads() == 0, "config: n_kv_heads ",
+                 n_kv_heads, " must divide n_heads ", n_heads, " (0: as many as n_heads)");
+        RN_CHECK(std::isfinite(rope_theta) && rope_theta > 1, "config: rope_theta must be a number > 1, got ", rope_theta);
+        RN_CHECK(!emb_norm, "config: emb_norm is a RetNet option; the Transformer has none");
+        return;
+    }
+    RN_CHECK(decay == "torchscale" || decay == "paper", "config: decay must be torchscale or paper, got '", decay, "'");
     RN_CHECK(mode == "parallel" || mode == "chunkwise", "config: mode must be parallel or chunkwise, got '", mode, "'");
     RN_CHECK(chunk >= 1, "config: chunk must be ≥ 1, got ", chunk);
-    RN_CHECK(dropout >= 0 && dropout < 1, "config: dropout must be in [0, 1), got ", dropout);
     for (double g : gammas())
         RN_CHECK(float(g) < 1.0f, "config: with ", n_heads, " heads the torchscale decay 1 − 2^(−5−h) rounds to 1 in "
                  "fp32 for the last heads (no decay at all). HINT: use decay \"paper\" or fewer heads");
 }
 
-std::string RetNetConfig::to_json() const {
+std::string ModelConfig::to_json() const {
     nlohmann::json j = {{"preset", preset},     {"vocab_size", vocab_size}, {"d_model", d_model},
                         {"n_layers", n_layers}, {"n_heads", n_heads},       {"value_dim", value_dim},
                         {"ffn_dim", ffn_dim},   {"activation", activation}, {"decay", decay},
                         {"emb_norm", emb_norm}, {"tie_embeddings", tie_embeddings}, {"norm_eps", norm_eps},
                         {"dropout", dropout},   {"mode", mode},             {"chunk", chunk}};
+    if (is_transformer()) {  // absent means retnet: RetNet configs stay as they were
+        j["arch"] = arch;
+        j["n_kv_heads"] = kv_heads();
+        j["rope_theta"] = rope_theta;
+    }
     return j.dump(2);
 }
 
-RetNetConfig RetNetConfig::from_json(const std::string& text) {
+ModelConfig ModelConfig::from_json(const std::string& text) {
     const size_t deep = json_depth_exceeded_at(text);
     RN_CHECK(deep == std::string::npos, "config: nests arrays/objects more than ", kMaxJsonDepth,
              " levels deep (at byte ", deep, "); a model config is one flat object");
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     RN_CHECK(!j.is_discarded() && j.is_object(), "config: not a JSON object: '", text.substr(0, 80), "'");
-    RetNetConfig c;
+    ModelConfig c;
     // sizes must be JSON integers: nlohmann would cast 2.5 to 2 and 1e300 to anything
-    for (const char* k : {"vocab_size", "d_model", "n_layers", "n_heads", "value_dim", "ffn_dim", "chunk"})
+    for (const char* k : {"vocab_size", "d_model", "n_layers", "n_heads", "value_dim", "ffn_dim", "chunk", "n_kv_heads"})
         // the message names the value's type and, for a scalar, the value: dumping a crafted
         // array nested 100,000 deep would recurse once per level and overflow the stack
         RN_CHECK(!j.contains(k) || j[k].is_number_integer(), "config: ", k, " must be an integer, got ",
                  j[k].is_primitive() ? j[k].dump().substr(0, 40) : std::string("an ") + j[k].type_name());
     try {
+        c.arch = j.value("arch", c.arch);
+        c.n_kv_heads = j.value("n_kv_heads", c.n_kv_heads);
+        c.rope_theta = j.value("rope_theta", c.rope_theta);
         c.preset = j.value("preset", c.preset);
         c.vocab_size = j.value("vocab_size", c.vocab_size);
         c.d_model = j.value("d_model", c.d_model);

@@ -11,7 +11,7 @@
 namespace rn::nn {
 
 // ---------------------------------------------------------------- MultiScaleRetention
-MultiScaleRetention::MultiScaleRetention(const RetNetConfig& cfg, Generator& gen)
+MultiScaleRetention::MultiScaleRetention(const ModelConfig& cfg, Generator& gen)
     : H_(cfg.n_heads), Dk_(cfg.head_dim()), Dv_(cfg.value_head_dim()), eps_(cfg.norm_eps), gamma_(cfg.gammas()) {
     const double g_qkv = std::pow(2.0, -2.5), g_out = std::pow(2.0, -1.0);  // torchscale's init gains
     q_proj = register_module("q_proj", std::make_shared<Linear>(cfg.d_model, cfg.d_model, false, gen, g_qkv));
@@ -83,7 +83,7 @@ Tensor MultiScaleRetention::step(const Tensor& x, const Tensor& state, const Ten
 }
 
 // ---------------------------------------------------------------- RetNetBlock
-RetNetBlock::RetNetBlock(const RetNetConfig& cfg, Generator& gen) : dropout(cfg.dropout) {
+RetNetBlock::RetNetBlock(const ModelConfig& cfg, Generator& gen) : dropout(cfg.dropout) {
     retention = register_module("retention", std::make_shared<MultiScaleRetention>(cfg, gen));
     retention_layer_norm = register_module("retention_layer_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps, true));
     ffn = register_module("ffn", std::make_shared<GLU>(cfg.d_model, cfg.ffn_dim, cfg.activation, gen));
@@ -100,7 +100,8 @@ Tensor RetNetBlock::forward(const Tensor& x, const ForwardOptions& opt, const Te
 }
 
 // ---------------------------------------------------------------- RetNetLM
-RetNetLM::RetNetLM(const RetNetConfig& cfg, uint64_t seed) : cfg_(cfg) {
+RetNetLM::RetNetLM(const ModelConfig& cfg, uint64_t seed) : LanguageModel(cfg) {
+    RN_CHECK(!cfg.is_transformer(), "RetNetLM: the config is for arch '", cfg.arch, "'");
     cfg.validate();
     Generator gen(seed);
     embed_tokens = register_module("embed_tokens",
@@ -140,12 +141,38 @@ Tensor RetNetLM::forward(const Tensor& tokens, const ForwardOptions& opt) const 
     return head(x);
 }
 
-std::vector<Tensor> RetNetLM::init_states(int64_t batch, Device device, DType compute) const {
+std::vector<Tensor> RetNetLM::init_states(int64_t slots, Device device, DType compute, int64_t) const {
     std::vector<Tensor> s;
     DType sdt = compute == DType::f64 ? DType::f64 : DType::f32;
     for (int64_t i = 0; i < cfg_.n_layers; ++i)
-        s.push_back(zeros({batch, cfg_.n_heads, cfg_.head_dim(), cfg_.value_head_dim()}, sdt, device));
+        s.push_back(zeros({slots, cfg_.n_heads, cfg_.head_dim(), cfg_.value_head_dim()}, sdt, device));
     return s;
+}
+
+size_t RetNetLM::state_bytes(int64_t slots, DType compute, int64_t) const {
+    const size_t es = compute == DType::f64 ? 8 : 4;
+    return size_t(cfg_.n_layers) * size_t(slots) * size_t(cfg_.n_heads) * size_t(cfg_.head_dim()) *
+           size_t(cfg_.value_head_dim()) * es;
+}
+
+Tensor RetNetLM::prefill(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
+                         int64_t chunk_hint) const {
+    NoGradGuard no_grad;
+    std::vector<Tensor> out;
+    ForwardOptions fo;
+    fo.mode = RetentionMode::chunkwise;
+    fo.chunk = chunk_hint;
+    fo.compute = compute;
+    fo.pos0 = pos0;
+    fo.states_in = pos0 > 0 ? &slot : nullptr;  // a fresh slot starts from zero
+    fo.states_out = &out;
+    Tensor logits = forward(tokens, fo);
+    for (size_t l = 0; l < slot.size(); ++l) copy_nograd(slot[l], out[l]);
+    return logits;
+}
+
+void RetNetLM::copy_slot(const std::vector<Tensor>& states, int64_t from, int64_t to, int64_t) const {
+    for (const Tensor& st : states) copy_nograd(st.narrow(0, to, 1), st.narrow(0, from, 1));
 }
 
 void RetNetLM::fuse_for_decoding() {

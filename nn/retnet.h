@@ -18,49 +18,14 @@
 #include <vector>
 
 #include "nn/layers.h"
+#include "nn/lm.h"
 #include "ops/retention.h"
 
 namespace rn::nn {
 
-struct RetNetConfig {
-    std::string preset = "tiny";
-    int64_t vocab_size = 512;
-    int64_t d_model = 64;
-    int64_t n_layers = 2;
-    int64_t n_heads = 2;
-    int64_t value_dim = 128;  // H·Dv
-    int64_t ffn_dim = 128;
-    std::string activation = "swish";  // swish (SwiGLU) or gelu
-    std::string decay = "torchscale";  // torchscale: 1 − 2^(−5−h); paper: 1 − exp(linspace(log 1/32, log 1/512, H))
-    bool emb_norm = false;
-    bool tie_embeddings = false;
-    double norm_eps = 1e-6;
-    double dropout = 0.0;
-    std::string mode = "chunkwise";  // retention paradigm for training: parallel or chunkwise
-    int64_t chunk = 64;
-
-    int64_t head_dim() const { return d_model / n_heads; }
-    int64_t value_head_dim() const { return value_dim / n_heads; }
-    std::vector<double> gammas() const;
-    void validate() const;  // throws with what is wrong and what to do
-    static RetNetConfig from_preset(const std::string& name, int64_t vocab_size);
-    static std::vector<std::string> preset_names();
-    std::string to_json() const;
-    static RetNetConfig from_json(const std::string& text);
-};
-
-struct ForwardOptions {
-    RetentionMode mode = RetentionMode::chunkwise;
-    int64_t chunk = 64;
-    DType compute = DType::f32;  // activations' dtype (bf16 for mixed precision on CUDA)
-    int64_t pos0 = 0;            // absolute position of the first token
-    const std::vector<Tensor>* states_in = nullptr;  // per layer [B,H,Dk,Dv], continuing a sequence
-    std::vector<Tensor>* states_out = nullptr;       // filled with each layer's final state
-};
-
 class MultiScaleRetention : public Module {
 public:
-    MultiScaleRetention(const RetNetConfig& cfg, Generator& gen);
+    MultiScaleRetention(const ModelConfig& cfg, Generator& gen);
     // x: [B,T,d] (already normed) → [B,T,d]
     Tensor forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out) const;
     // one token per sequence: x [B,1,d], state [B,H,Dk,Dv] updated in place, pos [B]
@@ -84,7 +49,7 @@ private:
 
 class RetNetBlock : public Module {
 public:
-    RetNetBlock(const RetNetConfig& cfg, Generator& gen);
+    RetNetBlock(const ModelConfig& cfg, Generator& gen);
     // (one-token decoding runs the block's parts from RetNetLM::step, which fuses each
     // residual add into the norm after it, across blocks)
     Tensor forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out) const;
@@ -94,22 +59,29 @@ public:
     double dropout;
 };
 
-class RetNetLM : public Module {
+class RetNetLM : public LanguageModel {
 public:
-    explicit RetNetLM(const RetNetConfig& cfg, uint64_t seed = 0);
+    explicit RetNetLM(const ModelConfig& cfg, uint64_t seed = 0);
     // tokens [B,T] integer → logits [B,T,V] in the compute dtype
-    Tensor forward(const Tensor& tokens, const ForwardOptions& opt = {}) const;
+    Tensor forward(const Tensor& tokens, const ForwardOptions& opt = {}) const override;
     // decoding, no autograd: tokens [B], states per layer (from init_states or a prefill's
     // states_out) updated in place, pos [B] absolute positions → logits [B,V]
-    Tensor step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const;
+    Tensor step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const override;
     // fuses every layer's projections for decoding (MultiScaleRetention::fuse_projections,
     // GLU::fuse): same outputs, fewer kernels per step, used only without autograd. For
     // inference: call after the last to()/cast (one after it falls back to the plain path
     // and leaves the stacked copy unused), and build no optimizer or DataParallel on a
     // model from before its fusion (they would hold the replaced weight tensors).
-    void fuse_for_decoding();
-    std::vector<Tensor> init_states(int64_t batch, Device device, DType compute) const;
-    const RetNetConfig& config() const { return cfg_; }
+    void fuse_for_decoding() override;
+    // per layer [slots, H, Dk, Dv] (fp32; f64 for f64): the same whatever max_context
+    std::vector<Tensor> init_states(int64_t slots, Device device, DType compute, int64_t max_context = 0) const override;
+    size_t state_bytes(int64_t slots, DType compute, int64_t max_context = 0) const override;
+    bool state_grows_with_context() const override { return false; }
+    // chunkwise over the prompt from the slot's state (docs/model.md §1: the chunkwise state
+    // at pos0 + T − 1 is exactly the recurrent state)
+    Tensor prefill(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
+                   int64_t chunk_hint = 64) const override;
+    void copy_slot(const std::vector<Tensor>& states, int64_t from, int64_t to, int64_t length) const override;
 
     std::shared_ptr<Embedding> embed_tokens;
     std::shared_ptr<RMSNorm> layernorm_embedding, layer_norm;
@@ -119,7 +91,6 @@ public:
 private:
     Tensor head(const Tensor& x) const;     // final norm, then project
     Tensor project(const Tensor& h) const;  // the output projection (or the tied embedding)
-    RetNetConfig cfg_;
 };
 
 }  // namespace rn::nn

@@ -14,12 +14,15 @@
 
 namespace rn::tools {
 
-Engine::Engine(std::shared_ptr<nn::RetNetLM> model, EngineOptions opt)
+Engine::Engine(std::shared_ptr<nn::LanguageModel> model, EngineOptions opt)
     : model_(std::move(model)), opt_(std::move(opt)), dev_(Device::parse(opt_.device)),
       compute_(dtype_from_name(opt_.dtype)) {
     RN_CHECK(model_ != nullptr, "Engine: no model given");
     RN_CHECK(opt_.max_slots >= 1, "Engine: max_slots must be >= 1, got ", opt_.max_slots);
     RN_CHECK(opt_.prefill_chunk >= 1, "Engine: prefill_chunk must be >= 1, got ", opt_.prefill_chunk);
+    // 0: the model's default — a RetNet's state does not grow, so only positions bound it; a
+    // Transformer's KV cache is allocated for max_context tokens per slot up front
+    if (opt_.max_context == 0) opt_.max_context = model_->state_grows_with_context() ? kDefaultCacheContext : 1 << 20;
     RN_CHECK(opt_.max_context >= 2, "Engine: max_context must be >= 2 (a prompt token and a new one), got ",
              opt_.max_context);
     RN_CHECK(compute_ == DType::f32 || (compute_ == DType::bf16 && dev_.is_cuda()),
@@ -37,7 +40,13 @@ Engine::Engine(std::shared_ptr<nn::RetNetLM> model, EngineOptions opt)
     if (compute_ == DType::bf16) model_->to(DType::bf16);
     // batch-1 steps: one matmul for Q, K, V, G and one for fc1 and gate (nn/retnet.h)
     model_->fuse_for_decoding();
-    states_ = model_->init_states(opt_.max_slots, dev_, compute_);
+    try {
+        states_ = model_->init_states(opt_.max_slots, dev_, compute_, opt_.max_context);
+    } catch (const Error& e) {
+        RN_FAIL("Engine: the decoding state for ", opt_.max_slots, " slots of ", opt_.max_context, " tokens (",
+                double(model_->state_bytes(opt_.max_slots, compute_, opt_.max_context)) / (1 << 30),
+                " GiB) could not be allocated: ", e.what(), "\nHINT: lower --max-slots or --max-context");
+    }
     greedy_on_device_ = opt_.greedy_on_device < 0 ? dev_.is_cuda() : opt_.greedy_on_device > 0;
     io_ = zeros({2, opt_.max_slots}, DType::i64, dev_);
     if (greedy_on_device_) {
@@ -56,6 +65,15 @@ size_t Engine::state_bytes() const {
     size_t n = 0;
     for (const Tensor& s : states_) n += s.nbytes();
     return n;
+}
+
+size_t Engine::state_bytes_in_use() const {
+    if (!model_->state_grows_with_context())
+        return model_->state_bytes(int64_t(seqs_.size()), compute_, 0);
+    // a KV cache: the bytes of one token in every layer, times the tokens held
+    int64_t tokens = 0;
+    for (const Seq& s : seqs_) tokens += s.prefilled + s.generated;
+    return model_->state_bytes(1, compute_, 1) * size_t(tokens);
 }
 
 Engine::Seq* Engine::find(int64_t id) {
@@ -99,9 +117,7 @@ void Engine::cancel(int64_t seq) {
     if (s) s->cancelled = true;
 }
 
-void Engine::move_slot(int64_t from, int64_t to) {
-    for (const Tensor& st : states_) copy_nograd(st.narrow(0, to, 1), st.narrow(0, from, 1));
-}
+void Engine::move_slot(int64_t from, int64_t to, int64_t length) { model_->copy_slot(states_, from, to, length); }
 
 void Engine::swap_slots(Seq& a, Seq& b) {
     for (const Tensor& st : states_) {
@@ -117,7 +133,7 @@ void Engine::release(size_t i) {
         // keep the decoding block packed: the last decoding sequence fills the hole
         const size_t last = size_t(n_decoding_ - 1);
         if (i != last) {
-            move_slot(int64_t(last), int64_t(i));
+            move_slot(int64_t(last), int64_t(i), int64_t(seqs_[last].tokens.size()));
             seqs_[i] = std::move(seqs_[last]);
             seqs_[i].slot = int64_t(i);
         }
@@ -233,18 +249,11 @@ std::vector<EngineEvent> Engine::step() {
         Seq& s = seqs_[size_t(n_decoding_)];
         const int64_t take = std::min(budget, s.prompt_len - s.prefilled);
         budget -= take;
-        std::vector<Tensor> in, out;
-        for (const Tensor& st : states_) in.push_back(st.narrow(0, s.slot, 1));
+        std::vector<Tensor> slot;
+        for (const Tensor& st : states_) slot.push_back(st.narrow(0, s.slot, 1));
         std::vector<int64_t> ids(s.tokens.begin() + s.prefilled, s.tokens.begin() + s.prefilled + take);
-        nn::ForwardOptions fo;
-        fo.mode = RetentionMode::chunkwise;
-        fo.chunk = model_->config().chunk;
-        fo.compute = compute_;
-        fo.pos0 = s.prefilled;
-        fo.states_in = s.prefilled > 0 ? &in : nullptr;  // a fresh slot starts from zero
-        fo.states_out = &out;
-        Tensor logits = model_->forward(from_vector<int64_t>(ids, {1, take}, dev_), fo);  // [1,take,V]
-        for (size_t l = 0; l < states_.size(); ++l) copy_nograd(in[l], out[l]);
+        Tensor logits = model_->prefill(from_vector<int64_t>(ids, {1, take}, dev_), s.prefilled, slot, compute_,
+                                        model_->config().chunk);  // [1,take,V]
         s.prefilled += take;
         if (s.prefilled < s.prompt_len) break;  // budget spent inside this prompt
 
@@ -259,7 +268,7 @@ std::vector<EngineEvent> Engine::step() {
         if (s.slot != target) {
             auto f = std::find(free_.begin(), free_.end(), target);
             if (f != free_.end()) {
-                move_slot(s.slot, target);
+                move_slot(s.slot, target, s.prefilled);
                 *f = s.slot;
                 s.slot = target;
             } else {
@@ -268,7 +277,7 @@ std::vector<EngineEvent> Engine::step() {
                     if (seqs_[j].slot == target) other = &seqs_[j];
                 RN_CHECK(other != nullptr, "Engine: internal error: slot ", target, " is neither free nor queued");
                 if (other->prefilled == 0) {  // nothing in its state yet: only the labels swap
-                    move_slot(s.slot, target);
+                    move_slot(s.slot, target, s.prefilled);
                     std::swap(s.slot, other->slot);
                 } else {
                     swap_slots(s, *other);

@@ -31,10 +31,12 @@
 #include <vector>
 
 #include "cuda/graph.h"
-#include "nn/retnet.h"
+#include "nn/lm.h"
 #include "serving/sampling.h"
 
 namespace rn::tools {
+
+constexpr int64_t kDefaultCacheContext = 4096;
 
 struct EngineOptions {
     int64_t max_slots = 16;         // sequences in flight at once (queued + decoding)
@@ -42,7 +44,11 @@ struct EngineOptions {
     std::string device = "cpu";     // cpu, cuda, cuda:N; the model is moved there
     std::string dtype = "f32";      // compute dtype: f32, or bf16 on CUDA (states stay fp32;
                                     // bf16 casts the model's weights to bf16 once, in place)
-    int64_t max_context = 1 << 20;  // prompt + output tokens per sequence
+    // prompt + output tokens per sequence. 0: the model's default — 1 << 20 for a RetNet
+    // (its state does not grow), kDefaultCacheContext for a Transformer, whose KV cache is
+    // preallocated for max_context tokens in every slot: 2·L·max_slots·Hkv·max_context·D·
+    // bytes(dtype) (docs/transformer.md); the engine refuses a cache that does not fit.
+    int64_t max_context = 0;
     int32_t eos_id = -1;            // end-of-text id that finishes a sequence (reason "stop"); -1: none.
                                     // `generate` and `serve` pass the checkpoint tokenizer's eos_id().
                                     // A sequence whose SamplingParams::ignore_eos is set runs past it.
@@ -77,7 +83,7 @@ class Engine {
 public:
     // preallocates max_slots state slots on the device; moves the model there (eval mode,
     // and bf16 weights when dtype is bf16)
-    Engine(std::shared_ptr<nn::RetNetLM> model, EngineOptions opt);
+    Engine(std::shared_ptr<nn::LanguageModel> model, EngineOptions opt);
     int64_t free_slots() const;
     // returns a seq id; throws rn::Error if no free slot or bad input (empty prompt, ids
     // outside the vocabulary, prompt longer than max_context, max_new_tokens < 1, bad params)
@@ -88,8 +94,9 @@ public:
     // one scheduler iteration (see the top of this file); returns the new tokens, in order
     std::vector<EngineEvent> step();
     bool idle() const;  // nothing waiting or active
-    const nn::RetNetLM& model() const { return *model_; }
-    size_t state_bytes() const;  // bytes of the preallocated slots
+    const nn::LanguageModel& model() const { return *model_; }
+    size_t state_bytes() const;  // bytes of the preallocated slots (a KV cache: all of it, used or not)
+    size_t state_bytes_in_use() const;  // the part holding live tokens (the whole state for a RetNet)
 
     // ---- more, for tools, tests and the benchmark
     const EngineOptions& options() const { return opt_; }
@@ -117,7 +124,7 @@ private:
     };
     Seq* find(int64_t id);
     const Seq* find(int64_t id) const;
-    void move_slot(int64_t from, int64_t to);  // copies a slot's state (every layer)
+    void move_slot(int64_t from, int64_t to, int64_t length);  // copies a slot's state (its first `length` tokens)
     void swap_slots(Seq& a, Seq& b);
     void release(size_t index);                 // removes seqs_[index], keeping slots packed
     // samples from a logits row (lse: log Σ exp of the row, for the log-probability)
@@ -147,7 +154,7 @@ private:
     int64_t graphs_made_ = 0;
     std::map<int64_t, int> eager_uses_;  // batch sizes seen, before their graph is captured
 
-    std::shared_ptr<nn::RetNetLM> model_;
+    std::shared_ptr<nn::LanguageModel> model_;
     EngineOptions opt_;
     Device dev_;
     DType compute_;

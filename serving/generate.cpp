@@ -68,12 +68,13 @@ GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
     Tokenizer tok = Tokenizer::from_serialized(ckpt.tokenizer);
     RN_CHECK(tok.vocab_size() <= ckpt.config.vocab_size, "generate: the tokenizer has ", tok.vocab_size(),
              " ids but the model only ", ckpt.config.vocab_size);
-    auto model = std::make_shared<nn::RetNetLM>(ckpt.config);
+    auto model = nn::make_model(ckpt.config);
     nn::load_into(ckpt, *model);
 
     EngineOptions eo;
     eo.max_slots = int64_t(o.prompts.size());
     eo.prefill_chunk = o.prefill_chunk;
+    eo.max_context = o.max_context;
     eo.device = o.device;
     eo.dtype = o.dtype;
     eo.cuda_graphs = o.cuda_graphs ? 1 : 0;

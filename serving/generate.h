@@ -24,6 +24,7 @@ struct GenerateOptions {
     std::string dtype = "f32";
     bool cuda_graphs = true;   // on CUDA, decode steps replay CUDA graphs (EngineOptions::cuda_graphs)
     int64_t prefill_chunk = 256;
+    int64_t max_context = 0;  // tokens per sequence; 0: the model's default (EngineOptions)
 };
 
 struct GenerateResult {

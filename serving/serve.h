@@ -49,6 +49,7 @@ struct ServeOptions {
     int64_t max_prompt_tokens = 2048;
     int64_t max_tokens_limit = 512;   // largest max_tokens a request may ask for
     int64_t prefill_chunk = 256;      // prompt tokens prefilled per engine step
+    int64_t max_context = 0;          // tokens per sequence; 0: the model's default (EngineOptions)
     std::string device = "cpu";       // cpu, cuda, cuda:N
     std::string dtype = "f32";        // f32, or bf16 on CUDA
     bool cuda_graphs = true;          // on CUDA, decode steps replay CUDA graphs (EngineOptions)

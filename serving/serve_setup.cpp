@@ -25,7 +25,7 @@ namespace rn::tools {
 
 // The model and its tokenizer from a checkpoint (the weights only; the file's copy is
 // freed before serving starts).
-std::shared_ptr<nn::RetNetLM> load_model(const std::string& path, std::optional<Tokenizer>& tok,
+std::shared_ptr<nn::LanguageModel> load_model(const std::string& path, std::optional<Tokenizer>& tok,
                                          std::string& metadata_json) {
     nn::ReadOptions ro;
     ro.optimizer = false;
@@ -36,7 +36,7 @@ std::shared_ptr<nn::RetNetLM> load_model(const std::string& path, std::optional<
     tok.emplace(Tokenizer::from_serialized(ck.tokenizer));
     RN_CHECK(tok->vocab_size() <= ck.config.vocab_size, "serve: the tokenizer in ", path, " has ", tok->vocab_size(),
              " ids but the model only ", ck.config.vocab_size);
-    auto model = std::make_shared<nn::RetNetLM>(ck.config);
+    auto model = nn::make_model(ck.config);
     nn::load_into(ck, *model);
     return model;
 }

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "nn/retnet.h"
+#include "nn/lm.h"
 #include "serving/chat.h"
 #include "serving/serve.h"
 #include "text/tokenizer.h"
@@ -16,7 +16,7 @@ namespace rn::tools {
 
 // The model and its tokenizer from a checkpoint (the weights only), and its metadata JSON
 // (where a chat template may be). Throws rn::Error for a checkpoint without a tokenizer.
-std::shared_ptr<nn::RetNetLM> load_model(const std::string& path, std::optional<Tokenizer>& tok,
+std::shared_ptr<nn::LanguageModel> load_model(const std::string& path, std::optional<Tokenizer>& tok,
                                          std::string& metadata_json);
 // The most bytes of text one token stands for (ApiLimits::max_token_bytes).
 int64_t longest_token_bytes(const Tokenizer& tok);

@@ -9,7 +9,7 @@
 
 namespace rn::tools {
 
-GenerationWorker::GenerationWorker(std::shared_ptr<nn::RetNetLM> model, const EngineOptions& opt,
+GenerationWorker::GenerationWorker(std::shared_ptr<nn::LanguageModel> model, const EngineOptions& opt,
                                    const Tokenizer& tok, JobQueue& queue)
     : engine_(std::move(model), opt), tok_(tok), queue_(queue) {
     for (int32_t id = 0; id < tok.vocab_size(); ++id) {

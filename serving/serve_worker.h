@@ -19,7 +19,7 @@ namespace rn::tools {
 
 class GenerationWorker {
 public:
-    GenerationWorker(std::shared_ptr<nn::RetNetLM> model, const EngineOptions& opt, const Tokenizer& tok,
+    GenerationWorker(std::shared_ptr<nn::LanguageModel> model, const EngineOptions& opt, const Tokenizer& tok,
                      JobQueue& queue);
     // Counts tokens and latencies there from now on (null: nowhere). Before run().
     void set_metrics(Metrics* m) { metrics_ = m; }

@@ -4,9 +4,11 @@
 # bitwise on the CPU); generate (its sampled text = the trainer's closing sample with the
 # same seed, temperature, top-p and penalty; greedy = the trainer's greedy sample; same seed
 # = same text, a prompt in a batch = alone); bad input gives "error:" and exit status 2.
-# Usage: cli_smoke.sh PATH/TO/retnet
+# Usage: cli_smoke.sh PATH/TO/retnet [ARCH]   (ARCH: retnet, the default, or transformer —
+# the same checks hold for both; for the Transformer, generate decodes from its KV cache)
 set -euo pipefail
 RETNET=$1
+ARCH=${2:-retnet}
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 cd "$W"
@@ -17,7 +19,7 @@ cp /usr/share/common-licenses/Apache-2.0 corpus/b.txt 2>/dev/null || cp /usr/sha
 "$RETNET" prepare corpus --out data --vocab 512 --val-fraction 0.3
 test -s data/train.bin && test -s data/val.bin && test -s data/tokenizer.model
 
-common=(--data data --batch 2 --seq-len 32 --eval-interval 2 --eval-batches 1 --ckpt-interval 2 --log-interval 1)
+common=(--arch "$ARCH" --data data --batch 2 --seq-len 32 --eval-interval 2 --eval-batches 1 --ckpt-interval 2 --log-interval 1)
 "$RETNET" train "${common[@]}" --out run_a --steps 4 --sample-tokens 5 | tee train_a.txt
 "$RETNET" train "${common[@]}" --out run_b --steps 4 --sample-tokens 5 --prompt "the" --sample-temperature 0 \
   --sample-repetition-penalty 1 > train_b.txt
@@ -36,6 +38,8 @@ test -s run_a/loss.svg && test -s run_a/best.h5
 
 "$RETNET" inspect run_a/best.h5 > inspect.txt
 grep -q "embed_tokens.weight" inspect.txt
+# the config names the arch (a RetNet's config has no "arch": absent means retnet)
+if [ "$ARCH" = transformer ]; then grep -q '"arch":"transformer"' inspect.txt; else ! grep -q '"arch"' inspect.txt; fi
 "$RETNET" inspect run_a/best.h5 --json > inspect.json
 grep -q '"embed_tokens.weight"' inspect.json
 
@@ -77,4 +81,4 @@ set +e
 "$RETNET" inspect trunc.h5 2> err2.txt; rc=$?
 set -e
 test $rc = 2 && grep -qi "error" err2.txt
-echo "cli smoke: 7 passed, 0 failed"
+echo "cli smoke ($ARCH): 7 passed, 0 failed"

@@ -120,7 +120,7 @@ BOOST_AUTO_TEST_CASE(data_parallel_on_gpus_matches_one_gpu) {
     World& w = world();
     const int W = w.nccl->size(), me = w.nccl->rank();
     const int64_t b = 2, T = 48, V = 512, steps = 4;
-    nn::RetNetConfig cfg = nn::RetNetConfig::from_preset("tiny", V);
+    nn::ModelConfig cfg = nn::ModelConfig::from_preset("tiny", V);
     Generator g(5);
     std::vector<std::vector<int64_t>> batches;  // the same global batches on every rank
     for (int64_t s = 0; s < steps; ++s) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "nn/checkpoint.h"
+#include "nn/retnet.h"
 #include "text/tokenizer.h"
 
 extern char** environ;
@@ -67,7 +68,7 @@ struct TinyCheckpoint {
         tools::TokenizerTrainOptions to;
         to.vocab_size = 320;
         tools::Tokenizer tok = tools::Tokenizer::train_from_sentences(lines, to);
-        nn::RetNetConfig cfg = nn::RetNetConfig::from_preset("tiny", tok.vocab_size());
+        nn::ModelConfig cfg = nn::ModelConfig::from_preset("tiny", tok.vocab_size());
         nn::RetNetLM model(cfg, 7);
         path = (dir / "tiny.h5").string();
         nn::save_checkpoint(path, model, nullptr, nn::TrainState{}, tok.serialized(), metadata_json);

@@ -35,8 +35,8 @@ using json = nlohmann::json;
 
 namespace {
 
-RetNetConfig micro() {
-    RetNetConfig c;
+ModelConfig micro() {
+    ModelConfig c;
     c.vocab_size = 11;
     c.d_model = 8;
     c.n_heads = 2;
@@ -384,7 +384,7 @@ BOOST_AUTO_TEST_CASE(a_model_that_does_not_fit_names_parameter_and_shapes) {
     save_checkpoint(dir / "a.h5", m, nullptr, TrainState{});
     Checkpoint ck = read_checkpoint(dir / "a.h5");
 
-    RetNetConfig wide = micro();
+    ModelConfig wide = micro();
     wide.d_model = 16;
     RetNetLM w(wide, 6);
     auto before = w.parameter("embed_tokens.weight").to_vector<float>();
@@ -394,11 +394,11 @@ BOOST_AUTO_TEST_CASE(a_model_that_does_not_fit_names_parameter_and_shapes) {
     // nothing was written by the failed load
     BOOST_TEST(w.parameter("embed_tokens.weight").to_vector<float>() == before, boost::test_tools::per_element());
 
-    RetNetConfig deep = micro();
+    ModelConfig deep = micro();
     deep.n_layers = 3;
     RetNetLM d(deep, 7);
     RN_CHECK_THROWS_WITH(load_into(ck, d), "'layers.2.retention.q_proj.weight' [8, 8] is in the model but not in the checkpoint");
-    RetNetConfig shallow = micro();
+    ModelConfig shallow = micro();
     shallow.n_layers = 1;
     RetNetLM s(shallow, 8);
     RN_CHECK_THROWS_WITH(load_into(ck, s), "'layers.1.ffn.fc1.weight' [10, 8] is in the checkpoint but not in the model");
@@ -698,7 +698,7 @@ BOOST_AUTO_TEST_CASE(inspect_diff) {
     o.tolerance = 0;
 
     // a deeper model: its extra layer is listed, the config key named
-    RetNetConfig deep = micro();
+    ModelConfig deep = micro();
     deep.n_layers = 3;
     RetNetLM d(deep, 16);
     save_checkpoint(dir / "c.h5", d, nullptr, TrainState{});

@@ -108,7 +108,7 @@ BOOST_AUTO_TEST_CASE(failed_capture_says_why_and_eager_work_goes_on) {
 
 namespace {
 std::shared_ptr<nn::RetNetLM> model_for_engine(uint64_t seed) {
-    nn::RetNetConfig c = nn::RetNetConfig::from_preset("tiny", 211);
+    nn::ModelConfig c = nn::ModelConfig::from_preset("tiny", 211);
     c.d_model = 64;
     c.n_heads = 2;
     c.value_dim = 96;

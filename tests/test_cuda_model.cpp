@@ -15,8 +15,8 @@ using namespace rn::nn;
 
 namespace {
 // Dk = 32, Dv = 48 (multiples of 16, Dk ≠ Dv), 3 layers, vocab not a power of two
-RetNetConfig cfg_small() {
-    RetNetConfig c = RetNetConfig::from_preset("tiny", 203);
+ModelConfig cfg_small() {
+    ModelConfig c = ModelConfig::from_preset("tiny", 203);
     c.d_model = 64;
     c.n_heads = 2;
     c.value_dim = 96;
@@ -27,7 +27,7 @@ RetNetConfig cfg_small() {
 
 struct Pair {
     RetNetLM cpu, gpu;
-    explicit Pair(const RetNetConfig& c) : cpu(c, 11), gpu(c, 11) { gpu.to(Device::cuda(0)); }
+    explicit Pair(const ModelConfig& c) : cpu(c, 11), gpu(c, 11) { gpu.to(Device::cuda(0)); }
 };
 
 // loss and gradients of one model on a batch; returns the loss
@@ -44,7 +44,7 @@ double loss_and_grads(RetNetLM& m, const Tensor& in, const Tensor& tg, ForwardOp
 BOOST_AUTO_TEST_SUITE(cuda_model)
 
 BOOST_AUTO_TEST_CASE(logits_and_gradients_match_the_cpu) {
-    RetNetConfig c = cfg_small();
+    ModelConfig c = cfg_small();
     Pair p(c);
     Generator g(21);
     const int64_t B = 2, T = 70;  // not a multiple of the chunk
@@ -79,7 +79,7 @@ BOOST_AUTO_TEST_CASE(logits_and_gradients_match_the_cpu) {
 }
 
 BOOST_AUTO_TEST_CASE(paradigms_and_decoding_agree_on_the_gpu) {
-    RetNetConfig c = cfg_small();
+    ModelConfig c = cfg_small();
     RetNetLM m(c, 5);
     Device dev = Device::cuda(0);
     m.to(dev);
@@ -107,7 +107,7 @@ BOOST_AUTO_TEST_CASE(paradigms_and_decoding_agree_on_the_gpu) {
 }
 
 BOOST_AUTO_TEST_CASE(an_adamw_step_moves_cpu_and_gpu_weights_alike) {
-    RetNetConfig c = cfg_small();
+    ModelConfig c = cfg_small();
     Pair p(c);
     AdamW oc(p.cpu.named_parameters(), AdamWOptions{}), og(p.gpu.named_parameters(), AdamWOptions{});
     Generator g(3);

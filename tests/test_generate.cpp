@@ -49,7 +49,7 @@ SamplingParams params(double temperature, int64_t top_k = 0, double top_p = 1.0,
 
 // a tiny model with a chunk of 4, so that prefills cross several chunks
 std::shared_ptr<nn::RetNetLM> tiny_model(uint64_t seed = 3) {
-    nn::RetNetConfig c;
+    nn::ModelConfig c;
     c.vocab_size = 29;
     c.d_model = 16;
     c.n_heads = 2;
@@ -499,7 +499,7 @@ BOOST_AUTO_TEST_CASE(generate_from_a_checkpoint_is_the_argmax_chain_and_reproduc
     const std::string path = (std::filesystem::temp_directory_path() /
                               ("rn_generate_test_" + std::to_string(::getpid()) + ".h5")).string();
     Tokenizer tok = small_tokenizer();
-    nn::RetNetConfig c = nn::RetNetConfig::from_preset("tiny", tok.vocab_size());
+    nn::ModelConfig c = nn::ModelConfig::from_preset("tiny", tok.vocab_size());
     c.chunk = 8;
     auto model = std::make_shared<nn::RetNetLM>(c, 9);
     nn::save_checkpoint(path, *model, nullptr, nn::TrainState{}, tok.serialized());

@@ -20,6 +20,7 @@
 
 #include "core/random.h"
 #include "nn/checkpoint.h"
+#include "nn/retnet.h"
 #include "nn/safetensors.h"
 #include "tools/convert.h"
 
@@ -272,8 +273,8 @@ BOOST_AUTO_TEST_CASE(refuses_non_regular_files_and_keeps_files_on_failed_writes)
 }
 
 namespace {
-RetNetConfig odd_config() {
-    RetNetConfig c;
+ModelConfig odd_config() {
+    ModelConfig c;
     c.preset = "odd";
     c.vocab_size = 37;
     c.d_model = 16;
@@ -347,7 +348,7 @@ BOOST_AUTO_TEST_CASE(convert_round_trip_bit_exact) {
 
 BOOST_AUTO_TEST_CASE(convert_refuses_what_does_not_fit) {
     TmpDir dir;
-    RetNetConfig cfg = odd_config();
+    ModelConfig cfg = odd_config();
     RetNetLM model(cfg, 1);
     const std::string ckpt = dir.file("m.h5");
     save_checkpoint(ckpt, model, nullptr, TrainState{});
@@ -372,7 +373,7 @@ BOOST_AUTO_TEST_CASE(convert_refuses_what_does_not_fit) {
     expect(o, "--dtype 'F16': expected F32, BF16 or F64");
     BOOST_TEST(!fs::exists(o.out));
     // the paper decay has no torchscale counterpart
-    RetNetConfig paper = cfg;
+    ModelConfig paper = cfg;
     paper.decay = "paper";
     BOOST_CHECK_EXCEPTION(tools::config_to_torchscale_json(paper), Error, [](const Error& e) {
         return std::string(e.what()).find("torchscale's RetNetRelPos computes only") != std::string::npos;

@@ -72,7 +72,7 @@ void refuse_existing(const std::vector<std::string>& paths, bool force) {
 
 // torchscale's RetNetRelPos buffers (retnet_rel_pos.angle [Dk], .decay [H]), which its
 // state_dict holds and a strict load_state_dict requires; computed as it computes them
-std::vector<float> torchscale_angle(const nn::RetNetConfig& c) {
+std::vector<float> torchscale_angle(const nn::ModelConfig& c) {
     const int64_t n = c.head_dim() / 2;
     std::vector<float> a;
     for (int64_t i = 0; i < n; ++i) {
@@ -83,7 +83,7 @@ std::vector<float> torchscale_angle(const nn::RetNetConfig& c) {
     }
     return a;
 }
-std::vector<float> torchscale_decay(const nn::RetNetConfig& c) {
+std::vector<float> torchscale_decay(const nn::ModelConfig& c) {
     std::vector<float> d;
     for (int64_t h = 0; h < c.n_heads; ++h) d.push_back(std::log(1.0f - std::exp2(-5.0f - float(h))));
     return d;
@@ -120,7 +120,9 @@ int export_safetensors(const ConvertOptions& o, std::ostream& log) {
     const std::string dir = folder_of(o.out);
     const std::string config_path = dir + "/config.json", tok_path = dir + "/tokenizer.model";
     nn::CheckpointReader rd(o.in);
-    const nn::RetNetConfig cfg = nn::RetNetConfig::from_json(rd.config_json());
+    const nn::ModelConfig cfg = nn::ModelConfig::from_json(rd.config_json());
+    RN_CHECK(!(o.to == "torchscale" && cfg.is_transformer()), "convert: --to torchscale is for RetNet checkpoints; '",
+             o.in, "' holds a ", cfg.arch, " (HINT: --to retnet)");
     const std::string config_text = o.to == "torchscale" ? config_to_torchscale_json(cfg) : json::parse(cfg.to_json()).dump(2);
     const bool has_tok = rd.tokenizer_bytes() > 0;
     std::vector<std::string> outs = {o.out, config_path};
@@ -196,7 +198,7 @@ int import_safetensors(const ConvertOptions& o, std::ostream& log) {
     nn::SafetensorsReader r(o.in);
     const std::string dir = folder_of(o.in);
     const std::string config_path = dir + "/config.json", tok_path = dir + "/tokenizer.model";
-    nn::RetNetConfig cfg;
+    nn::ModelConfig cfg;
     std::string config_from;
     if (fs::exists(config_path)) {
         const std::string text = read_whole(config_path, "config");
@@ -212,20 +214,20 @@ int import_safetensors(const ConvertOptions& o, std::ostream& log) {
             cfg = config_from_torchscale_json(text);
             config_from = config_path + " (torchscale keys)";
         } else {
-            cfg = nn::RetNetConfig::from_json(text);
+            cfg = nn::ModelConfig::from_json(text);
             config_from = config_path;
         }
     } else {
         auto it = r.metadata().find("retnet.config");
         RN_CHECK(it != r.metadata().end(), "convert: no config for '", o.in, "': expected '", config_path,
                  "' beside it, or a \"retnet.config\" entry in its metadata. HINT: write the config.json of the model");
-        cfg = nn::RetNetConfig::from_json(it->second);
+        cfg = nn::ModelConfig::from_json(it->second);
         config_from = o.in + " (metadata)";
     }
     cfg.validate();
 
-    nn::RetNetLM model(cfg);
-    auto params = model.named_parameters();
+    auto model = nn::make_model(cfg);
+    auto params = model->named_parameters();
     // check every name and shape first: nothing is written for a file that does not fit
     std::vector<std::string> problems, skipped;
     std::set<std::string> wanted;
@@ -264,7 +266,7 @@ int import_safetensors(const ConvertOptions& o, std::ostream& log) {
     std::string tokenizer;
     if (fs::exists(tok_path)) tokenizer = read_whole(tok_path, "tokenizer");
     const json meta = {{"converted_from", o.in}, {"config_from", config_from}};
-    nn::save_checkpoint(o.out, model, nullptr, nn::TrainState{}, tokenizer, meta.dump());
+    nn::save_checkpoint(o.out, *model, nullptr, nn::TrainState{}, tokenizer, meta.dump());
     log << "wrote " << o.out << ": " << params.size() << " tensors from " << o.in << ", config from " << config_from << "\n";
     for (const auto& d : converted) log << "  " << d << " tensors converted to f32\n";
     if (!skipped.empty()) {
@@ -281,10 +283,10 @@ int import_safetensors(const ConvertOptions& o, std::ostream& log) {
 }  // namespace
 
 namespace {
-nn::RetNetConfig torchscale_fields(const json& j);
+nn::ModelConfig torchscale_fields(const json& j);
 }
 
-std::string config_to_torchscale_json(const nn::RetNetConfig& c) {
+std::string config_to_torchscale_json(const nn::ModelConfig& c) {
     RN_CHECK(c.decay == "torchscale", "convert --to torchscale: the decay schedule is '", c.decay,
              "', but torchscale's RetNetRelPos computes only γ = 1 − 2^(−5−h) (decay \"torchscale\")");
     RN_CHECK(c.activation == "swish" || c.activation == "gelu", "convert --to torchscale: activation '", c.activation,
@@ -313,7 +315,7 @@ std::string config_to_torchscale_json(const nn::RetNetConfig& c) {
     return j.dump(2);
 }
 
-nn::RetNetConfig config_from_torchscale_json(const std::string& text) {
+nn::ModelConfig config_from_torchscale_json(const std::string& text) {
     RN_CHECK(json_depth_exceeded_at(text) == std::string::npos, "torchscale config: nests deeper than ", kMaxJsonDepth);
     json j;
     try {
@@ -330,7 +332,7 @@ nn::RetNetConfig config_from_torchscale_json(const std::string& text) {
 }
 
 namespace {
-nn::RetNetConfig torchscale_fields(const json& j) {
+nn::ModelConfig torchscale_fields(const json& j) {
     auto need_int = [&](const char* k) -> int64_t {
         RN_CHECK(j.contains(k) && j[k].is_number_integer(), "torchscale config: '", k, "' must be an integer, got ",
                  j.contains(k) ? j[k].dump() : std::string("nothing"));
@@ -356,7 +358,7 @@ nn::RetNetConfig torchscale_fields(const json& j) {
         if (j.contains(k))
             RN_CHECK(j[k].is_number() && j[k].get<double>() == 0.0, "torchscale config: ", k, " = ", j[k].dump(),
                      " is not supported (only 0)");
-    nn::RetNetConfig c;
+    nn::ModelConfig c;
     c.preset = j.value("retnet_cpp_preset", std::string("torchscale"));
     c.d_model = need_int("decoder_embed_dim");
     c.value_dim = need_int("decoder_value_embed_dim");

@@ -16,7 +16,7 @@
 #include <ostream>
 #include <string>
 
-#include "nn/retnet.h"
+#include "nn/lm.h"
 
 namespace rn::tools {
 
@@ -37,7 +37,7 @@ int run_convert(const ConvertOptions& opts);
 // to_torchscale refuses what torchscale cannot compute (the paper decay schedule);
 // from_torchscale refuses flags our model does not implement (deepnorm, MoE, post-norm,
 // the √d embedding scale, ...), naming each.
-std::string config_to_torchscale_json(const nn::RetNetConfig& c);
-nn::RetNetConfig config_from_torchscale_json(const std::string& text);
+std::string config_to_torchscale_json(const nn::ModelConfig& c);
+nn::ModelConfig config_from_torchscale_json(const std::string& text);
 
 }  // namespace rn::tools

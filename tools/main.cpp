@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
     tools::TrainOptions t;
     tr->add_option("--data", t.data, "folder written by `retnet prepare`")->capture_default_str();
     tr->add_option("--out", t.out, "run folder: checkpoints, log, loss curve")->capture_default_str();
+    tr->add_option("--arch", t.arch, "model: retnet, or transformer (a Llama-style baseline of the same size)")
+        ->capture_default_str();
     tr->add_option("--preset", t.preset, "model size: tiny, mini, base, small, medium, xl, 3b, 7b")->capture_default_str();
     tr->add_option("--mode", t.mode, "retention paradigm: chunkwise or parallel")->capture_default_str();
     tr->add_option("--chunk", t.chunk, "chunk length (chunkwise)")->capture_default_str();
@@ -104,7 +106,7 @@ int main(int argc, char** argv) {
     in->add_option("--tolerance", io.tolerance, "--diff: max |a−b| that counts as equal (>= 0)")->capture_default_str();
 
     // ---- serve
-    auto* sv = app.add_subcommand("serve", "OpenAI-compatible HTTP server: POST /v1/completions, GET /v1/models, GET /health");
+    auto* sv = app.add_subcommand("serve", "OpenAI-compatible HTTP server: POST /v1/completions and /v1/chat/completions, GET /v1/models, /health, /metrics, and a playground page at GET /");
     tools::ServeOptions so;
     sv->add_option("checkpoint", so.checkpoint, "the .h5 checkpoint (it carries its tokenizer)")->required();
     sv->add_option("--host", so.host, "address to listen on")->capture_default_str();
@@ -116,6 +118,10 @@ int main(int argc, char** argv) {
     sv->add_option("--max-prompt-tokens", so.max_prompt_tokens, "longest prompt, BOS included")->capture_default_str();
     sv->add_option("--max-tokens-limit", so.max_tokens_limit, "largest max_tokens a request may ask for")->capture_default_str();
     sv->add_option("--prefill-chunk", so.prefill_chunk, "prompt tokens prefilled per engine step")->capture_default_str();
+    sv->add_option("--max-context", so.max_context,
+                   "tokens per sequence (prompt + output); 0: the model's default (a Transformer's KV cache is "
+                   "preallocated for this many tokens per slot)")
+        ->capture_default_str();
     sv->add_option("--device", so.device, "cpu, cuda or cuda:N")->capture_default_str();
     sv->add_option("--dtype", so.dtype, "f32, or bf16 on CUDA")->capture_default_str();
     sv->add_option("--threads", so.threads, "HTTP I/O threads")->capture_default_str();
@@ -157,6 +163,8 @@ int main(int argc, char** argv) {
     gen->add_flag("!--no-bos", go.bos, "do not start prompts with <s>");
     gen->add_flag("--ignore-eos", go.ignore_eos, "keep generating past the end-of-text token");
     gen->add_option("--prefill-chunk", go.prefill_chunk, "prompt tokens prefilled per engine step")->capture_default_str();
+    gen->add_option("--max-context", go.max_context, "tokens per sequence (prompt + output); 0: the model's default")
+        ->capture_default_str();
     gen->add_option("--device", go.device, "cpu, cuda or cuda:N")->capture_default_str();
     gen->add_option("--dtype", go.dtype, "f32, or bf16 on CUDA")->capture_default_str();
     gen->add_flag("!--no-cuda-graphs", go.cuda_graphs, "on CUDA, launch each decode step's kernels one by one instead of replaying a CUDA graph");

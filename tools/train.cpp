@@ -37,7 +37,8 @@ void TrainOptions::validate() const {
     };
     RN_CHECK(!data.empty(), "train: --data must name a folder written by `retnet prepare`; got an empty string");
     RN_CHECK(!out.empty(), "train: --out must name a run folder; got an empty string");
-    one_of("--preset", preset, nn::RetNetConfig::preset_names());
+    one_of("--arch", arch, {"retnet", "transformer"});
+    one_of("--preset", preset, nn::ModelConfig::preset_names());
     one_of("--mode", mode, {"chunkwise", "parallel", "recurrent"});
     at_least("--chunk", chunk, 1);
     at_least("--batch", batch, 1);

@@ -10,6 +10,7 @@ namespace rn::tools {
 struct TrainOptions {
     std::string data = "data/kjv";  // a folder written by `retnet prepare`
     std::string out = "runs/tiny";  // checkpoints, train_log.jsonl, loss.svg
+    std::string arch = "retnet";    // retnet or transformer (the Llama-style baseline, nn/transformer.h)
     std::string preset = "tiny";
     std::string mode = "chunkwise";  // retention paradigm: parallel or chunkwise
     int64_t chunk = 64;

@@ -71,7 +71,7 @@ std::string fmt_duration(double s) {
 
 // Validation loss over the first eval_batches global batches of the validation shard;
 // each rank takes its own rows and the ranks average (every rank gets the same number).
-double eval_loss(const nn::RetNetLM& model, const std::shared_ptr<const ShardReader>& val, const TrainOptions& o,
+double eval_loss(const nn::LanguageModel& model, const std::shared_ptr<const ShardReader>& val, const TrainOptions& o,
                  const nn::ForwardOptions& fo, Device dev, dist::MpiComm* mpi, int64_t batches) {
     NoGradGuard no_grad;
     DataLoaderOptions lo;
@@ -97,13 +97,13 @@ double eval_loss(const nn::RetNetLM& model, const std::shared_ptr<const ShardRea
 // the run's sampling settings, so `retnet generate` with the same settings on the final
 // checkpoint gives the same text. Ends the model's training use: the engine may cast its
 // weights to bf16 in place (--dtype bf16).
-std::string sample_text(nn::RetNetLM& model, const Tokenizer& tok, const TrainOptions& o, Device dev) {
+std::string sample_text(nn::LanguageModel& model, const Tokenizer& tok, const TrainOptions& o, Device dev) {
     EngineOptions eo;
     eo.max_slots = 1;
     eo.device = dev.str();
     eo.dtype = o.dtype;
     eo.eos_id = tok.eos_id();
-    Engine engine(std::shared_ptr<nn::RetNetLM>(&model, [](nn::RetNetLM*) {}), eo);
+    Engine engine(std::shared_ptr<nn::LanguageModel>(&model, [](nn::LanguageModel*) {}), eo);
     std::vector<int32_t> prompt = tok.encode(o.sample_prompt);
     prompt.insert(prompt.begin(), tok.bos_id());
     engine.add(prompt, o.sample, o.sample_tokens);
@@ -140,7 +140,7 @@ std::string describe_sampling(const SamplingParams& p) {
 
 // whether every weight is finite (a checkpoint of NaN or infinite weights is never written);
 // x − x is 0 for a finite x and NaN otherwise, so one sum per tensor and one read in all
-bool weights_finite(const nn::RetNetLM& model) {
+bool weights_finite(const nn::LanguageModel& model) {
     NoGradGuard no_grad;
     Tensor total;
     for (const auto& [name, p] : model.named_parameters()) {
@@ -188,7 +188,7 @@ void check_run_folder(const TrainOptions& o) {
 // (GPU index, local disks); everything that shapes the computation may not.
 nlohmann::json run_identity(const TrainOptions& o, const ShardReader& train, const ShardReader& val,
                             const std::string& tokenizer_bytes, int world) {
-    return {{"preset", o.preset}, {"mode", o.mode}, {"chunk", o.chunk}, {"batch", o.batch}, {"seq_len", o.seq_len},
+    return {{"arch", o.arch}, {"preset", o.preset}, {"mode", o.mode}, {"chunk", o.chunk}, {"batch", o.batch}, {"seq_len", o.seq_len},
             {"steps", o.steps}, {"grad_accum", o.grad_accum}, {"lr", o.lr}, {"min_lr", o.min_lr},
             {"weight_decay", o.weight_decay}, {"clip", o.clip}, {"warmup", o.warmup}, {"schedule", o.schedule},
             {"dtype", o.dtype}, {"eval_interval", o.eval_interval}, {"eval_batches", o.eval_batches},
@@ -298,10 +298,10 @@ void Trainer::setup() {
         });
     }
 
-    cfg_ = nn::RetNetConfig::from_preset(o.preset, tok_->vocab_size());
+    cfg_ = nn::ModelConfig::from_preset(o.preset, tok_->vocab_size(), o.arch);
     cfg_.mode = o.mode;
     cfg_.chunk = o.chunk;
-    model_ = std::make_unique<nn::RetNetLM>(cfg_, o.seed);
+    model_ = nn::make_model(cfg_, o.seed);
     model_->to(dev_);
     ao_.weight_decay = o.weight_decay;
     if (mpi_) comm_ = dev_.is_cuda() ? std::shared_ptr<dist::Communicator>(dist::make_nccl_comm(*mpi_, dev_.index,
@@ -347,11 +347,11 @@ void Trainer::resume() {
         last = nn::latest_checkpoint(o.out);
         RN_CHECK(!last.empty(), "train --resume: no checkpoint in ", o.out);
         nn::Checkpoint ck = nn::read_checkpoint(last);
-        RN_CHECK(ck.config.d_model == cfg_.d_model && ck.config.n_layers == cfg_.n_layers &&
-                     ck.config.vocab_size == cfg_.vocab_size,
-                 "train --resume: ", last, " holds a ", ck.config.preset, " model (d ", ck.config.d_model,
-                 ", vocab ", ck.config.vocab_size, "), not the requested ", o.preset, " (d ", cfg_.d_model,
-                 ", vocab ", cfg_.vocab_size, ")");
+        RN_CHECK(ck.config.arch == cfg_.arch && ck.config.d_model == cfg_.d_model &&
+                     ck.config.n_layers == cfg_.n_layers && ck.config.vocab_size == cfg_.vocab_size,
+                 "train --resume: ", last, " holds a ", ck.config.arch, " ", ck.config.preset, " model (d ",
+                 ck.config.d_model, ", vocab ", ck.config.vocab_size, "), not the requested ", cfg_.arch, " ",
+                 o.preset, " (d ", cfg_.d_model, ", vocab ", cfg_.vocab_size, ")");
         nn::load_into(ck, *model_, opt_full);
         state_json = train_state_json(ck.train);
     });
@@ -400,9 +400,9 @@ void Trainer::start_fresh() {
 void Trainer::announce() {
     const TrainOptions& o = o_;
     if (!lead_) return;
-    std::printf("retnet train: %s preset, %.2fM parameters, vocab %d, %s %s, batch %lld×%lld tokens (accum %lld), "
+    std::printf("retnet train: %s %s preset, %.2fM parameters, vocab %d, %s %s, batch %lld×%lld tokens (accum %lld), "
                 "%lld steps\n",
-                o.preset.c_str(), double(model_->num_parameters()) / 1e6, tok_->vocab_size(), dev_.str().c_str(),
+                cfg_.arch.c_str(), o.preset.c_str(), double(model_->num_parameters()) / 1e6, tok_->vocab_size(), dev_.str().c_str(),
                 o.dtype.c_str(), (long long)o.batch, (long long)o.seq_len, (long long)o.grad_accum,
                 (long long)o.steps);
     if (mpi_)
@@ -619,7 +619,7 @@ double Trainer::peak_mib() const {
 
 void Trainer::plot() {
     if (!lead_) return;
-    LossPlot p{"retnet train: " + o_.preset + " preset on " + o_.data, {}, {}};
+    LossPlot p{"retnet train: " + o_.arch + " " + o_.preset + " preset on " + o_.data, {}, {}};
     p.train = train_curve_;
     p.val = val_curve_;
     write_loss_svg(o_.out + "/loss.svg", p);

@@ -18,7 +18,7 @@
 #include "dist/mpi_comm.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
-#include "nn/retnet.h"
+#include "nn/lm.h"
 #include "text/data_loader.h"
 #include "text/shard_file.h"
 #include "text/tokenizer.h"
@@ -86,8 +86,8 @@ private:
     std::unique_ptr<RunLock> lock_;
     std::unique_ptr<Tokenizer> tok_;
     std::shared_ptr<const ShardReader> train_shard_, val_shard_;
-    nn::RetNetConfig cfg_;
-    std::unique_ptr<nn::RetNetLM> model_;
+    nn::ModelConfig cfg_;
+    std::shared_ptr<nn::LanguageModel> model_;
     nn::AdamWOptions ao_;
     std::shared_ptr<dist::Communicator> comm_;
     std::unique_ptr<dist::DataParallel> dp_;

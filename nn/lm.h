@@ -1,0 +1,71 @@
+// nn/lm.h — what the trainer, checkpoints, generation engine and server see of a language
+// model, whichever the architecture: RetNet (nn/retnet.h) or the Transformer baseline
+// (nn/transformer.h). Parameters are fp32 master weights (Module); the compute dtype is
+// that of the activations, chosen per call.
+//
+// Decoding state: init_states() gives a list of tensors whose dim 0 is the slot (one
+// sequence each). RetNet's is a fixed [S, H, Dk, Dv] fp32 state per layer, whatever the
+// context; the Transformer's a KV cache [S, Hkv, max_context, D] per layer for keys and
+// for values, which is why a Transformer's decoding memory grows with the context it
+// must hold.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "nn/model_config.h"
+#include "nn/module.h"
+#include "ops/op_types.h"
+
+namespace rn::nn {
+
+struct ForwardOptions {
+    RetentionMode mode = RetentionMode::chunkwise;  // RetNet only
+    int64_t chunk = 64;                             // RetNet only
+    DType compute = DType::f32;  // activations' dtype (bf16 for mixed precision on CUDA)
+    int64_t pos0 = 0;            // absolute position of the first token
+    // RetNet only: per layer [B,H,Dk,Dv] continuing a sequence, and each layer's final state
+    const std::vector<Tensor>* states_in = nullptr;
+    std::vector<Tensor>* states_out = nullptr;
+};
+
+class LanguageModel : public Module {
+public:
+    // tokens [B,T] integer → logits [B,T,V] in the compute dtype (training and evaluation)
+    virtual Tensor forward(const Tensor& tokens, const ForwardOptions& opt = {}) const = 0;
+
+    // ---- decoding (no autograd)
+    // the decoding state of `slots` sequences of up to max_context tokens each, zeroed
+    virtual std::vector<Tensor> init_states(int64_t slots, Device device, DType compute,
+                                            int64_t max_context) const = 0;
+    // bytes init_states would allocate (for the engine's memory report and limits)
+    virtual size_t state_bytes(int64_t slots, DType compute, int64_t max_context) const = 0;
+    // whether the state grows with the context (a KV cache) or not (RetNet)
+    virtual bool state_grows_with_context() const = 0;
+    // Runs tokens [1,T] of one sequence whose first pos0 tokens are already in `slot`
+    // (views of one slot of each state tensor, dim 0 of size 1, pos0 = 0: a fresh slot whose
+    // content is ignored), updating it in place. Returns logits [1,T,V] in the compute dtype.
+    virtual Tensor prefill(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
+                           int64_t chunk_hint = 64) const = 0;
+    // One token per sequence: tokens [B] for the sequences in slots 0..B−1 (states narrowed to
+    // B rows), pos [B] i64 on the device, each token's absolute position; updates the states
+    // in place and returns logits [B,V]. Capturable in a CUDA graph for fixed B.
+    virtual Tensor step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const = 0;
+    // Copies slot `from`'s state to slot `to` (its first `length` tokens are what matters:
+    // a KV cache copies only those).
+    virtual void copy_slot(const std::vector<Tensor>& states, int64_t from, int64_t to, int64_t length) const = 0;
+    // Decoding-only weight fusions (same outputs, fewer kernels); call after the last to()/cast.
+    virtual void fuse_for_decoding() {}
+
+    const ModelConfig& config() const { return cfg_; }
+
+protected:
+    explicit LanguageModel(const ModelConfig& cfg) : cfg_(cfg) {}
+    ModelConfig cfg_;
+};
+
+// The model a config names (cfg.arch), with fresh weights from `seed`.
+std::shared_ptr<LanguageModel> make_model(const ModelConfig& cfg, uint64_t seed = 0);
+
+}  // namespace rn::nn

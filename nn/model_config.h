@@ -1,0 +1,51 @@
+// nn/model_config.h — a language model's configuration, stored as JSON in every checkpoint:
+// the architecture (`arch`: retnet or transformer; a config without it is a RetNet, so every
+// older checkpoint still loads), the sizes, and the presets (docs/model.md §7 for RetNet,
+// docs/transformer.md for the Transformer presets matched to them in parameter count).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rn::nn {
+
+struct ModelConfig {
+    std::string arch = "retnet";  // retnet | transformer
+    std::string preset = "tiny";
+    int64_t vocab_size = 512;
+    int64_t d_model = 64;
+    int64_t n_layers = 2;
+    int64_t n_heads = 2;      // RetNet: retention heads; Transformer: query heads
+    int64_t value_dim = 128;  // RetNet: H·Dv (the Transformer's value width is d_model)
+    int64_t ffn_dim = 128;    // the (Swi)GLU's hidden width
+    std::string activation = "swish";  // swish (SwiGLU) or gelu
+    bool tie_embeddings = false;
+    double norm_eps = 1e-6;
+    double dropout = 0.0;
+    // RetNet only
+    std::string decay = "torchscale";  // torchscale: 1 − 2^(−5−h); paper: 1 − exp(linspace(log 1/32, log 1/512, H))
+    bool emb_norm = false;
+    std::string mode = "chunkwise";  // retention paradigm for training: parallel or chunkwise
+    int64_t chunk = 64;
+    // Transformer only
+    int64_t n_kv_heads = 0;     // key/value heads (grouped-query attention); 0: n_heads
+    double rope_theta = 10000;  // rotary base θ (half-split RoPE)
+
+    bool is_transformer() const { return arch == "transformer"; }
+    int64_t head_dim() const { return d_model / n_heads; }
+    int64_t value_head_dim() const { return value_dim / n_heads; }
+    int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
+    std::vector<double> gammas() const;
+    // the model's parameter count from the sizes alone, either arch (no allocation: the
+    // preset tables of docs/transformer.md and the 2% matching check)
+    int64_t parameter_count() const;
+    void validate() const;  // throws with what is wrong and what to do
+    // arch "retnet" or "transformer": the Transformer preset of a name has the RetNet
+    // preset's d_model, layers and vocabulary and its parameter count within 2%
+    static ModelConfig from_preset(const std::string& name, int64_t vocab_size, const std::string& arch = "retnet");
+    static std::vector<std::string> preset_names();
+    std::string to_json() const;
+    static ModelConfig from_json(const std::string& text);
+};
+
+}  // namespace rn::nn
