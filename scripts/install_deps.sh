@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# scripts/install_deps.sh — installs the Debian packages the build and tests need.
+# scripts/install_deps.sh — installs the Debian packages the build and tests need, and the
+# npm packages of tests/web/.
 # Used by the README's commands and by CI (.ci/run); safe to run again.
 set -euo pipefail
 SUDO=""
@@ -13,7 +14,13 @@ PKGS=(cmake ninja-build g++ pkg-config
       libcli11-dev                     # the retnet command line
       libopenmpi-dev openmpi-bin       # MPI: starts data-parallel jobs (mpirun), CPU collectives
       bible-kjv                        # the built-in default corpus (its `bible` program)
-      wrk)                             # test-only: the HTTP load generator of tests/serve_wrk.sh
+      wrk                              # test-only: the HTTP load generator of tests/serve_wrk.sh
+      chromium)                        # test-only: the browser of tests/web/ (the page at GET /)
+# Node.js and npm, test-only (tests/web/: the page in Chromium, the OpenAI Node client):
+# Debian's, unless a node is installed already (NodeSource's brings its own npm, which
+# Debian's npm package would conflict with). The npm packages pinned there want Node >= 20;
+# with an older node those tests say so and are skipped.
+if ! command -v node > /dev/null || ! command -v npm > /dev/null; then PKGS+=(nodejs npm); fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,4 +31,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "all build dependencies present"
+fi
+
+# the npm packages of tests/web/, exactly as tests/web/package-lock.json pins them (npm ci),
+# when node_modules is missing or older than the lock file
+web="$(cd "$(dirname "$0")/.." && pwd)/tests/web"
+if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+  echo "npm ci --prefix tests/web"
+  npm ci --prefix "$web" --no-audit --no-fund
 fi

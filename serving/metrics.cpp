@@ -70,7 +70,7 @@ std::string Metrics::render(int64_t queue_depth, int64_t slots_in_use, int64_t s
 
 std::string endpoint_label(const std::string& path) {
     static const char* known[] = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize",
-                                  "/detokenize", "/health", "/metrics"};
+                                  "/detokenize", "/health", "/metrics", "/"};
     for (const char* k : known)
         if (path == k) return k;
     if (path.rfind("/v1/models/", 0) == 0) return "/v1/models/{id}";

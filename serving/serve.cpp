@@ -47,6 +47,7 @@
 #include "serving/serve_auth.h"
 #include "serving/serve_setup.h"
 #include "serving/serve_worker.h"
+#include "serving/web_ui.h"
 
 namespace rn::tools {
 
@@ -103,7 +104,12 @@ struct ServerState {
 
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket socket, ServerState& s) : stream_(std::move(socket)), s_(s) {}
+    Session(tcp::socket socket, ServerState& s) : stream_(std::move(socket)), s_(s) {
+        // taken now: once the client hangs up (a 499) the socket no longer knows its peer
+        beast::error_code ec;
+        const auto remote = stream_.socket().remote_endpoint(ec);
+        if (!ec) remote_ = remote.address().to_string();
+    }
     ~Session() {
         // the connection died with a job in flight (the server stopped): free its slots
         if (job_) cancel_job();
@@ -242,6 +248,17 @@ private:
                                                  ready ? s_.worker->active_sequences.load() : 0, s_.opt.max_slots);
             return send_json(http::status::ok, std::move(text), [](http::response<http::string_body>& res) {
                 res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+            });
+        }
+        if (target == "/") {  // the playground page (serving/web_ui.h): open; it asks for a key when the API does
+            only(http::verb::get, "GET");
+            WebPage page = web_page();
+            return send_json(http::status::ok, std::move(page.html), [&page](http::response<http::string_body>& res) {
+                res.set(http::field::content_type, "text/html; charset=utf-8");
+                res.set(http::field::cache_control, "no-store");  // a fresh nonce each time
+                res.set("Content-Security-Policy", page.content_security_policy);
+                res.set("X-Content-Type-Options", "nosniff");
+                res.set("Referrer-Policy", "no-referrer");
             });
         }
         if (!s_.keys.empty() && !bearer_matches(std::string(req_[http::field::authorization]), s_.keys))
@@ -556,6 +573,7 @@ private:
     }
 
     // The access-log line and the request counter, once per request.
+    std::string remote_;  // the client's address, for the access log
     void log_request(int status) {
         if (logged_ || !answering_) return;
         logged_ = true;
@@ -566,9 +584,7 @@ private:
         AccessRecord a;
         a.method = std::string(req_.method_string());
         a.path = clip(target, 200);
-        beast::error_code ec;
-        const auto remote = stream_.socket().remote_endpoint(ec);
-        if (!ec) a.remote = remote.address().to_string();
+        a.remote = remote_;
         a.status = status;
         a.duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
         if (log_job_) {
@@ -827,7 +843,7 @@ int run_serve(const ServeOptions& opt) {
             std::this_thread::sleep_for(std::chrono::milliseconds(int64_t(opt.startup_delay_s * 1000)));
         std::optional<Tokenizer> tok;
         std::string metadata;
-        std::shared_ptr<nn::RetNetLM> model = load_model(opt.checkpoint, tok, metadata);
+        std::shared_ptr<nn::LanguageModel> model = load_model(opt.checkpoint, tok, metadata);
         if (!file_template && !chat_template_from_metadata(metadata, s.chat)) s.chat = default_chat_template();
         s.tok = std::move(tok);
         s.limits.vocab_size = s.tok->vocab_size();
@@ -835,6 +851,7 @@ int run_serve(const ServeOptions& opt) {
         EngineOptions eo;
         eo.max_slots = opt.max_slots;
         eo.prefill_chunk = opt.prefill_chunk;
+        eo.max_context = opt.max_context;
         eo.device = opt.device;
         eo.dtype = opt.dtype;
         eo.cuda_graphs = opt.cuda_graphs ? 1 : 0;
