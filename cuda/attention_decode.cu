@@ -41,6 +41,7 @@
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/math.cuh"
+#include "cuda/mma.cuh"
 #include "cuda/vec.cuh"
 
 namespace rn::cuda {
@@ -59,18 +60,9 @@ constexpr int kMinSplitLen = 128;   // positions a split should have at least (o
 __device__ __forceinline__ float d_exp2(float x) { return exp2f(x); }
 __device__ __forceinline__ double d_exp2(double x) { return ::exp2(x); }
 
-// 16 bytes global → shared, asynchronous; valid = false writes 16 zero bytes instead
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
-                     static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
-                 "l"(src), "r"(valid ? 16 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
+using mma::cp_async16;  // cp.async wrappers (cuda/mma.cuh)
+using mma::cp_async_commit;
+using mma::cp_async_wait;
 
 template <typename T>
 struct DecodeArgs {

@@ -64,6 +64,7 @@
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/math.cuh"
+#include "cuda/mma.cuh"
 #include "cuda/vec.cuh"
 #include "ops/op_types.h"
 
@@ -77,60 +78,7 @@ constexpr int kBK = 64;        // keys of a tile
 constexpr float kLog2e = 1.4426950408889634f;
 
 // ---------------------------------------------------------------- device helpers
-// (the PTX wrappers are those of cuda/retention_tc.cu, with swizzled instead of padded tiles)
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-// 16 bytes global → shared, asynchronous; valid = false writes 16 zero bytes instead
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
-// 4 bytes (one float), zero-filled when not valid
-__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
-                 "r"(valid ? 4 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16_t* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p))
-                 : "memory");
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const bf16_t* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p))
-                 : "memory");
-}
-
-// d[16×8] += a[16×16] · b[16×8]. Fragment layout (g = lane/4, q = lane%4):
-//   a0 (g, 2q..2q+1)  a1 (g+8, 2q..)  a2 (g, 2q+8..)  a3 (g+8, 2q+8..)    [row, k]
-//   b0 (k 2q..2q+1, n g)  b1 (k 2q+8.., n g)
-//   d0,d1 (g, 2q..2q+1)  d2,d3 (g+8, 2q..2q+1)                              [row, col]
-__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
-    uint32_t u;
-    memcpy(&u, &h, 4);
-    return u;
-}
+using namespace mma;  // cp.async, ldmatrix, mma.sync wrappers (cuda/mma.cuh)
 
 // Element (r, c) of a swizzled tile of W bf16 columns (W/8 ≥ 8 chunks a row).
 template <int W>

@@ -292,13 +292,8 @@ template <typename T>
 __global__ void binary_strided_kernel(BinaryOp op, T* __restrict__ out, const T* __restrict__ a,
                                       const T* __restrict__ b, int64_t n, Geo3 g) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-        int64_t rem = i, oa = 0, ob = 0;
-        for (int d = g.nd - 1; d >= 0; --d) {
-            int64_t k = rem % g.size[d];
-            rem /= g.size[d];
-            oa += k * g.sa[d];
-            ob += k * g.sb[d];
-        }
+        int64_t oa, ob;
+        strided_offsets(i, g.nd, g.size, g.sa, g.sb, oa, ob);
         out[i] = st<T>(binary_f(op, ld(a[oa]), ld(b[ob])));
     }
 }

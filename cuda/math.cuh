@@ -120,4 +120,20 @@ inline int grid_for(int64_t n, int threads = 256) {
     return int(b < cap ? (b < 1 ? 1 : b) : cap);
 }
 
+// The offsets of flat (row-major) index i in two strided views of one shape: dims nd−1 … 0,
+// sizes `size`, strides st_a and st_b (elements). The broadcasting and accumulating kernels
+// walk non-contiguous operands with it.
+__device__ __forceinline__ void strided_offsets(int64_t i, int nd, const int64_t* size, const int64_t* st_a,
+                                                const int64_t* st_b, int64_t& oa, int64_t& ob) {
+    int64_t rem = i;
+    oa = 0;
+    ob = 0;
+    for (int d = nd - 1; d >= 0; --d) {
+        const int64_t k = rem % size[d];
+        rem /= size[d];
+        oa += k * st_a[d];
+        ob += k * st_b[d];
+    }
+}
+
 }  // namespace rn::cuda

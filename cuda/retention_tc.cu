@@ -54,6 +54,7 @@
 #include "cuda/context.h"
 #include "cuda/device.h"
 #include "cuda/math.cuh"
+#include "cuda/mma.cuh"
 #include "cuda/vec.cuh"
 
 namespace rn::cuda {
@@ -76,48 +77,9 @@ struct Decay {
 
 // ---------------------------------------------------------------- device helpers
 
+using namespace mma;  // cp.async, ldmatrix, mma.sync wrappers (cuda/mma.cuh)
+
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global → shared, asynchronous; valid = false writes 16 zero bytes instead
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16_t* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p))
-                 : "memory");
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const bf16_t* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p))
-                 : "memory");
-}
-
-// d[16×8] += a[16×16] · b[16×8]. Fragment layout (g = lane/4, q = lane%4):
-//   a0 (g, 2q..2q+1)  a1 (g+8, 2q..)  a2 (g, 2q+8..)  a3 (g+8, 2q+8..)    [row, k]
-//   b0 (k 2q..2q+1, n g)  b1 (k 2q+8.., n g)
-//   d0,d1 (g, 2q..2q+1)  d2,d3 (g+8, 2q..2q+1)                              [row, col]
-__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // Fragment loads from a tile with row stride ld (bf16 elements). "mk": A stored [m][k];
 // "km": A stored [k][m]; "nk": B stored [n][k]; "kn": B stored [k][n]. The B loads cover
@@ -137,10 +99,6 @@ __device__ __forceinline__ void ldb_kn(uint32_t (&b)[4], const bf16_t* s, int ld
     ldsm_x4_t(b, s + (k0 + (lane & 7) + (((lane >> 3) & 1) << 3)) * ld + n0 + ((lane >> 4) << 3));
 }
 
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
-    return *reinterpret_cast<uint32_t*>(&h);
-}
 __device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float s0, float s1) {
     __nv_bfloat162 h = *reinterpret_cast<__nv_bfloat162*>(&x);
     float2 f = __bfloat1622float2(h);

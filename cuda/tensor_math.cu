@@ -171,13 +171,8 @@ __global__ void accumulate_flat_kernel(A* __restrict__ acc, const G* __restrict_
 template <typename A, typename G>
 __global__ void accumulate_kernel(A* acc, const G* g, Geometry geo, int64_t n) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-        int64_t rem = i, oa = 0, og = 0;
-        for (int d = geo.nd - 1; d >= 0; --d) {
-            int64_t k = rem % geo.sizes[d];
-            rem /= geo.sizes[d];
-            oa += k * geo.dst_st[d];
-            og += k * geo.src_st[d];
-        }
+        int64_t oa, og;
+        strided_offsets(i, geo.nd, geo.sizes, geo.dst_st, geo.src_st, oa, og);
         acc[oa] = add_conv(acc[oa], g[og]);
     }
 }
