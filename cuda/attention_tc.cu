@@ -108,18 +108,6 @@ __device__ __forceinline__ void ldb_kn(uint32_t (&b)[4], const bf16_t* s, int n0
     ldsm_x4_t(b, s + swz<W>(k0 + (lane & 7) + (((lane >> 3) & 1) << 3), n0 + ((lane >> 4) << 3)));
 }
 
-// A warp's 16-row strip of fp32 accumulators over NT n-tiles of 8 columns: element [j][e]
-// is row g + 8·(e/2), column 8j + 2q + (e%2) of the strip.
-template <int NT>
-using Acc = float[NT][4];
-
-template <int NT>
-__device__ __forceinline__ void zero(Acc<NT>& a) {
-#pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) a[j][e] = 0.f;
-}
 
 // The accumulators of a 16 × 64 strip (8 n-tiles) as the bf16 A fragments of the 4 k steps
 // of a product over its 64 columns: n-tiles 2kk and 2kk+1 form k step kk.

@@ -1,6 +1,7 @@
 // cuda/mma.cuh — the PTX wrappers the tensor-core kernels share (sm_80+): asynchronous
 // global → shared copies (cp.async), shared → register matrix loads (ldmatrix) and the
-// bf16 m16n8k16 MMA with fp32 accumulators, plus packing two floats into a bf16 pair.
+// bf16 m16n8k16 MMA with fp32 accumulators, packing two floats into a bf16 pair, and the
+// accumulator strip type a warp's MMAs fill.
 // Header-only, included by .cu files only (cuda/retention_tc.cu, cuda/attention_tc.cu,
 // cuda/attention_decode.cu). How each kernel lays out its tiles stays in that kernel.
 #pragma once
@@ -69,6 +70,19 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     uint32_t u;
     memcpy(&u, &h, 4);
     return u;
+}
+
+// A warp's 16-row strip of fp32 accumulators over NT n-tiles of 8 columns (mma16816's d
+// fragments side by side): element [j][e] is row g + 8·(e/2), column 8j + 2q + (e%2).
+template <int NT>
+using Acc = float[NT][4];
+
+template <int NT>
+__device__ __forceinline__ void zero(Acc<NT>& a) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) a[j][e] = 0.f;
 }
 
 }  // namespace rn::cuda::mma

@@ -114,18 +114,6 @@ __device__ __forceinline__ void scale_a_by_k(uint32_t (&a)[4], const float* w, i
     a[3] = scale_bf16x2(a[3], w8, w9);
 }
 
-// A warp's 16-row strip of fp32 accumulators over NT n-tiles of 8 columns: element
-// [j][e] is row g + 8·(e/2), column 8j + 2q + (e%2) of the strip.
-template <int NT>
-using Acc = float[NT][4];
-
-template <int NT>
-__device__ __forceinline__ void zero(Acc<NT>& a) {
-#pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) a[j][e] = 0.f;
-}
 // rows g and g+8 of the strip scaled by s_lo and s_hi
 template <int NT>
 __device__ __forceinline__ void scale_rows(Acc<NT>& a, float s_lo, float s_hi) {
