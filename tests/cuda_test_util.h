@@ -58,6 +58,21 @@ inline std::map<double, double>& worst_errors() {
     return w;
 }
 
+// A contiguous tensor on the GPU whose data starts one element past a 16-byte boundary: the
+// kernels must take their unvectorised path.
+inline Tensor misaligned_gpu(const Tensor& x) {
+    Tensor base = zeros({x.numel() + 1}, x.dtype(), Device::cuda(0));
+    Tensor v = base.narrow(0, 1, x.numel()).view(x.shape());
+    v.copy_(x);
+    return v;
+}
+
+// how a test places an input on the GPU: as is, as a non-contiguous view, or misaligned
+enum class GpuLayout { contiguous, noncontiguous, misaligned };
+inline const char* gpu_layout_name(GpuLayout l) {
+    return l == GpuLayout::contiguous ? "contiguous" : l == GpuLayout::noncontiguous ? "noncontiguous" : "misaligned";
+}
+
 // got (from CUDA) against want (the CPU reference): same shape, every value finite, and
 // ‖got − want‖ / ‖want‖ ≤ tol. Tensors that agree to within 1e-30 everywhere pass whatever
 // their size (values both sides make tiny, e.g. silu(−100) ≈ 1e-42, a subnormal on the CPU

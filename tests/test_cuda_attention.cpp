@@ -101,13 +101,6 @@ struct Heads {
 const Heads kHeads[] = {{2, 2}, {4, 2}, {4, 1}};  // GQA ratios 1, 2, 4
 const DType kDtypes[] = {DType::f64, DType::f32, DType::bf16};
 
-// a contiguous tensor on the GPU whose data starts one element past a 16-byte boundary
-Tensor misaligned_gpu(const Tensor& x) {
-    Tensor base = zeros({x.numel() + 1}, x.dtype(), gpu);
-    Tensor v = base.narrow(0, 1, x.numel()).view(x.shape());
-    v.copy_(x);
-    return v;
-}
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(cuda_attention)

@@ -23,24 +23,12 @@ using namespace rn::test;
 namespace {
 const Device gpu = Device::cuda(0);
 
-// a contiguous [rows, cols] tensor on the GPU whose data starts one element past a 16-byte
-// boundary: the kernels must take their unvectorised path
-Tensor misaligned_gpu(const Tensor& x) {
-    Tensor base = zeros({x.numel() + 1}, x.dtype(), gpu);
-    Tensor v = base.narrow(0, 1, x.numel()).view(x.shape());
-    v.copy_(x);
-    return v;
-}
 
-enum class Layout { contiguous, noncontiguous, misaligned };
-const char* layout_name(Layout l) {
-    return l == Layout::contiguous ? "contiguous" : l == Layout::noncontiguous ? "noncontig" : "misaligned";
-}
 // x (CPU) laid out on the GPU as asked, as a fresh leaf
-Tensor to_gpu_leaf(const Tensor& x, Layout l, bool grad = true) {
+Tensor to_gpu_leaf(const Tensor& x, GpuLayout l, bool grad = true) {
     Tensor d = x.to(gpu);
-    if (l == Layout::noncontiguous) d = noncontiguous(d);
-    if (l == Layout::misaligned) d = misaligned_gpu(x);
+    if (l == GpuLayout::noncontiguous) d = noncontiguous(d);
+    if (l == GpuLayout::misaligned) d = misaligned_gpu(x);
     d = d.detach();
     if (grad) d.requires_grad_();
     return d;
@@ -66,10 +54,10 @@ BOOST_AUTO_TEST_CASE(softmax_and_log_softmax_match_cpu) {
         for (const auto& s : shapes)
             for (bool log : {false, true})
                 for (int64_t dim : {int64_t(-1), int64_t(0)})
-                    for (Layout lay : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
+                    for (GpuLayout lay : {GpuLayout::contiguous, GpuLayout::noncontiguous, GpuLayout::misaligned}) {
                         if (dim == 0 && s[0] * s[1] > 100000) continue;  // dim 0 of a vocabulary: slow on the CPU
                         BOOST_TEST_CONTEXT((log ? "log_softmax " : "softmax ") << dt << " " << s << " dim " << dim
-                                                                               << " " << layout_name(lay)) {
+                                                                               << " " << gpu_layout_name(lay)) {
                             Tensor x = uniform(s, -4, 4, g, DType::f32).to(dt);
                             Tensor dy = randn(s, g, DType::f32).to(dt);
                             auto f = [&](const Tensor& t) { return log ? log_softmax(t, dim) : softmax(t, dim); };
@@ -104,8 +92,8 @@ BOOST_AUTO_TEST_CASE(softmax_with_masked_entries_matches_cpu) {
     const Shape shapes[] = {{9, 300}, {5, 1025}, {4, 4096}, {3, 4097}, {2, 16384}, {2, 40000}};
     for (DType dt : {DType::f32, DType::bf16, DType::f64})
         for (const auto& s : shapes)
-            for (Layout lay : {Layout::contiguous, Layout::misaligned}) {
-                BOOST_TEST_CONTEXT("masked softmax " << dt << " " << s << " " << layout_name(lay)) {
+            for (GpuLayout lay : {GpuLayout::contiguous, GpuLayout::misaligned}) {
+                BOOST_TEST_CONTEXT("masked softmax " << dt << " " << s << " " << gpu_layout_name(lay)) {
                     std::vector<float> v = uniform(s, -4, 4, g, DType::f32).to_vector<float>();
                     const int64_t C = s[1];
                     for (int64_t r = 0; r < s[0]; ++r)
@@ -134,9 +122,9 @@ BOOST_AUTO_TEST_CASE(cross_entropy_matches_cpu) {
     for (DType dt : {DType::f32, DType::bf16, DType::f64})
         for (const auto& s : shapes)
             for (int64_t ignore : {int64_t(-100), int64_t(3)})
-                for (Layout lay : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
+                for (GpuLayout lay : {GpuLayout::contiguous, GpuLayout::noncontiguous, GpuLayout::misaligned}) {
                     BOOST_TEST_CONTEXT("cross_entropy " << dt << " " << s << " ignore " << ignore << " "
-                                                        << layout_name(lay)) {
+                                                        << gpu_layout_name(lay)) {
                         const int64_t N = s[0], C = s[1];
                         Tensor x = uniform(s, -5, 5, g, DType::f32).to(dt);
                         // about a fifth of the tokens ignored (ignore = 3 also hits class 3 rows)
@@ -217,11 +205,11 @@ BOOST_AUTO_TEST_CASE(norms_match_cpu) {
         for (const auto& s : shapes)
             for (bool rms : {false, true})
                 for (int params = 0; params < 3; ++params)  // none, weight, weight and bias
-                    for (Layout lay : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
+                    for (GpuLayout lay : {GpuLayout::contiguous, GpuLayout::noncontiguous, GpuLayout::misaligned}) {
                         if (rms && params == 2) continue;
-                        if (lay != Layout::contiguous && params == 1) continue;
+                        if (lay != GpuLayout::contiguous && params == 1) continue;
                         BOOST_TEST_CONTEXT((rms ? "rms_norm " : "layer_norm ") << dt << " " << s << " params "
-                                                                               << params << " " << layout_name(lay)) {
+                                                                               << params << " " << gpu_layout_name(lay)) {
                             const int64_t C = s[1];
                             // a mean far from 0 tests the centring
                             Tensor x = uniform(s, -1, 3, g, DType::f32).to(dt);

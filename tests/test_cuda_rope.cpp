@@ -23,22 +23,11 @@ using namespace rn::test;
 namespace {
 const Device gpu = Device::cuda(0);
 
-// a contiguous tensor on the GPU whose data starts one element past a 16-byte boundary
-Tensor misaligned_gpu(const Tensor& x) {
-    Tensor base = zeros({x.numel() + 1}, x.dtype(), gpu);
-    Tensor v = base.narrow(0, 1, x.numel()).view(x.shape());
-    v.copy_(x);
-    return v;
-}
 
-enum class Layout { contiguous, noncontiguous, misaligned };
-const char* layout_name(Layout l) {
-    return l == Layout::contiguous ? "contiguous" : l == Layout::noncontiguous ? "noncontig" : "misaligned";
-}
-Tensor to_gpu_leaf(const Tensor& x, Layout l) {
+Tensor to_gpu_leaf(const Tensor& x, GpuLayout l) {
     Tensor d = x.to(gpu);
-    if (l == Layout::noncontiguous) d = noncontiguous(d);
-    if (l == Layout::misaligned) d = misaligned_gpu(x);
+    if (l == GpuLayout::noncontiguous) d = noncontiguous(d);
+    if (l == GpuLayout::misaligned) d = misaligned_gpu(x);
     return d.detach().requires_grad_();
 }
 }  // namespace
@@ -53,8 +42,8 @@ BOOST_AUTO_TEST_CASE(rope_matches_cpu) {
     const Case cases[] = {{2, 5, 4, 128}, {3, 7, 3, 64}, {2, 9, 5, 16}, {1, 4, 3, 8}, {3, 6, 2, 6}, {1, 300, 8, 64}};
     for (DType dt : {DType::f32, DType::bf16, DType::f64})
         for (auto [B, T, H, D] : cases)
-            for (Layout lay : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
-                BOOST_TEST_CONTEXT(dt << " B " << B << " T " << T << " H " << H << " D " << D << " " << layout_name(lay)) {
+            for (GpuLayout lay : {GpuLayout::contiguous, GpuLayout::noncontiguous, GpuLayout::misaligned}) {
+                BOOST_TEST_CONTEXT(dt << " B " << B << " T " << T << " H " << H << " D " << D << " " << gpu_layout_name(lay)) {
                     const Shape s{B, T, H * D};
                     std::vector<int64_t> p0 = {3, 65537, 1000003};
                     p0.resize(size_t(B));

@@ -36,18 +36,14 @@ namespace {
 const Device gpu = Device::cuda(0);
 
 // how the test lays an input out on each device
-enum class Layout { contiguous, noncontiguous, misaligned };
-const char* layout_name(Layout l) {
-    return l == Layout::contiguous ? "contiguous" : l == Layout::noncontiguous ? "noncontiguous" : "misaligned";
-}
 
 // t (CPU) copied onto `dev` in layout l, as a fresh leaf: misaligned is a contiguous view
 // starting one element into a buffer, so no 16-byte vector path may be taken
-Tensor place(const Tensor& t, Device dev, Layout l, bool requires_grad) {
+Tensor place(const Tensor& t, Device dev, GpuLayout l, bool requires_grad) {
     Tensor r;
-    if (l == Layout::noncontiguous) {
+    if (l == GpuLayout::noncontiguous) {
         r = noncontiguous(t.to(dev));
-    } else if (l == Layout::misaligned) {
+    } else if (l == GpuLayout::misaligned) {
         Tensor buf = zeros({t.numel() + 1}, t.dtype(), dev);
         r = buf.narrow(0, 1, t.numel()).reshape(t.shape()).detach();
         copy_nograd(r, t.to(dev));
@@ -95,10 +91,10 @@ BOOST_AUTO_TEST_CASE(embedding_matches_cpu) {
     for (const auto& c : cases)
         for (DType dt : float_types) {
             if (c.V * c.D > 1000000 && dt == DType::f64) continue;  // the big case in f32 and bf16
-            for (Layout l : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
+            for (GpuLayout l : {GpuLayout::contiguous, GpuLayout::noncontiguous, GpuLayout::misaligned}) {
                 DType idt = (n++ % 2) ? DType::i32 : DType::i64;
                 BOOST_TEST_CONTEXT("V=" << c.V << " D=" << c.D << " ids " << c.ids << " " << dt << " ids " << idt
-                                        << " " << layout_name(l)) {
+                                        << " " << gpu_layout_name(l)) {
                     Tensor w = randn({c.V, c.D}, g, DType::f32).to(dt);
                     Tensor ids = make_ids(c.V, c.ids, g, idt, c.hot);
                     Tensor wc = place(w, Device::cpu(), l, true), wg = place(w, gpu, l, true);
@@ -150,11 +146,11 @@ BOOST_AUTO_TEST_CASE(index_select_matches_cpu) {
     int n = 0;
     for (const auto& c : cases)
         for (DType dt : float_types)
-            for (Layout l : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
+            for (GpuLayout l : {GpuLayout::contiguous, GpuLayout::noncontiguous, GpuLayout::misaligned}) {
                 DType idt = (n++ % 2) ? DType::i32 : DType::i64;
                 int64_t d = c.dim < 0 ? c.dim + int64_t(c.x.size()) : c.dim;
                 BOOST_TEST_CONTEXT("x " << c.x << " dim " << c.dim << " K=" << c.K << " " << dt << " " << idt << " "
-                                        << layout_name(l)) {
+                                        << gpu_layout_name(l)) {
                     Tensor x = randn(c.x, g, DType::f32).to(dt);
                     Tensor idx = make_ids(c.x[size_t(d)], {c.K}, g, idt);
                     Tensor xc = place(x, Device::cpu(), l, true), xg = place(x, gpu, l, true);
@@ -185,16 +181,16 @@ BOOST_AUTO_TEST_CASE(gather_matches_cpu) {
                           {{3, 4097}, -1, {3, 4097}}, {{2, 5}, 1, {2, 4097}}};  // the last: runs of ~800, I = 1
     for (const auto& c : cases)
         for (DType dt : float_types)
-            for (Layout l : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
+            for (GpuLayout l : {GpuLayout::contiguous, GpuLayout::noncontiguous, GpuLayout::misaligned}) {
                 int64_t d = c.dim < 0 ? c.dim + int64_t(c.x.size()) : c.dim;
                 BOOST_TEST_CONTEXT("x " << c.x << " dim " << c.dim << " idx " << c.idx << " " << dt << " "
-                                        << layout_name(l)) {
+                                        << gpu_layout_name(l)) {
                     Tensor x = randn(c.x, g, DType::f32).to(dt);
-                    DType idt = l == Layout::noncontiguous ? DType::i32 : DType::i64;
+                    DType idt = l == GpuLayout::noncontiguous ? DType::i32 : DType::i64;
                     Tensor idx = make_ids(c.x[size_t(d)], c.idx, g, idt);
                     Tensor xc = place(x, Device::cpu(), l, true), xg = place(x, gpu, l, true);
                     // non-contiguous indices as well, on the noncontiguous pass
-                    Tensor idg = l == Layout::noncontiguous ? noncontiguous(idx.to(gpu)) : idx.to(gpu);
+                    Tensor idg = l == GpuLayout::noncontiguous ? noncontiguous(idx.to(gpu)) : idx.to(gpu);
                     Tensor yc = gather(xc, c.dim, idx), yg = gather(xg, c.dim, idg);
                     check_exact(yg, yc, "forward");
                     Tensor dy = randn(yc.shape(), g, DType::f32).to(dt);
@@ -241,8 +237,8 @@ BOOST_AUTO_TEST_CASE(where_matches_cpu) {
                 bool fl = is_floating(dt);
                 Tensor a = fl ? randn(c.a, g, DType::f32).to(dt) : randint(-100, 100, c.a, g, dt);
                 Tensor b = fl ? randn(c.b, g, DType::f32).to(dt) : randint(-100, 100, c.b, g, dt);
-                Layout lb = nc ? Layout::noncontiguous : Layout::contiguous;
-                Tensor ac = place(a, Device::cpu(), Layout::contiguous, fl), ag = place(a, gpu, Layout::contiguous, fl);
+                GpuLayout lb = nc ? GpuLayout::noncontiguous : GpuLayout::contiguous;
+                Tensor ac = place(a, Device::cpu(), GpuLayout::contiguous, fl), ag = place(a, gpu, GpuLayout::contiguous, fl);
                 Tensor bc = place(b, Device::cpu(), lb, fl), bg = place(b, gpu, lb, fl);
                 Tensor yc = where(cond, ac, bc), yg = where(cond.to(gpu), ag, bg);
                 check_exact(yg, yc, "forward");
@@ -272,10 +268,10 @@ BOOST_AUTO_TEST_CASE(masked_fill_matches_cpu) {
     int n = 0;
     for (const auto& c : cases)
         for (DType dt : float_types)
-            for (Layout l : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
+            for (GpuLayout l : {GpuLayout::contiguous, GpuLayout::noncontiguous, GpuLayout::misaligned}) {
                 DType mdt = mask_types[size_t(n++) % 4];
                 BOOST_TEST_CONTEXT("x " << c.x << " mask " << c.m << " " << mdt << " " << dt << " "
-                                        << layout_name(l)) {
+                                        << gpu_layout_name(l)) {
                     Tensor x = randn(c.x, g, DType::f32).to(dt);
                     // mostly unmasked, so the gradient is non-zero even for a scalar mask
                     Tensor mask = c.m.empty() ? scalar_tensor(0, mdt) : randint(0, 2, c.m, g, DType::i64).to(mdt);
@@ -308,7 +304,7 @@ BOOST_AUTO_TEST_CASE(concat_stack_split_on_device) {
                     Shape s = base;
                     s[size_t(d)] = sizes[k];
                     Tensor t = randn(s, g, DType::f32).to(dt);
-                    Layout l = k == 1 ? Layout::noncontiguous : k == 3 ? Layout::misaligned : Layout::contiguous;
+                    GpuLayout l = k == 1 ? GpuLayout::noncontiguous : k == 3 ? GpuLayout::misaligned : GpuLayout::contiguous;
                     cpu_in.push_back(place(t, Device::cpu(), l, true));
                     gpu_in.push_back(place(t, gpu, l, true));
                 }
@@ -321,9 +317,9 @@ BOOST_AUTO_TEST_CASE(concat_stack_split_on_device) {
                     if (sizes[k] > 0) check_exact(gpu_in[size_t(k)].grad(), cpu_in[size_t(k)].grad(), "concat grad");
 
                 Tensor a = randn(base, g, DType::f32).to(dt), b = randn(base, g, DType::f32).to(dt);
-                Tensor ac = place(a, Device::cpu(), Layout::contiguous, true);
-                Tensor bc = place(b, Device::cpu(), Layout::noncontiguous, true);
-                Tensor ag = place(a, gpu, Layout::contiguous, true), bg = place(b, gpu, Layout::noncontiguous, true);
+                Tensor ac = place(a, Device::cpu(), GpuLayout::contiguous, true);
+                Tensor bc = place(b, Device::cpu(), GpuLayout::noncontiguous, true);
+                Tensor ag = place(a, gpu, GpuLayout::contiguous, true), bg = place(b, gpu, GpuLayout::noncontiguous, true);
                 Tensor sc = stack({ac, bc, ac}, dim), sg = stack({ag, bg, ag}, dim);
                 check_exact(sg, sc, "stack");
                 Tensor ds = randn(sc.shape(), g, DType::f32).to(dt);
@@ -334,8 +330,8 @@ BOOST_AUTO_TEST_CASE(concat_stack_split_on_device) {
 
                 // split into views, recombined differently; gradients are exact (× 2 and copies)
                 Tensor x = randn(base, g, DType::f32).to(dt);
-                Tensor xc = place(x, Device::cpu(), Layout::noncontiguous, true);
-                Tensor xg = place(x, gpu, Layout::noncontiguous, true);
+                Tensor xc = place(x, Device::cpu(), GpuLayout::noncontiguous, true);
+                Tensor xg = place(x, gpu, GpuLayout::noncontiguous, true);
                 auto f = [&](const Tensor& t) {
                     auto p = split(t, std::vector<int64_t>{1, base[size_t(d)] - 3, 2}, dim);
                     return concat({p[2] * 2.0, p[0], p[1]}, dim);
@@ -359,10 +355,10 @@ BOOST_AUTO_TEST_CASE(dropout_mask_matches_cpu) {
     for (DType dt : float_types)
         for (int64_t n : {int64_t(1), int64_t(7), int64_t(4097), (int64_t(1) << 20) + 3})
             for (double p : {0.1, 0.5})
-                for (Layout l : {Layout::contiguous, Layout::noncontiguous, Layout::misaligned}) {
-                    BOOST_TEST_CONTEXT(dt << " n=" << n << " p=" << p << " " << layout_name(l)) {
-                        Shape s = l == Layout::noncontiguous && n % 7 == 0 ? Shape{7, n / 7} : Shape{n};
-                        if (l == Layout::noncontiguous && n == 4097) s = {17, 241};
+                for (GpuLayout l : {GpuLayout::contiguous, GpuLayout::noncontiguous, GpuLayout::misaligned}) {
+                    BOOST_TEST_CONTEXT(dt << " n=" << n << " p=" << p << " " << gpu_layout_name(l)) {
+                        Shape s = l == GpuLayout::noncontiguous && n % 7 == 0 ? Shape{7, n / 7} : Shape{n};
+                        if (l == GpuLayout::noncontiguous && n == 4097) s = {17, 241};
                         Tensor x = uniform(s, 0.5, 1.5, gx, DType::f32).to(dt);  // nonzero: y == 0 marks a drop
                         Tensor xc = place(x, Device::cpu(), l, true), xg = place(x, gpu, l, true);
                         // the same generator state on both sides, mid-stream (offset ≠ 0)

@@ -14,6 +14,7 @@
 #include "nn/lm.h"
 #include "ops/ops.h"
 #include "serving/engine.h"
+#include "engine_test_util.h"
 #include "test_util.h"
 
 using namespace rn;
@@ -61,17 +62,6 @@ std::vector<int32_t> prompt_of(int64_t n, int32_t salt) {
     return p;
 }
 
-std::map<int64_t, std::vector<int32_t>> run_all(Engine& e, std::map<int64_t, std::string>* reasons = nullptr) {
-    std::map<int64_t, std::vector<int32_t>> out;
-    for (int guard = 0; !e.idle(); ++guard) {
-        BOOST_REQUIRE(guard < 10000);
-        for (const EngineEvent& ev : e.step()) {
-            if (ev.token >= 0) out[ev.seq].push_back(ev.token);
-            if (ev.finished && reasons) (*reasons)[ev.seq] = ev.finish_reason;
-        }
-    }
-    return out;
-}
 
 }  // namespace
 

@@ -20,6 +20,7 @@
 #include "nn/retnet.h"
 #include "test_util.h"
 #include "serving/engine.h"
+#include "engine_test_util.h"
 #include "serving/generate.h"
 #include "serving/sampling.h"
 #include "serving/text_stream.h"
@@ -69,18 +70,6 @@ EngineOptions engine_options(int64_t slots, int64_t prefill_chunk) {
     return o;
 }
 
-// runs the engine until idle; tokens per sequence id, and the finish reason of each
-std::map<int64_t, std::vector<int32_t>> run_all(Engine& e, std::map<int64_t, std::string>* reasons = nullptr) {
-    std::map<int64_t, std::vector<int32_t>> out;
-    for (int guard = 0; !e.idle(); ++guard) {
-        BOOST_REQUIRE(guard < 10000);
-        for (const EngineEvent& ev : e.step()) {
-            if (ev.token >= 0) out[ev.seq].push_back(ev.token);
-            if (ev.finished && reasons) (*reasons)[ev.seq] = ev.finish_reason;
-        }
-    }
-    return out;
-}
 
 Tokenizer small_tokenizer() {
     std::vector<std::string> corpus;
