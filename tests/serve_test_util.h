@@ -57,7 +57,8 @@ struct TinyCheckpoint {
     std::filesystem::path dir;
     std::string path;
     // metadata_json: kept in the checkpoint (e.g. a "chat_template")
-    explicit TinyCheckpoint(const std::string& metadata_json = "{}") {
+    // arch: retnet, or transformer (its preset matched to RetNet's tiny)
+    explicit TinyCheckpoint(const std::string& metadata_json = "{}", const std::string& arch = "retnet") {
         std::string tmpl = (std::filesystem::temp_directory_path() / "rn_test_serve_XXXXXX").string();
         if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
         dir = tmpl;
@@ -68,10 +69,10 @@ struct TinyCheckpoint {
         tools::TokenizerTrainOptions to;
         to.vocab_size = 320;
         tools::Tokenizer tok = tools::Tokenizer::train_from_sentences(lines, to);
-        nn::ModelConfig cfg = nn::ModelConfig::from_preset("tiny", tok.vocab_size());
-        nn::RetNetLM model(cfg, 7);
+        nn::ModelConfig cfg = nn::ModelConfig::from_preset("tiny", tok.vocab_size(), arch);
+        std::shared_ptr<nn::LanguageModel> model = nn::make_model(cfg, 7);
         path = (dir / "tiny.h5").string();
-        nn::save_checkpoint(path, model, nullptr, nn::TrainState{}, tok.serialized(), metadata_json);
+        nn::save_checkpoint(path, *model, nullptr, nn::TrainState{}, tok.serialized(), metadata_json);
     }
     ~TinyCheckpoint() {
         std::error_code ec;

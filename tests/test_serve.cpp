@@ -109,6 +109,39 @@ BOOST_AUTO_TEST_CASE(completion_models_health) {
     BOOST_TEST(h["state_bytes"].get<int64_t>() > 0);
 }
 
+BOOST_AUTO_TEST_CASE(a_transformer_checkpoint_is_served_unchanged) {
+    // the same server over the Transformer baseline: its KV cache is preallocated for
+    // --max-context tokens in each slot (the memory /health reports), and a prompt that
+    // leaves no room in it is a 400
+    TinyCheckpoint ckpt("{}", "transformer");
+    const int64_t slots = 3, ctx = 96;
+    ServerProcess server(ckpt.path, {"--max-slots", std::to_string(slots), "--max-context", std::to_string(ctx)});
+    const int port = server.port();
+    json body = {{"prompt", "In the beginning"}, {"max_tokens", 12}, {"temperature", 0}, {"ignore_eos", true}};
+    json whole = completion(port, body);
+    BOOST_TEST(whole["usage"]["completion_tokens"] == 12);
+    BOOST_TEST(text_of(completion(port, body)) == text_of(whole));  // greedy: the same text again
+    body["stream"] = true;
+    Streamed s = stream_completion(port, body.dump());
+    BOOST_TEST_REQUIRE(s.text.size() == 1u);
+    BOOST_TEST(s.text[0] == text_of(whole));
+    // two seeded samples in one request = each alone (the cache slots are per sequence)
+    json two = completion(port, {{"prompt", "And"}, {"max_tokens", 10}, {"temperature", 1.0}, {"seed", 5}, {"n", 2}});
+    json one = completion(port, {{"prompt", "And"}, {"max_tokens", 10}, {"temperature", 1.0}, {"seed", 5}});
+    BOOST_TEST(text_of(two, 0) == text_of(one));
+
+    const nn::ModelConfig cfg = nn::read_checkpoint(ckpt.path, {false, false}).config;
+    BOOST_TEST(cfg.is_transformer());
+    json h = Client(port).get("/health").j();
+    const int64_t want = 2 * cfg.n_layers * slots * cfg.kv_heads() * ctx * cfg.head_dim() * 4;  // f32 K and V
+    BOOST_TEST(h["state_bytes"].get<int64_t>() == want);
+    std::string long_prompt;
+    for (int i = 0; i < 60; ++i) long_prompt += "the earth was without form ";
+    Reply r = Client(port).post("/v1/completions", json{{"prompt", long_prompt}, {"max_tokens", 4}}.dump());
+    BOOST_TEST(r.status == 400, r.body);
+    BOOST_TEST(r.body.find("max_context") != std::string::npos, r.body);
+}
+
 BOOST_AUTO_TEST_CASE(streaming_gives_the_same_text) {
     const int port = shared().port();
     json body = {{"prompt", "And God said"}, {"max_tokens", 20}, {"seed", 3}, {"temperature", 0.9}};
