@@ -81,7 +81,8 @@ int64_t ModelConfig::parameter_count() const {
         const int64_t q = n_heads * head_dim(), kv = kv_heads() * head_dim();
         block += d * q + 2 * d * kv + q * d;  // q, k, v, o projections
     } else {
-        block += 2 * d * d + 3 * d * value_dim;  // q, k; v, g and out (the group norm has no weight)
+        block += 2 * d * key_width() + 3 * d * value_dim;  // q, k; v, g and out
+        if (group_norm_affine) block += value_head_dim();     // the group norm's weight (torchscale's has none)
     }
     int64_t n = V * d + n_layers * block + d;  // embedding, blocks, final norm
     if (!tie_embeddings) n += V * d;           // the output projection
@@ -104,9 +105,11 @@ void ModelConfig::validate() const {
              " this build allows");
     RN_CHECK(n_heads <= kMaxHeads, "config: n_heads ", n_heads, " is more than the ", kMaxHeads, " this build allows");
     RN_CHECK(std::isfinite(norm_eps) && norm_eps > 0, "config: norm_eps must be a positive number, got ", norm_eps);
-    RN_CHECK(d_model % n_heads == 0 && value_dim % n_heads == 0, "config: d_model ", d_model, " and value_dim ",
-             value_dim, " must both divide by n_heads ", n_heads);
-    RN_CHECK(head_dim() % 2 == 0, "config: the key head dim d_model/n_heads = ", head_dim(),
+    RN_CHECK(key_dim >= 0 && key_dim <= kMaxDim, "config: key_dim must be 0 (d_model) or a width up to ", kMaxDim,
+             ", got ", key_dim);
+    RN_CHECK(key_width() % n_heads == 0 && value_dim % n_heads == 0, "config: ", key_dim > 0 ? "key_dim " : "d_model ",
+             key_width(), " and value_dim ", value_dim, " must both divide by n_heads ", n_heads);
+    RN_CHECK(head_dim() % 2 == 0, "config: the key head dim ", key_dim > 0 ? "key_dim" : "d_model", "/n_heads = ", head_dim(),
              " must be even (the rotation works on pairs)");
     RN_CHECK(dropout >= 0 && dropout < 1, "config: dropout must be in [0, 1), got ", dropout);
     RN_CHECK(activation == "swish" || activation == "silu" || activation == "gelu", "config: activation must be swish or gelu, got '",
@@ -116,11 +119,17 @@ void ModelConfig::validate() const {
                  n_kv_heads, " must divide n_heads ", n_heads, " (0: as many as n_heads)");
         RN_CHECK(std::isfinite(rope_theta) && rope_theta > 1, "config: rope_theta must be a number > 1, got ", rope_theta);
         RN_CHECK(!emb_norm, "config: emb_norm is a RetNet option; the Transformer has none");
+        RN_CHECK(key_dim == 0 && rotary == "xpos_pairs" && retention_lambda && !group_norm_affine,
+                 "config: key_dim, rotary, retention_lambda and group_norm_affine are RetNet options; the Transformer has none");
         return;
     }
     RN_CHECK(decay == "torchscale" || decay == "paper", "config: decay must be torchscale or paper, got '", decay, "'");
     RN_CHECK(mode == "parallel" || mode == "chunkwise", "config: mode must be parallel or chunkwise, got '", mode, "'");
     RN_CHECK(chunk >= 1, "config: chunk must be ≥ 1, got ", chunk);
+    RN_CHECK(rotary == "xpos_pairs" || rotary == "rope_half", "config: rotary must be xpos_pairs (torchscale) or rope_half "
+             "(flash-linear-attention), got '", rotary, "'");
+    if (rotary == "rope_half")
+        RN_CHECK(std::isfinite(rope_theta) && rope_theta > 1, "config: rope_theta must be a number > 1, got ", rope_theta);
     for (double g : gammas())
         RN_CHECK(float(g) < 1.0f, "config: with ", n_heads, " heads the torchscale decay 1 − 2^(−5−h) rounds to 1 in "
                  "fp32 for the last heads (no decay at all). HINT: use decay \"paper\" or fewer heads");
@@ -136,6 +145,14 @@ std::string ModelConfig::to_json() const {
         j["arch"] = arch;
         j["n_kv_heads"] = kv_heads();
         j["rope_theta"] = rope_theta;
+    } else {  // the variant switches only when not torchscale's: older configs stay byte-identical
+        if (key_dim > 0 && key_dim != d_model) j["key_dim"] = key_dim;
+        if (rotary != "xpos_pairs") {
+            j["rotary"] = rotary;
+            j["rope_theta"] = rope_theta;
+        }
+        if (!retention_lambda) j["retention_lambda"] = false;
+        if (group_norm_affine) j["group_norm_affine"] = true;
     }
     return j.dump(2);
 }
@@ -148,7 +165,7 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
     RN_CHECK(!j.is_discarded() && j.is_object(), "config: not a JSON object: '", text.substr(0, 80), "'");
     ModelConfig c;
     // sizes must be JSON integers: nlohmann would cast 2.5 to 2 and 1e300 to anything
-    for (const char* k : {"vocab_size", "d_model", "n_layers", "n_heads", "value_dim", "ffn_dim", "chunk", "n_kv_heads"})
+    for (const char* k : {"vocab_size", "d_model", "n_layers", "n_heads", "value_dim", "ffn_dim", "chunk", "n_kv_heads", "key_dim"})
         // the message names the value's type and, for a scalar, the value: dumping a crafted
         // array nested 100,000 deep would recurse once per level and overflow the stack
         RN_CHECK(!j.contains(k) || j[k].is_number_integer(), "config: ", k, " must be an integer, got ",
@@ -172,6 +189,11 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
         c.dropout = j.value("dropout", c.dropout);
         c.mode = j.value("mode", c.mode);
         c.chunk = j.value("chunk", c.chunk);
+        c.key_dim = j.value("key_dim", c.key_dim);
+        if (c.key_dim == c.d_model) c.key_dim = 0;  // one spelling of torchscale's width
+        c.rotary = j.value("rotary", c.rotary);
+        c.retention_lambda = j.value("retention_lambda", c.retention_lambda);
+        c.group_norm_affine = j.value("group_norm_affine", c.group_norm_affine);
     } catch (const nlohmann::json::exception& e) {
         RN_FAIL("config: a field has the wrong type: ", e.what());
     }

@@ -27,12 +27,24 @@ struct ModelConfig {
     bool emb_norm = false;
     std::string mode = "chunkwise";  // retention paradigm for training: parallel or chunkwise
     int64_t chunk = 64;
+    // RetNet variant switches (docs/interop.md, "flash-linear-attention"); the defaults are
+    // torchscale's architecture, and a config holding only defaults is written without them
+    int64_t key_dim = 0;                 // H·Dk, the width of W_Q and W_K; 0: d_model (torchscale)
+    std::string rotary = "xpos_pairs";   // xpos_pairs: torchscale's pairs (2i, 2i+1); rope_half: RoPE, pairs (i, i+Dk/2), base rope_theta
+    bool retention_lambda = true;        // false: no λ_n row normalisation (fla's retention)
+    bool group_norm_affine = false;      // true: the per-head RMSNorm after retention has a weight [Dv], shared by the heads
     // Transformer only
     int64_t n_kv_heads = 0;     // key/value heads (grouped-query attention); 0: n_heads
-    double rope_theta = 10000;  // rotary base θ (half-split RoPE)
+    double rope_theta = 10000;  // rotary base θ (half-split RoPE; a RetNet's with rotary rope_half)
 
     bool is_transformer() const { return arch == "transformer"; }
-    int64_t head_dim() const { return d_model / n_heads; }
+    // the query/key width: RetNet's key_dim when set, else d_model
+    int64_t key_width() const { return !is_transformer() && key_dim > 0 ? key_dim : d_model; }
+    int64_t head_dim() const { return key_width() / n_heads; }
+    // whether every RetNet variant switch has its default (torchscale's architecture)
+    bool is_torchscale_variant() const {
+        return key_width() == d_model && rotary == "xpos_pairs" && retention_lambda && !group_norm_affine;
+    }
     int64_t value_head_dim() const { return value_dim / n_heads; }
     int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
     std::vector<double> gammas() const;

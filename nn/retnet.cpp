@@ -12,13 +12,64 @@ namespace rn::nn {
 
 // ---------------------------------------------------------------- MultiScaleRetention
 MultiScaleRetention::MultiScaleRetention(const ModelConfig& cfg, Generator& gen)
-    : H_(cfg.n_heads), Dk_(cfg.head_dim()), Dv_(cfg.value_head_dim()), eps_(cfg.norm_eps), gamma_(cfg.gammas()) {
+    : H_(cfg.n_heads), Dk_(cfg.head_dim()), Dv_(cfg.value_head_dim()), eps_(cfg.norm_eps),
+      rope_half_(cfg.rotary == "rope_half"), lambda_(cfg.retention_lambda), rope_theta_(cfg.rope_theta),
+      gamma_(cfg.gammas()) {
     const double g_qkv = std::pow(2.0, -2.5), g_out = std::pow(2.0, -1.0);  // torchscale's init gains
-    q_proj = register_module("q_proj", std::make_shared<Linear>(cfg.d_model, cfg.d_model, false, gen, g_qkv));
-    k_proj = register_module("k_proj", std::make_shared<Linear>(cfg.d_model, cfg.d_model, false, gen, g_qkv));
+    const int64_t kd = cfg.key_width();
+    q_proj = register_module("q_proj", std::make_shared<Linear>(cfg.d_model, kd, false, gen, g_qkv));
+    k_proj = register_module("k_proj", std::make_shared<Linear>(cfg.d_model, kd, false, gen, g_qkv));
     v_proj = register_module("v_proj", std::make_shared<Linear>(cfg.d_model, cfg.value_dim, false, gen, g_qkv));
     g_proj = register_module("g_proj", std::make_shared<Linear>(cfg.d_model, cfg.value_dim, false, gen, g_qkv));
     out_proj = register_module("out_proj", std::make_shared<Linear>(cfg.value_dim, cfg.d_model, false, gen, g_out));
+    // registered last: the default config's parameter order (and every checkpoint) is unchanged
+    if (cfg.group_norm_affine) group_norm = register_module("group_norm", std::make_shared<RMSNorm>(Dv_, cfg.norm_eps, true));
+}
+
+// x [B,T,heads·Dk] rotated at positions pos[b] + t, times scale (the key's Dk^(−1/2))
+Tensor MultiScaleRetention::rotate(const Tensor& x, const Tensor& pos, double scale) const {
+    if (!rope_half_) return xpos_rotate(x, Dk_, pos, scale);
+    Tensor y = rope_rotate(x, Dk_, pos, rope_theta_);
+    return scale == 1.0 ? y : y * scale;
+}
+
+// 1/λ_n = sqrt(Σ_{j≤n} γ^j): the op multiplies row n by λ_n (ops/retention.h); a query
+// scaled by its inverse gives fla's unnormalised Σ γ^(n−m) (q_n·k_m) v_m in every paradigm
+// (q enters only the output, never the state)
+Tensor MultiScaleRetention::undo_lambda(const Tensor& q, int64_t pos0) const {
+    const int64_t T = q.size(2);
+    std::vector<double> f(size_t(H_ * T));
+    for (int64_t h = 0; h < H_; ++h)
+        for (int64_t t = 0; t < T; ++t) f[size_t(h * T + t)] = 1.0 / retention_lambda(gamma_[size_t(h)], pos0 + t);
+    Tensor s = from_vector(f, {1, H_, T, 1}, q.device());
+    return q * (q.dtype() == DType::f64 ? s : s.to(q.dtype()));
+}
+
+// q [B,H,1,Dk]; pos [B] on q's device. On the CPU from retention_lambda; on CUDA from
+// device tensors (no host copy of pos, so a decode step stays capturable), in f64:
+// 1 − γ^(n+1) loses about eps_f64/(1−γ) relatively, below 1e-10 for γ ≤ 1 − 2^(−20)
+Tensor MultiScaleRetention::undo_lambda_step(const Tensor& q, const Tensor& pos) const {
+    const int64_t B = q.size(0);
+    if (!pos.is_cuda()) {
+        Tensor p = pos.dtype() == DType::i64 ? pos.contiguous() : pos.to(DType::i64).contiguous();
+        const int64_t* pp = static_cast<const int64_t*>(p.raw_data());
+        std::vector<double> f(size_t(B * H_));
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t h = 0; h < H_; ++h) f[size_t(b * H_ + h)] = 1.0 / retention_lambda(gamma_[size_t(h)], pp[b]);
+        Tensor s = from_vector(f, {B, H_, 1, 1}, q.device());
+        return q * (q.dtype() == DType::f64 ? s : s.to(q.dtype()));
+    }
+    if (!log_gamma_dev_.defined() || log_gamma_dev_.device() != q.device()) {
+        std::vector<double> lg(static_cast<size_t>(H_)), inv(static_cast<size_t>(H_));
+        for (int64_t h = 0; h < H_; ++h)
+            lg[size_t(h)] = std::log(gamma_[size_t(h)]), inv[size_t(h)] = 1.0 / (1.0 - gamma_[size_t(h)]);
+        log_gamma_dev_ = from_vector(lg, {1, H_}, q.device());
+        inv_one_minus_gamma_dev_ = from_vector(inv, {1, H_}, q.device());
+    }
+    Tensor n1 = pos.to(DType::f64).view({B, 1}) + 1.0;
+    Tensor c = (1.0 - exp(n1 * log_gamma_dev_)) * inv_one_minus_gamma_dev_;
+    Tensor s = sqrt(c).view({B, H_, 1, 1});
+    return q * (q.dtype() == DType::f64 ? s : s.to(q.dtype()));
 }
 
 void MultiScaleRetention::fuse_projections() {
@@ -28,17 +79,21 @@ void MultiScaleRetention::fuse_projections() {
 // q, k: [B,H,T,Dk], v: [B,H,T,Dv]; returns the gate input g [B,T,value_dim]
 Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const {
     const int64_t B = x.size(0), T = x.size(1), d = q_proj->out_features, vd = v_proj->out_features;
-    const double k_scale = 1.0 / std::sqrt(double(Dk_));  // K·Dk^(−1/2), applied by the rotation
+    // K·Dk^(−1/2), applied by the rotation (fla scales Q instead: the same q·k)
+    const double k_scale = 1.0 / std::sqrt(double(Dk_));
     Tensor qp, kp, xv, xg;
     if (use_stacked(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()}, x)) {
-        Tensor y = matmul(x, qkvg_.t());  // [1, 1, 2d + 2·vd]
-        // q and k side by side: one rotation for both, each with its own scale
-        Tensor qk = xpos_rotate(y.narrow(-1, 0, 2 * d), Dk_, pos, 1.0, d, k_scale);
-        qp = qk.narrow(-1, 0, d), kp = qk.narrow(-1, d, d);
+        Tensor y = matmul(x, qkvg_.t());  // [1, 1, 2d + 2·vd] (d: the key width)
+        if (rope_half_) {
+            qp = rotate(y.narrow(-1, 0, d), pos, 1.0), kp = rotate(y.narrow(-1, d, d), pos, k_scale);
+        } else {  // q and k side by side: one rotation for both, each with its own scale
+            Tensor qk = xpos_rotate(y.narrow(-1, 0, 2 * d), Dk_, pos, 1.0, d, k_scale);
+            qp = qk.narrow(-1, 0, d), kp = qk.narrow(-1, d, d);
+        }
         xv = y.narrow(-1, 2 * d, vd), xg = y.narrow(-1, 2 * d + vd, vd);
     } else {
-        qp = xpos_rotate(q_proj->forward(x), Dk_, pos);
-        kp = xpos_rotate(k_proj->forward(x), Dk_, pos, k_scale);
+        qp = rotate(q_proj->forward(x), pos, 1.0);
+        kp = rotate(k_proj->forward(x), pos, k_scale);
         xv = v_proj->forward(x), xg = g_proj->forward(x);
     }
     q = qp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
@@ -49,6 +104,11 @@ Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tens
 
 Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
     const int64_t B = y.size(0), T = y.size(2);
+    if (group_norm) {  // fla's FusedRMSNormGated: RMSNorm(y_h) ⊙ w, then ⊙ silu(g)
+        Tensor yn = group_norm->forward(y);
+        Tensor cat = yn.permute({0, 2, 1, 3}).reshape({B, T, H_ * Dv_});
+        return out_proj->forward(silu_mul(g, cat));
+    }
     if (T == 1) {  // a decode step: g [B,1,H·Dv] is y's [B,H,1,Dv] order; norm and gate in one pass
         Tensor z = gated_rms_norm(y, g.reshape(y.shape()), eps_);
         return out_proj->forward(z.reshape({B, T, H_ * Dv_}));
@@ -65,6 +125,7 @@ Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, 
     // on x's device: a host tensor here would mean a synchronising copy per layer
     Tensor pos = full({x.size(0)}, double(opt.pos0), DType::i64, x.device());
     Tensor g = project_qkv(x, pos, q, k, v);
+    if (!lambda_) q = undo_lambda(q, opt.pos0);
     RetentionOptions ro;
     ro.mode = opt.mode;
     ro.chunk = opt.chunk;
@@ -78,6 +139,7 @@ Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, 
 Tensor MultiScaleRetention::step(const Tensor& x, const Tensor& state, const Tensor& pos) const {
     Tensor q, k, v;
     Tensor g = project_qkv(x, pos, q, k, v);  // T = 1
+    if (!lambda_) q = undo_lambda_step(q, pos);
     Tensor o = retention_step(q.squeeze(2), k.squeeze(2), v.squeeze(2), gamma_, state, pos);  // [B,H,Dv]
     return finish(o.unsqueeze(2), g);
 }

@@ -10,8 +10,13 @@
 //   MSR(X) = (silu(X W_G) ⊙ concat_h RMSNorm_noweight(retention_h(Q, K, V))) W_O
 //   Q = rotate(X W_Q), K = rotate(X W_K · Dk^(−1/2)), V = X W_V
 //
-// Dimension key: B batch, T tokens, d model width, H heads, Dk = d/H, Dv = value_dim/H,
-// V vocabulary. Parameters are fp32 (master weights); the compute dtype (f32, f64 or
+// The config's variant switches (docs/interop.md) compute flash-linear-attention's RetNet
+// in the same module: key_dim (W_Q, W_K of another width), rotary rope_half (half-split
+// RoPE instead of torchscale's pairs), retention_lambda false (Q scaled by 1/λ_n, which
+// cancels the op's λ_n), group_norm_affine (a weight [Dv] on the per-head norm).
+//
+// Dimension key: B batch, T tokens, d model width, H heads, Dk = key_width/H (d/H by
+// default), Dv = value_dim/H, V vocabulary. Parameters are fp32 (master weights); the compute dtype (f32, f64 or
 // bf16 on CUDA) is that of the activations, chosen per forward.
 #pragma once
 #include <string>
@@ -37,13 +42,23 @@ public:
     void fuse_projections();
 
     std::shared_ptr<Linear> q_proj, k_proj, v_proj, g_proj, out_proj;
+    std::shared_ptr<RMSNorm> group_norm;  // only with group_norm_affine (torchscale's has no weight)
 
 private:
     Tensor project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const;
+    Tensor rotate(const Tensor& x, const Tensor& pos, double scale) const;
+    // retention_lambda false: q [B,H,T,Dk] times 1/λ_n (n = pos0 + t, or pos[b] for a step)
+    Tensor undo_lambda(const Tensor& q, int64_t pos0) const;
+    Tensor undo_lambda_step(const Tensor& q, const Tensor& pos) const;
     Tensor qkvg_;  // the stacked weight (undefined: not fused)
     Tensor finish(const Tensor& y_bhtv, const Tensor& g) const;  // group norm, gate, out_proj
     int64_t H_, Dk_, Dv_;
     double eps_;
+    bool rope_half_, lambda_;
+    double rope_theta_;
+    // undo_lambda_step on CUDA: log γ_h and 1/(1 − γ_h) as [1,H] f64 on the device, made on
+    // the first step there (a warm-up step before any CUDA-graph capture), reused after
+    mutable Tensor log_gamma_dev_, inv_one_minus_gamma_dev_;
     std::vector<double> gamma_;
 };
 

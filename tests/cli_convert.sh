@@ -4,7 +4,8 @@
 # back bit for bit (inspect --diff: no tensor differs, no config key; a second round trip is
 # identical, exit 0), the tokenizer is carried, greedy generation on the converted-back
 # checkpoint gives the same text, what is dropped is said, and bad requests exit 2 with a
-# clear error and no output left behind.
+# clear error and no output left behind. --check prints the same statistics for the original
+# and the converted-back checkpoint (JSON identical), and parallel and recurrent agree.
 # Usage: cli_convert.sh PATH/TO/retnet
 set -euo pipefail
 RETNET=$1
@@ -61,6 +62,29 @@ grep -q "retnet_rel_pos.angle, retnet_rel_pos.decay" ts.txt
 "$RETNET" convert ts/model.safetensors back_ts.h5 | grep -q "skipped (torchscale's buffers"
 "$RETNET" inspect back.h5 --diff back_ts.h5 > /dev/null
 
+# --check: the converted-back checkpoint gives identical statistics; parallel and recurrent agree
+"$RETNET" convert --check run/ckpt_2.h5 --json > c1.json
+"$RETNET" convert --check back.h5 --json > c2.json
+cmp c1.json c2.json || { echo "FAIL: --check differs after the round trip"; exit 1; }
+"$RETNET" convert --check st/model.safetensors --json > c3.json
+cmp c1.json c3.json || { echo "FAIL: --check of the safetensors differs"; exit 1; }
+# the Hugging Face-style port: export, import back, the same logits to the bit
+mkdir hf
+"$RETNET" convert run/ckpt_2.h5 hf/model.safetensors --to hf > /dev/null
+grep -q '"model_type"' hf/config.json
+"$RETNET" convert hf/model.safetensors hf_back.h5 --from hf > /dev/null
+"$RETNET" convert --check hf_back.h5 --json > c5.json
+cmp c1.json c5.json || { echo "FAIL: --check differs after --to hf / --from hf"; exit 1; }
+"$RETNET" convert --check back.h5 --mode recurrent --json > c4.json
+"$RETNET" convert --check back.h5 | grep -q "checksum"
+"$RETNET" convert --check back.h5 --prompt-ids 5,6,7 --json | grep -q '"position": 2'
+python_free_num() { grep "\"$1\"" "$2" | head -1 | sed 's/.*: *//; s/,$//'; }
+for k in mean std min max checksum; do
+  a=$(python_free_num $k c1.json); b=$(python_free_num $k c4.json)
+  awk -v a="$a" -v b="$b" -v k="$k" 'BEGIN { d = a - b; if (d < 0) d = -d; s = (a < 0 ? -a : a); if (s < 1) s = 1;
+    if (d > 1e-4 * s) { print "FAIL: --check " k " parallel " a " vs recurrent " b; exit 1 } }'
+done
+
 # bad requests: exit 2, a clear error, nothing written
 expect_error() {  # expect_error PATTERN ARGS...
   local pat=$1; shift
@@ -70,10 +94,14 @@ expect_error() {  # expect_error PATTERN ARGS...
   if [ $rc != 2 ] || ! grep -q -e "$pat" err.txt; then echo "FAIL: convert $* gave $rc: $(cat err.txt)"; exit 1; fi
 }
 expect_error "exists. HINT: pass --force" run/ckpt_2.h5 st/model.safetensors
-expect_error "--to hf is not yet supported" run/ckpt_2.h5 hf.safetensors --to hf
 expect_error "expected a .h5 checkpoint and a .safetensors file" run/ckpt_2.h5 x.h5
+expect_error "--from 'flax': expected auto, retnet, torchscale, hf or fla" st/model.safetensors z.h5 --from flax
+expect_error "--check takes one checkpoint" --check run/ckpt_2.h5 q.h5
+expect_error "expected comma-separated token ids" --check run/ckpt_2.h5 --prompt-ids 1,x
+expect_error "prompt id 99999 is outside the vocabulary" --check run/ckpt_2.h5 --prompt-ids 1,99999
+expect_error "which torchscale does not compute\|--to fla" run/ckpt_2.h5 fla.safetensors --to fla
 printf 'abc' > short.safetensors
 expect_error "shorter than the 8-byte header length" short.safetensors y.h5
-test ! -e hf.safetensors && test ! -e y.h5 && test ! -e x.h5
+test ! -e y.h5 && test ! -e x.h5 && test ! -e z.h5 && test ! -e fla.safetensors
 "$RETNET" convert run/ckpt_2.h5 st/model.safetensors --force > /dev/null
 echo "cli convert: passed"

@@ -366,8 +366,6 @@ BOOST_AUTO_TEST_CASE(convert_refuses_what_does_not_fit) {
     tools::ConvertOptions o;
     o.in = ckpt;
     o.out = dir.file("x.safetensors");
-    o.to = "hf";
-    expect(o, "--to hf is not yet supported");
     o.to = "retnet";
     o.dtype = "F16";
     expect(o, "--dtype 'F16': expected F32, BF16 or F64");

@@ -3,13 +3,15 @@
 //                                            in data/<input name> (data/kjv for the Bible)
 //   retnet train --data DIR --out DIR ...   train a RetNet LM
 //   retnet inspect CKPT [--tensor N] [--diff OTHER] [--json]
-//   retnet convert IN OUT [--to retnet|torchscale] [--dtype F32|BF16|F64]   .h5 <-> .safetensors
+//   retnet convert IN OUT [--to retnet|torchscale|hf|fla] [--from auto|...]   .h5 <-> .safetensors
+//   retnet convert --check CKPT [--prompt-ids 1,2,3] [--mode parallel|chunkwise|recurrent] [--json]
 //   retnet generate CKPT --prompt TEXT [--prompt ...]   sample text (several prompts: one batch)
 //   retnet serve CKPT [--port P] ...         OpenAI-compatible HTTP completions server
 // Errors print as "error: ..." with exit status 2; they never leave a half-written file.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
 #include "core/error.h"
 #include "serving/generate.h"
@@ -142,11 +144,17 @@ int main(int argc, char** argv) {
     // ---- convert
     auto* cv = app.add_subcommand("convert", "HDF5 checkpoint <-> safetensors + config.json + tokenizer.model (docs/interop.md)");
     tools::ConvertOptions co;
-    cv->add_option("in", co.in, "a .h5 checkpoint (export) or a .safetensors file (import)")->required();
-    cv->add_option("out", co.out, "the .safetensors (config.json, tokenizer.model go beside it) or .h5 to write")->required();
-    cv->add_option("--to", co.to, "export naming and config keys: retnet, torchscale (hf: not yet)")->capture_default_str();
+    std::string prompt_ids;
+    cv->add_option("in", co.in, "a .h5 checkpoint (export, --check) or a .safetensors file (import, --check)")->required();
+    cv->add_option("out", co.out, "the .safetensors (config.json, tokenizer.model go beside it) or .h5 to write");
+    cv->add_option("--to", co.to, "export naming and config keys: retnet, torchscale or fla (hf: not yet)")->capture_default_str();
+    cv->add_option("--from", co.from, "import naming: auto (from config.json), retnet, torchscale, hf or fla")->capture_default_str();
     cv->add_option("--dtype", co.dtype, "export element type: F32 (exact), BF16 (rounded) or F64")->capture_default_str();
     cv->add_flag("--force", co.force, "overwrite existing outputs");
+    cv->add_flag("--check", co.check, "print the logits' statistics of IN on a fixed prompt (f32, CPU); no OUT");
+    cv->add_option("--prompt-ids", prompt_ids, "--check: comma-separated token ids (default: 16 fixed ids in the vocabulary)");
+    cv->add_option("--mode", co.check_mode, "--check: parallel, chunkwise or recurrent")->capture_default_str();
+    cv->add_flag("--json", co.json, "--check: print JSON");
 
     // ---- generate
     auto* gen = app.add_subcommand("generate", "sample text from a checkpoint (several --prompt: one batch)");
@@ -202,7 +210,22 @@ int main(int argc, char** argv) {
         }
         if (*tr) return tools::run_train(t);
         if (*in) return tools::run_inspect(io);
-        if (*cv) return tools::run_convert(co);
+        if (*cv) {
+            std::stringstream ss(prompt_ids);
+            for (std::string item; std::getline(ss, item, ',');) {
+                size_t used = 0;
+                long long v = -1;
+                try {
+                    v = std::stoll(item, &used);
+                } catch (const std::exception&) {
+                    used = 0;
+                }
+                RN_CHECK(used == item.size() && !item.empty() && v >= 0, "convert: --prompt-ids '", prompt_ids,
+                         "': expected comma-separated token ids >= 0, got '", item, "'");
+                co.prompt_ids.push_back(v);
+            }
+            return tools::run_convert(co);
+        }
         if (*gen) return tools::run_generate(go);
         if (*sv) return tools::run_serve(so);
     } catch (const Error& e) {
