@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <numeric>
 
 #include "autograd/grad_mode.h"
 #include "core/tensor_math.h"
@@ -55,6 +56,121 @@ Engine::Engine(std::shared_ptr<nn::LanguageModel> model, EngineOptions opt)
     }
     use_graphs_ = opt_.cuda_graphs > 0 && dev_.is_cuda();
     for (int64_t s = opt_.max_slots - 1; s >= 0; --s) free_.push_back(s);  // back() is the lowest
+    if (opt_.prefix_cache_bytes > 0) {
+        if (model_->state_grows_with_context()) {
+            std::fprintf(stderr, "note: the prefix-state cache is off for this model: its decoding state (a KV "
+                                 "cache) grows with the context, so a cached prefix would cost as much memory as "
+                                 "the tokens it holds\n");
+        } else {
+            // a boundary must be a seam of both the engine's prefill steps and the model's
+            // retention chunks, so that resuming there runs the same arithmetic as a cold prefill
+            const int64_t base = std::lcm(opt_.prefill_chunk, std::max<int64_t>(1, model_->config().chunk));
+            RN_CHECK(opt_.prefix_cache_granularity >= 0, "Engine: prefix_cache_granularity must be >= 0, got ",
+                     opt_.prefix_cache_granularity);
+            const int64_t g = std::max<int64_t>(opt_.prefix_cache_granularity, base);
+            granularity_ = (g + base - 1) / base * base;
+            prefix_on_ = true;
+            pstats_.capacity = opt_.prefix_cache_bytes;
+        }
+    }
+}
+
+namespace {
+// FNV-1a over the ids' bytes, extended one token at a time (a prefix's hash is a step on
+// the way to a longer one's). Only a filter: entries also compare their tokens.
+constexpr uint64_t kFnvBasis = 1469598103934665603ull;
+inline uint64_t fnv_step(uint64_t h, int32_t tok) {
+    const uint32_t u = uint32_t(tok);
+    for (int b = 0; b < 4; ++b) {
+        h ^= (u >> (8 * b)) & 0xffu;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+}  // namespace
+
+PrefixCacheStats Engine::prefix_cache_stats() const {
+    PrefixCacheStats st = pstats_;
+    st.entries = int64_t(lru_.size());
+    return st;
+}
+
+std::vector<int64_t> Engine::prefix_cache_lengths() const {
+    std::vector<int64_t> v;
+    for (const PrefixEntry& e : lru_) v.push_back(int64_t(e.tokens.size()));
+    return v;
+}
+
+Engine::PrefixIt Engine::prefix_find(const std::vector<int32_t>& tokens, int64_t length, uint64_t hash) {
+    auto [lo, hi] = prefix_index_.equal_range(hash);
+    for (auto it = lo; it != hi; ++it) {
+        const PrefixEntry& e = *it->second;
+        if (int64_t(e.tokens.size()) == length && std::equal(e.tokens.begin(), e.tokens.end(), tokens.begin()))
+            return it->second;
+    }
+    return lru_.end();
+}
+
+void Engine::prefix_evict_lru() {
+    PrefixIt victim = std::prev(lru_.end());
+    auto [lo, hi] = prefix_index_.equal_range(victim->hash);
+    for (auto it = lo; it != hi; ++it)
+        if (it->second == victim) {
+            prefix_index_.erase(it);
+            break;
+        }
+    pstats_.bytes -= victim->bytes;
+    ++pstats_.evictions;
+    lru_.erase(victim);
+}
+
+void Engine::prefix_lookup(Seq& s) {
+    const int64_t G = granularity_;
+    if (s.prompt_len <= G) return;  // no boundary strictly inside the prompt: neither a hit nor a miss
+    // hashes of every boundary prefix shorter than the prompt, then the longest one cached
+    std::vector<uint64_t> hashes;
+    uint64_t h = kFnvBasis;
+    for (int64_t i = 0; i < s.prompt_len - 1; ++i) {
+        h = fnv_step(h, s.tokens[size_t(i)]);
+        if ((i + 1) % G == 0) hashes.push_back(h);
+    }
+    for (int64_t k = int64_t(hashes.size()); k >= 1; --k) {
+        PrefixIt e = prefix_find(s.tokens, k * G, hashes[size_t(k - 1)]);
+        if (e == lru_.end()) continue;
+        for (size_t l = 0; l < states_.size(); ++l) copy_nograd(states_[l].narrow(0, s.slot, 1), e->states[l]);
+        s.prefilled = k * G;
+        lru_.splice(lru_.begin(), lru_, e);  // most recently used (iterators stay valid)
+        ++pstats_.hits;
+        pstats_.tokens_reused += k * G;
+        return;
+    }
+    ++pstats_.misses;
+}
+
+void Engine::prefix_insert(const Seq& s) {
+    const int64_t len = s.prefilled;
+    // a prompt continuing this prefix needs len + 1 tokens and room for one more
+    if (len + 1 >= opt_.max_context) return;
+    uint64_t h = kFnvBasis;
+    for (int64_t i = 0; i < len; ++i) h = fnv_step(h, s.tokens[size_t(i)]);
+    PrefixIt e = prefix_find(s.tokens, len, h);
+    if (e != lru_.end()) {  // already there (a sequence that missed it while it was being made)
+        lru_.splice(lru_.begin(), lru_, e);
+        return;
+    }
+    size_t bytes = 0;
+    for (const Tensor& st : states_) bytes += st.nbytes() / size_t(opt_.max_slots);
+    if (bytes > opt_.prefix_cache_bytes) return;  // not even one state fits
+    while (!lru_.empty() && pstats_.bytes + bytes > opt_.prefix_cache_bytes) prefix_evict_lru();
+    PrefixEntry ne{h, std::vector<int32_t>(s.tokens.begin(), s.tokens.begin() + len), {}, 0};
+    for (const Tensor& st : states_) {
+        ne.states.push_back(st.narrow(0, s.slot, 1).clone());
+        ne.bytes += ne.states.back().nbytes();
+    }
+    pstats_.bytes += ne.bytes;
+    ++pstats_.inserts;
+    lru_.push_front(std::move(ne));
+    prefix_index_.emplace(h, lru_.begin());
 }
 
 int64_t Engine::free_slots() const { return int64_t(free_.size()); }
@@ -247,14 +363,26 @@ std::vector<EngineEvent> Engine::step() {
     int64_t budget = opt_.prefill_chunk;
     while (budget > 0 && n_decoding_ < int64_t(seqs_.size())) {
         Seq& s = seqs_[size_t(n_decoding_)];
-        const int64_t take = std::min(budget, s.prompt_len - s.prefilled);
-        budget -= take;
+        if (prefix_on_ && !s.looked_up) {
+            s.looked_up = true;
+            prefix_lookup(s);
+        }
         std::vector<Tensor> slot;
         for (const Tensor& st : states_) slot.push_back(st.narrow(0, s.slot, 1));
-        std::vector<int64_t> ids(s.tokens.begin() + s.prefilled, s.tokens.begin() + s.prefilled + take);
-        Tensor logits = model_->prefill(from_vector<int64_t>(ids, {1, take}, dev_), s.prefilled, slot, compute_,
-                                        model_->config().chunk);  // [1,take,V]
-        s.prefilled += take;
+        Tensor logits;
+        int64_t take = 0;
+        while (budget > 0 && s.prefilled < s.prompt_len) {
+            take = std::min(budget, s.prompt_len - s.prefilled);
+            // with the cache on, a prefill stops at each boundary, whose state it caches
+            if (prefix_on_) take = std::min(take, (s.prefilled / granularity_ + 1) * granularity_ - s.prefilled);
+            std::vector<int64_t> ids(s.tokens.begin() + s.prefilled, s.tokens.begin() + s.prefilled + take);
+            logits = model_->prefill(from_vector<int64_t>(ids, {1, take}, dev_), s.prefilled, slot, compute_,
+                                     model_->config().chunk);  // [1,take,V]
+            s.prefilled += take;
+            budget -= take;
+            prefill_tokens_ += take;
+            if (prefix_on_ && s.prefilled % granularity_ == 0) prefix_insert(s);
+        }
         if (s.prefilled < s.prompt_len) break;  // budget spent inside this prompt
 
         // prompt done: its first token comes from the last position's logits

@@ -21,11 +21,25 @@
 // same request alone (up to float rounding differences of batched matmuls, which only
 // matter for exact logit ties).
 //
+// Prefix-state cache (EngineOptions::prefix_cache_bytes; docs/generation.md): a RetNet's
+// state after a prompt prefix is a fixed few MiB however long the prefix, so the engine keeps
+// copies of the states reached at prefill boundaries (every `granularity` tokens) in an LRU
+// under a byte budget, keyed by the exact token prefix (a hash, then a full comparison). A
+// newcomer whose prompt starts with a cached prefix (strictly shorter than the prompt: the
+// last prompt token must run to give logits) gets that state copied into its slot and
+// prefills only the rest. The granularity is a multiple of prefill_chunk and of the model's
+// retention chunk, and a prefill never runs across a boundary, so a sequence prefilled alone
+// goes through the same chunkwise arithmetic with or without a hit: the same logits, bit
+// for bit (tests/test_prefix_cache.cpp). Off for a model whose state grows with the context
+// (a Transformer's KV cache), where a copy would cost as much as the context it holds.
+//
 // Not thread-safe: one thread owns the engine (the server's engine thread).
 #pragma once
 #include <cstdint>
 #include <limits>
+#include <list>
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,6 +78,24 @@ struct EngineOptions {
     // capture fails the engine says why on stderr and decodes without graphs; the tokens
     // are the same either way. 0: never (eager launches). Ignored on the CPU.
     int cuda_graphs = 1;
+    // Bytes of memory (on the engine's device) for the prefix-state cache; 0: off. Ignored,
+    // with a note on stderr, for a model whose state grows with the context (a Transformer).
+    // `serve --prefix-cache-mb` (default 256) and `generate --prefix-cache-mb` (default 0).
+    size_t prefix_cache_bytes = 0;
+    // Prefix lengths cached: multiples of this. 0: lcm(prefill_chunk, the model's chunk);
+    // another value is rounded up to a multiple of that lcm (so that a hit resumes the
+    // chunkwise prefill on the same seams as a cold one).
+    int64_t prefix_cache_granularity = 0;
+};
+
+struct PrefixCacheStats {
+    int64_t hits = 0;          // sequences that started from a cached state
+    int64_t misses = 0;        // sequences with a prompt longer than one granularity that found none
+    int64_t entries = 0;       // states held now
+    int64_t inserts = 0, evictions = 0;
+    int64_t tokens_reused = 0; // prompt tokens not prefilled thanks to hits
+    size_t bytes = 0;          // held now
+    size_t capacity = 0;       // the budget (0: off)
 };
 
 struct EngineEvent {
@@ -109,6 +141,13 @@ public:
     DType compute() const { return compute_; }
     bool cuda_graphs() const { return use_graphs_; }  // on, and no capture has failed
     int64_t graphs_captured() const { return graphs_made_; }
+    // prompt tokens run through the model's prefill so far (a prefix-cache hit skips some)
+    int64_t prefill_tokens() const { return prefill_tokens_; }
+    bool prefix_cache_on() const { return prefix_on_; }
+    int64_t prefix_cache_granularity() const { return granularity_; }  // 0 when off
+    PrefixCacheStats prefix_cache_stats() const;
+    // the cached prefix lengths, most recently used first (tests)
+    std::vector<int64_t> prefix_cache_lengths() const;
 
 private:
     struct Seq {
@@ -121,7 +160,28 @@ private:
         int64_t max_new;
         Sampler sampler;
         bool cancelled = false;
+        bool looked_up = false;        // the prefix cache was asked (once, as its prefill starts)
     };
+    // ---- the prefix-state cache
+    struct PrefixEntry {
+        uint64_t hash;
+        std::vector<int32_t> tokens;  // the prefix (its length a multiple of granularity_)
+        std::vector<Tensor> states;   // per layer [1, H, Dk, Dv]: the state after it
+        size_t bytes;
+    };
+    using PrefixIt = std::list<PrefixEntry>::iterator;
+    // copies the longest cached prefix of s's prompt (shorter than it) into s's slot
+    void prefix_lookup(Seq& s);
+    // caches the state of s's slot after its first s.prefilled tokens (a boundary)
+    void prefix_insert(const Seq& s);
+    PrefixIt prefix_find(const std::vector<int32_t>& tokens, int64_t length, uint64_t hash);
+    void prefix_evict_lru();
+    bool prefix_on_ = false;
+    int64_t granularity_ = 0;
+    std::list<PrefixEntry> lru_;  // front: most recently used
+    std::unordered_multimap<uint64_t, PrefixIt> prefix_index_;
+    PrefixCacheStats pstats_;
+    int64_t prefill_tokens_ = 0;
     Seq* find(int64_t id);
     const Seq* find(int64_t id) const;
     void move_slot(int64_t from, int64_t to, int64_t length);  // copies a slot's state (its first `length` tokens)

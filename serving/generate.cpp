@@ -40,6 +40,7 @@ void validate_generate_options(const GenerateOptions& o) {
              p.repetition_penalty, ": repetition_penalty must be a finite number > 0 (1 = off)");
     p.validate();  // whatever else the sampler requires
     RN_CHECK(o.prefill_chunk >= 1, "generate: --prefill-chunk ", o.prefill_chunk, ": must be >= 1");
+    RN_CHECK(o.prefix_cache_mb >= 0, "generate: --prefix-cache-mb ", o.prefix_cache_mb, ": must be >= 0 (0: off)");
     Device dev;
     try {
         dev = Device::parse(o.device);
@@ -75,6 +76,7 @@ GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
     eo.max_slots = int64_t(o.prompts.size());
     eo.prefill_chunk = o.prefill_chunk;
     eo.max_context = o.max_context;
+    eo.prefix_cache_bytes = size_t(o.prefix_cache_mb) << 20;
     eo.device = o.device;
     eo.dtype = o.dtype;
     eo.cuda_graphs = o.cuda_graphs ? 1 : 0;

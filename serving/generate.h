@@ -25,6 +25,7 @@ struct GenerateOptions {
     bool cuda_graphs = true;   // on CUDA, decode steps replay CUDA graphs (EngineOptions::cuda_graphs)
     int64_t prefill_chunk = 256;
     int64_t max_context = 0;  // tokens per sequence; 0: the model's default (EngineOptions)
+    int64_t prefix_cache_mb = 0;  // MiB for the prefix-state cache (EngineOptions::prefix_cache_bytes); 0: off
 };
 
 struct GenerateResult {

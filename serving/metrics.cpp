@@ -63,6 +63,15 @@ std::string Metrics::render(int64_t queue_depth, int64_t slots_in_use, int64_t s
     one("retnet_queue_depth", "gauge", "generation requests accepted and waiting for engine slots", queue_depth);
     one("retnet_slots_in_use", "gauge", "engine slots holding a sequence (prefilling or decoding)", slots_in_use);
     one("retnet_slots_total", "gauge", "engine slots (--max-slots)", slots_total);
+    one("retnet_prefix_cache_hits_total", "counter", "prompts that started from a cached prefix state",
+        prefix_hits.load());
+    one("retnet_prefix_cache_misses_total", "counter",
+        "prompts longer than the cache granularity that found no cached prefix state", prefix_misses.load());
+    one("retnet_prefix_cache_tokens_reused_total", "counter", "prompt tokens not prefilled thanks to cache hits",
+        prefix_tokens_reused.load());
+    one("retnet_prefix_cache_bytes", "gauge", "bytes held by the prefix-state cache (--prefix-cache-mb)",
+        prefix_bytes.load());
+    one("retnet_prefix_cache_entries", "gauge", "prefix states held by the cache", prefix_entries.load());
     os << ttft.render("retnet_time_to_first_token_seconds", "from accepting a request to its first sampled token");
     os << itl.render("retnet_inter_token_latency_seconds", "between consecutive tokens of one sequence");
     return os.str();

@@ -238,7 +238,16 @@ private:
                                 {"open_requests", s_.open_requests.load() - 1},
                                 {"capacity", s_.queue.capacity()},
                                 {"state_bytes", s_.worker->state_bytes()},
-                                {"tokens_generated", s_.worker->tokens_generated.load()}};
+                                {"tokens_generated", s_.worker->tokens_generated.load()},
+                                // the prefix-state cache (off: capacity 0, as for a Transformer)
+                                {"prefix_cache",
+                                 {{"enabled", s_.worker->prefix_cache_on()},
+                                  {"capacity_bytes", s_.worker->prefix_cache_capacity()},
+                                  {"bytes", s_.worker->prefix_bytes.load()},
+                                  {"entries", s_.worker->prefix_entries.load()},
+                                  {"hits", s_.worker->prefix_hits.load()},
+                                  {"misses", s_.worker->prefix_misses.load()},
+                                  {"tokens_reused", s_.worker->prefix_tokens_reused.load()}}}};
             return send_json(http::status::ok, j.dump());
         }
         if (target == "/metrics") {  // open, like /health: scrapers carry no key
@@ -852,6 +861,7 @@ int run_serve(const ServeOptions& opt) {
         eo.max_slots = opt.max_slots;
         eo.prefill_chunk = opt.prefill_chunk;
         eo.max_context = opt.max_context;
+        eo.prefix_cache_bytes = size_t(std::max<int64_t>(opt.prefix_cache_mb, 0)) << 20;
         eo.device = opt.device;
         eo.dtype = opt.dtype;
         eo.cuda_graphs = opt.cuda_graphs ? 1 : 0;

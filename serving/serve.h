@@ -50,6 +50,7 @@ struct ServeOptions {
     int64_t max_tokens_limit = 512;   // largest max_tokens a request may ask for
     int64_t prefill_chunk = 256;      // prompt tokens prefilled per engine step
     int64_t max_context = 0;          // tokens per sequence; 0: the model's default (EngineOptions)
+    int64_t prefix_cache_mb = 256;    // MiB for the prefix-state cache (EngineOptions::prefix_cache_bytes); 0: off
     std::string device = "cpu";       // cpu, cuda, cuda:N
     std::string dtype = "f32";        // f32, or bf16 on CUDA
     bool cuda_graphs = true;          // on CUDA, decode steps replay CUDA graphs (EngineOptions)

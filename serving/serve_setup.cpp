@@ -93,6 +93,8 @@ void validate_serve_options(const ServeOptions& opt) {
     in("--max-prompt-tokens", opt.max_prompt_tokens, int64_t(1), int64_t(1) << 20);
     in("--max-tokens-limit", opt.max_tokens_limit, int64_t(1), int64_t(1) << 20);
     in("--prefill-chunk", opt.prefill_chunk, int64_t(1), int64_t(1) << 20);
+    in("--prefix-cache-mb", opt.prefix_cache_mb, int64_t(0), int64_t(1) << 24);
+    in("--max-context", opt.max_context, int64_t(0), int64_t(1) << 30);
     in("--threads", opt.threads, 1, 256);
     RN_CHECK(opt.model_name.size() <= 256, "serve: --model-name must be at most 256 bytes, got ", opt.model_name.size());
     RN_CHECK(opt.dtype == "f32" || opt.dtype == "bf16", "serve: --dtype must be f32 or bf16 (bf16 on CUDA only), got '",

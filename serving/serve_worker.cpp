@@ -138,6 +138,22 @@ void GenerationWorker::fail_all(const std::string& message) {
     running_.clear();
 }
 
+void GenerationWorker::publish_prefix_stats() {
+    const PrefixCacheStats st = engine_.prefix_cache_stats();
+    prefix_hits.store(st.hits);
+    prefix_misses.store(st.misses);
+    prefix_entries.store(st.entries);
+    prefix_bytes.store(int64_t(st.bytes));
+    prefix_tokens_reused.store(st.tokens_reused);
+    if (metrics_) {
+        metrics_->prefix_hits.store(st.hits);
+        metrics_->prefix_misses.store(st.misses);
+        metrics_->prefix_entries.store(st.entries);
+        metrics_->prefix_bytes.store(int64_t(st.bytes));
+        metrics_->prefix_tokens_reused.store(st.tokens_reused);
+    }
+}
+
 void GenerationWorker::run() {
     for (;;) {
         bool closed = false;
@@ -176,6 +192,7 @@ void GenerationWorker::run() {
             }
         }
         active_sequences.store(engine_.active());
+        publish_prefix_stats();
         // wake each connection once per step, after all its text is in
         std::sort(touched_.begin(), touched_.end());
         touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());

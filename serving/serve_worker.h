@@ -31,6 +31,11 @@ public:
     int64_t max_slots() const { return engine_.options().max_slots; }
     // for /health (written by the engine thread, read by any)
     std::atomic<int64_t> active_sequences{0}, waiting_jobs{0}, tokens_generated{0};
+    // the engine's prefix-state cache (EngineOptions::prefix_cache_bytes), after the last step
+    std::atomic<int64_t> prefix_hits{0}, prefix_misses{0}, prefix_entries{0}, prefix_bytes{0},
+        prefix_tokens_reused{0};
+    bool prefix_cache_on() const { return engine_.prefix_cache_on(); }
+    size_t prefix_cache_capacity() const { return engine_.prefix_cache_stats().capacity; }
 
 private:
     struct Running {
@@ -48,6 +53,7 @@ private:
     void fail(Job& job, int status, const std::string& message);  // the whole job, at once
     void on_events(const std::vector<EngineEvent>& events);
     void fail_all(const std::string& message);  // after an engine error
+    void publish_prefix_stats();  // engine → the atomics above and the metrics
 
     Metrics* metrics_ = nullptr;
     std::vector<std::string> texts_;  // token_text by id

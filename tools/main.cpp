@@ -120,6 +120,10 @@ int main(int argc, char** argv) {
     sv->add_option("--max-prompt-tokens", so.max_prompt_tokens, "longest prompt, BOS included")->capture_default_str();
     sv->add_option("--max-tokens-limit", so.max_tokens_limit, "largest max_tokens a request may ask for")->capture_default_str();
     sv->add_option("--prefill-chunk", so.prefill_chunk, "prompt tokens prefilled per engine step")->capture_default_str();
+    sv->add_option("--prefix-cache-mb", so.prefix_cache_mb,
+                   "MiB for cached decoding states after shared prompt prefixes (RetNet only; 0: off)")
+        ->check(CLI::Range(int64_t(0), int64_t(1) << 24))
+        ->capture_default_str();
     sv->add_option("--max-context", so.max_context,
                    "tokens per sequence (prompt + output); 0: the model's default (a Transformer's KV cache is "
                    "preallocated for this many tokens per slot)")
@@ -171,6 +175,10 @@ int main(int argc, char** argv) {
     gen->add_flag("!--no-bos", go.bos, "do not start prompts with <s>");
     gen->add_flag("--ignore-eos", go.ignore_eos, "keep generating past the end-of-text token");
     gen->add_option("--prefill-chunk", go.prefill_chunk, "prompt tokens prefilled per engine step")->capture_default_str();
+    gen->add_option("--prefix-cache-mb", go.prefix_cache_mb,
+                    "MiB for cached decoding states after shared prompt prefixes (RetNet only; 0: off)")
+        ->check(CLI::Range(int64_t(0), int64_t(1) << 24))
+        ->capture_default_str();
     gen->add_option("--max-context", go.max_context, "tokens per sequence (prompt + output); 0: the model's default")
         ->capture_default_str();
     gen->add_option("--device", go.device, "cpu, cuda or cuda:N")->capture_default_str();
