@@ -38,5 +38,7 @@ fi
 web="$(cd "$(dirname "$0")/.." && pwd)/tests/web"
 if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
   echo "npm ci --prefix tests/web"
-  npm ci --prefix "$web" --no-audit --no-fund
+  # test-only: a failure (no npm registry reachable) must not stop the main job's setup;
+  # the web tests then say SKIP, or fail where RN_WEB_TESTS_REQUIRED=1 (CI)
+  npm ci --prefix "$web" --no-audit --no-fund || echo "npm ci failed: the tests labelled web will be skipped" >&2
 fi
