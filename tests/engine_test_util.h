@@ -1,5 +1,6 @@
-// tests/engine_test_util.h — what the generation-engine tests share: running an Engine until
-// it is idle and collecting each sequence's tokens and finish reason.
+// tests/engine_test_util.h — what the generation-engine tests share: a tiny Transformer to
+// serve, and running an Engine until it is idle, collecting each sequence's tokens and
+// finish reason.
 #pragma once
 #include <boost/test/unit_test.hpp>
 
@@ -7,9 +8,24 @@
 #include <string>
 #include <vector>
 
+#include "nn/lm.h"
 #include "serving/engine.h"
 
 namespace rn::test {
+
+// a tiny Transformer: 4 query heads over 2 KV heads (GQA), head dim 8
+inline std::shared_ptr<nn::LanguageModel> tiny_transformer(int64_t vocab, uint64_t seed = 5) {
+    nn::ModelConfig c;
+    c.arch = "transformer";
+    c.vocab_size = vocab;
+    c.d_model = 32;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.value_dim = 32;
+    c.ffn_dim = 48;
+    c.n_layers = 2;
+    return nn::make_model(c, seed);
+}
 
 // runs the engine until idle; tokens per sequence id, and the finish reason of each
 inline std::map<int64_t, std::vector<int32_t>> run_all(tools::Engine& e,

@@ -25,19 +25,6 @@ namespace {
 
 constexpr int64_t kVocab = 31;
 
-// 4 query heads over 2 KV heads (GQA), head dim 8
-std::shared_ptr<nn::LanguageModel> tiny_transformer(uint64_t seed = 5) {
-    nn::ModelConfig c;
-    c.arch = "transformer";
-    c.vocab_size = kVocab;
-    c.d_model = 32;
-    c.n_heads = 4;
-    c.n_kv_heads = 2;
-    c.value_dim = 32;
-    c.ffn_dim = 48;
-    c.n_layers = 2;
-    return nn::make_model(c, seed);
-}
 
 SamplingParams params(double temperature, uint64_t seed = 7) {
     SamplingParams p;
@@ -68,7 +55,7 @@ std::vector<int32_t> prompt_of(int64_t n, int32_t salt) {
 BOOST_AUTO_TEST_SUITE(engine_transformer)
 
 BOOST_AUTO_TEST_CASE(chunked_prefill_then_cached_decoding_follows_the_full_forward) {
-    auto model = tiny_transformer();
+    auto model = tiny_transformer(kVocab);
     BOOST_TEST(model->state_grows_with_context());
     const std::vector<int32_t> prompt = prompt_of(11, 1);
     Engine e(model, options(2, 4));  // 11 prompt tokens: chunks 4 + 4 + 3
@@ -107,7 +94,7 @@ BOOST_AUTO_TEST_CASE(chunked_prefill_then_cached_decoding_follows_the_full_forwa
 }
 
 BOOST_AUTO_TEST_CASE(a_sequence_in_a_changing_batch_gives_the_same_tokens_as_alone) {
-    auto model = tiny_transformer();
+    auto model = tiny_transformer(kVocab);
     const std::vector<int32_t> target = prompt_of(9, 2);
     const SamplingParams sp = params(1.0, 42);
     std::vector<int32_t> alone;
@@ -143,7 +130,7 @@ BOOST_AUTO_TEST_CASE(a_sequence_in_a_changing_batch_gives_the_same_tokens_as_alo
 }
 
 BOOST_AUTO_TEST_CASE(the_cache_is_preallocated_and_its_use_grows_with_the_tokens) {
-    auto model = tiny_transformer();
+    auto model = tiny_transformer(kVocab);
     const auto& c = model->config();
     const int64_t slots = 3, ctx = 40, D = c.head_dim();
     Engine e(model, options(slots, 8, ctx));

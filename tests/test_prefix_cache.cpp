@@ -39,18 +39,6 @@ std::shared_ptr<nn::LanguageModel> tiny_retnet(uint64_t seed = 3) {
     return std::make_shared<nn::RetNetLM>(c, seed);
 }
 
-std::shared_ptr<nn::LanguageModel> tiny_transformer(uint64_t seed = 5) {
-    nn::ModelConfig c;
-    c.arch = "transformer";
-    c.vocab_size = kVocab;
-    c.d_model = 32;
-    c.n_heads = 4;
-    c.n_kv_heads = 2;
-    c.value_dim = 32;
-    c.ffn_dim = 48;
-    c.n_layers = 2;
-    return nn::make_model(c, seed);
-}
 
 EngineOptions options(size_t cache_bytes, int64_t slots = 4, int64_t max_context = 64) {
     EngineOptions o;
@@ -298,8 +286,8 @@ BOOST_AUTO_TEST_CASE(prefixes_up_to_max_context) {
 }
 
 BOOST_AUTO_TEST_CASE(a_transformer_leaves_the_cache_off_and_still_generates) {
-    Engine off(tiny_transformer(), options(0));
-    Engine on(tiny_transformer(), options(kMiB));
+    Engine off(tiny_transformer(kVocab), options(0));
+    Engine on(tiny_transformer(kVocab), options(kMiB));
     BOOST_TEST(!on.prefix_cache_on());
     BOOST_TEST(on.prefix_cache_granularity() == 0);
     const std::vector<int32_t> p = tokens_of(30, 8);
