@@ -13,7 +13,10 @@ PKGS=(cmake ninja-build g++ pkg-config
       libhdf5-dev                      # checkpoints
       libcli11-dev                     # the retnet command line
       libopenmpi-dev openmpi-bin       # MPI: starts data-parallel jobs (mpirun), CPU collectives
+      zlib1g-dev                       # reads the dictd dictionaries (.dict.dz) of the corpora
       bible-kjv                        # the built-in default corpus (its `bible` program)
+      dict-gcide dict-foldoc dict-jargon dict-devil fortunes fortunes-min
+                                       # more built-in corpora: retnet prepare --corpus english (docs/data.md)
       wrk                              # test-only: the HTTP load generator of tests/serve_wrk.sh
       chromium)                        # test-only: the browser of tests/web/ (the page at GET /)
 # Node.js and npm, test-only (tests/web/: the page in Chromium, the OpenAI Node client):

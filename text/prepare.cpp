@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <unordered_set>
 
 #include "core/error.h"
 #include "core/random.h"
@@ -136,8 +137,16 @@ std::vector<std::string> list_input_files(const std::vector<std::string>& inputs
 
 // ---------------------------------------------------------------- prepare
 
-std::string default_prepare_out_dir(const std::vector<std::string>& inputs) {
-    if (inputs.empty()) return "data/kjv";
+std::string default_prepare_out_dir(const std::vector<std::string>& inputs, const std::string& corpus_spec) {
+    if (inputs.empty()) {
+        std::string name;
+        for (char c : corpus_spec) {
+            if (c == ',') c = '-';
+            if (c != ' ' && c != '/' && c != '\\' && !(name.empty() && (c == '.' || c == '-'))) name += c;
+        }
+        while (!name.empty() && name.back() == '-') name.pop_back();
+        return "data/" + (name.empty() ? std::string("kjv") : name);
+    }
     fs::path p(inputs.front());
     std::error_code ec;
     std::string name;
@@ -190,8 +199,43 @@ uint64_t file_checksum(const std::string& path) {
 struct Source {
     std::string path;
     uint64_t bytes = 0, checksum = 0;
-    int64_t documents = 0;
+    int64_t documents = 0;   // as read, duplicates included (what "changed while being read" checks)
+    int64_t duplicates = 0;  // of those, dropped as duplicates of an earlier document
+    int64_t tokens = 0;
 };
+
+// A document's identity for deduplication: two 64-bit hashes (FNV-1a and a multiply-xorshift
+// mix, independent enough) of its whitespace-normalized text (normalize_whitespace), computed
+// without building that text. Documents are streamed, so the earlier twin's text is not at
+// hand to compare; with 128 bits a false match among even 10^9 documents has a chance below
+// 10^-20. (Records of the built-in corpora are compared in full: corpora.h.)
+struct DocKey {
+    uint64_t a, b;
+    bool operator==(const DocKey& o) const { return a == o.a && b == o.b; }
+};
+struct DocKeyHash {
+    size_t operator()(const DocKey& k) const { return size_t(k.a ^ (k.b * 0x9E3779B97F4A7C15ull)); }
+};
+DocKey doc_key(const std::string& d) {
+    uint64_t a = 0xcbf29ce484222325ull, b = 0x243F6A8885A308D3ull;
+    auto put = [&](unsigned char c) {
+        a = (a ^ c) * 0x100000001b3ull;
+        b = (b + c + 1) * 0xff51afd7ed558ccdull;
+        b ^= b >> 29;
+    };
+    bool gap = false, any = false;
+    for (char ch : d) {
+        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\f' || ch == '\v') {
+            gap = any;
+            continue;
+        }
+        if (gap) put(' ');
+        gap = false;
+        any = true;
+        put(static_cast<unsigned char>(ch));
+    }
+    return {a, b};
+}
 
 std::string describe(const std::vector<std::string>& paths) {
     if (paths.empty()) return "(no files)";
@@ -310,24 +354,41 @@ PrepareResult prepare(const PrepareOptions& opts) {
     };
     validate_prepare_options(opts);  // before anything is read or written
     PrepareResult r;
-    r.files = list_input_files(opts.inputs, opts.out_dir);
+    std::vector<std::string> inputs;
+    if (!opts.corpora.empty()) {  // the built-in corpora first, then the inputs given
+        r.corpora = write_corpora(opts.corpora, (fs::path(opts.out_dir) / "text").string(), log, opts.corpora_root);
+        for (const auto& c : r.corpora) inputs.push_back(c.path);
+    }
+    inputs.insert(inputs.end(), opts.inputs.begin(), opts.inputs.end());
+    r.files = list_input_files(inputs, opts.out_dir);
     std::error_code ec;
 
-    // pass 1: count documents per file (the split needs the total before any is written)
+    // pass 1: count documents per file (the split needs the total before any is written),
+    // mark duplicates (a document whose normalized text an earlier one had, in any file),
     // and hash each file (what the output folder is made from, for check_out_dir and meta.json)
     std::vector<Source> sources;
+    std::vector<char> is_dup;  // per document as read, over all files
+    std::unordered_set<DocKey, DocKeyHash> seen_docs;
     int64_t n_docs = 0;
     for (const auto& f : r.files) {
         Source src;
         src.path = f;
-        for_each_document(f, [&](const std::string&) { ++src.documents; });
+        for_each_document(f, [&](const std::string& d) {
+            ++src.documents;
+            const bool dup = !seen_docs.insert(doc_key(d)).second;
+            is_dup.push_back(dup ? 1 : 0);
+            src.duplicates += dup ? 1 : 0;
+        });
         src.bytes = uint64_t(fs::file_size(f, ec));
         src.checksum = file_checksum(f);
-        n_docs += src.documents;
+        n_docs += src.documents - src.duplicates;
+        r.duplicates += src.duplicates;
         sources.push_back(src);
     }
+    seen_docs = {};
     RN_CHECK(n_docs > 0, "prepare: the ", r.files.size(), " input files hold no text");
-    log("prepare: " + std::to_string(r.files.size()) + " files, " + std::to_string(n_docs) + " documents");
+    log("prepare: " + std::to_string(r.files.size()) + " files, " + std::to_string(n_docs) + " documents" +
+        (r.duplicates > 0 ? " (" + std::to_string(r.duplicates) + " duplicates dropped)" : std::string()));
 
     check_out_dir(opts, sources, log);
     fs::create_directories(opts.out_dir, ec);
@@ -376,21 +437,25 @@ PrepareResult prepare(const PrepareOptions& opts) {
     ShardWriter train_w(r.train_path, vocab, bos), val_w(r.val_path, vocab, bos);
     std::vector<std::string> chunk;
     std::vector<int64_t> chunk_index;
+    std::vector<size_t> chunk_source;  // which file each document came from (tokens per source)
     size_t chunk_bytes = 0;
-    int64_t doc_index = 0;
+    int64_t doc_index = 0, raw_index = 0;
     auto flush = [&] {
         if (tail_split) {  // each document becomes head (train) and tail (validation)
             std::vector<std::string> pieces;
             std::vector<int64_t> index;
+            std::vector<size_t> source;
             for (size_t i = 0; i < chunk.size(); ++i) {
                 const size_t cut = tail_cut(chunk[i], opts.val_fraction);
                 pieces.push_back(chunk[i].substr(0, cut));
                 pieces.push_back(chunk[i].substr(cut));
                 index.push_back(chunk_index[i]);
                 index.push_back(-1 - chunk_index[i]);  // negative: the validation tail
+                source.insert(source.end(), 2, chunk_source[i]);
             }
             chunk.swap(pieces);
             chunk_index.swap(index);
+            chunk_source.swap(source);
         }
         std::vector<std::vector<int32_t>> ids(chunk.size());
         std::string error;
@@ -412,18 +477,22 @@ PrepareResult prepare(const PrepareOptions& opts) {
             w.write(&b, 1);  // every document starts with BOS
             w.write(ids[i]);
             (val ? r.val_documents : r.train_documents) += 1;
+            sources[chunk_source[i]].tokens += int64_t(ids[i].size()) + 1;
         }
         chunk.clear();
         chunk_index.clear();
+        chunk_source.clear();
         chunk_bytes = 0;
     };
     for (size_t f = 0; f < r.files.size(); ++f) {
         int64_t seen = 0;
         for_each_document(r.files[f], [&](std::string d) {
             ++seen;
+            if (raw_index >= int64_t(is_dup.size()) || is_dup[size_t(raw_index++)]) return;
             chunk_bytes += d.size();
             chunk.push_back(std::move(d));
             chunk_index.push_back(doc_index++);
+            chunk_source.push_back(f);
             if (chunk_bytes >= (size_t(16) << 20)) flush();
         });
         RN_CHECK(seen == sources[f].documents, "prepare: '", r.files[f], "' changed while being read (", seen,
@@ -431,6 +500,12 @@ PrepareResult prepare(const PrepareOptions& opts) {
         log("prepare: tokenized " + r.files[f]);
     }
     flush();
+    for (const auto& src : sources) {
+        r.sources.push_back({src.path, src.documents - src.duplicates, src.duplicates, src.bytes, src.tokens});
+        log("prepare: " + src.path + ": " + std::to_string(src.documents - src.duplicates) + " documents, " +
+            std::to_string(src.bytes) + " bytes, " + std::to_string(src.duplicates) + " duplicates dropped, " +
+            std::to_string(src.tokens) + " tokens");
+    }
     r.train_tokens = int64_t(train_w.size());
     r.val_tokens = int64_t(val_w.size());
     // both splits must hold text (more than their BOS tokens): training evaluates on one and
@@ -448,9 +523,24 @@ PrepareResult prepare(const PrepareOptions& opts) {
     // give the same bytes.
     nlohmann::json sources_json = nlohmann::json::array();
     for (const auto& src : sources) {
-        sources_json.push_back({{"path", src.path}, {"bytes", src.bytes}, {"documents", src.documents},
+        sources_json.push_back({{"path", src.path},
+                                {"bytes", src.bytes},
+                                {"documents", src.documents - src.duplicates},
+                                {"duplicates", src.duplicates},
+                                {"tokens", src.tokens},
                                 {"checksum", checksum_hex(src.checksum)}});
     }
+    // the built-in corpora: records as their readers made them, those dropped as duplicates
+    // of an earlier record (of any corpus), and the documents they were grouped into
+    nlohmann::json corpora_json = nlohmann::json::array();
+    for (const auto& c : r.corpora)
+        corpora_json.push_back({{"name", c.name},
+                                {"packages", c.packages},
+                                {"file", c.path},
+                                {"records", c.records},
+                                {"duplicate_records", c.duplicates},
+                                {"documents", c.documents},
+                                {"bytes", c.bytes}});
     nlohmann::json meta = {
         {"format", "rntok"},
         {"format_version", kShardVersion},
@@ -478,9 +568,11 @@ PrepareResult prepare(const PrepareOptions& opts) {
          {{"file", "val.bin"}, {"documents", r.val_documents}, {"tokens", r.val_tokens},
           {"checksum", checksum_hex(val_w.checksum())}}},
         {"documents", n_docs},
+        {"duplicates", r.duplicates},
         {"tokens", r.train_tokens + r.val_tokens},
         {"sources", sources_json},
     };
+    if (!r.corpora.empty()) meta["corpora"] = corpora_json;
     r.meta_path = (out / "meta.json").string();
     write_text_atomic(r.meta_path, meta.dump(2) + "\n");
     log("prepare: train " + std::to_string(r.train_documents) + " documents / " + std::to_string(r.train_tokens) +

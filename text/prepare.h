@@ -7,12 +7,18 @@
 #include <string>
 #include <vector>
 
+#include "text/corpora.h"
+
 namespace rn::tools {
 
 struct PrepareOptions {
     // files or folders; folders are walked recursively (hidden entries and out_dir skipped),
     // each folder's files sorted by path so the order never depends on the file system
     std::vector<std::string> inputs;
+    // built-in corpora by name (text/corpora.h; resolve_corpora turns "english" into the
+    // names): extracted into out_dir/text/<name>.txt and read before the inputs
+    std::vector<std::string> corpora;
+    std::string corpora_root = "/usr/share";  // where their packages' data lives (tests)
     std::string out_dir;
     int vocab_size = 8192;           // for a newly trained tokenizer
     std::string tokenizer_model;     // an existing .model to reuse; empty: train one
@@ -26,8 +32,19 @@ struct PrepareOptions {
     std::function<void(const std::string&)> log;  // progress lines; none when empty
 };
 
+struct PrepareSourceStats {
+    std::string path;
+    int64_t documents = 0;   // kept, after deduplication
+    int64_t duplicates = 0;  // documents dropped as exact duplicates of an earlier one
+    uint64_t bytes = 0;      // of the file
+    int64_t tokens = 0;      // written to train.bin + val.bin, BOS included
+};
+
 struct PrepareResult {
     std::vector<std::string> files;  // the input files, in the order read
+    std::vector<PrepareSourceStats> sources;  // per file, in the same order
+    std::vector<CorpusStats> corpora;         // per built-in corpus, when any were asked for
+    int64_t duplicates = 0;                   // documents dropped, over all files
     int64_t train_documents = 0, val_documents = 0;
     int64_t train_tokens = 0, val_tokens = 0;
     // true: too few documents for a whole-document split, so validation is the tail of each
@@ -38,9 +55,12 @@ struct PrepareResult {
     std::string tokenizer_path, train_path, val_path, meta_path;
 };
 
-// Reads every document of every input (documents: the text between kDocSeparator markers,
-// line breaks at either end trimmed, blank ones dropped), trains a tokenizer unless one is
-// given, and holds out validation text:
+// Extracts the named corpora (write_corpora: their records deduplicated across them), then
+// reads every document of every input (documents: the text between kDocSeparator markers,
+// line breaks at either end trimmed, blank ones dropped), drops each document whose text
+// equals an earlier one's after whitespace normalisation (across all files; a 128-bit hash
+// of the normalized text; counted per file), trains a tokenizer unless one is given, and
+// holds out validation text:
 //   - round(val_fraction × documents) ≥ 1 (and two or more documents): that many whole
 //     documents, picked by a seeded hash of the document's index (spread over the corpus);
 //   - fewer documents (a single file of plain text is one document): the tail of every
@@ -48,7 +68,7 @@ struct PrepareResult {
 // Writes out_dir/{tokenizer.model, train.bin, val.bin, meta.json}; every document (and every
 // held-out tail) starts with BOS. Options are checked first, and both splits must hold text
 // — else an rn::Error before anything in out_dir is replaced. meta.json records the inputs
-// (path, bytes, documents, checksum) and the options. The same inputs and options give
+// (path, bytes, documents, duplicates, tokens, checksum), the corpora and the options. The same inputs and options give
 // the same bytes.
 PrepareResult prepare(const PrepareOptions& opts);
 // The option checks prepare() starts with (the CLI calls them before extracting the KJV):
@@ -57,10 +77,11 @@ void validate_prepare_options(const PrepareOptions& opts);
 PrepareResult prepare(const std::vector<std::string>& inputs, const std::string& out_dir, int vocab_size,
                       const std::string& tokenizer_model = "", double val_fraction = 0.05);
 
-// The output folder `retnet prepare` picks when --out is not given: data/kjv for no inputs
-// (the built-in corpus), else data/<name of the first input>: a file's stem
-// ("notes/diary.txt" → data/diary), a folder's name ("mytexts/" → data/mytexts).
-std::string default_prepare_out_dir(const std::vector<std::string>& inputs);
+// The output folder `retnet prepare` picks when --out is not given: data/<name of the first
+// input>: a file's stem ("notes/diary.txt" → data/diary), a folder's name ("mytexts/" →
+// data/mytexts); with no inputs, data/<corpus spec, commas as dashes> ("english" →
+// data/english, "kjv,gcide" → data/kjv-gcide), and data/kjv for neither (the default corpus).
+std::string default_prepare_out_dir(const std::vector<std::string>& inputs, const std::string& corpus_spec = "");
 
 // The input files prepare() would read, in order (exposed for the CLI and tests).
 std::vector<std::string> list_input_files(const std::vector<std::string>& inputs,

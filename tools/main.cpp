@@ -1,6 +1,8 @@
 // tools/main.cpp — the `retnet` program: one binary, subcommands (CLI11).
-//   retnet prepare [INPUTS...] [--out DIR]  text files/folders (default: the KJV Bible) → tokenizer + shards
-//                                            in data/<input name> (data/kjv for the Bible)
+//   retnet prepare [INPUTS...] [--corpus kjv,gcide,...|english] [--out DIR]
+//                                            text files/folders and built-in corpora from Debian packages
+//                                            (default: the KJV Bible) → tokenizer + shards in
+//                                            data/<input name> (data/kjv for the Bible, data/english ...)
 //   retnet train --data DIR --out DIR ...   train a RetNet LM
 //   retnet inspect CKPT [--tensor N] [--diff OTHER] [--json]
 //   retnet convert IN OUT [--to retnet|torchscale|hf|fla] [--from auto|...]   .h5 <-> .safetensors
@@ -16,7 +18,7 @@
 #include "core/error.h"
 #include "serving/generate.h"
 #include "serving/serve.h"
-#include "text/kjv.h"
+#include "text/corpora.h"
 #include "text/prepare.h"
 #include "tools/convert.h"
 #include "tools/inspect.h"
@@ -36,14 +38,18 @@ int main(int argc, char** argv) {
     // ---- prepare
     auto* prep = app.add_subcommand("prepare", "text files or folders (default: the KJV Bible) → tokenizer + token shards");
     std::vector<std::string> inputs;
-    std::string prep_out, tok_model;
+    std::string prep_out, tok_model, corpus_spec;
     int vocab = 4096;
     double val_fraction = 0.05;
     bool prep_force = false;
-    prep->add_option("inputs", inputs, "text files or folders (none: extract the King James Bible from bible-kjv)");
+    prep->add_option("inputs", inputs, "text files or folders (none and no --corpus: extract the King James Bible from bible-kjv)");
+    std::string corpus_help = "built-in corpora from Debian packages, comma-separated, read before the inputs: ";
+    for (const auto& c : tools::builtin_corpora()) corpus_help += c.name + " (" + c.packages + "), ";
+    corpus_help += "or english for all of them (docs/data.md)";
+    prep->add_option("--corpus", corpus_spec, corpus_help);
     prep->add_option("--out", prep_out,
                      "output folder (default: data/<name of the first input>, a file's stem or a folder's name; "
-                     "data/kjv with no inputs)");
+                     "data/<corpus names joined by -> with only --corpus, data/kjv with neither)");
     prep->add_option("--vocab", vocab, "vocabulary size of a newly trained tokenizer (261 to 1048576)")->capture_default_str();
     prep->add_option("--tokenizer", tok_model, "reuse this SentencePiece .model instead of training one");
     prep->add_option("--val-fraction", val_fraction,
@@ -190,7 +196,9 @@ int main(int argc, char** argv) {
         if (*prep) {
             // the output follows the input, so preparing your own text never lands on the
             // built-in corpus's data/kjv (and prepare refuses a folder made from other input)
-            if (prep_out.empty()) prep_out = tools::default_prepare_out_dir(inputs);
+            std::vector<std::string> corpora;
+            if (!corpus_spec.empty()) corpora = tools::resolve_corpora(corpus_spec);
+            if (prep_out.empty()) prep_out = tools::default_prepare_out_dir(inputs, corpus_spec);
             tools::PrepareOptions po;
             po.out_dir = prep_out;
             po.vocab_size = vocab;
@@ -200,12 +208,18 @@ int main(int argc, char** argv) {
             po.log = [](const std::string& s) { std::printf("%s\n", s.c_str()); };
             tools::validate_prepare_options(po);
             po.inputs = inputs;
-            if (po.inputs.empty()) {
-                std::filesystem::create_directories(prep_out);
+            po.corpora = corpora;
+            if (po.inputs.empty() && po.corpora.empty()) {
                 std::printf("extracting the King James Bible (bible-kjv) ...\n");
-                po.inputs.push_back(tools::write_kjv(prep_out + "/text"));
+                po.corpora = {"kjv"};  // writes <out>/text/kjv.txt, as write_kjv does
             }
             tools::PrepareResult r = tools::prepare(po);
+            if (r.sources.size() > 1) {  // what each source gave
+                std::printf("%-36s %10s %12s %10s %12s\n", "source", "documents", "bytes", "duplicates", "tokens");
+                for (const auto& s : r.sources)
+                    std::printf("%-36s %10lld %12llu %10lld %12lld\n", s.path.c_str(), (long long)s.documents,
+                                (unsigned long long)s.bytes, (long long)s.duplicates, (long long)s.tokens);
+            }
             std::printf("prepared %s: vocab %d, train %lld tokens in %lld documents, validation %lld tokens in %lld\n",
                         prep_out.c_str(), r.vocab_size, (long long)r.train_tokens, (long long)r.train_documents,
                         (long long)r.val_tokens, (long long)r.val_documents);
