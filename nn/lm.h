@@ -28,6 +28,12 @@ struct ForwardOptions {
     // RetNet only: per layer [B,H,Dk,Dv] continuing a sequence, and each layer's final state
     const std::vector<Tensor>* states_in = nullptr;
     std::vector<Tensor>* states_out = nullptr;
+    // Transformer only: attention in its textbook form, softmax(Q·Kᵀ·s + causal mask)·V built
+    // from matmul, masked_fill and softmax, with the [B,H,T,T] scores materialised and kept
+    // for the backward — the "standard Transformer" of the RetNet paper's training
+    // comparison (bench_paper training). The flash kernel (default) gives the same values
+    // to rounding without the T² memory.
+    bool standard_attention = false;
 };
 
 class LanguageModel : public Module {

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "autograd/grad_mode.h"
+#include "core/tensor_math.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
 #include "ops/rotary.h"
@@ -56,7 +57,25 @@ void CausalSelfAttention::fuse_projections() {
     stack_linear_weights(qkv_, {q_proj.get(), k_proj.get(), v_proj.get()});
 }
 
-Tensor CausalSelfAttention::forward(const Tensor& x, int64_t pos0, const Tensor& k_cache, const Tensor& v_cache) const {
+// softmax(q·kᵀ·s + mask)·v from primitive ops, the textbook way: the [B,Hq,T,T] scores
+// and probabilities exist in memory (the probabilities are kept for the backward). q is
+// scaled before the product (the same values as scaling the scores, a T/D-th of the
+// work); a group's kv heads are repeated to its query heads.
+namespace {
+Tensor standard_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& causal_mask) {
+    const int64_t B = q.size(0), Hq = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1);
+    Tensor kr = k, vr = v;
+    if (Hkv != Hq) {
+        kr = k.unsqueeze(2).expand({B, Hkv, Hq / Hkv, T, D}).reshape({B, Hq, T, D});
+        vr = v.unsqueeze(2).expand({B, Hkv, Hq / Hkv, T, D}).reshape({B, Hq, T, D});
+    }
+    Tensor s = matmul(q * (1.0 / std::sqrt(double(D))), kr.transpose(-1, -2));
+    return matmul(softmax(masked_fill(s, causal_mask, -INFINITY), -1), vr);
+}
+}  // namespace
+
+Tensor CausalSelfAttention::forward(const Tensor& x, int64_t pos0, const Tensor& k_cache, const Tensor& v_cache,
+                                    const Tensor& causal_mask) const {
     const int64_t B = x.size(0), T = x.size(1);
     // on x's device: a host tensor here would mean a synchronising copy per layer
     Tensor pos = full({B}, double(pos0), DType::i64, x.device());
@@ -69,6 +88,8 @@ Tensor CausalSelfAttention::forward(const Tensor& x, int64_t pos0, const Tensor&
         kv_cache_write(v_cache, v, pos);
         // queries are the last T of the pos0 + T keys: attention's bottom-right alignment
         o = attention(q, k_cache.narrow(2, 0, pos0 + T), v_cache.narrow(2, 0, pos0 + T));
+    } else if (causal_mask.defined()) {
+        o = standard_attention(q, k, v, causal_mask);
     } else {
         o = attention(q, k, v);
     }
@@ -104,8 +125,9 @@ TransformerBlock::TransformerBlock(const ModelConfig& cfg, Generator& gen) : dro
     mlp = register_module("mlp", std::make_shared<SwiGLU>(cfg.d_model, cfg.ffn_dim, cfg.activation, gen));
 }
 
-Tensor TransformerBlock::forward(const Tensor& x, int64_t pos0, const Tensor& k_cache, const Tensor& v_cache) const {
-    Tensor h = self_attn->forward(input_layernorm->forward(x), pos0, k_cache, v_cache);
+Tensor TransformerBlock::forward(const Tensor& x, int64_t pos0, const Tensor& k_cache, const Tensor& v_cache,
+                                 const Tensor& causal_mask) const {
+    Tensor h = self_attn->forward(input_layernorm->forward(x), pos0, k_cache, v_cache, causal_mask);
     if (dropout > 0) h = rn::dropout(h, dropout, is_training());
     Tensor y = x + h;
     Tensor f = mlp->forward(post_attention_layernorm->forward(y));
@@ -147,12 +169,22 @@ Tensor TransformerLM::project(const Tensor& h) const {
     return matmul(h, (w.dtype() == h.dtype() ? w : w.to(h.dtype())).t());
 }
 
-Tensor TransformerLM::run(const Tensor& tokens, DType compute, int64_t pos0, const std::vector<Tensor>* caches) const {
+Tensor TransformerLM::run(const Tensor& tokens, DType compute, int64_t pos0, const std::vector<Tensor>* caches,
+                          bool standard_attention) const {
     Tensor x = embed_tokens->forward(tokens);
+    // the standard form's mask, made once for all layers on the device, in the compute
+    // dtype: relu(j − i) is nonzero exactly above the diagonal (masked_fill's "true")
+    Tensor mask;
+    if (standard_attention) {
+        const int64_t T = tokens.size(1);
+        Tensor i = arange(0, double(T), 1.0, DType::f32, tokens.device());
+        mask = relu(i.view({1, T}) - i.view({T, 1})).to(compute);
+    }
     if (x.dtype() != compute) x = x.to(compute);
     if (cfg_.dropout > 0) x = dropout(x, cfg_.dropout, is_training());
     for (size_t i = 0; i < layers.size(); ++i)
-        x = caches ? layers[i]->forward(x, pos0, (*caches)[2 * i], (*caches)[2 * i + 1]) : layers[i]->forward(x, pos0);
+        x = caches ? layers[i]->forward(x, pos0, (*caches)[2 * i], (*caches)[2 * i + 1])
+                   : layers[i]->forward(x, pos0, Tensor(), Tensor(), mask);
     return project(norm->forward(x));
 }
 
@@ -161,7 +193,7 @@ Tensor TransformerLM::forward(const Tensor& tokens, const ForwardOptions& opt) c
     RN_CHECK(!opt.states_in && !opt.states_out, "TransformerLM::forward: states_in/states_out are RetNet's recurrent "
              "states; a Transformer continues a sequence through its KV cache. HINT: init_states, then prefill");
     RN_CHECK(opt.pos0 >= 0, "TransformerLM::forward: pos0 must be ≥ 0, got ", opt.pos0);
-    return run(tokens, opt.compute, opt.pos0, nullptr);
+    return run(tokens, opt.compute, opt.pos0, nullptr, opt.standard_attention);
 }
 
 std::vector<Tensor> TransformerLM::init_states(int64_t slots, Device device, DType compute, int64_t max_context) const {

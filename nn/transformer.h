@@ -50,9 +50,11 @@ public:
     // x [B,T,d] (normed), tokens at absolute positions pos0 + t → [B,T,d]. Without caches:
     // attention over these T tokens (training). With k_cache, v_cache ([B,Hkv,Tmax,D], the
     // slots of a prefill, no autograd): K, V are written at pos0 … and the T queries attend
-    // to the cache's first pos0 + T positions.
+    // to the cache's first pos0 + T positions. A defined causal_mask ([T,T], nonzero above
+    // the diagonal; training only) selects the standard attention of
+    // ForwardOptions::standard_attention instead of the flash kernel.
     Tensor forward(const Tensor& x, int64_t pos0, const Tensor& k_cache = Tensor(),
-                   const Tensor& v_cache = Tensor()) const;
+                   const Tensor& v_cache = Tensor(), const Tensor& causal_mask = Tensor()) const;
     // one token per sequence, no autograd: x [B,1,d], caches [≥B,Hkv,Tmax,D] updated at pos
     // [B]; lengths = pos + 1 [B] (computed once per step by the caller)
     Tensor step(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache, const Tensor& pos,
@@ -76,7 +78,7 @@ public:
     // (one-token decoding runs the block's parts from TransformerLM::step, which fuses each
     // residual add into the norm after it, across blocks)
     Tensor forward(const Tensor& x, int64_t pos0, const Tensor& k_cache = Tensor(),
-                   const Tensor& v_cache = Tensor()) const;
+                   const Tensor& v_cache = Tensor(), const Tensor& causal_mask = Tensor()) const;
     std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
     std::shared_ptr<CausalSelfAttention> self_attn;
     std::shared_ptr<SwiGLU> mlp;
@@ -115,7 +117,8 @@ public:
 
 private:
     // embeddings → blocks → head, the KV caches (2 per layer) written when given
-    Tensor run(const Tensor& tokens, DType compute, int64_t pos0, const std::vector<Tensor>* caches) const;
+    Tensor run(const Tensor& tokens, DType compute, int64_t pos0, const std::vector<Tensor>* caches,
+              bool standard_attention = false) const;
     Tensor project(const Tensor& h) const;  // lm_head (or the tied embedding)
 };
 

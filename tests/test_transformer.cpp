@@ -253,6 +253,38 @@ BOOST_AUTO_TEST_CASE(gradcheck_whole_model) {
     BOOST_TEST(r.entries == model.num_parameters());
 }
 
+// ForwardOptions::standard_attention (the scores materialised, for bench_paper training):
+// the same logits and the same gradient in every parameter as the flash kernel, MHA and GQA
+BOOST_AUTO_TEST_CASE(standard_attention_equals_flash) {
+    for (int64_t kvh : {int64_t(0), int64_t(2)}) {
+        BOOST_TEST_CONTEXT("n_kv_heads " << kvh) {
+            TransformerLM m(micro(kvh), 12);
+            m.to(DType::f64);
+            Generator g(13);
+            Tensor tokens = randint(0, 11, {2, 9}, g), targets = randint(0, 11, {2, 9}, g);
+            std::vector<std::vector<Tensor>> grads;
+            std::vector<Tensor> logits;
+            for (bool standard : {false, true}) {
+                ForwardOptions o = fwd(DType::f64);
+                o.standard_attention = standard;
+                for (auto& p : m.parameters()) p.zero_grad();
+                Tensor l = m.forward(tokens, o);
+                cross_entropy(l.reshape({-1, 11}), targets.reshape({-1})).backward();
+                logits.push_back(l.detach());
+                std::vector<Tensor> gs;
+                for (auto& p : m.parameters()) gs.push_back(p.grad().clone());
+                grads.push_back(gs);
+            }
+            BOOST_TEST(rel_err(logits[1], logits[0]) < 1e-12);
+            BOOST_TEST(max_abs_diff(logits[0], zeros_like(logits[0])) > 1e-3);
+            for (size_t i = 0; i < grads[0].size(); ++i) {
+                BOOST_TEST(max_abs_diff(grads[0][i], zeros_like(grads[0][i])) > 0);
+                BOOST_TEST(rel_err(grads[1][i], grads[0][i]) < 1e-10, "parameter " << i);
+            }
+        }
+    }
+}
+
 // prefill each sequence's prompt into its slot, then step() the three together at their
 // own positions (slots narrowed as sequences finish): every logit equals one forward's
 void check_decoding(DType dt, double tol, bool fused) {
