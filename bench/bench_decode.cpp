@@ -46,7 +46,8 @@
 #include <string>
 #include <vector>
 
-#include "bench_util.h"
+#include "bench/decode_util.h"
+#include "bench/svg_chart.h"
 #include "cuda/device.h"
 #include "cuda/memory.h"
 #include "nn/lm.h"
@@ -61,8 +62,17 @@ using namespace rn;
 using json = nlohmann::json;
 
 namespace {
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+using bench::Clock;
+using bench::Mem;
+using bench::memory;
+using bench::ms_since;
+using bench::prefill_all;
+using bench::random_prompt;
+using bench::step_bytes;
+using bench::reset_peak;
+using bench::Series;
+using bench::svg_chart;
+using bench::weights_read;
 
 struct Setup {
     std::string arch, preset, device, dtype;
@@ -70,36 +80,7 @@ struct Setup {
     bool graphs = true;  // the engine replays each decode step as a CUDA graph (--no-cuda-graphs: eager)
 };
 
-struct Mem {
-    double live_mib = 0, peak_mib = 0;
-};
-
-void sync(const Device& d) {
-    if (d.is_cuda()) cuda::synchronize(d.index);
-}
-void reset_peak(const Device& d) {
-    if (d.is_cuda()) cuda::reset_peak_stats(d.index);
-    else reset_cpu_peak();
-}
-Mem memory(const Device& d) {
-    Mem m;
-    if (d.is_cuda()) {
-        auto s = cuda::memory_stats(d.index);
-        m.live_mib = double(s.allocated) / (1 << 20);
-        m.peak_mib = double(s.peak_allocated) / (1 << 20);
-    } else {
-        auto s = cpu_memory_stats();
-        m.live_mib = double(s.allocated) / (1 << 20);
-        m.peak_mib = double(s.peak) / (1 << 20);
-    }
-    return m;
-}
-
-std::vector<int32_t> random_prompt(int64_t n, int64_t vocab, uint64_t seed) {
-    std::vector<int32_t> p(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) p[size_t(i)] = int32_t(Generator::bits(seed, uint64_t(i)) % uint64_t(vocab));
-    return p;
-}
+void sync(const Device& d) { bench::sync_device(d); }
 
 tools::EngineOptions engine_options(const Setup& s, int64_t slots, int64_t max_context) {
     tools::EngineOptions o;
@@ -112,97 +93,6 @@ tools::EngineOptions engine_options(const Setup& s, int64_t slots, int64_t max_c
     return o;  // eos_id −1: every sequence runs its full length
 }
 
-// the memory ceiling on the CPU: our own copy kernel over 2 × 256 MiB (far beyond the
-// caches), bytes read + written per second — the counterpart of bench::copy_bandwidth_Bps
-double cpu_copy_bandwidth_Bps() {
-    const int64_t n = int64_t(1) << 26;
-    Tensor a = full({n}, 1.0, DType::f32, Device::cpu()), b = zeros({n}, DType::f32, Device::cpu());
-    const double ms = bench::time_cpu_ms([&] { copy_nograd(b, a); }, 2, 7);
-    return 2.0 * double(a.nbytes()) / (ms * 1e-3);
-}
-
-// the weights a decode step reads, in elements: all but the input embedding, which is
-// looked up (a row per sequence) unless tied to the head
-double weights_read(const nn::LanguageModel& m) {
-    double n = 0;
-    for (const auto& [name, p] : m.named_parameters())
-        if (m.config().tie_embeddings || name.rfind("embed_tokens", 0) != 0) n += double(p.numel());
-    return n;
-}
-
-// bytes a decode step of `batch` sequences must move at `ctx` tokens of context each (see
-// the top of the file); `weights` from weights_read
-double step_bytes(const nn::LanguageModel& m, double weights, DType compute, int64_t batch, int64_t ctx) {
-    const double w = (weights + double(batch * m.config().d_model)) * double(dtype_size(compute));
-    const double state = m.state_grows_with_context() ? double(m.state_bytes(batch, compute, ctx))
-                                                      : 2.0 * double(m.state_bytes(batch, compute, 0));
-    return w + state;
-}
-
-// steps until every sequence decodes (prefill done); prints progress for long prefills
-void prefill_all(tools::Engine& e, int64_t n, const char* what) {
-    auto t0 = Clock::now();
-    double last = 0;
-    while (e.decoding() < n) {
-        e.step();
-        if (ms_since(t0) - last > 2000) {
-            last = ms_since(t0);
-            std::fprintf(stderr, "  prefilling %s ... %.0f s\n", what, last / 1e3);
-        }
-    }
-}
-
-// a line chart in an SVG group: series of (x, y), log2 x axis, optional log y
-struct Series {
-    std::string name, color;
-    std::vector<std::pair<double, double>> pts;
-};
-void svg_chart(std::ofstream& f, double ox, double oy, double w, double h, const std::string& title,
-               const std::string& xlabel, const std::string& ylabel, const std::vector<Series>& series, bool logy,
-               bool zero_based) {
-    double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
-    for (auto& s : series)
-        for (auto& [x, y] : s.pts) {
-            x0 = std::min(x0, std::log2(x)), x1 = std::max(x1, std::log2(x));
-            double v = logy ? std::log10(std::max(y, 1e-12)) : y;
-            y0 = std::min(y0, v), y1 = std::max(y1, v);
-        }
-    if (x0 > x1) return;
-    if (zero_based && !logy) y0 = 0, y1 *= 1.15;
-    if (y1 - y0 < 1e-9) y1 = y0 + 1;
-    if (x1 - x0 < 1e-9) x1 = x0 + 1;
-    const double L = 70, R = 15, T = 30, B = 45;
-    auto X = [&](double x) { return ox + L + (w - L - R) * (std::log2(x) - x0) / (x1 - x0); };
-    auto Y = [&](double y) {
-        double v = logy ? std::log10(std::max(y, 1e-12)) : y;
-        return oy + T + (h - T - B) * (y1 - v) / (y1 - y0);
-    };
-    f << "<text x='" << ox + w / 2 << "' y='" << oy + 18 << "' text-anchor='middle' font-weight='bold'>" << title << "</text>\n"
-      << "<line x1='" << ox + L << "' y1='" << oy + h - B << "' x2='" << ox + w - R << "' y2='" << oy + h - B << "' stroke='black'/>\n"
-      << "<line x1='" << ox + L << "' y1='" << oy + T << "' x2='" << ox + L << "' y2='" << oy + h - B << "' stroke='black'/>\n"
-      << "<text x='" << ox + w / 2 << "' y='" << oy + h - 8 << "' text-anchor='middle'>" << xlabel << "</text>\n"
-      << "<text x='14' y='" << oy + h / 2 << "' transform='rotate(-90 14 " << oy + h / 2 << ")' text-anchor='middle'>"
-      << ylabel << "</text>\n";
-    for (int i = 0; i <= 4; ++i) {  // y ticks
-        double v = y0 + (y1 - y0) * i / 4, y = logy ? std::pow(10.0, v) : v;
-        char buf[32];
-        std::snprintf(buf, sizeof buf, y >= 100 ? "%.0f" : "%.3g", y);
-        f << "<text x='" << ox + L - 5 << "' y='" << Y(y) + 4 << "' text-anchor='end'>" << buf << "</text>\n";
-    }
-    for (auto& p : series.front().pts)  // x ticks at the measured points
-        f << "<text x='" << X(p.first) << "' y='" << oy + h - B + 15 << "' text-anchor='middle' font-size='10'>"
-          << (p.first >= 1024 ? std::to_string(int64_t(p.first) / 1024) + "K" : std::to_string(int64_t(p.first)))
-          << "</text>\n";
-    int k = 0;
-    for (auto& s : series) {
-        f << "<polyline fill='none' stroke='" << s.color << "' stroke-width='2' points='";
-        for (auto& [x, y] : s.pts) f << X(x) << "," << Y(y) << " ";
-        f << "'/>\n";
-        for (auto& [x, y] : s.pts) f << "<circle cx='" << X(x) << "' cy='" << Y(y) << "' r='3' fill='" << s.color << "'/>\n";
-        f << "<text x='" << ox + L + 10 << "' y='" << oy + T + 14 + 14 * k++ << "' fill='" << s.color << "'>" << s.name
-          << "</text>\n";
-    }
-}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -232,7 +122,7 @@ int main(int argc, char** argv) {
 #ifdef RN_HAVE_CUDA
     if (dev.is_cuda()) bw = bench::copy_bandwidth_Bps();
 #endif
-    if (!dev.is_cuda()) bw = cpu_copy_bandwidth_Bps();
+    if (!dev.is_cuda()) bw = bench::cpu_copy_bandwidth_Bps();
 
     const nn::ModelConfig cfg = nn::ModelConfig::from_preset(s.preset, s.vocab, s.arch);
     std::shared_ptr<nn::LanguageModel> model = nn::make_model(cfg, 1);
@@ -461,14 +351,13 @@ int main(int argc, char** argv) {
     // ---- the plot: three panels side by side
     std::ofstream f(svg_out);
     const double W = 1260, H = 380;
-    f << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
-      << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
+    bench::svg_open(f, W, H);
     svg_chart(f, 0, 0, 420, H, "decode latency, batch 1", "context (tokens)", "ms per token", {lat_e, lat_m, lat_f},
               false, true);
     svg_chart(f, 420, 0, 420, H, "memory while decoding", "context (tokens)", "MiB", {mem_live, mem_peak, mem_state},
               false, true);
     svg_chart(f, 840, 0, 420, H, "throughput", "batch size", "tokens/s (log)", {thr}, true, false);
-    f << "</svg>\n";
+    bench::svg_close(f);
     std::printf("wrote %s\n", svg_out.c_str());
     return 0;
 }

@@ -13,7 +13,7 @@
 //             in issue 5 use);
 //   "model" = the FLOPs actually done, forward + backward = 3× forward:
 //     RetNet:      3 · [2·tokens·(every projection + the head) + the retention FLOPs of the
-//                  chunkwise form] (forward_flops_per_token below);
+//                  chunkwise form] (bench/train_util.h);
 //     Transformer: 6·P·tokens + 2·2·B·T²·D·H·L/2·3, with P the matmul parameters (per layer
 //                  q, o: d·H·D; k, v: d·Hkv·D; gate, up, down: d·f; plus the head d·V — not
 //                  the embedding, a lookup) and the second term the attention products q·kᵀ
@@ -35,6 +35,7 @@
 
 #include "autograd/grad_mode.h"
 #include "bench/bench_util.h"
+#include "bench/train_util.h"
 #include "core/random.h"
 #include "core/tensor_math.h"
 #include "cuda/memory.h"
@@ -44,42 +45,6 @@
 #include "ops/ops.h"
 
 using namespace rn;
-
-namespace {
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-void sync(Device dev) {
-#ifdef RN_HAVE_CUDA
-    if (dev.is_cuda()) cudaDeviceSynchronize();
-#endif
-}
-
-// forward matmul + retention FLOPs per token (the backward costs twice this)
-double forward_flops_per_token(const nn::ModelConfig& c, int64_t T, int64_t chunk, bool chunkwise) {
-    const double d = double(c.d_model), vd = double(c.value_dim), f = double(c.ffn_dim), H = double(c.n_heads);
-    const double Dk = double(c.head_dim()), Dv = double(c.value_head_dim());
-    double proj = 2 * d * d + 2 * d * vd + vd * d + 3 * d * f;  // q,k (d×d), v,g (d×vd), out, fc1, gate, fc2
-    double ret;
-    if (chunkwise) {
-        double C = double(std::min(chunk, T));
-        // per token: intra-chunk q·kᵀ and P·v over ~C/2 keys (counted in full, as the kernels
-        // compute the whole C×C tile), the inter-chunk q·S and the state update kᵀ·v
-        ret = H * (2 * C * Dk + 2 * C * Dv + 2 * Dk * Dv + 2 * Dk * Dv);
-    } else {
-        ret = H * (2 * double(T) * Dk + 2 * double(T) * Dv) / 2;  // causal: half the T×T work
-    }
-    return double(c.n_layers) * (2 * proj + ret) + 2 * d * double(c.vocab_size);
-}
-
-// the Transformer's forward FLOPs per token at sequence length T (see the top of the file)
-double transformer_forward_flops_per_token(const nn::ModelConfig& c, int64_t T) {
-    const double d = double(c.d_model), f = double(c.ffn_dim), H = double(c.n_heads), Hkv = double(c.kv_heads());
-    const double D = double(c.head_dim()), L = double(c.n_layers), V = double(c.vocab_size);
-    const double matmul_params = L * (2 * d * H * D + 2 * d * Hkv * D + 3 * d * f) + d * V;
-    const double attn = 2 * 2 * double(T) * D * H * L / 2;  // q·kᵀ and p·v, causal half
-    return 2 * matmul_params + attn;
-}
-}  // namespace
 
 int main(int argc, char** argv) {
     auto arg = [&](const char* f, const char* d) { return bench::arg_value(argc, argv, f, d); };
@@ -97,7 +62,6 @@ int main(int argc, char** argv) {
     nn::LanguageModel& model = *model_ptr;
     const bool transformer = cfg.is_transformer();
     model.to(dev);
-    nn::AdamW opt(model.named_parameters(), nn::AdamWOptions{});
     const double n_params = double(model.num_parameters());
 
     Generator gen(7);
@@ -170,46 +134,12 @@ int main(int argc, char** argv) {
         if (steps == 0) return 0;  // --steps 0: the check only
     }
 
-    // one optimizer step; phase times need a sync between phases, so they are measured in
-    // separate, synchronised steps after the unsynchronised timed ones
-    double t_fwd = 0, t_bwd = 0, t_opt = 0, loss_v = 0;
-    auto step = [&](bool phases) {
-        double a = now_s();
-        Tensor logits = model.forward(inputs, fo);
-        Tensor loss = cross_entropy(logits.reshape({-1, V}), targets.reshape({-1}));
-        if (phases) sync(dev);
-        double b = now_s();
-        loss.backward();
-        if (phases) sync(dev);
-        double c = now_s();
-        // clipping folded into the update: the norm (fused kernels), then AdamW with g·scale
-        const double scale = nn::clip_scale(nn::grad_norm(model.parameters()), 2.0);
-        opt.step(3e-4, scale);
-        model.zero_grad();
-        loss_v = loss.item();  // syncs: the step is complete
-        double e = now_s();
-        if (phases) t_fwd = b - a, t_bwd = c - b, t_opt = e - c;
-    };
-    for (int64_t i = 0; i < warmup; ++i) step(false);
-#ifdef RN_HAVE_CUDA
-    if (dev.is_cuda()) cuda::reset_peak_stats(dev.index);
-#endif
-    std::vector<double> times;
-    for (int64_t i = 0; i < steps; ++i) {
-        double a = now_s();
-        step(false);
-        times.push_back(now_s() - a);
-    }
-    step(true);
-    const double t = bench::median(times), tps = double(B * T) / t;
-    double peak_gib = 0;
-#ifdef RN_HAVE_CUDA
-    if (dev.is_cuda()) peak_gib = double(cuda::memory_stats(dev.index).peak_allocated) / double(1 << 30);
-#endif
+    const bench::TrainStepTimes r = bench::time_train_steps(model, B, T, fo, steps, warmup, dev);
+    const double t = r.step_s, tps = r.tokens_per_s, peak_gib = r.peak_gib;
+    const double t_fwd = r.fwd_s, t_bwd = r.bwd_s, t_opt = r.opt_s, loss_v = r.loss;
+    const std::vector<double>& times = r.steps_s;
     const double f6n = 6 * n_params * tps;
-    const double fmodel = 3 * tps *
-                          (transformer ? transformer_forward_flops_per_token(cfg, T)
-                                       : forward_flops_per_token(cfg, T, chunk, fo.mode == RetentionMode::chunkwise));
+    const double fmodel = 3 * tps * bench::forward_flops_per_token(cfg, T, fo);
     char shape[96];
     if (transformer)
         std::snprintf(shape, sizeof shape, "%lld heads (%lld kv) of %lld, ffn %lld", (long long)cfg.n_heads,
