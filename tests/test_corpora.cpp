@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "test_util.h"
+#include "file_test_util.h"
 #include "text/corpora.h"
 #include "text/prepare.h"
 #include "text/shard_file.h"
@@ -21,38 +22,13 @@
 
 using namespace rn;
 using namespace rn::tools;
+using namespace rn::test;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "rn_test_corpora_XXXXXX").string();
-        BOOST_REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
-void write_file(const std::string& path, const std::string& text) {
-    fs::create_directories(fs::path(path).parent_path());
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << text;
-    BOOST_REQUIRE(out.good());
-}
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    BOOST_REQUIRE(in.good());
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 // dictd's base64 of a number (the writer's side, to build fixtures)
 std::string b64(uint64_t v) {

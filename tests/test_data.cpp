@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "test_util.h"
+#include "file_test_util.h"
 #include "text/data_loader.h"
 #include "text/kjv.h"
 #include "text/prepare.h"
@@ -27,35 +28,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh folder under the system temp dir, removed at scope exit.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "rn_test_data_XXXXXX").string();
-        BOOST_REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
-void write_file(const std::string& path, const std::string& text) {
-    fs::create_directories(fs::path(path).parent_path());
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << text;
-    BOOST_REQUIRE(out.good());
-}
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    BOOST_REQUIRE(in.good());
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 // A few kilobytes of English with some variety, deterministic.
 std::string sample_text(int paragraphs = 40) {

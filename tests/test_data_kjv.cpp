@@ -15,6 +15,7 @@
 
 #include "kjv_test_util.h"
 #include "test_util.h"
+#include "file_test_util.h"
 #include "text/data_loader.h"
 #include "text/kjv.h"
 #include "text/prepare.h"
@@ -23,29 +24,12 @@
 
 using namespace rn;
 using namespace rn::tools;
+using namespace rn::test;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "rn_test_kjv_XXXXXX").string();
-        BOOST_REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 }  // namespace
 
