@@ -134,7 +134,7 @@ void serve_completion(const std::string& body) {
             usage.prompt_tokens += int64_t(p.size());
             // echo the prompt's text as the completion: any bytes, valid UTF-8 or not
             const std::string& text = r.prompts[i].is_tokens ? r.model : r.prompts[i].text;
-            choices.push_back({text, int64_t(i), i % 2 ? "stop" : "length"});
+            choices.push_back({text, int64_t(i), i % 2 ? "stop" : "length", {}});
             check_json(rn::tools::stream_chunk_json("cmpl-1", 1, r.model, int64_t(i), text, ""), "stream_chunk_json");
             check_json(rn::tools::stream_chunk_json("cmpl-1", 1, r.model, int64_t(i), "", "stop"), "stream_chunk_json");
         }

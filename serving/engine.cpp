@@ -296,7 +296,9 @@ EngineEvent Engine::emit(Seq& s, const float* logits, float lse) {
 EngineEvent Engine::take(Seq& s, int32_t tok, double logprob) {
     s.tokens.push_back(tok);
     ++s.generated;
-    EngineEvent ev{s.id, tok, false, ""};
+    EngineEvent ev;
+    ev.seq = s.id;
+    ev.token = tok;
     ev.logprob = logprob;
     if (tok == opt_.eos_id && !s.sampler.params().ignore_eos) ev.finish_reason = "stop";
     else if (s.generated >= s.max_new || int64_t(s.tokens.size()) >= opt_.max_context) ev.finish_reason = "length";
@@ -353,7 +355,11 @@ std::vector<EngineEvent> Engine::step() {
     std::vector<EngineEvent> events;
     for (size_t i = seqs_.size(); i-- > 0;)
         if (seqs_[i].cancelled) {
-            events.push_back({seqs_[i].id, -1, true, "cancelled"});
+            EngineEvent ev;
+            ev.seq = seqs_[i].id;
+            ev.finished = true;
+            ev.finish_reason = "cancelled";
+            events.push_back(ev);
             release(i);
         }
     std::vector<int64_t> done;  // ids to release at the end of this step
