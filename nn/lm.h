@@ -9,6 +9,7 @@
 // for values, which is why a Transformer's decoding memory grows with the context it
 // must hold.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,12 @@ struct ForwardOptions {
     // comparison (bench_paper training). The flash kernel (default) gives the same values
     // to rounding without the T² memory.
     bool standard_attention = false;
+    // RetNet only: context parallelism (dist/context_parallel.h). The tokens are positions
+    // pos0 … of a longer sequence whose earlier tokens other ranks hold; given a layer's
+    // retention inputs k [B,H,T,Dk], v [B,H,T,Dv] and its decays, returns the state that
+    // comes into this part's first token ([B,H,Dk,Dv], differentiable). Null: the sequence
+    // starts here (or at states_in). dist::context_parallel_state_fn makes one.
+    std::function<Tensor(const Tensor& k, const Tensor& v, const std::vector<double>& gamma)> incoming_state;
 };
 
 class LanguageModel : public Module {

@@ -131,7 +131,9 @@ Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, 
     ro.chunk = opt.chunk;
     ro.pos0 = opt.pos0;
     ro.return_state = state_out != nullptr;
-    RetentionResult r = retention(q, k, v, gamma_, ro, state_in);
+    RN_CHECK(!(opt.incoming_state && state_in.defined()), "MultiScaleRetention: states_in and incoming_state "
+             "(context parallelism) both give the state before the first token; pass one");
+    RetentionResult r = retention(q, k, v, gamma_, ro, opt.incoming_state ? opt.incoming_state(k, v, gamma_) : state_in);
     if (state_out) *state_out = r.state;
     return finish(r.out, g);
 }

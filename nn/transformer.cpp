@@ -193,6 +193,8 @@ Tensor TransformerLM::forward(const Tensor& tokens, const ForwardOptions& opt) c
     RN_CHECK(!opt.states_in && !opt.states_out, "TransformerLM::forward: states_in/states_out are RetNet's recurrent "
              "states; a Transformer continues a sequence through its KV cache. HINT: init_states, then prefill");
     RN_CHECK(opt.pos0 >= 0, "TransformerLM::forward: pos0 must be ≥ 0, got ", opt.pos0);
+    RN_CHECK(!opt.incoming_state, "TransformerLM::forward: incoming_state is RetNet's context parallelism (a "
+             "recurrent state); a Transformer's attention needs every earlier key, not a state");
     return run(tokens, opt.compute, opt.pos0, nullptr, opt.standard_attention);
 }
 
