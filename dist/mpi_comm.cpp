@@ -121,6 +121,15 @@ MpiComm::MpiComm(double timeout_s) : impl_(std::make_unique<Impl>()), timeout_s_
     MPI_Comm_size(impl_->comm, &size_);
 }
 
+MpiComm::MpiComm(const MpiComm& parent, int color, int key)
+    : impl_(std::make_unique<Impl>()), timeout_s_(parent.timeout_s_) {
+    RN_CHECK(color >= 0 && key >= 0, "MpiComm: color and key must be ≥ 0, got ", color, " and ", key);
+    RN_MPI_CHECK(MPI_Comm_split(parent.impl_->comm, color, key, &impl_->comm), "MPI_Comm_split");
+    MPI_Comm_set_errhandler(impl_->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(impl_->comm, &rank_);
+    MPI_Comm_size(impl_->comm, &size_);
+}
+
 MpiComm::~MpiComm() {
     int finalized = 0;
     MPI_Finalized(&finalized);

@@ -18,6 +18,9 @@ public:
     // MPI must be running (init_from_launcher). A collective that has not completed after
     // timeout_s seconds is an rn::Error (see dist/comm.h).
     explicit MpiComm(double timeout_s = 300);
+    // a sub-communicator of `parent` (MPI_Comm_split): the ranks that pass the same color,
+    // ordered by key — e.g. the context-parallel group of a data-parallel rank
+    MpiComm(const MpiComm& parent, int color, int key);
     ~MpiComm() override;
 
     int rank() const override { return rank_; }

@@ -6,6 +6,8 @@
 #   - a checkpoint saved on 2 ranks (with and without ZeRO-1) resumes on 1 process and on
 #     2 ranks with the same continuation, and `retnet inspect --diff` finds it equal to
 #     the single-process checkpoint of the same step;
+#   - context parallelism (--context-parallel 2) on 2 ranks, and with 2 data-parallel groups
+#     on 4, gives the reference's losses; bad splits are refused;
 #   - a rank started with a different option is refused, every rank naming that rank.
 # Usage: dist_train.sh PATH/TO/retnet
 set -euo pipefail
@@ -67,6 +69,22 @@ same_losses ref zero
 same_losses ref accum train-only
 "${MPIRUN[@]}" -np 2 "$RETNET" train "${common[@]}" --out accum_zero --batch 1 --grad-accum 2 --steps 4 --zero 1 > /dev/null
 same_losses ref accum_zero train-only
+
+# context parallelism: 2 ranks split every 32-token row in halves (the state passed between
+# them, dist/context_parallel.h) and see the same 4 rows — the reference's step; then 2
+# groups of 2 ranks (4 processes), 2 rows per group
+if [ "$DEVICE" = cpu ]; then
+  "${MPIRUN[@]}" -np 2 "$RETNET" train "${common[@]}" --out cp --batch 4 --steps 4 --context-parallel 2 > cp.txt
+  grep -q "context parallel: 2 ranks per sequence (16 tokens each" cp.txt
+  same_losses ref cp
+  "${MPIRUN[@]}" -np 4 "$RETNET" train "${common[@]}" --out cp_dp --batch 2 --steps 4 --context-parallel 2 > cp_dp.txt
+  grep -q "2 data-parallel groups" cp_dp.txt
+  same_losses ref cp_dp
+  # a world that is not a multiple, and an odd split, are refused before anything runs
+  if "${MPIRUN[@]}" -np 2 "$RETNET" train "${common[@]}" --out cp_bad --batch 4 --steps 1 --context-parallel 3 \
+      > cp_bad.txt 2>&1; then echo "FAIL: --context-parallel 3 on 2 ranks ran"; exit 1; fi
+  grep -q "must divide --seq-len 32" cp_bad.txt
+fi
 
 # the checkpoints are the single-process format: inspect sees the same tensors, optimizer
 # state included (within a tolerance for the reduction order)

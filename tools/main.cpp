@@ -98,6 +98,9 @@ int main(int argc, char** argv) {
     tr->add_option("--sample-repetition-penalty", t.sample.repetition_penalty, "that sample's repetition penalty (1: off)")->capture_default_str();
     tr->add_option("--sample-seed", t.sample.seed, "that sample's seed")->capture_default_str();
     // data parallel: start with `mpirun -np N retnet train ...` (one rank per GPU or CPU process)
+    tr->add_option("--context-parallel", t.context_parallel,
+                   "under mpirun: split each sequence along T over this many ranks (RetNet; must divide --seq-len "
+                   "and the number of ranks)")->capture_default_str();
     tr->add_option("--zero", t.zero, "under mpirun: 1 shards the AdamW state across ranks (ZeRO-1)")->capture_default_str();
     tr->add_option("--bucket-mb", t.bucket_mb, "under mpirun: gradient bucket size in MiB")->capture_default_str();
     tr->add_option("--comm-timeout", t.comm_timeout, "under mpirun: seconds before a stuck collective stops the job")->capture_default_str();

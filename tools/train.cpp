@@ -72,6 +72,11 @@ void TrainOptions::validate() const {
     RN_CHECK(std::isfinite(sample.top_p) && sample.top_p > 0 && sample.top_p <= 1,
              "train: --sample-top-p must lie in (0, 1]; got ", sample.top_p);
     positive("--sample-repetition-penalty", sample.repetition_penalty);
+    at_least("--context-parallel", context_parallel, 1);
+    RN_CHECK(seq_len % context_parallel == 0, "train: --context-parallel ", context_parallel, " must divide --seq-len ",
+             seq_len, " (each rank holds an equal part of every sequence)");
+    RN_CHECK(context_parallel == 1 || arch == "retnet", "train: --context-parallel is RetNet's (its state carries a "
+             "sequence across ranks); a ", arch, " needs every earlier key");
     RN_CHECK(zero == 0 || zero == 1, "train: --zero must be 0 (off) or 1 (shard the optimizer state); got ", zero);
     positive("--bucket-mb", bucket_mb);
     positive("--comm-timeout", comm_timeout);

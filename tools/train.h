@@ -33,6 +33,11 @@ struct TrainOptions {
     SamplingParams sample = default_sample();
     // data parallel (under mpirun; dist/data_parallel.h): --batch is per rank
     int zero = 0;                  // 1: ZeRO stage 1, the AdamW state sharded across ranks
+    // context parallelism (dist/context_parallel.h; RetNet only): each sequence split along
+    // T over this many consecutive ranks, which see the same rows; the ranks form
+    // world / context_parallel data-parallel groups. Must divide --seq-len (equal parts, so
+    // the ranks' mean losses average to the whole batch's) and the number of ranks.
+    int64_t context_parallel = 1;
     double bucket_mb = 25;         // gradient bucket size for the overlapped reduction
     double comm_timeout = 300;     // seconds a collective may take before the job stops
     bool comm_overlap = true;      // false: reduce only after backward (measures the overlap)

@@ -71,22 +71,30 @@ std::string fmt_duration(double s) {
 
 // Validation loss over the first eval_batches global batches of the validation shard;
 // each rank takes its own rows and the ranks average (every rank gets the same number).
+// Under context parallelism the loader is the data-parallel group's (dp_rank of dp_world)
+// and each rank evaluates its part of every row (`split`, this rank's part cp_rank).
 double eval_loss(const nn::LanguageModel& model, const std::shared_ptr<const ShardReader>& val, const TrainOptions& o,
-                 const nn::ForwardOptions& fo, Device dev, dist::MpiComm* mpi, int64_t batches) {
+                 const nn::ForwardOptions& fo, Device dev, dist::MpiComm* mpi, int64_t batches, int64_t dp_rank,
+                 int64_t dp_world, const dist::ContextSplit* split, int64_t cp_rank) {
     NoGradGuard no_grad;
     DataLoaderOptions lo;
     lo.batch_size = o.batch;
     lo.seq_len = o.seq_len;
     lo.shuffle = false;
-    lo.rank = mpi ? mpi->rank() : 0;
-    lo.world = mpi ? mpi->size() : 1;
+    lo.rank = int(dp_rank);
+    lo.world = int(dp_world);
     DataLoader loader(val, lo);
     double total = 0;
     int64_t n = std::min<int64_t>(batches, std::max<int64_t>(1, int64_t(loader.batches_per_epoch())));
     for (int64_t i = 0; i < n; ++i) {
         Batch b = loader.next();
-        Tensor logits = model.forward(b.inputs.to(dev), fo);
-        total += cross_entropy(logits.reshape({-1, logits.size(-1)}), b.targets.to(dev).reshape({-1})).item();
+        Tensor in = b.inputs, tg = b.targets;
+        if (split) {
+            const int64_t off = split->offsets[size_t(cp_rank)], len = split->lengths[size_t(cp_rank)];
+            in = in.narrow(1, off, len).contiguous(), tg = tg.narrow(1, off, len).contiguous();
+        }
+        Tensor logits = model.forward(in.to(dev), fo);
+        total += cross_entropy(logits.reshape({-1, logits.size(-1)}), tg.to(dev).reshape({-1})).item();
     }
     if (mpi) total = mpi->all_reduce_scalar(total) / double(mpi->size());
     return total / double(n);
@@ -256,6 +264,16 @@ void Trainer::setup() {
                       val_path = o.data + "/val.bin";
     for (const auto& p : {tok_path, train_path, val_path})
         RN_CHECK(fs::exists(p), "train: missing ", p, ". HINT: run `retnet prepare --out ", o.data, "` first");
+    // context parallelism: consecutive ranks share a data-parallel group (and its rows)
+    cp_ = o.context_parallel;
+    dp_rank_ = li_.rank, dp_world_ = li_.world;
+    if (cp_ > 1) {
+        collectively_([&] {
+            RN_CHECK(mpi_ && li_.world % cp_ == 0, "train: --context-parallel ", cp_, " needs a multiple of ", cp_,
+                     " ranks under mpirun; this job has ", li_.world, ". HINT: mpirun -np ", cp_, " (or a multiple)");
+        });
+        cp_rank_ = li_.rank % cp_, dp_rank_ = li_.rank / cp_, dp_world_ = li_.world / cp_;
+    }
     // one process per GPU: plain "cuda" means this rank's GPU on its machine
     dev_ = Device::parse(li_.distributed && o.device == "cuda" ? "cuda:" + std::to_string(li_.local_rank) : o.device);
     RN_CHECK(!(li_.local_world > 1 && dev_.is_cuda() && o.device != "cuda"), "train: ", li_.local_world,
@@ -280,7 +298,7 @@ void Trainer::setup() {
     tok_ = std::make_unique<Tokenizer>(Tokenizer::load(tok_path));
     train_shard_ = std::make_shared<const ShardReader>(train_path);
     val_shard_ = std::make_shared<const ShardReader>(val_path);
-    collectively_([&] { check_data_splits(o, train_shard_->size(), val_shard_->size(), li_.world); });
+    collectively_([&] { check_data_splits(o, train_shard_->size(), val_shard_->size(), int(dp_world_)); });
     if (mpi_) {
         // every rank must run the same computation on the same data (Note [Errors every rank knows])
         const nlohmann::json mine = run_identity(o, *train_shard_, *val_shard_, tok_->serialized(), li_.world);
@@ -307,6 +325,13 @@ void Trainer::setup() {
     if (mpi_) comm_ = dev_.is_cuda() ? std::shared_ptr<dist::Communicator>(dist::make_nccl_comm(*mpi_, dev_.index,
                                                                                                  o.comm_timeout))
                                      : std::static_pointer_cast<dist::Communicator>(mpi_);
+    if (cp_ > 1) {  // the group's own communicator: the state scan of every layer runs in it
+        cp_mpi_ = std::make_shared<dist::MpiComm>(*mpi_, int(dp_rank_), int(cp_rank_));
+        cp_comm_ = dev_.is_cuda() ? std::shared_ptr<dist::Communicator>(
+                                        dist::make_nccl_comm(*cp_mpi_, dev_.index, o.comm_timeout))
+                                  : std::static_pointer_cast<dist::Communicator>(cp_mpi_);
+        cp_split_ = dist::ContextSplit::even(o.seq_len, int(cp_));
+    }
     dist::DataParallelOptions dpo;
     dpo.bucket_bytes = size_t(o.bucket_mb * double(1 << 20));
     dpo.zero = o.zero;
@@ -323,15 +348,19 @@ void Trainer::setup() {
     lo.batch_size = o.batch * o.grad_accum;  // this rank's rows of one step, split into micro-batches below
     lo.seq_len = o.seq_len;
     lo.seed = o.seed;
-    lo.rank = li_.rank;
-    lo.world = li_.world;
+    lo.rank = int(dp_rank_);
+    lo.world = int(dp_world_);
     loader_ = std::make_unique<DataLoader>(train_shard_, lo);
 
     log_path_ = o.out + "/train_log.jsonl";
     fo_.mode = retention_mode_from_name(o.mode);
     fo_.chunk = o.chunk;
     fo_.compute = compute_;
-    tokens_per_step_ = o.batch * o.grad_accum * o.seq_len * li_.world;  // global
+    if (cp_ > 1) {
+        fo_.incoming_state = dist::context_parallel_state_fn(cp_split_, *cp_comm_);
+        fo_.pos0 = cp_split_.offsets[size_t(cp_rank_)];
+    }
+    tokens_per_step_ = o.batch * o.grad_accum * o.seq_len * dp_world_;  // global
 }
 
 void Trainer::resume() {
@@ -409,7 +438,11 @@ void Trainer::announce() {
         std::printf("data parallel: %d ranks (%s), %zu gradient buckets of ≤ %.3g MiB, ZeRO-%d, global batch %lld "
                     "sequences\n",
                     li_.world, comm_->backend().c_str(), dp_->num_buckets(), o.bucket_mb, dp_->zero(),
-                    (long long)(o.batch * o.grad_accum * li_.world));
+                    (long long)(o.batch * o.grad_accum * dp_world_));
+    if (cp_ > 1)
+        std::printf("context parallel: %lld ranks per sequence (%lld tokens each, the state passed between them), "
+                    "%lld data-parallel group%s\n",
+                    (long long)cp_, (long long)(o.seq_len / cp_), (long long)dp_world_, dp_world_ == 1 ? "" : "s");
     std::fflush(stdout);
 }
 
@@ -447,8 +480,12 @@ Trainer::StepStats Trainer::train_step() {
     Batch b = loader_->next();
     double loss_sum = 0;
     for (int64_t m = 0; m < o.grad_accum; ++m) {
-        Tensor in = b.inputs.narrow(0, m * o.batch, o.batch).to(dev_);
-        Tensor tg = b.targets.narrow(0, m * o.batch, o.batch).contiguous().to(dev_);
+        Tensor in = b.inputs.narrow(0, m * o.batch, o.batch), tg = b.targets.narrow(0, m * o.batch, o.batch);
+        if (cp_ > 1) {  // this rank's part of every row (the group's ranks hold the same rows)
+            const int64_t off = cp_split_.offsets[size_t(cp_rank_)], len = cp_split_.lengths[size_t(cp_rank_)];
+            in = in.narrow(1, off, len), tg = tg.narrow(1, off, len);
+        }
+        in = in.contiguous().to(dev_), tg = tg.contiguous().to(dev_);
         Tensor logits = model_->forward(in, fo_);
         Tensor loss = cross_entropy(logits.reshape({-1, logits.size(-1)}), tg.reshape({-1}));
         if (o.grad_accum > 1) loss = loss / double(o.grad_accum);
@@ -490,7 +527,10 @@ Trainer::StepStats Trainer::train_step() {
     return s;
 }
 
-double Trainer::evaluate(int64_t batches) { return eval_loss(*model_, val_shard_, o_, fo_, dev_, mpi_.get(), batches); }
+double Trainer::evaluate(int64_t batches) {
+    return eval_loss(*model_, val_shard_, o_, fo_, dev_, mpi_.get(), batches, dp_rank_, dp_world_,
+                     cp_ > 1 ? &cp_split_ : nullptr, cp_rank_);
+}
 
 void Trainer::report(const StepStats& s) {
     const TrainOptions& o = o_;

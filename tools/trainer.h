@@ -13,6 +13,7 @@
 #include <vector>
 #include <fstream>
 
+#include "dist/context_parallel.h"
 #include "dist/data_parallel.h"
 #include "dist/launch.h"
 #include "dist/mpi_comm.h"
@@ -95,6 +96,12 @@ private:
     std::unique_ptr<DataLoader> loader_;
     nn::ForwardOptions fo_;
     int64_t tokens_per_step_ = 0;  // global
+    // context parallelism (TrainOptions::context_parallel > 1): rank = dp_rank·P + cp_rank;
+    // the P ranks of a data-parallel group see the same rows, each its part of T
+    int64_t cp_ = 1, cp_rank_ = 0, dp_rank_ = 0, dp_world_ = 1;
+    std::shared_ptr<dist::MpiComm> cp_mpi_;
+    std::shared_ptr<dist::Communicator> cp_comm_;
+    dist::ContextSplit cp_split_;
 
     nn::TrainState st_;
     std::string log_path_;
