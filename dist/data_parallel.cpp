@@ -44,8 +44,8 @@ DataParallel::DataParallel(std::shared_ptr<Communicator> comm,
                            const std::vector<std::pair<std::string, Tensor>>& named_params,
                            const nn::AdamWOptions& adam, const DataParallelOptions& opts)
     : comm_(std::move(comm)), opts_(opts), adam_(adam), params_(named_params) {
-    RN_CHECK(opts_.zero == 0 || opts_.zero == 1, "data parallel: --zero takes 0 (off) or 1 (shard the optimizer "
-             "state), got ", opts_.zero);
+    RN_CHECK(opts_.zero >= 0 && opts_.zero <= 2, "data parallel: --zero takes 0 (off), 1 (shard the optimizer "
+             "state) or 2 (and the gradients), got ", opts_.zero);
     RN_CHECK(opts_.bucket_bytes > 0, "data parallel: the bucket size must be positive");
     RN_CHECK(!params_.empty(), "data parallel: no parameters");
     if (!comm_) opts_.zero = 0;  // one rank owns everything: sharding changes nothing
@@ -68,8 +68,8 @@ DataParallel::DataParallel(std::shared_ptr<Communicator> comm,
         Bucket& b = *cur;
         b.padded = (b.numel + W - 1) / W * W;
         b.block = b.padded / W;
-        b.flat = zeros({b.padded}, DType::f32, dev);
-        if (opts_.zero == 1) {
+        if (opts_.zero < 2) b.flat = zeros({b.padded}, DType::f32, dev);  // ZeRO-2: only while in use
+        if (opts_.zero >= 1) {
             b.grad_block = zeros({b.block}, DType::f32, dev);
             b.m = zeros({b.block}, DType::f32, dev);
             b.v = zeros({b.block}, DType::f32, dev);
@@ -133,18 +133,26 @@ void DataParallel::on_grad_ready(size_t i) {
     }
 }
 
+// the bucket's flat buffer, made if ZeRO-2 freed it
+Tensor& DataParallel::flat_of(Bucket& b) {
+    if (!b.flat.defined()) b.flat = empty({b.padded}, DType::f32, params_[0].second.device());
+    return b.flat;
+}
+
 void DataParallel::launch(Bucket& b) {
     NoGradGuard no_grad;
+    flat_of(b);
     for (size_t k = 0; k < b.params.size(); ++k) {
         const Tensor& p = params_[b.params[k]].second;
         Tensor seg = b.flat.narrow(0, b.offsets[k], p.numel());
         Tensor g = p.grad();
         if (g.defined()) copy_nograd(seg.view(p.shape()), g);
         else fill_nograd(seg, 0.0);  // no gradient on this rank: it contributes zero
+        if (opts_.zero == 2) p.zero_grad();  // ZeRO-2: the whole gradient is not kept past here
     }
     if (b.padded > b.numel) fill_nograd(b.flat.narrow(0, b.numel, b.padded - b.numel), 0.0);
     b.launched = true;
-    b.work = opts_.zero == 1 ? comm_->reduce_scatter_async(b.flat, b.grad_block) : comm_->all_reduce_async(b.flat);
+    b.work = opts_.zero >= 1 ? comm_->reduce_scatter_async(b.flat, b.grad_block) : comm_->all_reduce_async(b.flat);
 }
 
 void DataParallel::finish_gradient_sync() {
@@ -165,8 +173,9 @@ void DataParallel::finish_gradient_sync() {
     // the mean over ranks: each rank's loss is already the mean over its own rows
     const double inv = 1.0 / double(comm_->size());
     for (auto& b : buckets_) {
-        if (opts_.zero == 1) {
+        if (opts_.zero >= 1) {
             copy_nograd(b->grad_block, b->grad_block * inv);
+            if (opts_.zero == 2) b->flat = Tensor();  // only this rank's block of the gradient remains
             continue;
         }
         // one scaling kernel per bucket; the gradients are views of its result
@@ -214,7 +223,7 @@ void DataParallel::step(double lr) {
     std::vector<std::unique_ptr<CommWork>> works;
     for (auto& bp : buckets_) {
         Bucket& b = *bp;
-        Tensor mine = b.flat.narrow(0, int64_t(r) * b.block, b.block);
+        Tensor mine = flat_of(b).narrow(0, int64_t(r) * b.block, b.block);
         float* pb = mine.data<float>();
         float* gb = b.grad_block.data<float>();
         float* mb = b.m.data<float>();
@@ -243,6 +252,7 @@ void DataParallel::step(double lr) {
             copy_nograd(p, b.flat.narrow(0, b.offsets[k], p.numel()).view(p.shape()));
             p.bump_version();
         }
+        if (opts_.zero == 2) b.flat = Tensor();
     }
     const Device dev = params_[0].second.device();
     if (dev.is_cuda()) cuda::synchronize(dev.index);
@@ -250,13 +260,14 @@ void DataParallel::step(double lr) {
 }
 
 std::unique_ptr<nn::AdamW> DataParallel::gather_optimizer() {
-    RN_CHECK(opts_.zero == 1, "gather_optimizer: only ZeRO-1 shards the optimizer; use full_optimizer()");
+    RN_CHECK(opts_.zero >= 1, "gather_optimizer: only ZeRO-1 and -2 shard the optimizer; use full_optimizer()");
     NoGradGuard no_grad;
     auto full = std::make_unique<nn::AdamW>(params_, adam_);
     full->set_step_count(t_);
     const int r = comm_->rank();
     for (auto& bp : buckets_) {
         Bucket& b = *bp;
+        flat_of(b);
         for (int which = 0; which < 2; ++which) {
             const Tensor& mine = which == 0 ? b.m : b.v;
             copy_nograd(b.flat.narrow(0, int64_t(r) * b.block, b.block), mine);
@@ -267,18 +278,20 @@ std::unique_ptr<nn::AdamW> DataParallel::gather_optimizer() {
                 copy_nograd(dst, b.flat.narrow(0, b.offsets[k], dst.numel()).view(dst.shape()));
             }
         }
+        if (opts_.zero == 2) b.flat = Tensor();
     }
     return full;
 }
 
 void DataParallel::scatter_optimizer(nn::AdamW& full) {
-    RN_CHECK(opts_.zero == 1, "scatter_optimizer: only ZeRO-1 shards the optimizer");
+    RN_CHECK(opts_.zero >= 1, "scatter_optimizer: only ZeRO-1 and -2 shard the optimizer");
     NoGradGuard no_grad;
     t_ = full.step_count();
     auto& slots = full.slots();
     const int r = comm_->rank();
     for (auto& bp : buckets_) {
         Bucket& b = *bp;
+        flat_of(b);
         for (int which = 0; which < 2; ++which) {
             for (size_t k = 0; k < b.params.size(); ++k) {
                 const auto& slot = slots[b.params[k]];
@@ -287,6 +300,7 @@ void DataParallel::scatter_optimizer(nn::AdamW& full) {
             }
             copy_nograd(which == 0 ? b.m : b.v, b.flat.narrow(0, int64_t(r) * b.block, b.block));
         }
+        if (opts_.zero == 2) b.flat = Tensor();
     }
 }
 

@@ -23,6 +23,15 @@
 // same fused AdamW kernel on the same numbers as nn::AdamW, so ZeRO-1 and plain data
 // parallelism agree to rounding of the reduction order.
 //
+// ZeRO stage 2 (`zero = 2`): ZeRO-1, and no rank keeps the whole gradient past its bucket's
+// reduction: each parameter's gradient is copied into the bucket's flat buffer and freed
+// as the bucket launches (during backward, late layers first), and the flat buffer itself
+// exists only from its launch to the end of the reduce-scatter, and again during the
+// step's all-gather of the new parameters. What stays between steps is this rank's block
+// of the gradient and of the moments: memory for gradients falls from N to N/world floats
+// (with gradient accumulation the gradients are whole until the last micro-batch, whose
+// backward launches the reductions). The numbers are ZeRO-1's.
+//
 // A parameter without a gradient on a rank counts as a zero gradient there (nn::AdamW
 // alone would skip it; every RetNet parameter gets one in each step).
 //
@@ -41,7 +50,7 @@ namespace rn::dist {
 
 struct DataParallelOptions {
     size_t bucket_bytes = size_t(25) << 20;
-    int zero = 0;  // 0: all-reduce, full AdamW state on every rank; 1: ZeRO stage 1
+    int zero = 0;  // 0: all-reduce, full AdamW state on every rank; 1: ZeRO stage 1; 2: stage 2
     // false: every reduction waits until backward is over (to measure what overlap hides)
     bool overlap = true;
 };
@@ -98,6 +107,7 @@ private:
     struct Bucket;
     void on_grad_ready(size_t param_index);
     void launch(Bucket& b);
+    Tensor& flat_of(Bucket& b);
 
     std::shared_ptr<Communicator> comm_;
     DataParallelOptions opts_;

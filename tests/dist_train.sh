@@ -2,7 +2,8 @@
 # tests/dist_train.sh — data-parallel training on the CPU in real processes (mpirun -np 2,
 # ranks talking through MPI): a tiny RetNet, 4 steps, fp32.
 #   - 2 ranks × batch 2 give the losses of 1 process × batch 4, to rounding (the gradient
-#     sums differ only in order): plain all-reduce, ZeRO-1, and with gradient accumulation;
+#     sums differ only in order): plain all-reduce, ZeRO-1, ZeRO-2, and with gradient
+#     accumulation;
 #   - a checkpoint saved on 2 ranks (with and without ZeRO-1) resumes on 1 process and on
 #     2 ranks with the same continuation, and `retnet inspect --diff` finds it equal to
 #     the single-process checkpoint of the same step;
@@ -64,6 +65,9 @@ same_losses ref dp
 # ZeRO-1
 "${MPIRUN[@]}" -np 2 "$RETNET" train "${common[@]}" --out zero --batch 2 --steps 4 --zero 1 > /dev/null
 same_losses ref zero
+# ZeRO-2: the gradients sharded as well
+"${MPIRUN[@]}" -np 2 "$RETNET" train "${common[@]}" --out zero2 --batch 2 --steps 4 --zero 2 > /dev/null
+same_losses ref zero2
 # gradient accumulation: 2 ranks × 2 micro-batches of 1 row, with and without ZeRO-1
 "${MPIRUN[@]}" -np 2 "$RETNET" train "${common[@]}" --out accum --batch 1 --grad-accum 2 --steps 4 > /dev/null
 same_losses ref accum train-only

@@ -77,7 +77,8 @@ void TrainOptions::validate() const {
              seq_len, " (each rank holds an equal part of every sequence)");
     RN_CHECK(context_parallel == 1 || arch == "retnet", "train: --context-parallel is RetNet's (its state carries a "
              "sequence across ranks); a ", arch, " needs every earlier key");
-    RN_CHECK(zero == 0 || zero == 1, "train: --zero must be 0 (off) or 1 (shard the optimizer state); got ", zero);
+    RN_CHECK(zero >= 0 && zero <= 2, "train: --zero must be 0 (off), 1 (shard the optimizer state) or 2 (and the "
+             "gradients); got ", zero);
     positive("--bucket-mb", bucket_mb);
     positive("--comm-timeout", comm_timeout);
 }

@@ -32,7 +32,7 @@ struct TrainOptions {
     int64_t sample_tokens = 40;    // 0: none
     SamplingParams sample = default_sample();
     // data parallel (under mpirun; dist/data_parallel.h): --batch is per rank
-    int zero = 0;                  // 1: ZeRO stage 1, the AdamW state sharded across ranks
+    int zero = 0;                  // 1: ZeRO stage 1, the AdamW state sharded across ranks; 2: and the gradients
     // context parallelism (dist/context_parallel.h; RetNet only): each sequence split along
     // T over this many consecutive ranks, which see the same rows; the ranks form
     // world / context_parallel data-parallel groups. Must divide --seq-len (equal parts, so
