@@ -6,6 +6,7 @@
 //   bench_train [--arch retnet|transformer] [--preset small] [--vocab 32000] [--batch 8]
 //               [--seq 2048] [--mode chunkwise] [--chunk 64] [--dtype bf16] [--device cuda]
 //               [--steps 10] [--warmup 3] [--json PATH] [--save-check DIR [--check-qk-scale S]]
+//               [--checkpoint-activations]
 //
 // MFU, two ways, both over 989 TFLOP/s (H200 dense bf16 peak) and over 790 TFLOP/s (the bf16
 // matmul rate measured on the card):
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
     fo.mode = retention_mode_from_name(mode);
     fo.chunk = chunk;
     fo.compute = compute;
+    fo.checkpoint_activations = bench::has_flag(argc, argv, "--checkpoint-activations");
 
     if (!check_dir.empty()) {  // our loss on this batch, before any update, for bench/torch_{retnet,transformer}.py
         // At the init's scale (std 0.02) attention is close to uniform, and the output
@@ -161,7 +163,7 @@ int main(int argc, char** argv) {
                         {"mfu_6n_790", f6n / 790e12}, {"mfu_model_989", fmodel / 989e12},
                         {"mfu_model_790", fmodel / 790e12}, {"peak_gib", peak_gib},
                         {"fwd_ms", t_fwd * 1e3}, {"bwd_ms", t_bwd * 1e3}, {"opt_ms", t_opt * 1e3},
-                        {"step_ms_all", times}};
+                        {"step_ms_all", times}, {"checkpoint_activations", fo.checkpoint_activations}};
     bench::write_json(bench::json_path(argc, argv, "bench_train.json"), j);
     return 0;
 }

@@ -41,6 +41,11 @@ struct ForwardOptions {
     // comes into this part's first token ([B,H,Dk,Dv], differentiable). Null: the sequence
     // starts here (or at states_in). dist::context_parallel_state_fn makes one.
     std::function<Tensor(const Tensor& k, const Tensor& v, const std::vector<double>& gamma)> incoming_state;
+    // training: keep only each layer's input and recompute the layer in the backward
+    // (autograd/checkpoint.h) — memory for one layer's activations at a time, for about
+    // one more forward pass. The same values and gradients. Not with dropout, states_in
+    // or states_out; ignored when no graph is recorded.
+    bool checkpoint_activations = false;
 };
 
 class LanguageModel : public Module {

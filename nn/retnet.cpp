@@ -4,6 +4,7 @@
 #include <cmath>
 #include <tuple>
 
+#include "autograd/checkpoint.h"
 #include "autograd/grad_mode.h"
 #include "ops/ops.h"
 #include "ops/rotary.h"
@@ -199,9 +200,18 @@ Tensor RetNetLM::forward(const Tensor& tokens, const ForwardOptions& opt) const 
     if (layernorm_embedding) x = layernorm_embedding->forward(x);
     if (cfg_.dropout > 0) x = dropout(x, cfg_.dropout, is_training());
     if (opt.states_out) opt.states_out->assign(size_t(cfg_.n_layers), Tensor());
-    for (size_t i = 0; i < layers.size(); ++i)
+    const bool ckpt = opt.checkpoint_activations && GradMode::enabled();
+    RN_CHECK(!ckpt || (cfg_.dropout == 0 && !opt.states_in && !opt.states_out), "RetNetLM: checkpoint_activations "
+             "recomputes each layer in the backward, so it needs dropout 0 (got ", cfg_.dropout, ") and no "
+             "states_in/states_out");
+    for (size_t i = 0; i < layers.size(); ++i) {
+        if (ckpt) {  // the layer and a copy of the options are kept for the recomputation
+            x = checkpoint([layer = layers[i], o = opt](const Tensor& xi) { return layer->forward(xi, o, Tensor(), nullptr); }, x);
+            continue;
+        }
         x = layers[i]->forward(x, opt, opt.states_in ? (*opt.states_in)[i] : Tensor(),
                                opt.states_out ? &(*opt.states_out)[i] : nullptr);
+    }
     return head(x);
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <tuple>
 
+#include "autograd/checkpoint.h"
 #include "autograd/grad_mode.h"
 #include "core/tensor_math.h"
 #include "ops/attention.h"
@@ -170,7 +171,7 @@ Tensor TransformerLM::project(const Tensor& h) const {
 }
 
 Tensor TransformerLM::run(const Tensor& tokens, DType compute, int64_t pos0, const std::vector<Tensor>* caches,
-                          bool standard_attention) const {
+                          bool standard_attention, bool checkpoint_activations) const {
     Tensor x = embed_tokens->forward(tokens);
     // the standard form's mask, made once for all layers on the device, in the compute
     // dtype: relu(j − i) is nonzero exactly above the diagonal (masked_fill's "true")
@@ -182,9 +183,19 @@ Tensor TransformerLM::run(const Tensor& tokens, DType compute, int64_t pos0, con
     }
     if (x.dtype() != compute) x = x.to(compute);
     if (cfg_.dropout > 0) x = dropout(x, cfg_.dropout, is_training());
-    for (size_t i = 0; i < layers.size(); ++i)
+    const bool ckpt = checkpoint_activations && !caches && GradMode::enabled();
+    RN_CHECK(!ckpt || cfg_.dropout == 0, "TransformerLM: checkpoint_activations recomputes each layer in the "
+             "backward, so it needs dropout 0 (got ", cfg_.dropout, ")");
+    for (size_t i = 0; i < layers.size(); ++i) {
+        if (ckpt) {  // the layer, position and mask are kept for the recomputation
+            x = checkpoint([layer = layers[i], pos0, mask](const Tensor& xi) {
+                return layer->forward(xi, pos0, Tensor(), Tensor(), mask);
+            }, x);
+            continue;
+        }
         x = caches ? layers[i]->forward(x, pos0, (*caches)[2 * i], (*caches)[2 * i + 1])
                    : layers[i]->forward(x, pos0, Tensor(), Tensor(), mask);
+    }
     return project(norm->forward(x));
 }
 
@@ -195,7 +206,7 @@ Tensor TransformerLM::forward(const Tensor& tokens, const ForwardOptions& opt) c
     RN_CHECK(opt.pos0 >= 0, "TransformerLM::forward: pos0 must be ≥ 0, got ", opt.pos0);
     RN_CHECK(!opt.incoming_state, "TransformerLM::forward: incoming_state is RetNet's context parallelism (a "
              "recurrent state); a Transformer's attention needs every earlier key, not a state");
-    return run(tokens, opt.compute, opt.pos0, nullptr, opt.standard_attention);
+    return run(tokens, opt.compute, opt.pos0, nullptr, opt.standard_attention, opt.checkpoint_activations);
 }
 
 std::vector<Tensor> TransformerLM::init_states(int64_t slots, Device device, DType compute, int64_t max_context) const {

@@ -118,7 +118,7 @@ public:
 private:
     // embeddings → blocks → head, the KV caches (2 per layer) written when given
     Tensor run(const Tensor& tokens, DType compute, int64_t pos0, const std::vector<Tensor>* caches,
-              bool standard_attention = false) const;
+              bool standard_attention = false, bool checkpoint_activations = false) const;
     Tensor project(const Tensor& h) const;  // lm_head (or the tied embedding)
 };
 

@@ -57,6 +57,9 @@ same_losses() {
 
 # the reference: one process, 4 rows a step
 "$RETNET" train "${common[@]}" --out ref --batch 4 --steps 4 > ref.txt
+# activation checkpointing (each layer recomputed in the backward) changes no number
+"$RETNET" train "${common[@]}" --out ref_ck --batch 4 --steps 4 --checkpoint-activations > /dev/null
+same_losses ref ref_ck
 # two ranks, 2 rows each
 "${MPIRUN[@]}" -np 2 "$RETNET" train "${common[@]}" --out dp --batch 2 --steps 4 > dp.txt
 grep -q "data parallel: 2 ranks ($([ "$DEVICE" = cpu ] && echo mpi || echo nccl))" dp.txt
@@ -84,6 +87,11 @@ if [ "$DEVICE" = cpu ]; then
   "${MPIRUN[@]}" -np 4 "$RETNET" train "${common[@]}" --out cp_dp --batch 2 --steps 4 --context-parallel 2 > cp_dp.txt
   grep -q "2 data-parallel groups" cp_dp.txt
   same_losses ref cp_dp
+  # with activation checkpointing as well: the recomputation runs the state scan's
+  # collectives again inside the backward, on every rank alike
+  "${MPIRUN[@]}" -np 2 "$RETNET" train "${common[@]}" --out cp_ck --batch 4 --steps 4 --context-parallel 2 \
+    --checkpoint-activations > /dev/null
+  same_losses ref cp_ck
   # a world that is not a multiple, and an odd split, are refused before anything runs
   if "${MPIRUN[@]}" -np 2 "$RETNET" train "${common[@]}" --out cp_bad --batch 4 --steps 1 --context-parallel 3 \
       > cp_bad.txt 2>&1; then echo "FAIL: --context-parallel 3 on 2 ranks ran"; exit 1; fi

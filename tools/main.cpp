@@ -101,6 +101,9 @@ int main(int argc, char** argv) {
     tr->add_option("--context-parallel", t.context_parallel,
                    "under mpirun: split each sequence along T over this many ranks (RetNet; must divide --seq-len "
                    "and the number of ranks)")->capture_default_str();
+    tr->add_flag("--checkpoint-activations", t.checkpoint_activations,
+                 "recompute each layer in the backward instead of keeping its activations (less memory, about one "
+                 "more forward pass)");
     tr->add_option("--zero", t.zero, "under mpirun: 1 shards the AdamW state across ranks (ZeRO-1), 2 the gradients too (ZeRO-2)")->capture_default_str();
     tr->add_option("--bucket-mb", t.bucket_mb, "under mpirun: gradient bucket size in MiB")->capture_default_str();
     tr->add_option("--comm-timeout", t.comm_timeout, "under mpirun: seconds before a stuck collective stops the job")->capture_default_str();

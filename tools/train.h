@@ -38,6 +38,9 @@ struct TrainOptions {
     // world / context_parallel data-parallel groups. Must divide --seq-len (equal parts, so
     // the ranks' mean losses average to the whole batch's) and the number of ranks.
     int64_t context_parallel = 1;
+    // recompute each layer in the backward instead of keeping its activations
+    // (autograd/checkpoint.h): one layer's activations at a time, about one more forward
+    bool checkpoint_activations = false;
     double bucket_mb = 25;         // gradient bucket size for the overlapped reduction
     double comm_timeout = 300;     // seconds a collective may take before the job stops
     bool comm_overlap = true;      // false: reduce only after backward (measures the overlap)

@@ -203,6 +203,7 @@ nlohmann::json run_identity(const TrainOptions& o, const ShardReader& train, con
             {"ckpt_interval", o.ckpt_interval}, {"comm_overlap", o.comm_overlap}, {"log_interval", o.log_interval},
             {"seed", o.seed},
             {"resume", o.resume}, {"overwrite", o.overwrite}, {"max_bad_steps", o.max_bad_steps}, {"zero", o.zero}, {"bucket_mb", o.bucket_mb}, {"world", world},
+            {"context_parallel", o.context_parallel}, {"checkpoint_activations", o.checkpoint_activations},
             {"train_data_checksum", train.checksum()}, {"train_data_tokens", train.size()},
             {"val_data_checksum", val.checksum()},
             {"tokenizer_checksum", shard_checksum(tokenizer_bytes.data(), tokenizer_bytes.size())}};
@@ -356,6 +357,7 @@ void Trainer::setup() {
     fo_.mode = retention_mode_from_name(o.mode);
     fo_.chunk = o.chunk;
     fo_.compute = compute_;
+    fo_.checkpoint_activations = o.checkpoint_activations;
     if (cp_ > 1) {
         fo_.incoming_state = dist::context_parallel_state_fn(cp_split_, *cp_comm_);
         fo_.pos0 = cp_split_.offsets[size_t(cp_rank_)];
