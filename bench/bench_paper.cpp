@@ -4,6 +4,7 @@
 //   bench_paper inference [--presets small,medium,7b] [--input 8192] [--max-context 65536]
 //                         [--max-batch 512] [--steps 40]
 //   bench_paper training  [--presets small,xl] [--seqs 2048,8192,32768] [--tokens-per-step N]
+//                         [--checkpoint-activations]
 //   bench_paper scaling   --data DIR [--presets mini,base,small,medium] [--lrs 3e-4,1e-3,3e-3]
 //                         [--train-tokens 10000000] [--batch 32] [--seq 512] [--runs DIR]
 //   bench_paper plot      DIR    (SVGs + markdown tables from the JSON files in DIR)
@@ -58,6 +59,8 @@ int main(int argc, char** argv) {
     auto* tr = app.add_subcommand("training", "training tokens/s and peak memory: RetNet, flash, standard attention");
     common(tr);
     tr->add_option("--seqs", a.seqs, "sequence lengths (default 2048,8192,32768)")->delimiter(',');
+    tr->add_flag("--checkpoint-activations", a.checkpoint_activations,
+                 "recompute each layer in the backward, for all three models alike");
     tr->add_option("--tokens-per-step", a.tokens_per_step, "B = tokens per step / T (default 16K, 8K from medium up)");
     auto* sc = app.add_subcommand("scaling", "validation perplexity against size, both models trained alike");
     common(sc);

@@ -30,6 +30,7 @@ struct Args {
     // training
     std::vector<int64_t> seqs;    // sequence lengths (default 2048, 8192, 32768)
     int64_t tokens_per_step = 0;  // B = max(1, tokens_per_step / T) (default by preset)
+    bool checkpoint_activations = false;  // for all three models alike (the paper allows it)
     // scaling
     std::string data;             // a folder from `retnet prepare`
     std::string runs_dir = "runs/paper";

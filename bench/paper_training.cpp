@@ -8,8 +8,8 @@
 //                          probabilities materialised by our matmul, masked_fill, softmax),
 // each an optimizer step (forward, cross-entropy, backward, clip, AdamW with fp32 master
 // weights; bench/train_util.h) at T = 2048, 8192, 32768, B = tokens_per_step / T (≥ 1).
-// No activation checkpointing for any of the three. An out-of-memory is a result: it is
-// reported, the model freed, and the next point runs.
+// No activation checkpointing unless --checkpoint-activations (then for all three alike).
+// An out-of-memory is a result: it is reported, the model freed, and the next point runs.
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -49,13 +49,15 @@ json run_training(const Args& a) {
     if (seqs.empty()) seqs = a.quick ? std::vector<int64_t>{64, 256} : std::vector<int64_t>{2048, 8192, 32768};
     const int64_t steps = a.steps > 0 ? a.steps : a.quick ? 2 : 6, warmup = a.quick ? 1 : 2;
     std::printf("bench_paper training: %s %s, vocab %lld, %lld timed steps after %lld (median), fp32 master weights + "
-                "AdamW, no activation checkpointing%s\n", device.c_str(), dtype_name(compute), (long long)vocab,
-                (long long)steps, (long long)warmup, a.quick ? " (--quick)" : "");
+                "AdamW, %s%s\n", device.c_str(), dtype_name(compute), (long long)vocab, (long long)steps,
+                (long long)warmup, a.checkpoint_activations ? "every layer checkpointed (all three alike)"
+                                                            : "no activation checkpointing",
+                a.quick ? " (--quick)" : "");
     std::printf("| preset | model | params | B×T | step ms | tokens/s | MFU 6N (989) | peak GiB |\n"
                 "|---|---|---|---|---|---|---|---|\n");
     json out = {{"part", "training"}, {"device", device}, {"device_name", device_label(device)},
                 {"dtype", dtype_name(compute)}, {"vocab", vocab}, {"steps", steps}, {"quick", a.quick},
-                {"rows", json::array()}};
+                {"checkpoint_activations", a.checkpoint_activations}, {"rows", json::array()}};
     json& rows = out["rows"];
     for (const std::string& p : presets) {
         // tokens per step: 16K at small and below (the docs/benchmarks.md shapes), 8K above
@@ -75,6 +77,7 @@ json run_training(const Args& a) {
                     fo.compute = compute;
                     fo.chunk = 64;
                     fo.standard_attention = v.standard;
+                    fo.checkpoint_activations = a.checkpoint_activations;
                     const double n = double(m->num_parameters());
                     const TrainStepTimes r = time_train_steps(*m, B, T, fo, steps, warmup, dev);
                     const double mfu = 6 * n * r.tokens_per_s / 989e12;
