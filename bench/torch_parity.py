@@ -301,6 +301,15 @@ def ours_check(retnet, ckpt, ids, mode):
     return json.loads(out)
 
 
+def ours_all_logits(retnet, ckpt, ids, mode, V):
+    """every position's logits through --check --dump-logits: f32 [T, V]"""
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+        subprocess.run([retnet, "convert", "--check", ckpt, "--json", "--mode", mode, "--dump-logits", f.name,
+                        "--prompt-ids", ",".join(map(str, ids))], check=True, capture_output=True, text=True)
+        return torch.from_numpy(np.fromfile(f.name, dtype="<f4").reshape(len(ids), V).copy())
+
+
 def stats(row):  # what --check computes from the V logits of one position (f64 sums of f32 values)
     r = row.double()
     mean = r.mean().item()
@@ -355,6 +364,12 @@ def compare(a):
                     gap = (Lr[t][r["argmax"]] - Lr[t][o["argmax"]]).abs().item() / scale
                     if gap > a.tol:  # a near-tie within the tolerance is not a disagreement
                         argmax_bad.append((ref_name, mode, t, o["argmax"], r["argmax"], gap))
+    # every logit of every position at once (--dump-logits), against the peer
+    for mode in ("parallel", "chunkwise", "recurrent"):
+        ours = ours_all_logits(a.retnet, a.ckpt, ids, mode, V).double()
+        for ref_name, Lr in (("torch32", L32), ("torch64", L64)):
+            Ld = Lr.double()
+            note((ref_name, mode, "all logits /scale"), ((ours - Ld).abs().amax(-1) / Ld.abs().amax(-1)).max().item())
     # sensitivity: the peer with one switch at the other variant's setting, against ours at
     # the last position; what is near or below the tolerance could not be told apart
     sens, sens_v = [], {}

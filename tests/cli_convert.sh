@@ -84,6 +84,23 @@ for k in mean std min max checksum; do
   awk -v a="$a" -v b="$b" -v k="$k" 'BEGIN { d = a - b; if (d < 0) d = -d; s = (a < 0 ? -a : a); if (s < 1) s = 1;
     if (d > 1e-4 * s) { print "FAIL: --check " k " parallel " a " vs recurrent " b; exit 1 } }'
 done
+# --dump-logits: every position's logits, [16, V] f32; its last row is what the statistics
+# describe (first 8 equal), and parallel and recurrent agree at every position
+"$RETNET" convert --check back.h5 --json --dump-logits lp.bin > d1.json
+"$RETNET" convert --check back.h5 --mode recurrent --dump-logits lr.bin > /dev/null
+grep -q '"logits_shape"' d1.json
+V=$(python_free_num vocab_size d1.json)
+test "$(stat -c %s lp.bin)" -eq $((16 * V * 4)) && test "$(stat -c %s lr.bin)" -eq $((16 * V * 4))
+# (od prints a float with about 7 digits, so the comparison is to 1e-6, not exact)
+od -An -v -f -w4 lp.bin | tail -n "$V" | head -8 > last8.txt
+grep -A8 '"first8"' d1.json | tail -8 | tr -d ' ,' > first8.txt
+paste last8.txt first8.txt | awk '{ d = $1 - $2; if (d < 0) d = -d; s = ($2 < 0 ? -$2 : $2); if (s < 1e-3) s = 1e-3
+  if (d > 1e-6 * s) { print "FAIL: --dump-logits last row " $1 " vs --check first8 " $2; bad = 1 } ; n++ }
+  END { if (n != 8) { print "FAIL: " n " of the first 8 logits compared"; bad = 1 }; exit bad }' 
+paste <(od -An -v -f -w4 lp.bin) <(od -An -v -f -w4 lr.bin) | awk '
+  { d = $1 - $2; if (d < 0) d = -d; s = ($1 < 0 ? -$1 : $1); if (s < 1) s = 1; if (d / s > worst) worst = d / s; n++ }
+  END { if (n < 16 || worst > 1e-4) { print "FAIL: dumped logits, parallel vs recurrent: " worst " over " n; exit 1 }
+        printf "  --dump-logits: %d logits, parallel vs recurrent %.2e\n", n, worst }'
 
 # bad requests: exit 2, a clear error, nothing written
 expect_error() {  # expect_error PATTERN ARGS...

@@ -682,24 +682,28 @@ CheckStats check_logits(const nn::LanguageModel& model, const std::vector<int64_
     NoGradGuard no_grad;
     const int64_t T = int64_t(prompt.size()), V = cfg.vocab_size;
     Tensor last;  // [V] f32
+    CheckStats st;
     if (mode == "recurrent") {
         std::vector<Tensor> states = model.init_states(1, Device::cpu(), DType::f32, T);
         for (int64_t t = 0; t < T; ++t) {
             Tensor tok = from_vector(std::vector<int64_t>{prompt[size_t(t)]}, {1});
             Tensor pos = from_vector(std::vector<int64_t>{t}, {1});
-            last = model.step(tok, states, pos, DType::f32).reshape({V});
+            last = model.step(tok, states, pos, DType::f32).reshape({V}).contiguous();
+            const float* r = static_cast<const float*>(last.raw_data());
+            st.all.insert(st.all.end(), r, r + V);
         }
     } else {
         nn::ForwardOptions fo;
         fo.mode = mode == "parallel" ? RetentionMode::parallel : RetentionMode::chunkwise;
         fo.chunk = 4;  // several chunks over the default prompt: the state handover is exercised
         fo.compute = DType::f32;
-        Tensor logits = model.forward(from_vector(prompt, {1, T}), fo);
+        Tensor logits = model.forward(from_vector(prompt, {1, T}), fo).contiguous();
+        const float* r = static_cast<const float*>(logits.raw_data());
+        st.all.assign(r, r + T * V);
         last = logits.narrow(1, T - 1, 1).contiguous().reshape({V});
     }
     last = last.contiguous();
     const float* x = static_cast<const float*>(last.raw_data());
-    CheckStats st;
     st.mode = mode, st.prompt = prompt, st.vocab = V;
     double sum = 0, mn = x[0], mx = x[0];
     for (int64_t i = 0; i < V; ++i) {
@@ -763,8 +767,23 @@ int run_convert(const ConvertOptions& o) {
         auto model = load_model_for_check(o.in, o.from, &described);
         const auto prompt = o.prompt_ids.empty() ? default_check_prompt(model->config().vocab_size) : o.prompt_ids;
         const CheckStats st = check_logits(*model, prompt, o.check_mode);
-        if (o.json) log << st.to_json() << "\n";
-        else log << described << "\n" << st.to_text();
+        if (!o.dump_logits.empty()) {
+            // little-endian f32, as every machine we build on is (the safetensors writer assumes it too)
+            std::ofstream f(o.dump_logits, std::ios::binary | std::ios::trunc);
+            f.write(reinterpret_cast<const char*>(st.all.data()), std::streamsize(st.all.size() * sizeof(float)));
+            RN_CHECK(f.good(), "convert --check: could not write the logits to '", o.dump_logits, "'");
+        }
+        if (o.json) {
+            nlohmann::json j = nlohmann::json::parse(st.to_json());
+            if (!o.dump_logits.empty())
+                j["logits_file"] = o.dump_logits, j["logits_shape"] = {int64_t(prompt.size()), st.vocab};
+            log << j.dump(2) << "\n";
+        } else {
+            log << described << "\n" << st.to_text();
+            if (!o.dump_logits.empty())
+                log << "  every position's logits (f32 [" << prompt.size() << ", " << st.vocab << "]) in "
+                    << o.dump_logits << "\n";
+        }
         return 0;
     }
     RN_CHECK(!o.out.empty(), "convert: expected IN and OUT (or --check CKPT)");

@@ -39,6 +39,9 @@ struct ConvertOptions {
     std::vector<int64_t> prompt_ids;  // empty: default_check_prompt(vocab)
     std::string check_mode = "parallel";  // parallel, chunkwise (chunks of 4) or recurrent (one step a token)
     bool json = false;
+    // --check: also write every position's logits, f32 little-endian [T, V] row-major, to
+    // this file (a peer implementation compares all of them, not only the statistics)
+    std::string dump_logits;
 };
 
 // The logits of the last prompt position, in f32 on the CPU: what --check prints.
@@ -50,6 +53,7 @@ struct CheckStats {
     int64_t argmax = 0;
     std::vector<double> first8;  // its first 8 logits
     double checksum = 0;         // Σ_i (i+1)·first8[i]: order-sensitive
+    std::vector<float> all;      // every position's logits, [T, V] row-major
     std::string to_json() const;
     std::string to_text() const;
 };

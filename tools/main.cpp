@@ -7,6 +7,7 @@
 //   retnet inspect CKPT [--tensor N] [--diff OTHER] [--json]
 //   retnet convert IN OUT [--to retnet|torchscale|hf|fla] [--from auto|...]   .h5 <-> .safetensors
 //   retnet convert --check CKPT [--prompt-ids 1,2,3] [--mode parallel|chunkwise|recurrent] [--json]
+//                  [--dump-logits FILE]
 //   retnet generate CKPT --prompt TEXT [--prompt ...]   sample text (several prompts: one batch)
 //   retnet serve CKPT [--port P] ...         OpenAI-compatible HTTP completions server
 // Errors print as "error: ..." with exit status 2; they never leave a half-written file.
@@ -171,6 +172,8 @@ int main(int argc, char** argv) {
     cv->add_option("--prompt-ids", prompt_ids, "--check: comma-separated token ids (default: 16 fixed ids in the vocabulary)");
     cv->add_option("--mode", co.check_mode, "--check: parallel, chunkwise or recurrent")->capture_default_str();
     cv->add_flag("--json", co.json, "--check: print JSON");
+    cv->add_option("--dump-logits", co.dump_logits,
+                   "--check: also write every position's logits (f32 little-endian [T, V]) to this file");
 
     // ---- generate
     auto* gen = app.add_subcommand("generate", "sample text from a checkpoint (several --prompt: one batch)");
