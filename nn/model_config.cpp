@@ -157,6 +157,31 @@ std::string ModelConfig::to_json() const {
     return j.dump(2);
 }
 
+ModelConfig ModelConfig::with_overrides(const std::string& text) const {
+    RN_CHECK(text.size() <= 65536, "config overrides: ", text.size(), " bytes; a model config is a small flat object");
+    const nlohmann::json o = nlohmann::json::parse(text, nullptr, false);
+    RN_CHECK(!o.is_discarded() && o.is_object(), "config overrides: not a JSON object: '", text.substr(0, 80), "'");
+    static const char* kOwned[] = {"arch", "vocab_size", "preset", "mode", "chunk"};
+    static const char* kKnown[] = {"n_kv_heads", "rope_theta", "d_model", "n_layers", "n_heads", "value_dim",
+                                   "ffn_dim", "activation", "decay", "emb_norm", "tie_embeddings", "norm_eps",
+                                   "dropout", "key_dim", "rotary", "retention_lambda", "group_norm_affine"};
+    for (const auto& [k, v] : o.items()) {
+        for (const char* owned : kOwned)
+            RN_CHECK(k != owned, "config overrides: '", k, "' comes from the command line (--arch, the tokenizer's "
+                     "vocabulary, --preset, --mode, --chunk), not from the file");
+        bool known = false;
+        for (const char* n : kKnown) known = known || k == n;
+        std::string all;
+        for (const char* n : kKnown) all += (all.empty() ? "" : ", ") + std::string(n);
+        RN_CHECK(known, "config overrides: unknown key '", k, "'; the keys a file may set: ", all);
+    }
+    nlohmann::json merged = nlohmann::json::parse(to_json());
+    for (const auto& [k, v] : o.items()) merged[k] = v;
+    ModelConfig c = from_json(merged.dump());
+    c.validate();
+    return c;
+}
+
 ModelConfig ModelConfig::from_json(const std::string& text) {
     const size_t deep = json_depth_exceeded_at(text);
     RN_CHECK(deep == std::string::npos, "config: nests arrays/objects more than ", kMaxJsonDepth,

@@ -58,6 +58,10 @@ struct ModelConfig {
     static std::vector<std::string> preset_names();
     std::string to_json() const;
     static ModelConfig from_json(const std::string& text);
+    // this config with the keys of a JSON object applied (`retnet train --config FILE`):
+    // sizes and variant switches; a key from_json does not know, or one the command line
+    // owns (arch, vocab_size, preset, mode, chunk), is an error naming it. Validated.
+    ModelConfig with_overrides(const std::string& json_text) const;
 };
 
 }  // namespace rn::nn

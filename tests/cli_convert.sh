@@ -121,4 +121,29 @@ printf 'abc' > short.safetensors
 expect_error "shorter than the 8-byte header length" short.safetensors y.h5
 test ! -e y.h5 && test ! -e x.h5 && test ! -e z.h5 && test ! -e fla.safetensors
 "$RETNET" convert run/ckpt_2.h5 st/model.safetensors --force > /dev/null
+# train --config: flash-linear-attention's variant set from a file, trained two steps,
+# exported with fla's names and imported back with the same --check; bad files refused
+printf '{"rotary": "rope_half", "retention_lambda": false, "group_norm_affine": true}\n' > fla.json
+"$RETNET" train --data data --out runfla --steps 2 --batch 2 --seq-len 32 --eval-interval 2 --eval-batches 1 \
+  --ckpt-interval 2 --sample-tokens 0 --config fla.json > /dev/null
+"$RETNET" inspect runfla/ckpt_2.h5 > fla_inspect.txt
+grep -q rope_half fla_inspect.txt && grep -q retention_lambda fla_inspect.txt
+mkdir flast
+"$RETNET" convert runfla/ckpt_2.h5 flast/model.safetensors --to fla > /dev/null
+"$RETNET" convert flast/model.safetensors flaback.h5 > /dev/null
+"$RETNET" convert --check runfla/ckpt_2.h5 --json > f1.json
+"$RETNET" convert --check flaback.h5 --json > f2.json
+cmp f1.json f2.json || { echo "FAIL: the fla-variant model's --check differs after --to fla and back"; exit 1; }
+expect_train_error() {  # expect_train_error PATTERN CONFIG_TEXT
+  printf '%s\n' "$2" > bad.json
+  set +e
+  "$RETNET" train --data data --out runbad --steps 1 --batch 2 --seq-len 32 --sample-tokens 0 --config bad.json \
+    > /dev/null 2> err.txt; local rc=$?
+  set -e
+  if [ $rc = 0 ] || ! grep -q -e "$1" err.txt; then echo "FAIL: --config $2 gave $rc: $(cat err.txt)"; exit 1; fi
+}
+expect_train_error "unknown key 'rotery'" '{"rotery": "rope_half"}'
+expect_train_error "'arch' comes from the command line" '{"arch": "transformer"}'
+expect_train_error "not a JSON object" '[1, 2]'
+
 echo "cli convert: passed"

@@ -66,6 +66,9 @@ int main(int argc, char** argv) {
     tr->add_option("--arch", t.arch, "model: retnet, or transformer (a Llama-style baseline of the same size)")
         ->capture_default_str();
     tr->add_option("--preset", t.preset, "model size: tiny, mini, base, small, medium, xl, 3b, 7b")->capture_default_str();
+    tr->add_option("--config", t.config, "a JSON file of model-config keys applied over the preset (sizes, and "
+                   "variant switches such as {\"rotary\": \"rope_half\", \"retention_lambda\": false}; "
+                   "docs/interop.md)");
     tr->add_option("--mode", t.mode, "retention paradigm: chunkwise or parallel")->capture_default_str();
     tr->add_option("--chunk", t.chunk, "chunk length (chunkwise)")->capture_default_str();
     tr->add_option("--batch", t.batch, "sequences per micro-batch")->capture_default_str();

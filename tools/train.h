@@ -12,6 +12,9 @@ struct TrainOptions {
     std::string out = "runs/tiny";  // checkpoints, train_log.jsonl, loss.svg
     std::string arch = "retnet";    // retnet or transformer (the Llama-style baseline, nn/transformer.h)
     std::string preset = "tiny";
+    // a JSON object of model-config keys applied over the preset (sizes, and the variant
+    // switches of docs/interop.md: rotary, retention_lambda, key_dim, group_norm_affine, ...)
+    std::string config;
     std::string mode = "chunkwise";  // retention paradigm: parallel or chunkwise
     int64_t chunk = 64;
     int64_t batch = 8, seq_len = 128, steps = 200, grad_accum = 1;

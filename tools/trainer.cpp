@@ -204,6 +204,7 @@ nlohmann::json run_identity(const TrainOptions& o, const ShardReader& train, con
             {"seed", o.seed},
             {"resume", o.resume}, {"overwrite", o.overwrite}, {"max_bad_steps", o.max_bad_steps}, {"zero", o.zero}, {"bucket_mb", o.bucket_mb}, {"world", world},
             {"context_parallel", o.context_parallel}, {"checkpoint_activations", o.checkpoint_activations},
+            {"config", o.config},
             {"train_data_checksum", train.checksum()}, {"train_data_tokens", train.size()},
             {"val_data_checksum", val.checksum()},
             {"tokenizer_checksum", shard_checksum(tokenizer_bytes.data(), tokenizer_bytes.size())}};
@@ -318,6 +319,13 @@ void Trainer::setup() {
     }
 
     cfg_ = nn::ModelConfig::from_preset(o.preset, tok_->vocab_size(), o.arch);
+    if (!o.config.empty()) {
+        std::ifstream cf(o.config, std::ios::binary);
+        RN_CHECK(cf.good(), "train: --config ", o.config, ": cannot be read");
+        std::ostringstream ss;
+        ss << cf.rdbuf();
+        cfg_ = cfg_.with_overrides(ss.str());
+    }
     cfg_.mode = o.mode;
     cfg_.chunk = o.chunk;
     model_ = nn::make_model(cfg_, o.seed);

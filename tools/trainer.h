@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 #include <fstream>
+#include <sstream>
 
 #include "dist/context_parallel.h"
 #include "dist/data_parallel.h"
