@@ -139,21 +139,9 @@ size_t line_of(const std::string& text, size_t pos) {
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; }
 
-// a line with its indentation and runs of spaces/tabs collapsed, none at the ends
-std::string collapse_line(const std::string& l) {
-    std::string out;
-    bool gap = false;
-    for (char c : l) {
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v') {
-            gap = !out.empty();
-            continue;
-        }
-        if (gap) out += ' ';
-        gap = false;
-        out += c;
-    }
-    return out;
-}
+// a line with its indentation and runs of spaces/tabs collapsed, none at the ends (a line
+// holds no newline, so this is the whole-text normalisation)
+std::string collapse_line(const std::string& l) { return normalize_whitespace(l); }
 
 // Joins lines, at most one blank line in a row, none at either end.
 std::string join_lines(const std::vector<std::string>& lines) {
