@@ -8,6 +8,8 @@
 # and the converted-back checkpoint (JSON identical), and parallel and recurrent agree.
 # Usage: cli_convert.sh PATH/TO/retnet
 set -euo pipefail
+# a failing command names itself (a rare failure once seen locally left no message)
+trap 'echo "FAIL: cli_convert.sh line $LINENO: $BASH_COMMAND" >&2' ERR
 RETNET=$1
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT

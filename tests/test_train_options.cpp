@@ -94,7 +94,12 @@ BOOST_AUTO_TEST_CASE(every_option_out_of_range_is_refused_by_name) {
     expect_refused([](TrainOptions& o) { o.sample.top_p = 0; }, "--sample-top-p", "(0, 1]");
     expect_refused([](TrainOptions& o) { o.sample.top_k = -2; }, "--sample-top-k", "got -2");
     expect_refused([](TrainOptions& o) { o.sample.repetition_penalty = 0; }, "--sample-repetition-penalty", "> 0");
-    expect_refused([](TrainOptions& o) { o.zero = 2; }, "--zero", "got 2");
+    expect_refused([](TrainOptions& o) { o.zero = 3; }, "--zero", "got 3");
+    expect_refused([](TrainOptions& o) { o.zero = -1; }, "--zero", "got -1");
+    expect_refused([](TrainOptions& o) { o.context_parallel = 0; }, "--context-parallel", "got 0");
+    expect_refused([](TrainOptions& o) { o.context_parallel = 3; }, "--context-parallel", "must divide --seq-len");
+    expect_refused([](TrainOptions& o) { o.arch = "transformer", o.context_parallel = 2; }, "--context-parallel",
+                   "RetNet's");
     expect_refused([](TrainOptions& o) { o.bucket_mb = 0; }, "--bucket-mb", "got 0");
     expect_refused([](TrainOptions& o) { o.comm_timeout = -1; }, "--comm-timeout", "got -1");
     expect_refused([](TrainOptions& o) { o.preset = "huge"; }, "--preset", "'huge'");
