@@ -21,9 +21,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "core/error.h"
+#include "text/corpora.h"
 #include "text/data_loader.h"
 #include "text/prepare.h"
 #include "text/shard_file.h"
@@ -137,8 +139,14 @@ void text_mode(const uint8_t* data, size_t size) {
     const Tokenizer& tok = tokenizer();
     const std::string sep = rn::tools::kDocSeparator;
 
-    // in memory: documents, ids, round trip
-    const std::vector<std::string> docs = rn::tools::split_documents(text);
+    // in memory: documents, ids, round trip. prepare drops a document whose whitespace-
+    // normalized text an earlier one had (text/prepare.h), so the model here does too.
+    std::vector<std::string> docs;
+    {
+        std::unordered_set<std::string> seen;
+        for (auto& d : rn::tools::split_documents(text))
+            if (seen.insert(rn::tools::normalize_whitespace(d)).second) docs.push_back(std::move(d));
+    }
     std::vector<std::vector<int32_t>> expected;
     int64_t expected_tokens = 0;
     for (const auto& d : docs) {
