@@ -30,6 +30,18 @@ std::string device_label(const std::string& device) {
     if (d.is_cuda()) return cuda::device_name(d.index);
     return "CPU, " + std::to_string(std::thread::hardware_concurrency()) + " hardware threads";
 }
+Target resolve_target(const Args& a) {
+    Target t;
+    t.device = !a.device.empty() ? a.device : !a.quick && cuda::device_count() > 0 ? "cuda" : "cpu";
+    t.dtype = !a.dtype.empty() ? a.dtype : Device::parse(t.device).is_cuda() ? "bf16" : "f32";
+    return t;
+}
+
+bool is_out_of_memory(const std::exception& e) {
+    const std::string w = e.what();
+    return w.find("out of memory") != std::string::npos || w.find("does not fit") != std::string::npos;
+}
+
 void save_partial(const Args& a, const std::string& part, nlohmann::json j) {
     j["complete"] = false;
     std::ofstream(a.out_dir + "/paper_" + part + ".json") << j.dump(2) << "\n";

@@ -8,6 +8,7 @@
 //   plot      (paper_plots.cpp):     the SVGs and the markdown tables from the JSON files
 #pragma once
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,17 @@ void plot_all(const std::string& dir);
 // model or row, with "complete": false, so that a run cut short by a time limit keeps
 // its finished points; bench_paper writes the whole file, "complete": true, at the end
 void save_partial(const Args& a, const std::string& part, nlohmann::json j);
+
+// where a part runs: --device, else cuda when there is a GPU (never with --quick);
+// --dtype, else bf16 on CUDA and f32 on the CPU
+struct Target {
+    std::string device, dtype;
+};
+Target resolve_target(const Args& a);
+
+// an out-of-memory (the allocator's, or the engine refusing a cache that does not fit):
+// a result to report, not a failure
+bool is_out_of_memory(const std::exception& e);
 
 // "NVIDIA H100 80GB HBM3" or "CPU, 16 threads": which machine gave the figures
 std::string device_label(const std::string& device);

@@ -79,11 +79,6 @@ double free_device_bytes(const Device& d) {
     return 0;
 }
 
-bool out_of_memory(const std::exception& e) {
-    const std::string w = e.what();
-    return w.find("out of memory") != std::string::npos || w.find("does not fit") != std::string::npos;
-}
-
 // batch 1: prefill ctx tokens, then time the decode steps
 json length_point(const std::shared_ptr<nn::LanguageModel>& m, const Setup& s, int64_t ctx) {
     const int64_t max_ctx = ctx + s.steps + 16;
@@ -174,7 +169,7 @@ json measure_model(const nn::ModelConfig& cfg, const Setup& s) {
             len.push_back(p);
         } catch (const std::exception& ex) {
             std::printf("    input %6lld  failed: %s\n", (long long)ctx, ex.what());
-            len.push_back({{"context", ctx}, {"error", ex.what()}, {"oom", out_of_memory(ex)}});
+            len.push_back({{"context", ctx}, {"error", ex.what()}, {"oom", is_out_of_memory(ex)}});
             if (s.dev.is_cuda()) cuda::empty_cache(s.dev.index);
         }
     }
@@ -213,7 +208,7 @@ json measure_model(const nn::ModelConfig& cfg, const Setup& s) {
         } catch (const std::exception& ex) {
             std::printf("    %lld sequences failed: %s\n", (long long)slots, ex.what());
             if (s.dev.is_cuda()) cuda::empty_cache(s.dev.index);
-            if (!out_of_memory(ex) || slots == 1) {
+            if (!is_out_of_memory(ex) || slots == 1) {
                 r["batch"] = {{"error", ex.what()}};
                 break;
             }
@@ -226,10 +221,9 @@ json measure_model(const nn::ModelConfig& cfg, const Setup& s) {
 
 json run_inference(const Args& a) {
     Setup s;
-    const bool gpu = !a.quick && cuda::device_count() > 0;
-    s.device = !a.device.empty() ? a.device : gpu ? "cuda" : "cpu";
+    const Target t = resolve_target(a);
+    s.device = t.device, s.dtype = t.dtype;
     s.dev = Device::parse(s.device);
-    s.dtype = !a.dtype.empty() ? a.dtype : s.dev.is_cuda() ? "bf16" : "f32";
     s.compute = dtype_from_name(s.dtype);
     s.vocab = a.vocab > 0 ? a.vocab : a.quick ? 512 : 32000;
     s.input = a.input > 0 ? a.input : a.quick ? 256 : 8192;

@@ -20,7 +20,6 @@
 
 #include "bench/paper.h"
 #include "core/error.h"
-#include "cuda/device.h"
 #include "nn/model_config.h"
 #include "tools/train.h"
 
@@ -64,9 +63,8 @@ json read_log(const std::string& path, int64_t steps, double& last_val) {
 }  // namespace
 
 json run_scaling(const Args& a) {
-    const bool gpu = !a.quick && cuda::device_count() > 0;
-    const std::string device = !a.device.empty() ? a.device : gpu ? "cuda" : "cpu";
-    const std::string dtype = !a.dtype.empty() ? a.dtype : Device::parse(device).is_cuda() ? "bf16" : "f32";
+    const Target t = resolve_target(a);
+    const std::string device = t.device, dtype = t.dtype;
     RN_CHECK(!a.data.empty(), "bench_paper scaling: --data DIR is required (a folder from `retnet prepare`, e.g. "
              "`retnet prepare --corpus english`)");
     std::vector<std::string> presets = a.presets;

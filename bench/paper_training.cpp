@@ -31,17 +31,13 @@ struct Variant {
 constexpr Variant kVariants[] = {
     {"retnet", "retnet", false}, {"transformer", "transformer", false}, {"transformer-standard", "transformer", true}};
 
-bool out_of_memory(const std::exception& e) {
-    const std::string w = e.what();
-    return w.find("out of memory") != std::string::npos;
-}
 }  // namespace
 
 json run_training(const Args& a) {
-    const bool gpu = !a.quick && cuda::device_count() > 0;
-    const std::string device = !a.device.empty() ? a.device : gpu ? "cuda" : "cpu";
+    const Target t = resolve_target(a);
+    const std::string device = t.device;
     const Device dev = Device::parse(device);
-    const DType compute = dtype_from_name(!a.dtype.empty() ? a.dtype : dev.is_cuda() ? "bf16" : "f32");
+    const DType compute = dtype_from_name(t.dtype);
     const int64_t vocab = a.vocab > 0 ? a.vocab : a.quick ? 512 : 32000;
     std::vector<std::string> presets = a.presets;
     if (presets.empty()) presets = a.quick ? std::vector<std::string>{"tiny"} : std::vector<std::string>{"small", "xl"};
@@ -89,7 +85,7 @@ json run_training(const Args& a) {
                                 n / 1e6, (long long)B, (long long)T, r.step_s * 1e3, r.tokens_per_s, 100 * mfu,
                                 r.peak_gib);
                 } catch (const std::exception& ex) {
-                    const bool oom = out_of_memory(ex);
+                    const bool oom = is_out_of_memory(ex);
                     row.update({{"error", ex.what()}, {"oom", oom}});
                     std::printf("| %s | %s | | %lld×%lld | %s | | | |\n", p.c_str(), v.name, (long long)B,
                                 (long long)T, oom ? "out of memory" : ex.what());
