@@ -295,8 +295,11 @@ def check_prompt(V):  # `retnet convert --check`'s default: 16 ids (7 + 31·i) m
     return [(7 + 31 * i) % V for i in range(16)]
 
 
+OURS_DEVICE = os.environ.get("PARITY_DEVICE", "cpu")  # where `retnet convert --check` runs (cuda on the GPU machine)
+
+
 def ours_check(retnet, ckpt, ids, mode):
-    out = subprocess.run([retnet, "convert", "--check", ckpt, "--json", "--mode", mode,
+    out = subprocess.run([retnet, "convert", "--check", ckpt, "--json", "--mode", mode, "--device", OURS_DEVICE,
                           "--prompt-ids", ",".join(map(str, ids))], check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
@@ -305,7 +308,8 @@ def ours_all_logits(retnet, ckpt, ids, mode, V):
     """every position's logits through --check --dump-logits: f32 [T, V]"""
     import tempfile
     with tempfile.NamedTemporaryFile(suffix=".bin") as f:
-        subprocess.run([retnet, "convert", "--check", ckpt, "--json", "--mode", mode, "--dump-logits", f.name,
+        subprocess.run([retnet, "convert", "--check", ckpt, "--json", "--mode", mode, "--device", OURS_DEVICE,
+                        "--dump-logits", f.name,
                         "--prompt-ids", ",".join(map(str, ids))], check=True, capture_output=True, text=True)
         return torch.from_numpy(np.fromfile(f.name, dtype="<f4").reshape(len(ids), V).copy())
 
@@ -331,7 +335,7 @@ def compare(a):
     with torch.no_grad():
         L32, L64 = m32.forward(ids), m64.forward(ids)
         Lts = m32.forward(ids, ts_normalisers=True) if kind == "torchscale" else None
-    print(f"{a.src} ({kind}): V {V}, prompt {len(ids)} tokens; torch fp32 logits: std {L32.std().item():.3f}, "
+    print(f"{a.src} ({kind}): ours on {OURS_DEVICE}; V {V}, prompt {len(ids)} tokens; torch fp32 logits: std {L32.std().item():.3f}, "
           f"max |logit| {L32.abs().max().item():.3f}")
     # errors relative to the position's logit scale max_v |logit_v| (a logit near 0 has no
     # meaningful elementwise relative error); std/min/max also elementwise relative
@@ -406,7 +410,7 @@ def compare(a):
     if not same_direct:
         fails.append("--check of the safetensors differs from --check of the imported .h5")
     if a.json:
-        json.dump({"src": a.src, "kind": kind, "tol": a.tol, "torch32_vs_torch64": t32,
+        json.dump({"src": a.src, "kind": kind, "ours_device": OURS_DEVICE, "tol": a.tol, "torch32_vs_torch64": t32,
                    "worst": {" ".join(k): v for k, v in worst.items()}, "sensitivity": sens_v, "fails": fails}, open(a.json, "w"), indent=2)
     if fails:
         print("FAIL: " + "; ".join(fails))

@@ -18,7 +18,9 @@
 # the peer must see both the rotation and λ move them by more than 1e-3 (--min-sensitivity).
 # Needs PyTorch in /usr/bin/python3 (Debian's python3-torch); without it: SKIP, exit 77.
 # Not registered in CTest (CI machines have no torch).
-# Usage: parity_pytorch.sh PATH/TO/retnet
+# Usage: [PARITY_DEVICE=cuda] parity_pytorch.sh PATH/TO/retnet
+#   PARITY_DEVICE: where our side (`convert --check --device`) runs, in f32; the peer stays
+#   on the CPU in fp32 and f64 (default: cpu)
 set -euo pipefail
 RETNET=$(realpath "$1")
 PY=/usr/bin/python3

@@ -671,7 +671,8 @@ std::vector<int64_t> default_check_prompt(int64_t vocab) {
     return p;
 }
 
-CheckStats check_logits(const nn::LanguageModel& model, const std::vector<int64_t>& prompt, const std::string& mode) {
+CheckStats check_logits(nn::LanguageModel& model, const std::vector<int64_t>& prompt, const std::string& mode,
+                        const std::string& device) {
     const nn::ModelConfig& cfg = model.config();
     RN_CHECK(!prompt.empty(), "convert --check: the prompt is empty");
     for (int64_t id : prompt)
@@ -680,15 +681,19 @@ CheckStats check_logits(const nn::LanguageModel& model, const std::vector<int64_
     RN_CHECK(mode == "parallel" || mode == "chunkwise" || mode == "recurrent", "convert --check: mode '", mode,
              "': expected parallel, chunkwise or recurrent");
     NoGradGuard no_grad;
+    // f32 everywhere: on CUDA the matmuls are exact fp32 (no TF32 unless opted in), so the
+    // GPU's logits meet the same tolerance against a peer as the CPU's
+    const Device dev = Device::parse(device);
+    model.to(dev);
     const int64_t T = int64_t(prompt.size()), V = cfg.vocab_size;
     Tensor last;  // [V] f32
     CheckStats st;
     if (mode == "recurrent") {
-        std::vector<Tensor> states = model.init_states(1, Device::cpu(), DType::f32, T);
+        std::vector<Tensor> states = model.init_states(1, dev, DType::f32, T);
         for (int64_t t = 0; t < T; ++t) {
-            Tensor tok = from_vector(std::vector<int64_t>{prompt[size_t(t)]}, {1});
-            Tensor pos = from_vector(std::vector<int64_t>{t}, {1});
-            last = model.step(tok, states, pos, DType::f32).reshape({V}).contiguous();
+            Tensor tok = from_vector(std::vector<int64_t>{prompt[size_t(t)]}, {1}, dev);
+            Tensor pos = from_vector(std::vector<int64_t>{t}, {1}, dev);
+            last = model.step(tok, states, pos, DType::f32).reshape({V}).to(Device::cpu()).contiguous();
             const float* r = static_cast<const float*>(last.raw_data());
             st.all.insert(st.all.end(), r, r + V);
         }
@@ -697,7 +702,7 @@ CheckStats check_logits(const nn::LanguageModel& model, const std::vector<int64_
         fo.mode = mode == "parallel" ? RetentionMode::parallel : RetentionMode::chunkwise;
         fo.chunk = 4;  // several chunks over the default prompt: the state handover is exercised
         fo.compute = DType::f32;
-        Tensor logits = model.forward(from_vector(prompt, {1, T}), fo).contiguous();
+        Tensor logits = model.forward(from_vector(prompt, {1, T}, dev), fo).to(Device::cpu()).contiguous();
         const float* r = static_cast<const float*>(logits.raw_data());
         st.all.assign(r, r + T * V);
         last = logits.narrow(1, T - 1, 1).contiguous().reshape({V});
@@ -766,7 +771,7 @@ int run_convert(const ConvertOptions& o) {
         std::string described;
         auto model = load_model_for_check(o.in, o.from, &described);
         const auto prompt = o.prompt_ids.empty() ? default_check_prompt(model->config().vocab_size) : o.prompt_ids;
-        const CheckStats st = check_logits(*model, prompt, o.check_mode);
+        const CheckStats st = check_logits(*model, prompt, o.check_mode, o.check_device);
         if (!o.dump_logits.empty()) {
             // little-endian f32, as every machine we build on is (the safetensors writer assumes it too)
             std::ofstream f(o.dump_logits, std::ios::binary | std::ios::trunc);

@@ -37,6 +37,7 @@ struct ConvertOptions {
     // --check: `in` is a checkpoint (.h5, or .safetensors read as an import would), `out` empty
     bool check = false;
     std::vector<int64_t> prompt_ids;  // empty: default_check_prompt(vocab)
+    std::string check_device = "cpu";  // --check: where the model runs (cpu, cuda, cuda:N), in f32
     std::string check_mode = "parallel";  // parallel, chunkwise (chunks of 4) or recurrent (one step a token)
     bool json = false;
     // --check: also write every position's logits, f32 little-endian [T, V] row-major, to
@@ -60,9 +61,9 @@ struct CheckStats {
 
 // A fixed prompt inside the vocabulary: 16 ids (7 + 31·i) mod V.
 std::vector<int64_t> default_check_prompt(int64_t vocab);
-// Runs `prompt` through the model (f32, CPU) in `mode` and takes the statistics.
-CheckStats check_logits(const nn::LanguageModel& model, const std::vector<int64_t>& prompt,
-                        const std::string& mode = "parallel");
+// Runs `prompt` through the model (f32, moved to `device`) in `mode` and takes the statistics.
+CheckStats check_logits(nn::LanguageModel& model, const std::vector<int64_t>& prompt,
+                        const std::string& mode = "parallel", const std::string& device = "cpu");
 // The model of a .h5 checkpoint, or of a .safetensors file imported in memory (`from` as
 // for an import); `described` says where the config came from.
 std::shared_ptr<nn::LanguageModel> load_model_for_check(const std::string& path, const std::string& from = "auto",

@@ -171,9 +171,10 @@ int main(int argc, char** argv) {
     cv->add_option("--from", co.from, "import naming: auto (from config.json), retnet, torchscale, hf or fla")->capture_default_str();
     cv->add_option("--dtype", co.dtype, "export element type: F32 (exact), BF16 (rounded) or F64")->capture_default_str();
     cv->add_flag("--force", co.force, "overwrite existing outputs");
-    cv->add_flag("--check", co.check, "print the logits' statistics of IN on a fixed prompt (f32, CPU); no OUT");
+    cv->add_flag("--check", co.check, "print the logits' statistics of IN on a fixed prompt (f32; --device); no OUT");
     cv->add_option("--prompt-ids", prompt_ids, "--check: comma-separated token ids (default: 16 fixed ids in the vocabulary)");
     cv->add_option("--mode", co.check_mode, "--check: parallel, chunkwise or recurrent")->capture_default_str();
+    cv->add_option("--device", co.check_device, "--check: where the model runs in f32 (cpu, cuda, cuda:N)")->capture_default_str();
     cv->add_flag("--json", co.json, "--check: print JSON");
     cv->add_option("--dump-logits", co.dump_logits,
                    "--check: also write every position's logits (f32 little-endian [T, V]) to this file");
