@@ -46,6 +46,10 @@ struct ForwardOptions {
     // one more forward pass. The same values and gradients. Not with dropout, states_in
     // or states_out; ignored when no graph is recorded.
     bool checkpoint_activations = false;
+    // RetNet only, decoding: per layer [T, B, H, Dk, Dv], the state after each of the T
+    // tokens (row t: after tokens 0..t) — what LanguageModel::rollback needs. Not with
+    // incoming_state.
+    std::vector<Tensor>* state_trail = nullptr;
 };
 
 class LanguageModel : public Module {
@@ -73,6 +77,22 @@ public:
     // Copies slot `from`'s state to slot `to` (its first `length` tokens are what matters:
     // a KV cache copies only those).
     virtual void copy_slot(const std::vector<Tensor>& states, int64_t from, int64_t to, int64_t length) const = 0;
+    // Speculative decoding (serving/speculative.h): runs tokens [1,m] of one sequence like
+    // prefill (same slot, same pos0) and returns logits [1,m,V]; `trail` gets what rollback()
+    // needs to leave the slot as it would be after only the first 1..m of those tokens.
+    // The default is for a KV cache (a Transformer): prefill, and an empty trail.
+    virtual Tensor verify(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
+                          std::vector<Tensor>& trail, int64_t chunk_hint = 64) const {
+        trail.clear();
+        return prefill(tokens, pos0, slot, compute, chunk_hint);
+    }
+    // After verify(): the slot as if only the first `keep` (1..m) of its tokens had run — a
+    // copy of a fixed-size state, never a re-run. The default is for a KV cache, whose
+    // entries past a sequence's position are never read (the next token at that position
+    // overwrites them): nothing to do.
+    virtual void rollback(const std::vector<Tensor>& slot, const std::vector<Tensor>& trail, int64_t keep) const {
+        (void)slot, (void)trail, (void)keep;
+    }
     // Decoding-only weight fusions (same outputs, fewer kernels); call after the last to()/cast.
     virtual void fuse_for_decoding() {}
 

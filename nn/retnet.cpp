@@ -121,7 +121,7 @@ Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
 }
 
 Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in,
-                                    Tensor* state_out) const {
+                                    Tensor* state_out, Tensor* trail) const {
     Tensor q, k, v;
     // on x's device: a host tensor here would mean a synchronising copy per layer
     Tensor pos = full({x.size(0)}, double(opt.pos0), DType::i64, x.device());
@@ -136,6 +136,20 @@ Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, 
              "(context parallelism) both give the state before the first token; pass one");
     RetentionResult r = retention(q, k, v, gamma_, ro, opt.incoming_state ? opt.incoming_state(k, v, gamma_) : state_in);
     if (state_out) *state_out = r.state;
+    if (trail) {
+        // the state after each prefix t+1 < T: the same retention call a prefill of those
+        // t+1 tokens makes (the same chunkwise arithmetic, so a rollback to it is bit for bit
+        // that prefill's state); T is a speculative draft's few tokens, so T−1 small calls
+        RN_CHECK(!opt.incoming_state, "MultiScaleRetention: state_trail is for decoding, not context parallelism");
+        RN_CHECK(r.state.defined(), "MultiScaleRetention: state_trail needs states_out");
+        const int64_t T = q.size(2);
+        std::vector<Tensor> rows;
+        for (int64_t t = 1; t < T; ++t)
+            rows.push_back(retention(q.narrow(2, 0, t).contiguous(), k.narrow(2, 0, t).contiguous(),
+                                     v.narrow(2, 0, t).contiguous(), gamma_, ro, state_in).state);
+        rows.push_back(r.state);
+        *trail = stack(rows, 0);  // [T,B,H,Dk,Dv]
+    }
     return finish(r.out, g);
 }
 
@@ -155,8 +169,9 @@ RetNetBlock::RetNetBlock(const ModelConfig& cfg, Generator& gen) : dropout(cfg.d
     final_layer_norm = register_module("final_layer_norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps, true));
 }
 
-Tensor RetNetBlock::forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out) const {
-    Tensor h = retention->forward(retention_layer_norm->forward(x), opt, state_in, state_out);
+Tensor RetNetBlock::forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out,
+                            Tensor* trail) const {
+    Tensor h = retention->forward(retention_layer_norm->forward(x), opt, state_in, state_out, trail);
     if (dropout > 0) h = rn::dropout(h, dropout, is_training());
     Tensor y = x + h;
     Tensor f = ffn->forward(final_layer_norm->forward(y));
@@ -200,6 +215,7 @@ Tensor RetNetLM::forward(const Tensor& tokens, const ForwardOptions& opt) const 
     if (layernorm_embedding) x = layernorm_embedding->forward(x);
     if (cfg_.dropout > 0) x = dropout(x, cfg_.dropout, is_training());
     if (opt.states_out) opt.states_out->assign(size_t(cfg_.n_layers), Tensor());
+    if (opt.state_trail) opt.state_trail->assign(size_t(cfg_.n_layers), Tensor());
     const bool ckpt = opt.checkpoint_activations && GradMode::enabled();
     RN_CHECK(!ckpt || (cfg_.dropout == 0 && !opt.states_in && !opt.states_out), "RetNetLM: checkpoint_activations "
              "recomputes each layer in the backward, so it needs dropout 0 (got ", cfg_.dropout, ") and no "
@@ -210,7 +226,8 @@ Tensor RetNetLM::forward(const Tensor& tokens, const ForwardOptions& opt) const 
             continue;
         }
         x = layers[i]->forward(x, opt, opt.states_in ? (*opt.states_in)[i] : Tensor(),
-                               opt.states_out ? &(*opt.states_out)[i] : nullptr);
+                               opt.states_out ? &(*opt.states_out)[i] : nullptr,
+                               opt.state_trail ? &(*opt.state_trail)[i] : nullptr);
     }
     return head(x);
 }
@@ -243,6 +260,32 @@ Tensor RetNetLM::prefill(const Tensor& tokens, int64_t pos0, const std::vector<T
     Tensor logits = forward(tokens, fo);
     for (size_t l = 0; l < slot.size(); ++l) copy_nograd(slot[l], out[l]);
     return logits;
+}
+
+Tensor RetNetLM::verify(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
+                        std::vector<Tensor>& trail, int64_t chunk_hint) const {
+    NoGradGuard no_grad;
+    std::vector<Tensor> out;
+    ForwardOptions fo;
+    fo.mode = RetentionMode::chunkwise;
+    fo.chunk = chunk_hint;
+    fo.compute = compute;
+    fo.pos0 = pos0;
+    fo.states_in = pos0 > 0 ? &slot : nullptr;
+    fo.states_out = &out;
+    fo.state_trail = &trail;
+    Tensor logits = forward(tokens, fo);
+    for (size_t l = 0; l < slot.size(); ++l) copy_nograd(slot[l], out[l]);
+    return logits;
+}
+
+void RetNetLM::rollback(const std::vector<Tensor>& slot, const std::vector<Tensor>& trail, int64_t keep) const {
+    RN_CHECK(trail.size() == slot.size(), "RetNetLM::rollback: a trail of ", trail.size(), " layers for ", slot.size());
+    for (size_t l = 0; l < slot.size(); ++l) {
+        RN_CHECK(keep >= 1 && keep <= trail[l].size(0), "RetNetLM::rollback: keep ", keep, " of ", trail[l].size(0),
+                 " verified tokens");
+        if (keep < trail[l].size(0)) copy_nograd(slot[l], trail[l].select(0, keep - 1));
+    }
 }
 
 void RetNetLM::copy_slot(const std::vector<Tensor>& states, int64_t from, int64_t to, int64_t) const {

@@ -32,7 +32,9 @@ class MultiScaleRetention : public Module {
 public:
     MultiScaleRetention(const ModelConfig& cfg, Generator& gen);
     // x: [B,T,d] (already normed) → [B,T,d]
-    Tensor forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out) const;
+    // trail: also the state after each token, [T,B,H,Dk,Dv] (ForwardOptions::state_trail)
+    Tensor forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out,
+                   Tensor* trail = nullptr) const;
     // one token per sequence: x [B,1,d], state [B,H,Dk,Dv] updated in place, pos [B]
     Tensor step(const Tensor& x, const Tensor& state, const Tensor& pos) const;
     // For decoding: W_Q, W_K, W_V, W_G become views into one [2d + 2·value_dim, d] tensor,
@@ -67,7 +69,9 @@ public:
     RetNetBlock(const ModelConfig& cfg, Generator& gen);
     // (one-token decoding runs the block's parts from RetNetLM::step, which fuses each
     // residual add into the norm after it, across blocks)
-    Tensor forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out) const;
+    // trail: also the state after each token, [T,B,H,Dk,Dv] (ForwardOptions::state_trail)
+    Tensor forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out,
+                   Tensor* trail = nullptr) const;
     std::shared_ptr<RMSNorm> retention_layer_norm, final_layer_norm;
     std::shared_ptr<MultiScaleRetention> retention;
     std::shared_ptr<GLU> ffn;
@@ -97,6 +101,11 @@ public:
     Tensor prefill(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
                    int64_t chunk_hint = 64) const override;
     void copy_slot(const std::vector<Tensor>& states, int64_t from, int64_t to, int64_t length) const override;
+    // verify: a prefill that also keeps each layer's state after every token (the trail,
+    // ForwardOptions::state_trail); rollback copies row keep−1 of it into the slot
+    Tensor verify(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
+                  std::vector<Tensor>& trail, int64_t chunk_hint = 64) const override;
+    void rollback(const std::vector<Tensor>& slot, const std::vector<Tensor>& trail, int64_t keep) const override;
 
     std::shared_ptr<Embedding> embed_tokens;
     std::shared_ptr<RMSNorm> layernorm_embedding, layer_norm;

@@ -48,6 +48,22 @@ Engine::Engine(std::shared_ptr<nn::LanguageModel> model, EngineOptions opt)
                 double(model_->state_bytes(opt_.max_slots, compute_, opt_.max_context)) / (1 << 30),
                 " GiB) could not be allocated: ", e.what(), "\nHINT: lower --max-slots or --max-context");
     }
+    if (opt_.speculative.on()) {
+        opt_.speculative.validate();
+        draft_ = opt_.speculative.draft;
+        if (draft_) {
+            RN_CHECK(draft_ != model_, "Engine: the draft model must be a separate instance (it is moved and cast "
+                     "like the model, and keeps its own states); load the checkpoint twice to draft with itself");
+            RN_CHECK(draft_->config().vocab_size == vocab_, "Engine: the draft model's vocabulary has ",
+                     draft_->config().vocab_size, " tokens, the model's ", vocab_,
+                     ". HINT: a draft must use the same tokenizer as the model");
+            draft_->eval();
+            draft_->to(dev_);
+            if (compute_ == DType::bf16) draft_->to(DType::bf16);
+            draft_->fuse_for_decoding();
+            dstates_ = draft_->init_states(opt_.max_slots, dev_, compute_, opt_.max_context);
+        }
+    }
     greedy_on_device_ = opt_.greedy_on_device < 0 ? dev_.is_cuda() : opt_.greedy_on_device > 0;
     io_ = zeros({2, opt_.max_slots}, DType::i64, dev_);
     if (greedy_on_device_) {
@@ -218,13 +234,16 @@ int64_t Engine::add(std::vector<int32_t> prompt, SamplingParams sp, int64_t max_
     for (const auto& [id, bias] : sp.logit_bias)
         RN_CHECK(id < vocab_, "Engine::add: logit_bias names token ", id, ", outside the vocabulary [0, ", vocab_, ")");
     Sampler sampler(sp);  // validates before anything changes
+    SamplingParams dsp = sp;
+    dsp.seed = sp.seed ^ 0x9e3779b97f4a7c15ull;  // the draft's draws: a stream apart from the sequence's own
     // the lowest free slot: a newcomer then usually already sits where the decoding block
     // will grow to, and joining it costs no copy
     auto it = std::min_element(free_.begin(), free_.end());
     const int64_t slot = *it;
     free_.erase(it);
     const int64_t plen = int64_t(prompt.size());
-    seqs_.push_back(Seq{next_id_, slot, std::move(prompt), plen, 0, 0, max_new_tokens, std::move(sampler), false});
+    seqs_.push_back(Seq{next_id_, slot, std::move(prompt), plen, 0, 0, max_new_tokens, std::move(sampler), false,
+                        false, 0, Sampler(dsp)});
     return next_id_++;
 }
 
@@ -233,14 +252,18 @@ void Engine::cancel(int64_t seq) {
     if (s) s->cancelled = true;
 }
 
-void Engine::move_slot(int64_t from, int64_t to, int64_t length) { model_->copy_slot(states_, from, to, length); }
+void Engine::move_slot(int64_t from, int64_t to, int64_t length) {
+    model_->copy_slot(states_, from, to, length);
+    if (draft_) draft_->copy_slot(dstates_, from, to, length);  // the draft's slots mirror the model's
+}
 
 void Engine::swap_slots(Seq& a, Seq& b) {
-    for (const Tensor& st : states_) {
-        Tensor tmp = st.narrow(0, a.slot, 1).clone();
-        copy_nograd(st.narrow(0, a.slot, 1), st.narrow(0, b.slot, 1));
-        copy_nograd(st.narrow(0, b.slot, 1), tmp);
-    }
+    for (const std::vector<Tensor>* states : {&states_, &dstates_})
+        for (const Tensor& st : *states) {
+            Tensor tmp = st.narrow(0, a.slot, 1).clone();
+            copy_nograd(st.narrow(0, a.slot, 1), st.narrow(0, b.slot, 1));
+            copy_nograd(st.narrow(0, b.slot, 1), tmp);
+        }
     std::swap(a.slot, b.slot);
 }
 
@@ -280,6 +303,11 @@ Tensor row_stats(const Tensor& l32, const Tensor& ids = Tensor(), const Tensor& 
 EngineEvent Engine::emit(Seq& s, const float* logits, float lse) {
     const int32_t tok = s.sampler.sample(logits, vocab_, s.tokens);
     EngineEvent ev = take(s, tok, double(logits[tok]) - double(lse));
+    add_top(ev, s, logits, lse);
+    return ev;
+}
+
+void Engine::add_top(EngineEvent& ev, const Seq& s, const float* logits, float lse) const {
     const int64_t k = std::min<int64_t>(s.sampler.params().top_logprobs, vocab_);
     if (k > 0) {
         std::vector<int32_t> ids(static_cast<size_t>(vocab_));
@@ -290,7 +318,6 @@ EngineEvent Engine::emit(Seq& s, const float* logits, float lse) {
         for (int64_t i = 0; i < k; ++i)
             ev.top.emplace_back(ids[size_t(i)], double(logits[ids[size_t(i)]]) - double(lse));
     }
-    return ev;
 }
 
 EngineEvent Engine::take(Seq& s, int32_t tok, double logprob) {
@@ -385,6 +412,7 @@ std::vector<EngineEvent> Engine::step() {
             logits = model_->prefill(from_vector<int64_t>(ids, {1, take}, dev_), s.prefilled, slot, compute_,
                                      model_->config().chunk);  // [1,take,V]
             s.prefilled += take;
+            if (draft_) draft_prefill(s);
             budget -= take;
             prefill_tokens_ += take;
             if (prefix_on_ && s.prefilled % granularity_ == 0) prefix_insert(s);
@@ -421,8 +449,20 @@ std::vector<EngineEvent> Engine::step() {
         ++n_decoding_;
     }
 
-    // ---- one batched recurrent step for every sequence that was decoding
-    if (n_old > 0) {
+    // ---- every sequence that was decoding: a speculative round each, or one batched step
+    if (n_old > 0 && !(opt_.speculative.on() && speculate(n_old, events, done))) decode_batched(n_old, events, done);
+
+    for (int64_t id : done)
+        for (size_t i = 0; i < seqs_.size(); ++i)
+            if (seqs_[i].id == id) {
+                release(i);
+                break;
+            }
+    return events;
+}
+
+void Engine::decode_batched(int64_t n_old, std::vector<EngineEvent>& events, std::vector<int64_t>& done) {
+    {
         const int64_t M = opt_.max_slots;
         std::vector<int64_t> io(static_cast<size_t>(2 * M), 0);
         for (int64_t i = 0; i < n_old; ++i) {
@@ -484,14 +524,6 @@ std::vector<EngineEvent> Engine::step() {
             events.push_back(ev);
         }
     }
-
-    for (int64_t id : done)
-        for (size_t i = 0; i < seqs_.size(); ++i)
-            if (seqs_[i].id == id) {
-                release(i);
-                break;
-            }
-    return events;
 }
 
 }  // namespace rn::tools

@@ -7,7 +7,9 @@
 // the final state into the slot (docs/model.md §1: the chunkwise state at absolute position
 // pos0 + T − 1 is exactly the recurrent state); once a prompt is done its first token is
 // sampled from the prefill's last logits; then ONE batched recurrent step decodes every
-// sequence that was already decoding. A sequence leaves when it samples the end-of-text
+// sequence that was already decoding — or, with speculative decoding on
+// (EngineOptions::speculative, serving/speculative.h), each of them verifies a drafted
+// proposal in one chunkwise pass and may gain several tokens. A sequence leaves when it samples the end-of-text
 // token, reaches max_new_tokens or max_context, or is cancelled; its slot is free at once.
 //
 // Memory is known at start: every slot's state (per layer [max_slots, H, Dk, Dv], fp32) is
@@ -47,6 +49,7 @@
 #include "cuda/graph.h"
 #include "nn/lm.h"
 #include "serving/sampling.h"
+#include "serving/speculative.h"
 
 namespace rn::tools {
 
@@ -86,6 +89,13 @@ struct EngineOptions {
     // another value is rounded up to a multiple of that lcm (so that a hit resumes the
     // chunkwise prefill on the same seams as a cold one).
     int64_t prefix_cache_granularity = 0;
+    // Speculative decoding (serving/speculative.h): with a draft model or n-gram lookup, each
+    // decoding step verifies every sequence's proposal with one chunkwise pass of the model
+    // (per sequence) instead of one batched one-token step; the same text for greedy
+    // sequences, the same distribution for sampled ones. Off by default. A draft model is
+    // moved to the engine's device and dtype, and keeps its own state slots (mirroring the
+    // model's).
+    SpeculativeOptions speculative;
 };
 
 struct PrefixCacheStats {
@@ -146,6 +156,8 @@ public:
     bool prefix_cache_on() const { return prefix_on_; }
     int64_t prefix_cache_granularity() const { return granularity_; }  // 0 when off
     PrefixCacheStats prefix_cache_stats() const;
+    bool speculative_on() const { return opt_.speculative.on(); }
+    const SpeculativeStats& speculative_stats() const { return sstats_; }
     // the cached prefix lengths, most recently used first (tests)
     std::vector<int64_t> prefix_cache_lengths() const;
 
@@ -161,7 +173,25 @@ private:
         Sampler sampler;
         bool cancelled = false;
         bool looked_up = false;        // the prefix cache was asked (once, as its prefill starts)
+        int64_t draft_prefilled = 0;   // tokens in the draft model's slot (speculative decoding)
+        Sampler draft_sampler = Sampler(SamplingParams{});  // the draft's draws (its own seed stream)
     };
+    // ---- speculative decoding (serving/speculative.cpp)
+    // verifies a proposal for each of the n decoding sequences and emits the kept tokens;
+    // false (nothing done) when no sequence has a proposal, for the plain step to run
+    bool speculate(int64_t n, std::vector<EngineEvent>& events, std::vector<int64_t>& done);
+    // k draft-model steps for the sequences in slots 0..n−1: proposals and their distributions;
+    // snaps[t]: the draft's states (per layer, [n, …]) after t+1 fed tokens, for its rollback
+    void draft_propose(int64_t n, const std::vector<int64_t>& kmax, std::vector<std::vector<int32_t>>& prop,
+                       std::vector<std::vector<std::vector<double>>>& q, std::vector<std::vector<Tensor>>& snaps);
+    void draft_prefill(Seq& s);  // brings the draft's slot up to s.prefilled tokens
+    std::shared_ptr<nn::LanguageModel> draft_;
+    std::vector<Tensor> dstates_;  // the draft's per layer [max_slots, …], slot for slot with states_
+    SpeculativeStats sstats_;
+    // the plain path: one batched recurrent step for the n decoding sequences
+    void decode_batched(int64_t n, std::vector<EngineEvent>& events, std::vector<int64_t>& done);
+    // the top_logprobs alternatives of a token's event, from its logits row
+    void add_top(EngineEvent& ev, const Seq& s, const float* logits, float lse) const;
     // ---- the prefix-state cache
     struct PrefixEntry {
         uint64_t hash;

@@ -41,6 +41,9 @@ void validate_generate_options(const GenerateOptions& o) {
     p.validate();  // whatever else the sampler requires
     RN_CHECK(o.prefill_chunk >= 1, "generate: --prefill-chunk ", o.prefill_chunk, ": must be >= 1");
     RN_CHECK(o.prefix_cache_mb >= 0, "generate: --prefix-cache-mb ", o.prefix_cache_mb, ": must be >= 0 (0: off)");
+    RN_CHECK(o.speculative_k >= 1 && o.speculative_k <= 32, "generate: --speculative-k ", o.speculative_k,
+             ": must lie in [1, 32]");
+    RN_CHECK(o.draft.empty() || !o.speculate_ngram, "generate: --draft and --speculate-ngram both given; pick one");
     Device dev;
     try {
         dev = Device::parse(o.device);
@@ -77,6 +80,8 @@ GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
     eo.prefill_chunk = o.prefill_chunk;
     eo.max_context = o.max_context;
     eo.prefix_cache_bytes = size_t(o.prefix_cache_mb) << 20;
+    if (!o.draft.empty() || o.speculate_ngram)
+        eo.speculative = speculative_from_flags(o.draft, o.speculate_ngram, o.speculative_k, ckpt.tokenizer, "generate");
     eo.device = o.device;
     eo.dtype = o.dtype;
     eo.cuda_graphs = o.cuda_graphs ? 1 : 0;

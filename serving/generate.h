@@ -26,6 +26,11 @@ struct GenerateOptions {
     int64_t prefill_chunk = 256;
     int64_t max_context = 0;  // tokens per sequence; 0: the model's default (EngineOptions)
     int64_t prefix_cache_mb = 0;  // MiB for the prefix-state cache (EngineOptions::prefix_cache_bytes); 0: off
+    // speculative decoding (serving/speculative.h): a draft checkpoint with the same
+    // tokenizer, or n-gram lookup in the context; k tokens proposed per step
+    std::string draft;
+    bool speculate_ngram = false;
+    int64_t speculative_k = 4;
 };
 
 struct GenerateResult {

@@ -46,21 +46,8 @@ int32_t argmax(const float* logits, int64_t vocab) {
 
 Sampler::Sampler(const SamplingParams& params) : p_(params) { p_.validate(); }
 
-int32_t Sampler::sample(const float* logits, int64_t vocab, const std::vector<int32_t>& history) {
-    RN_CHECK(vocab > 0, "Sampler::sample: vocab must be positive, got ", vocab);
-    // the counter advances on every call, greedy ones too, so that switching one request's
-    // parameters never shifts the draws of another call index
-    const uint64_t counter = calls_++;
-    if (plain_greedy()) {
-        // plain greedy, the common serving case: one pass over the row, no copy
-        int32_t best = 0;
-        for (int64_t i = 0; i < vocab; ++i) {
-            RN_CHECK(!std::isnan(logits[i]), "Sampler::sample: logit ", i, " is NaN. HINT: the model diverged "
-                     "or its weights are corrupt");
-            if (logits[i] > logits[best]) best = int32_t(i);
-        }
-        return best;
-    }
+int32_t Sampler::candidates(const float* logits, int64_t vocab, const std::vector<int32_t>& history, size_t& kept,
+                            double& mx, double& z_kept) {
     work_.assign(logits, logits + vocab);
     for (int64_t i = 0; i < vocab; ++i)
         RN_CHECK(!std::isnan(work_[size_t(i)]), "Sampler::sample: logit ", i, " is NaN. HINT: the model diverged "
@@ -84,6 +71,7 @@ int32_t Sampler::sample(const float* logits, int64_t vocab, const std::vector<in
     auto best_first = [&](int32_t a, int32_t b) {  // a total order, so every sort is reproducible
         return work_[size_t(a)] > work_[size_t(b)] || (work_[size_t(a)] == work_[size_t(b)] && a < b);
     };
+    kept = 0;
     if (p_.temperature == 0) {
         int32_t best = 0;
         for (int32_t i = 1; i < int32_t(vocab); ++i)
@@ -99,14 +87,14 @@ int32_t Sampler::sample(const float* logits, int64_t vocab, const std::vector<in
         std::nth_element(order_.begin(), order_.begin() + (k - 1), order_.end(), best_first);
         order_.resize(size_t(k));
     }
-    double mx = -INFINITY;
+    mx = -INFINITY;
     for (int32_t id : order_) mx = std::max(mx, work_[size_t(id)]);
     if (!std::isfinite(mx)) return argmax(logits, vocab);  // every candidate at -inf: nothing to draw from
     double z = 0;
     for (int32_t id : order_) z += std::exp(work_[size_t(id)] - mx);
 
-    size_t kept = order_.size();
-    double z_kept = z;
+    kept = order_.size();
+    z_kept = z;
     if (p_.top_p < 1) {
         // the nucleus is usually a few dozen tokens: sort a growing prefix instead of all V
         const double target = p_.top_p * z;
@@ -130,6 +118,28 @@ int32_t Sampler::sample(const float* logits, int64_t vocab, const std::vector<in
             }
         }
     }
+    return -1;
+}
+
+int32_t Sampler::sample(const float* logits, int64_t vocab, const std::vector<int32_t>& history) {
+    RN_CHECK(vocab > 0, "Sampler::sample: vocab must be positive, got ", vocab);
+    // the counter advances on every call, greedy ones too, so that switching one request's
+    // parameters never shifts the draws of another call index
+    const uint64_t counter = calls_++;
+    if (plain_greedy()) {
+        // plain greedy, the common serving case: one pass over the row, no copy
+        int32_t best = 0;
+        for (int64_t i = 0; i < vocab; ++i) {
+            RN_CHECK(!std::isnan(logits[i]), "Sampler::sample: logit ", i, " is NaN. HINT: the model diverged "
+                     "or its weights are corrupt");
+            if (logits[i] > logits[best]) best = int32_t(i);
+        }
+        return best;
+    }
+    size_t kept = 0;
+    double mx = 0, z_kept = 0;
+    const int32_t fixed = candidates(logits, vocab, history, kept, mx, z_kept);
+    if (fixed >= 0) return fixed;
     const double u = Generator::uniform(p_.seed, counter) * z_kept;
     double cum = 0;
     for (size_t i = 0; i < kept; ++i) {
@@ -137,6 +147,39 @@ int32_t Sampler::sample(const float* logits, int64_t vocab, const std::vector<in
         if (u < cum) return order_[i];
     }
     return order_[kept - 1];  // u landed in the rounding gap at the very top
+}
+
+void Sampler::distribution(const float* logits, int64_t vocab, const std::vector<int32_t>& history,
+                           std::vector<double>& p) {
+    RN_CHECK(vocab > 0, "Sampler::distribution: vocab must be positive, got ", vocab);
+    p.assign(size_t(vocab), 0.0);
+    size_t kept = 0;
+    double mx = 0, z_kept = 0;
+    const int32_t fixed = candidates(logits, vocab, history, kept, mx, z_kept);
+    if (fixed >= 0) {
+        p[size_t(fixed)] = 1;
+        return;
+    }
+    for (size_t i = 0; i < kept; ++i) p[size_t(order_[i])] = std::exp(work_[size_t(order_[i])] - mx) / z_kept;
+}
+
+double Sampler::next_uniform() { return Generator::uniform(p_.seed, calls_++); }
+
+int32_t draw(const std::vector<double>& p, double u) {
+    RN_CHECK(!p.empty(), "draw: empty distribution");
+    double z = 0;
+    for (double x : p) z += x;
+    RN_CHECK(z > 0, "draw: the distribution sums to ", z);
+    const double t = u * z;
+    double cum = 0;
+    int32_t last = -1;
+    for (size_t i = 0; i < p.size(); ++i) {
+        if (p[i] <= 0) continue;
+        last = int32_t(i);
+        cum += p[i];
+        if (t < cum) return int32_t(i);
+    }
+    return last;
 }
 
 }  // namespace rn::tools

@@ -44,6 +44,13 @@ public:
     // (ids outside [0, vocab) are ignored by the penalty). Returns an id in [0, vocab).
     int32_t sample(const float* logits, int64_t vocab, const std::vector<int32_t>& history);
     const SamplingParams& params() const { return p_; }
+    // The distribution sample() draws from, dense over the vocabulary: 0 outside the top-k /
+    // top-p set; for temperature 0, 1 at the greedy choice. Does not advance the counter.
+    // Speculative decoding (serving/speculative.h) needs it to accept or reject a draft.
+    void distribution(const float* logits, int64_t vocab, const std::vector<int32_t>& history, std::vector<double>& p);
+    // this sampler's next uniform draw in [0, 1), counted like a sample() call
+    double next_uniform();
+    bool greedy() const { return p_.temperature == 0; }
     // plain greedy (temperature 0, no penalty): the choice needs no draw, so a caller may
     // make it elsewhere (the engine does, on the GPU) and record it here with advance()
     bool plain_greedy() const { return p_.temperature == 0 && p_.repetition_penalty == 1.0 && p_.logit_bias.empty(); }
@@ -55,7 +62,16 @@ private:
     uint64_t calls_ = 0;
     std::vector<double> work_;        // penalised, tempered logits (reused between calls)
     std::vector<int32_t> order_;      // candidate ids, most likely first
+    // bias, penalty and temperature into work_, then the top-k / top-p candidates into
+    // order_ (the first `kept` of them, sum of exp(work_ − mx) over them z_kept); returns
+    // the greedy choice for temperature 0 (kept = 0), else −1
+    int32_t candidates(const float* logits, int64_t vocab, const std::vector<int32_t>& history, size_t& kept,
+                       double& mx, double& z_kept);
 };
+
+// draws from dense probabilities p (need not sum to 1: a draw u in [0,1) is scaled by
+// their sum); the last positive entry if rounding leaves u past the end
+int32_t draw(const std::vector<double>& p, double u);
 
 // argmax of a row, ties to the lowest id (what temperature 0 picks without a penalty)
 int32_t argmax(const float* logits, int64_t vocab);

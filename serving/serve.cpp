@@ -852,7 +852,8 @@ int run_serve(const ServeOptions& opt) {
             std::this_thread::sleep_for(std::chrono::milliseconds(int64_t(opt.startup_delay_s * 1000)));
         std::optional<Tokenizer> tok;
         std::string metadata;
-        std::shared_ptr<nn::LanguageModel> model = load_model(opt.checkpoint, tok, metadata);
+        std::string tokenizer_bytes;
+        std::shared_ptr<nn::LanguageModel> model = load_model(opt.checkpoint, tok, metadata, &tokenizer_bytes);
         if (!file_template && !chat_template_from_metadata(metadata, s.chat)) s.chat = default_chat_template();
         s.tok = std::move(tok);
         s.limits.vocab_size = s.tok->vocab_size();
@@ -862,6 +863,9 @@ int run_serve(const ServeOptions& opt) {
         eo.prefill_chunk = opt.prefill_chunk;
         eo.max_context = opt.max_context;
         eo.prefix_cache_bytes = size_t(std::max<int64_t>(opt.prefix_cache_mb, 0)) << 20;
+        if (!opt.draft.empty() || opt.speculate_ngram)
+            eo.speculative = speculative_from_flags(opt.draft, opt.speculate_ngram, opt.speculative_k, tokenizer_bytes,
+                                                    "serve");
         eo.device = opt.device;
         eo.dtype = opt.dtype;
         eo.cuda_graphs = opt.cuda_graphs ? 1 : 0;

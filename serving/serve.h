@@ -51,6 +51,11 @@ struct ServeOptions {
     int64_t prefill_chunk = 256;      // prompt tokens prefilled per engine step
     int64_t max_context = 0;          // tokens per sequence; 0: the model's default (EngineOptions)
     int64_t prefix_cache_mb = 256;    // MiB for the prefix-state cache (EngineOptions::prefix_cache_bytes); 0: off
+    // speculative decoding (serving/speculative.h): a draft checkpoint with the same
+    // tokenizer, or n-gram lookup in the context; k tokens proposed per step
+    std::string draft;
+    bool speculate_ngram = false;
+    int64_t speculative_k = 4;
     std::string device = "cpu";       // cpu, cuda, cuda:N
     std::string dtype = "f32";        // f32, or bf16 on CUDA
     bool cuda_graphs = true;          // on CUDA, decode steps replay CUDA graphs (EngineOptions)

@@ -26,7 +26,7 @@ namespace rn::tools {
 // The model and its tokenizer from a checkpoint (the weights only; the file's copy is
 // freed before serving starts).
 std::shared_ptr<nn::LanguageModel> load_model(const std::string& path, std::optional<Tokenizer>& tok,
-                                         std::string& metadata_json) {
+                                         std::string& metadata_json, std::string* tokenizer_bytes) {
     nn::ReadOptions ro;
     ro.optimizer = false;
     nn::Checkpoint ck = nn::read_checkpoint(path, ro);
@@ -34,6 +34,7 @@ std::shared_ptr<nn::LanguageModel> load_model(const std::string& path, std::opti
     RN_CHECK(!ck.tokenizer.empty(), "serve: ", path, " holds no tokenizer. HINT: serve a checkpoint written by "
              "`retnet train`, which stores its tokenizer inside");
     tok.emplace(Tokenizer::from_serialized(ck.tokenizer));
+    if (tokenizer_bytes) *tokenizer_bytes = ck.tokenizer;
     RN_CHECK(tok->vocab_size() <= ck.config.vocab_size, "serve: the tokenizer in ", path, " has ", tok->vocab_size(),
              " ids but the model only ", ck.config.vocab_size);
     auto model = nn::make_model(ck.config);
@@ -95,6 +96,8 @@ void validate_serve_options(const ServeOptions& opt) {
     in("--prefill-chunk", opt.prefill_chunk, int64_t(1), int64_t(1) << 20);
     in("--prefix-cache-mb", opt.prefix_cache_mb, int64_t(0), int64_t(1) << 24);
     in("--max-context", opt.max_context, int64_t(0), int64_t(1) << 30);
+    in("--speculative-k", opt.speculative_k, int64_t(1), int64_t(32));
+    RN_CHECK(opt.draft.empty() || !opt.speculate_ngram, "serve: --draft and --speculate-ngram both given; pick one");
     in("--threads", opt.threads, 1, 256);
     RN_CHECK(opt.model_name.size() <= 256, "serve: --model-name must be at most 256 bytes, got ", opt.model_name.size());
     RN_CHECK(opt.dtype == "f32" || opt.dtype == "bf16", "serve: --dtype must be f32 or bf16 (bf16 on CUDA only), got '",

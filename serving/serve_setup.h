@@ -17,7 +17,7 @@ namespace rn::tools {
 // The model and its tokenizer from a checkpoint (the weights only), and its metadata JSON
 // (where a chat template may be). Throws rn::Error for a checkpoint without a tokenizer.
 std::shared_ptr<nn::LanguageModel> load_model(const std::string& path, std::optional<Tokenizer>& tok,
-                                         std::string& metadata_json);
+                                         std::string& metadata_json, std::string* tokenizer_bytes = nullptr);
 // The most bytes of text one token stands for (ApiLimits::max_token_bytes).
 int64_t longest_token_bytes(const Tokenizer& tok);
 // From the options, before anything is loaded: the model names (--served-model-name, else

@@ -58,6 +58,17 @@ grep -q '^sample (greedy): the' train_b.txt
 expected=$(sample_of train_b.txt)
 got=$("$RETNET" generate run_b/ckpt_4.h5 --prompt "the" --max-tokens 5 --temperature 0 2> /dev/null)
 if [ "$got" != "$expected" ]; then echo "FAIL: generate greedy '$got' != train sample '$expected'"; exit 1; fi
+# speculative decoding: greedy text unchanged, drafted by run_a's model (same tokenizer) or by
+# n-gram lookup, two prompts in one batch
+greedy=(run_b/ckpt_4.h5 --prompt "the" --prompt "and the the and the" --max-tokens 24 --temperature 0 --ignore-eos)
+"$RETNET" generate "${greedy[@]}" > s0.txt 2> /dev/null
+"$RETNET" generate "${greedy[@]}" --draft run_a/ckpt_4.h5 --speculative-k 3 > s1.txt 2> /dev/null
+"$RETNET" generate "${greedy[@]}" --speculate-ngram > s2.txt 2> /dev/null
+if ! cmp -s s0.txt s1.txt || ! cmp -s s0.txt s2.txt; then echo "FAIL: speculative greedy text differs"; cat s0.txt s1.txt s2.txt; exit 1; fi
+set +e
+"$RETNET" generate "${greedy[@]}" --draft run_a/ckpt_4.h5 --speculate-ngram 2> err_s.txt; rc=$?
+set -e
+test $rc = 2 && grep -q "pick one" err_s.txt
 # sampling: the same seed gives the same text, and a prompt in a batch gives what it gives alone
 sample=(run_a/best.h5 --max-tokens 12 --temperature 0.9 --top-k 50 --seed 3 --ignore-eos)
 "$RETNET" generate "${sample[@]}" --prompt "the" > g1.txt 2> /dev/null

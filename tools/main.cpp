@@ -140,6 +140,12 @@ int main(int argc, char** argv) {
                    "MiB for cached decoding states after shared prompt prefixes (RetNet only; 0: off)")
         ->check(CLI::Range(int64_t(0), int64_t(1) << 24))
         ->capture_default_str();
+    sv->add_option("--draft", so.draft,
+                    "speculative decoding with this draft checkpoint (a smaller model, the same tokenizer)");
+    sv->add_flag("--speculate-ngram", so.speculate_ngram,
+                  "speculative decoding without a draft: propose what followed the context's last words earlier on");
+    sv->add_option("--speculative-k", so.speculative_k, "tokens proposed per step when speculating")
+        ->capture_default_str();
     sv->add_option("--max-context", so.max_context,
                    "tokens per sequence (prompt + output); 0: the model's default (a Transformer's KV cache is "
                    "preallocated for this many tokens per slot)")
@@ -197,6 +203,12 @@ int main(int argc, char** argv) {
     gen->add_option("--prefix-cache-mb", go.prefix_cache_mb,
                     "MiB for cached decoding states after shared prompt prefixes (RetNet only; 0: off)")
         ->check(CLI::Range(int64_t(0), int64_t(1) << 24))
+        ->capture_default_str();
+    gen->add_option("--draft", go.draft,
+                    "speculative decoding with this draft checkpoint (a smaller model, the same tokenizer)");
+    gen->add_flag("--speculate-ngram", go.speculate_ngram,
+                  "speculative decoding without a draft: propose what followed the context's last words earlier on");
+    gen->add_option("--speculative-k", go.speculative_k, "tokens proposed per step when speculating")
         ->capture_default_str();
     gen->add_option("--max-context", go.max_context, "tokens per sequence (prompt + output); 0: the model's default")
         ->capture_default_str();
