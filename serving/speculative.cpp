@@ -59,8 +59,12 @@ std::vector<int32_t> ngram_propose(const std::vector<int32_t>& c, int64_t k, int
     for (int64_t n = std::min(nmax, T - 1); n >= nmin; --n)
         for (int64_t j = T - n - 1; j >= 0; --j)  // the most recent earlier occurrence
             if (std::equal(c.begin() + j, c.begin() + j + n, c.end() - n)) {
-                const int64_t from = j + n, len = std::min(k, T - from);
-                return std::vector<int32_t>(c.begin() + from, c.begin() + from + len);
+                // copy what followed, on past the end of the context into the proposal itself
+                // (as LZ77 copies overlap): a text repeating with period p = T − n − j then
+                // gets all k tokens, not only the p that precede its end
+                std::vector<int32_t> out;
+                for (int64_t i = j + n; int64_t(out.size()) < k; ++i) out.push_back(i < T ? c[size_t(i)] : out[size_t(i - T)]);
+                return out;
             }
     return {};
 }

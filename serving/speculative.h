@@ -52,8 +52,9 @@ struct SpeculativeStats {
 SpeculativeOptions speculative_from_flags(const std::string& draft_checkpoint, bool ngram, int64_t k,
                                           const std::string& target_tokenizer, const std::string& who);
 
-// up to k tokens that followed the most recent earlier occurrence of the last n tokens of
-// `context` (the longest n in [nmin, nmax] that has one); empty when none does
+// k tokens that followed the most recent earlier occurrence of the last n tokens of
+// `context` (the longest n in [nmin, nmax] that has one), the copy running on into its own
+// output where it reaches the end (a period-p repetition continues); empty when none does
 std::vector<int32_t> ngram_propose(const std::vector<int32_t>& context, int64_t k, int64_t nmin, int64_t nmax);
 
 struct Verdict {

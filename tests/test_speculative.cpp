@@ -111,9 +111,10 @@ BOOST_AUTO_TEST_CASE(ngram_lookup_proposes_what_followed_the_latest_match) {
     // suffix [1 2 3]: the latest earlier occurrence is at 4, followed by 7 8 5 1
     BOOST_TEST(ngram_propose(c, 4, 2, 3) == std::vector<int32_t>({7, 8, 5, 1}), boost::test_tools::per_element());
     BOOST_TEST(ngram_propose(c, 2, 2, 3) == std::vector<int32_t>({7, 8}), boost::test_tools::per_element());
-    // the proposal stops at the end of the context
+    // the copy runs on past the end of the context: a period-3 text continues its period
     const std::vector<int32_t> d = {4, 5, 6, 4, 5};
-    BOOST_TEST(ngram_propose(d, 8, 2, 4) == std::vector<int32_t>({6, 4, 5}), boost::test_tools::per_element());
+    BOOST_TEST(ngram_propose(d, 7, 2, 4) == std::vector<int32_t>({6, 4, 5, 6, 4, 5, 6}), boost::test_tools::per_element());
+    BOOST_TEST(ngram_propose({9, 3, 3, 3}, 4, 2, 3) == std::vector<int32_t>({3, 3, 3, 3}), boost::test_tools::per_element());
     BOOST_TEST(ngram_propose(d, 0, 2, 4).empty());
     // no earlier occurrence of any suffix of length >= 2
     BOOST_TEST(ngram_propose({1, 2, 3, 4}, 4, 2, 3).empty());
