@@ -46,6 +46,8 @@ struct ForwardOptions {
     // one more forward pass. The same values and gradients. Not with dropout, states_in
     // or states_out; ignored when no graph is recorded.
     bool checkpoint_activations = false;
+    // logits for the last position only, [B,1,V] (a prefill whose caller samples from it)
+    bool last_logits_only = false;
     // RetNet only, decoding: per layer [T, B, H, Dk, Dv], the state after each of the T
     // tokens (row t: after tokens 0..t) — what LanguageModel::rollback needs. Not with
     // incoming_state.
@@ -67,9 +69,11 @@ public:
     virtual bool state_grows_with_context() const = 0;
     // Runs tokens [1,T] of one sequence whose first pos0 tokens are already in `slot`
     // (views of one slot of each state tensor, dim 0 of size 1, pos0 = 0: a fresh slot whose
-    // content is ignored), updating it in place. Returns logits [1,T,V] in the compute dtype.
+    // content is ignored), updating it in place. Returns logits [1,T,V] in the compute dtype,
+    // or with last_only [1,1,V], the last position's alone (the engine needs no more, and
+    // the output projection over every prompt position is a fifth of a small model's prefill).
     virtual Tensor prefill(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
-                           int64_t chunk_hint = 64) const = 0;
+                           int64_t chunk_hint = 64, bool last_only = false) const = 0;
     // One token per sequence: tokens [B] for the sequences in slots 0..B−1 (states narrowed to
     // B rows), pos [B] i64 on the device, each token's absolute position; updates the states
     // in place and returns logits [B,V]. Capturable in a CUDA graph for fixed B.

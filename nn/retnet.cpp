@@ -229,6 +229,7 @@ Tensor RetNetLM::forward(const Tensor& tokens, const ForwardOptions& opt) const 
                                opt.states_out ? &(*opt.states_out)[i] : nullptr,
                                opt.state_trail ? &(*opt.state_trail)[i] : nullptr);
     }
+    if (opt.last_logits_only) x = x.narrow(1, x.size(1) - 1, 1).contiguous();
     return head(x);
 }
 
@@ -247,7 +248,7 @@ size_t RetNetLM::state_bytes(int64_t slots, DType compute, int64_t) const {
 }
 
 Tensor RetNetLM::prefill(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
-                         int64_t chunk_hint) const {
+                         int64_t chunk_hint, bool last_only) const {
     NoGradGuard no_grad;
     std::vector<Tensor> out;
     ForwardOptions fo;
@@ -257,6 +258,7 @@ Tensor RetNetLM::prefill(const Tensor& tokens, int64_t pos0, const std::vector<T
     fo.pos0 = pos0;
     fo.states_in = pos0 > 0 ? &slot : nullptr;  // a fresh slot starts from zero
     fo.states_out = &out;
+    fo.last_logits_only = last_only;
     Tensor logits = forward(tokens, fo);
     for (size_t l = 0; l < slot.size(); ++l) copy_nograd(slot[l], out[l]);
     return logits;

@@ -99,7 +99,7 @@ public:
     // chunkwise over the prompt from the slot's state (docs/model.md §1: the chunkwise state
     // at pos0 + T − 1 is exactly the recurrent state)
     Tensor prefill(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
-                   int64_t chunk_hint = 64) const override;
+                   int64_t chunk_hint = 64, bool last_only = false) const override;
     void copy_slot(const std::vector<Tensor>& states, int64_t from, int64_t to, int64_t length) const override;
     // verify: a prefill that also keeps each layer's state after every token (the trail,
     // ForwardOptions::state_trail); rollback copies row keep−1 of it into the slot

@@ -171,7 +171,7 @@ Tensor TransformerLM::project(const Tensor& h) const {
 }
 
 Tensor TransformerLM::run(const Tensor& tokens, DType compute, int64_t pos0, const std::vector<Tensor>* caches,
-                          bool standard_attention, bool checkpoint_activations) const {
+                          bool standard_attention, bool checkpoint_activations, bool last_only) const {
     Tensor x = embed_tokens->forward(tokens);
     // the standard form's mask, made once for all layers on the device, in the compute
     // dtype: relu(j − i) is nonzero exactly above the diagonal (masked_fill's "true")
@@ -196,6 +196,7 @@ Tensor TransformerLM::run(const Tensor& tokens, DType compute, int64_t pos0, con
         x = caches ? layers[i]->forward(x, pos0, (*caches)[2 * i], (*caches)[2 * i + 1])
                    : layers[i]->forward(x, pos0, Tensor(), Tensor(), mask);
     }
+    if (last_only) x = x.narrow(1, x.size(1) - 1, 1).contiguous();
     return project(norm->forward(x));
 }
 
@@ -206,7 +207,8 @@ Tensor TransformerLM::forward(const Tensor& tokens, const ForwardOptions& opt) c
     RN_CHECK(opt.pos0 >= 0, "TransformerLM::forward: pos0 must be ≥ 0, got ", opt.pos0);
     RN_CHECK(!opt.incoming_state, "TransformerLM::forward: incoming_state is RetNet's context parallelism (a "
              "recurrent state); a Transformer's attention needs every earlier key, not a state");
-    return run(tokens, opt.compute, opt.pos0, nullptr, opt.standard_attention, opt.checkpoint_activations);
+    return run(tokens, opt.compute, opt.pos0, nullptr, opt.standard_attention, opt.checkpoint_activations,
+               opt.last_logits_only);
 }
 
 std::vector<Tensor> TransformerLM::init_states(int64_t slots, Device device, DType compute, int64_t max_context) const {
@@ -224,7 +226,7 @@ size_t TransformerLM::state_bytes(int64_t slots, DType compute, int64_t max_cont
 }
 
 Tensor TransformerLM::prefill(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
-                              int64_t) const {
+                              int64_t, bool last_only) const {
     NoGradGuard no_grad;
     RN_CHECK(tokens.dim() == 2 && tokens.size(0) == 1, "TransformerLM::prefill: tokens must be [1, T], got ",
              tokens.shape());
@@ -238,7 +240,7 @@ Tensor TransformerLM::prefill(const Tensor& tokens, int64_t pos0, const std::vec
     const int64_t T = tokens.size(1), Tmax = want[2];
     RN_CHECK(pos0 >= 0 && pos0 + T <= Tmax, "TransformerLM::prefill: positions ", pos0, " … ", pos0 + T - 1,
              " do not fit the KV cache of max_context ", Tmax, ". HINT: a larger max_context, or a shorter prompt");
-    return run(tokens, compute, pos0, &slot);
+    return run(tokens, compute, pos0, &slot, false, false, last_only);
 }
 
 void TransformerLM::copy_slot(const std::vector<Tensor>& states, int64_t from, int64_t to, int64_t length) const {

@@ -101,7 +101,7 @@ public:
     // tokens [1,T] at positions pos0 … pos0 + T − 1 (≤ max_context − 1, else throws): K, V
     // written into the slot, logits [1,T,V]; chunk_hint is unused
     Tensor prefill(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
-                   int64_t chunk_hint = 64) const override;
+                   int64_t chunk_hint = 64, bool last_only = false) const override;
     // tokens [B], pos [B] i64 on the model's device; no host sync (CUDA-graph capturable)
     Tensor step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const override;
     // copies positions 0 … length − 1 of slot `from`'s K and V caches to slot `to`
@@ -116,9 +116,10 @@ public:
     std::shared_ptr<Linear> lm_head;
 
 private:
-    // embeddings → blocks → head, the KV caches (2 per layer) written when given
+    // embeddings → blocks → head (over the last position only when last_only), the KV
+    // caches (2 per layer) written when given
     Tensor run(const Tensor& tokens, DType compute, int64_t pos0, const std::vector<Tensor>* caches,
-              bool standard_attention = false, bool checkpoint_activations = false) const;
+              bool standard_attention = false, bool checkpoint_activations = false, bool last_only = false) const;
     Tensor project(const Tensor& h) const;  // lm_head (or the tied embedding)
 };
 

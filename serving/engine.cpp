@@ -410,7 +410,7 @@ std::vector<EngineEvent> Engine::step() {
             if (prefix_on_) take = std::min(take, (s.prefilled / granularity_ + 1) * granularity_ - s.prefilled);
             std::vector<int64_t> ids(s.tokens.begin() + s.prefilled, s.tokens.begin() + s.prefilled + take);
             logits = model_->prefill(from_vector<int64_t>(ids, {1, take}, dev_), s.prefilled, slot, compute_,
-                                     model_->config().chunk);  // [1,take,V]
+                                     model_->config().chunk, true);  // [1,1,V]: the last position's
             s.prefilled += take;
             if (draft_) draft_prefill(s);
             budget -= take;
@@ -420,7 +420,7 @@ std::vector<EngineEvent> Engine::step() {
         if (s.prefilled < s.prompt_len) break;  // budget spent inside this prompt
 
         // prompt done: its first token comes from the last position's logits
-        Tensor last = logits.select(1, take - 1).to(DType::f32);  // [1, V]
+        Tensor last = logits.select(1, 0).to(DType::f32);  // [1, V]
         const float lse = row_stats(last).to(Device::cpu()).to_vector<float>()[0];
         EngineEvent ev = emit(s, last.to(Device::cpu()).contiguous().data<float>(), lse);
         if (ev.finished) done.push_back(s.id);

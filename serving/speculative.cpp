@@ -117,7 +117,8 @@ void Engine::draft_prefill(Seq& s) {
     for (const Tensor& st : dstates_) slot.push_back(st.narrow(0, s.slot, 1));
     const int64_t n = s.prefilled - s.draft_prefilled;
     std::vector<int64_t> ids(s.tokens.begin() + s.draft_prefilled, s.tokens.begin() + s.prefilled);
-    draft_->prefill(from_vector<int64_t>(ids, {1, n}, dev_), s.draft_prefilled, slot, compute_, draft_->config().chunk);
+    draft_->prefill(from_vector<int64_t>(ids, {1, n}, dev_), s.draft_prefilled, slot, compute_, draft_->config().chunk,
+                    true);  // (its logits are not needed)
     s.draft_prefilled = s.prefilled;
 }
 

@@ -233,6 +233,25 @@ BOOST_AUTO_TEST_CASE(verify_then_rollback_is_a_prefill_of_the_kept_tokens) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(a_prefill_asked_for_the_last_logits_gives_the_last_row) {
+    // the engine's prefill projects only the last position onto the vocabulary
+    NoGradGuard ng;
+    for (auto m : {tiny_retnet(29, 4), tiny_transformer(29, 4)}) {
+        const std::vector<int32_t> prompt = tokens_of(9, 3, 29);
+        std::vector<int64_t> ids(prompt.begin(), prompt.end());
+        std::vector<Tensor> a = m->init_states(1, Device::cpu(), DType::f32, 16), b = m->init_states(1, Device::cpu(), DType::f32, 16);
+        Tensor full = m->prefill(from_vector(ids, {1, 9}), 0, a, DType::f32, 4);
+        Tensor last = m->prefill(from_vector(ids, {1, 9}), 0, b, DType::f32, 4, true);
+        BOOST_TEST(last.shape() == Shape({1, 1, 29}));
+        auto x = last.contiguous().to_vector<float>(), y = full.narrow(1, 8, 1).contiguous().to_vector<float>();
+        double worst = 0;
+        for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, double(std::abs(x[i] - y[i])));
+        BOOST_TEST(worst < 1e-5);
+        for (size_t l = 0; l < a.size(); ++l)  // the same state either way
+            BOOST_TEST(a[l].to_vector<float>() == b[l].to_vector<float>(), boost::test_tools::per_element());
+    }
+}
+
 BOOST_AUTO_TEST_CASE(greedy_speculation_gives_plain_decodings_tokens) {
     const int64_t V = 29;
     // prompts of several lengths, some repetitive (n-gram lookup finds matches), more than
