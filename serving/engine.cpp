@@ -333,23 +333,25 @@ EngineEvent Engine::take(Seq& s, int32_t tok, double logprob) {
     return ev;
 }
 
-Engine::DecodeOut Engine::decode_device(int64_t n) {
+Engine::DecodeOut Engine::decode_device(int64_t key) {
+    const bool draft = key < 0;
+    const int64_t n = draft ? -key : key;
     std::vector<Tensor> views;
-    for (const Tensor& st : states_) views.push_back(st.narrow(0, 0, n));  // contiguous: updated in place
+    for (const Tensor& st : draft ? dstates_ : states_) views.push_back(st.narrow(0, 0, n));  // contiguous: updated in place
     Tensor toks = io_.select(0, 0).narrow(0, 0, n), pos = io_.select(0, 1).narrow(0, 0, n);
     DecodeOut d;
-    d.logits32 = model_->step(toks, views, pos, compute_).to(DType::f32);  // [n, V]
-    d.stats = row_stats(d.logits32, ids_, vfill_);  // ids_ defined only when greedy rows pick here
+    d.logits32 = (draft ? draft_ : model_)->step(toks, views, pos, compute_).to(DType::f32);  // [n, V]
+    if (!draft) d.stats = row_stats(d.logits32, ids_, vfill_);  // ids_ defined only when greedy rows pick here
     return d;
 }
 
-Engine::DecodeOut Engine::run_decode(int64_t n) {
-    if (!use_graphs_) return decode_device(n);
-    auto it = graphs_.find(n);
+Engine::DecodeOut Engine::run_decode(int64_t key) {
+    if (!use_graphs_) return decode_device(key);
+    auto it = graphs_.find(key);
     // a batch size is captured on its second step: the first runs eagerly and warms up
     // what a capture should not do for the first time (kernel loading, matmul plans), and
     // sizes seen once (a burst of arrivals) cost no graph
-    if (it == graphs_.end() && eager_uses_[n]++ == 0) return decode_device(n);
+    if (it == graphs_.end() && eager_uses_[key]++ == 0) return decode_device(key);
     if (it == graphs_.end()) {
         // at most 32 batch sizes keep a graph (each holds its intermediates): drop the
         // least recently used
@@ -362,15 +364,15 @@ Engine::DecodeOut Engine::run_decode(int64_t n) {
         DecodeGraph g;
         g.graph = std::make_unique<cuda::Graph>(dev_.index);
         std::string why;
-        if (!g.graph->capture([&] { g.out = decode_device(n); }, &why)) {
+        if (!g.graph->capture([&] { g.out = decode_device(key); }, &why)) {
             std::fprintf(stderr, "warning: CUDA graphs turned off, decoding without them: %s\n", why.c_str());
             use_graphs_ = false;
             graphs_.clear();
             g.out = DecodeOut{};
-            return decode_device(n);
+            return decode_device(key);
         }
         ++graphs_made_;
-        it = graphs_.emplace(n, std::move(g)).first;
+        it = graphs_.emplace(key, std::move(g)).first;
     }
     it->second.last_use = ++use_clock_;
     it->second.graph->replay();

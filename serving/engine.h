@@ -230,8 +230,10 @@ private:
     struct DecodeOut {
         Tensor logits32, stats;
     };
-    DecodeOut decode_device(int64_t n);
-    DecodeOut run_decode(int64_t n);  // decode_device, or the replay of its graph
+    // key n > 0: the model's step for slots 0..n−1; key −n: the speculative draft model's
+    // (its logits only, no stats), which shares io_ (the two never run in one step)
+    DecodeOut decode_device(int64_t key);
+    DecodeOut run_decode(int64_t key);  // decode_device, or the replay of its graph (one per key)
     struct DecodeGraph {
         std::unique_ptr<cuda::Graph> graph;  // declared first: out's blocks go back to it first
         DecodeOut out;                       // the graph's output buffers, rewritten by each replay
@@ -257,7 +259,7 @@ private:
     std::vector<int64_t> free_;   // free slots (all ≥ the packed decoding prefix)
     int64_t next_id_ = 0;
     // last: destroyed first, while the model, states and io_ its graphs read still exist
-    std::map<int64_t, DecodeGraph> graphs_;  // by batch size
+    std::map<int64_t, DecodeGraph> graphs_;  // by key: batch size n (the model), −n (the draft)
 };
 
 // Incremental detokenisation and stop strings, for the callers (generate, serve).

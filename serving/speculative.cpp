@@ -135,15 +135,20 @@ void Engine::draft_propose(int64_t n, const std::vector<int64_t>& kmax, std::vec
     }
     std::vector<Tensor> views;
     for (const Tensor& st : dstates_) views.push_back(st.narrow(0, 0, n));
+    const int64_t M = opt_.max_slots;
+    std::vector<int64_t> io(static_cast<size_t>(2 * M), 0);
     for (int64_t t = 0; t <= K; ++t) {
-        Tensor logits = draft_->step(from_vector<int64_t>(tok, {n}, dev_), views, from_vector<int64_t>(pos, {n}, dev_),
-                                     compute_);
+        // the draft's batched step, as the model's: ids and positions through io_, replayed
+        // from a CUDA graph per batch size on CUDA (key −n)
+        for (int64_t i = 0; i < n; ++i) io[size_t(i)] = tok[size_t(i)], io[size_t(M + i)] = pos[size_t(i)];
+        copy_nograd(io_, from_vector<int64_t>(io, {2, M}));
+        const Tensor logits = run_decode(-n).logits32;
         if (snap) {
             snaps.emplace_back();
             for (const Tensor& v : views) snaps.back().push_back(v.clone());
         }
         if (t == K) break;  // that step only fed the last proposal
-        Tensor host = logits.to(DType::f32).to(Device::cpu()).contiguous();
+        Tensor host = logits.to(Device::cpu()).contiguous();
         for (int64_t i = 0; i < n; ++i) {
             // a row past its own limit keeps feeding its last token at the same position:
             // harmless, its state comes back from a snapshot taken before
