@@ -72,6 +72,9 @@ std::string Metrics::render(int64_t queue_depth, int64_t slots_in_use, int64_t s
     one("retnet_prefix_cache_bytes", "gauge", "bytes held by the prefix-state cache (--prefix-cache-mb)",
         prefix_bytes.load());
     one("retnet_prefix_cache_entries", "gauge", "prefix states held by the cache", prefix_entries.load());
+    one("retnet_speculative_proposed_tokens_total", "counter", "draft tokens verified (--draft, --speculate-ngram)",
+        spec_proposed.load());
+    one("retnet_speculative_accepted_tokens_total", "counter", "draft tokens kept", spec_accepted.load());
     os << ttft.render("retnet_time_to_first_token_seconds", "from accepting a request to its first sampled token");
     os << itl.render("retnet_inter_token_latency_seconds", "between consecutive tokens of one sequence");
     return os.str();

@@ -12,6 +12,8 @@
 //   prefix_cache_hits_total, _misses_total      counters, prompts that did / did not start from a cached state
 //   prefix_cache_bytes, _entries                gauges, the prefix-state cache now (serving/engine.h)
 //   prefix_cache_tokens_reused_total            counter, prompt tokens not prefilled thanks to hits
+//   speculative_proposed_tokens_total, _accepted_tokens_total
+//                                               counters, draft tokens verified / kept (serving/speculative.h)
 // Counters use atomics and the histograms a mutex: the engine thread observes latencies,
 // the I/O threads count requests.
 #pragma once
@@ -49,6 +51,8 @@ public:
     Histogram ttft, itl;
     // the engine's prefix-state cache, copied by the engine thread after each step
     std::atomic<int64_t> prefix_hits{0}, prefix_misses{0}, prefix_entries{0}, prefix_bytes{0}, prefix_tokens_reused{0};
+    // speculative decoding, likewise
+    std::atomic<int64_t> spec_proposed{0}, spec_accepted{0};
     // the Prometheus text exposition format (version 0.0.4); gauges are read by the caller
     std::string render(int64_t queue_depth, int64_t slots_in_use, int64_t slots_total) const;
 

@@ -247,7 +247,14 @@ private:
                                   {"entries", s_.worker->prefix_entries.load()},
                                   {"hits", s_.worker->prefix_hits.load()},
                                   {"misses", s_.worker->prefix_misses.load()},
-                                  {"tokens_reused", s_.worker->prefix_tokens_reused.load()}}}};
+                                  {"tokens_reused", s_.worker->prefix_tokens_reused.load()}}},
+                                // speculative decoding (--draft, --speculate-ngram)
+                                {"speculative",
+                                 {{"mode", s_.worker->speculative_mode()},
+                                  {"k", s_.worker->speculative_k()},
+                                  {"rounds", s_.worker->spec_rounds.load()},
+                                  {"proposed", s_.worker->spec_proposed.load()},
+                                  {"accepted", s_.worker->spec_accepted.load()}}}};
             return send_json(http::status::ok, j.dump());
         }
         if (target == "/metrics") {  // open, like /health: scrapers carry no key

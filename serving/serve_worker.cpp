@@ -152,6 +152,14 @@ void GenerationWorker::publish_prefix_stats() {
         metrics_->prefix_bytes.store(int64_t(st.bytes));
         metrics_->prefix_tokens_reused.store(st.tokens_reused);
     }
+    const SpeculativeStats& sp = engine_.speculative_stats();
+    spec_rounds.store(sp.rounds);
+    spec_proposed.store(sp.proposed);
+    spec_accepted.store(sp.accepted);
+    if (metrics_) {
+        metrics_->spec_proposed.store(sp.proposed);
+        metrics_->spec_accepted.store(sp.accepted);
+    }
 }
 
 void GenerationWorker::run() {

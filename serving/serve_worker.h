@@ -35,6 +35,13 @@ public:
     std::atomic<int64_t> prefix_hits{0}, prefix_misses{0}, prefix_entries{0}, prefix_bytes{0},
         prefix_tokens_reused{0};
     bool prefix_cache_on() const { return engine_.prefix_cache_on(); }
+    // speculative decoding (EngineOptions::speculative), after the last step
+    std::atomic<int64_t> spec_rounds{0}, spec_proposed{0}, spec_accepted{0};
+    bool speculative_on() const { return engine_.speculative_on(); }
+    std::string speculative_mode() const {
+        return engine_.options().speculative.draft ? "draft" : engine_.options().speculative.ngram ? "ngram" : "off";
+    }
+    int64_t speculative_k() const { return engine_.options().speculative.k; }
     size_t prefix_cache_capacity() const { return engine_.prefix_cache_stats().capacity; }
 
 private:

@@ -144,6 +144,47 @@ BOOST_AUTO_TEST_CASE(keys_cors_metrics_and_the_json_access_log) {
     BOOST_TEST(text.find("zqx") == std::string::npos, "the prompt leaked into the log:\n" << text);
 }
 
+BOOST_AUTO_TEST_CASE(speculative_serving_gives_the_plain_text_and_reports_its_counts) {
+    // the same greedy completions from a plain server, one drafting with n-gram lookup and
+    // one drafting with a second copy of the model (every proposal then kept)
+    TinyCheckpoint ckpt;
+    const std::string body =
+        R"({"prompt":["And the earth was without form, and void; and the earth was without form","In the"],)"
+        R"("max_tokens":24,"temperature":0,"ignore_eos":true})";
+    std::string plain_text;
+    {
+        ServerProcess plain(ckpt.path, {});
+        Reply r = Client(plain.port()).post("/v1/completions", body);
+        BOOST_REQUIRE(r.status == 200);
+        plain_text = r.j()["choices"].dump();
+        BOOST_TEST(Client(plain.port()).get("/health").j()["speculative"]["mode"] == "off");
+    }
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"--speculate-ngram", "--speculative-k", "3"}, {"--draft", ckpt.path}}) {
+        BOOST_TEST_CONTEXT(args[0]) {
+            ServerProcess server(ckpt.path, args);
+            Client c(server.port());
+            Reply r = c.post("/v1/completions", body);
+            BOOST_REQUIRE(r.status == 200);
+            BOOST_TEST(r.j()["choices"].dump() == plain_text);
+            const json sp = c.get("/health").j()["speculative"];
+            BOOST_TEST(sp["mode"] == (args[0] == "--draft" ? "draft" : "ngram"));
+            BOOST_TEST(sp["k"] == (args[0] == "--draft" ? 4 : 3));
+            // (this untrained model's text need not repeat, so n-gram lookup may find nothing
+            // to propose; the engine's tests cover its proposals)
+            if (args[0] == "--draft") {
+                BOOST_TEST(sp["proposed"].get<int64_t>() > 0);
+                BOOST_TEST(sp["accepted"] == sp["proposed"]);  // the model drafting for itself
+            }
+            const std::string m = c.get("/metrics").body;
+            BOOST_TEST(m.find("retnet_speculative_proposed_tokens_total " + std::to_string(sp["proposed"].get<int64_t>())) !=
+                       std::string::npos);
+        }
+    }
+    // a draft and n-gram lookup together are refused before anything loads
+    BOOST_CHECK_THROW(ServerProcess(ckpt.path, {"--speculate-ngram", "--draft", ckpt.path}), std::exception);
+}
+
 BOOST_AUTO_TEST_CASE(health_says_loading_until_the_model_is_in_and_plain_log_with_prompts) {
     TinyCheckpoint ckpt;
     const std::string log = (ckpt.dir / "stderr.log").string();
