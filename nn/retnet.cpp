@@ -247,8 +247,8 @@ size_t RetNetLM::state_bytes(int64_t slots, DType compute, int64_t) const {
            size_t(cfg_.value_head_dim()) * es;
 }
 
-Tensor RetNetLM::prefill(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
-                         int64_t chunk_hint, bool last_only) const {
+Tensor RetNetLM::run_slot(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
+                          int64_t chunk_hint, bool last_only, std::vector<Tensor>* trail) const {
     NoGradGuard no_grad;
     std::vector<Tensor> out;
     ForwardOptions fo;
@@ -259,26 +259,20 @@ Tensor RetNetLM::prefill(const Tensor& tokens, int64_t pos0, const std::vector<T
     fo.states_in = pos0 > 0 ? &slot : nullptr;  // a fresh slot starts from zero
     fo.states_out = &out;
     fo.last_logits_only = last_only;
+    fo.state_trail = trail;
     Tensor logits = forward(tokens, fo);
     for (size_t l = 0; l < slot.size(); ++l) copy_nograd(slot[l], out[l]);
     return logits;
 }
 
+Tensor RetNetLM::prefill(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
+                         int64_t chunk_hint, bool last_only) const {
+    return run_slot(tokens, pos0, slot, compute, chunk_hint, last_only, nullptr);
+}
+
 Tensor RetNetLM::verify(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
                         std::vector<Tensor>& trail, int64_t chunk_hint) const {
-    NoGradGuard no_grad;
-    std::vector<Tensor> out;
-    ForwardOptions fo;
-    fo.mode = RetentionMode::chunkwise;
-    fo.chunk = chunk_hint;
-    fo.compute = compute;
-    fo.pos0 = pos0;
-    fo.states_in = pos0 > 0 ? &slot : nullptr;
-    fo.states_out = &out;
-    fo.state_trail = &trail;
-    Tensor logits = forward(tokens, fo);
-    for (size_t l = 0; l < slot.size(); ++l) copy_nograd(slot[l], out[l]);
-    return logits;
+    return run_slot(tokens, pos0, slot, compute, chunk_hint, false, &trail);
 }
 
 void RetNetLM::rollback(const std::vector<Tensor>& slot, const std::vector<Tensor>& trail, int64_t keep) const {

@@ -115,6 +115,10 @@ public:
 private:
     Tensor head(const Tensor& x) const;     // final norm, then project
     Tensor project(const Tensor& h) const;  // the output projection (or the tied embedding)
+    // prefill and verify: chunkwise from a slot's state (zero at pos0 = 0), the final state
+    // written back into it; the trail (per-token states) when asked
+    Tensor run_slot(const Tensor& tokens, int64_t pos0, const std::vector<Tensor>& slot, DType compute,
+                    int64_t chunk_hint, bool last_only, std::vector<Tensor>* trail) const;
 };
 
 }  // namespace rn::nn

@@ -1,5 +1,5 @@
-// tests/engine_test_util.h — what the generation-engine tests share: a tiny Transformer to
-// serve, and running an Engine until it is idle, collecting each sequence's tokens and
+// tests/engine_test_util.h — what the generation-engine tests share: a tiny RetNet and a
+// tiny Transformer to serve, and running an Engine until it is idle, collecting each sequence's tokens and
 // finish reason.
 #pragma once
 #include <boost/test/unit_test.hpp>
@@ -12,6 +12,20 @@
 #include "serving/engine.h"
 
 namespace rn::test {
+
+// a tiny RetNet: 2 heads, Dk 8, Dv 12, 2 layers, retention chunk 4 (prefills cross several
+// chunks)
+inline std::shared_ptr<nn::LanguageModel> tiny_retnet(int64_t vocab, uint64_t seed, int64_t d_model = 16) {
+    nn::ModelConfig c;
+    c.vocab_size = vocab;
+    c.d_model = d_model;
+    c.n_heads = 2;
+    c.value_dim = 24;
+    c.ffn_dim = 24;
+    c.n_layers = 2;
+    c.chunk = 4;
+    return nn::make_model(c, seed);
+}
 
 // a tiny Transformer: 4 query heads over 2 KV heads (GQA), head dim 8
 inline std::shared_ptr<nn::LanguageModel> tiny_transformer(int64_t vocab, uint64_t seed = 5) {

@@ -23,7 +23,7 @@
 #   on the CPU in fp32 and f64 (default: cpu)
 set -euo pipefail
 RETNET=$(realpath "$1")
-PY=/usr/bin/python3
+PY=${PYTHON:-/usr/bin/python3}  # the GPU machine: PYTHON=python3
 PEER=$(realpath "$(dirname "$0")/../bench/torch_parity.py")
 if ! "$PY" -c "import torch, numpy" 2> /dev/null; then
   echo "SKIP: $PY has no torch (apt-get install python3-torch)"

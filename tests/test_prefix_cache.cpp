@@ -27,17 +27,7 @@ constexpr int64_t kVocab = 29;
 
 // retention chunk 4 and prefill_chunk 6: the granularity is lcm(6, 4) = 12, so a cold
 // prefill alone runs 6-token steps and a hit resumes on the same seams
-std::shared_ptr<nn::LanguageModel> tiny_retnet(uint64_t seed = 3) {
-    nn::ModelConfig c;
-    c.vocab_size = kVocab;
-    c.d_model = 16;
-    c.n_heads = 2;
-    c.value_dim = 24;
-    c.ffn_dim = 24;
-    c.n_layers = 2;
-    c.chunk = 4;
-    return std::make_shared<nn::RetNetLM>(c, seed);
-}
+std::shared_ptr<nn::LanguageModel> tiny_retnet(uint64_t seed = 3) { return rn::test::tiny_retnet(kVocab, seed); }
 
 
 EngineOptions options(size_t cache_bytes, int64_t slots = 4, int64_t max_context = 64) {

@@ -28,18 +28,6 @@ BOOST_AUTO_TEST_SUITE(speculative)
 
 namespace {
 
-std::shared_ptr<nn::LanguageModel> tiny_retnet(int64_t vocab, uint64_t seed, int64_t d = 16) {
-    nn::ModelConfig c;
-    c.vocab_size = vocab;
-    c.d_model = d;
-    c.n_heads = 2;
-    c.value_dim = 24;
-    c.ffn_dim = 24;
-    c.n_layers = 2;
-    c.chunk = 4;
-    return std::make_shared<nn::RetNetLM>(c, seed);
-}
-
 std::vector<int32_t> tokens_of(int64_t n, uint64_t seed, int64_t vocab) {
     std::vector<int32_t> t;
     for (int64_t i = 0; i < n; ++i) t.push_back(int32_t(Generator::uniform(seed, uint64_t(i)) * double(vocab)));
