@@ -7,6 +7,8 @@
 // times, as a document quoting itself), where lookup has something to find. Greedy by
 // default, so every speculative run must give plain decoding's tokens: the table says
 // whether it did (with --temperature > 0 the text differs, the distribution does not).
+// "+a" rows: adaptive (SpeculativeOptions::adaptive, the default of generate and serve):
+// speculative rounds only while measured faster than plain steps.
 // Each configuration runs once to warm up (CUDA graphs for plain decoding are captured
 // then) and is timed on a second run, from the moment every prompt is prefilled.
 //
@@ -70,6 +72,7 @@ Result run(tools::Engine& e, const std::vector<std::vector<int32_t>>& prompts, c
     r.spec = e.speculative_stats();
     r.spec.rounds -= before.rounds, r.spec.proposed -= before.proposed, r.spec.accepted -= before.accepted;
     r.spec.emitted -= before.emitted;
+    r.spec.plain_steps -= before.plain_steps;
     return r;
 }
 
@@ -120,8 +123,8 @@ int main(int argc, char** argv) {
             for (const char* kind : {"natural", "repetitive"}) {
                 std::vector<std::vector<int32_t>> prompts((std::string(kind) == "natural" ? natural : repetitive).begin(),
                                                           (std::string(kind) == "natural" ? natural : repetitive).begin() + B);
-                std::vector<std::string> modes = {"plain", "ngram"};
-                if (!draft.empty()) modes.insert(modes.begin() + 1, "draft");
+                std::vector<std::string> modes = {"plain", "ngram", "ngram+a"};
+                if (!draft.empty()) modes.insert(modes.begin() + 1, {"draft", "draft+a"});
                 Result plain;
                 for (const std::string& mode : modes) {
                     tools::EngineOptions eo;
@@ -129,8 +132,9 @@ int main(int argc, char** argv) {
                     eo.device = device;
                     eo.dtype = dtype;
                     eo.max_context = plen * 2 + n_new + 8;
-                    if (mode == "draft") eo.speculative.draft = load(draft);
-                    eo.speculative.ngram = mode == "ngram";
+                    if (mode.rfind("draft", 0) == 0) eo.speculative.draft = load(draft);
+                    eo.speculative.ngram = mode.rfind("ngram", 0) == 0;
+                    eo.speculative.adaptive = mode.find("+a") != std::string::npos;
                     eo.speculative.k = k;
                     tools::Engine e(load(target), eo);
                     run(e, prompts, sp, n_new);  // warm-up (graphs, plans)
@@ -148,7 +152,8 @@ int main(int argc, char** argv) {
                     rows.push_back({{"batch", B}, {"prompts", kind}, {"mode", mode}, {"tokens_per_s", tps},
                                     {"ms_per_token_per_sequence", 1e3 * r.seconds * double(B) / double(r.tokens)},
                                     {"acceptance", acc}, {"proposed", r.spec.proposed}, {"accepted", r.spec.accepted},
-                                    {"rounds", r.spec.rounds}, {"tokens_per_round", per_round},
+                                    {"rounds", r.spec.rounds}, {"plain_steps", r.spec.plain_steps},
+                                    {"tokens_per_round", per_round},
                                     {"speedup_vs_plain", speedup}, {"same_tokens_as_plain", same}});
                 }
             }

@@ -3,6 +3,7 @@
 #include "serving/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -452,7 +453,21 @@ std::vector<EngineEvent> Engine::step() {
     }
 
     // ---- every sequence that was decoding: a speculative round each, or one batched step
-    if (n_old > 0 && !(opt_.speculative.on() && speculate(n_old, events, done))) decode_batched(n_old, events, done);
+    if (n_old > 0) {
+        const bool adaptive = opt_.speculative.on() && opt_.speculative.adaptive;
+        const bool try_spec = opt_.speculative.on() && (!adaptive || choose_speculative(n_old));
+        const auto t0 = std::chrono::steady_clock::now();
+        const size_t before = events.size();
+        const bool spec = try_spec && speculate(n_old, events, done);
+        if (!spec) decode_batched(n_old, events, done);
+        if (opt_.speculative.on() && !spec) ++sstats_.plain_steps;
+        if (adaptive) {  // both paths end in a host copy of their results: the time is the device's too
+            int64_t tokens = 0;
+            for (size_t i = before; i < events.size(); ++i) tokens += events[i].token >= 0;
+            record_path(n_old, spec, tokens,
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+    }
 
     for (int64_t id : done)
         for (size_t i = 0; i < seqs_.size(); ++i)

@@ -190,6 +190,16 @@ private:
     SpeculativeStats sstats_;
     // the plain path: one batched recurrent step for the n decoding sequences
     void decode_batched(int64_t n, std::vector<EngineEvent>& events, std::vector<int64_t>& done);
+    // adaptive speculation (SpeculativeOptions::adaptive): tokens/s of each path, per
+    // batch-size octave; [0] plain, [1] speculative
+    struct PathRate {
+        double tps[2] = {0, 0};
+        int64_t samples[2] = {0, 0};
+        int64_t since_probe = 0;
+    };
+    std::map<int, PathRate> rates_;
+    bool choose_speculative(int64_t n);
+    void record_path(int64_t n, bool speculative, int64_t tokens, double seconds);
     // the top_logprobs alternatives of a token's event, from its logits row
     void add_top(EngineEvent& ev, const Seq& s, const float* logits, float lse) const;
     // ---- the prefix-state cache

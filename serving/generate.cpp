@@ -81,7 +81,8 @@ GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
     eo.max_context = o.max_context;
     eo.prefix_cache_bytes = size_t(o.prefix_cache_mb) << 20;
     if (!o.draft.empty() || o.speculate_ngram)
-        eo.speculative = speculative_from_flags(o.draft, o.speculate_ngram, o.speculative_k, ckpt.tokenizer, "generate");
+        eo.speculative = speculative_from_flags(o.draft, o.speculate_ngram, o.speculative_k, o.speculative_always,
+                                                ckpt.tokenizer, "generate");
     eo.device = o.device;
     eo.dtype = o.dtype;
     eo.cuda_graphs = o.cuda_graphs ? 1 : 0;

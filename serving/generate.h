@@ -31,6 +31,7 @@ struct GenerateOptions {
     std::string draft;
     bool speculate_ngram = false;
     int64_t speculative_k = 4;
+    bool speculative_always = false;  // speculate every step, not only when measured faster
 };
 
 struct GenerateResult {

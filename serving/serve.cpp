@@ -871,8 +871,8 @@ int run_serve(const ServeOptions& opt) {
         eo.max_context = opt.max_context;
         eo.prefix_cache_bytes = size_t(std::max<int64_t>(opt.prefix_cache_mb, 0)) << 20;
         if (!opt.draft.empty() || opt.speculate_ngram)
-            eo.speculative = speculative_from_flags(opt.draft, opt.speculate_ngram, opt.speculative_k, tokenizer_bytes,
-                                                    "serve");
+            eo.speculative = speculative_from_flags(opt.draft, opt.speculate_ngram, opt.speculative_k,
+                                                    opt.speculative_always, tokenizer_bytes, "serve");
         eo.device = opt.device;
         eo.dtype = opt.dtype;
         eo.cuda_graphs = opt.cuda_graphs ? 1 : 0;

@@ -56,6 +56,7 @@ struct ServeOptions {
     std::string draft;
     bool speculate_ngram = false;
     int64_t speculative_k = 4;
+    bool speculative_always = false;  // speculate every step, not only when measured faster
     std::string device = "cpu";       // cpu, cuda, cuda:N
     std::string dtype = "f32";        // f32, or bf16 on CUDA
     bool cuda_graphs = true;          // on CUDA, decode steps replay CUDA graphs (EngineOptions)

@@ -30,11 +30,12 @@ void SpeculativeOptions::validate() const {
              "max, got min ", ngram_min, " and max ", ngram_max);
 }
 
-SpeculativeOptions speculative_from_flags(const std::string& draft_checkpoint, bool ngram, int64_t k,
+SpeculativeOptions speculative_from_flags(const std::string& draft_checkpoint, bool ngram, int64_t k, bool always,
                                           const std::string& target_tokenizer, const std::string& who) {
     SpeculativeOptions so;
     so.ngram = ngram;
     so.k = k;
+    so.adaptive = !always;
     RN_CHECK(!(ngram && !draft_checkpoint.empty()), who, ": --draft and --speculate-ngram both given; pick one");
     RN_CHECK(k >= 1 && k <= 32, who, ": --speculative-k must lie in [1, 32], got ", k);
     if (!draft_checkpoint.empty()) {
@@ -171,6 +172,36 @@ void Engine::draft_propose(int64_t n, const std::vector<int64_t>& kmax, std::vec
             ++pos[size_t(i)];
         }
     }
+}
+
+namespace {
+int octave(int64_t n) {
+    int o = 0;
+    while (n > 1) n >>= 1, ++o;
+    return o;
+}
+}  // namespace
+
+bool Engine::choose_speculative(int64_t n) {
+    PathRate& r = rates_[octave(n)];
+    // a few measurements of each first, then the faster, probing the slower every 32 steps
+    // (its rate may have changed: acceptance follows the text)
+    for (int p : {1, 0})
+        if (r.samples[p] < 3) return p == 1;
+    const bool spec = r.tps[1] >= r.tps[0];
+    if (++r.since_probe >= 32) {
+        r.since_probe = 0;
+        return !spec;
+    }
+    return spec;
+}
+
+void Engine::record_path(int64_t n, bool speculative, int64_t tokens, double seconds) {
+    if (seconds <= 0 || tokens <= 0) return;
+    PathRate& r = rates_[octave(n)];
+    const int p = speculative ? 1 : 0;
+    const double tps = double(tokens) / seconds;
+    r.tps[p] = r.samples[p]++ == 0 ? tps : 0.7 * r.tps[p] + 0.3 * tps;  // a moving average
 }
 
 bool Engine::speculate(int64_t n, std::vector<EngineEvent>& events, std::vector<int64_t>& done) {

@@ -35,6 +35,13 @@ struct SpeculativeOptions {
     bool ngram = false;
     int64_t k = 4;  // tokens proposed per step and sequence
     int64_t ngram_min = 2, ngram_max = 4;
+    // Measure the tokens/s of speculative rounds and of plain batched steps (per batch-size
+    // octave, as a moving average) and take the faster path, trying the other now and then:
+    // on a GPU a plain step replays one CUDA graph, and speculation pays only where
+    // proposals are often kept and a verification costs little more than a step. Either
+    // path samples from the model's distribution, so the text's law is the same. `generate`
+    // and `serve` turn it on; off, every step speculates.
+    bool adaptive = false;
     bool on() const { return draft != nullptr || ngram; }
     void validate() const;  // throws rn::Error naming the bad field
 };
@@ -44,12 +51,14 @@ struct SpeculativeStats {
     int64_t proposed = 0;   // draft tokens scored
     int64_t accepted = 0;   // of those, kept
     int64_t emitted = 0;    // tokens those rounds produced (accepted + one corrected/bonus each, unless a sequence ended)
+    int64_t plain_steps = 0;  // decoding steps that ran plainly (adaptive choice, or nothing proposed)
     double acceptance() const { return proposed ? double(accepted) / double(proposed) : 0.0; }
 };
 
 // What `generate` and `serve` pass: --draft CKPT (loaded here; its tokenizer must be the
 // target's, byte for byte), --speculate-ngram, --speculative-k. `who` prefixes errors.
-SpeculativeOptions speculative_from_flags(const std::string& draft_checkpoint, bool ngram, int64_t k,
+// --speculative-always turns the adaptive choice (SpeculativeOptions::adaptive) off.
+SpeculativeOptions speculative_from_flags(const std::string& draft_checkpoint, bool ngram, int64_t k, bool always,
                                           const std::string& target_tokenizer, const std::string& who);
 
 // k tokens that followed the most recent earlier occurrence of the last n tokens of

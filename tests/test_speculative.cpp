@@ -265,12 +265,14 @@ BOOST_AUTO_TEST_CASE(greedy_speculation_gives_plain_decodings_tokens) {
     };
     const std::vector<Case> cases = {{"another model as draft", tiny_retnet(V, 99, 8), false, 4},
                                      {"the model's own weights as draft", tiny_retnet(V, 7), false, 3},
-                                     {"n-gram lookup", nullptr, true, 5}};
+                                     {"n-gram lookup", nullptr, true, 5},
+                                     {"adaptive, the model's own weights as draft", tiny_retnet(V, 7), false, 3}};
     for (const Case& c : cases) {
         EngineOptions o = options();
         o.speculative.draft = c.draft;
         o.speculative.ngram = c.ngram;
         o.speculative.k = c.k;
+        o.speculative.adaptive = c.name.rfind("adaptive", 0) == 0;
         Engine e(tiny_retnet(V, 7), o);
         const Out got = run_prompts(e, prompts, sp, 24);
         require_same_text(got, ref, c.name);
@@ -280,6 +282,8 @@ BOOST_AUTO_TEST_CASE(greedy_speculation_gives_plain_decodings_tokens) {
         BOOST_TEST(st.rounds > 0);
         BOOST_TEST(st.proposed > 0);
         if (c.name == "the model's own weights as draft") BOOST_TEST(st.accepted == st.proposed);  // every one kept
+        if (o.speculative.adaptive) BOOST_TEST(st.plain_steps > 0);  // both paths measured: the text is still the same
+        else if (!c.ngram) BOOST_TEST(st.plain_steps < st.rounds / 10);  // only steps where every sequence was at its last token
         if (c.name == "another model as draft") BOOST_TEST(st.accepted < st.proposed);             // rejections ran
         if (c.ngram) BOOST_TEST(st.accepted > 0);
         // each round: the kept drafts and one more, unless the sequence ended inside it

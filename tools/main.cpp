@@ -146,6 +146,8 @@ int main(int argc, char** argv) {
                   "speculative decoding without a draft: propose what followed the context's last words earlier on");
     sv->add_option("--speculative-k", so.speculative_k, "tokens proposed per step when speculating")
         ->capture_default_str();
+    sv->add_flag("--speculative-always", so.speculative_always,
+                  "speculate on every step (default: only while measured faster than plain decoding)");
     sv->add_option("--max-context", so.max_context,
                    "tokens per sequence (prompt + output); 0: the model's default (a Transformer's KV cache is "
                    "preallocated for this many tokens per slot)")
@@ -210,6 +212,8 @@ int main(int argc, char** argv) {
                   "speculative decoding without a draft: propose what followed the context's last words earlier on");
     gen->add_option("--speculative-k", go.speculative_k, "tokens proposed per step when speculating")
         ->capture_default_str();
+    gen->add_flag("--speculative-always", go.speculative_always,
+                  "speculate on every step (default: only while measured faster than plain decoding)");
     gen->add_option("--max-context", go.max_context, "tokens per sequence (prompt + output); 0: the model's default")
         ->capture_default_str();
     gen->add_option("--device", go.device, "cpu, cuda or cuda:N")->capture_default_str();
