@@ -193,9 +193,10 @@ private:
     // adaptive speculation (SpeculativeOptions::adaptive): tokens/s of each path, per
     // batch-size octave; [0] plain, [1] speculative
     struct PathRate {
-        double tps[2] = {0, 0};
+        double tps[2] = {0, 0};            // tokens/s, moving averages
+        double step_s[2] = {0, 0};         // seconds a step takes, likewise
         int64_t samples[2] = {0, 0};
-        int64_t since_probe = 0;
+        double since_probe_s = 0;          // time spent since the slower path was last tried
     };
     std::map<int, PathRate> rates_;
     bool choose_speculative(int64_t n);

@@ -184,16 +184,17 @@ int octave(int64_t n) {
 
 bool Engine::choose_speculative(int64_t n) {
     PathRate& r = rates_[octave(n)];
-    // a few measurements of each first, then the faster, probing the slower every 32 steps
-    // (its rate may have changed: acceptance follows the text)
+    // two measurements of each first, then the faster; the slower is tried again once the
+    // time spent since its last try is 20 of its steps, so probing costs at most ~5 % (its
+    // rate may have changed: acceptance follows the text)
     for (int p : {1, 0})
-        if (r.samples[p] < 3) return p == 1;
-    const bool spec = r.tps[1] >= r.tps[0];
-    if (++r.since_probe >= 32) {
-        r.since_probe = 0;
-        return !spec;
+        if (r.samples[p] < 2) return p == 1;
+    const int fast = r.tps[1] >= r.tps[0] ? 1 : 0, slow = 1 - fast;
+    if (r.since_probe_s >= 20 * r.step_s[slow]) {
+        r.since_probe_s = 0;
+        return slow == 1;
     }
-    return spec;
+    return fast == 1;
 }
 
 void Engine::record_path(int64_t n, bool speculative, int64_t tokens, double seconds) {
@@ -201,7 +202,10 @@ void Engine::record_path(int64_t n, bool speculative, int64_t tokens, double sec
     PathRate& r = rates_[octave(n)];
     const int p = speculative ? 1 : 0;
     const double tps = double(tokens) / seconds;
-    r.tps[p] = r.samples[p]++ == 0 ? tps : 0.7 * r.tps[p] + 0.3 * tps;  // a moving average
+    const bool first = r.samples[p]++ == 0;
+    r.tps[p] = first ? tps : 0.7 * r.tps[p] + 0.3 * tps;  // moving averages
+    r.step_s[p] = first ? seconds : 0.7 * r.step_s[p] + 0.3 * seconds;
+    r.since_probe_s += seconds;
 }
 
 bool Engine::speculate(int64_t n, std::vector<EngineEvent>& events, std::vector<int64_t>& done) {
