@@ -144,6 +144,8 @@ GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
         }
     }
     r.seconds = since(t0);
+    r.speculative = engine.speculative_on();
+    r.speculative_stats = engine.speculative_stats();
     if (streaming) write(out, "\n");
     else
         for (size_t i = 0; i < n; ++i)
@@ -161,6 +163,12 @@ int run_generate(const GenerateOptions& o) {
                  (long long)r.prompt_tokens.size(), (long long)prompt, (long long)r.generated, r.seconds,
                  r.seconds > 0 ? double(r.generated) / r.seconds : 0.0, r.first_token_seconds * 1e3,
                  double(r.state_bytes) / 1024.0 / double(r.prompt_tokens.size()));
+    if (r.speculative) {
+        const SpeculativeStats& s = r.speculative_stats;
+        std::fprintf(stderr, "speculative: %lld of %lld proposed tokens kept (%.0f%%) in %lld rounds, %lld plain steps\n",
+                     (long long)s.accepted, (long long)s.proposed, 100.0 * s.acceptance(), (long long)s.rounds,
+                     (long long)s.plain_steps);
+    }
     return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "serving/sampling.h"
+#include "serving/speculative.h"
 
 namespace rn::tools {
 
@@ -42,6 +43,8 @@ struct GenerateResult {
     int64_t generated = 0;                           // all new tokens
     double seconds = 0, first_token_seconds = 0;     // wall time in all, and until every prompt had its first token
     size_t state_bytes = 0;                          // the engine's preallocated state
+    bool speculative = false;                        // --draft or --speculate-ngram was on
+    SpeculativeStats speculative_stats;              // then: rounds, proposals kept, plain steps
 };
 
 // Checks every option (names them as typed on the command line: --top-p, --max-tokens,

@@ -62,7 +62,8 @@ if [ "$got" != "$expected" ]; then echo "FAIL: generate greedy '$got' != train s
 # n-gram lookup, two prompts in one batch
 greedy=(run_b/ckpt_4.h5 --prompt "the" --prompt "and the the and the" --max-tokens 24 --temperature 0 --ignore-eos)
 "$RETNET" generate "${greedy[@]}" > s0.txt 2> /dev/null
-"$RETNET" generate "${greedy[@]}" --draft run_a/ckpt_4.h5 --speculative-k 3 > s1.txt 2> /dev/null
+"$RETNET" generate "${greedy[@]}" --draft run_a/ckpt_4.h5 --speculative-k 3 --speculative-always > s1.txt 2> s1.err
+grep -q "proposed tokens kept" s1.err  # the acceptance summary on stderr
 "$RETNET" generate "${greedy[@]}" --speculate-ngram > s2.txt 2> /dev/null
 if ! cmp -s s0.txt s1.txt || ! cmp -s s0.txt s2.txt; then echo "FAIL: speculative greedy text differs"; cat s0.txt s1.txt s2.txt; exit 1; fi
 set +e
