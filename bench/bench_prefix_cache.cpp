@@ -174,11 +174,7 @@ int main(int argc, char** argv) {
 
     std::shared_ptr<nn::LanguageModel> model;
     if (!s.checkpoint.empty()) {
-        nn::ReadOptions ro;
-        ro.optimizer = false;
-        nn::Checkpoint ck = nn::read_checkpoint(s.checkpoint, ro);
-        model = nn::make_model(ck.config);
-        nn::load_into(ck, *model);
+        model = nn::load_model(s.checkpoint).model;
         s.preset = "(checkpoint)";
     } else {
         model = nn::make_model(nn::ModelConfig::from_preset(s.preset, s.vocab), 1);

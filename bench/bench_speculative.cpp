@@ -32,14 +32,7 @@ using namespace rn::bench;
 
 namespace {
 
-std::shared_ptr<nn::LanguageModel> load(const std::string& path) {
-    nn::ReadOptions ro;
-    ro.optimizer = false;
-    nn::Checkpoint ck = nn::read_checkpoint(path, ro);
-    auto m = nn::make_model(ck.config);
-    nn::load_into(ck, *m);
-    return m;
-}
+std::shared_ptr<nn::LanguageModel> load(const std::string& path) { return nn::load_model(path).model; }
 
 struct Result {
     double seconds = 0;

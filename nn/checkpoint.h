@@ -101,6 +101,28 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts = {}
 // extra or differently shaped parameters) is an rn::Error listing each with both shapes.
 void load_into(const Checkpoint& ckpt, LanguageModel& model, AdamW* opt = nullptr);
 
+// ---- a model from a checkpoint file, for inference (nn/checkpoint_model.cpp)
+
+struct LoadModelOptions {
+    Device device = Device::cpu();  // where the parameters end up
+    DType dtype = DType::f32;       // their dtype after loading (f32: as saved)
+    // Called with the checkpoint read (weights included, optimizer skipped) before the model
+    // is built: a caller's own checks (a tokenizer present, its vocabulary fits, a draft's
+    // tokenizer is the target's) fail before a large model is allocated and filled.
+    std::function<void(const Checkpoint&)> check;
+};
+struct LoadedModel {
+    std::shared_ptr<LanguageModel> model;  // the class cfg.arch names (make_model)
+    ModelConfig config;
+    std::string tokenizer;                 // SentencePiece model bytes ("" when absent)
+    std::string metadata_json = "{}";
+};
+// read_checkpoint (weights only) → make_model(config) → load_into → to(device)/to(dtype).
+// The checkpoint's copy of the weights is freed before returning. Errors are read_checkpoint's
+// (a missing, corrupt or truncated file; an unknown arch or a config that does not fit the
+// tensors, each naming the file) and load_into's.
+LoadedModel load_model(const std::string& path, const LoadModelOptions& opts = {});
+
 // Reads tensors one at a time from an open file (inspect uses it so that a 7B checkpoint
 // is never in memory all at once). Group is "model", "optimizer/m" or "optimizer/v".
 class CheckpointReader {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <optional>
 
 #include "core/error.h"
 #include "nn/checkpoint.h"
@@ -64,16 +65,18 @@ void validate_generate_options(const GenerateOptions& o) {
 GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
     validate_generate_options(o);  // all of it before the model is loaded
 
-    nn::ReadOptions ro;
-    ro.optimizer = false;
-    nn::Checkpoint ckpt = nn::read_checkpoint(o.checkpoint, ro);
-    RN_CHECK(!ckpt.tokenizer.empty(), "generate: ", o.checkpoint, " holds no tokenizer. HINT: checkpoints written "
-             "by `retnet train` carry theirs; this one was saved without");
-    Tokenizer tok = Tokenizer::from_serialized(ckpt.tokenizer);
-    RN_CHECK(tok.vocab_size() <= ckpt.config.vocab_size, "generate: the tokenizer has ", tok.vocab_size(),
-             " ids but the model only ", ckpt.config.vocab_size);
-    auto model = nn::make_model(ckpt.config);
-    nn::load_into(ckpt, *model);
+    std::optional<Tokenizer> checked_tok;  // built by the check, before the model is built
+    nn::LoadModelOptions lo;
+    lo.check = [&](const nn::Checkpoint& ckpt) {
+        RN_CHECK(!ckpt.tokenizer.empty(), "generate: ", o.checkpoint, " holds no tokenizer. HINT: checkpoints "
+                 "written by `retnet train` carry theirs; this one was saved without");
+        checked_tok.emplace(Tokenizer::from_serialized(ckpt.tokenizer));
+        RN_CHECK(checked_tok->vocab_size() <= ckpt.config.vocab_size, "generate: the tokenizer has ",
+                 checked_tok->vocab_size(), " ids but the model only ", ckpt.config.vocab_size);
+    };
+    nn::LoadedModel loaded = nn::load_model(o.checkpoint, lo);
+    std::shared_ptr<nn::LanguageModel> model = std::move(loaded.model);
+    Tokenizer tok = std::move(*checked_tok);
 
     EngineOptions eo;
     eo.max_slots = int64_t(o.prompts.size());
@@ -82,7 +85,7 @@ GenerateResult generate(const GenerateOptions& o, std::FILE* out) {
     eo.prefix_cache_bytes = size_t(o.prefix_cache_mb) << 20;
     if (!o.draft.empty() || o.speculate_ngram)
         eo.speculative = speculative_from_flags(o.draft, o.speculate_ngram, o.speculative_k, o.speculative_always,
-                                                ckpt.tokenizer, "generate");
+                                                loaded.tokenizer, "generate");
     eo.device = o.device;
     eo.dtype = o.dtype;
     eo.cuda_graphs = o.cuda_graphs ? 1 : 0;

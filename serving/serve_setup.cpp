@@ -27,19 +27,18 @@ namespace rn::tools {
 // freed before serving starts).
 std::shared_ptr<nn::LanguageModel> load_model(const std::string& path, std::optional<Tokenizer>& tok,
                                          std::string& metadata_json, std::string* tokenizer_bytes) {
-    nn::ReadOptions ro;
-    ro.optimizer = false;
-    nn::Checkpoint ck = nn::read_checkpoint(path, ro);
-    metadata_json = ck.metadata_json;
-    RN_CHECK(!ck.tokenizer.empty(), "serve: ", path, " holds no tokenizer. HINT: serve a checkpoint written by "
-             "`retnet train`, which stores its tokenizer inside");
-    tok.emplace(Tokenizer::from_serialized(ck.tokenizer));
-    if (tokenizer_bytes) *tokenizer_bytes = ck.tokenizer;
-    RN_CHECK(tok->vocab_size() <= ck.config.vocab_size, "serve: the tokenizer in ", path, " has ", tok->vocab_size(),
-             " ids but the model only ", ck.config.vocab_size);
-    auto model = nn::make_model(ck.config);
-    nn::load_into(ck, *model);
-    return model;
+    nn::LoadModelOptions lo;
+    lo.check = [&](const nn::Checkpoint& ck) {  // the tokenizer before the model is built
+        metadata_json = ck.metadata_json;
+        RN_CHECK(!ck.tokenizer.empty(), "serve: ", path, " holds no tokenizer. HINT: serve a checkpoint written by "
+                 "`retnet train`, which stores its tokenizer inside");
+        tok.emplace(Tokenizer::from_serialized(ck.tokenizer));
+        RN_CHECK(tok->vocab_size() <= ck.config.vocab_size, "serve: the tokenizer in ", path, " has ",
+                 tok->vocab_size(), " ids but the model only ", ck.config.vocab_size);
+    };
+    nn::LoadedModel loaded = nn::load_model(path, lo);
+    if (tokenizer_bytes) *tokenizer_bytes = std::move(loaded.tokenizer);
+    return loaded.model;
 }
 
 void prepare_serving(const ServeOptions& opt, std::vector<std::string>& names, std::vector<std::string>& keys,

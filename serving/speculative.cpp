@@ -39,15 +39,14 @@ SpeculativeOptions speculative_from_flags(const std::string& draft_checkpoint, b
     RN_CHECK(!(ngram && !draft_checkpoint.empty()), who, ": --draft and --speculate-ngram both given; pick one");
     RN_CHECK(k >= 1 && k <= 32, who, ": --speculative-k must lie in [1, 32], got ", k);
     if (!draft_checkpoint.empty()) {
-        nn::ReadOptions ro;
-        ro.optimizer = false;
-        nn::Checkpoint ck = nn::read_checkpoint(draft_checkpoint, ro);
-        // the same ids must mean the same text: compare the tokenizers themselves, not sizes
-        RN_CHECK(ck.tokenizer == target_tokenizer, who, ": the draft ", draft_checkpoint, " has ",
-                 ck.tokenizer.empty() ? std::string("no tokenizer") : std::string("another tokenizer"),
-                 " than the model. HINT: a draft must be trained on data prepared with the same tokenizer");
-        so.draft = nn::make_model(ck.config);
-        nn::load_into(ck, *so.draft);
+        nn::LoadModelOptions lo;
+        lo.check = [&](const nn::Checkpoint& ck) {
+            // the same ids must mean the same text: compare the tokenizers themselves, not sizes
+            RN_CHECK(ck.tokenizer == target_tokenizer, who, ": the draft ", draft_checkpoint, " has ",
+                     ck.tokenizer.empty() ? std::string("no tokenizer") : std::string("another tokenizer"),
+                     " than the model. HINT: a draft must be trained on data prepared with the same tokenizer");
+        };
+        so.draft = nn::load_model(draft_checkpoint, lo).model;
     }
     so.validate();
     return so;

@@ -3,7 +3,8 @@
 // parameters, logits and optimizer behaviour; training state, tokenizer and metadata round
 // trip; truncated, damaged and foreign files give clear errors; a model that does not fit
 // names the parameter and both shapes; a save that fails at any stage (or on a full disk)
-// leaves the previous file byte-identical and no temporary behind; inspect's JSON and diff.
+// leaves the previous file byte-identical and no temporary behind; inspect's JSON and diff;
+// load_model builds either arch from its file.
 #include <boost/test/unit_test.hpp>
 
 #include <hdf5.h>  // to damage and edit real checkpoints the way another tool would
@@ -23,6 +24,7 @@
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "nn/retnet.h"
+#include "nn/transformer.h"
 #include "test_util.h"
 #include "serving/generate.h"
 #include "tools/inspect.h"
@@ -944,6 +946,98 @@ BOOST_AUTO_TEST_CASE(inspect_diff_exit_status_covers_the_training_state) {
         o.tolerance = bad;
         RN_CHECK_THROWS_WITH(tools::run_inspect(o), "--tolerance");
     }
+}
+
+// nn::load_model, the one path from a file to a ready model: each arch comes back as its
+// own class with the saved model's logits, the caller's check sees the checkpoint before
+// the model is built, and a missing, damaged or foreign file is refused naming the file.
+BOOST_AUTO_TEST_CASE(load_model_builds_the_saved_model_for_either_arch) {
+    TempDir dir;
+    ModelConfig transformer;
+    transformer.arch = "transformer";
+    transformer.vocab_size = 11;
+    transformer.d_model = 16;
+    transformer.n_heads = 4;
+    transformer.n_kv_heads = 2;  // grouped-query: the KV projections' shapes differ from Q's
+    transformer.value_dim = 16;
+    transformer.ffn_dim = 24;
+    transformer.n_layers = 2;
+    const std::string meta = R"({"run":"load_model"})";
+    auto logits = [](const LanguageModel& m) {
+        Generator g(99);
+        Tensor tokens = randint(0, m.config().vocab_size, {2, 7}, g);
+        NoGradGuard no_grad;
+        return m.forward(tokens);
+    };
+    for (const ModelConfig& cfg : {micro(), transformer}) {
+        BOOST_TEST_CONTEXT(cfg.arch) {
+            const std::string path = dir / (cfg.arch + ".h5");
+            auto saved = make_model(cfg, 41);
+            AdamW opt(saved->named_parameters(), AdamWOptions{});
+            save_checkpoint(path, *saved, &opt, some_state(), some_tokenizer(), meta);
+            // a model of the same config and another seed differs: equal logits below mean loaded
+            BOOST_TEST(max_abs_diff(logits(*saved), logits(*make_model(cfg, 42))) > 0);
+
+            int checks = 0;
+            LoadModelOptions lo;
+            lo.check = [&](const Checkpoint& ck) {
+                ++checks;
+                BOOST_TEST(ck.config.arch == cfg.arch);
+                BOOST_TEST(ck.tokenizer == some_tokenizer());
+                BOOST_TEST(!ck.optimizer.present);  // weights only: the moments are never read
+                BOOST_TEST(ck.model.at("embed_tokens.weight").data.size() == size_t(cfg.vocab_size * cfg.d_model));
+            };
+            LoadedModel lm = load_model(path, lo);
+            BOOST_TEST(checks == 1);
+            BOOST_REQUIRE(lm.model != nullptr);
+            BOOST_TEST((dynamic_cast<TransformerLM*>(lm.model.get()) != nullptr) == cfg.is_transformer());
+            BOOST_TEST((dynamic_cast<RetNetLM*>(lm.model.get()) != nullptr) == !cfg.is_transformer());
+            BOOST_TEST(lm.config.to_json() == cfg.to_json());
+            BOOST_TEST(lm.model->config().to_json() == cfg.to_json());
+            BOOST_TEST(lm.tokenizer == some_tokenizer());
+            BOOST_TEST(json::parse(lm.metadata_json) == json::parse(meta));
+            BOOST_TEST(lm.model->num_parameters() == saved->num_parameters());
+            BOOST_TEST(max_abs_diff(logits(*saved), logits(*lm.model)) == 0.0);  // bit-identical
+            for (auto& [n, p] : lm.model->named_parameters()) {
+                BOOST_TEST(p.is_cpu(), n);
+                BOOST_TEST(p.dtype() == DType::f32, n);
+            }
+
+            // a failing check stops the load with the caller's own message
+            lo.check = [](const Checkpoint&) { RN_FAIL("caller: this draft has another tokenizer"); };
+            RN_CHECK_THROWS_WITH(load_model(path, lo), "caller: this draft has another tokenizer");
+
+            if (has_gpu()) {  // device and dtype options: moved and cast after loading
+                LoadModelOptions g;
+                g.device = Device::cuda();
+                g.dtype = DType::bf16;
+                LoadedModel on_gpu = load_model(path, g);
+                for (auto& [n, p] : on_gpu.model->named_parameters()) {
+                    BOOST_TEST(p.is_cuda(), n);
+                    BOOST_TEST(p.dtype() == DType::bf16, n);
+                }
+            }
+        }
+    }
+
+    // the errors read_checkpoint gives, each naming the file
+    RN_CHECK_THROWS_WITH(load_model(dir / "absent.h5"), "no such file");
+    RN_CHECK_THROWS_WITH(load_model(dir / "absent.h5"), "absent.h5");
+    const std::string good = read_bytes(dir / "retnet.h5");
+    write_bytes(dir / "truncated.h5", good.substr(0, good.size() / 2));
+    RN_CHECK_THROWS_WITH(load_model(dir / "truncated.h5"), "corrupt or truncated");
+    RN_CHECK_THROWS_WITH(load_model(dir / "truncated.h5"), "truncated.h5");
+    // an arch this build does not know: what was expected and what came, before any model
+    write_bytes(dir / "mamba.h5", good);
+    json cfg = json::parse(micro().to_json());
+    cfg["arch"] = "mamba";
+    replace_config(dir / "mamba.h5", cfg.dump());
+    bool checked = false;
+    LoadModelOptions lo;
+    lo.check = [&](const Checkpoint&) { checked = true; };
+    RN_CHECK_THROWS_WITH(load_model(dir / "mamba.h5", lo), "arch must be retnet or transformer, got 'mamba'");
+    RN_CHECK_THROWS_WITH(load_model(dir / "mamba.h5", lo), "mamba.h5");
+    BOOST_TEST(!checked);
 }
 
 BOOST_AUTO_TEST_CASE(cuda_parameters_round_trip, *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {

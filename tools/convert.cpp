@@ -755,11 +755,7 @@ std::shared_ptr<nn::LanguageModel> load_model_for_check(const std::string& path,
         return im.model;
     }
     RN_CHECK(ends_with(path, ".h5"), "convert --check: '", path, "': expected a .h5 checkpoint or a .safetensors file");
-    nn::ReadOptions ro;
-    ro.optimizer = false;
-    nn::Checkpoint ck = nn::read_checkpoint(path, ro);
-    auto model = nn::make_model(nn::ModelConfig::from_json(ck.config_json));
-    nn::load_into(ck, *model);
+    auto model = nn::load_model(path).model;
     if (described) *described = path;
     return model;
 }
