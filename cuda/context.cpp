@@ -2,10 +2,13 @@
 #include "cuda/context.h"
 
 #include <array>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #include "cuda/check.h"
 #include "cuda/device.h"
+#include "cuda/pdl.h"
 
 namespace rn::cuda {
 
@@ -20,6 +23,7 @@ struct DeviceContext {
     cublasLtHandle_t lt = nullptr;
     void* workspace = nullptr;
     int sms = 0;
+    int major = 0;  // compute capability
 };
 std::array<DeviceContext, kMaxDevices> contexts;
 bool tf32 = false;
@@ -44,6 +48,7 @@ DeviceContext& ctx(int device) {
         RN_CUBLAS_CHECK(cublasLtCreate(&c.lt));
         RN_CUDA_CHECK(cudaMalloc(&c.workspace, kLtWorkspace));
         RN_CUDA_CHECK(cudaDeviceGetAttribute(&c.sms, cudaDevAttrMultiProcessorCount, device));
+        RN_CUDA_CHECK(cudaDeviceGetAttribute(&c.major, cudaDevAttrComputeCapabilityMajor, device));
         RN_CUDA_CHECK(cudaSetDevice(prev));
     });
     return c;
@@ -65,5 +70,21 @@ void* cublaslt_workspace(int device, size_t* bytes) {
 int sm_count(int device) { return ctx(device).sms; }
 void set_allow_tf32(bool on) { tf32 = on; }
 bool allow_tf32() { return tf32; }
+
+namespace {
+bool pdl_from_env() {
+    const char* e = std::getenv("RN_PDL");
+    return !(e && std::strcmp(e, "0") == 0);
+}
+bool pdl_on = pdl_from_env();
+thread_local int pdl_depth = 0;  // open PdlScopes on this thread (the one that launches)
+}  // namespace
+
+void set_pdl_enabled(bool on) { pdl_on = on; }
+bool pdl_enabled() { return pdl_on; }
+bool pdl_supported() { return ctx(-1).major >= 9; }
+bool pdl_active() { return pdl_on && pdl_depth > 0 && pdl_supported(); }
+PdlScope::PdlScope() { ++pdl_depth; }
+PdlScope::~PdlScope() { --pdl_depth; }
 
 }  // namespace rn::cuda

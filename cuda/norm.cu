@@ -30,6 +30,7 @@
 #include "core/tensor.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/pdl.cuh"
 #include "cuda/math.cuh"
 #include "cuda/norm.h"
 #include "cuda/vec.cuh"
@@ -118,6 +119,8 @@ norm_forward_kernel(T* __restrict__ out, typename acc_of<T>::type* __restrict__ 
     using P = Pack<T, V>;
     const Group<WARP> g;
     const int64_t nvec = cols / V;
+    pdl_wait();  // a decode step's launches overlap (cuda/pdl.h); nothing is read before
+    pdl_trigger();
     for (int64_t r = g.row0; r < rows; r += g.rstride) {
         const T* xr = x + r * cols;  // [C]
         T* outr = out + r * cols;    // [C]
@@ -463,14 +466,12 @@ void norm_forward(bool centered, void* out, void* mean, void* rstd, const void* 
     const int gpb = p.warp ? p.threads / 32 : 1;
     const int grid = int(std::min<int64_t>((rows + gpb - 1) / gpb, int64_t(sm_count()) * 32));
     with_variant<V, K>(p, vec, [&](auto v, auto warp, auto cache) {
-        norm_forward_kernel<T, decltype(v)::value, decltype(warp)::value, decltype(cache)::value>
-            <<<grid, p.threads, 0, stream()>>>(static_cast<T*>(out), static_cast<A*>(mean), static_cast<A*>(rstd),
-                                               static_cast<const T*>(x), static_cast<const T*>(w),
-                                               static_cast<const T*>(b), rows, cols, A(eps), centered,
-                                               static_cast<const T*>(res), static_cast<T*>(sum),
-                                               static_cast<const T*>(gate));
+        launch_pdl(norm_forward_kernel<T, decltype(v)::value, decltype(warp)::value, decltype(cache)::value>,
+                   dim3(unsigned(grid)), dim3(unsigned(p.threads)), 0, static_cast<T*>(out), static_cast<A*>(mean),
+                   static_cast<A*>(rstd), static_cast<const T*>(x), static_cast<const T*>(w),
+                   static_cast<const T*>(b), rows, cols, A(eps), centered, static_cast<const T*>(res),
+                   static_cast<T*>(sum), static_cast<const T*>(gate));
     });
-    RN_CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>

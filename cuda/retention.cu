@@ -48,6 +48,7 @@
 
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/pdl.cuh"
 #include "cuda/math.cuh"
 #include "cuda/retention.h"
 #include "cuda/retention_tc.h"
@@ -417,6 +418,8 @@ __global__ void __launch_bounds__(kThreads) step_kernel(const T* __restrict__ q,
     const int64_t b = blockIdx.z, bh = b * H + h0 + hl;
     const int64_t jb = int64_t(blockIdx.x) * kStepColThreads * V + int64_t(tx) * V;
     const A g = A(d.g[hl]);
+    pdl_wait();  // a decode step's launches overlap (cuda/pdl.h)
+    pdl_trigger();
 
     for (int64_t i = tid; i < Dk; i += kThreads) {
         qs[i] = ld(q[bh * Dk + i]);
@@ -707,10 +710,9 @@ void retention_step(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, cons
             for_head_groups(H, gamma, [&](int h0, int nh, const Decays& d) {
                 const int64_t cols = int64_t(kStepColThreads) * vec;
                 dim3 grid(unsigned((Dv + cols - 1) / cols), unsigned(nh), unsigned(B));
-                kernel<<<grid, kThreads, smem, stream()>>>(static_cast<const T*>(q), static_cast<const T*>(k),
-                                                            static_cast<const T*>(v), static_cast<A*>(state),
-                                                            static_cast<T*>(out), pos, int(H), h0, Dk, Dv, d);
-                RN_CUDA_CHECK_LAUNCH();
+                launch_pdl(kernel, grid, dim3(kThreads), smem, static_cast<const T*>(q), static_cast<const T*>(k),
+                           static_cast<const T*>(v), static_cast<A*>(state), static_cast<T*>(out), pos, int(H), h0,
+                           Dk, Dv, d);
             });
         };
         // 16-byte state vectors need every row to start on a 16-byte boundary

@@ -10,6 +10,7 @@
 
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/pdl.cuh"
 #include "cuda/math.cuh"
 #include "cuda/rotary.h"
 #include "cuda/vec.cuh"
@@ -29,6 +30,8 @@ __global__ void rotate_kernel(T* __restrict__ y, const T* __restrict__ x, const 
         theta[i] = ::exp(-frac * 9.210340371976184);  // 10000^(−frac)
     }
     __syncthreads();
+    pdl_wait();  // θ depends on nothing earlier: computed while the kernel before ends (cuda/pdl.h)
+    pdl_trigger();
     using A = typename acc_of<T>::type;
     const I per_row = C / VE, n_vec = rows * per_row;
     for (I v = blockIdx.x * I(blockDim.x) + threadIdx.x; v < n_vec; v += I(gridDim.x) * blockDim.x) {
@@ -77,13 +80,13 @@ void launch(T* y, const T* x, const int64_t* pos, int64_t B, int64_t T_, int64_t
     const int64_t n_vec = B * T_ * (C / VE);
     const size_t smem = size_t(Dk / 2) * sizeof(double);
     if (n_vec < (int64_t(1) << 31) && B * T_ * C < (int64_t(1) << 31))
-        rotate_kernel<T, VE, VEC, uint32_t><<<grid_for(n_vec), 256, smem, stream()>>>(
-            y, x, pos, uint32_t(B * T_), uint32_t(T_), uint32_t(C), int(Dk), float(sign), float(scale), uint32_t(split),
-            float(scale_hi));
+        launch_pdl(rotate_kernel<T, VE, VEC, uint32_t>, dim3(unsigned(grid_for(n_vec))), dim3(256), smem, y, x, pos,
+                   uint32_t(B * T_), uint32_t(T_), uint32_t(C), int(Dk), float(sign), float(scale), uint32_t(split),
+                   float(scale_hi));
     else
-        rotate_kernel<T, VE, VEC, uint64_t><<<grid_for(n_vec), 256, smem, stream()>>>(
-            y, x, pos, uint64_t(B * T_), uint64_t(T_), uint64_t(C), int(Dk), float(sign), float(scale), uint64_t(split),
-            float(scale_hi));
+        launch_pdl(rotate_kernel<T, VE, VEC, uint64_t>, dim3(unsigned(grid_for(n_vec))), dim3(256), smem, y, x, pos,
+                   uint64_t(B * T_), uint64_t(T_), uint64_t(C), int(Dk), float(sign), float(scale), uint64_t(split),
+                   float(scale_hi));
     RN_CUDA_CHECK_LAUNCH();
 }
 }  // namespace

@@ -3,6 +3,7 @@
 // element a thread; math in float (double for f64), σ from the fast exp on the stable side.
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/pdl.cuh"
 #include "cuda/math.cuh"
 #include "cuda/swiglu.h"
 #include "cuda/vec.cuh"
@@ -18,6 +19,8 @@ template <typename T, int V>
 __global__ void fwd_kernel(T* __restrict__ y, const T* __restrict__ a, const T* __restrict__ b, int64_t n) {
     using A = typename acc_of<T>::type;
     using P = Pack<T, V>;
+    pdl_wait();  // a decode step's launches overlap (cuda/pdl.h)
+    pdl_trigger();
     const int64_t stride = int64_t(gridDim.x) * blockDim.x * V;
     for (int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V; i + V <= n; i += stride) {
         P pa = *reinterpret_cast<const P*>(a + i), pb = *reinterpret_cast<const P*>(b + i), py;
@@ -67,12 +70,11 @@ void silu_mul_forward(DType dt, void* y, const void* a, const void* b, int64_t n
         int64_t done = 0;
         if (aligned({y, a, b}) && n >= V) {
             done = n / V * V;
-            fwd_kernel<T, V><<<grid_for(done / V), 256, 0, stream()>>>(yp, ap, bp, done);
-            RN_CUDA_CHECK_LAUNCH();
+            launch_pdl(fwd_kernel<T, V>, dim3(unsigned(grid_for(done / V))), dim3(256), 0, yp, ap, bp, done);
         }
         if (done < n) {  // the tail, or everything when unaligned
-            fwd_kernel<T, 1><<<grid_for(n - done), 256, 0, stream()>>>(yp + done, ap + done, bp + done, n - done);
-            RN_CUDA_CHECK_LAUNCH();
+            launch_pdl(fwd_kernel<T, 1>, dim3(unsigned(grid_for(n - done))), dim3(256), 0, yp + done, ap + done,
+                       bp + done, n - done);
         }
     });
 }

@@ -8,6 +8,7 @@
 #include "autograd/checkpoint.h"
 #include "autograd/grad_mode.h"
 #include "core/tensor_math.h"
+#include "cuda/pdl.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
 #include "ops/rotary.h"
@@ -261,6 +262,7 @@ void TransformerLM::fuse_for_decoding() {
 
 Tensor TransformerLM::step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const {
     NoGradGuard no_grad;
+    cuda::PdlScope pdl;  // the weights stay put while a step runs: its kernels may overlap (cuda/pdl.h)
     RN_CHECK(tokens.dim() == 1, "TransformerLM::step: tokens must be [B], got ", tokens.shape());
     RN_CHECK(int64_t(states.size()) == 2 * cfg_.n_layers, "TransformerLM::step: ", states.size(), " state tensors for ",
              cfg_.n_layers, " layers (expected 2 per layer: K and V caches)");

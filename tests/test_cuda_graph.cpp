@@ -7,13 +7,16 @@
 //     device goes on working eagerly;
 //   - the generation engine with cuda_graphs = 1 gives the tokens (and log-probabilities)
 //     of the engine without, in f32 and bf16, while sequences join and leave (the batch
-//     size changes, so several graphs are captured).
+//     size changes, so several graphs are captured);
+//   - programmatic dependent launch in the decode step (cuda/pdl.h) changes no bit: the
+//     engine's tokens and log-probabilities with it equal those without, graphed and eager.
 #include <boost/test/unit_test.hpp>
 
 #include <map>
 
 #include "cuda/graph.h"
 #include "cuda/memory.h"
+#include "cuda/pdl.h"
 #include "cuda_test_util.h"
 #include "nn/retnet.h"
 #include "ops/ops.h"
@@ -189,4 +192,28 @@ BOOST_AUTO_TEST_CASE(engine_with_graphs_gives_the_same_tokens) {
             }
         }
     }
+}
+
+BOOST_AUTO_TEST_CASE(programmatic_dependent_launch_changes_no_bit) {
+    {
+        // the path under test is really taken: on sm_90 and later a decode step's scope turns it on
+        cuda::PdlScope scope;
+        BOOST_TEST(cuda::pdl_active() == (cuda::pdl_supported() && cuda::pdl_enabled()));
+        if (!cuda::pdl_supported()) BOOST_TEST_MESSAGE("a GPU before sm_90: no programmatic launch here, both runs are plain");
+    }
+    BOOST_TEST(!cuda::pdl_active());  // outside a decode step every launch is ordinary
+    const bool was = cuda::pdl_enabled();
+    for (const std::string dtype : {"f32", "bf16"})
+        for (int graphs : {1, 0}) {
+            BOOST_TEST_CONTEXT("dtype " << dtype << ", graphs " << graphs) {
+                cuda::set_pdl_enabled(false);
+                const Run off = run_engine(dtype, graphs);
+                cuda::set_pdl_enabled(true);
+                const Run on = run_engine(dtype, graphs);
+                BOOST_REQUIRE(off.tokens.size() == 5u);
+                BOOST_TEST(on.tokens == off.tokens);
+                BOOST_TEST(on.logprobs == off.logprobs);  // the same kernels on the same data: bit for bit
+            }
+        }
+    cuda::set_pdl_enabled(was);
 }
