@@ -11,10 +11,14 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/math.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/vec.cuh"
 
 namespace rn::cuda {
@@ -53,8 +57,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
                                                           int64_t ldc, int N, int K, float alpha) {
     constexpr int V = 16 / sizeof(T);  // elements per 16-byte piece
     const int lane = threadIdx.x & 31;
-    const int n = blockIdx.x * kWarps + (threadIdx.x >> 5);
-    if (n >= N) return;  // warp-uniform
+    // a warp past the last column still waits: griddepcontrol must be reached by every
+    // thread of a block or none (it returns at once when the launch was an ordinary one)
+    const int n = min(int(blockIdx.x) * kWarps + int(threadIdx.x >> 5), N - 1);
+    const bool live = int(blockIdx.x) * kWarps + int(threadIdx.x >> 5) < N;
     const T* w = W + int64_t(n) * ldw;
     const int pieces = K / V;
     float acc[M];
@@ -73,12 +79,20 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
         }
     };
     // all of a round's loads are issued before any is used: at K = 768 (bf16) a lane has
-    // only 3 pieces, and a loop that took them one at a time paid three round trips
-    for (int i = lane; i < pieces; i += 32 * kUnroll) {
-        uint4 wv[kUnroll];
+    // only 3 pieces, and a loop that took them one at a time paid three round trips.
+    // The first round's weight loads go out before pdl_wait (cuda/pdl.h): launched early
+    // in a decode step, the product streams its weight while the kernel before it ends.
+    uint4 wv[kUnroll];
+    auto load_round = [&](int i) {
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u)
             if (i + 32 * u < pieces) wv[u] = load_stream(reinterpret_cast<const uint4*>(w) + i + 32 * u);
+    };
+    load_round(lane);
+    pdl_wait();
+    pdl_trigger();
+    for (int i = lane; i < pieces; i += 32 * kUnroll) {
+        if (i != lane) load_round(i);
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u)
             if (i + 32 * u < pieces) fma_piece(wv[u], i + 32 * u);
@@ -90,7 +104,130 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
         for (int off = 16; off > 0; off >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], off);
 #pragma unroll
     for (int m = 0; m < M; ++m)
-        if (lane == m) store(C + int64_t(m) * ldc + n, alpha * acc[m]);
+        if (live && lane == m) store(C + int64_t(m) * ldc + n, alpha * acc[m]);
+}
+
+
+// ---------------------------------------------------------------- products with a prologue
+//
+// The same product, with its x rows formed by the block itself in shared memory from what
+// the kernel before would have written (cuda/gemv.h, GemvPrologue): an RMSNorm of x + res
+// (a decode step's residual add and norm before QKVG, fc1/gate and the head) or silu(a) ⊙ b
+// (SwiGLU before fc2). Every block forms all M rows — K ≤ a few thousand values, from L2 —
+// which costs less than the launch of a kernel that would write them once. The rows are
+// rounded to T exactly as the unfused kernels round their outputs; only the norm's sum of
+// squares adds in another order.
+constexpr int kThreadsPro = kWarps * 32;
+
+template <typename T, int M, int PRO>
+__global__ void __launch_bounds__(kThreadsPro) gemv_prologue_kernel(GemvPrologue pro, const T* __restrict__ W,
+                                                                   int64_t ldw, T* __restrict__ C, int64_t ldc, int N,
+                                                                   int K, float alpha) {
+    constexpr int V = 16 / sizeof(T);
+    extern __shared__ uint4 xs_raw[];
+    T* xs = reinterpret_cast<T*>(xs_raw);  // [M, K]
+    __shared__ float red[kWarps];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int n = min(int(blockIdx.x) * kWarps + warp, N - 1);
+    const bool live = int(blockIdx.x) * kWarps + warp < N;
+    const T* w = W + int64_t(n) * ldw;
+    const int pieces = K / V;
+
+    uint4 wv[kUnroll];
+    auto load_round = [&](int i) {
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u)
+            if (i + 32 * u < pieces) wv[u] = load_stream(reinterpret_cast<const uint4*>(w) + i + 32 * u);
+    };
+    load_round(lane);  // the weight does not depend on the kernel before (cuda/pdl.h)
+    pdl_wait();
+    pdl_trigger();
+
+    const T* x = static_cast<const T*>(pro.x);
+    const T* r = static_cast<const T*>(pro.res);
+    for (int m = 0; m < M; ++m) {
+        T* xm = xs + int64_t(m) * K;
+        if constexpr (PRO == GemvPrologue::kRmsNorm) {
+            const T* nw = static_cast<const T*>(pro.norm_w);
+            T* sum = blockIdx.x == 0 ? static_cast<T*>(pro.sum) : nullptr;  // one block writes x + res
+            float ss = 0.f;
+            for (int i = tid; i < pieces; i += kThreadsPro) {
+                Pack<T, V> v = load_pack<T, V>(x + int64_t(m) * pro.ldx + int64_t(i) * V);
+                if (r) {
+                    const Pack<T, V> h = load_pack<T, V>(r + int64_t(m) * pro.ldr + int64_t(i) * V);
+#pragma unroll
+                    for (int e = 0; e < V; ++e) v.v[e] = st<T>(ld(v.v[e]) + ld(h.v[e]));
+                    if (sum) store_pack(sum + int64_t(m) * pro.lds + int64_t(i) * V, v);
+                }
+#pragma unroll
+                for (int e = 0; e < V; ++e) ss += ld(v.v[e]) * ld(v.v[e]);
+                store_pack(xm + int64_t(i) * V, v);
+            }
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+            if (lane == 0) red[warp] = ss;
+            __syncthreads();
+            float tot = 0.f;
+#pragma unroll
+            for (int j = 0; j < kWarps; ++j) tot += red[j];
+            const float rs = 1.f / sqrtf(tot / float(K) + pro.eps);
+            for (int i = tid; i < pieces; i += kThreadsPro) {  // the pieces this thread wrote
+                Pack<T, V> v = load_pack<T, V>(xm + int64_t(i) * V);
+                Pack<T, V> wn{};
+                if (nw) wn = load_pack<T, V>(nw + int64_t(i) * V);
+#pragma unroll
+                for (int e = 0; e < V; ++e) {
+                    float y = ld(v.v[e]) * rs;
+                    if (nw) y *= ld(wn.v[e]);
+                    v.v[e] = st<T>(y);
+                }
+                store_pack(xm + int64_t(i) * V, v);
+            }
+            __syncthreads();  // red is reused by the next row
+        } else {  // silu(a) ⊙ b
+            for (int i = tid; i < pieces; i += kThreadsPro) {
+                const Pack<T, V> a = load_pack<T, V>(x + int64_t(m) * pro.ldx + int64_t(i) * V);
+                const Pack<T, V> b = load_pack<T, V>(r + int64_t(m) * pro.ldr + int64_t(i) * V);
+                Pack<T, V> y;
+#pragma unroll
+                for (int e = 0; e < V; ++e) {
+                    const float av = ld(a.v[e]);
+                    y.v[e] = st<T>(av * sigm(av) * ld(b.v[e]));
+                }
+                store_pack(xm + int64_t(i) * V, y);
+            }
+        }
+    }
+    __syncthreads();
+
+    float acc[M];
+#pragma unroll
+    for (int m = 0; m < M; ++m) acc[m] = 0.f;
+    for (int i = lane; i < pieces; i += 32 * kUnroll) {
+        if (i != lane) load_round(i);
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+            const int piece = i + 32 * u;
+            if (piece < pieces) {
+                float wf[V];
+                unpack(wv[u], wf);
+#pragma unroll
+                for (int m = 0; m < M; ++m) {
+                    float xf[V];
+                    unpack(reinterpret_cast<const uint4*>(xs + int64_t(m) * K)[piece], xf);
+#pragma unroll
+                    for (int e = 0; e < V; ++e) acc[m] = fmaf(wf[e], xf[e], acc[m]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], off);
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+        if (live && lane == m) store(C + int64_t(m) * ldc + n, alpha * acc[m]);
 }
 
 template <typename T>
@@ -100,19 +237,18 @@ void launch(int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t
     auto w = static_cast<const T*>(W);
     auto c = static_cast<T*>(C);
     const dim3 grid(unsigned((N + kWarps - 1) / kWarps)), block(kWarps * 32);
-    cudaStream_t s = stream();
     const int n = int(N), k = int(K);
+    auto go = [&](auto kernel) { launch_pdl(kernel, grid, block, 0, a, lda, w, ldw, c, ldc, n, k, alpha); };
     switch (M) {
-        case 1: gemv_kernel<T, 1><<<grid, block, 0, s>>>(a, lda, w, ldw, c, ldc, n, k, alpha); break;
-        case 2: gemv_kernel<T, 2><<<grid, block, 0, s>>>(a, lda, w, ldw, c, ldc, n, k, alpha); break;
-        case 3: gemv_kernel<T, 3><<<grid, block, 0, s>>>(a, lda, w, ldw, c, ldc, n, k, alpha); break;
-        case 4: gemv_kernel<T, 4><<<grid, block, 0, s>>>(a, lda, w, ldw, c, ldc, n, k, alpha); break;
-        case 5: gemv_kernel<T, 5><<<grid, block, 0, s>>>(a, lda, w, ldw, c, ldc, n, k, alpha); break;
-        case 6: gemv_kernel<T, 6><<<grid, block, 0, s>>>(a, lda, w, ldw, c, ldc, n, k, alpha); break;
-        case 7: gemv_kernel<T, 7><<<grid, block, 0, s>>>(a, lda, w, ldw, c, ldc, n, k, alpha); break;
-        default: gemv_kernel<T, 8><<<grid, block, 0, s>>>(a, lda, w, ldw, c, ldc, n, k, alpha); break;
+        case 1: go(gemv_kernel<T, 1>); break;
+        case 2: go(gemv_kernel<T, 2>); break;
+        case 3: go(gemv_kernel<T, 3>); break;
+        case 4: go(gemv_kernel<T, 4>); break;
+        case 5: go(gemv_kernel<T, 5>); break;
+        case 6: go(gemv_kernel<T, 6>); break;
+        case 7: go(gemv_kernel<T, 7>); break;
+        default: go(gemv_kernel<T, 8>); break;
     }
-    RN_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -132,5 +268,51 @@ bool gemv_rows(DType dt, int64_t M, int64_t N, int64_t K, double alpha, const vo
     else launch<__nv_bfloat16>(M, N, K, float(alpha), A, lda, W, ldw, C, ldc);
     return true;
 }
+
+namespace {
+std::atomic<int64_t> prologue_calls{0};
+}
+
+bool gemv_rows_prologue(DType dt, int64_t M, int64_t N, int64_t K, const GemvPrologue& pro, const void* W,
+                        int64_t ldw, void* C, int64_t ldc) {
+    if (dt != DType::f32 && dt != DType::bf16) return false;
+    const int64_t v = dt == DType::f32 ? 4 : 8, es = dt == DType::f32 ? 4 : 2;
+    if (M < 1 || M > kGemvPrologueMaxRows || N < 1 || K < v || N > (int64_t(1) << 30) || K % v || ldw % v ||
+        !aligned16(W))
+        return false;
+    if (M * K * es > kGemvPrologueSmem) return false;  // the rows must fit the default shared memory
+    const bool norm = pro.kind == GemvPrologue::kRmsNorm;
+    if (!pro.x || pro.ldx % v || !aligned16(pro.x)) return false;
+    if (pro.res && (pro.ldr % v || !aligned16(pro.res))) return false;
+    if (!norm && !pro.res) return false;  // silu(a) ⊙ b needs b
+    if (norm && pro.norm_w && !aligned16(pro.norm_w)) return false;
+    if (norm && pro.sum && (!pro.res || pro.lds % v || !aligned16(pro.sum))) return false;
+    const dim3 grid(unsigned((N + kWarps - 1) / kWarps)), block(kThreadsPro);
+    const size_t smem = size_t(M * K * es);
+    const int n = int(N), k = int(K);
+    auto run = [&](auto tag) {
+        using T = decltype(tag);
+        auto w = static_cast<const T*>(W);
+        auto c = static_cast<T*>(C);
+        auto go = [&](auto kernel) { launch_pdl(kernel, grid, block, smem, pro, w, ldw, c, ldc, n, k, 1.0f); };
+        auto rows = [&](auto p) {
+            constexpr int P = decltype(p)::value;
+            switch (M) {
+                case 1: go(gemv_prologue_kernel<T, 1, P>); break;
+                case 2: go(gemv_prologue_kernel<T, 2, P>); break;
+                case 3: go(gemv_prologue_kernel<T, 3, P>); break;
+                default: go(gemv_prologue_kernel<T, 4, P>); break;
+            }
+        };
+        if (norm) rows(std::integral_constant<int, GemvPrologue::kRmsNorm>{});
+        else rows(std::integral_constant<int, GemvPrologue::kSiluMul>{});
+    };
+    if (dt == DType::f32) run(float{});
+    else run(__nv_bfloat16{});
+    prologue_calls.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+int64_t gemv_prologue_calls() { return prologue_calls.load(); }
 
 }  // namespace rn::cuda

@@ -27,4 +27,30 @@ bool gemv_rows(DType dt, int64_t M, int64_t N, int64_t K, double alpha, const vo
 // 1.38×; 0.92× at 6.3 MB). More rows re-read x from L1 for every piece of W and lose.
 bool gemv_preferred(DType dt, int64_t M, int64_t N, int64_t K);
 
+// The product with its x rows formed first, in each block's shared memory, from what a
+// separate kernel would otherwise have written (a decode step's kernels, fused):
+//   kRmsNorm: x_m = rms_norm(x_m + res_m) ⊙ norm_w (res, norm_w may be null); with res and
+//             sum given, x + res is also written to sum (the residual stream goes on);
+//   kSiluMul: x_m = silu(x_m) ⊙ res_m (SwiGLU: a and b halves of the stacked fc1/gate output).
+// Values are rounded to the dtype as the unfused ops round them (ops/norm.h add_rms_norm,
+// ops/swiglu.h silu_mul). Returns false (and does nothing) where it does not apply: dt not
+// f32/bf16, M outside [1, 4], M·K values over 48 KiB, a stride or pointer not 16-byte aligned.
+struct GemvPrologue {
+    enum Kind { kRmsNorm = 0, kSiluMul = 1 };
+    Kind kind = kRmsNorm;
+    const void* x = nullptr;
+    int64_t ldx = 0;
+    const void* res = nullptr;
+    int64_t ldr = 0;
+    const void* norm_w = nullptr;
+    void* sum = nullptr;
+    int64_t lds = 0;
+    float eps = 1e-6f;
+};
+constexpr int64_t kGemvPrologueMaxRows = 4;
+constexpr int64_t kGemvPrologueSmem = 48 * 1024;
+bool gemv_rows_prologue(DType dt, int64_t M, int64_t N, int64_t K, const GemvPrologue& pro, const void* W,
+                        int64_t ldw, void* C, int64_t ldc);
+int64_t gemv_prologue_calls();  // launches so far (tests check the fused path ran)
+
 }  // namespace rn::cuda

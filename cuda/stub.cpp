@@ -16,6 +16,7 @@
 #include "cuda/matmul.h"
 #include "cuda/memory.h"
 #include "cuda/norm.h"
+#include "cuda/pdl.h"
 #include "cuda/optim.h"
 #include "cuda/reduce.h"
 #include "cuda/retention.h"
@@ -54,6 +55,14 @@ void release_graph_memory(int, uint64_t) {}
 void fill(const Tensor&, double) { no_cuda("fill"); }
 void copy_strided(const Tensor&, const Tensor&) { no_cuda("copy"); }
 void accumulate(const Tensor&, const Tensor&) { no_cuda("accumulate"); }
+
+// --- programmatic dependent launch (cuda/pdl.h): never active without a GPU
+void set_pdl_enabled(bool) {}
+bool pdl_enabled() { return false; }
+bool pdl_supported() { return false; }
+bool pdl_active() { return false; }
+PdlScope::PdlScope() = default;
+PdlScope::~PdlScope() = default;
 
 // --- graphs (cuda/graph.h): capture() always fails, saying why, so callers run eagerly
 Graph::Graph(int device) : device_(device) {}
@@ -136,6 +145,10 @@ bool gemv_rows(DType, int64_t, int64_t, int64_t, double, const void*, int64_t, c
     no_cuda("cuda::gemv_rows");
 }
 bool gemv_preferred(DType, int64_t, int64_t, int64_t) { no_cuda("cuda::gemv_preferred"); }
+bool gemv_rows_prologue(DType, int64_t, int64_t, int64_t, const GemvPrologue&, const void*, int64_t, void*, int64_t) {
+    no_cuda("cuda::gemv_rows_prologue");
+}
+int64_t gemv_prologue_calls() { return 0; }
 
 // --- norm (cuda/norm.h)
 void layer_norm_forward(DType, void*, void*, void*, const void*, const void*, const void*, int64_t, int64_t, double) {

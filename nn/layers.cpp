@@ -91,6 +91,14 @@ std::pair<Tensor, Tensor> RMSNorm::forward_residual(const Tensor& x, const Tenso
     return add_rms_norm(x, h, weight.defined() ? as_compute(weight, x) : Tensor(), eps);
 }
 
+std::pair<Tensor, Tensor> RMSNorm::forward_linear(const Tensor& x, const Tensor& h, const Tensor& W) const {
+    return add_rms_norm_linear(x, h, weight.defined() ? as_compute(weight, x) : Tensor(), eps, as_compute(W, x));
+}
+
+std::pair<Tensor, Tensor> RMSNorm::forward_maybe_residual(const Tensor& x, const Tensor& h) const {
+    return h.defined() ? forward_residual(x, h) : std::pair<Tensor, Tensor>{x, forward(x)};
+}
+
 GLU::GLU(int64_t dim, int64_t hidden, const std::string& act, Generator& gen) : activation(act) {
     RN_CHECK(act == "swish" || act == "silu" || act == "gelu", "GLU: unknown activation '", act,
              "': expected swish (silu) or gelu");
@@ -100,6 +108,18 @@ GLU::GLU(int64_t dim, int64_t hidden, const std::string& act, Generator& gen) : 
 }
 
 void GLU::fuse() { stack_linear_weights(fused_, {fc1.get(), gate.get()}); }
+
+Tensor GLU::forward_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm, Tensor* sum) const {
+    if (activation != "gelu" && !fc2->bias.defined() && decode_fusion_enabled() &&
+        use_stacked(fused_, {fc1.get(), gate.get()}, x)) {
+        auto [s, ab] = norm.forward_linear(x, h, fused_);
+        *sum = s;
+        return silu_mul_linear(ab, as_compute(fc2->weight, ab));
+    }
+    auto [s, n] = norm.forward_maybe_residual(x, h);
+    *sum = s;
+    return forward(n);
+}
 
 Tensor GLU::forward(const Tensor& x) const {
     // one row (a decoding step at batch 1): one matmul for fc1 and gate

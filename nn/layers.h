@@ -31,6 +31,12 @@ public:
     Tensor forward(const Tensor& x) const;
     // {x + h, forward(x + h)}: the residual add before this norm, fused with it (ops/norm.h)
     std::pair<Tensor, Tensor> forward_residual(const Tensor& x, const Tensor& h) const;
+    // {x + h, forward(x + h) · Wᵀ} (h undefined: {x, forward(x) · Wᵀ}): the norm and the
+    // product after it in one kernel where it applies, for one-token decoding
+    // (ops/decode_fused.h add_rms_norm_linear)
+    std::pair<Tensor, Tensor> forward_linear(const Tensor& x, const Tensor& h, const Tensor& W) const;
+    // {x + h, forward(x + h)}, or {x, forward(x)} for h undefined
+    std::pair<Tensor, Tensor> forward_maybe_residual(const Tensor& x, const Tensor& h) const;
     Tensor weight;
     double eps;
 };
@@ -40,6 +46,10 @@ class GLU : public Module {
 public:
     GLU(int64_t dim, int64_t hidden, const std::string& activation, Generator& gen);
     Tensor forward(const Tensor& x) const;
+    // One-token decoding: forward(norm(x + h)) with the residual stream x + h in *sum (h
+    // undefined: norm(x), *sum = x); with the stacked weight, the norm runs inside the
+    // fc1/gate product and SwiGLU inside fc2 (ops/decode_fused.h), else the ops one by one.
+    Tensor forward_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm, Tensor* sum) const;
     // For decoding: fc1's and gate's weights become views into one [2·hidden, dim] tensor,
     // so that a one-row input runs one matmul for both (see MultiScaleRetention::
     // fuse_projections in nn/retnet.h).

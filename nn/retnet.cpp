@@ -6,6 +6,7 @@
 
 #include "autograd/checkpoint.h"
 #include "autograd/grad_mode.h"
+#include "cuda/pdl.h"
 #include "ops/ops.h"
 #include "ops/rotary.h"
 
@@ -79,19 +80,12 @@ void MultiScaleRetention::fuse_projections() {
 
 // q, k: [B,H,T,Dk], v: [B,H,T,Dv]; returns the gate input g [B,T,value_dim]
 Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const {
-    const int64_t B = x.size(0), T = x.size(1), d = q_proj->out_features, vd = v_proj->out_features;
+    const int64_t B = x.size(0), T = x.size(1);
     // K·Dk^(−1/2), applied by the rotation (fla scales Q instead: the same q·k)
     const double k_scale = 1.0 / std::sqrt(double(Dk_));
     Tensor qp, kp, xv, xg;
     if (use_stacked(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()}, x)) {
-        Tensor y = matmul(x, qkvg_.t());  // [1, 1, 2d + 2·vd] (d: the key width)
-        if (rope_half_) {
-            qp = rotate(y.narrow(-1, 0, d), pos, 1.0), kp = rotate(y.narrow(-1, d, d), pos, k_scale);
-        } else {  // q and k side by side: one rotation for both, each with its own scale
-            Tensor qk = xpos_rotate(y.narrow(-1, 0, 2 * d), Dk_, pos, 1.0, d, k_scale);
-            qp = qk.narrow(-1, 0, d), kp = qk.narrow(-1, d, d);
-        }
-        xv = y.narrow(-1, 2 * d, vd), xg = y.narrow(-1, 2 * d + vd, vd);
+        xg = split_stacked(matmul(x, qkvg_.t()), pos, qp, kp, xv);  // [1, 1, 2d + 2·vd] (d: the key width)
     } else {
         qp = rotate(q_proj->forward(x), pos, 1.0);
         kp = rotate(k_proj->forward(x), pos, k_scale);
@@ -101,6 +95,19 @@ Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tens
     k = kp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
     v = xv.reshape({B, T, H_, Dv_}).permute({0, 2, 1, 3}).contiguous();
     return xg;
+}
+
+Tensor MultiScaleRetention::split_stacked(const Tensor& y, const Tensor& pos, Tensor& qp, Tensor& kp, Tensor& xv) const {
+    const int64_t d = q_proj->out_features, vd = v_proj->out_features;
+    const double k_scale = 1.0 / std::sqrt(double(Dk_));
+    if (rope_half_) {
+        qp = rotate(y.narrow(-1, 0, d), pos, 1.0), kp = rotate(y.narrow(-1, d, d), pos, k_scale);
+    } else {  // q and k side by side: one rotation for both, each with its own scale
+        Tensor qk = xpos_rotate(y.narrow(-1, 0, 2 * d), Dk_, pos, 1.0, d, k_scale);
+        qp = qk.narrow(-1, 0, d), kp = qk.narrow(-1, d, d);
+    }
+    xv = y.narrow(-1, 2 * d, vd);
+    return y.narrow(-1, 2 * d + vd, vd);
 }
 
 Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
@@ -156,9 +163,30 @@ Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, 
 Tensor MultiScaleRetention::step(const Tensor& x, const Tensor& state, const Tensor& pos) const {
     Tensor q, k, v;
     Tensor g = project_qkv(x, pos, q, k, v);  // T = 1
+    return step_from(q, k, v, g, state, pos);
+}
+
+Tensor MultiScaleRetention::step_from(Tensor q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& state,
+                                      const Tensor& pos) const {
     if (!lambda_) q = undo_lambda_step(q, pos);
     Tensor o = retention_step(q.squeeze(2), k.squeeze(2), v.squeeze(2), gamma_, state, pos);  // [B,H,Dv]
     return finish(o.unsqueeze(2), g);
+}
+
+Tensor MultiScaleRetention::step_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm, const Tensor& state,
+                                        const Tensor& pos, Tensor* sum) const {
+    if (!decode_fusion_enabled() || !use_stacked(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()}, x)) {
+        auto [s, n] = norm.forward_maybe_residual(x, h);
+        *sum = s;
+        return step(n, state, pos);
+    }
+    auto [s, y] = norm.forward_linear(x, h, qkvg_);  // one row: [1, 1, 2d + 2·vd]
+    *sum = s;
+    Tensor qp, kp, xv;
+    Tensor g = split_stacked(y, pos, qp, kp, xv);
+    // one row: [1,1,H·D] is already [1,H,1,D] in memory
+    return step_from(qp.reshape({1, H_, 1, Dk_}), kp.reshape({1, H_, 1, Dk_}), xv.reshape({1, H_, 1, Dv_}), g, state,
+                     pos);
 }
 
 // ---------------------------------------------------------------- RetNetBlock
@@ -297,6 +325,7 @@ void RetNetLM::fuse_for_decoding() {
 
 Tensor RetNetLM::step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const {
     NoGradGuard no_grad;
+    cuda::PdlScope pdl;  // the weights stay put while a step runs: its kernels may overlap (cuda/pdl.h)
     RN_CHECK(tokens.dim() == 1, "RetNetLM::step: tokens must be [B], got ", tokens.shape());
     RN_CHECK(int64_t(states.size()) == cfg_.n_layers, "RetNetLM::step: ", states.size(), " states for ", cfg_.n_layers, " layers");
     Tensor x = embed_tokens->forward(tokens.unsqueeze(1));  // [B,1,d]
@@ -305,15 +334,19 @@ Tensor RetNetLM::step(const Tensor& tokens, std::vector<Tensor>& states, const T
     // each block is y = x + retention(norm₁ x), then y + ffn(norm₂ y); every residual add
     // runs fused into the RMSNorm that follows it (the block's norm₂, the next block's
     // norm₁, or the final norm): x is the residual stream, n its normed copy
-    if (layers.empty()) return head(x).squeeze(1);
-    Tensor n = layers.front()->retention_layer_norm->forward(x);
+    // h is the last sublayer's output, not yet added: each norm takes x and h, and with the
+    // stacked weights (batch 1) runs inside the product after it (ops/decode_fused.h)
+    Tensor h;
     for (size_t i = 0; i < layers.size(); ++i) {
         const RetNetBlock& b = *layers[i];
-        auto [y, m] = b.final_layer_norm->forward_residual(x, b.retention->step(n, states[i], pos));
-        const RMSNorm& next = i + 1 < layers.size() ? *layers[i + 1]->retention_layer_norm : *layer_norm;
-        std::tie(x, n) = next.forward_residual(y, b.ffn->forward(m));
+        Tensor y;
+        Tensor r = b.retention->step_normed(x, h, *b.retention_layer_norm, states[i], pos, &y);
+        h = b.ffn->forward_normed(y, r, *b.final_layer_norm, &x);
     }
-    return project(n).squeeze(1);
+    if (h.defined() && decode_fusion_enabled() && x.numel() == x.size(-1))  // one row: the head takes the norm
+        return layer_norm->forward_linear(x, h, output_projection ? output_projection->weight : embed_tokens->weight)
+            .second.squeeze(1);
+    return project(layer_norm->forward_maybe_residual(x, h).second).squeeze(1);
 }
 
 }  // namespace rn::nn

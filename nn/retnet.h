@@ -37,6 +37,10 @@ public:
                    Tensor* trail = nullptr) const;
     // one token per sequence: x [B,1,d], state [B,H,Dk,Dv] updated in place, pos [B]
     Tensor step(const Tensor& x, const Tensor& state, const Tensor& pos) const;
+    // step(norm(x + h)) with the residual stream x + h in *sum (h undefined: norm(x), *sum =
+    // x); with the stacked weight the norm runs inside the QKVG product (ops/decode_fused.h)
+    Tensor step_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm, const Tensor& state, const Tensor& pos,
+                       Tensor* sum) const;
     // For decoding: W_Q, W_K, W_V, W_G become views into one [2d + 2·value_dim, d] tensor,
     // so that a one-row input (batch 1, one token) runs one matmul where it ran four (at
     // batch 1 a step is launch-bound; docs/generation.md). Names, values and checkpoint
@@ -48,6 +52,10 @@ public:
 
 private:
     Tensor project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const;
+    // the stacked product's output y [.., 2d + 2·value_dim] → rotated q, k and v; returns g
+    Tensor split_stacked(const Tensor& y, const Tensor& pos, Tensor& qp, Tensor& kp, Tensor& xv) const;
+    Tensor step_from(Tensor q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& state,
+                     const Tensor& pos) const;  // a step after the projections
     Tensor rotate(const Tensor& x, const Tensor& pos, double scale) const;
     // retention_lambda false: q [B,H,T,Dk] times 1/λ_n (n = pos0 + t, or pos[b] for a step)
     Tensor undo_lambda(const Tensor& q, int64_t pos0) const;

@@ -8,6 +8,7 @@
 #include "core/tensor.h"
 #include "core/tensor_math.h"
 #include "ops/attention.h"
+#include "ops/decode_fused.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/index.h"

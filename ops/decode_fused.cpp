@@ -1,0 +1,92 @@
+// ops/decode_fused.cpp — the fused decode products (ops/decode_fused.h): the checks, the
+// CUDA kernel where it applies (cuda/gemv.h, gemv_rows_prologue), the composition anywhere
+// else.
+#include "ops/decode_fused.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "autograd/node.h"
+#include "cuda/gemv.h"
+#include "ops/matmul.h"
+#include "ops/norm.h"
+#include "ops/op_util.h"
+#include "ops/swiglu.h"
+
+namespace rn {
+
+namespace {
+bool fusion_from_env() {
+    const char* e = std::getenv("RN_DECODE_FUSION");
+    return !(e && std::strcmp(e, "0") == 0);
+}
+bool fusion_on = fusion_from_env();
+
+// the fused kernel's inputs are CUDA, one dtype, no autograd, contiguous x rows and W [N, K]
+bool fusable(std::initializer_list<Tensor> ts, const Tensor& W) {
+    if (!fusion_on || !W.is_cuda() || W.dim() != 2 || !W.is_contiguous()) return false;
+    std::vector<Tensor> all(ts);
+    all.push_back(W);
+    if (any_requires_grad(all)) return false;
+    for (const Tensor& t : ts)
+        if (t.defined() && (!t.is_cuda() || t.dtype() != W.dtype() || !t.is_contiguous())) return false;
+    return true;
+}
+
+Shape with_last(Shape s, int64_t n) {
+    s.back() = n;
+    return s;
+}
+}  // namespace
+
+void set_decode_fusion_enabled(bool on) { fusion_on = on; }
+bool decode_fusion_enabled() { return fusion_on; }
+
+std::pair<Tensor, Tensor> add_rms_norm_linear(const Tensor& x, const Tensor& h, const Tensor& norm_weight, double eps,
+                                              const Tensor& W) {
+    const char* op = "add_rms_norm_linear";
+    check_defined(x, op, "x");
+    check_defined(W, op, "W");
+    RN_CHECK(x.dim() >= 1 && W.dim() == 2 && W.size(1) == x.shape().back(), op, ": W must be [N, K] with K = x's last "
+             "dim ", x.dim() ? x.shape().back() : 0, ", got ", W.shape());
+    RN_CHECK(!h.defined() || h.shape() == x.shape(), op, ": h must have x's shape ", x.shape(), ", got ", h.shape());
+    RN_CHECK(!norm_weight.defined() || norm_weight.shape() == Shape({x.shape().back()}), op, ": the norm weight must "
+             "be [", x.shape().back(), "], got ", norm_weight.shape());
+    const int64_t K = x.shape().back(), N = W.size(0), M = K ? x.numel() / K : 0;
+    if (M > 0 && fusable({x, h, norm_weight}, W)) {
+        Tensor sum = h.defined() ? empty(x.shape(), x.dtype(), x.device()) : x;
+        Tensor y = empty(with_last(x.shape(), N), x.dtype(), x.device());
+        cuda::GemvPrologue p;
+        p.kind = cuda::GemvPrologue::kRmsNorm;
+        p.x = x.raw_data(), p.ldx = K;
+        if (h.defined()) p.res = h.raw_data(), p.ldr = K, p.sum = sum.raw_data(), p.lds = K;
+        p.norm_w = norm_weight.defined() ? norm_weight.raw_data() : nullptr;
+        p.eps = float(eps);
+        if (cuda::gemv_rows_prologue(x.dtype(), M, N, K, p, W.raw_data(), K, y.raw_data(), N)) return {sum, y};
+    }
+    if (!h.defined()) return {x, matmul(rms_norm(x, norm_weight, eps), W.t())};
+    auto [sum, normed] = add_rms_norm(x, h, norm_weight, eps);
+    return {sum, matmul(normed, W.t())};
+}
+
+Tensor silu_mul_linear(const Tensor& ab, const Tensor& W) {
+    const char* op = "silu_mul_linear";
+    check_defined(ab, op, "ab");
+    check_defined(W, op, "W");
+    RN_CHECK(ab.dim() >= 1 && ab.shape().back() % 2 == 0, op, ": ab must be [..., 2K] ([a | b]), got ", ab.shape());
+    const int64_t K = ab.shape().back() / 2, N = W.size(0), M = K ? ab.numel() / (2 * K) : 0;
+    RN_CHECK(W.dim() == 2 && W.size(1) == K, op, ": W must be [N, ", K, "] for ab ", ab.shape(), ", got ", W.shape());
+    if (M > 0 && fusable({ab}, W)) {
+        Tensor y = empty(with_last(ab.shape(), N), ab.dtype(), ab.device());
+        cuda::GemvPrologue p;
+        p.kind = cuda::GemvPrologue::kSiluMul;
+        const size_t half = size_t(K) * dtype_size(ab.dtype());
+        p.x = ab.raw_data(), p.ldx = 2 * K;
+        p.res = static_cast<const char*>(ab.raw_data()) + half, p.ldr = 2 * K;
+        if (cuda::gemv_rows_prologue(ab.dtype(), M, N, K, p, W.raw_data(), K, y.raw_data(), N)) return y;
+    }
+    return matmul(silu_mul(ab.narrow(-1, 0, K), ab.narrow(-1, K, K)), W.t());
+}
+
+}  // namespace rn
