@@ -51,6 +51,7 @@
 #include "cuda/pdl.cuh"
 #include "cuda/math.cuh"
 #include "cuda/retention.h"
+#include "cuda/retention_common.cuh"
 #include "cuda/retention_tc.h"
 #include "cuda/vec.cuh"
 
@@ -62,15 +63,6 @@ constexpr int kThreads = 256;  // threads of every scan block: 8 warps
 constexpr int kCols = 32;      // state columns a scan block owns: one per lane
 constexpr int kSlice = 32;     // query dims the chunk kernel stages per step of its Dq loop
 constexpr int kMaxChunk = 64;  // longest chunk the chunk kernel processes at once
-constexpr int kMaxHeads = 64;  // decays one launch carries as kernel parameters
-
-// Per-head decays of one launch's head group (heads h0 .. h0+63), as kernel parameters:
-// no device buffer to upload or cache, nothing that can go stale.
-struct Decays {
-    double g[kMaxHeads];   // γ
-    double lg[kMaxHeads];  // log γ
-    double om[kMaxHeads];  // 1 − γ
-};
 
 enum ScanFlags : unsigned {
     kLamQry = 1u,           // multiply qry row n by λ_n on load (dŌ = λ dO as a query)
@@ -99,10 +91,6 @@ struct Scan {
     unsigned flags;
 };
 
-// λ_n = 1/sqrt(c_n), c_n = −expm1((n+1)·log γ)/(1−γ): the CPU's formula, in double
-__device__ __forceinline__ double lambda_at(double lg, double om, int64_t n) {
-    return 1.0 / ::sqrt(-::expm1(double(n + 1) * lg) / om);
-}
 
 // ------------------------------------------------------------------ chunk scan kernel
 //
@@ -393,14 +381,6 @@ __global__ void __launch_bounds__(kThreads) recurrent_scan_kernel(Scan<T, A> p, 
 // ty, ty+32, ..: one 16-byte vector a row (V = 4 f32, 2 f64), so a warp moves four
 // 128-byte row segments, and four rows are loaded before any is stored (memory-level
 // parallelism; the in-place update makes the compiler keep the order otherwise).
-constexpr int kStepRowGroups = 32;
-constexpr int kStepColThreads = 8;
-constexpr int kStepUnroll = 4;
-
-template <typename A, int V>
-struct alignas(sizeof(A) * V) Vec {
-    A v[V];
-};
 
 template <typename T, typename A, int V>
 __global__ void __launch_bounds__(kThreads) step_kernel(const T* __restrict__ q, const T* __restrict__ k,
@@ -475,16 +455,6 @@ __global__ void __launch_bounds__(kThreads) step_kernel(const T* __restrict__ q,
 
 // ------------------------------------------------------------------ launchers
 
-Decays make_decays(const std::vector<double>& gamma, int h0, int nh) {
-    Decays d{};
-    for (int h = 0; h < nh; ++h) {
-        const double g = gamma[size_t(h0 + h)];
-        d.g[h] = g;
-        d.lg[h] = std::log(g);
-        d.om[h] = 1.0 - g;
-    }
-    return d;
-}
 
 int max_smem_optin() {
     int v = 0;

@@ -20,6 +20,7 @@
 #include "cuda/optim.h"
 #include "cuda/reduce.h"
 #include "cuda/retention.h"
+#include "cuda/retention_decode.h"
 #include "cuda/rotary.h"
 #include "cuda/softmax.h"
 #include "cuda/swiglu.h"
@@ -149,6 +150,11 @@ bool gemv_rows_prologue(DType, int64_t, int64_t, int64_t, const GemvPrologue&, c
     no_cuda("cuda::gemv_rows_prologue");
 }
 int64_t gemv_prologue_calls() { return 0; }
+bool retention_step_gated(DType, int64_t, int64_t, int64_t, int64_t, const std::vector<double>&, const int64_t*,
+                          const void*, int64_t, double, double, void*, void*, void*) {
+    no_cuda("cuda::retention_step_gated");
+}
+int64_t retention_step_gated_calls() { return 0; }
 
 // --- norm (cuda/norm.h)
 void layer_norm_forward(DType, void*, void*, void*, const void*, const void*, const void*, int64_t, int64_t, double) {

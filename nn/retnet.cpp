@@ -182,6 +182,8 @@ Tensor MultiScaleRetention::step_normed(const Tensor& x, const Tensor& h, const 
     }
     auto [s, y] = norm.forward_linear(x, h, qkvg_);  // one row: [1, 1, 2d + 2·vd]
     *sum = s;
+    if (!rope_half_ && lambda_ && !group_norm)  // torchscale's layer: rotation, step and gated norm in one kernel
+        return out_proj->forward(retention_step_gated(y, pos, gamma_, state, 1.0 / std::sqrt(double(Dk_)), eps_));
     Tensor qp, kp, xv;
     Tensor g = split_stacked(y, pos, qp, kp, xv);
     // one row: [1,1,H·D] is already [1,H,1,D] in memory

@@ -9,8 +9,11 @@
 
 #include "autograd/node.h"
 #include "cuda/gemv.h"
+#include "cuda/retention_decode.h"
 #include "ops/matmul.h"
 #include "ops/norm.h"
+#include "ops/retention.h"
+#include "ops/rotary.h"
 #include "ops/op_util.h"
 #include "ops/swiglu.h"
 
@@ -87,6 +90,33 @@ Tensor silu_mul_linear(const Tensor& ab, const Tensor& W) {
         if (cuda::gemv_rows_prologue(ab.dtype(), M, N, K, p, W.raw_data(), K, y.raw_data(), N)) return y;
     }
     return matmul(silu_mul(ab.narrow(-1, 0, K), ab.narrow(-1, K, K)), W.t());
+}
+
+Tensor retention_step_gated(const Tensor& y, const Tensor& pos, const std::vector<double>& gamma, const Tensor& state,
+                            double k_scale, double eps) {
+    const char* op = "retention_step_gated";
+    check_defined(y, op, "y");
+    RN_CHECK(state.defined() && state.dim() == 4, op, ": state must be [B,H,Dk,Dv], got ",
+             state.defined() ? state.shape() : Shape{});
+    const int64_t B = state.size(0), H = state.size(1), Dk = state.size(2), Dv = state.size(3);
+    const int64_t kd = H * Dk, vd = H * Dv;
+    RN_CHECK(y.dim() == 3 && y.size(0) == B && y.size(1) == 1 && y.size(2) == 2 * kd + 2 * vd, op, ": y must be [",
+             B, ", 1, ", 2 * kd + 2 * vd, "] (q | k | v | g for the state's B, H, Dk, Dv), got ", y.shape());
+    if (fusion_on && y.is_cuda() && y.is_contiguous() && !any_requires_grad({y}) && state.is_contiguous() &&
+        state.dtype() == DType::f32 && pos.defined() && pos.is_cuda() && pos.dtype() == DType::i64 &&
+        pos.shape() == Shape({B}) && pos.is_contiguous()) {
+        Tensor scratch = empty({B, H, Dv}, y.dtype(), y.device()), z = empty({B, 1, vd}, y.dtype(), y.device());
+        if (cuda::retention_step_gated(y.dtype(), B, H, Dk, Dv, gamma, pos.data<int64_t>(), y.raw_data(), y.size(2),
+                                       k_scale, eps, state.raw_data(), scratch.raw_data(), z.raw_data())) {
+            state.bump_version();
+            return z;
+        }
+    }
+    Tensor qk = xpos_rotate(y.narrow(-1, 0, 2 * kd), Dk, pos, 1.0, kd, k_scale);
+    Tensor q = qk.narrow(-1, 0, kd).reshape({B, H, Dk}), k = qk.narrow(-1, kd, kd).reshape({B, H, Dk});
+    Tensor v = y.narrow(-1, 2 * kd, vd).reshape({B, H, Dv}), g = y.narrow(-1, 2 * kd + vd, vd).reshape({B, H, Dv});
+    Tensor o = retention_step(q, k, v, gamma, state, pos);
+    return gated_rms_norm(o, g, eps).reshape({B, 1, vd});
 }
 
 }  // namespace rn

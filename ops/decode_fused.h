@@ -11,6 +11,7 @@
 // norm's sum of squares adds in another order (the same tokens, logits within rounding).
 #pragma once
 #include <utility>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -19,6 +20,14 @@ namespace rn {
 std::pair<Tensor, Tensor> add_rms_norm_linear(const Tensor& x, const Tensor& h, const Tensor& norm_weight, double eps,
                                               const Tensor& W);
 Tensor silu_mul_linear(const Tensor& ab, const Tensor& W);
+
+// A decode step of a torchscale retention layer after its stacked QKVG product y [B, 1,
+// 2·H·Dk + 2·H·Dv] = [q | k | v | g]: xpos_rotate of [q | k] at pos (k times k_scale),
+// retention_step (state [B,H,Dk,Dv] updated in place), gated_rms_norm of the output with g;
+// returns z [B, 1, H·Dv]. One kernel on CUDA (cuda/retention_decode.h), the three ops
+// elsewhere.
+Tensor retention_step_gated(const Tensor& y, const Tensor& pos, const std::vector<double>& gamma, const Tensor& state,
+                            double k_scale, double eps);
 
 // The switch for A/B runs and tests (default on; RN_DECODE_FUSION=0 in the environment
 // turns it off): off, both ops always run their composition.

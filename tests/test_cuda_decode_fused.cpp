@@ -5,6 +5,9 @@
 //     the residual and the norm weight; the residual stream it writes equals the CPU's
 //     x + h bit for bit (both round the sum once to the dtype);
 //   - the shapes it refuses (5 rows, rows over 48 KiB, misaligned data) return false;
+//   - the fused retention step (rotation, step, gated norm: cuda/retention_decode.h)
+//     against the three ops on the CPU (f32) and on the GPU (bf16), outputs and updated
+//     states, several shapes, repeated launches (its counters reset), far positions;
 //   - a RetNet decoding at batch 1 with the fusions and without gives the same greedy
 //     tokens and logits within rounding, in f32 and bf16.
 #include <boost/test/unit_test.hpp>
@@ -12,6 +15,7 @@
 #include <algorithm>
 
 #include "cuda/gemv.h"
+#include "cuda/retention_decode.h"
 #include "cuda_test_util.h"
 #include "engine_test_util.h"
 #include "nn/retnet.h"
@@ -130,6 +134,56 @@ BOOST_AUTO_TEST_CASE(refused_shapes_say_no) {
                 matmul(rms_norm(x6), W6.t()).to(DType::f64), 1e-5, "6 rows");
 }
 
+BOOST_AUTO_TEST_CASE(fused_retention_step_matches_the_three_ops) {
+    Generator g(74);
+    FusionGuard guard;
+    struct S {
+        int64_t B, H, Dk, Dv, pos;
+    };
+    // the small preset's layer; a batch with a partial column tile; a far position
+    const std::vector<S> shapes = {{1, 3, 256, 512, 5}, {3, 4, 64, 100, 17}, {2, 2, 8, 12, 70000}};
+    for (DType dt : {DType::f32, DType::bf16}) {
+        for (const S& s : shapes) {
+            BOOST_TEST_CONTEXT(dt << " B " << s.B << " H " << s.H << " Dk " << s.Dk << " Dv " << s.Dv) {
+                std::vector<double> gamma;
+                for (int64_t h = 0; h < s.H; ++h) gamma.push_back(1.0 - std::pow(2.0, -5.0 - double(h)));
+                const int64_t W = 2 * s.H * s.Dk + 2 * s.H * s.Dv;
+                Tensor state0 = rnd({s.B, s.H, s.Dk, s.Dv}, g, DType::f32, 0.3);
+                std::vector<double> pv;
+                for (int64_t b = 0; b < s.B; ++b) pv.push_back(double(s.pos + 3 * b));
+                Tensor pos = from_vector(pv, {s.B}).to(DType::i64).to(kGpu);
+                Tensor st_fused = state0.to(kGpu), st_plain = state0.to(kGpu), st_cpu = state0.clone();
+                for (int rep = 0; rep < 3; ++rep) {  // the counters are back at zero after each launch
+                    Tensor y = rnd({s.B, 1, W}, g, dt);
+                    const int64_t c0 = cuda::retention_step_gated_calls();
+                    set_decode_fusion_enabled(true);
+                    Tensor zf = retention_step_gated(y.to(kGpu), pos, gamma, st_fused, 1.0 / 16, 1e-6);
+                    BOOST_TEST(cuda::retention_step_gated_calls() == c0 + 1, "the fused kernel did not run");
+                    set_decode_fusion_enabled(false);
+                    Tensor zp = retention_step_gated(y.to(kGpu), pos, gamma, st_plain, 1.0 / 16, 1e-6);
+                    BOOST_TEST(cuda::retention_step_gated_calls() == c0 + 1);
+                    BOOST_TEST(zf.shape() == Shape({s.B, 1, s.H * s.Dv}));
+                    check_close(zf, zp.to(Device::cpu()).to(DType::f64), tol_for(dt), "z vs the three ops on the GPU");
+                    check_close(st_fused, st_plain.to(Device::cpu()).to(DType::f64), 1e-6, "state vs the GPU ops");
+                    if (dt == DType::f32) {
+                        Tensor zc = retention_step_gated(y, pos.to(Device::cpu()), gamma, st_cpu, 1.0 / 16, 1e-6);
+                        check_close(zf, zc.to(DType::f64), 1e-5, "z vs the CPU");
+                        check_close(st_fused, st_cpu.to(DType::f64), 1e-5, "state vs the CPU");
+                    }
+                }
+            }
+        }
+    }
+    // Dv not a multiple of 4: the three ops run, still right
+    Tensor st = rnd({1, 1, 4, 6}, g, DType::f32), st_g = st.to(kGpu), y = rnd({1, 1, 2 * 4 + 2 * 6}, g, DType::f32);
+    set_decode_fusion_enabled(true);
+    const int64_t c0 = cuda::retention_step_gated_calls();
+    Tensor z = retention_step_gated(y.to(kGpu), full({1}, 7.0, DType::i64, kGpu), {0.9}, st_g, 0.5, 1e-6);
+    BOOST_TEST(cuda::retention_step_gated_calls() == c0);
+    check_close(z, retention_step_gated(y, full({1}, 7.0, DType::i64), {0.9}, st, 0.5, 1e-6).to(DType::f64), 1e-5,
+                "Dv = 6 (unfused)");
+}
+
 // greedy decoding at batch 1 (the stacked, fused path) for `steps` tokens after a prompt
 std::pair<std::vector<int32_t>, std::vector<Tensor>> decode(const nn::LanguageModel& m, DType dt, int steps) {
     std::vector<Tensor> st = m.init_states(1, kGpu, dt, 64);
@@ -162,13 +216,15 @@ BOOST_AUTO_TEST_CASE(a_model_decodes_the_same_tokens_with_and_without_fusion) {
             model->to(kGpu);
             model->to(dt);
             model->fuse_for_decoding();
-            const int64_t c0 = cuda::gemv_prologue_calls();
+            const int64_t c0 = cuda::gemv_prologue_calls(), r0 = cuda::retention_step_gated_calls();
             set_decode_fusion_enabled(false);
             auto [t0, l0] = decode(*model, dt, 40);
-            const int64_t c1 = cuda::gemv_prologue_calls();
+            const int64_t c1 = cuda::gemv_prologue_calls(), r1 = cuda::retention_step_gated_calls();
             set_decode_fusion_enabled(true);
             auto [t1, l1] = decode(*model, dt, 40);
             BOOST_TEST(c1 == c0, "a fused kernel ran with fusion off");
+            BOOST_TEST(r1 == r0, "a fused kernel ran with fusion off");
+            BOOST_TEST(cuda::retention_step_gated_calls() - r1 == 40 * 2);  // one a layer a step
             // per step: QKVG and fc1/gate with the norm, fc2 with SwiGLU (2 layers), the head
             BOOST_TEST(cuda::gemv_prologue_calls() - c1 == 40 * (3 * 2 + 1));
             BOOST_TEST(t1 == t0, "greedy tokens differ with the fused kernels");

@@ -1,6 +1,7 @@
 // tests/test_model.cpp — the whole RetNet LM: parallel, chunkwise and token-by-token
 // recurrent logits agree; f64 gradcheck of a tiny model's loss through every parameter;
-// parameter names follow torchscale; config validation messages.
+// parameter names follow torchscale; config validation messages; the decode step's fused
+// ops (ops/decode_fused.h) are their compositions on the CPU, and refuse bad shapes clearly.
 #include <boost/test/unit_test.hpp>
 
 #include "nn/retnet.h"
@@ -107,6 +108,40 @@ BOOST_AUTO_TEST_CASE(fused_projections_give_the_same_steps) {
     std::vector<Tensor> sf = fused.init_states(1, Device::cpu(), DType::f32);
     Tensor tok = full({1}, 4.0, DType::i64), pos = full({1}, 0.0, DType::i64);
     BOOST_TEST(max_abs_diff(fused.step(tok, sf, pos, DType::f32), plain.step(tok, sp, pos, DType::f32)) == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(decode_fused_ops_are_their_compositions) {
+    Generator g(8);
+    NoGradGuard no_grad;
+    Tensor x = randn({1, 1, 16}, g, DType::f64), h = randn({1, 1, 16}, g, DType::f64);
+    Tensor w = randn({16}, g, DType::f64), W = randn({10, 16}, g, DType::f64);
+    auto [s, y] = add_rms_norm_linear(x, h, w, 1e-6, W);
+    auto [s_ref, n_ref] = add_rms_norm(x, h, w, 1e-6);
+    BOOST_TEST(max_abs_diff(s, s_ref) == 0.0);
+    BOOST_TEST(max_abs_diff(y, matmul(n_ref, W.t())) == 0.0);
+    BOOST_TEST(y.shape() == Shape({1, 1, 10}));
+    auto [s1, y1] = add_rms_norm_linear(x, Tensor(), w, 1e-6, W);  // no residual: the norm of x
+    BOOST_TEST(max_abs_diff(y1, matmul(rms_norm(x, w, 1e-6), W.t())) == 0.0);
+    BOOST_TEST(max_abs_diff(s1, x) == 0.0);
+    Tensor ab = randn({2, 1, 32}, g, DType::f64);
+    BOOST_TEST(max_abs_diff(silu_mul_linear(ab, W), matmul(silu_mul(ab.narrow(-1, 0, 16), ab.narrow(-1, 16, 16)), W.t())) ==
+               0.0);
+    // the retention step with its rotation and gated norm: H 2, Dk 4, Dv 6
+    Tensor yq = randn({1, 1, 2 * 8 + 2 * 12}, g, DType::f64), st = randn({1, 2, 4, 6}, g, DType::f64), st2 = st.clone();
+    Tensor pos = full({1}, 5.0, DType::i64);
+    Tensor z = retention_step_gated(yq, pos, {0.9, 0.99}, st, 0.5, 1e-6);
+    Tensor qk = xpos_rotate(yq.narrow(-1, 0, 16), 4, pos, 1.0, 8, 0.5);
+    Tensor o = retention_step(qk.narrow(-1, 0, 8).reshape({1, 2, 4}), qk.narrow(-1, 8, 8).reshape({1, 2, 4}),
+                              yq.narrow(-1, 16, 12).reshape({1, 2, 6}), {0.9, 0.99}, st2, pos);
+    BOOST_TEST(max_abs_diff(z, gated_rms_norm(o, yq.narrow(-1, 28, 12).reshape({1, 2, 6}), 1e-6).reshape({1, 1, 12})) ==
+               0.0);
+    BOOST_TEST(max_abs_diff(st, st2) == 0.0);
+    // bad shapes say what was expected
+    RN_CHECK_THROWS_WITH(add_rms_norm_linear(x, h, w, 1e-6, randn({10, 15}, g, DType::f64)), "W must be [N, K] with K = x's last dim 16");
+    RN_CHECK_THROWS_WITH(add_rms_norm_linear(x, randn({1, 1, 8}, g, DType::f64), w, 1e-6, W), "h must have x's shape");
+    RN_CHECK_THROWS_WITH(silu_mul_linear(randn({1, 31}, g, DType::f64), W), "ab must be [..., 2K]");
+    RN_CHECK_THROWS_WITH(retention_step_gated(randn({1, 1, 7}, g, DType::f64), pos, {0.9, 0.99}, st, 0.5, 1e-6),
+                         "y must be [1, 1, 40]");
 }
 
 BOOST_AUTO_TEST_CASE(gradcheck_whole_model) {

@@ -1,0 +1,244 @@
+// cuda/retention_decode.cu — the fused decode step of a retention layer (cuda/
+// retention_decode.h). The block layout is the decoding step kernel's (cuda/retention.cu):
+// block = (32 state columns, head, sequence), 256 threads = 8 column threads × 32 row
+// groups. Before it waits for the kernel before (cuda/pdl.h) a block loads its first rows
+// of the state, which only this layer's step of the previous token wrote, through L2
+// (ld.global.cg: no L1 line that could be stale). Then it rotates the head's q and k
+// itself (Dk/2 angles, as cuda/rotary.cu forms them: in double, reduced modulo 2π, then
+// sincosf), updates its state columns and reduces q·S. The gated norm needs the head's
+// whole output row: the blocks of a head count themselves in, and the last one reads the
+// row back from `scratch` (through L2 again) and writes z.
+#include "cuda/retention_decode.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cmath>
+
+#include "cuda/check.h"
+#include "cuda/context.h"
+#include "cuda/graph.h"
+#include "cuda/math.cuh"
+#include "cuda/pdl.cuh"
+#include "cuda/retention_common.cuh"
+#include "cuda/vec.cuh"
+
+namespace rn::cuda {
+
+namespace {
+
+constexpr int kThreads = kStepRowGroups * kStepColThreads;  // 256
+constexpr int V = 4;                                         // f32 state: one 16-byte vector a row
+constexpr double kTwoPi = 6.283185307179586;
+
+template <typename T>
+struct StepGated {
+    const T* y;  // [B, ldy]: q | k | v | g
+    int64_t ldy;
+    const int64_t* pos;  // [B]
+    float* state;        // [B, H, Dk, Dv]
+    T* scratch;          // [B, H, Dv]: o, read back by the head's last block
+    T* z;                // [B, H·Dv]
+    int* count;          // [B·H]: blocks of (b, h) done; zero between launches
+    int H, Dk, Dv;
+    float k_scale, eps;
+};
+
+__device__ __forceinline__ float load_l2(const float* p) { return __ldcg(p); }
+__device__ __forceinline__ __nv_bfloat16 load_l2(const __nv_bfloat16* p) {
+    const unsigned short u = __ldcg(reinterpret_cast<const unsigned short*>(p));
+    return *reinterpret_cast<const __nv_bfloat16*>(&u);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) step_gated_kernel(StepGated<T> p, Decays d) {
+    using A = float;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    A* qs = reinterpret_cast<A*>(smem_raw);  // [Dk]
+    A* ks = qs + p.Dk;                       // [Dk]
+    __shared__ A red[kStepRowGroups][kStepColThreads * V];
+    __shared__ A lam_s, nred[kThreads / 32];
+    __shared__ bool last_s;
+
+    const int tid = threadIdx.x, tx = tid % kStepColThreads, ty = tid / kStepColThreads;
+    const int h = blockIdx.y, Dk = p.Dk, Dv = p.Dv, H = p.H;
+    const int64_t b = blockIdx.z, bh = b * H + h;
+    const int64_t jb = int64_t(blockIdx.x) * kStepColThreads * V + int64_t(tx) * V;
+    const bool cols = jb < Dv;  // Dv % V == 0: the whole vector is in range
+    float* S = p.state + bh * Dk * Dv + jb;
+
+    Vec<A, V> s[kStepUnroll];
+#pragma unroll
+    for (int u = 0; u < kStepUnroll; ++u) {  // the first rows, before the wait
+        const int64_t i = ty + int64_t(u) * kStepRowGroups;
+        if (cols && i < Dk) {
+            const float4 f = __ldcg(reinterpret_cast<const float4*>(S + i * Dv));
+            s[u].v[0] = f.x, s[u].v[1] = f.y, s[u].v[2] = f.z, s[u].v[3] = f.w;
+        }
+    }
+    pdl_wait();
+    pdl_trigger();
+
+    const T* yr = p.y + b * p.ldy;
+    const int64_t n = p.pos[b];
+    const int half = Dk / 2, kd = H * Dk;
+    for (int j = tid; j < half; j += kThreads) {  // pair j of the head: columns 2j, 2j+1
+        const double frac = half > 1 ? double(j) / double(half - 1) : 0.0;
+        double a = double(n) * ::exp(-frac * 9.210340371976184);  // n · 10000^(−frac)
+        a -= kTwoPi * rint(a * (1.0 / kTwoPi));
+        float sn, cs;
+        sincosf(float(a), &sn, &cs);
+        const int c = h * Dk + 2 * j;
+        {
+            const A x0 = ld(yr[c]), x1 = ld(yr[c + 1]);
+            qs[2 * j] = ld(st<T>(x0 * cs - x1 * sn));
+            qs[2 * j + 1] = ld(st<T>(x1 * cs + x0 * sn));
+        }
+        {
+            const A snk = sn * p.k_scale, csk = cs * p.k_scale;
+            const A x0 = ld(yr[kd + c]), x1 = ld(yr[kd + c + 1]);
+            ks[2 * j] = ld(st<T>(x0 * csk - x1 * snk));
+            ks[2 * j + 1] = ld(st<T>(x1 * csk + x0 * snk));
+        }
+    }
+    if (tid == 0) lam_s = A(lambda_at(d.lg[h], d.om[h], n));
+    const T* vr = yr + 2 * kd + int64_t(h) * Dv;
+    A vv[V], acc[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+        vv[e] = cols ? ld(vr[jb + e]) : A(0);
+        acc[e] = A(0);
+    }
+    const A g = A(d.g[h]);
+    __syncthreads();
+
+    if (cols) {
+        for (int64_t i0 = ty; i0 < Dk; i0 += kStepRowGroups * kStepUnroll) {
+            if (i0 != ty) {
+#pragma unroll
+                for (int u = 0; u < kStepUnroll; ++u) {
+                    const int64_t i = i0 + int64_t(u) * kStepRowGroups;
+                    if (i < Dk) s[u] = *reinterpret_cast<const Vec<A, V>*>(S + i * Dv);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < kStepUnroll; ++u) {
+                const int64_t i = i0 + int64_t(u) * kStepRowGroups;
+                if (i < Dk) {
+                    const A ki = ks[i], qi = qs[i];
+#pragma unroll
+                    for (int e = 0; e < V; ++e) {
+                        const A x = g * s[u].v[e] + ki * vv[e];  // S ← γS + kᵀv
+                        s[u].v[e] = x;
+                        acc[e] += qi * x;
+                    }
+                    *reinterpret_cast<Vec<A, V>*>(S + i * Dv) = s[u];
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < V; ++e) red[ty][tx * V + e] = acc[e];
+    __syncthreads();
+    T* orow = p.scratch + bh * Dv;
+    if (tid < kStepColThreads * V) {
+        const int64_t j = int64_t(blockIdx.x) * kStepColThreads * V + tid;
+        if (j < Dv) {
+            A o = A(0);
+#pragma unroll 8
+            for (int r = 0; r < kStepRowGroups; ++r) o += red[r][tid];
+            orow[j] = st<T>(lam_s * o);  // o = λ_pos q S, rounded as the step op rounds it
+        }
+    }
+    // count this block in; the head's last block goes on (the classic threadfence reduction)
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) last_s = atomicAdd(p.count + bh, 1) == int(gridDim.x) - 1;
+    __syncthreads();
+    if (!last_s) return;
+    __threadfence();
+
+    A ss = A(0);
+    for (int j = tid; j < Dv; j += kThreads) {
+        const A o = ld(load_l2(orow + j));
+        ss += o * o;
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    if ((tid & 31) == 0) nred[tid >> 5] = ss;
+    __syncthreads();
+    A tot = A(0);
+#pragma unroll
+    for (int w = 0; w < kThreads / 32; ++w) tot += nred[w];
+    const A rs = A(1) / sqrtf(tot / A(Dv) + p.eps);
+    const T* gr = yr + 2 * kd + int64_t(H) * Dv + int64_t(h) * Dv;
+    T* zr = p.z + b * int64_t(H) * Dv + int64_t(h) * Dv;
+    for (int j = tid; j < Dv; j += kThreads) {
+        A v = ld(load_l2(orow + j)) * rs;
+        const A gx = ld(gr[j]);
+        v *= gx * sigm(gx);
+        zr[j] = st<T>(v);
+    }
+    if (tid == 0) p.count[bh] = 0;  // ready for the next launch (or graph replay)
+}
+
+// The counters: zeroed device ints, one per (b, h), kept for the process (a captured
+// graph bakes their address in). Grown only outside a capture.
+struct Counters {
+    int* ptr = nullptr;
+    int64_t size = 0;
+};
+Counters counters[16];
+std::atomic<int64_t> calls{0};
+
+int* counters_for(int64_t n) {
+    const int dev = current_device();
+    if (dev >= 16) return nullptr;
+    Counters& c = counters[dev];
+    if (c.size >= n) return c.ptr;
+    if (stream_capturing()) return nullptr;
+    const int64_t size = std::max<int64_t>(n, 1024);
+    if (c.ptr) {
+        RN_CUDA_CHECK(cudaStreamSynchronize(stream()));  // no launch may still use the old ones
+        RN_CUDA_CHECK(cudaFree(c.ptr));
+        c.ptr = nullptr, c.size = 0;
+    }
+    RN_CUDA_CHECK(cudaMalloc(&c.ptr, size_t(size) * sizeof(int)));
+    RN_CUDA_CHECK(cudaMemsetAsync(c.ptr, 0, size_t(size) * sizeof(int), stream()));
+    c.size = size;
+    return c.ptr;
+}
+
+}  // namespace
+
+bool retention_step_gated(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, const std::vector<double>& gamma,
+                          const int64_t* pos, const void* y, int64_t ldy, double k_scale, double eps, void* state,
+                          void* scratch, void* z) {
+    if (dt != DType::f32 && dt != DType::bf16) return false;
+    if (B < 1 || B > 65535 || H < 1 || H > kMaxHeads || Dk < 2 || Dk % 2 || Dv < V || Dv % V) return false;
+    if (int64_t(gamma.size()) != H || !aligned16(state)) return false;
+    const size_t smem = size_t(2 * Dk) * sizeof(float);
+    if (smem > 40 * 1024) return false;  // within the default 48 KiB with the static arrays
+    int* count = counters_for(B * H);
+    if (!count) return false;
+    const Decays d = make_decays(gamma, 0, int(H));
+    const int64_t cols = int64_t(kStepColThreads) * V;
+    const dim3 grid(unsigned((Dv + cols - 1) / cols), unsigned(H), unsigned(B));
+    auto run = [&](auto tag) {
+        using T = decltype(tag);
+        StepGated<T> p;
+        p.y = static_cast<const T*>(y), p.ldy = ldy, p.pos = pos, p.state = static_cast<float*>(state);
+        p.scratch = static_cast<T*>(scratch), p.z = static_cast<T*>(z), p.count = count;
+        p.H = int(H), p.Dk = int(Dk), p.Dv = int(Dv), p.k_scale = float(k_scale), p.eps = float(eps);
+        launch_pdl(step_gated_kernel<T>, grid, dim3(kThreads), smem, p, d);
+    };
+    if (dt == DType::f32) run(float{});
+    else run(__nv_bfloat16{});
+    calls.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+int64_t retention_step_gated_calls() { return calls.load(); }
+
+}  // namespace rn::cuda
