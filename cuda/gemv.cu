@@ -13,6 +13,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "cuda/check.h"
@@ -26,7 +28,17 @@ namespace rn::cuda {
 namespace {
 
 constexpr int kWarps = 8;   // output columns per block
-constexpr int kUnroll = 4;  // 16-byte pieces of W in flight per lane
+// 16-byte pieces of W in flight per lane: 4, or 8 where a row has more than 4 a lane
+// (out_proj's and fc2's K of 1296–1536 then need one round trip instead of two; the
+// products with 3 pieces a lane keep the smaller register footprint). RN_GEMV_UNROLL=4
+// forces 4 (A/B runs).
+int unroll_for(int64_t K, int64_t elem) {
+    static const bool force4 = [] {
+        const char* e = std::getenv("RN_GEMV_UNROLL");
+        return e && std::strcmp(e, "4") == 0;
+    }();
+    return !force4 && K / (16 / elem) > 32 * 4 ? 8 : 4;
+}
 
 __device__ __forceinline__ void unpack(const uint4& v, float (&f)[4]) {
     f[0] = __uint_as_float(v.x), f[1] = __uint_as_float(v.y), f[2] = __uint_as_float(v.z), f[3] = __uint_as_float(v.w);
@@ -51,7 +63,7 @@ __device__ __forceinline__ uint4 load_stream(const void* p) {
     return r;
 }
 
-template <typename T, int M>
+template <typename T, int M, int U>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__ A, int64_t lda,
                                                           const T* __restrict__ W, int64_t ldw, T* __restrict__ C,
                                                           int64_t ldc, int N, int K, float alpha) {
@@ -82,19 +94,19 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
     // only 3 pieces, and a loop that took them one at a time paid three round trips.
     // The first round's weight loads go out before pdl_wait (cuda/pdl.h): launched early
     // in a decode step, the product streams its weight while the kernel before it ends.
-    uint4 wv[kUnroll];
+    uint4 wv[U];
     auto load_round = [&](int i) {
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
+        for (int u = 0; u < U; ++u)
             if (i + 32 * u < pieces) wv[u] = load_stream(reinterpret_cast<const uint4*>(w) + i + 32 * u);
     };
     load_round(lane);
     pdl_wait();
     pdl_trigger();
-    for (int i = lane; i < pieces; i += 32 * kUnroll) {
+    for (int i = lane; i < pieces; i += 32 * U) {
         if (i != lane) load_round(i);
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
+        for (int u = 0; u < U; ++u)
             if (i + 32 * u < pieces) fma_piece(wv[u], i + 32 * u);
     }
 
@@ -119,7 +131,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
 // squares adds in another order.
 constexpr int kThreadsPro = kWarps * 32;
 
-template <typename T, int M, int PRO>
+template <typename T, int M, int PRO, int U>
 __global__ void __launch_bounds__(kThreadsPro) gemv_prologue_kernel(GemvPrologue pro, const T* __restrict__ W,
                                                                    int64_t ldw, T* __restrict__ C, int64_t ldc, int N,
                                                                    int K, float alpha) {
@@ -133,10 +145,10 @@ __global__ void __launch_bounds__(kThreadsPro) gemv_prologue_kernel(GemvPrologue
     const T* w = W + int64_t(n) * ldw;
     const int pieces = K / V;
 
-    uint4 wv[kUnroll];
+    uint4 wv[U];
     auto load_round = [&](int i) {
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
+        for (int u = 0; u < U; ++u)
             if (i + 32 * u < pieces) wv[u] = load_stream(reinterpret_cast<const uint4*>(w) + i + 32 * u);
     };
     load_round(lane);  // the weight does not depend on the kernel before (cuda/pdl.h)
@@ -203,10 +215,10 @@ __global__ void __launch_bounds__(kThreadsPro) gemv_prologue_kernel(GemvPrologue
     float acc[M];
 #pragma unroll
     for (int m = 0; m < M; ++m) acc[m] = 0.f;
-    for (int i = lane; i < pieces; i += 32 * kUnroll) {
+    for (int i = lane; i < pieces; i += 32 * U) {
         if (i != lane) load_round(i);
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
+        for (int u = 0; u < U; ++u) {
             const int piece = i + 32 * u;
             if (piece < pieces) {
                 float wf[V];
@@ -239,16 +251,21 @@ void launch(int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t
     const dim3 grid(unsigned((N + kWarps - 1) / kWarps)), block(kWarps * 32);
     const int n = int(N), k = int(K);
     auto go = [&](auto kernel) { launch_pdl(kernel, grid, block, 0, a, lda, w, ldw, c, ldc, n, k, alpha); };
-    switch (M) {
-        case 1: go(gemv_kernel<T, 1>); break;
-        case 2: go(gemv_kernel<T, 2>); break;
-        case 3: go(gemv_kernel<T, 3>); break;
-        case 4: go(gemv_kernel<T, 4>); break;
-        case 5: go(gemv_kernel<T, 5>); break;
-        case 6: go(gemv_kernel<T, 6>); break;
-        case 7: go(gemv_kernel<T, 7>); break;
-        default: go(gemv_kernel<T, 8>); break;
-    }
+    auto rows = [&](auto u) {
+        constexpr int U = decltype(u)::value;
+        switch (M) {
+            case 1: go(gemv_kernel<T, 1, U>); break;
+            case 2: go(gemv_kernel<T, 2, U>); break;
+            case 3: go(gemv_kernel<T, 3, U>); break;
+            case 4: go(gemv_kernel<T, 4, U>); break;
+            case 5: go(gemv_kernel<T, 5, U>); break;
+            case 6: go(gemv_kernel<T, 6, U>); break;
+            case 7: go(gemv_kernel<T, 7, U>); break;
+            default: go(gemv_kernel<T, 8, U>); break;
+        }
+    };
+    if (unroll_for(K, int64_t(sizeof(T))) == 8) rows(std::integral_constant<int, 8>{});
+    else rows(std::integral_constant<int, 4>{});
 }
 
 }  // namespace
@@ -297,12 +314,17 @@ bool gemv_rows_prologue(DType dt, int64_t M, int64_t N, int64_t K, const GemvPro
         auto go = [&](auto kernel) { launch_pdl(kernel, grid, block, smem, pro, w, ldw, c, ldc, n, k, 1.0f); };
         auto rows = [&](auto p) {
             constexpr int P = decltype(p)::value;
-            switch (M) {
-                case 1: go(gemv_prologue_kernel<T, 1, P>); break;
-                case 2: go(gemv_prologue_kernel<T, 2, P>); break;
-                case 3: go(gemv_prologue_kernel<T, 3, P>); break;
-                default: go(gemv_prologue_kernel<T, 4, P>); break;
-            }
+            auto with = [&](auto u) {
+                constexpr int U = decltype(u)::value;
+                switch (M) {
+                    case 1: go(gemv_prologue_kernel<T, 1, P, U>); break;
+                    case 2: go(gemv_prologue_kernel<T, 2, P, U>); break;
+                    case 3: go(gemv_prologue_kernel<T, 3, P, U>); break;
+                    default: go(gemv_prologue_kernel<T, 4, P, U>); break;
+                }
+            };
+            if (unroll_for(K, es) == 8) with(std::integral_constant<int, 8>{});
+            else with(std::integral_constant<int, 4>{});
         };
         if (norm) rows(std::integral_constant<int, GemvPrologue::kRmsNorm>{});
         else rows(std::integral_constant<int, GemvPrologue::kSiluMul>{});

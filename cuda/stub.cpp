@@ -11,6 +11,7 @@
 #include "cuda/dropout.h"
 #include "cuda/elementwise.h"
 #include "cuda/gemv.h"
+#include "cuda/logits_stats.h"
 #include "cuda/graph.h"
 #include "cuda/index.h"
 #include "cuda/matmul.h"
@@ -155,6 +156,7 @@ bool retention_step_gated(DType, int64_t, int64_t, int64_t, int64_t, const std::
     no_cuda("cuda::retention_step_gated");
 }
 int64_t retention_step_gated_calls() { return 0; }
+bool logits_stats(DType, const void*, int64_t, int64_t, bool, float*, float*) { no_cuda("cuda::logits_stats"); }
 
 // --- norm (cuda/norm.h)
 void layer_norm_forward(DType, void*, void*, void*, const void*, const void*, const void*, int64_t, int64_t, double) {

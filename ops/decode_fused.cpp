@@ -8,10 +8,16 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "core/tensor_math.h"
 #include "cuda/gemv.h"
+#include "cuda/logits_stats.h"
 #include "cuda/retention_decode.h"
+#include "ops/elementwise.h"
 #include "ops/matmul.h"
+#include "ops/shape_ops.h"
 #include "ops/norm.h"
+#include "ops/reduce.h"
+#include "ops/where.h"
 #include "ops/retention.h"
 #include "ops/rotary.h"
 #include "ops/op_util.h"
@@ -117,6 +123,29 @@ Tensor retention_step_gated(const Tensor& y, const Tensor& pos, const std::vecto
     Tensor v = y.narrow(-1, 2 * kd, vd).reshape({B, H, Dv}), g = y.narrow(-1, 2 * kd + vd, vd).reshape({B, H, Dv});
     Tensor o = retention_step(q, k, v, gamma, state, pos);
     return gated_rms_norm(o, g, eps).reshape({B, 1, vd});
+}
+
+std::pair<Tensor, Tensor> logits_row_stats(const Tensor& logits, const Tensor& ids) {
+    const char* op = "logits_row_stats";
+    check_defined(logits, op, "logits");
+    RN_CHECK(logits.dim() == 2 && logits.size(1) > 0, op, ": logits must be [n, V] with V > 0, got ", logits.shape());
+    const int64_t n = logits.size(0), V = logits.size(1);
+    const bool with_argmax = ids.defined();
+    RN_CHECK(!with_argmax || (ids.shape() == Shape({V}) && ids.dtype() == DType::f32 && ids.device() == logits.device()),
+             op, ": ids must be arange(", V, ") in f32 on ", logits.device(), ", got ", ids.shape(), " ", ids.dtype(),
+             " on ", ids.device());
+    if (fusion_on && logits.is_cuda() && logits.is_contiguous() && !any_requires_grad({logits}) && n > 0) {
+        Tensor l32 = empty({n, V}, DType::f32, logits.device()), stats = empty({with_argmax ? 3 : 2, n}, DType::f32, logits.device());
+        if (cuda::logits_stats(logits.dtype(), logits.raw_data(), n, V, with_argmax, l32.data<float>(), stats.data<float>()))
+            return {l32, stats};
+    }
+    Tensor l32 = logits.to(DType::f32);
+    Tensor mx = max(l32, {1}, true);  // [n, 1]
+    Tensor shifted = l32 - mx;        // 0 exactly at the maxima
+    std::vector<Tensor> rows = {log(sum(exp(shifted), {1})) + mx.squeeze(1), mx.squeeze(1)};
+    if (with_argmax)  // the smallest position where shifted is 0
+        rows.push_back(-max(-where(shifted, full({1}, double(V), DType::f32, l32.device()), ids), {1}));
+    return {l32, stack(rows, 0)};
 }
 
 }  // namespace rn

@@ -29,6 +29,14 @@ Tensor silu_mul_linear(const Tensor& ab, const Tensor& W);
 Tensor retention_step_gated(const Tensor& y, const Tensor& pos, const std::vector<double>& gamma, const Tensor& state,
                             double k_scale, double eps);
 
+// What the engine needs from a decode step's logits [n, V]: {the logits in f32, stats [2 or 3,
+// n] f32} with stats rows log-sum-exp, max and (ids given) the first position of the max as
+// a float. ids is arange(V) in f32 on the logits' device, made once by the caller: the ops'
+// path (the CPU, f64, fusion off) picks the first maximum with it, and making it here would
+// copy from the host, which a CUDA graph capture forbids. One kernel on CUDA
+// (cuda/logits_stats.h), the ops elsewhere.
+std::pair<Tensor, Tensor> logits_row_stats(const Tensor& logits, const Tensor& ids = Tensor());
+
 // The switch for A/B runs and tests (default on; RN_DECODE_FUSION=0 in the environment
 // turns it off): off, both ops always run their composition.
 void set_decode_fusion_enabled(bool on);

@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <exception>
 #include <numeric>
+#include <tuple>
 
 #include "autograd/grad_mode.h"
 #include "core/tensor_math.h"
 #include "cuda/device.h"
+#include "cuda/pdl.h"
 #include "ops/ops.h"
 
 namespace rn::tools {
@@ -341,8 +343,13 @@ Engine::DecodeOut Engine::decode_device(int64_t key) {
     for (const Tensor& st : draft ? dstates_ : states_) views.push_back(st.narrow(0, 0, n));  // contiguous: updated in place
     Tensor toks = io_.select(0, 0).narrow(0, 0, n), pos = io_.select(0, 1).narrow(0, 0, n);
     DecodeOut d;
-    d.logits32 = (draft ? draft_ : model_)->step(toks, views, pos, compute_).to(DType::f32);  // [n, V]
-    if (!draft) d.stats = row_stats(d.logits32, ids_, vfill_);  // ids_ defined only when greedy rows pick here
+    Tensor logits = (draft ? draft_ : model_)->step(toks, views, pos, compute_);  // [n, V]
+    if (draft) {
+        d.logits32 = logits.to(DType::f32);
+    } else {  // fp32 logits and the rows' statistics in one kernel (ops/decode_fused.h)
+        cuda::PdlScope pdl;
+        std::tie(d.logits32, d.stats) = logits_row_stats(logits, ids_);  // argmax when greedy rows pick here
+    }
     return d;
 }
 

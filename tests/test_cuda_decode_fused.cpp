@@ -184,6 +184,37 @@ BOOST_AUTO_TEST_CASE(fused_retention_step_matches_the_three_ops) {
                 "Dv = 6 (unfused)");
 }
 
+BOOST_AUTO_TEST_CASE(logits_statistics_in_one_kernel) {
+    Generator g(75);
+    FusionGuard guard;
+    for (DType dt : {DType::f32, DType::bf16}) {
+        for (int64_t V : {int64_t(32000), int64_t(37), int64_t(1)}) {
+            BOOST_TEST_CONTEXT(dt << " V " << V) {
+                Tensor l = (randn({4, V}, g, DType::f64) * 3.0).to(dt);
+                if (V > 30) {  // row 1: a tie for the max at 5 and 29 (the first wins); row 2: a −inf column
+                    std::vector<double> v = l.to(DType::f64).to_vector<double>();
+                    v[size_t(V + 5)] = v[size_t(V + 29)] = 50.0;
+                    v[size_t(2 * V + 3)] = -INFINITY;
+                    l = from_vector(v, {4, V}).to(dt);
+                }
+                Tensor lg = l.to(kGpu);
+                set_decode_fusion_enabled(true);
+                Tensor ids = arange(0, double(V), 1, DType::f32, kGpu);
+                auto [f32s, st] = logits_row_stats(lg, ids);
+                set_decode_fusion_enabled(false);
+                auto [f32r, sr] = logits_row_stats(lg, ids);
+                BOOST_TEST(st.shape() == Shape({3, 4}));
+                check_exact(f32s, f32r.to(Device::cpu()), "fp32 logits");
+                check_exact(st.narrow(0, 1, 2), sr.narrow(0, 1, 2).to(Device::cpu()), "max and first argmax");
+                check_close(st.narrow(0, 0, 1), sr.narrow(0, 0, 1).to(Device::cpu()).to(DType::f64), 1e-6, "log-sum-exp");
+                if (V > 30) BOOST_TEST(st.to(Device::cpu()).to_vector<float>()[2 * 4 + 1] == 5.0f);
+                set_decode_fusion_enabled(true);
+                BOOST_TEST(logits_row_stats(lg).second.size(0) == 2);
+            }
+        }
+    }
+}
+
 // greedy decoding at batch 1 (the stacked, fused path) for `steps` tokens after a prompt
 std::pair<std::vector<int32_t>, std::vector<Tensor>> decode(const nn::LanguageModel& m, DType dt, int steps) {
     std::vector<Tensor> st = m.init_states(1, kGpu, dt, 64);

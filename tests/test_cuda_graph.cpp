@@ -217,3 +217,16 @@ BOOST_AUTO_TEST_CASE(programmatic_dependent_launch_changes_no_bit) {
         }
     cuda::set_pdl_enabled(was);
 }
+
+BOOST_AUTO_TEST_CASE(graphs_stay_on_without_the_fused_kernels) {
+    // with RN_DECODE_FUSION=0 every fused op runs its composition, which must be capturable too
+    const bool was = decode_fusion_enabled();
+    set_decode_fusion_enabled(false);
+    const Run r = run_engine("f32", 1);
+    set_decode_fusion_enabled(was);
+    BOOST_TEST(r.graphs, "a capture failed without the fused kernels (the engine printed why on stderr)");
+    BOOST_TEST(r.captured >= 3);
+    const Run fused = run_engine("f32", 1);
+    BOOST_REQUIRE(r.tokens.size() == 5u);
+    BOOST_TEST(r.tokens.begin()->second == fused.tokens.begin()->second);  // the first (greedy) sequence: the same tokens
+}
