@@ -139,11 +139,13 @@ std::pair<Tensor, Tensor> logits_row_stats(const Tensor& logits, const Tensor& i
         if (cuda::logits_stats(logits.dtype(), logits.raw_data(), n, V, with_argmax, l32.data<float>(), stats.data<float>()))
             return {l32, stats};
     }
+    // computed where the logits are and stacked [k, n] so that one copy brings them to the
+    // host (n floats each, not n×V exps for the host to do)
     Tensor l32 = logits.to(DType::f32);
     Tensor mx = max(l32, {1}, true);  // [n, 1]
     Tensor shifted = l32 - mx;        // 0 exactly at the maxima
     std::vector<Tensor> rows = {log(sum(exp(shifted), {1})) + mx.squeeze(1), mx.squeeze(1)};
-    if (with_argmax)  // the smallest position where shifted is 0
+    if (with_argmax)  // the smallest position where shifted is 0: min as −max(−x); `where` takes nonzero as true
         rows.push_back(-max(-where(shifted, full({1}, double(V), DType::f32, l32.device()), ids), {1}));
     return {l32, stack(rows, 0)};
 }

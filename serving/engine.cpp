@@ -69,10 +69,7 @@ Engine::Engine(std::shared_ptr<nn::LanguageModel> model, EngineOptions opt)
     }
     greedy_on_device_ = opt_.greedy_on_device < 0 ? dev_.is_cuda() : opt_.greedy_on_device > 0;
     io_ = zeros({2, opt_.max_slots}, DType::i64, dev_);
-    if (greedy_on_device_) {
-        ids_ = arange(0, double(vocab_), 1, DType::f32, dev_);
-        vfill_ = full({1}, double(vocab_), DType::f32, dev_);
-    }
+    if (greedy_on_device_) ids_ = arange(0, double(vocab_), 1, DType::f32, dev_);
     use_graphs_ = opt_.cuda_graphs > 0 && dev_.is_cuda();
     for (int64_t s = opt_.max_slots - 1; s >= 0; --s) free_.push_back(s);  // back() is the lowest
     if (opt_.prefix_cache_bytes > 0) {
@@ -288,21 +285,6 @@ void Engine::release(size_t i) {
     }
 }
 
-namespace {
-// Per row of f32 logits [n, V], computed where the logits are and stacked [k, n] so that
-// one copy brings them to the host (n floats each, not n×V exps for the host to do): the
-// log-sum-exp, the maximum and — given ids (0..V−1) and vfill (V) — the argmax with ties
-// to the lowest id, as the host's greedy (the smallest index where the row equals its
-// maximum: min as −max(−x); `where` takes nonzero as true).
-Tensor row_stats(const Tensor& l32, const Tensor& ids = Tensor(), const Tensor& vfill = Tensor()) {
-    Tensor mx = max(l32, {1}, true);  // [n, 1]
-    Tensor shifted = l32 - mx;        // 0 exactly at the maxima
-    std::vector<Tensor> rows = {log(sum(exp(shifted), {1})) + mx.squeeze(1), mx.squeeze(1)};
-    if (ids.defined()) rows.push_back(-max(-where(shifted, vfill, ids), {1}));
-    return stack(rows, 0);
-}
-}  // namespace
-
 EngineEvent Engine::emit(Seq& s, const float* logits, float lse) {
     const int32_t tok = s.sampler.sample(logits, vocab_, s.tokens);
     EngineEvent ev = take(s, tok, double(logits[tok]) - double(lse));
@@ -430,8 +412,8 @@ std::vector<EngineEvent> Engine::step() {
         if (s.prefilled < s.prompt_len) break;  // budget spent inside this prompt
 
         // prompt done: its first token comes from the last position's logits
-        Tensor last = logits.select(1, 0).to(DType::f32);  // [1, V]
-        const float lse = row_stats(last).to(Device::cpu()).to_vector<float>()[0];
+        auto [last, st] = logits_row_stats(logits.select(1, 0).contiguous());  // [1, V] f32, [2, 1]
+        const float lse = st.to(Device::cpu()).to_vector<float>()[0];
         EngineEvent ev = emit(s, last.to(Device::cpu()).contiguous().data<float>(), lse);
         if (ev.finished) done.push_back(s.id);
         events.push_back(ev);

@@ -251,7 +251,7 @@ private:
         uint64_t last_use = 0;
     };
     Tensor io_;          // i64 [2, max_slots] on the device: row 0 the ids, row 1 the positions
-    Tensor ids_, vfill_; // 0..V−1 and V (f32), for the device argmax
+    Tensor ids_;  // 0..V−1 (f32), for the device argmax (ops/decode_fused.h logits_row_stats)
     bool use_graphs_ = false;
     uint64_t use_clock_ = 0;
     int64_t graphs_made_ = 0;
