@@ -415,41 +415,15 @@ __global__ void __launch_bounds__(kThreads) step_kernel(const T* __restrict__ q,
     __syncthreads();
 
     if (jb < Dv) {  // with V > 1 the launcher guarantees Dv % V == 0: the whole vector is in range
-        A* S = state + bh * Dk * Dv + jb;
-        for (int64_t i0 = ty; i0 < Dk; i0 += kStepRowGroups * kStepUnroll) {
-            Vec<A, V> s[kStepUnroll];
-#pragma unroll
-            for (int u = 0; u < kStepUnroll; ++u) {
-                const int64_t i = i0 + int64_t(u) * kStepRowGroups;
-                if (i < Dk) s[u] = *reinterpret_cast<const Vec<A, V>*>(S + i * Dv);
-            }
-#pragma unroll
-            for (int u = 0; u < kStepUnroll; ++u) {
-                const int64_t i = i0 + int64_t(u) * kStepRowGroups;
-                if (i < Dk) {
-                    const A ki = ks[i], qi = qs[i];
-#pragma unroll
-                    for (int e = 0; e < V; ++e) {
-                        const A x = g * s[u].v[e] + ki * vv[e];  // S ← γS + kᵀv
-                        s[u].v[e] = x;
-                        acc[e] += qi * x;
-                    }
-                    *reinterpret_cast<Vec<A, V>*>(S + i * Dv) = s[u];
-                }
-            }
-        }
+        Vec<A, V> s[kStepUnroll];
+        step_update_column<A, V>(state + bh * Dk * Dv + jb, Dk, Dv, ty, qs, ks, vv, g, s, false, acc);
     }
 #pragma unroll
     for (int e = 0; e < V; ++e) red[ty][tx * V + e] = acc[e];
     __syncthreads();
     if (tid < kStepColThreads * V) {
         const int64_t j = int64_t(blockIdx.x) * kStepColThreads * V + tid;
-        if (j < Dv) {
-            A o = A(0);
-#pragma unroll 8
-            for (int r = 0; r < kStepRowGroups; ++r) o += red[r][tid];
-            out[bh * Dv + j] = st<T>(lam_s * o);  // o = λ_pos q S
-        }
+        if (j < Dv) out[bh * Dv + j] = st<T>(lam_s * step_column_sum<A, V>(red, tid));  // o = λ_pos q S
     }
 }
 

@@ -46,4 +46,48 @@ struct alignas(sizeof(A) * V) Vec {
     A v[V];
 };
 
+// One thread's share of a decoding step: its column vector S[i, jb .. jb+V) of the rows
+// i = ty, ty+32, .. (S points at row 0, column jb) becomes γS + k_i v in place, and acc
+// gains q_i times the new row. Four rows are loaded before any is stored (memory-level
+// parallelism; the in-place update makes the compiler keep the order otherwise). With
+// first_loaded, s already holds the first round's rows (loaded before the caller's
+// pdl_wait); else every round is loaded here.
+template <typename A, int V>
+__device__ __forceinline__ void step_update_column(A* S, int64_t Dk, int64_t Dv, int ty, const A* qs, const A* ks,
+                                                   const A (&vv)[V], A g, Vec<A, V> (&s)[kStepUnroll],
+                                                   bool first_loaded, A (&acc)[V]) {
+    for (int64_t i0 = ty; i0 < Dk; i0 += kStepRowGroups * kStepUnroll) {
+        if (i0 != ty || !first_loaded) {
+#pragma unroll
+            for (int u = 0; u < kStepUnroll; ++u) {
+                const int64_t i = i0 + int64_t(u) * kStepRowGroups;
+                if (i < Dk) s[u] = *reinterpret_cast<const Vec<A, V>*>(S + i * Dv);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < kStepUnroll; ++u) {
+            const int64_t i = i0 + int64_t(u) * kStepRowGroups;
+            if (i < Dk) {
+                const A ki = ks[i], qi = qs[i];
+#pragma unroll
+                for (int e = 0; e < V; ++e) {
+                    const A x = g * s[u].v[e] + ki * vv[e];  // S ← γS + kᵀv
+                    s[u].v[e] = x;
+                    acc[e] += qi * x;
+                }
+                *reinterpret_cast<Vec<A, V>*>(S + i * Dv) = s[u];
+            }
+        }
+    }
+}
+
+// q·S for column c of the block's tile: the 32 row groups' partial sums, in order
+template <typename A, int V>
+__device__ __forceinline__ A step_column_sum(const A (&red)[kStepRowGroups][kStepColThreads * V], int c) {
+    A o = A(0);
+#pragma unroll 8
+    for (int r = 0; r < kStepRowGroups; ++r) o += red[r][c];
+    return o;
+}
+
 }  // namespace rn::cuda

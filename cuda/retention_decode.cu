@@ -113,43 +113,14 @@ __global__ void __launch_bounds__(kThreads) step_gated_kernel(StepGated<T> p, De
     const A g = A(d.g[h]);
     __syncthreads();
 
-    if (cols) {
-        for (int64_t i0 = ty; i0 < Dk; i0 += kStepRowGroups * kStepUnroll) {
-            if (i0 != ty) {
-#pragma unroll
-                for (int u = 0; u < kStepUnroll; ++u) {
-                    const int64_t i = i0 + int64_t(u) * kStepRowGroups;
-                    if (i < Dk) s[u] = *reinterpret_cast<const Vec<A, V>*>(S + i * Dv);
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < kStepUnroll; ++u) {
-                const int64_t i = i0 + int64_t(u) * kStepRowGroups;
-                if (i < Dk) {
-                    const A ki = ks[i], qi = qs[i];
-#pragma unroll
-                    for (int e = 0; e < V; ++e) {
-                        const A x = g * s[u].v[e] + ki * vv[e];  // S ← γS + kᵀv
-                        s[u].v[e] = x;
-                        acc[e] += qi * x;
-                    }
-                    *reinterpret_cast<Vec<A, V>*>(S + i * Dv) = s[u];
-                }
-            }
-        }
-    }
+    if (cols) step_update_column<A, V>(S, Dk, Dv, ty, qs, ks, vv, g, s, true, acc);
 #pragma unroll
     for (int e = 0; e < V; ++e) red[ty][tx * V + e] = acc[e];
     __syncthreads();
     T* orow = p.scratch + bh * Dv;
     if (tid < kStepColThreads * V) {
         const int64_t j = int64_t(blockIdx.x) * kStepColThreads * V + tid;
-        if (j < Dv) {
-            A o = A(0);
-#pragma unroll 8
-            for (int r = 0; r < kStepRowGroups; ++r) o += red[r][tid];
-            orow[j] = st<T>(lam_s * o);  // o = λ_pos q S, rounded as the step op rounds it
-        }
+        if (j < Dv) orow[j] = st<T>(lam_s * step_column_sum<A, V>(red, tid));  // o = λ q S, rounded as the step op rounds it
     }
     // count this block in; the head's last block goes on (the classic threadfence reduction)
     __threadfence();
