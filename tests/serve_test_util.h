@@ -235,9 +235,13 @@ public:
     Reply get(const std::string& target) { return request(http::verb::get, target); }
 
     // Streams a completion; `on_event` gets each "data: ..." payload as it arrives and
-    // may return false to stop reading (the test then drops the connection).
+    // may return false to stop reading (the test then drops the connection). For
+    // diagnostics: *status_out gets the status as soon as the header is in (so it
+    // survives an exception later), *body_out the body of an answer other than 200 (the
+    // refusal's JSON error).
     template <typename F>
-    int stream(const std::string& body, F&& on_event, const std::string& target = "/v1/completions") {
+    int stream(const std::string& body, F&& on_event, const std::string& target = "/v1/completions",
+               int* status_out = nullptr, std::string* body_out = nullptr) {
         http::request<http::string_body> req{http::verb::post, target, 11};
         req.set(http::field::host, "127.0.0.1");
         req.set(http::field::content_type, "application/json");
@@ -248,10 +252,12 @@ public:
         p.body_limit(64 << 20);
         http::read_header(stream_, buf_, p);
         const int status = int(p.get().result_int());
+        if (status_out) *status_out = status;
         size_t used = 0;
         while (!p.is_done()) {
             http::read_some(stream_, buf_, p);
             std::string& b = p.get().body();
+            if (body_out && status != 200) *body_out = b;
             size_t end;
             while ((end = b.find("\n\n", used)) != std::string::npos) {
                 std::string ev = b.substr(used, end - used);
