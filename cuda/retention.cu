@@ -423,7 +423,7 @@ __global__ void __launch_bounds__(kThreads) step_kernel(const T* __restrict__ q,
     __syncthreads();
     if (tid < kStepColThreads * V) {
         const int64_t j = int64_t(blockIdx.x) * kStepColThreads * V + tid;
-        if (j < Dv) out[bh * Dv + j] = st<T>(lam_s * step_column_sum<A, V>(red, tid));  // o = λ_pos q S
+        if (j < Dv) out[bh * Dv + j] = st<T>(lam_s * step_column_sum<A, kStepColThreads * V>(red, tid));  // o = λ_pos q S
     }
 }
 

@@ -81,9 +81,11 @@ __device__ __forceinline__ void step_update_column(A* S, int64_t Dk, int64_t Dv,
     }
 }
 
-// q·S for column c of the block's tile: the 32 row groups' partial sums, in order
-template <typename A, int V>
-__device__ __forceinline__ A step_column_sum(const A (&red)[kStepRowGroups][kStepColThreads * V], int c) {
+// q·S for column c of the block's tile: the 32 row groups' partial sums, in order. The
+// order depends on neither the tile's width W nor the block, so kernels that tile the
+// columns differently still give every column the same bits.
+template <typename A, int W>
+__device__ __forceinline__ A step_column_sum(const A (&red)[kStepRowGroups][W], int c) {
     A o = A(0);
 #pragma unroll 8
     for (int r = 0; r < kStepRowGroups; ++r) o += red[r][c];

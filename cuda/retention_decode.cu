@@ -1,7 +1,7 @@
 // cuda/retention_decode.cu — the fused decode step of a retention layer (cuda/
-// retention_decode.h). The block layout is the decoding step kernel's (cuda/retention.cu):
-// block = (32 state columns, head, sequence), 256 threads = 8 column threads × 32 row
-// groups. Before it waits for the kernel before (cuda/pdl.h) a block loads its first rows
+// retention_decode.h). The block layout is the decoding step kernel's (cuda/retention.cu)
+// with a narrower tile: block = (4·CT state columns, head, sequence), 32·CT threads = CT
+// column threads × 32 row groups (CT = 4 by default, step_col_threads()). Before it waits for the kernel before (cuda/pdl.h) a block loads its first rows
 // of the state, which only this layer's step of the previous token wrote, through L2
 // (ld.global.cg: no L1 line that could be stale). Then it rotates the head's q and k
 // itself (Dk/2 angles, as cuda/rotary.cu forms them: in double, reduced modulo 2π, then
@@ -15,6 +15,9 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
 
 #include "cuda/check.h"
 #include "cuda/context.h"
@@ -28,7 +31,7 @@ namespace rn::cuda {
 
 namespace {
 
-constexpr int kThreads = kStepRowGroups * kStepColThreads;  // 256
+constexpr int kDefaultColThreads = 4;
 constexpr int V = 4;                                         // f32 state: one 16-byte vector a row
 constexpr double kTwoPi = 6.283185307179586;
 
@@ -51,20 +54,21 @@ __device__ __forceinline__ __nv_bfloat16 load_l2(const __nv_bfloat16* p) {
     return *reinterpret_cast<const __nv_bfloat16*>(&u);
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kThreads) step_gated_kernel(StepGated<T> p, Decays d) {
+template <typename T, int CT>
+__global__ void __launch_bounds__(kStepRowGroups * CT) step_gated_kernel(StepGated<T> p, Decays d) {
     using A = float;
+    constexpr int kThreads = kStepRowGroups * CT;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     A* qs = reinterpret_cast<A*>(smem_raw);  // [Dk]
     A* ks = qs + p.Dk;                       // [Dk]
-    __shared__ A red[kStepRowGroups][kStepColThreads * V];
+    __shared__ A red[kStepRowGroups][CT * V];
     __shared__ A lam_s, nred[kThreads / 32];
     __shared__ bool last_s;
 
-    const int tid = threadIdx.x, tx = tid % kStepColThreads, ty = tid / kStepColThreads;
+    const int tid = threadIdx.x, tx = tid % CT, ty = tid / CT;
     const int h = blockIdx.y, Dk = p.Dk, Dv = p.Dv, H = p.H;
     const int64_t b = blockIdx.z, bh = b * H + h;
-    const int64_t jb = int64_t(blockIdx.x) * kStepColThreads * V + int64_t(tx) * V;
+    const int64_t jb = int64_t(blockIdx.x) * CT * V + int64_t(tx) * V;
     const bool cols = jb < Dv;  // Dv % V == 0: the whole vector is in range
     float* S = p.state + bh * Dk * Dv + jb;
 
@@ -118,9 +122,9 @@ __global__ void __launch_bounds__(kThreads) step_gated_kernel(StepGated<T> p, De
     for (int e = 0; e < V; ++e) red[ty][tx * V + e] = acc[e];
     __syncthreads();
     T* orow = p.scratch + bh * Dv;
-    if (tid < kStepColThreads * V) {
-        const int64_t j = int64_t(blockIdx.x) * kStepColThreads * V + tid;
-        if (j < Dv) orow[j] = st<T>(lam_s * step_column_sum<A, V>(red, tid));  // o = λ q S, rounded as the step op rounds it
+    if (tid < CT * V) {
+        const int64_t j = int64_t(blockIdx.x) * CT * V + tid;
+        if (j < Dv) orow[j] = st<T>(lam_s * step_column_sum<A, CT * V>(red, tid));  // o = λ q S, rounded as the step op rounds it
     }
     // count this block in; the head's last block goes on (the classic threadfence reduction)
     __threadfence();
@@ -169,7 +173,7 @@ int* counters_for(int64_t n) {
     Counters& c = counters[dev];
     if (c.size >= n) return c.ptr;
     if (stream_capturing()) return nullptr;
-    const int64_t size = std::max<int64_t>(n, 1024);
+    const int64_t size = std::max<int64_t>(n, int64_t(1) << 16);  // 256 KiB: batches up to 65,536 sequence-heads never regrow
     if (c.ptr) {
         RN_CUDA_CHECK(cudaStreamSynchronize(stream()));  // no launch may still use the old ones
         RN_CUDA_CHECK(cudaFree(c.ptr));
@@ -179,6 +183,23 @@ int* counters_for(int64_t n) {
     RN_CUDA_CHECK(cudaMemsetAsync(c.ptr, 0, size_t(size) * sizeof(int), stream()));
     c.size = size;
     return c.ptr;
+}
+
+// Column threads a block: 8 (32 columns, 256 threads) gives `small` at batch 1 only 48
+// blocks for 132 SMs; narrower tiles spread one head's state over more SMs. Every column
+// sums its rows in the same order whatever the width (step_column_sum), so the width
+// changes no bit of o or of the state (only the norm's sum of squares, which adds over the
+// block's threads). RN_STEP_COLS=2|4|8 picks it for A/B runs; tests set it.
+std::atomic<int> col_threads_set{0};
+
+int step_col_threads() {
+    static const int from_env = [] {
+        const char* e = std::getenv("RN_STEP_COLS");
+        const int v = e ? std::atoi(e) : 0;
+        return v == 2 || v == 4 || v == 8 ? v : kDefaultColThreads;
+    }();
+    const int v = col_threads_set.load(std::memory_order_relaxed);
+    return v ? v : from_env;
 }
 
 }  // namespace
@@ -194,7 +215,8 @@ bool retention_step_gated(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv
     int* count = counters_for(B * H);
     if (!count) return false;
     const Decays d = make_decays(gamma, 0, int(H));
-    const int64_t cols = int64_t(kStepColThreads) * V;
+    const int ct = step_col_threads();
+    const int64_t cols = int64_t(ct) * V;
     const dim3 grid(unsigned((Dv + cols - 1) / cols), unsigned(H), unsigned(B));
     auto run = [&](auto tag) {
         using T = decltype(tag);
@@ -202,7 +224,10 @@ bool retention_step_gated(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv
         p.y = static_cast<const T*>(y), p.ldy = ldy, p.pos = pos, p.state = static_cast<float*>(state);
         p.scratch = static_cast<T*>(scratch), p.z = static_cast<T*>(z), p.count = count;
         p.H = int(H), p.Dk = int(Dk), p.Dv = int(Dv), p.k_scale = float(k_scale), p.eps = float(eps);
-        launch_pdl(step_gated_kernel<T>, grid, dim3(kThreads), smem, p, d);
+        const dim3 block(unsigned(kStepRowGroups * ct));
+        if (ct == 2) launch_pdl(step_gated_kernel<T, 2>, grid, block, smem, p, d);
+        else if (ct == 4) launch_pdl(step_gated_kernel<T, 4>, grid, block, smem, p, d);
+        else launch_pdl(step_gated_kernel<T, 8>, grid, block, smem, p, d);
     };
     if (dt == DType::f32) run(float{});
     else run(__nv_bfloat16{});
@@ -211,5 +236,12 @@ bool retention_step_gated(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv
 }
 
 int64_t retention_step_gated_calls() { return calls.load(); }
+
+int set_retention_step_col_threads(int ct) {
+    if (ct != 0 && ct != 2 && ct != 4 && ct != 8)
+        throw std::invalid_argument("set_retention_step_col_threads: expected 0, 2, 4 or 8 column threads, got " +
+                                    std::to_string(ct));
+    return col_threads_set.exchange(ct);
+}
 
 }  // namespace rn::cuda

@@ -156,6 +156,7 @@ bool retention_step_gated(DType, int64_t, int64_t, int64_t, int64_t, const std::
     no_cuda("cuda::retention_step_gated");
 }
 int64_t retention_step_gated_calls() { return 0; }
+int set_retention_step_col_threads(int) { return 0; }
 bool logits_stats(DType, const void*, int64_t, int64_t, bool, float*, float*) { no_cuda("cuda::logits_stats"); }
 
 // --- norm (cuda/norm.h)

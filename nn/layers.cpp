@@ -48,6 +48,11 @@ bool use_stacked(const Tensor& stacked, const std::vector<const Linear*>& parts,
            stacked_intact(stacked, parts);
 }
 
+bool use_stacked_step(const Tensor& stacked, const std::vector<const Linear*>& parts, const Tensor& x) {
+    return stacked.defined() && !GradMode::enabled() && x.dim() == 3 && x.size(1) == 1 &&
+           stacked.dtype() == x.dtype() && stacked_intact(stacked, parts);
+}
+
 Tensor xavier_uniform(int64_t out, int64_t in, double gain, Generator& gen) {
     double a = gain * std::sqrt(6.0 / double(in + out));
     return uniform({out, in}, -a, a, gen);
@@ -110,8 +115,11 @@ GLU::GLU(int64_t dim, int64_t hidden, const std::string& act, Generator& gen) : 
 void GLU::fuse() { stack_linear_weights(fused_, {fc1.get(), gate.get()}); }
 
 Tensor GLU::forward_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm, Tensor* sum) const {
+    // stacked only where the fused kernels take the rows (up to 4): past that, splitting
+    // [fc1 | gate] rows for SwiGLU would cost two copies more than the separate products
     if (activation != "gelu" && !fc2->bias.defined() && decode_fusion_enabled() &&
-        use_stacked(fused_, {fc1.get(), gate.get()}, x)) {
+        (use_stacked(fused_, {fc1.get(), gate.get()}, x) ||
+         (x.dim() == 3 && x.size(0) <= 4 && use_stacked_step(fused_, {fc1.get(), gate.get()}, x)))) {
         auto [s, ab] = norm.forward_linear(x, h, fused_);
         *sum = s;
         return silu_mul_linear(ab, as_compute(fc2->weight, ab));

@@ -47,8 +47,9 @@ public:
     GLU(int64_t dim, int64_t hidden, const std::string& activation, Generator& gen);
     Tensor forward(const Tensor& x) const;
     // One-token decoding: forward(norm(x + h)) with the residual stream x + h in *sum (h
-    // undefined: norm(x), *sum = x); with the stacked weight, the norm runs inside the
-    // fc1/gate product and SwiGLU inside fc2 (ops/decode_fused.h), else the ops one by one.
+    // undefined: norm(x), *sum = x); with the stacked weight and up to 4 rows, the norm runs
+    // inside the fc1/gate product and SwiGLU inside fc2 (ops/decode_fused.h), else the ops
+    // one by one.
     Tensor forward_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm, Tensor* sum) const;
     // For decoding: fc1's and gate's weights become views into one [2·hidden, dim] tensor,
     // so that a one-row input runs one matmul for both (see MultiScaleRetention::
@@ -70,6 +71,9 @@ void stack_linear_weights(Tensor& stacked, const std::vector<Linear*>& parts);
 // would miss the parameters), the dtypes agree and the weights are still its views (a
 // to()/cast after stacking replaces them)
 bool use_stacked(const Tensor& stacked, const std::vector<const Linear*>& parts, const Tensor& x);
+// the same for a decoding step at any batch: x is [B, 1, K], one position a sequence (the
+// product is then one [B, N] matmul whose parts sit side by side in each row)
+bool use_stacked_step(const Tensor& stacked, const std::vector<const Linear*>& parts, const Tensor& x);
 
 // xavier-uniform: U(−a, a), a = gain·sqrt(6 / (fan_in + fan_out))
 Tensor xavier_uniform(int64_t out, int64_t in, double gain, Generator& gen);

@@ -175,14 +175,23 @@ Tensor MultiScaleRetention::step_from(Tensor q, const Tensor& k, const Tensor& v
 
 Tensor MultiScaleRetention::step_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm, const Tensor& state,
                                         const Tensor& pos, Tensor* sum) const {
-    if (!decode_fusion_enabled() || !use_stacked(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()}, x)) {
+    const std::vector<const Linear*> parts = {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()};
+    const bool torchscale = !rope_half_ && lambda_ && !group_norm;
+    if (decode_fusion_enabled() && torchscale && x.size(0) > 1 && use_stacked_step(qkvg_, parts, x)) {
+        // a batch: one [B, 2d + 2·vd] product (cuBLAS), then the one-kernel step over all B
+        // sequences — 4 launches for the half layer where the separate ops take 10
+        auto [s, y] = norm.forward_linear(x, h, qkvg_);
+        *sum = s;
+        return out_proj->forward(retention_step_gated(y, pos, gamma_, state, 1.0 / std::sqrt(double(Dk_)), eps_));
+    }
+    if (!decode_fusion_enabled() || !use_stacked(qkvg_, parts, x)) {
         auto [s, n] = norm.forward_maybe_residual(x, h);
         *sum = s;
         return step(n, state, pos);
     }
     auto [s, y] = norm.forward_linear(x, h, qkvg_);  // one row: [1, 1, 2d + 2·vd]
     *sum = s;
-    if (!rope_half_ && lambda_ && !group_norm)  // torchscale's layer: rotation, step and gated norm in one kernel
+    if (torchscale)  // torchscale's layer: rotation, step and gated norm in one kernel
         return out_proj->forward(retention_step_gated(y, pos, gamma_, state, 1.0 / std::sqrt(double(Dk_)), eps_));
     Tensor qp, kp, xv;
     Tensor g = split_stacked(y, pos, qp, kp, xv);
@@ -337,7 +346,8 @@ Tensor RetNetLM::step(const Tensor& tokens, std::vector<Tensor>& states, const T
     // runs fused into the RMSNorm that follows it (the block's norm₂, the next block's
     // norm₁, or the final norm): x is the residual stream, n its normed copy
     // h is the last sublayer's output, not yet added: each norm takes x and h, and with the
-    // stacked weights (batch 1) runs inside the product after it (ops/decode_fused.h)
+    // stacked weights (batches of 1–4 rows) runs inside the product after it
+    // (ops/decode_fused.h); larger batches take the same ops' compositions
     Tensor h;
     for (size_t i = 0; i < layers.size(); ++i) {
         const RetNetBlock& b = *layers[i];
@@ -345,7 +355,7 @@ Tensor RetNetLM::step(const Tensor& tokens, std::vector<Tensor>& states, const T
         Tensor r = b.retention->step_normed(x, h, *b.retention_layer_norm, states[i], pos, &y);
         h = b.ffn->forward_normed(y, r, *b.final_layer_norm, &x);
     }
-    if (h.defined() && decode_fusion_enabled() && x.numel() == x.size(-1))  // one row: the head takes the norm
+    if (h.defined() && decode_fusion_enabled())  // the head takes the norm (in its kernel up to 4 rows)
         return layer_norm->forward_linear(x, h, output_projection ? output_projection->weight : embed_tokens->weight)
             .second.squeeze(1);
     return project(layer_norm->forward_maybe_residual(x, h).second).squeeze(1);

@@ -38,7 +38,8 @@ public:
     // one token per sequence: x [B,1,d], state [B,H,Dk,Dv] updated in place, pos [B]
     Tensor step(const Tensor& x, const Tensor& state, const Tensor& pos) const;
     // step(norm(x + h)) with the residual stream x + h in *sum (h undefined: norm(x), *sum =
-    // x); with the stacked weight the norm runs inside the QKVG product (ops/decode_fused.h)
+    // x); with the stacked weight the norm runs inside the QKVG product (ops/decode_fused.h),
+    // and for torchscale's layer at any batch the step is one kernel after one product
     Tensor step_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm, const Tensor& state, const Tensor& pos,
                        Tensor* sum) const;
     // For decoding: W_Q, W_K, W_V, W_G become views into one [2d + 2·value_dim, d] tensor,

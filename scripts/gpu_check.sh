@@ -46,7 +46,8 @@ RACE_SKIP_ATTENTION="forward_and_gradients_match_cpu prefill_chunk_tq_below_tk_m
 long_sequence_bf16_matches_cpu custom_scale_and_large_logits_match_cpu both_backward_schemes_match_cpu
 decode_matches_cpu_and_full_forward kv_cache_write_prefill_and_steps_equal_one_pass"
 for n in test_cuda_matmul test_cuda_copy_optim test_cuda_graph test_cuda_model test_cuda_norm_softmax \
-         test_cuda_shape_index_ops test_cuda_elementwise test_cuda_retention test_cuda_attention; do
+         test_cuda_shape_index_ops test_cuda_elementwise test_cuda_retention test_cuda_attention \
+         test_cuda_decode_fused; do
   suite=$(grep -o 'BOOST_AUTO_TEST_SUITE([a-z_0-9]*' "tests/$n.cpp" | head -1 | cut -d'(' -f2)
   for t in $(grep -o 'BOOST_AUTO_TEST_CASE([a-z_0-9]*' "tests/$n.cpp" | cut -d'(' -f2); do
     if { [ "$n" = test_cuda_retention ] && [[ " $(echo $RACE_SKIP) " == *" $t "* ]]; } ||

@@ -7,9 +7,11 @@
 //   - the shapes it refuses (5 rows, rows over 48 KiB, misaligned data) return false;
 //   - the fused retention step (rotation, step, gated norm: cuda/retention_decode.h)
 //     against the three ops on the CPU (f32) and on the GPU (bf16), outputs and updated
-//     states, several shapes, repeated launches (its counters reset), far positions;
-//   - a RetNet decoding at batch 1 with the fusions and without gives the same greedy
-//     tokens and logits within rounding, in f32 and bf16.
+//     states, several shapes, every tile width, repeated launches (its counters reset),
+//     far positions;
+//   - a RetNet decoding at batch 1, 3 and 9 with the fusions and without gives the same
+//     greedy tokens and logits within rounding, in f32 and bf16, with the fused kernels
+//     counted where they should run.
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -142,9 +144,15 @@ BOOST_AUTO_TEST_CASE(fused_retention_step_matches_the_three_ops) {
     };
     // the small preset's layer; a batch with a partial column tile; a far position
     const std::vector<S> shapes = {{1, 3, 256, 512, 5}, {3, 4, 64, 100, 17}, {2, 2, 8, 12, 70000}};
+    struct WidthGuard {
+        int was = cuda::set_retention_step_col_threads(0);
+        ~WidthGuard() { cuda::set_retention_step_col_threads(was); }
+    } width_guard;
+    for (int ct : {2, 4, 8})  // every tile width
     for (DType dt : {DType::f32, DType::bf16}) {
         for (const S& s : shapes) {
-            BOOST_TEST_CONTEXT(dt << " B " << s.B << " H " << s.H << " Dk " << s.Dk << " Dv " << s.Dv) {
+            cuda::set_retention_step_col_threads(ct);
+            BOOST_TEST_CONTEXT(dt << " width " << ct << " B " << s.B << " H " << s.H << " Dk " << s.Dk << " Dv " << s.Dv) {
                 std::vector<double> gamma;
                 for (int64_t h = 0; h < s.H; ++h) gamma.push_back(1.0 - std::pow(2.0, -5.0 - double(h)));
                 const int64_t W = 2 * s.H * s.Dk + 2 * s.H * s.Dv;
@@ -215,24 +223,35 @@ BOOST_AUTO_TEST_CASE(logits_statistics_in_one_kernel) {
     }
 }
 
-// greedy decoding at batch 1 (the stacked, fused path) for `steps` tokens after a prompt
-std::pair<std::vector<int32_t>, std::vector<Tensor>> decode(const nn::LanguageModel& m, DType dt, int steps) {
-    std::vector<Tensor> st = m.init_states(1, kGpu, dt, 64);
-    std::vector<int32_t> prompt = {3, 17, 42, 5, 9, 61, 2};
-    Tensor ids = from_vector(std::vector<double>(prompt.begin(), prompt.end()), {1, int64_t(prompt.size())}, kGpu).to(DType::i64);
-    Tensor logits = m.prefill(ids, 0, st, dt, 4, true);  // [1, 1, V]
+// greedy decoding of B sequences (their prompts differ) for `steps` tokens after a prompt;
+// batch 1 takes the stacked, fused path, batches 2–4 the fused kernels over their rows,
+// larger batches one QKVG product and the one-kernel retention step
+std::pair<std::vector<int32_t>, std::vector<Tensor>> decode(const nn::LanguageModel& m, DType dt, int steps,
+                                                             int64_t B = 1) {
+    std::vector<Tensor> st = m.init_states(B, kGpu, dt, 64);
+    const std::vector<int32_t> prompt = {3, 17, 42, 5, 9, 61, 2};
+    const int64_t P = int64_t(prompt.size());
+    std::vector<double> idv;
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < P; ++t) idv.push_back(double((prompt[size_t(t)] + 7 * b) % 96));
+    Tensor ids = from_vector(idv, {B, P}, kGpu).to(DType::i64);
+    Tensor logits = m.prefill(ids, 0, st, dt, 4, true).reshape({B, -1});  // [B, V]
     std::vector<int32_t> toks;
     std::vector<Tensor> all;
-    auto argmax = [](const Tensor& l) {
-        const std::vector<double> v = l.reshape({-1}).to(Device::cpu()).to(DType::f64).to_vector<double>();
-        return int32_t(std::max_element(v.begin(), v.end()) - v.begin());
+    auto argmax = [B](const Tensor& l) {
+        const std::vector<double> v = l.reshape({B, -1}).to(Device::cpu()).to(DType::f64).to_vector<double>();
+        const size_t V = v.size() / size_t(B);
+        std::vector<int32_t> r;
+        for (size_t b = 0; b < size_t(B); ++b)
+            r.push_back(int32_t(std::max_element(v.begin() + b * V, v.begin() + (b + 1) * V) - (v.begin() + b * V)));
+        return r;
     };
-    int32_t next = argmax(logits);
+    std::vector<int32_t> next = argmax(logits);
     for (int i = 0; i < steps; ++i) {
-        toks.push_back(next);
-        Tensor tok = full({1}, double(next), DType::i64, kGpu);
-        Tensor pos = full({1}, double(prompt.size() + size_t(i)), DType::i64, kGpu);
-        Tensor l = m.step(tok, st, pos, dt).to(Device::cpu()).to(DType::f64);  // [1, V]
+        toks.insert(toks.end(), next.begin(), next.end());
+        Tensor tok = from_vector(std::vector<double>(next.begin(), next.end()), {B}, kGpu).to(DType::i64);
+        Tensor pos = full({B}, double(P + i), DType::i64, kGpu);
+        Tensor l = m.step(tok, st, pos, dt).to(Device::cpu()).to(DType::f64);  // [B, V]
         all.push_back(l);
         next = argmax(l);
     }
@@ -264,6 +283,36 @@ BOOST_AUTO_TEST_CASE(a_model_decodes_the_same_tokens_with_and_without_fusion) {
             for (size_t i = 0; i < l0.size(); ++i) worst = std::max(worst, rel_err(l1[i], l0[i]));
             BOOST_TEST(worst <= tol, "logits: worst relative difference " << worst);
             BOOST_TEST_MESSAGE(dt << ": 40 tokens equal, logits within " << worst);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(batches_decode_the_same_tokens_with_and_without_fusion) {
+    FusionGuard guard;
+    for (DType dt : {DType::f32, DType::bf16}) {
+        for (int64_t B : {3, 9}) {  // the fused products over 3 rows; past 4, one cuBLAS product before the step
+            BOOST_TEST_CONTEXT(dt << " batch " << B) {
+                auto model = tiny_retnet(96, 11, 64);
+                model->to(kGpu);
+                model->to(dt);
+                model->fuse_for_decoding();
+                set_decode_fusion_enabled(false);
+                const int64_t r0 = cuda::retention_step_gated_calls();
+                auto [t0, l0] = decode(*model, dt, 30, B);
+                BOOST_TEST(cuda::retention_step_gated_calls() == r0, "a fused kernel ran with fusion off");
+                set_decode_fusion_enabled(true);
+                const int64_t c1 = cuda::gemv_prologue_calls(), r1 = cuda::retention_step_gated_calls();
+                auto [t1, l1] = decode(*model, dt, 30, B);
+                BOOST_TEST(cuda::retention_step_gated_calls() - r1 == 30 * 2);  // one a layer a step, any batch
+                // up to 4 rows: QKVG and fc1/gate with the norm, fc2 with SwiGLU (2 layers), the head
+                BOOST_TEST(cuda::gemv_prologue_calls() - c1 == (B <= 4 ? 30 * (3 * 2 + 1) : 0));
+                BOOST_TEST(t1 == t0, "greedy tokens differ with the fused kernels");
+                const double tol = dt == DType::f32 ? 1e-5 : 2e-2;
+                double worst = 0;
+                for (size_t i = 0; i < l0.size(); ++i) worst = std::max(worst, rel_err(l1[i], l0[i]));
+                BOOST_TEST(worst <= tol, "logits: worst relative difference " << worst);
+                BOOST_TEST_MESSAGE(dt << " batch " << B << ": 30 steps equal, logits within " << worst);
+            }
         }
     }
 }
