@@ -14,7 +14,8 @@
 //
 // Out of file descriptors (EMFILE/ENFILE) the accept loop never spins: it closes the
 // connection that has waited longest for a request (as servers drop idle keep-alive
-// connections) and accepts again after a short pause — 100 ms when there is none to close.
+// connections) — unless that request has begun to arrive — and accepts again after a
+// short pause — 100 ms when there is none to close.
 #include "serving/serve.h"
 
 #include <sys/socket.h>
@@ -38,6 +39,7 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "core/error.h"
 #include "nn/checkpoint.h"
@@ -116,13 +118,26 @@ public:
         set_busy();
     }
     // Closes the connection if it is still waiting for the request it waited for when it
-    // was listed as idle under `key` (called on its strand).
+    // was listed as idle under `key` and nothing of its next request has come (called on
+    // its strand).
     void shed(uint64_t key) {
         if (key != idle_key_) return;
-        set_busy();
-        keep_alive_ = false;
+        set_busy();  // off the idle list either way: it is not offered again while this read lasts
+        // RFC 9112 §9.6: a request the client has sent, even in part, must not be dropped
+        // — the client would see a reset and never know whether it was served. Declining
+        // is safe for the accept loop: this connection is off the list, so its next try
+        // (5 ms on) sheds the next-oldest, and with none left it pauses 100 ms; it cannot
+        // spin on a connection that will not go. (Handing on to the next-oldest from here
+        // would save those 5 ms for a second path into the idle list: not worth it for an
+        // event this rare.)
+        if (request_arriving()) return;
+        // Not closed here: another I/O thread may already have read the request's first
+        // bytes into buffer_'s spare room, their handler queued behind this one, where
+        // neither buffer_.size() nor a peek sees them. Cancelling lets such a read finish
+        // as normal; on_header closes only a read that was cancelled with nothing there.
+        shedding_ = true;
         beast::error_code ec;
-        stream_.socket().close(ec);  // the pending read ends with operation_aborted
+        stream_.socket().cancel(ec);
     }
     void start() {
         net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::read_request, shared_from_this()));
@@ -138,12 +153,26 @@ private:
         parser_.emplace();
         parser_->body_limit(uint64_t(s_.opt.max_body));
         stream_.expires_after(ms(s_.opt.idle_timeout_s));
+        read_header();
+    }
+    void read_header() {
         http::async_read_header(stream_, buffer_, *parser_,
                                 beast::bind_front_handler(&Session::on_header, shared_from_this()));
     }
 
     void on_header(beast::error_code ec, std::size_t) {
         set_busy();
+        if (std::exchange(shedding_, false) && ec == net::error::operation_aborted) {
+            beast::error_code ignored;
+            // the descriptor is what the accept loop waits for: no graceful close() here
+            if (!request_arriving()) {
+                stream_.socket().close(ignored);
+                return;
+            }
+            // bytes came after all: read on (a partial header stays in buffer_ and the
+            // parser; the idle deadline set by read_request still holds)
+            return read_header();
+        }
         if (read_failed(ec)) return;
         if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
             static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -460,6 +489,9 @@ private:
         });
     }
 
+    // a request (part of one) has come: read into buffer_, or waiting in the socket
+    bool request_arriving() { return buffer_.size() > 0 || peek_peer() == Peer::data; }
+
     enum class Peer { data, quiet, gone };
     Peer peek_peer() {
         char c;
@@ -693,9 +725,11 @@ private:
     bool logged_ = false;
     uint64_t watch_gen_ = 0;
     uint64_t idle_key_ = 0;         // the key in ServerState::idle while waiting for a request
+    bool shedding_ = false;         // shed() cancelled the header read to close the connection
 };
 
-// Closes the connection that has waited longest for a request; false when none waits.
+// Asks the connection that has waited longest for a request to close (it declines when
+// one has begun to arrive: see Session::shed); false when none waits.
 bool shed_oldest_idle(ServerState& s) {
     std::shared_ptr<Session> victim;
     uint64_t key = 0;
@@ -755,7 +789,7 @@ private:
                      "retnet serve: accept failed: %s (%lld times since the last report); %s. HINT: raise the "
                      "file-descriptor limit (ulimit -n)\n",
                      ec.message().c_str(), (long long)suppressed_,
-                     shed ? "closed the longest-idle connection" : "pausing new connections for 100 ms");
+                     shed ? "closing the longest-idle connection" : "pausing new connections for 100 ms");
         last_warning_ = now;
         suppressed_ = 0;
     }

@@ -28,7 +28,7 @@
 // per request, JSON nested over 64 deep, malformed JSON and wrong types (400); sequences in the
 // server beyond max_slots + max_queue (503, Retry-After). A client that disconnects —
 // mid-stream or while waiting for a whole answer — cancels its sequences, freeing their
-// slots at the next step. Out of file descriptors, the longest-idle connection is closed
+// slots at the next step. Out of file descriptors, the longest-idle connection with no request arriving is closed
 // and accepting pauses briefly (never a busy loop). SIGTERM/SIGINT: stop accepting, answer new requests on open
 // connections with 503, finish every admitted request, then exit 0.
 #pragma once

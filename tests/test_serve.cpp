@@ -4,8 +4,9 @@
 // case with its status and field, disconnects (mid-stream and while waiting) freeing
 // slots, 503 when full, and SIGTERM draining in-flight streams before a clean exit; and
 // hostile clients: JSON nested a million deep, numbers past double's range, HTTP/1.0
-// streams, logit_bias/ignore_eos, option validation, running out of descriptors, and long
-// prompts that must not delay everyone else.
+// streams, logit_bias/ignore_eos, option validation, running out of descriptors (without
+// dropping a request that has begun to arrive), and long prompts that must not delay
+// everyone else.
 // The program's path comes from CMake (RN_RETNET_BIN) or $RETNET_BIN.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -435,35 +436,53 @@ bool has_source_location(const std::string& s) {
     return false;
 }
 
-// One HTTP exchange on a raw socket with a deadline: sends `request`, reads until the
-// server closes (or `deadline_ms` passes). Returns what came ("" when nothing did).
-std::string raw_exchange(int port, const std::string& request, int deadline_ms, bool until_close = true) {
+// A raw socket connected to the server (-1 when the connection fails).
+int connect_loopback(int port) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(uint16_t(port));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
+    ::close(fd);
+    return -1;
+}
+
+bool send_all(int fd, const std::string& bytes) {
+    return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == ssize_t(bytes.size());
+}
+
+// Reads from `fd` until the server closes it (or resets it), or `deadline_ms` passes; with
+// until_close false, until one whole response with Content-Length is in. Returns what came.
+std::string receive(int fd, int deadline_ms, bool until_close) {
     std::string got;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == ssize_t(request.size())) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms);
-        for (;;) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0) break;
-            pollfd p{fd, POLLIN, 0};
-            if (::poll(&p, 1, int(left.count())) <= 0) continue;
-            char buf[65536];
-            const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-            if (n <= 0) break;
-            got.append(buf, size_t(n));
-            if (!until_close && got.find("\r\n\r\n") != std::string::npos) {
-                // a whole response with Content-Length: stop once the body is in
-                const size_t head = got.find("\r\n\r\n") + 4;
-                const size_t cl = got.find("Content-Length: ");
-                if (cl != std::string::npos && cl < head && got.size() >= head + std::stoul(got.substr(cl + 16))) break;
-            }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms);
+    for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) break;
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, int(left.count())) <= 0) continue;
+        char buf[65536];
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        got.append(buf, size_t(n));
+        if (!until_close && got.find("\r\n\r\n") != std::string::npos) {
+            // a whole response with Content-Length: stop once the body is in
+            const size_t head = got.find("\r\n\r\n") + 4;
+            const size_t cl = got.find("Content-Length: ");
+            if (cl != std::string::npos && cl < head && got.size() >= head + std::stoul(got.substr(cl + 16))) break;
         }
     }
+    return got;
+}
+
+// One HTTP exchange on a raw socket with a deadline: sends `request`, reads until the
+// server closes (or `deadline_ms` passes). Returns what came ("" when nothing did).
+std::string raw_exchange(int port, const std::string& request, int deadline_ms, bool until_close = true) {
+    const int fd = connect_loopback(port);
+    if (fd < 0) return "";
+    std::string got;
+    if (send_all(fd, request)) got = receive(fd, deadline_ms, until_close);
     ::close(fd);
     return got;
 }
@@ -483,6 +502,23 @@ double cpu_seconds(pid_t pid) {
     for (std::string x; rest >> x;) fields.push_back(x);
     // fields from the state (field 3) on: utime and stime are fields 14 and 15
     return double(std::stoll(fields.at(11)) + std::stoll(fields.at(12))) / double(sysconf(_SC_CLK_TCK));
+}
+
+// How many descriptors numbered below `below` the process has open: the ones an
+// RLIMIT_NOFILE of `below` lets it have.
+int open_descriptors(pid_t pid, int below) {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+        if (std::stoi(e.path().filename().string()) < below) ++n;
+    return n;
+}
+
+// Whether the server closed (or reset) the connection within `deadline_ms`.
+bool closed_by_server(int fd, int deadline_ms) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, deadline_ms) <= 0) return false;
+    char c;
+    return ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
 }
 
 // The most bytes of text one token of `tok` stands for (as the server computes it).
@@ -647,6 +683,67 @@ BOOST_AUTO_TEST_CASE(out_of_descriptors_neither_spins_nor_starves_new_clients) {
         raw_exchange(port, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5000);
     BOOST_TEST(reply.rfind("HTTP/1.1 200", 0) == 0, reply);
     for (int fd : idle) ::close(fd);
+    BOOST_TEST(Client(port).get("/health").j()["status"] == "ok");
+}
+
+// Issue 13, "nothing lost": out of descriptors, the server sheds the longest-idle keep-alive
+// connection — but one listed as idle may have its next request arriving, and shedding
+// it dropped a request the client had sent (it saw the connection closed, no answer).
+// RFC 9112 §9.6: no closing a persistent connection while a request is pending on it.
+BOOST_AUTO_TEST_CASE(out_of_descriptors_sheds_no_connection_with_a_request_arriving) {
+    ServerProcess server(shared().ckpt.path, {"--threads", "2"});
+    const int port = server.port();
+    const int limit = 48;
+    rlimit lim{rlim_t(limit), rlim_t(limit)};
+    BOOST_TEST_REQUIRE(::prlimit(server.pid(), RLIMIT_NOFILE, &lim, nullptr) == 0, std::strerror(errno));
+    BOOST_TEST_REQUIRE(open_descriptors(server.pid(), limit) < limit - 4);
+    const std::string health = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    // keep-alive connections answered once, in this order: so each has been accepted and
+    // waits for its next request, the first longest
+    auto idle_connection = [&] {
+        const int fd = connect_loopback(port);
+        BOOST_TEST_REQUIRE(fd >= 0);
+        BOOST_TEST_REQUIRE(send_all(fd, health));
+        const std::string reply = receive(fd, 5000, false);
+        BOOST_TEST_REQUIRE(reply.rfind("HTTP/1.1 200", 0) == 0, reply);
+        return fd;
+    };
+    const int oldest = idle_connection();
+    // the server lists it as idle once its answer is written, which the client can see
+    // before that handler has run: give it time to, so that it is the longest idle
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // Then all but one of the descriptors the server may have. Not all: Linux's accept()
+    // takes a descriptor before it looks for a connection, so with none left it fails even
+    // with nobody waiting, and the server sheds at once.
+    std::vector<int> others;
+    while (open_descriptors(server.pid(), limit) < limit - 1) {
+        others.push_back(idle_connection());
+        BOOST_TEST_REQUIRE(others.size() < size_t(limit));
+    }
+    BOOST_TEST_REQUIRE(others.size() >= 2u);
+    // the oldest sends half a request: the server reads it and waits for the rest
+    BOOST_TEST_REQUIRE(send_all(oldest, "GET /health HTTP/1.1\r\nHost: x\r\n"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // a new client takes the last descriptor; the server's next accept fails (EMFILE) and
+    // it sheds an idle connection: done once it holds fewer than the limit again
+    const int newest = idle_connection();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (open_descriptors(server.pid(), limit) >= limit && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    BOOST_TEST_REQUIRE(open_descriptors(server.pid(), limit) < limit, "the server shed no connection");
+    // the rest of the oldest's request: answered, not dropped
+    BOOST_TEST(send_all(oldest, "\r\n"));
+    const std::string answer = receive(oldest, 5000, false);
+    BOOST_TEST(answer.rfind("HTTP/1.1 200", 0) == 0, "the request in progress got '" << answer << "'");
+    // shed instead: one of the idle connections with nothing pending (which one depends on
+    // when each answer's handler listed it as idle)
+    auto shed = [&] { return std::count_if(others.begin(), others.end(), [](int fd) { return closed_by_server(fd, 0); }); };
+    for (int i = 0; i < 200 && shed() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    BOOST_TEST(shed() >= 1, "none of the idle connections without a request was closed");
+    ::close(newest);
+    // and the server goes on serving once descriptors are free again
+    ::close(oldest);
+    for (int fd : others) ::close(fd);
     BOOST_TEST(Client(port).get("/health").j()["status"] == "ok");
 }
 
