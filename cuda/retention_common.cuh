@@ -52,20 +52,22 @@ struct alignas(sizeof(A) * V) Vec {
 // parallelism; the in-place update makes the compiler keep the order otherwise). With
 // first_loaded, s already holds the first round's rows (loaded before the caller's
 // pdl_wait); else every round is loaded here.
-template <typename A, int V>
+// U rows are in flight at a time (kStepUnroll unless the caller holds more); the rows add
+// into acc in the same order whatever U.
+template <typename A, int V, int U = kStepUnroll>
 __device__ __forceinline__ void step_update_column(A* S, int64_t Dk, int64_t Dv, int ty, const A* qs, const A* ks,
-                                                   const A (&vv)[V], A g, Vec<A, V> (&s)[kStepUnroll],
+                                                   const A (&vv)[V], A g, Vec<A, V> (&s)[U],
                                                    bool first_loaded, A (&acc)[V]) {
-    for (int64_t i0 = ty; i0 < Dk; i0 += kStepRowGroups * kStepUnroll) {
+    for (int64_t i0 = ty; i0 < Dk; i0 += kStepRowGroups * U) {
         if (i0 != ty || !first_loaded) {
 #pragma unroll
-            for (int u = 0; u < kStepUnroll; ++u) {
+            for (int u = 0; u < U; ++u) {
                 const int64_t i = i0 + int64_t(u) * kStepRowGroups;
                 if (i < Dk) s[u] = *reinterpret_cast<const Vec<A, V>*>(S + i * Dv);
             }
         }
 #pragma unroll
-        for (int u = 0; u < kStepUnroll; ++u) {
+        for (int u = 0; u < U; ++u) {
             const int64_t i = i0 + int64_t(u) * kStepRowGroups;
             if (i < Dk) {
                 const A ki = ks[i], qi = qs[i];

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "cuda/check.h"
 #include "cuda/context.h"
@@ -54,7 +55,7 @@ __device__ __forceinline__ __nv_bfloat16 load_l2(const __nv_bfloat16* p) {
     return *reinterpret_cast<const __nv_bfloat16*>(&u);
 }
 
-template <typename T, int CT>
+template <typename T, int CT, int U>
 __global__ void __launch_bounds__(kStepRowGroups * CT) step_gated_kernel(StepGated<T> p, Decays d) {
     using A = float;
     constexpr int kThreads = kStepRowGroups * CT;
@@ -72,9 +73,9 @@ __global__ void __launch_bounds__(kStepRowGroups * CT) step_gated_kernel(StepGat
     const bool cols = jb < Dv;  // Dv % V == 0: the whole vector is in range
     float* S = p.state + bh * Dk * Dv + jb;
 
-    Vec<A, V> s[kStepUnroll];
+    Vec<A, V> s[U];
 #pragma unroll
-    for (int u = 0; u < kStepUnroll; ++u) {  // the first rows, before the wait
+    for (int u = 0; u < U; ++u) {  // the first rows, before the wait
         const int64_t i = ty + int64_t(u) * kStepRowGroups;
         if (cols && i < Dk) {
             const float4 f = __ldcg(reinterpret_cast<const float4*>(S + i * Dv));
@@ -117,7 +118,7 @@ __global__ void __launch_bounds__(kStepRowGroups * CT) step_gated_kernel(StepGat
     const A g = A(d.g[h]);
     __syncthreads();
 
-    if (cols) step_update_column<A, V>(S, Dk, Dv, ty, qs, ks, vv, g, s, true, acc);
+    if (cols) step_update_column<A, V, U>(S, Dk, Dv, ty, qs, ks, vv, g, s, true, acc);
 #pragma unroll
     for (int e = 0; e < V; ++e) red[ty][tx * V + e] = acc[e];
     __syncthreads();
@@ -192,6 +193,15 @@ int* counters_for(int64_t n) {
 // block's threads). RN_STEP_COLS=2|4|8 picks it for A/B runs; tests set it.
 std::atomic<int> col_threads_set{0};
 
+// State rows a thread loads at once: 8 (default) or 4 (RN_STEP_UNROLL=4, A/B runs)
+int step_unroll() {
+    static const int u = [] {
+        const char* e = std::getenv("RN_STEP_UNROLL");
+        return e && std::atoi(e) == 4 ? 4 : 8;
+    }();
+    return u;
+}
+
 int step_col_threads() {
     static const int from_env = [] {
         const char* e = std::getenv("RN_STEP_COLS");
@@ -225,9 +235,16 @@ bool retention_step_gated(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv
         p.scratch = static_cast<T*>(scratch), p.z = static_cast<T*>(z), p.count = count;
         p.H = int(H), p.Dk = int(Dk), p.Dv = int(Dv), p.k_scale = float(k_scale), p.eps = float(eps);
         const dim3 block(unsigned(kStepRowGroups * ct));
-        if (ct == 2) launch_pdl(step_gated_kernel<T, 2>, grid, block, smem, p, d);
-        else if (ct == 4) launch_pdl(step_gated_kernel<T, 4>, grid, block, smem, p, d);
-        else launch_pdl(step_gated_kernel<T, 8>, grid, block, smem, p, d);
+        // every row of a thread in flight at once where Dk ≤ 256 (8 rows: all loaded before
+        // the wait, while the product before still runs), else 4 at a time
+        auto go = [&](auto u) {
+            constexpr int U = decltype(u)::value;
+            if (ct == 2) launch_pdl(step_gated_kernel<T, 2, U>, grid, block, smem, p, d);
+            else if (ct == 4) launch_pdl(step_gated_kernel<T, 4, U>, grid, block, smem, p, d);
+            else launch_pdl(step_gated_kernel<T, 8, U>, grid, block, smem, p, d);
+        };
+        if (step_unroll() == 8 && Dk <= 8 * kStepRowGroups) go(std::integral_constant<int, 8>{});
+        else go(std::integral_constant<int, kStepUnroll>{});
     };
     if (dt == DType::f32) run(float{});
     else run(__nv_bfloat16{});

@@ -142,8 +142,9 @@ BOOST_AUTO_TEST_CASE(fused_retention_step_matches_the_three_ops) {
     struct S {
         int64_t B, H, Dk, Dv, pos;
     };
-    // the small preset's layer; a batch with a partial column tile; a far position
-    const std::vector<S> shapes = {{1, 3, 256, 512, 5}, {3, 4, 64, 100, 17}, {2, 2, 8, 12, 70000}};
+    // the small preset's layer; a batch with a partial column tile; a far position; Dk over
+    // 256 (4 rows in flight a thread, not all)
+    const std::vector<S> shapes = {{1, 3, 256, 512, 5}, {3, 4, 64, 100, 17}, {2, 2, 8, 12, 70000}, {1, 2, 320, 64, 9}};
     struct WidthGuard {
         int was = cuda::set_retention_step_col_threads(0);
         ~WidthGuard() { cuda::set_retention_step_col_threads(was); }
