@@ -1,7 +1,7 @@
 // cuda/retention_decode.cu — the fused decode step of a retention layer (cuda/
-// retention_decode.h). The block layout is the decoding step kernel's (cuda/retention.cu)
-// with a narrower tile: block = (4·CT state columns, head, sequence), 32·CT threads = CT
-// column threads × 32 row groups (CT = 4 by default, step_col_threads()). Before it waits for the kernel before (cuda/pdl.h) a block loads its first rows
+// retention_decode.h). The block layout is the decoding step kernel's (cuda/retention.cu),
+// its width a parameter: block = (4·CT state columns, head, sequence), 32·CT threads = CT
+// column threads × 32 row groups (CT = 8 by default, step_col_threads()). Before it waits for the kernel before (cuda/pdl.h) a block loads its first rows
 // of the state, which only this layer's step of the previous token wrote, through L2
 // (ld.global.cg: no L1 line that could be stale). Then it rotates the head's q and k
 // itself (Dk/2 angles, as cuda/rotary.cu forms them: in double, reduced modulo 2π, then
@@ -32,7 +32,7 @@ namespace rn::cuda {
 
 namespace {
 
-constexpr int kDefaultColThreads = 4;
+constexpr int kDefaultColThreads = 8;
 constexpr int V = 4;                                         // f32 state: one 16-byte vector a row
 constexpr double kTwoPi = 6.283185307179586;
 
@@ -186,8 +186,10 @@ int* counters_for(int64_t n) {
     return c.ptr;
 }
 
-// Column threads a block: 8 (32 columns, 256 threads) gives `small` at batch 1 only 48
-// blocks for 132 SMs; narrower tiles spread one head's state over more SMs. Every column
+// Column threads a block: 8 (32 columns, 256 threads) gives `small` at batch 1 only 42
+// blocks for 132 SMs; narrower tiles spread one head's state over more SMs, but measured
+// slower (each block rotates the whole head and joins the count: docs/generation.md,
+// "The step's tile"), so 8 stays the default. Every column
 // sums its rows in the same order whatever the width (step_column_sum), so the width
 // changes no bit of o or of the state (only the norm's sum of squares, which adds over the
 // block's threads). RN_STEP_COLS=2|4|8 picks it for A/B runs; tests set it.

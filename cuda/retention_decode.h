@@ -27,7 +27,7 @@ bool retention_step_gated(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv
                           void* scratch, void* z);
 int64_t retention_step_gated_calls();  // launches so far (tests check the fused path ran)
 // Column threads a block (2, 4 or 8: tiles of 8, 16 or 32 state columns); 0 goes back to
-// the default (RN_STEP_COLS, else 4). Returns the setting before. For tests and A/B runs.
+// the default (RN_STEP_COLS, else 8). Returns the setting before. For tests and A/B runs.
 int set_retention_step_col_threads(int ct);
 
 }  // namespace rn::cuda
