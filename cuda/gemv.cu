@@ -13,10 +13,9 @@
 
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 
+#include "core/env.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/math.cuh"
@@ -33,10 +32,7 @@ constexpr int kWarps = 8;   // output columns per block
 // products with 3 pieces a lane keep the smaller register footprint). RN_GEMV_UNROLL=4
 // forces 4 (A/B runs).
 int unroll_for(int64_t K, int64_t elem) {
-    static const bool force4 = [] {
-        const char* e = std::getenv("RN_GEMV_UNROLL");
-        return e && std::strcmp(e, "4") == 0;
-    }();
+    static const bool force4 = env_choice("RN_GEMV_UNROLL", {4}, 0) == 4;
     return !force4 && K / (16 / elem) > 32 * 4 ? 8 : 4;
 }
 

@@ -15,11 +15,11 @@
 
 #include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 
+#include "core/env.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/graph.h"
@@ -197,19 +197,12 @@ std::atomic<int> col_threads_set{0};
 
 // State rows a thread loads at once: 8 (default) or 4 (RN_STEP_UNROLL=4, A/B runs)
 int step_unroll() {
-    static const int u = [] {
-        const char* e = std::getenv("RN_STEP_UNROLL");
-        return e && std::atoi(e) == 4 ? 4 : 8;
-    }();
+    static const int u = env_choice("RN_STEP_UNROLL", {4, 8}, 8);
     return u;
 }
 
 int step_col_threads() {
-    static const int from_env = [] {
-        const char* e = std::getenv("RN_STEP_COLS");
-        const int v = e ? std::atoi(e) : 0;
-        return v == 2 || v == 4 || v == 8 ? v : kDefaultColThreads;
-    }();
+    static const int from_env = env_choice("RN_STEP_COLS", {2, 4, 8}, kDefaultColThreads);
     const int v = col_threads_set.load(std::memory_order_relaxed);
     return v ? v : from_env;
 }
