@@ -43,14 +43,19 @@ void stack_linear_weights(Tensor& stacked, const std::vector<Linear*>& parts) {
     }
 }
 
+namespace {
+// what both uses need, whatever x's rows: no autograd, the dtypes agree, the views intact
+bool stacked_usable(const Tensor& stacked, const std::vector<const Linear*>& parts, const Tensor& x) {
+    return stacked.defined() && !GradMode::enabled() && stacked.dtype() == x.dtype() && stacked_intact(stacked, parts);
+}
+}  // namespace
+
 bool use_stacked(const Tensor& stacked, const std::vector<const Linear*>& parts, const Tensor& x) {
-    return stacked.defined() && !GradMode::enabled() && x.numel() == x.size(-1) && stacked.dtype() == x.dtype() &&
-           stacked_intact(stacked, parts);
+    return x.numel() == x.size(-1) && stacked_usable(stacked, parts, x);
 }
 
 bool use_stacked_step(const Tensor& stacked, const std::vector<const Linear*>& parts, const Tensor& x) {
-    return stacked.defined() && !GradMode::enabled() && x.dim() == 3 && x.size(1) == 1 &&
-           stacked.dtype() == x.dtype() && stacked_intact(stacked, parts);
+    return x.dim() == 3 && x.size(1) == 1 && stacked_usable(stacked, parts, x);
 }
 
 Tensor xavier_uniform(int64_t out, int64_t in, double gain, Generator& gen) {
@@ -119,7 +124,7 @@ Tensor GLU::forward_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm
     // [fc1 | gate] rows for SwiGLU would cost two copies more than the separate products
     if (activation != "gelu" && !fc2->bias.defined() && decode_fusion_enabled() &&
         (use_stacked(fused_, {fc1.get(), gate.get()}, x) ||
-         (x.dim() == 3 && x.size(0) <= 4 && use_stacked_step(fused_, {fc1.get(), gate.get()}, x)))) {
+         (use_stacked_step(fused_, {fc1.get(), gate.get()}, x) && x.size(0) <= 4))) {
         auto [s, ab] = norm.forward_linear(x, h, fused_);
         *sum = s;
         return silu_mul_linear(ab, as_compute(fc2->weight, ab));

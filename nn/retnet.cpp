@@ -177,21 +177,18 @@ Tensor MultiScaleRetention::step_normed(const Tensor& x, const Tensor& h, const 
                                         const Tensor& pos, Tensor* sum) const {
     const std::vector<const Linear*> parts = {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()};
     const bool torchscale = !rope_half_ && lambda_ && !group_norm;
-    if (decode_fusion_enabled() && torchscale && x.size(0) > 1 && use_stacked_step(qkvg_, parts, x)) {
-        // a batch: one [B, 2d + 2·vd] product (cuBLAS), then the one-kernel step over all B
-        // sequences — 4 launches for the half layer where the separate ops take 10
-        auto [s, y] = norm.forward_linear(x, h, qkvg_);
-        *sum = s;
-        return out_proj->forward(retention_step_gated(y, pos, gamma_, state, 1.0 / std::sqrt(double(Dk_)), eps_));
-    }
-    if (!decode_fusion_enabled() || !use_stacked(qkvg_, parts, x)) {
+    // torchscale's layer takes the stacked product at any batch (cuBLAS past 4 rows), then
+    // rotation, step and gated norm in one kernel over all B sequences: 4 launches for the
+    // half layer where the separate ops take 10. Other layers split the product's one row.
+    if (!decode_fusion_enabled() ||
+        !(use_stacked(qkvg_, parts, x) || (torchscale && use_stacked_step(qkvg_, parts, x)))) {
         auto [s, n] = norm.forward_maybe_residual(x, h);
         *sum = s;
         return step(n, state, pos);
     }
-    auto [s, y] = norm.forward_linear(x, h, qkvg_);  // one row: [1, 1, 2d + 2·vd]
+    auto [s, y] = norm.forward_linear(x, h, qkvg_);  // [B, 1, 2d + 2·vd]
     *sum = s;
-    if (torchscale)  // torchscale's layer: rotation, step and gated norm in one kernel
+    if (torchscale)
         return out_proj->forward(retention_step_gated(y, pos, gamma_, state, 1.0 / std::sqrt(double(Dk_)), eps_));
     Tensor qp, kp, xv;
     Tensor g = split_stacked(y, pos, qp, kp, xv);
