@@ -6,12 +6,15 @@
 // Dimension key: B batch, Hq query heads, Hkv kv heads, G = Hq/Hkv (query head h reads kv
 // head h/G), Tq queries, Tk keys, off = Tk − Tq (query i sees keys j ≤ i + off), D head
 // dim. q, out, dout, dq [B,Hq,Tq,D]; k, v, dk, dv [B,Hkv,Tk,D] (bf16); lse, dvec [B,Hq,Tq]
-// (f32). s the softmax scale, s₂ = s·log₂e. Tiles: 64 query rows (16 a warp, 4 warps) ×
-// 64 keys; the last tile of either is ragged, its missing rows zero-filled by cp.async.
+// (f32). s the softmax scale, s₂ = s·log₂e. Tiles: 64·MT query rows (MT strips of 16 a
+// warp, 4 warps; MT = 1 or 2, see fwd_strips below) × 64 keys; the last tile of either is
+// ragged, its missing rows zero-filled by cp.async.
 //
-//   forward     grid (B·Hq, ⌈Tq/64⌉), the query tile with the most keys first (blockIdx.y
-//               counts down from the last tile): each warp keeps its 16 rows of Q as A
-//               fragments, its fp32 O (16 × D) and the row max m and sum l in registers;
+//   forward     grid (B·Hq, ⌈Tq/(64·MT)⌉), the query tile with the most keys first
+//               (blockIdx.y counts down from the last tile): each warp keeps its 16·MT rows
+//               of Q as A fragments (re-read from shared memory per key tile where they do
+//               not fit: D·MT > 128), its fp32 O (16·MT × D) and the row max m and sum l in
+//               registers;
 //               per key tile S = QKᵀ, P = exp2(s₂S − s₂m) (online softmax), O += PV with P
 //               fed back as A fragments straight from S's accumulators (no shared memory).
 //               Writes O/l (bf16) and lse = s·m + ln l (f32, natural log like the CPU's).
@@ -24,7 +27,7 @@
 //               as the bf16 A fragments already built for dV (16 registers instead of 32
 //               fp32: at D = 128 that cut ptxas's spills from 148 to 24 bytes).
 //     dQ        one of two schemes (bwd_atomic below):
-//               dq_pass (default): a second kernel, grid (B·Hq, ⌈Tq/64⌉) like the forward,
+//               dq_pass (default): a second kernel, grid (B·Hq, ⌈Tq/(64·MT)⌉) like the forward,
 //                 recomputes S, P, dP per key tile and accumulates dQ = s·Σ dS K in
 //                 registers. Deterministic; costs two more products per tile pair (7
 //                 instead of 5 m16n8k16 passes over each 64 × 64 block).
@@ -73,7 +76,7 @@ namespace rn::cuda {
 namespace {
 
 constexpr int kThreads = 128;  // 4 warps
-constexpr int kBQ = 64;        // query rows of a tile (16 a warp)
+constexpr int kBQ = 64;        // query rows of a strip a warp each (16 a warp): 64·MT a tile
 constexpr int kBK = 64;        // keys of a tile
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -204,22 +207,29 @@ struct FwdArgs {
     float scale, scale_log2;  // s, s·log₂e
 };
 
-// shared memory: Q, K, V tiles, 64 × D each (no double buffer: see the loop)
-template <int D>
-constexpr int fwd_smem() { return 3 * 64 * D * 2; }
+// shared memory: a Q tile of 64·MT rows, K and V tiles of 64 rows (no double buffer: see
+// the loop)
+template <int D, int MT>
+constexpr int fwd_smem() { return (MT + 2) * 64 * D * 2; }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads, D == 64 ? 3 : 2) attn_fwd_tc(const __grid_constant__ FwdArgs a) {
-    constexpr int NTD = D / 8, KSD = D / 16;
+// MT strips of 16 query rows a warp: strip mt of warp w holds rows q0 + 64·mt + 16w ….
+// Every K or V fragment a warp loads from shared memory feeds MT products, so MT = 2 halves
+// the shared-memory reads per FLOP (FlashAttention-2 gives each warp 32 rows the same way).
+// Q's A fragments stay in registers while they fit (D·MT ≤ 128); else they are reloaded
+// from the Q tile at every key tile.
+template <int D, int MT>
+__global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd_tc(const __grid_constant__ FwdArgs a) {
+    constexpr int NTD = D / 8, KSD = D / 16, BQ = kBQ * MT;
+    constexpr bool kQreg = D * MT <= 128;
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);  // [64 q][D]
-    bf16_t* Ks = Qs + kBQ * D;                      // [64 k][D]
+    bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);  // [64·MT q][D]
+    bf16_t* Ks = Qs + BQ * D;                       // [64 k][D]
     bf16_t* Vs = Ks + kBK * D;                      // [64 k][D]
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int bh = blockIdx.x, b = bh / a.Hq, h = bh % a.Hq, hk = h / (a.Hq / a.Hkv);
     const int qt = a.nqt - 1 - int(blockIdx.y);  // the longest tiles first
-    const int q0 = qt * kBQ, qvalid = imin(kBQ, a.Tq - q0), off = a.Tk - a.Tq;
+    const int q0 = qt * BQ, qvalid = imin(BQ, a.Tq - q0), off = a.Tk - a.Tq;
     // key tiles this query tile needs (its last valid row sees keys ≤ q0 + qvalid − 1 + off),
     // and how many of them need no mask (every key ≤ the first row's limit q0 + off)
     const int nkt = imin((a.Tk + kBK - 1) / kBK, (q0 + qvalid - 1 + off) / kBK + 1);
@@ -230,19 +240,29 @@ __global__ void __launch_bounds__(kThreads, D == 64 ? 3 : 2) attn_fwd_tc(const _
     const bf16_t* kg = a.k + kvrow * D;
     const bf16_t* vg = a.v + kvrow * D;
 
-    load_tile<kBQ, D>(Qs, qg, qvalid, tid);
+    load_tile<BQ, D>(Qs, qg, qvalid, tid);
     load_tile<kBK, D>(Ks, kg, imin(kBK, a.Tk), tid);
     cp_async_commit();
 
-    uint32_t qf[KSD][4];  // the warp's 16 rows of Q as A fragments, for every key tile
+    uint32_t qf[kQreg ? MT : 1][kQreg ? KSD : 1][4];  // the warp's rows of Q as A fragments
     cp_async_wait<0>();
     __syncthreads();
+    if constexpr (kQreg) {
 #pragma unroll
-    for (int kk = 0; kk < KSD; ++kk) lda_mk<D>(qf[kk], Qs, 16 * warp, 16 * kk, lane);
-    Acc<NTD> o;
-    zero(o);
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-    const int rbase = q0 + 16 * warp + (lane >> 2);  // query row of e = 0, 1 (+8 for e = 2, 3)
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int kk = 0; kk < KSD; ++kk) lda_mk<D>(qf[mt][kk], Qs, 64 * mt + 16 * warp, 16 * kk, lane);
+    }
+    Acc<NTD> o[MT];
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+        zero(o[mt]);
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.f;
+    }
+    // query row of e = 0, 1 in strip mt (+8 for e = 2, 3)
+    const int rbase = q0 + 16 * warp + (lane >> 2);
 
     // One buffer each for K and V (FlashAttention-2's pipeline): V_t loads while S = Q K_tᵀ
     // is computed, K_(t+1) while the softmax and O += P V_t are. Smaller than double
@@ -253,16 +273,30 @@ __global__ void __launch_bounds__(kThreads, D == 64 ? 3 : 2) attn_fwd_tc(const _
         __syncthreads();  // K_t landed; every warp is done with V_(t−1)
         load_tile<kBK, D>(Vs, vg + int64_t(k0) * D, imin(kBK, a.Tk - k0), tid);
         cp_async_commit();
-        Acc<8> s;
-        zero(s);
+        Acc<8> s[MT];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) zero(s[mt]);
 #pragma unroll
         for (int kk = 0; kk < KSD; ++kk) {
+            uint32_t af[MT][4];  // a copy of registers when kQreg: the compiler drops it
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                if constexpr (kQreg) {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) af[mt][i] = qf[mt][kk][i];
+                } else {
+                    lda_mk<D>(af[mt], Qs, 64 * mt + 16 * warp, 16 * kk, lane);
+                }
+            }
 #pragma unroll
             for (int nb = 0; nb < 4; ++nb) {
                 uint32_t bf[4];
                 ldb_nk<D>(bf, Ks, 16 * nb, 16 * kk, lane);
-                mma16816(s[2 * nb], qf[kk], bf[0], bf[1]);
-                mma16816(s[2 * nb + 1], qf[kk], bf[2], bf[3]);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816(s[mt][2 * nb], af[mt], bf[0], bf[1]);
+                    mma16816(s[mt][2 * nb + 1], af[mt], bf[2], bf[3]);
+                }
             }
         }
         cp_async_wait<0>();
@@ -271,62 +305,81 @@ __global__ void __launch_bounds__(kThreads, D == 64 ? 3 : 2) attn_fwd_tc(const _
             load_tile<kBK, D>(Ks, kg + int64_t(k0 + kBK) * D, imin(kBK, a.Tk - k0 - kBK), tid);
             cp_async_commit();
         }
-        if (t >= nfull) {  // a diagonal tile: key > row + off is masked
-            const int cbase = k0 + 2 * (lane & 3);
+        uint32_t pa[MT][4][4];
 #pragma unroll
-            for (int j = 0; j < 8; ++j)
+        for (int mt = 0; mt < MT; ++mt) {
+            if (t >= nfull) {  // a diagonal tile: key > row + off is masked
+                const int cbase = k0 + 2 * (lane & 3), r = rbase + 64 * mt;
 #pragma unroll
-                for (int e = 0; e < 4; ++e)
-                    if (cbase + 8 * j + (e & 1) > rbase + 8 * (e >> 1) + off) s[j][e] = -INFINITY;
-        }
-        // online softmax, rows g (hf 0) and g + 8 (hf 1); a row is spread over a quad
+                for (int j = 0; j < 8; ++j)
 #pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {
-            float mx = m[hf];
+                    for (int e = 0; e < 4; ++e)
+                        if (cbase + 8 * j + (e & 1) > r + 8 * (e >> 1) + off) s[mt][j][e] = -INFINITY;
+            }
+            // online softmax, rows g (hf 0) and g + 8 (hf 1); a row is spread over a quad
 #pragma unroll
-            for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * hf], s[j][2 * hf + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            // a row with no visible key yet keeps m = −inf; 0 stands in so no inf − inf
-            const float mu = mx == -INFINITY ? 0.f : mx;
-            const float corr = exp2f((m[hf] - mu) * a.scale_log2), mb = mu * a.scale_log2;
-            float sum = 0.f;
+            for (int hf = 0; hf < 2; ++hf) {
+                float mx = m[mt][hf];
 #pragma unroll
-            for (int j = 0; j < 8; ++j)
+                for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s[mt][j][2 * hf], s[mt][j][2 * hf + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                // a row with no visible key yet keeps m = −inf; 0 stands in so no inf − inf
+                const float mu = mx == -INFINITY ? 0.f : mx;
+                const float corr = exp2f((m[mt][hf] - mu) * a.scale_log2), mb = mu * a.scale_log2;
+                float sum = 0.f;
 #pragma unroll
-                for (int e = 2 * hf; e < 2 * hf + 2; ++e) {
-                    const float p = exp2f(fmaf(s[j][e], a.scale_log2, -mb));
-                    s[j][e] = p;
-                    sum += p;
+                for (int j = 0; j < 8; ++j)
+#pragma unroll
+                    for (int e = 2 * hf; e < 2 * hf + 2; ++e) {
+                        const float p = exp2f(fmaf(s[mt][j][e], a.scale_log2, -mb));
+                        s[mt][j][e] = p;
+                        sum += p;
+                    }
+                l[mt][hf] = l[mt][hf] * corr + sum;  // the thread's share of the row; the quad adds them at the end
+                m[mt][hf] = mx;
+#pragma unroll
+                for (int j = 0; j < NTD; ++j) {
+                    o[mt][j][2 * hf] *= corr;
+                    o[mt][j][2 * hf + 1] *= corr;
                 }
-            l[hf] = l[hf] * corr + sum;  // the thread's share of the row; the quad adds them at the end
-            m[hf] = mx;
+            }
+            to_a_frags(pa[mt], s[mt]);
+        }
+        // O += P V_t, each V fragment feeding every strip
 #pragma unroll
-            for (int j = 0; j < NTD; ++j) {
-                o[j][2 * hf] *= corr;
-                o[j][2 * hf + 1] *= corr;
+        for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+            for (int nb = 0; nb < D / 16; ++nb) {
+                uint32_t bv[4];
+                ldb_kn<D>(bv, Vs, 16 * nb, 16 * kk, lane);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816(o[mt][2 * nb], pa[mt][kk], bv[0], bv[1]);
+                    mma16816(o[mt][2 * nb + 1], pa[mt][kk], bv[2], bv[3]);
+                }
             }
         }
-        uint32_t pa[4][4];
-        to_a_frags(pa, s);
-        mma_reg_kn<D, D / 16>(o, pa, Vs, lane);
     }
 
-    float rs[2];
 #pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-        l[hf] += __shfl_xor_sync(0xffffffffu, l[hf], 1);
-        l[hf] += __shfl_xor_sync(0xffffffffu, l[hf], 2);
-        rs[hf] = l[hf] > 0.f ? 1.f / l[hf] : 0.f;
-    }
-    // the warp's own 16 rows of Qs (only it ever read them) stage its output
-    store_strip<D>(a.out + (int64_t(bh) * a.Tq + q0 + 16 * warp) * D, Qs + 16 * warp * D, o, rs,
-                   qvalid - 16 * warp, lane);
-    if ((lane & 3) == 0) {
+    for (int mt = 0; mt < MT; ++mt) {
+        float rs[2];
 #pragma unroll
         for (int hf = 0; hf < 2; ++hf) {
-            const int row = rbase + 8 * hf;
-            if (row < a.Tq) a.lse[int64_t(bh) * a.Tq + row] = m[hf] * a.scale + logf(l[hf]);
+            l[mt][hf] += __shfl_xor_sync(0xffffffffu, l[mt][hf], 1);
+            l[mt][hf] += __shfl_xor_sync(0xffffffffu, l[mt][hf], 2);
+            rs[hf] = l[mt][hf] > 0.f ? 1.f / l[mt][hf] : 0.f;
+        }
+        // the warp's own 16 rows of Qs (only it ever read them) stage its output
+        const int r0 = 64 * mt + 16 * warp;
+        store_strip<D>(a.out + (int64_t(bh) * a.Tq + q0 + r0) * D, Qs + r0 * D, o[mt], rs, qvalid - r0, lane);
+        if ((lane & 3) == 0) {
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+                const int row = rbase + 64 * mt + 8 * hf;
+                if (row < a.Tq) a.lse[int64_t(bh) * a.Tq + row] = m[mt][hf] * a.scale + logf(l[mt][hf]);
+            }
         }
     }
 }
@@ -494,33 +547,34 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dkdv_tc(const __grid_con
     store_strip<D>(a.dv + (kvrow + 16 * warp) * D, Vs + 16 * warp * D, dv, one, kvalid - 16 * warp, lane);
 }
 
-// Q, dO (64 × D) and double-buffered K, V (64 × D)
-template <int D>
-constexpr int dq_smem() { return 6 * 64 * D * 2; }
+// Q, dO (64·MT × D) and double-buffered K, V (64 × D)
+template <int D, int MT>
+constexpr int dq_smem() { return (2 * MT + 4) * 64 * D * 2; }
 
-// grid (B·Hq, ⌈Tq/64⌉), the longest tiles first: dQ of one query tile (the dq_pass scheme).
-// Warp w owns query rows q0 + 16w …; per key tile S = Q Kᵀ, P = exp(sS − lse),
-// dP = dO Vᵀ, dS = P ⊙ (dP − D), dQ += dS K; dQ·s at the end.
-template <int D>
+// grid (B·Hq, ⌈Tq/(64·MT)⌉), the longest tiles first: dQ of one query tile (the dq_pass
+// scheme). Warp w owns MT strips of 16 query rows, q0 + 64·mt + 16w … (as the forward's);
+// per key tile S = Q Kᵀ, P = exp(sS − lse), dP = dO Vᵀ, dS = P ⊙ (dP − D), dQ += dS K,
+// each K or V fragment feeding every strip; dQ·s at the end.
+template <int D, int MT>
 __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_constant__ BwdArgs a) {
-    constexpr int NTD = D / 8, KSD = D / 16, kTile = 64 * D;
+    constexpr int NTD = D / 8, KSD = D / 16, kTile = 64 * D, BQ = kBQ * MT;
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);  // [64 q][D]
-    bf16_t* dOs = Qs + kTile;                       // [64 q][D]
-    bf16_t* Ks = dOs + kTile;                       // [2][64 k][D]
+    bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);  // [64·MT q][D]
+    bf16_t* dOs = Qs + BQ * D;                      // [64·MT q][D]
+    bf16_t* Ks = dOs + BQ * D;                      // [2][64 k][D]
     bf16_t* Vs = Ks + 2 * kTile;                    // [2][64 k][D]
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int bh = blockIdx.x, b = bh / a.Hq, h = bh % a.Hq, hk = h / (a.Hq / a.Hkv);
     const int qt = a.nqt - 1 - int(blockIdx.y);
-    const int q0 = qt * kBQ, qvalid = imin(kBQ, a.Tq - q0), off = a.Tk - a.Tq;
+    const int q0 = qt * BQ, qvalid = imin(BQ, a.Tq - q0), off = a.Tk - a.Tq;
     const int nkt = imin((a.Tk + kBK - 1) / kBK, (q0 + qvalid - 1 + off) / kBK + 1);
     const int nfull = imin(nkt, (q0 + off + 1) / kBK);
 
     const int64_t qrow0 = int64_t(bh) * a.Tq + q0;
     const int64_t kvrow = int64_t(b * a.Hkv + hk) * a.Tk;
-    load_tile<kBQ, D>(Qs, a.q + qrow0 * D, qvalid, tid);
-    load_tile<kBQ, D>(dOs, a.dout + qrow0 * D, qvalid, tid);
+    load_tile<BQ, D>(Qs, a.q + qrow0 * D, qvalid, tid);
+    load_tile<BQ, D>(dOs, a.dout + qrow0 * D, qvalid, tid);
     auto issue = [&](int t) {
         const int k0 = t * kBK, kv = imin(kBK, a.Tk - k0), buf = t & 1;
         load_tile<kBK, D>(Ks + buf * kTile, a.k + (kvrow + k0) * D, kv, tid);
@@ -529,16 +583,40 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_const
     issue(0);
     cp_async_commit();
 
-    const int rbase = q0 + 16 * warp + (lane >> 2), cq = 2 * (lane & 3);
-    float lse2[2], dd[2];
+    const int rbase = q0 + 16 * warp + (lane >> 2), cq = 2 * (lane & 3);  // strip mt: + 64·mt
+    float lse2[MT][2], dd[MT][2];
 #pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-        const int row = rbase + 8 * hf;
-        lse2[hf] = row < a.Tq ? a.lse[int64_t(bh) * a.Tq + row] * kLog2e : 0.f;
-        dd[hf] = row < a.Tq ? a.dvec[int64_t(bh) * a.Tq + row] : 0.f;
-    }
-    Acc<NTD> dq;
-    zero(dq);
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+            const int row = rbase + 64 * mt + 8 * hf;
+            lse2[mt][hf] = row < a.Tq ? a.lse[int64_t(bh) * a.Tq + row] * kLog2e : 0.f;
+            dd[mt][hf] = row < a.Tq ? a.dvec[int64_t(bh) * a.Tq + row] : 0.f;
+        }
+    Acc<NTD> dq[MT];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) zero(dq[mt]);
+    // acc[mt] (16 × 64) += strip mt of A (stored [m][k] in sa, D wide) · Bᵀ (stored [n][k])
+    // (k steps not unrolled at MT = 2: ptxas then keeps the 64 × 64 S, dP and dQ strips in
+    // registers without spilling)
+    auto strips_nk = [&](Acc<8>(&acc)[MT], const bf16_t* sa, const bf16_t* sb) {
+#pragma unroll(MT == 1 ? KSD : 1)
+        for (int kk = 0; kk < KSD; ++kk) {
+            uint32_t af[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) lda_mk<D>(af[mt], sa, 64 * mt + 16 * warp, 16 * kk, lane);
+#pragma unroll
+            for (int nb = 0; nb < 4; ++nb) {
+                uint32_t bf[4];
+                ldb_nk<D>(bf, sb, 16 * nb, 16 * kk, lane);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816(acc[mt][2 * nb], af[mt], bf[0], bf[1]);
+                    mma16816(acc[mt][2 * nb + 1], af[mt], bf[2], bf[3]);
+                }
+            }
+        }
+    };
     for (int t = 0; t < nkt; ++t) {
         if (t + 1 < nkt) issue(t + 1);
         cp_async_commit();
@@ -547,32 +625,55 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_const
         const int k0 = t * kBK, buf = t & 1;
         const bf16_t* K = Ks + buf * kTile;
         const bf16_t* V = Vs + buf * kTile;
-        Acc<8> p;
-        zero(p);
-        mma_mk_nk<D, D, KSD, 4>(p, Qs, 16 * warp, K, lane);
+        Acc<8> p[MT];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) zero(p[mt]);
+        strips_nk(p, Qs, K);
         const bool diag = t >= nfull;
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
+        for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                float x = exp2f(fmaf(p[j][e], a.scale_log2, -lse2[e >> 1]));
-                if (diag && k0 + 8 * j + cq + (e & 1) > rbase + 8 * (e >> 1) + off) x = 0.f;
-                p[j][e] = x;
+            for (int j = 0; j < 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    float x = exp2f(fmaf(p[mt][j][e], a.scale_log2, -lse2[mt][e >> 1]));
+                    if (diag && k0 + 8 * j + cq + (e & 1) > rbase + 64 * mt + 8 * (e >> 1) + off) x = 0.f;
+                    p[mt][j][e] = x;
+                }
+        Acc<8> ds[MT];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) zero(ds[mt]);
+        strips_nk(ds, dOs, V);
+        uint32_t sa[MT][4][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) ds[mt][j][e] = p[mt][j][e] * (ds[mt][j][e] - dd[mt][e >> 1]);
+            to_a_frags(sa[mt], ds[mt]);
+        }
+        // dQ += dS K: B[k = key][n = d] = K[key][d], each fragment feeding every strip
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+            for (int nb = 0; nb < D / 16; ++nb) {
+                uint32_t bk[4];
+                ldb_kn<D>(bk, K, 16 * nb, 16 * kk, lane);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816(dq[mt][2 * nb], sa[mt][kk], bk[0], bk[1]);
+                    mma16816(dq[mt][2 * nb + 1], sa[mt][kk], bk[2], bk[3]);
+                }
             }
-        Acc<8> ds;
-        zero(ds);
-        mma_mk_nk<D, D, KSD, 4>(ds, dOs, 16 * warp, V, lane);
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) ds[j][e] = p[j][e] * (ds[j][e] - dd[e >> 1]);
-        uint32_t sa[4][4];
-        to_a_frags(sa, ds);
-        mma_reg_kn<D, D / 16>(dq, sa, K, lane);  // B[k = key][n = d] = K[key][d]
         __syncthreads();  // this buffer is refilled next
     }
     const float sq[2] = {a.scale, a.scale};
-    store_strip<D>(a.dq + (qrow0 + 16 * warp) * D, Qs + 16 * warp * D, dq, sq, qvalid - 16 * warp, lane);
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+        const int r0 = 64 * mt + 16 * warp;  // the warp's own rows of Qs stage its dQ
+        store_strip<D>(a.dq + (qrow0 + r0) * D, Qs + r0 * D, dq[mt], sq, qvalid - r0, lane);
+    }
 }
 
 // dq (bf16) = s · dq_acc (f32), 8 elements a thread and step (n a multiple of 8)
@@ -612,23 +713,49 @@ bool bwd_atomic() {
     return e && std::strcmp(e, "atomic") == 0;
 }
 
+// The forward's strips of 16 query rows a warp (attn_fwd_tc's MT): RN_ATTENTION_FWD_ROWS=64
+// (one strip, 64-row query tiles) or 128 (two). Unset: 64, the kernels every figure above
+// was measured with; 128 has not been run on a GPU yet (no machine came in the session that
+// wrote it), so it stays opt-in until an A/B (bench_attention) says which is faster per D.
+// Read at every call, so a benchmark can time both in one process.
+int fwd_strips(int D) {
+    (void)D;
+    const char* e = std::getenv("RN_ATTENTION_FWD_ROWS");
+    return e && std::strcmp(e, "128") == 0 ? 2 : 1;
+}
+
+// The dQ pass's strips a warp, the same way: RN_ATTENTION_DQ_ROWS=64 (unset) or 128. Its 128-row
+// tiles at D = 128 need 128 KiB of shared memory: on a card with less a block, 64 rows.
+int dq_strips(int D) {
+    const char* e = std::getenv("RN_ATTENTION_DQ_ROWS");
+    if (e && std::strcmp(e, "64") == 0) return 1;
+    if (e && std::strcmp(e, "128") == 0) {
+        if (D == 64) return 2;
+        int optin = 0;
+        RN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
+        return optin >= dq_smem<128, 2>() ? 2 : 1;
+    }
+    return 1;
+}
+
 }  // namespace
 
 bool attention_tc_forward(const AttentionShape& s, double scale, void* out, float* lse, const void* q, const void* k,
                           const void* v) {
     if (!supported(s, {out, q, k, v})) return false;
+    const int mt = fwd_strips(int(s.D));
     FwdArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v),
               static_cast<bf16_t*>(out), lse, int(s.Hq), int(s.Hkv), int(s.Tq), int(s.Tk),
-              int((s.Tq + kBQ - 1) / kBQ), float(scale), float(scale * 1.4426950408889634)};
+              int((s.Tq + kBQ * mt - 1) / (kBQ * mt)), float(scale), float(scale * 1.4426950408889634)};
     const dim3 grid(unsigned(s.B * s.Hq), unsigned(a.nqt));
     cudaStream_t st = stream();
-    if (s.D == 64) {
-        set_smem(attn_fwd_tc<64>, fwd_smem<64>());
-        attn_fwd_tc<64><<<grid, kThreads, fwd_smem<64>(), st>>>(a);
-    } else {
-        set_smem(attn_fwd_tc<128>, fwd_smem<128>());
-        attn_fwd_tc<128><<<grid, kThreads, fwd_smem<128>(), st>>>(a);
-    }
+    auto run = [&](auto d, auto m) {
+        constexpr int D = decltype(d)::value, MT = decltype(m)::value;
+        set_smem(attn_fwd_tc<D, MT>, fwd_smem<D, MT>());
+        attn_fwd_tc<D, MT><<<grid, kThreads, fwd_smem<D, MT>(), st>>>(a);
+    };
+    if (s.D == 64) mt == 2 ? run(Width<64>{}, Width<2>{}) : run(Width<64>{}, Width<1>{});
+    else mt == 2 ? run(Width<128>{}, Width<2>{}) : run(Width<128>{}, Width<1>{});
     RN_CUDA_CHECK_LAUNCH();
     return true;
 }
@@ -663,7 +790,7 @@ bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void
               float(scale * 1.4426950408889634)};
     if (atomic) RN_CUDA_CHECK(cudaMemsetAsync(a.dq_acc, 0, size_t(nq_el) * sizeof(float), st));
     const dim3 grid_kv(unsigned(s.B * s.Hkv), unsigned((s.Tk + kBK - 1) / kBK));
-    const dim3 grid_q(unsigned(s.B * s.Hq), unsigned(a.nqt));
+    const int mt = dq_strips(int(s.D));
     auto run = [&](auto d) {
         constexpr int D = decltype(d)::value;
         if (atomic) {
@@ -676,8 +803,16 @@ bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void
             set_smem(attn_bwd_dkdv_tc<D, false>, dkdv_smem<D, false>());
             attn_bwd_dkdv_tc<D, false><<<grid_kv, kThreads, dkdv_smem<D, false>(), st>>>(a);
             RN_CUDA_CHECK_LAUNCH();
-            set_smem(attn_bwd_dq_tc<D>, dq_smem<D>());
-            attn_bwd_dq_tc<D><<<grid_q, kThreads, dq_smem<D>(), st>>>(a);
+            BwdArgs aq = a;  // the dQ pass's query tiles are 64·MT rows
+            aq.nqt = int((s.Tq + kBQ * mt - 1) / (kBQ * mt));
+            const dim3 grid_q(unsigned(s.B * s.Hq), unsigned(aq.nqt));
+            auto dq_pass = [&](auto m) {
+                constexpr int MT = decltype(m)::value;
+                set_smem(attn_bwd_dq_tc<D, MT>, dq_smem<D, MT>());
+                attn_bwd_dq_tc<D, MT><<<grid_q, kThreads, dq_smem<D, MT>(), st>>>(aq);
+            };
+            if (mt == 2) dq_pass(Width<2>{});
+            else dq_pass(Width<1>{});
             RN_CUDA_CHECK_LAUNCH();
         }
     };

@@ -177,6 +177,27 @@ BOOST_AUTO_TEST_CASE(both_backward_schemes_match_cpu) {
     unsetenv("RN_ATTENTION_BWD");
 }
 
+BOOST_AUTO_TEST_CASE(both_query_tile_heights_match_cpu) {
+    // the tensor-core forward and dQ pass give each warp one strip of 16 query rows (64-row
+    // tiles) or two (128-row tiles; RN_ATTENTION_FWD_ROWS and RN_ATTENTION_DQ_ROWS, read at
+    // every call): both against the CPU at D 64 and 128, with ragged last tiles, a tile of
+    // 128 rows whose second strip sees no key of the last key tile (T 130), and queries
+    // that are the last Tq of Tk
+    Generator gen(413);
+    for (const char* rows : {"64", "128"}) {
+        setenv("RN_ATTENTION_FWD_ROWS", rows, 1);
+        setenv("RN_ATTENTION_DQ_ROWS", rows, 1);
+        for (int64_t D : {int64_t(64), int64_t(128)})
+            BOOST_TEST_CONTEXT("rows " << rows << " D" << D) {
+                compare_case(DType::bf16, 2, 4, 2, 130, 130, D, gen);
+                compare_case(DType::bf16, 1, 4, 1, 65, 200, D, gen);
+                compare_case(DType::bf16, 1, 2, 2, 257, 300, D, gen);
+            }
+    }
+    unsetenv("RN_ATTENTION_FWD_ROWS");
+    unsetenv("RN_ATTENTION_DQ_ROWS");
+}
+
 BOOST_AUTO_TEST_CASE(noncontiguous_and_misaligned_inputs_match_cpu) {
     // the op makes inputs contiguous; a contiguous bf16 view one element off a 16-byte
     // boundary stays as it is, so the tensor-core path must decline it (the generic kernels
@@ -372,13 +393,24 @@ BOOST_AUTO_TEST_CASE(every_kernel_path_at_racecheck_sizes) {
     Generator gen(412);
     for (const char* scheme : {"atomic", "dq_pass"}) {
         setenv("RN_ATTENTION_BWD", scheme, 1);
+        // the forward's two tile heights, one with each backward scheme; the dQ pass's both
+        setenv("RN_ATTENTION_FWD_ROWS", scheme[0] == 'a' ? "64" : "128", 1);
         for (int64_t D : {int64_t(64), int64_t(128)})
             BOOST_TEST_CONTEXT("bf16 tensor cores " << scheme << " D" << D) {
                 compare_case(DType::bf16, 1, 2, 1, 65, 65, D, gen);
                 compare_case(DType::bf16, 1, 1, 1, 3, 70, D, gen);
             }
     }
+    for (const char* rows : {"64", "128"}) {
+        setenv("RN_ATTENTION_DQ_ROWS", rows, 1);
+        for (int64_t D : {int64_t(64), int64_t(128)})
+            BOOST_TEST_CONTEXT("bf16 tensor cores dq_pass rows " << rows << " D" << D) {
+                compare_case(DType::bf16, 1, 2, 1, 65, 65, D, gen);
+            }
+    }
     unsetenv("RN_ATTENTION_BWD");
+    unsetenv("RN_ATTENTION_FWD_ROWS");
+    unsetenv("RN_ATTENTION_DQ_ROWS");
     BOOST_TEST_CONTEXT("generic f32 D40") { compare_case(DType::f32, 1, 2, 1, 33, 40, 40, gen); }
     BOOST_TEST_CONTEXT("generic f64 D16") { compare_case(DType::f64, 1, 1, 1, 20, 20, 16, gen); }
     BOOST_TEST_CONTEXT("generic bf16 D40") { compare_case(DType::bf16, 1, 2, 2, 17, 17, 40, gen); }
