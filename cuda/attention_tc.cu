@@ -157,6 +157,47 @@ __device__ __forceinline__ void mma_reg_kn(Acc<2 * NB>& acc, const uint32_t (&pa
     }
 }
 
+// The same two shapes for MT strips of 16 rows a warp (the forward's and the dQ pass's
+// 16·MT rows): every B fragment loaded feeds all MT strips. acc[mt] (16 × 64) += A_mt ·
+// Bᵀ, B stored [n][k]; a_frag(mt, kk, frag) provides strip mt's A fragment of k step kk.
+template <int WB, int KS, int MT, int UNROLL = KS, typename AFrag>
+__device__ __forceinline__ void mma_strips_nk(Acc<8> (&acc)[MT], AFrag a_frag, const bf16_t* sb, int lane) {
+#pragma unroll UNROLL
+    for (int kk = 0; kk < KS; ++kk) {
+        uint32_t af[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) a_frag(mt, kk, af[mt]);
+#pragma unroll
+        for (int nb = 0; nb < 4; ++nb) {
+            uint32_t b[4];
+            ldb_nk<WB>(b, sb, 16 * nb, 16 * kk, lane);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                mma16816(acc[mt][2 * nb], af[mt], b[0], b[1]);
+                mma16816(acc[mt][2 * nb + 1], af[mt], b[2], b[3]);
+            }
+        }
+    }
+}
+// acc[mt] (16 × 16·NB) += pa[mt] (registers, 4 k steps) · B, B stored [k][n]
+template <int WB, int NB, int MT>
+__device__ __forceinline__ void mma_strips_reg_kn(Acc<2 * NB> (&acc)[MT], const uint32_t (&pa)[MT][4][4],
+                                                  const bf16_t* sb, int lane) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb) {
+            uint32_t b[4];
+            ldb_kn<WB>(b, sb, 16 * nb, 16 * kk, lane);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                mma16816(acc[mt][2 * nb], pa[mt][kk], b[0], b[1]);
+                mma16816(acc[mt][2 * nb + 1], pa[mt][kk], b[2], b[3]);
+            }
+        }
+    }
+}
+
 // ROWS × W bf16 rows of a contiguous [·, W] matrix at g into a swizzled tile, by the
 // block's 128 threads, asynchronously; rows ≥ rvalid are zero-filled (g stays a valid
 // address: rvalid ≥ 1 for every tile loaded).
@@ -276,29 +317,18 @@ __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd
         Acc<8> s[MT];
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) zero(s[mt]);
-#pragma unroll
-        for (int kk = 0; kk < KSD; ++kk) {
-            uint32_t af[MT][4];  // a copy of registers when kQreg: the compiler drops it
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
+        // Q's fragment: a copy of registers when kQreg (the compiler drops it), else ldmatrix
+        mma_strips_nk<D, KSD, MT>(
+            s,
+            [&](int mt, int kk, uint32_t(&af)[4]) {
                 if constexpr (kQreg) {
 #pragma unroll
-                    for (int i = 0; i < 4; ++i) af[mt][i] = qf[mt][kk][i];
+                    for (int i = 0; i < 4; ++i) af[i] = qf[mt][kk][i];
                 } else {
-                    lda_mk<D>(af[mt], Qs, 64 * mt + 16 * warp, 16 * kk, lane);
+                    lda_mk<D>(af, Qs, 64 * mt + 16 * warp, 16 * kk, lane);
                 }
-            }
-#pragma unroll
-            for (int nb = 0; nb < 4; ++nb) {
-                uint32_t bf[4];
-                ldb_nk<D>(bf, Ks, 16 * nb, 16 * kk, lane);
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-                    mma16816(s[mt][2 * nb], af[mt], bf[0], bf[1]);
-                    mma16816(s[mt][2 * nb + 1], af[mt], bf[2], bf[3]);
-                }
-            }
-        }
+            },
+            Ks, lane);
         cp_async_wait<0>();
         __syncthreads();  // V_t landed; every warp is done with K_t
         if (t + 1 < nkt) {
@@ -346,20 +376,7 @@ __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd
             }
             to_a_frags(pa[mt], s[mt]);
         }
-        // O += P V_t, each V fragment feeding every strip
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-#pragma unroll
-            for (int nb = 0; nb < D / 16; ++nb) {
-                uint32_t bv[4];
-                ldb_kn<D>(bv, Vs, 16 * nb, 16 * kk, lane);
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-                    mma16816(o[mt][2 * nb], pa[mt][kk], bv[0], bv[1]);
-                    mma16816(o[mt][2 * nb + 1], pa[mt][kk], bv[2], bv[3]);
-                }
-            }
-        }
+        mma_strips_reg_kn<D, D / 16, MT>(o, pa, Vs, lane);  // O += P V_t
     }
 
 #pragma unroll
@@ -600,22 +617,9 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_const
     // (k steps not unrolled at MT = 2: ptxas then keeps the 64 × 64 S, dP and dQ strips in
     // registers without spilling)
     auto strips_nk = [&](Acc<8>(&acc)[MT], const bf16_t* sa, const bf16_t* sb) {
-#pragma unroll(MT == 1 ? KSD : 1)
-        for (int kk = 0; kk < KSD; ++kk) {
-            uint32_t af[MT][4];
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt) lda_mk<D>(af[mt], sa, 64 * mt + 16 * warp, 16 * kk, lane);
-#pragma unroll
-            for (int nb = 0; nb < 4; ++nb) {
-                uint32_t bf[4];
-                ldb_nk<D>(bf, sb, 16 * nb, 16 * kk, lane);
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-                    mma16816(acc[mt][2 * nb], af[mt], bf[0], bf[1]);
-                    mma16816(acc[mt][2 * nb + 1], af[mt], bf[2], bf[3]);
-                }
-            }
-        }
+        mma_strips_nk<D, KSD, MT, MT == 1 ? KSD : 1>(
+            acc, [&](int mt, int kk, uint32_t(&af)[4]) { lda_mk<D>(af, sa, 64 * mt + 16 * warp, 16 * kk, lane); },
+            sb, lane);
     };
     for (int t = 0; t < nkt; ++t) {
         if (t + 1 < nkt) issue(t + 1);
@@ -653,19 +657,7 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_const
                 for (int e = 0; e < 4; ++e) ds[mt][j][e] = p[mt][j][e] * (ds[mt][j][e] - dd[mt][e >> 1]);
             to_a_frags(sa[mt], ds[mt]);
         }
-        // dQ += dS K: B[k = key][n = d] = K[key][d], each fragment feeding every strip
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-            for (int nb = 0; nb < D / 16; ++nb) {
-                uint32_t bk[4];
-                ldb_kn<D>(bk, K, 16 * nb, 16 * kk, lane);
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-                    mma16816(dq[mt][2 * nb], sa[mt][kk], bk[0], bk[1]);
-                    mma16816(dq[mt][2 * nb + 1], sa[mt][kk], bk[2], bk[3]);
-                }
-            }
+        mma_strips_reg_kn<D, D / 16, MT>(dq, sa, K, lane);  // dQ += dS K: B[k = key][n = d] = K[key][d]
         __syncthreads();  // this buffer is refilled next
     }
     const float sq[2] = {a.scale, a.scale};
