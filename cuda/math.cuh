@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "core/dtype.h"
+#include "core/error.h"  // throw_error (dispatch_float)
 #include "cuda/context.h"
 
 namespace rn::cuda {

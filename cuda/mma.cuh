@@ -4,6 +4,7 @@
 // accumulator strip type a warp's MMAs fill.
 // Header-only, included by .cu files only (cuda/retention_tc.cu, cuda/attention_tc.cu,
 // cuda/attention_decode.cu). How each kernel lays out its tiles stays in that kernel.
+// Under RN_CUDA_EMU (tests/cuda_emu/) the PTX wrappers come from the CPU emulator instead.
 #pragma once
 #include <cuda_bf16.h>
 
@@ -12,8 +13,13 @@
 
 #include "cuda/math.cuh"  // bf16_t
 
+#ifdef RN_CUDA_EMU
+#include "tests/cuda_emu/mma.h"
+#endif
+
 namespace rn::cuda::mma {
 
+#ifndef RN_CUDA_EMU
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -63,6 +69,7 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#endif  // RN_CUDA_EMU
 
 // two floats as one bf16 pair (lo in the low half), rounded to nearest
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {

@@ -1,0 +1,255 @@
+// tests/test_emu_attention_tc.cpp — the tensor-core attention kernels
+// (cuda/attention_tc_kernels.cuh) run on the CPU through the emulator of tests/cuda_emu/,
+// against the CPU op in f64 on the same bf16-rounded inputs. CI has no GPU, so this is
+// where every change to those kernels' tiles, fragment layouts, masks, pipelines and
+// strip counts is checked before a GPU sees it: the forward with one and two 16-row
+// strips a warp (64- and 128-row query tiles), the dK/dV kernel with the dQ pass (one and
+// two strips) and with atomic dQ, at D 64 and 128, ragged tiles, Tq < Tk and GQA.
+// test_cuda_attention checks the same kernels on a GPU through the public op.
+//
+// Tolerances as test_cuda_attention's for bf16 (‖got − want‖ / ‖want‖): output 1e-2,
+// gradients 2e-2. Emulated mma.sync sums in double, so these bound the kernels' bf16
+// roundings (P, dS, the outputs), not the emulation.
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "tests/cuda_emu/emu.h"
+// (emu.h first: the kernels compile against the emulator's CUDA names)
+#include "cuda/attention_tc_kernels.cuh"
+#include "core/random.h"
+#include "core/tensor_math.h"
+#include "ops/attention.h"
+
+namespace rn::cuda::attn_tc {
+// the kernels' `extern __shared__` array: the largest dynamic shared memory a block asks for
+alignas(128) unsigned char smem[232448];
+}  // namespace rn::cuda::attn_tc
+
+using namespace rn;
+namespace tc = rn::cuda::attn_tc;
+
+namespace {
+
+struct Case {
+    int B, Hq, Hkv, Tq, Tk, D;
+};
+
+std::string name(const Case& c) {
+    return "B" + std::to_string(c.B) + " Hq" + std::to_string(c.Hq) + " Hkv" + std::to_string(c.Hkv) + " Tq" +
+           std::to_string(c.Tq) + " Tk" + std::to_string(c.Tk) + " D" + std::to_string(c.D);
+}
+
+// N(0, 1) rounded to bf16: the bf16 buffer and the same values in f64
+struct Input {
+    std::vector<__nv_bfloat16> h;
+    std::vector<double> d;
+};
+Input random_input(int64_t n, Generator& gen) {
+    Input x;
+    for (double v : randn({n}, gen, DType::f32).to_vector<double>()) {
+        x.h.push_back(__float2bfloat16(float(v)));
+        x.d.push_back(double(__bfloat162float(x.h.back())));
+    }
+    return x;
+}
+
+double rel_err(const std::vector<__nv_bfloat16>& got, const std::vector<double>& want) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+        const double g = __bfloat162float(got[i]);
+        if (!std::isfinite(g)) return INFINITY;
+        num += (g - want[i]) * (g - want[i]);
+        den += want[i] * want[i];
+    }
+    return std::sqrt(num / den);
+}
+
+struct Reference {
+    std::vector<double> out, lse, dq, dk, dv;
+};
+
+Reference reference(const Case& c, const Input& q, const Input& k, const Input& v, const Input& dout, double scale) {
+    const AttentionShape s{c.B, c.Hq, c.Hkv, c.Tq, c.Tk, c.D};
+    Reference r;
+    r.out.resize(q.d.size());
+    r.lse.resize(size_t(c.B) * c.Hq * c.Tq);
+    r.dq.resize(q.d.size());
+    r.dk.resize(k.d.size());
+    r.dv.resize(v.d.size());
+    cpu::attention_forward(DType::f64, s, scale, r.out.data(), r.lse.data(), q.d.data(), k.d.data(), v.d.data());
+    cpu::attention_backward(DType::f64, s, scale, r.dq.data(), r.dk.data(), r.dv.data(), dout.d.data(), q.d.data(),
+                            k.d.data(), v.d.data(), r.out.data(), r.lse.data());
+    return r;
+}
+
+template <int D, int MT>
+void forward(const Case& c, tc::FwdArgs a) {
+    a.nqt = (c.Tq + tc::kBQ * MT - 1) / (tc::kBQ * MT);
+    rn_emu::launch(tc::attn_fwd_tc<D, MT>, dim3(unsigned(c.B * c.Hq), unsigned(a.nqt)), dim3(tc::kThreads),
+                   size_t(tc::fwd_smem<D, MT>()), a);
+}
+
+template <int D>
+void backward(const Case& c, tc::BwdArgs a, int dq_strips, bool atomic, std::vector<float>& acc) {
+    a.nqt = (c.Tq + tc::kBQ - 1) / tc::kBQ;
+    const dim3 grid_kv(unsigned(c.B * c.Hkv), unsigned((c.Tk + tc::kBK - 1) / tc::kBK));
+    if (atomic) {
+        acc.assign(size_t(c.B) * c.Hq * c.Tq * c.D, 0.f);
+        a.dq_acc = acc.data();
+        rn_emu::launch(tc::attn_bwd_dkdv_tc<D, true>, grid_kv, dim3(tc::kThreads), size_t(tc::dkdv_smem<D, true>()), a);
+        rn_emu::launch(tc::dq_convert_kernel, dim3(4), dim3(64), 0, a.dq, static_cast<const float*>(a.dq_acc),
+                       int64_t(acc.size() / 8), a.scale);
+        return;
+    }
+    rn_emu::launch(tc::attn_bwd_dkdv_tc<D, false>, grid_kv, dim3(tc::kThreads), size_t(tc::dkdv_smem<D, false>()), a);
+    auto dq_pass = [&](auto m) {
+        constexpr int MT = decltype(m)::value;
+        tc::BwdArgs aq = a;
+        aq.nqt = (c.Tq + tc::kBQ * MT - 1) / (tc::kBQ * MT);
+        rn_emu::launch(tc::attn_bwd_dq_tc<D, MT>, dim3(unsigned(c.B * c.Hq), unsigned(aq.nqt)), dim3(tc::kThreads),
+                       size_t(tc::dq_smem<D, MT>()), aq);
+    };
+    if (dq_strips == 2) dq_pass(cuda::Width<2>{});
+    else dq_pass(cuda::Width<1>{});
+}
+
+// Every kernel variant on one shape: forward with 1 and 2 strips a warp, then the backward
+// three ways (dQ pass with 1 and 2 strips, atomic dQ), each against the f64 CPU op.
+template <int D>
+void check_case(const Case& c, uint64_t seed) {
+    BOOST_TEST_MESSAGE("emulated tensor-core attention: " << name(c));
+    Generator gen(seed);
+    const int64_t nq = int64_t(c.B) * c.Hq * c.Tq * D, nk = int64_t(c.B) * c.Hkv * c.Tk * D;
+    const Input q = random_input(nq, gen), k = random_input(nk, gen), v = random_input(nk, gen),
+                dout = random_input(nq, gen);
+    const double scale = 1.0 / std::sqrt(double(D));
+    const Reference want = reference(c, q, k, v, dout, scale);
+
+    std::vector<__nv_bfloat16> out, out1;
+    std::vector<float> lse(want.lse.size());
+    for (int mt : {1, 2}) {
+        // NaN-poisoned: every element must be written
+        out.assign(size_t(nq), __float2bfloat16(NAN));
+        std::fill(lse.begin(), lse.end(), NAN);
+        tc::FwdArgs a{q.h.data(), k.h.data(), v.h.data(), out.data(), lse.data(), c.Hq, c.Hkv, c.Tq, c.Tk, 0,
+                      float(scale), float(scale * 1.4426950408889634)};
+        if (mt == 1) forward<D, 1>(c, a);
+        else forward<D, 2>(c, a);
+        const double e = rel_err(out, want.out);
+        BOOST_TEST(e <= 1e-2, name(c) << " forward, " << 64 * mt << "-row tiles: output relative error " << e);
+        BOOST_TEST_MESSAGE("  forward, " << 64 * mt << "-row tiles: output relative error " << e);
+        double lse_err = 0;
+        for (size_t i = 0; i < lse.size(); ++i) lse_err = std::max(lse_err, std::abs(double(lse[i]) - want.lse[i]));
+        BOOST_TEST(lse_err <= 1e-3, name(c) << " forward, " << 64 * mt << "-row tiles: lse max error " << lse_err);
+        if (mt == 1) out1 = out;
+    }
+
+    // Δ = rowsum(dO ⊙ O) in f32 from the bf16 output, as cuda/attention.cu forms it
+    std::vector<float> dvec(lse.size());
+    for (size_t r = 0; r < dvec.size(); ++r) {
+        float s = 0;
+        for (int d = 0; d < D; ++d)
+            s += __bfloat162float(dout.h[r * D + size_t(d)]) * __bfloat162float(out1[r * D + size_t(d)]);
+        dvec[r] = s;
+    }
+    struct Scheme {
+        const char* what;
+        int strips;
+        bool atomic;
+    };
+    for (const Scheme sc : {Scheme{"dQ pass, 64-row tiles", 1, false}, Scheme{"dQ pass, 128-row tiles", 2, false},
+                            Scheme{"atomic dQ", 1, true}}) {
+        std::vector<__nv_bfloat16> dq(size_t(nq), __float2bfloat16(NAN)), dk(size_t(nk), __float2bfloat16(NAN)),
+            dv(size_t(nk), __float2bfloat16(NAN));
+        std::vector<float> acc;
+        tc::BwdArgs a{q.h.data(), k.h.data(), v.h.data(), dout.h.data(), lse.data(), dvec.data(), dq.data(),
+                      dk.data(), dv.data(), nullptr, c.Hq, c.Hkv, c.Tq, c.Tk, 0, float(scale),
+                      float(scale * 1.4426950408889634)};
+        backward<D>(c, a, sc.strips, sc.atomic, acc);
+        for (auto [got, ref, w] : {std::tuple{&dq, &want.dq, "dq"}, std::tuple{&dk, &want.dk, "dk"},
+                                   std::tuple{&dv, &want.dv, "dv"}}) {
+            const double e = rel_err(*got, *ref);
+            BOOST_TEST(e <= 2e-2, name(c) << " backward (" << sc.what << "): " << w << " relative error " << e);
+            BOOST_TEST_MESSAGE("  backward (" << sc.what << "): " << w << " relative error " << e);
+        }
+    }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(emulated_tensor_core_attention)
+
+// A 128-row tile whose second strip sees no key of the last key tile (T 130), a ragged
+// single tile (T 65), GQA 2 and 4, Tq < Tk (a prefill chunk after a cached prefix).
+// (A mask off by one — `>=` for `>` in the dQ pass — fails the D 64 case by 0.12–0.31.)
+BOOST_AUTO_TEST_CASE(d64_kernels_match_the_cpu_op) {
+    check_case<64>({1, 2, 1, 130, 130, 64}, 11);
+    check_case<64>({2, 4, 1, 65, 65, 64}, 12);
+    check_case<64>({1, 1, 1, 70, 200, 64}, 13);
+    check_case<64>({1, 2, 1, 257, 300, 64}, 14);  // 128-row tiles: two full, one of a single row
+}
+
+BOOST_AUTO_TEST_CASE(d128_kernels_match_the_cpu_op) {
+    check_case<128>({1, 2, 2, 130, 130, 128}, 21);
+    check_case<128>({1, 2, 1, 33, 150, 128}, 22);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// The emulator itself: what it must catch for the tests above to mean anything
+namespace emu_checks {
+extern __shared__ __align__(16) unsigned char smem[];
+alignas(16) unsigned char smem[1024];
+
+// thread t copies 16 bytes into slot t and reads slot t before and after the wait
+__global__ void early_read(const uint4* src, uint4* before, uint4* after) {
+    auto* s = reinterpret_cast<uint4*>(smem);
+    const int t = int(threadIdx.x);
+    rn::cuda::mma::cp_async16(s + t, src + t, true);
+    rn::cuda::mma::cp_async_commit();
+    before[t] = s[t];
+    rn::cuda::mma::cp_async_wait<0>();
+    after[t] = s[t];
+}
+// lane 0 waits at the block barrier while the other lanes shuffle: no schedule finishes
+__global__ void divergent_barrier(int* out) {
+    const int t = int(threadIdx.x);
+    if (t == 0) __syncthreads();
+    else out[t] = __shfl_xor_sync(0xffffffffu, t, 1);
+}
+// lanes of one warp in two different collectives
+__global__ void divergent_collective(int* out) {
+    const int t = int(threadIdx.x);
+    if (t < 16) out[t] = __shfl_xor_sync(0xffffffffu, t, 1);
+    else __syncwarp();
+}
+}  // namespace emu_checks
+
+BOOST_AUTO_TEST_SUITE(cuda_emulator)
+
+BOOST_AUTO_TEST_CASE(cp_async_lands_only_at_its_wait) {
+    std::vector<uint4> src(32), before(32), after(32);
+    for (int i = 0; i < 32; ++i) src[size_t(i)] = make_uint4(unsigned(i + 1), 2u, 3u, 4u);
+    std::memset(emu_checks::smem, 0, sizeof emu_checks::smem);
+    rn_emu::launch(emu_checks::early_read, dim3(1), dim3(32), 512, static_cast<const uint4*>(src.data()),
+                   before.data(), after.data());
+    for (int i = 0; i < 32; ++i) {
+        BOOST_TEST(before[size_t(i)].x == 0u, "thread " << i << " saw its cp.async data before the wait");
+        BOOST_TEST(after[size_t(i)].x == unsigned(i + 1), "thread " << i << " lost its cp.async data");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_deadlock_and_a_divergent_collective_are_errors) {
+    std::vector<int> out(32);
+    BOOST_CHECK_EXCEPTION(rn_emu::launch(emu_checks::divergent_barrier, dim3(1), dim3(32), 0, out.data()),
+                          std::runtime_error,
+                          [](const std::runtime_error& e) { return std::string(e.what()).find("deadlock") != std::string::npos; });
+    BOOST_CHECK_EXCEPTION(rn_emu::launch(emu_checks::divergent_collective, dim3(1), dim3(32), 0, out.data()),
+                          std::runtime_error,
+                          [](const std::runtime_error& e) { return std::string(e.what()).find("divergent") != std::string::npos; });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
