@@ -6,7 +6,10 @@
 //   bench_train [--arch retnet|transformer] [--preset small] [--vocab 32000] [--batch 8]
 //               [--seq 2048] [--mode chunkwise] [--chunk 64] [--dtype bf16] [--device cuda]
 //               [--steps 10] [--warmup 3] [--json PATH] [--save-check DIR [--check-qk-scale S]]
-//               [--checkpoint-activations]
+//               [--checkpoint-activations] [--profile]
+//
+// --profile: after the timed steps, one more step between cudaProfilerStart/Stop, for
+// `ncu --profile-from-start off` (every kernel of one optimizer step).
 //
 // MFU, two ways, both over 989 TFLOP/s (H200 dense bf16 peak) and over 790 TFLOP/s (the bf16
 // matmul rate measured on the card):
@@ -136,7 +139,8 @@ int main(int argc, char** argv) {
         if (steps == 0) return 0;  // --steps 0: the check only
     }
 
-    const bench::TrainStepTimes r = bench::time_train_steps(model, B, T, fo, steps, warmup, dev);
+    const bench::TrainStepTimes r = bench::time_train_steps(model, B, T, fo, steps, warmup, dev,
+                                                                  bench::has_flag(argc, argv, "--profile"));
     const double t = r.step_s, tps = r.tokens_per_s, peak_gib = r.peak_gib;
     const double t_fwd = r.fwd_s, t_bwd = r.bwd_s, t_opt = r.opt_s, loss_v = r.loss;
     const std::vector<double>& times = r.steps_s;

@@ -14,6 +14,9 @@
 #include "nn/lm.h"
 #include "nn/optim.h"
 #include "ops/ops.h"
+#ifdef RN_HAVE_CUDA
+#include <cuda_profiler_api.h>
+#endif
 
 namespace rn::bench {
 
@@ -65,8 +68,10 @@ struct TrainStepTimes {
 // Times training steps of `model` (already on its device) on random tokens [B, T+1] from a
 // fixed seed. Phase times need a sync between phases, so they come from one separate,
 // synchronised step after the unsynchronised timed ones.
+// With `profiled` set (CUDA builds), one more step runs between cudaProfilerStart/Stop after
+// the timed ones, for `ncu --profile-from-start off` (a per-kernel breakdown of one step).
 inline TrainStepTimes time_train_steps(nn::LanguageModel& model, int64_t B, int64_t T, const nn::ForwardOptions& fo,
-                                       int64_t steps, int64_t warmup, Device dev) {
+                                       int64_t steps, int64_t warmup, Device dev, bool profiled = false) {
     const int64_t V = model.config().vocab_size;
     nn::AdamW opt(model.named_parameters(), nn::AdamWOptions{});
     Generator gen(7);
@@ -104,6 +109,15 @@ inline TrainStepTimes time_train_steps(nn::LanguageModel& model, int64_t B, int6
     r.peak_gib = double(dev.is_cuda() ? cuda::memory_stats(dev.index).peak_allocated : cpu_memory_stats().peak) /
                  double(1 << 30);
     step(true);
+    if (profiled && dev.is_cuda()) {
+#ifdef RN_HAVE_CUDA
+        cudaProfilerStart();
+#endif
+        step(false);
+#ifdef RN_HAVE_CUDA
+        cudaProfilerStop();
+#endif
+    }
     r.step_s = median(r.steps_s);
     r.tokens_per_s = double(B * T) / r.step_s;
     return r;
