@@ -256,7 +256,7 @@ template <int D, int MT>
 __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd_tc(const __grid_constant__ FwdArgs a) {
     constexpr int NTD = D / 8, KSD = D / 16, BQ = kBQ * MT;
     constexpr bool kQreg = D * MT <= 128;
-    extern __shared__ __align__(128) unsigned char smem[];
+    RN_DYNAMIC_SMEM(smem, 128);
     bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);  // [64·MT q][D]
     bf16_t* Ks = Qs + BQ * D;                       // [64 k][D]
     bf16_t* Vs = Ks + kBK * D;                      // [64 k][D]
@@ -416,7 +416,7 @@ template <int D, bool kAtomic>
 __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dkdv_tc(const __grid_constant__ BwdArgs a) {
     constexpr int NTD = D / 8, KSD = D / 16, kTile = 64 * D;
     constexpr int kBwdUnroll = D == 128 ? 1 : KSD;  // fewer loads hoisted: D = 128 spills less (ptxas -v)
-    extern __shared__ __align__(128) unsigned char smem[];
+    RN_DYNAMIC_SMEM(smem, 128);
     bf16_t* Ks = reinterpret_cast<bf16_t*>(smem);  // [64 k][D]
     bf16_t* Vs = Ks + kTile;                        // [64 k][D]
     bf16_t* Qs = Vs + kTile;                        // [2][64 q][D]
@@ -569,7 +569,7 @@ constexpr int dq_smem() { return (2 * MT + 4) * 64 * D * 2; }
 template <int D, int MT>
 __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_constant__ BwdArgs a) {
     constexpr int NTD = D / 8, KSD = D / 16, kTile = 64 * D, BQ = kBQ * MT;
-    extern __shared__ __align__(128) unsigned char smem[];
+    RN_DYNAMIC_SMEM(smem, 128);
     bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);  // [64·MT q][D]
     bf16_t* dOs = Qs + BQ * D;                      // [64·MT q][D]
     bf16_t* Ks = dOs + BQ * D;                      // [2][64 k][D]

@@ -23,11 +23,6 @@
 #include "core/tensor_math.h"
 #include "ops/attention.h"
 
-namespace rn::cuda::attn_tc {
-// the kernels' `extern __shared__` array: the largest dynamic shared memory a block asks for
-alignas(128) unsigned char smem[232448];
-}  // namespace rn::cuda::attn_tc
-
 using namespace rn;
 namespace tc = rn::cuda::attn_tc;
 
@@ -201,11 +196,9 @@ BOOST_AUTO_TEST_SUITE_END()
 
 // The emulator itself: what it must catch for the tests above to mean anything
 namespace emu_checks {
-extern __shared__ __align__(16) unsigned char smem[];
-alignas(16) unsigned char smem[1024];
-
 // thread t copies 16 bytes into slot t and reads slot t before and after the wait
 __global__ void early_read(const uint4* src, uint4* before, uint4* after) {
+    RN_DYNAMIC_SMEM(smem, 16);
     auto* s = reinterpret_cast<uint4*>(smem);
     const int t = int(threadIdx.x);
     rn::cuda::mma::cp_async16(s + t, src + t, true);
@@ -233,7 +226,7 @@ BOOST_AUTO_TEST_SUITE(cuda_emulator)
 BOOST_AUTO_TEST_CASE(cp_async_lands_only_at_its_wait) {
     std::vector<uint4> src(32), before(32), after(32);
     for (int i = 0; i < 32; ++i) src[size_t(i)] = make_uint4(unsigned(i + 1), 2u, 3u, 4u);
-    std::memset(emu_checks::smem, 0, sizeof emu_checks::smem);
+    std::memset(rn_emu::dynamic_smem(), 0, 512);
     rn_emu::launch(emu_checks::early_read, dim3(1), dim3(32), 512, static_cast<const uint4*>(src.data()),
                    before.data(), after.data());
     for (int i = 0; i < 32; ++i) {

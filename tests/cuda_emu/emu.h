@@ -13,10 +13,11 @@
 // that covers them, so a kernel that reads shared memory before waiting (or before the
 // barrier after the wait) reads stale data here as it could on a GPU.
 //
-// Not modelled: timing, occupancy, memory ordering between blocks (they run one by one),
-// static `__shared__` arrays (only `extern __shared__` dynamic shared memory: define the
-// array the kernel names, at namespace scope, with room for the launch). Performance is
-// the GPU's business; this is about getting the same numbers.
+// Shared memory: a kernel declares its dynamic array with RN_DYNAMIC_SMEM (cuda/mma.cuh),
+// which here is a 227 KiB buffer of the emulator's; static `__shared__` variables keep
+// their values from one block to the next, where a GPU leaves them undefined. Not modelled: timing, occupancy, memory ordering
+// between blocks (they run one by one). Performance is the GPU's business; this is about
+// getting the same numbers.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>  // vector types (float2, uint4, dim3, make_float2) on the host
@@ -163,6 +164,12 @@ inline void cp_async_wait(int n) {
     if (committed - n > 0) g.erase(g.begin(), g.begin() + (committed - n));
 }
 
+constexpr size_t kSmemBytes = 232448;  // an H100's/H200's most a block may opt in to
+inline unsigned char* dynamic_smem() {
+    alignas(128) static unsigned char buf[kSmemBytes];
+    return buf;
+}
+
 inline void trampoline() {
     Block& b = blk();
     try {
@@ -180,13 +187,15 @@ inline void trampoline() {
     _longjmp(b.sched, 1);
 }
 
-// Runs kernel<<<grid, block, smem>>>(args...) on the CPU; smem is only checked against the
-// emulator's budget (the kernel's extern array must be defined that large by the caller).
+// Runs kernel<<<grid, block, smem>>>(args...) on the CPU; smem is checked against what a
+// block may have.
 constexpr size_t kStack = 256 * 1024;
 
 template <typename... P, typename... A>
 void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... args) {
-    (void)smem;
+    if (smem > kSmemBytes)
+        fail("a launch asks for " + std::to_string(smem) + " bytes of shared memory; a block may have " +
+             std::to_string(kSmemBytes));
     Block& b = blk();
     const int nt = int(block.x * block.y * block.z);
     if (nt % 32) fail("block size must be a multiple of 32");
@@ -259,7 +268,10 @@ inline const dim3& grid_dim() { return blk().grid; }
 #undef __shared__
 #define __launch_bounds__(...)
 #define __grid_constant__
-#define __shared__  // `extern __shared__ T x[];` names an array the test defines
+// static: all fibers of a launch run on one OS thread, so a block-scope `__shared__`
+// variable is one object for the whole block (blocks run one at a time). Dynamic shared
+// memory is declared through RN_DYNAMIC_SMEM (cuda/mma.cuh): dynamic_smem() below.
+#define __shared__ static
 #define threadIdx (::rn_emu::thread_idx())
 #define blockIdx (::rn_emu::block_idx())
 #define blockDim (::rn_emu::block_dim())
