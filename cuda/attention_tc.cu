@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "core/tensor.h"
 #include "cuda/attention_tc_kernels.cuh"
@@ -70,6 +71,14 @@ int dq_strips(int D) {
     return 1;
 }
 
+// The dK/dV kernel's key tile (attn_bwd_dkdv_tc's KW warps of 16 keys): RN_ATTENTION_BWD_KEYS=64
+// (unset: 4 warps, the kernel every figure above was measured with) or 128 (8 warps), opt-in
+// until an A/B on a GPU says which is faster. Read at every call.
+int dkdv_warps() {
+    const char* e = std::getenv("RN_ATTENTION_BWD_KEYS");
+    return e && std::strcmp(e, "128") == 0 ? 8 : 4;
+}
+
 }  // namespace
 
 bool attention_tc_forward(const AttentionShape& s, double scale, void* out, float* lse, const void* q, const void* k,
@@ -121,20 +130,29 @@ bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void
               float(scale),
               float(scale * 1.4426950408889634)};
     if (atomic) RN_CUDA_CHECK(cudaMemsetAsync(a.dq_acc, 0, size_t(nq_el) * sizeof(float), st));
-    const dim3 grid_kv(unsigned(s.B * s.Hkv), unsigned((s.Tk + kBK - 1) / kBK));
-    const int mt = dq_strips(int(s.D));
+    const int mt = dq_strips(int(s.D)), kw = dkdv_warps();
+    const dim3 grid_kv(unsigned(s.B * s.Hkv), unsigned((s.Tk + 16 * kw - 1) / (16 * kw)));
+    // the dK/dV kernel with KW warps (16·KW keys a block)
+    auto dkdv = [&](auto d, auto at) {
+        constexpr int D = decltype(d)::value;
+        constexpr bool A = decltype(at)::value;
+        auto go = [&](auto w) {
+            constexpr int KW = decltype(w)::value;
+            set_smem(attn_bwd_dkdv_tc<D, A, KW>, dkdv_smem<D, A, KW>());
+            attn_bwd_dkdv_tc<D, A, KW><<<grid_kv, 32 * KW, dkdv_smem<D, A, KW>(), st>>>(a);
+        };
+        if (kw == 8) go(Width<8>{});
+        else go(Width<4>{});
+        RN_CUDA_CHECK_LAUNCH();
+    };
     auto run = [&](auto d) {
         constexpr int D = decltype(d)::value;
         if (atomic) {
-            set_smem(attn_bwd_dkdv_tc<D, true>, dkdv_smem<D, true>());
-            attn_bwd_dkdv_tc<D, true><<<grid_kv, kThreads, dkdv_smem<D, true>(), st>>>(a);
-            RN_CUDA_CHECK_LAUNCH();
+            dkdv(d, std::true_type{});
             dq_convert_kernel<<<grid_for(nq_el / 8), 256, 0, st>>>(a.dq, a.dq_acc, nq_el / 8, a.scale);
             RN_CUDA_CHECK_LAUNCH();
         } else {
-            set_smem(attn_bwd_dkdv_tc<D, false>, dkdv_smem<D, false>());
-            attn_bwd_dkdv_tc<D, false><<<grid_kv, kThreads, dkdv_smem<D, false>(), st>>>(a);
-            RN_CUDA_CHECK_LAUNCH();
+            dkdv(d, std::false_type{});
             BwdArgs aq = a;  // the dQ pass's query tiles are 64·MT rows
             aq.nqt = int((s.Tq + kBQ * mt - 1) / (kBQ * mt));
             const dim3 grid_q(unsigned(s.B * s.Hq), unsigned(aq.nqt));

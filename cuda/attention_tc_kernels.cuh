@@ -20,7 +20,8 @@
 //               fed back as A fragments straight from S's accumulators (no shared memory).
 //               Writes O/l (bf16) and lse = s·m + ln l (f32, natural log like the CPU's).
 //   backward    Dᵢ = rowsum(dO ⊙ O) (cuda/attention.cu, f32), then
-//     dK, dV    grid (B·Hkv, ⌈Tk/64⌉), the key tile with the most queries (the first) first:
+//     dK, dV    grid (B·Hkv, ⌈Tk/(16·KW)⌉), KW = 4 warps (64 keys; 8 and 128 keys opt-in,
+//               RN_ATTENTION_BWD_KEYS), the key tile with the most queries (the first) first:
 //               each warp keeps 16 keys' dK, dV (fp32) in registers and loops over the query
 //               tiles of every head of its kv group (GQA summed in registers: no atomics
 //               for dk/dv): Sᵀ = KQᵀ, Pᵀ = exp2(s₂Sᵀ − log₂e·lse), dV += PᵀdO,
@@ -193,15 +194,15 @@ __device__ __forceinline__ void mma_strips_reg_kn(Acc<2 * NB> (&acc)[MT], const 
 }
 
 // ROWS × W bf16 rows of a contiguous [·, W] matrix at g into a swizzled tile, by the
-// block's 128 threads, asynchronously; rows ≥ rvalid are zero-filled (g stays a valid
+// block's NT threads, asynchronously; rows ≥ rvalid are zero-filled (g stays a valid
 // address: rvalid ≥ 1 for every tile loaded).
-template <int ROWS, int W>
+template <int ROWS, int W, int NT = kThreads>
 __device__ __forceinline__ void load_tile(bf16_t* s, const bf16_t* g, int rvalid, int tid) {
     constexpr int kCpr = W / 8, kPieces = ROWS * kCpr;
-    static_assert(kPieces % kThreads == 0, "tile pieces must split evenly over the threads");
+    static_assert(kPieces % NT == 0, "tile pieces must split evenly over the threads");
 #pragma unroll
-    for (int i = 0; i < kPieces / kThreads; ++i) {
-        const int idx = tid + i * kThreads, r = idx / kCpr, c = (idx % kCpr) * 8;
+    for (int i = 0; i < kPieces / NT; ++i) {
+        const int idx = tid + i * NT, r = idx / kCpr, c = (idx % kCpr) * 8;
         const bool ok = r < rvalid;
         cp_async16(s + swz<W>(r, c), ok ? g + int64_t(r) * W + c : g, ok);
     }
@@ -406,39 +407,43 @@ struct BwdArgs {
     float scale, scale_log2;
 };
 
-// K, V, and double-buffered Q, dO (64 × D each), dS (64 × 64, atomic scheme), lse and D
-template <int D, bool kAtomic>
-constexpr int dkdv_smem() { return 6 * 64 * D * 2 + (kAtomic ? 64 * 64 * 2 : 0) + 4 * 64 * 4; }
+// K, V (16·KW × D each), double-buffered Q, dO (64 × D each), dS (16·KW × 64, atomic
+// scheme), lse and D
+template <int D, bool kAtomic, int KW = 4>
+constexpr int dkdv_smem() { return (2 * 16 * KW + 4 * 64) * D * 2 + (kAtomic ? 16 * KW * 64 * 2 : 0) + 4 * 64 * 4; }
 
-// grid (B·Hkv, ⌈Tk/64⌉): dK, dV of one key tile, summed over the G heads of its kv group.
-// Warp w owns keys k0 + 16w … k0 + 16w + 15 (the rows of its Sᵀ, dPᵀ, dK, dV strips).
-template <int D, bool kAtomic>
-__global__ void __launch_bounds__(kThreads, 2) attn_bwd_dkdv_tc(const __grid_constant__ BwdArgs a) {
-    constexpr int NTD = D / 8, KSD = D / 16, kTile = 64 * D;
+// grid (B·Hkv, ⌈Tk/(16·KW)⌉), KW warps: dK, dV of one key tile of 16·KW keys, summed over
+// the G heads of its kv group. Warp w owns keys k0 + 16w … k0 + 16w + 15 (the rows of its
+// Sᵀ, dPᵀ, dK, dV strips). KW = 8 (128 keys) loads each Q and dO tile for twice the keys
+// and, in the atomic scheme, adds each dQ element once per 128 keys instead of per 64 —
+// half the atomics per FLOP (FlashAttention-2 takes 128 × 128 tiles at D 64 for this).
+template <int D, bool kAtomic, int KW = 4>
+__global__ void __launch_bounds__(32 * KW, KW == 4 ? 2 : 1) attn_bwd_dkdv_tc(const __grid_constant__ BwdArgs a) {
+    constexpr int NTD = D / 8, KSD = D / 16, kTile = 64 * D, NT = 32 * KW, BK = 16 * KW;
     constexpr int kBwdUnroll = D == 128 ? 1 : KSD;  // fewer loads hoisted: D = 128 spills less (ptxas -v)
     RN_DYNAMIC_SMEM(smem, 128);
-    bf16_t* Ks = reinterpret_cast<bf16_t*>(smem);  // [64 k][D]
-    bf16_t* Vs = Ks + kTile;                        // [64 k][D]
-    bf16_t* Qs = Vs + kTile;                        // [2][64 q][D]
+    bf16_t* Ks = reinterpret_cast<bf16_t*>(smem);  // [BK k][D]
+    bf16_t* Vs = Ks + BK * D;                       // [BK k][D]
+    bf16_t* Qs = Vs + BK * D;                       // [2][64 q][D]
     bf16_t* dOs = Qs + 2 * kTile;                   // [2][64 q][D]
-    bf16_t* dSs = dOs + 2 * kTile;                  // [64 k][64 q] (atomic scheme)
-    float* lse_s = reinterpret_cast<float*>(dSs + (kAtomic ? 64 * 64 : 0));  // [2][64]
+    bf16_t* dSs = dOs + 2 * kTile;                  // [BK k][64 q] (atomic scheme)
+    float* lse_s = reinterpret_cast<float*>(dSs + (kAtomic ? BK * 64 : 0));  // [2][64]
     float* dd_s = lse_s + 2 * 64;                                            // [2][64]
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int bhk = blockIdx.x, b = bhk / a.Hkv, hk = bhk % a.Hkv, G = a.Hq / a.Hkv;
-    const int kt = blockIdx.y, k0 = kt * kBK, kvalid = imin(kBK, a.Tk - k0), off = a.Tk - a.Tq;
+    const int kt = blockIdx.y, k0 = kt * BK, kvalid = imin(BK, a.Tk - k0), off = a.Tk - a.Tq;
     // the query tiles that see any key of this tile: rows i ≥ k0 − off
     const int qt0 = imax(0, k0 - off) / kBQ, nqh = a.nqt - qt0, total = G * nqh;
 
     const int64_t kvrow = int64_t(bhk) * a.Tk + k0;
-    load_tile<kBK, D>(Ks, a.k + kvrow * D, kvalid, tid);
-    load_tile<kBK, D>(Vs, a.v + kvrow * D, kvalid, tid);
+    load_tile<BK, D, NT>(Ks, a.k + kvrow * D, kvalid, tid);
+    load_tile<BK, D, NT>(Vs, a.v + kvrow * D, kvalid, tid);
     auto issue = [&](int it) {
         const int h = hk * G + it / nqh, q0 = (qt0 + it % nqh) * kBQ, qv = imin(kBQ, a.Tq - q0), buf = it & 1;
         const int64_t row0 = int64_t(b * a.Hq + h) * a.Tq + q0;
-        load_tile<kBQ, D>(Qs + buf * kTile, a.q + row0 * D, qv, tid);
-        load_tile<kBQ, D>(dOs + buf * kTile, a.dout + row0 * D, qv, tid);
+        load_tile<kBQ, D, NT>(Qs + buf * kTile, a.q + row0 * D, qv, tid);
+        load_tile<kBQ, D, NT>(dOs + buf * kTile, a.dout + row0 * D, qv, tid);
         if (tid < kBQ) {
             const bool ok = tid < qv;
             cp_async4(lse_s + buf * 64 + tid, ok ? a.lse + row0 + tid : a.lse, ok);
@@ -468,7 +473,7 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dkdv_tc(const __grid_con
         Acc<8> p;
         zero(p);
         mma_mk_nk<D, D, KSD, 4, kBwdUnroll>(p, Ks, 16 * warp, Q, lane);
-        const bool diag = q0 + off < k0 + kBK - 1;
+        const bool diag = q0 + off < k0 + BK - 1;
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
             const float2 lc = *reinterpret_cast<const float2*>(L + 8 * j + cq);
@@ -505,8 +510,9 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dkdv_tc(const __grid_con
             mma_reg_kn<D, D / 16>(dk, sa, Q, lane);
         }
         if constexpr (kAtomic) {
-            // dS (all 64 keys × 64 queries) through shared memory, stored [key][query]; then
-            // warp w adds dQ rows q0 + 16w … (all 64 keys of the tile) into dq_acc
+            // dS (all BK keys × 64 queries) through shared memory, stored [key][query]; then
+            // warp w adds dQ rows q0 + 16·(w % 4) … (all BK keys of the tile), columns
+            // (w / 4)·D·4/KW … of them, into dq_acc
             const int r = 16 * warp + (lane >> 2);
 #pragma unroll
             for (int j = 0; j < 8; ++j) {
@@ -514,19 +520,23 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dkdv_tc(const __grid_con
                 *reinterpret_cast<uint32_t*>(dSs + swz<64>(r + 8, 8 * j + cq)) = pack_bf16(ds[j][2], ds[j][3]);
             }
             __syncthreads();
-            const int qrow = q0 + 16 * warp + (lane >> 2);
+            constexpr int CW = D * 4 / KW, CC = CW < 64 ? CW : 64;  // a warp's columns; at a time
+            // (KW = 4: strip = warp, one column group; spelled so, ptxas emits the code it did
+            // before KW existed)
+            const int strip = KW == 4 ? warp : warp & 3, cg = KW == 4 ? 0 : warp >> 2;
+            const int qrow = q0 + 16 * strip + (lane >> 2);
             float* acc = a.dq_acc + (int64_t(b * a.Hq + h) * a.Tq) * D;
-            // 64 columns of dQ at a time: 32 accumulators beside dK and dV, not 64
+            // CC ≤ 64 columns of dQ at a time: ≤ 32 accumulators beside dK and dV
 #pragma unroll 1
-            for (int c0 = 0; c0 < D; c0 += 64) {
-                Acc<8> dq;
+            for (int c0 = cg * CW; c0 < cg * CW + CW; c0 += CC) {
+                Acc<CC / 8> dq;
                 zero(dq);
 #pragma unroll
-                for (int kk = 0; kk < 4; ++kk) {
+                for (int kk = 0; kk < KW; ++kk) {
                     uint32_t af[4];
-                    lda_km<64>(af, dSs, 16 * warp, 16 * kk, lane);  // A[m = query][k = key] = dSs[key][query]
+                    lda_km<64>(af, dSs, 16 * strip, 16 * kk, lane);  // A[m = query][k = key] = dSs[key][query]
 #pragma unroll
-                    for (int nb = 0; nb < 4; ++nb) {
+                    for (int nb = 0; nb < CC / 16; ++nb) {
                         uint32_t bf[4];
                         ldb_kn<D>(bf, Ks, c0 + 16 * nb, 16 * kk, lane);  // B[k = key][n = d] = K[key][d]
                         mma16816(dq[2 * nb], af, bf[0], bf[1]);
@@ -538,7 +548,7 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dkdv_tc(const __grid_con
                     if (qrow + 8 * hf >= a.Tq) continue;
                     float* rowp = acc + int64_t(qrow + 8 * hf) * D + c0 + cq;
 #pragma unroll
-                    for (int j = 0; j < 8; ++j) {
+                    for (int j = 0; j < CC / 8; ++j) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
                         atomicAdd(reinterpret_cast<float2*>(rowp + 8 * j), make_float2(dq[j][2 * hf], dq[j][2 * hf + 1]));
 #else

@@ -3,8 +3,9 @@
 // against the CPU op in f64 on the same bf16-rounded inputs. CI has no GPU, so this is
 // where every change to those kernels' tiles, fragment layouts, masks, pipelines and
 // strip counts is checked before a GPU sees it: the forward with one and two 16-row
-// strips a warp (64- and 128-row query tiles), the dK/dV kernel with the dQ pass (one and
-// two strips) and with atomic dQ, at D 64 and 128, ragged tiles, Tq < Tk and GQA.
+// strips a warp (64- and 128-row query tiles), the dK/dV kernel with 64- and 128-key tiles
+// (4 and 8 warps), with the dQ pass (one and two strips) and with atomic dQ, at D 64 and
+// 128, ragged tiles, Tq < Tk and GQA.
 // test_cuda_attention checks the same kernels on a GPU through the public op.
 //
 // Tolerances as test_cuda_attention's for bf16 (‖got − want‖ / ‖want‖): output 1e-2,
@@ -87,19 +88,28 @@ void forward(const Case& c, tc::FwdArgs a) {
                    size_t(tc::fwd_smem<D, MT>()), a);
 }
 
+// the dK/dV kernel with KW warps (16·KW keys a block)
+template <int D, bool kAtomic, int KW>
+void dkdv(const Case& c, const tc::BwdArgs& a) {
+    const dim3 grid(unsigned(c.B * c.Hkv), unsigned((c.Tk + 16 * KW - 1) / (16 * KW)));
+    rn_emu::launch(tc::attn_bwd_dkdv_tc<D, kAtomic, KW>, grid, dim3(32 * KW), size_t(tc::dkdv_smem<D, kAtomic, KW>()),
+                   a);
+}
+
 template <int D>
-void backward(const Case& c, tc::BwdArgs a, int dq_strips, bool atomic, std::vector<float>& acc) {
+void backward(const Case& c, tc::BwdArgs a, int dq_strips, bool atomic, int kw, std::vector<float>& acc) {
     a.nqt = (c.Tq + tc::kBQ - 1) / tc::kBQ;
-    const dim3 grid_kv(unsigned(c.B * c.Hkv), unsigned((c.Tk + tc::kBK - 1) / tc::kBK));
     if (atomic) {
         acc.assign(size_t(c.B) * c.Hq * c.Tq * c.D, 0.f);
         a.dq_acc = acc.data();
-        rn_emu::launch(tc::attn_bwd_dkdv_tc<D, true>, grid_kv, dim3(tc::kThreads), size_t(tc::dkdv_smem<D, true>()), a);
+        if (kw == 8) dkdv<D, true, 8>(c, a);
+        else dkdv<D, true, 4>(c, a);
         rn_emu::launch(tc::dq_convert_kernel, dim3(4), dim3(64), 0, a.dq, static_cast<const float*>(a.dq_acc),
                        int64_t(acc.size() / 8), a.scale);
         return;
     }
-    rn_emu::launch(tc::attn_bwd_dkdv_tc<D, false>, grid_kv, dim3(tc::kThreads), size_t(tc::dkdv_smem<D, false>()), a);
+    if (kw == 8) dkdv<D, false, 8>(c, a);
+    else dkdv<D, false, 4>(c, a);
     auto dq_pass = [&](auto m) {
         constexpr int MT = decltype(m)::value;
         tc::BwdArgs aq = a;
@@ -152,18 +162,21 @@ void check_case(const Case& c, uint64_t seed) {
     }
     struct Scheme {
         const char* what;
-        int strips;
+        int strips;  // the dQ pass's strips a warp
         bool atomic;
+        int kw;  // the dK/dV kernel's warps
     };
-    for (const Scheme sc : {Scheme{"dQ pass, 64-row tiles", 1, false}, Scheme{"dQ pass, 128-row tiles", 2, false},
-                            Scheme{"atomic dQ", 1, true}}) {
+    for (const Scheme sc :
+         {Scheme{"dQ pass, 64-row tiles; 64-key dK/dV tiles", 1, false, 4},
+          Scheme{"dQ pass, 128-row tiles; 128-key dK/dV tiles", 2, false, 8},
+          Scheme{"atomic dQ, 64-key tiles", 1, true, 4}, Scheme{"atomic dQ, 128-key tiles", 1, true, 8}}) {
         std::vector<__nv_bfloat16> dq(size_t(nq), __float2bfloat16(NAN)), dk(size_t(nk), __float2bfloat16(NAN)),
             dv(size_t(nk), __float2bfloat16(NAN));
         std::vector<float> acc;
         tc::BwdArgs a{q.h.data(), k.h.data(), v.h.data(), dout.h.data(), lse.data(), dvec.data(), dq.data(),
                       dk.data(), dv.data(), nullptr, c.Hq, c.Hkv, c.Tq, c.Tk, 0, float(scale),
                       float(scale * 1.4426950408889634)};
-        backward<D>(c, a, sc.strips, sc.atomic, acc);
+        backward<D>(c, a, sc.strips, sc.atomic, sc.kw, acc);
         for (auto [got, ref, w] : {std::tuple{&dq, &want.dq, "dq"}, std::tuple{&dk, &want.dk, "dk"},
                                    std::tuple{&dv, &want.dv, "dv"}}) {
             const double e = rel_err(*got, *ref);
