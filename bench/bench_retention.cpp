@@ -57,7 +57,7 @@ int main() {
 
 namespace {
 
-constexpr double kMatmulFlops = 790e12;  // bf16 dense, measured on the H200 (docs/gpu.md §3)
+constexpr double kMatmulFlops = 790e12;  // bf16 dense, measured on the H200 (docs/gpu.md §4)
 constexpr int64_t kC = 64;
 
 std::vector<double> paper_gammas(int64_t H) {
