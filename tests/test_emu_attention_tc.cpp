@@ -33,6 +33,24 @@ struct Case {
     int B, Hq, Hkv, Tq, Tk, D;
 };
 
+// Under AddressSanitizer every switch between emulated threads is a system call
+// (sigaltstack, in its longjmp interceptor), ~50× slower: the largest cases stay out there.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAsan = true;
+#else
+constexpr bool kAsan = false;
+#endif
+#else
+constexpr bool kAsan = false;
+#endif
+bool skip_under_asan(const char* what) {
+    if (kAsan) BOOST_TEST_MESSAGE("skipped under AddressSanitizer (too slow there; runs in the plain build): " << what);
+    return kAsan;
+}
+
 std::string name(const Case& c) {
     return "B" + std::to_string(c.B) + " Hq" + std::to_string(c.Hq) + " Hkv" + std::to_string(c.Hkv) + " Tq" +
            std::to_string(c.Tq) + " Tk" + std::to_string(c.Tk) + " D" + std::to_string(c.D);
@@ -194,15 +212,17 @@ BOOST_AUTO_TEST_SUITE(emulated_tensor_core_attention)
 // single tile (T 65), GQA 2 and 4, Tq < Tk (a prefill chunk after a cached prefix).
 // (A mask off by one — `>=` for `>` in the dQ pass — fails the D 64 case by 0.12–0.31.)
 BOOST_AUTO_TEST_CASE(d64_kernels_match_the_cpu_op) {
-    check_case<64>({1, 2, 1, 130, 130, 64}, 11);
     check_case<64>({2, 4, 1, 65, 65, 64}, 12);
     check_case<64>({1, 1, 1, 70, 200, 64}, 13);
+    if (skip_under_asan("D 64 at T 130 and Tq 257 / Tk 300")) return;
+    check_case<64>({1, 2, 1, 130, 130, 64}, 11);
     check_case<64>({1, 2, 1, 257, 300, 64}, 14);  // 128-row tiles: two full, one of a single row
 }
 
 BOOST_AUTO_TEST_CASE(d128_kernels_match_the_cpu_op) {
-    check_case<128>({1, 2, 2, 130, 130, 128}, 21);
     check_case<128>({1, 2, 1, 33, 150, 128}, 22);
+    if (skip_under_asan("D 128 at T 130")) return;
+    check_case<128>({1, 2, 2, 130, 130, 128}, 21);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
