@@ -142,6 +142,12 @@ void launch_out(const RetentionShape& s, const Decay& d, const void* x, const vo
     }
 }
 
+// RN_RETENTION_TC_FUSED=256: the fused forward for Dk ≤ 256 as well (read at every call)
+bool fused_256() {
+    const char* e = std::getenv("RN_RETENTION_TC_FUSED");
+    return e && std::strcmp(e, "256") == 0;
+}
+
 }  // namespace
 
 bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<double>& gamma, const void* q,
@@ -155,12 +161,20 @@ bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<d
     // 0.18 against 0.23 ms at B8 T2048 H16 D128). For Dk ≤ 256 the same kernel with two
     // state m-tiles a warp (fused_fwd_kernel<2>, one block a multiprocessor) was 2–6% slower
     // than the two passes at the D256 benchmark shapes, so larger heads take the two passes.
-    if (s.Dk <= 128) {
+    // RN_RETENTION_TC_FUSED=256 also sends 128 < Dk ≤ 256 to it (fused_fwd_kernel<2>), to time
+    // it at shapes with few (b, h) chains, such as the `small` preset's 24 at B8 H3 (the
+    // measurements above had 64 or more).
+    if (s.Dk <= 128 || (s.Dk <= 256 && fused_256())) {
         FusedArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v), s0,
                     static_cast<bf16_t*>(out), s_final, int(s.H), int(s.T), int(s.Dk), int(s.Dv), int(NC), s.pos0, d};
         dim3 grid(ceil64(s.Dv), unsigned(s.B * s.H));
-        set_smem(fused_fwd_kernel<1>, fused_smem_bytes<1>());
-        fused_fwd_kernel<1><<<grid, kFusedThreads, fused_smem_bytes<1>(), st>>>(a);
+        auto go = [&](auto m) {
+            constexpr int MT = decltype(m)::value;
+            set_smem(fused_fwd_kernel<MT>, fused_smem_bytes<MT>());
+            fused_fwd_kernel<MT><<<grid, kFusedThreads, fused_smem_bytes<MT>(), st>>>(a);
+        };
+        if (s.Dk <= 128) go(Width<1>{});
+        else go(Width<2>{});
         RN_CUDA_CHECK_LAUNCH();
         return true;
     }

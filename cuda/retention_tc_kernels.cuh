@@ -640,8 +640,9 @@ constexpr size_t fused_smem_bytes() {
 //   P = S ⊙ Γ → shared memory (over H_c's place); H ← γ^L H + (b ⊙ K_c)ᵀ V_c (registers);
 //   O = λ ⊙ (a ⊙ R + P V_c) → out.
 // MT = 1 serves Dk ≤ 128 (107 KiB of shared memory: two blocks a multiprocessor). MT = 2
-// (Dk ≤ 256, 187 KiB, one block) works and was measured, but lost to the two passes; it is
-// not dispatched (see retention_chunkwise_tc_forward).
+// (Dk ≤ 256, 187 KiB, one block) works and was measured, but lost to the two passes at
+// shapes of 64+ (b, h) chains; it is dispatched only on request (RN_RETENTION_TC_FUSED=256,
+// see retention_chunkwise_tc_forward).
 template <int MT>
 __global__ void __launch_bounds__(kFusedThreads) fused_fwd_kernel(const __grid_constant__ FusedArgs a) {
     constexpr int KW = 128 * MT, LK = KW + 8, kQK = kC * LK;

@@ -1,8 +1,8 @@
 // tests/test_emu_retention_tc.cpp — the tensor-core chunkwise retention kernels
 // (cuda/retention_tc_kernels.cuh) run on the CPU through the emulator of tests/cuda_emu/,
 // against the f64 CPU op on the same bf16-rounded inputs: every kernel and variant the host
-// side may pick, whatever its heuristics pick on a given card — the fused forward (Dk ≤
-// 128), the state pass with 64- and 128-row tiles forward and in reverse, the output/dV
+// side may pick, whatever its heuristics pick on a given card — the fused forward (one and
+// two state m-tiles a warp: Dk ≤ 128, ≤ 256), the state pass with 64- and 128-row tiles forward and in reverse, the output/dV
 // pass as whole-chunk blocks and as 64- and 128-wide tiles, and the dQ/dK pass — with an
 // initial state, a final-state gradient, pos0 > 0, partial chunks and ragged Dk/Dv tiles.
 // test_cuda_retention checks the same kernels on a GPU through the public op.
@@ -143,13 +143,18 @@ void check(const RetentionShape& s, const std::vector<Variant>& variants, uint64
     const bf16 nan16 = __float2bfloat16(NAN);
     std::vector<bf16> hs(size_t(BH * NC) * size_t(Dk * Dv)), us(hs.size());
 
-    if (s.Dk <= 128) {  // the fused forward
+    if (s.Dk <= 256) {  // the fused forward: one state m-tile a warp for Dk ≤ 128, two for ≤ 256
         std::vector<bf16> o(size_t(nv), nan16);
         std::vector<float> fin(size_t(ns), NAN);
         tc::FusedArgs a{q.h.data(), k.h.data(), v.h.data(), s0.data(), o.data(), fin.data(), H, T, Dk, Dv, NC, s.pos0,
                         d};
-        rn_emu::launch(tc::fused_fwd_kernel<1>, dim3(unsigned(ceil64(s.Dv)), unsigned(BH)), dim3(tc::kFusedThreads),
-                       tc::fused_smem_bytes<1>(), a);
+        auto fused = [&](auto m) {
+            constexpr int MT = decltype(m)::value;
+            rn_emu::launch(tc::fused_fwd_kernel<MT>, dim3(unsigned(ceil64(s.Dv)), unsigned(BH)), dim3(tc::kFusedThreads),
+                           tc::fused_smem_bytes<MT>(), a);
+        };
+        if (s.Dk <= 128) fused(cuda::Width<1>{});
+        else fused(cuda::Width<2>{});
         expect_close(rel_err(o, out), name(s) + " fused forward: out");
         expect_close(rel_err(fin, s_fin), name(s) + " fused forward: s_final");
     }
@@ -196,8 +201,9 @@ BOOST_AUTO_TEST_CASE(small_heads_match_the_cpu_op) {
     check({1, 2, 130, 64, 80, 64, 5}, {{1, 1}}, 31);
 }
 
-// Dk 160 / Dv 320 (ragged state and Dk tiles, three 128-wide Dv tiles): every state-tile
-// height and output-pass form; T 100, pos0 large
+// Dk 160 / Dv 320 (ragged state and Dk tiles, three 128-wide Dv tiles): the fused forward
+// with two state m-tiles a warp, every state-tile height and output-pass form; T 100, pos0
+// large
 BOOST_AUTO_TEST_CASE(large_heads_match_the_cpu_op_in_every_kernel_form) {
     check({1, 1, 100, 160, 320, 64, 123456}, {{1, 0}, {2, 2}, {2, 1}}, 32);
 }
