@@ -17,6 +17,14 @@ namespace rn::cuda {
 
 using bf16_t = __nv_bfloat16;
 
+// A kernel's dynamic shared memory, `unsigned char name[]` aligned to `align` bytes (the
+// CPU emulator of tests/cuda_emu/ gives a pointer to its own buffer instead)
+#ifdef RN_CUDA_EMU
+#define RN_DYNAMIC_SMEM(name, align) unsigned char* name = ::rn_emu::dynamic_smem()
+#else
+#define RN_DYNAMIC_SMEM(name, align) extern __shared__ __align__(align) unsigned char name[]
+#endif
+
 // arithmetic type of a storage type: bf16 computes in float
 template <typename T> struct acc_of { using type = T; };
 template <> struct acc_of<bf16_t> { using type = float; };

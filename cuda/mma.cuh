@@ -17,14 +17,6 @@
 #include "tests/cuda_emu/mma.h"
 #endif
 
-// A kernel's dynamic shared memory, `unsigned char name[]` aligned to `align` bytes (the
-// emulator gives a pointer to its own buffer instead)
-#ifdef RN_CUDA_EMU
-#define RN_DYNAMIC_SMEM(name, align) unsigned char* name = ::rn_emu::dynamic_smem()
-#else
-#define RN_DYNAMIC_SMEM(name, align) extern __shared__ __align__(align) unsigned char name[]
-#endif
-
 namespace rn::cuda::mma {
 
 #ifndef RN_CUDA_EMU

@@ -27,6 +27,7 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
+#ifndef RN_CUDA_EMU  // (the CPU emulator of tests/cuda_emu/ launches kernels its own way)
 // kernel<<<grid, block, smem, stream()>>>(args...), with the programmatic-serialisation
 // attribute when pdl_active()
 template <typename... Params, typename... Args>
@@ -45,5 +46,6 @@ void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, A
     }
     RN_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
+#endif
 
 }  // namespace rn::cuda

@@ -289,8 +289,18 @@ inline float atomicAdd(float* p, float v) {
     *p = old + v;
     return old;
 }
+inline int atomicAdd(int* p, int v) {
+    const int old = *p;
+    *p = old + v;
+    return old;
+}
+inline void __threadfence() {}
 template <typename T>
 T __ldg(const T* p) {
+    return *p;
+}
+template <typename T>
+T __ldcg(const T* p) {
     return *p;
 }
 template <typename T>
