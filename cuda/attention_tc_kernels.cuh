@@ -34,7 +34,7 @@
 //                 registers. Deterministic; costs two more products per tile pair (7
 //                 instead of 5 m16n8k16 passes over each 64 × 64 block).
 //               atomic (FlashAttention-2's): the dK/dV kernel stages dS (bf16) in shared
-//                 memory and adds dS K for its 64 keys into an f32 dq buffer with
+//                 memory and adds dS K for its 16·KW keys into an f32 dq buffer with
 //                 atomicAdd (red.global.add.v2.f32 on sm_90); a last kernel scales and
 //                 rounds it to bf16. Fewer products; the sum order, hence the last bits
 //                 of dq, change from run to run.
@@ -68,7 +68,10 @@
 #include "cuda/mma.cuh"
 #include "cuda/vec.cuh"
 
+// (an unnamed namespace inside: kernels with internal linkage, as when they lived in the
+// .cu, so the .cu and a test that includes this header never define the same symbol)
 namespace rn::cuda::attn_tc {
+namespace {
 
 constexpr int kThreads = 128;  // 4 warps
 constexpr int kBQ = 64;        // query rows of a strip a warp each (16 a warp): 64·MT a tile
@@ -683,4 +686,5 @@ __global__ void dq_convert_kernel(bf16_t* __restrict__ dq, const float* __restri
     }
 }
 
+}  // namespace
 }  // namespace rn::cuda::attn_tc

@@ -12,7 +12,10 @@
 #include "cuda/retention_common.cuh"
 #include "cuda/vec.cuh"
 
+// (an unnamed namespace inside: kernels with internal linkage, as when they lived in the
+// .cu, so the .cu and a test that includes this header never define the same symbol)
 namespace rn::cuda::step_tc {
+namespace {
 
 constexpr int V = 4;                                         // f32 state: one 16-byte vector a row
 constexpr double kTwoPi = 6.283185307179586;
@@ -140,4 +143,5 @@ __global__ void __launch_bounds__(kStepRowGroups * CT) step_gated_kernel(StepGat
     if (tid == 0) p.count[bh] = 0;  // ready for the next launch (or graph replay)
 }
 
+}  // namespace
 }  // namespace rn::cuda::step_tc

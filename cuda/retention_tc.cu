@@ -142,10 +142,14 @@ void launch_out(const RetentionShape& s, const Decay& d, const void* x, const vo
     }
 }
 
-// RN_RETENTION_TC_FUSED=256: the fused forward for Dk ≤ 256 as well (read at every call)
+// RN_RETENTION_TC_FUSED=256: the fused forward for Dk ≤ 256 as well (read at every call),
+// where a block may have its 187 KiB of shared memory (not on an A100: 163 KiB)
 bool fused_256() {
     const char* e = std::getenv("RN_RETENTION_TC_FUSED");
-    return e && std::strcmp(e, "256") == 0;
+    if (!(e && std::strcmp(e, "256") == 0)) return false;
+    int optin = 0;
+    RN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
+    return size_t(optin) >= fused_smem_bytes<2>();
 }
 
 }  // namespace

@@ -53,7 +53,10 @@
 #include "cuda/mma.cuh"
 #include "cuda/vec.cuh"
 
+// (an unnamed namespace inside: kernels with internal linkage, as when they lived in the
+// .cu, so the .cu and a test that includes this header never define the same symbol)
 namespace rn::cuda::ret_tc {
+namespace {
 
 constexpr int kC = 64;                 // chunk length, and the edge of every tile
 constexpr int kLd = kC + 8;            // shared-memory row stride of a tile, in bf16
@@ -910,4 +913,5 @@ template <int NW>
 constexpr size_t out_smem_bytes() { return 4 * size_t(kTileBytes) + 3 * size_t(kC) * (kC * NW + 8) * 2; }
 constexpr size_t kDqkSmem = 11 * size_t(kTileBytes);
 
+}  // namespace
 }  // namespace rn::cuda::ret_tc

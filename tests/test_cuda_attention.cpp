@@ -183,10 +183,12 @@ BOOST_AUTO_TEST_CASE(both_query_tile_heights_match_cpu) {
     // every call): both against the CPU at D 64 and 128, with ragged last tiles, a tile of
     // 128 rows whose second strip sees no key of the last key tile (T 130), and queries
     // that are the last Tq of Tk
+    // (the dK/dV kernel's key tiles, RN_ATTENTION_BWD_KEYS, go with them: 64 and 128)
     Generator gen(413);
     for (const char* rows : {"64", "128"}) {
         setenv("RN_ATTENTION_FWD_ROWS", rows, 1);
         setenv("RN_ATTENTION_DQ_ROWS", rows, 1);
+        setenv("RN_ATTENTION_BWD_KEYS", rows, 1);
         for (int64_t D : {int64_t(64), int64_t(128)})
             BOOST_TEST_CONTEXT("rows " << rows << " D" << D) {
                 compare_case(DType::bf16, 2, 4, 2, 130, 130, D, gen);
@@ -196,6 +198,7 @@ BOOST_AUTO_TEST_CASE(both_query_tile_heights_match_cpu) {
     }
     unsetenv("RN_ATTENTION_FWD_ROWS");
     unsetenv("RN_ATTENTION_DQ_ROWS");
+    unsetenv("RN_ATTENTION_BWD_KEYS");
 }
 
 BOOST_AUTO_TEST_CASE(noncontiguous_and_misaligned_inputs_match_cpu) {

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iterator>
 
 #include "cuda/retention.h"
@@ -121,6 +122,13 @@ BOOST_AUTO_TEST_CASE(model_sized_head_matches_cpu) {
                 compare_case(mode, dt, 1, 2, 130, 256, 432, 64, 17, true, gen);
             }
         }
+    // bf16 chunkwise with the fused forward at Dk 256 (RN_RETENTION_TC_FUSED=256, read at
+    // every call), where the two passes serve by default
+    setenv("RN_RETENTION_TC_FUSED", "256", 1);
+    BOOST_TEST_CONTEXT("chunkwise bf16 Dk256 Dv432 T130, fused forward") {
+        compare_case(RetentionMode::chunkwise, DType::bf16, 1, 2, 130, 256, 432, 64, 17, true, gen);
+    }
+    unsetenv("RN_RETENTION_TC_FUSED");
 }
 
 BOOST_AUTO_TEST_CASE(other_chunk_lengths_match_cpu) {

@@ -58,7 +58,7 @@ void run_kernel(int64_t B, int64_t H, int64_t Dk, int64_t Dv, const std::vector<
 }
 
 template <typename T>
-void check(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, uint64_t seed) {
+void check_once(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, uint64_t seed) {
     const std::string tag = std::string(dtype_name(dt)) + " B" + std::to_string(B) + " H" + std::to_string(H) +
                             " Dk" + std::to_string(Dk) + " Dv" + std::to_string(Dv);
     Generator gen(seed);
@@ -88,6 +88,15 @@ void check(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, uint64_t seed
     one(std::integral_constant<int, 8>{}, std::integral_constant<int, cuda::kStepUnroll>{});
     one(std::integral_constant<int, 4>{}, std::integral_constant<int, 8>{});
     one(std::integral_constant<int, 2>{}, std::integral_constant<int, cuda::kStepUnroll>{});
+}
+
+// in each of the emulator's modes (here: the other order of threads)
+template <typename T>
+void check(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, uint64_t seed) {
+    for (rn_emu::Mode m : rn_emu::test_modes()) {
+        rn_emu::ModeGuard g(m);
+        BOOST_TEST_CONTEXT(rn_emu::mode_name(m)) { check_once<T>(dt, B, H, Dk, Dv, seed); }
+    }
 }
 
 }  // namespace

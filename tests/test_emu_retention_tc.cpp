@@ -119,8 +119,7 @@ struct Variant {
     int out_form;  // out_pass's form
 };
 
-void check(const RetentionShape& s, const std::vector<Variant>& variants, uint64_t seed) {
-    BOOST_TEST_MESSAGE("emulated tensor-core retention: " << name(s));
+void check_once(const RetentionShape& s, const std::vector<Variant>& variants, uint64_t seed) {
     Generator gen(seed);
     const int64_t BH = s.B * s.H, nk = BH * s.T * s.Dk, nv = BH * s.T * s.Dv, ns = BH * s.Dk * s.Dv;
     std::vector<double> gamma;
@@ -188,6 +187,15 @@ void check(const RetentionShape& s, const std::vector<Variant>& variants, uint64
         expect_close(rel_err(gk, dk), tag + ": dk");
         expect_close(rel_err(gv, dv), tag + ": dv");
         expect_close(rel_err(gs0, ds0), tag + ": ds0");
+    }
+}
+
+// in each of the emulator's modes (rn_emu::Mode: deferred and eager copies)
+void check(const RetentionShape& s, const std::vector<Variant>& variants, uint64_t seed) {
+    for (rn_emu::Mode m : rn_emu::test_modes()) {
+        rn_emu::ModeGuard g(m);
+        BOOST_TEST_MESSAGE("emulated tensor-core retention: " << name(s) << ", " << rn_emu::mode_name(m));
+        BOOST_TEST_CONTEXT(rn_emu::mode_name(m)) { check_once(s, variants, seed); }
     }
 }
 

@@ -9,13 +9,14 @@
 // (__shfl_xor_sync, ldmatrix, mma.sync: all 32 lanes, which must call the same operation) —
 // and the scheduler then runs the next one. Warp collectives gather every lane's operands,
 // compute the warp's result as the hardware defines it (the PTX ISA's fragment layouts),
-// and hand each lane its part. cp.async copies are held back until the cp.async.wait_group
-// that covers them, so a kernel that reads shared memory before waiting (or before the
-// barrier after the wait) reads stale data here as it could on a GPU.
+// and hand each lane its part. Two modes (Mode below) expose the two kinds of missing
+// synchronisation around cp.async pipelines: a tile read before its copies are waited for,
+// and a buffer refilled while other warps still read it.
 //
-// Shared memory: a kernel declares its dynamic array with RN_DYNAMIC_SMEM (cuda/mma.cuh),
-// which here is a 227 KiB buffer of the emulator's; static `__shared__` variables keep
-// their values from one block to the next, where a GPU leaves them undefined. Not modelled: timing, occupancy, memory ordering
+// Shared memory: a kernel declares its dynamic array with RN_DYNAMIC_SMEM (cuda/math.cuh),
+// which here is a heap buffer of exactly the launch's size, 0xFF-filled for every block;
+// static `__shared__` variables keep their values from one block to the next, where a GPU
+// leaves them undefined, and are not counted against the limit. Not modelled: timing, occupancy, memory ordering
 // between blocks (they run one by one). Performance is the GPU's business; this is about
 // getting the same numbers.
 #pragma once
@@ -26,6 +27,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -142,17 +144,67 @@ inline void syncwarp() {
 }
 
 template <typename T>
+struct ShflIn {
+    T v;
+    int mask;
+};
+template <typename T>
 T shfl_xor(T v, int mask) {
-    return collective<T, T>("__shfl_xor_sync", v, [mask](const T* in, T* out) {
-        for (int l = 0; l < 32; ++l) out[l] = in[l ^ mask];
+    return collective<ShflIn<T>, T>("__shfl_xor_sync", ShflIn<T>{v, mask}, [](const ShflIn<T>* in, T* out) {
+        for (int l = 0; l < 32; ++l) out[l] = in[l ^ (in[l].mask & 31)].v;
     });
 }
 
-// cp.async: read now, write at the wait that covers it
+// Two ways to run a launch, each exposing a different kind of missing synchronisation:
+//   deferred  cp.async data lands at the wait that covers it; threads take turns in order
+//             (each runs until it waits): a tile read before its wait (or before the
+//             barrier after it) is stale;
+//   eager     cp.async data lands at once, and the lowest-numbered thread that can run
+//             always runs, so warp 0 gets as far ahead of the others as the barriers let
+//             it: a buffer refilled before every warp is done reading it (a missing
+//             barrier before the refill) changes under the later warps.
+// Tests run their kernels both ways.
+enum class Mode { deferred, eager };
+inline Mode& mode() {
+    static Mode m = Mode::deferred;
+    return m;
+}
+struct ModeGuard {
+    Mode saved;
+    explicit ModeGuard(Mode m) : saved(mode()) { mode() = m; }
+    ~ModeGuard() { mode() = saved; }
+};
+inline const char* mode_name(Mode m) { return m == Mode::deferred ? "deferred copies" : "eager copies, warp 0 ahead"; }
+
+// Under AddressSanitizer every switch between emulated threads is a system call
+// (sigaltstack, in its longjmp interceptor), tens of times slower: tests run less there.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAsan = true;
+#else
+constexpr bool kAsan = false;
+#endif
+#else
+constexpr bool kAsan = false;
+#endif
+// the modes a test runs its kernels in: both, or under ASan only the first (its point
+// there is the bounds check, which either gives)
+inline std::vector<Mode> test_modes() {
+    if (kAsan) return {Mode::deferred};
+    return {Mode::deferred, Mode::eager};
+}
+
+// cp.async: read now, write at the wait that covers it (deferred) or now (eager); invalid
+// copies write zeros
 inline void cp_async(void* dst, const void* src, int n, bool valid) {
+    if ((reinterpret_cast<uintptr_t>(dst) | (valid ? reinterpret_cast<uintptr_t>(src) : 0)) % uintptr_t(n))
+        fail("cp.async of " + std::to_string(n) + " bytes from/to an address not aligned to " + std::to_string(n));
     CopyPending c{dst, {}, n};
     if (valid) std::memcpy(c.bytes, src, size_t(n));
-    cur().groups.back().push_back(c);
+    if (mode() == Mode::eager) std::memcpy(dst, c.bytes, size_t(n));
+    else cur().groups.back().push_back(c);
 }
 inline void cp_async_commit() { cur().groups.emplace_back(); }
 // completes every committed group but the newest n
@@ -165,10 +217,14 @@ inline void cp_async_wait(int n) {
 }
 
 constexpr size_t kSmemBytes = 232448;  // an H100's/H200's most a block may opt in to
-inline unsigned char* dynamic_smem() {
-    alignas(128) static unsigned char buf[kSmemBytes];
-    return buf;
+// A launch's dynamic shared memory: exactly the bytes it asked for, on the heap (so ASan
+// sees a kernel indexing past them), filled with 0xFF before every block (NaN as f32 and
+// bf16: a value read before any thread wrote it shows up in the results)
+inline std::vector<unsigned char>& smem_buffer() {
+    static std::vector<unsigned char> b;
+    return b;
 }
+inline unsigned char* dynamic_smem() { return smem_buffer().data(); }
 
 inline void trampoline() {
     Block& b = blk();
@@ -201,6 +257,9 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... arg
     if (nt % 32) fail("block size must be a multiple of 32");
     b.grid = grid;
     b.dim = block;
+    std::vector<unsigned char>& sm = smem_buffer();
+    sm.assign(smem, 0xFF);
+    sm.shrink_to_fit();
     b.fibers.resize(size_t(nt));
     b.warps.assign(size_t(nt / 32), Warp{});
     for (auto& f : b.fibers)
@@ -211,6 +270,7 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... arg
         for (unsigned y = 0; y < grid.y; ++y)
             for (unsigned x = 0; x < grid.x; ++x) {
                 b.idx = make_uint3(x, y, z);
+                std::fill(sm.begin(), sm.end(), 0xFF);
                 b.live = nt;
                 b.arrived = 0;
                 for (int t = 0; t < nt; ++t) {
@@ -246,6 +306,7 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... arg
                         if (b.error) std::rethrow_exception(std::exchange(b.error, nullptr));
                         progress = true;
                         if (f.done) --remaining;
+                        if (mode() == Mode::eager) break;  // the lowest-numbered runnable thread next
                     }
                     if (!progress)
                         fail("deadlock in block (" + std::to_string(x) + "," + std::to_string(y) + "," +
@@ -270,7 +331,7 @@ inline const dim3& grid_dim() { return blk().grid; }
 #define __grid_constant__
 // static: all fibers of a launch run on one OS thread, so a block-scope `__shared__`
 // variable is one object for the whole block (blocks run one at a time). Dynamic shared
-// memory is declared through RN_DYNAMIC_SMEM (cuda/mma.cuh): dynamic_smem() below.
+// memory is declared through RN_DYNAMIC_SMEM (cuda/math.cuh): dynamic_smem() above.
 #define __shared__ static
 #define threadIdx (::rn_emu::thread_idx())
 #define blockIdx (::rn_emu::block_idx())

@@ -35,6 +35,7 @@ inline uint16_t hi(uint32_t u) { return uint16_t(u >> 16); }
 // lane l names row l%8 of matrix l/8; lane l receives, of each matrix j, the two elements
 // (row l/4, columns 2(l%4), 2(l%4)+1) — of the transposed matrix with `trans`
 inline void ldsm(uint32_t (&r)[4], const void* p, bool trans) {
+    if (reinterpret_cast<uintptr_t>(p) % 16) rn_emu::fail("ldmatrix: a row address not aligned to 16 bytes");
     const Frag4 o = rn_emu::collective<const void*, Frag4>(
         trans ? "ldmatrix.trans" : "ldmatrix", p, [trans](const void* const* rows, Frag4* out) {
             for (int l = 0; l < 32; ++l)
