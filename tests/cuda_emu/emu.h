@@ -38,6 +38,17 @@
 
 #define RN_CUDA_EMU 1
 
+#if defined(__SANITIZE_ADDRESS__)
+#define RN_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RN_EMU_ASAN 1
+#endif
+#endif
+#ifdef RN_EMU_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace rn_emu {
 
 struct CopyPending {  // one cp.async: the bytes as read at issue time, written at the wait
@@ -178,14 +189,8 @@ inline const char* mode_name(Mode m) { return m == Mode::deferred ? "deferred co
 
 // Under AddressSanitizer every switch between emulated threads is a system call
 // (sigaltstack, in its longjmp interceptor), tens of times slower: tests run less there.
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef RN_EMU_ASAN
 constexpr bool kAsan = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAsan = true;
-#else
-constexpr bool kAsan = false;
-#endif
 #else
 constexpr bool kAsan = false;
 #endif
@@ -283,6 +288,11 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... arg
                     f.started = false;
                     f.wait_on = nullptr;
                     f.groups.assign(1, {});
+#ifdef RN_EMU_ASAN
+                    // frames left on this stack by an earlier block (a thread switched away
+                    // from for good, or one that threw) keep their redzones poisoned
+                    __asan_unpoison_memory_region(f.stack.data(), f.stack.size());
+#endif
                     getcontext(&f.ctx);
                     f.ctx.uc_stack.ss_sp = f.stack.data();
                     f.ctx.uc_stack.ss_size = f.stack.size();
