@@ -122,42 +122,10 @@ __device__ __forceinline__ void to_a_frags(uint32_t (&pa)[4][4], const Acc<8>& s
     }
 }
 
-// acc (16 × 16·NB) += A (16 × 16·KS, from shared memory, stored [m][k] at rows m0..) · B
-// (stored [n][k]): the S = Q Kᵀ shape of product
-template <int WA, int WB, int KS, int NB, int UNROLL = KS>
-__device__ __forceinline__ void mma_mk_nk(Acc<2 * NB>& acc, const bf16_t* sa, int m0, const bf16_t* sb, int lane) {
-#pragma unroll UNROLL
-    for (int kk = 0; kk < KS; ++kk) {
-        uint32_t af[4];
-        lda_mk<WA>(af, sa, m0, 16 * kk, lane);
-#pragma unroll
-        for (int nb = 0; nb < NB; ++nb) {
-            uint32_t b[4];
-            ldb_nk<WB>(b, sb, 16 * nb, 16 * kk, lane);
-            mma16816(acc[2 * nb], af, b[0], b[1]);
-            mma16816(acc[2 * nb + 1], af, b[2], b[3]);
-        }
-    }
-}
-// the same with A held in registers (4 k steps) and B stored [k][n]: the O += P V shape
-template <int WB, int NB>
-__device__ __forceinline__ void mma_reg_kn(Acc<2 * NB>& acc, const uint32_t (&pa)[4][4], const bf16_t* sb,
-                                           int lane) {
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-#pragma unroll
-        for (int nb = 0; nb < NB; ++nb) {
-            uint32_t b[4];
-            ldb_kn<WB>(b, sb, 16 * nb, 16 * kk, lane);
-            mma16816(acc[2 * nb], pa[kk], b[0], b[1]);
-            mma16816(acc[2 * nb + 1], pa[kk], b[2], b[3]);
-        }
-    }
-}
-
-// The same two shapes for MT strips of 16 rows a warp (the forward's and the dQ pass's
-// 16·MT rows): every B fragment loaded feeds all MT strips. acc[mt] (16 × 64) += A_mt ·
-// Bᵀ, B stored [n][k]; a_frag(mt, kk, frag) provides strip mt's A fragment of k step kk.
+// The two products of the kernels, for MT strips of 16 rows a warp (the forward's and the
+// dQ pass's 16·MT rows; one in the dK/dV kernel): every B fragment loaded feeds all MT
+// strips. The S = Q Kᵀ shape: acc[mt] (16 × 64) += A_mt · Bᵀ, B stored [n][k];
+// a_frag(mt, kk, frag) provides strip mt's A fragment of k step kk.
 template <int WB, int KS, int MT, int UNROLL = KS, typename AFrag>
 __device__ __forceinline__ void mma_strips_nk(Acc<8> (&acc)[MT], AFrag a_frag, const bf16_t* sb, int lane) {
 #pragma unroll UNROLL
@@ -177,7 +145,7 @@ __device__ __forceinline__ void mma_strips_nk(Acc<8> (&acc)[MT], AFrag a_frag, c
         }
     }
 }
-// acc[mt] (16 × 16·NB) += pa[mt] (registers, 4 k steps) · B, B stored [k][n]
+// The O += P V shape: acc[mt] (16 × 16·NB) += pa[mt] (registers, 4 k steps) · B, B stored [k][n]
 template <int WB, int NB, int MT>
 __device__ __forceinline__ void mma_strips_reg_kn(Acc<2 * NB> (&acc)[MT], const uint32_t (&pa)[MT][4][4],
                                                   const bf16_t* sb, int lane) {
@@ -194,6 +162,20 @@ __device__ __forceinline__ void mma_strips_reg_kn(Acc<2 * NB> (&acc)[MT], const 
             }
         }
     }
+}
+// One strip (the dK/dV kernel's): acc (16 × 64) += A (16 × 16·KS, from shared memory,
+// stored [m][k] at rows m0..) · Bᵀ, B stored [n][k]; and acc (16 × 16·NB) += pa · B
+template <int WA, int WB, int KS, int UNROLL = KS>
+__device__ __forceinline__ void mma_mk_nk(Acc<8>& acc, const bf16_t* sa, int m0, const bf16_t* sb, int lane) {
+    mma_strips_nk<WB, KS, 1, UNROLL>(
+        reinterpret_cast<Acc<8>(&)[1]>(acc),
+        [&](int, int kk, uint32_t(&af)[4]) { lda_mk<WA>(af, sa, m0, 16 * kk, lane); }, sb, lane);
+}
+template <int WB, int NB>
+__device__ __forceinline__ void mma_reg_kn(Acc<2 * NB>& acc, const uint32_t (&pa)[4][4], const bf16_t* sb,
+                                           int lane) {
+    mma_strips_reg_kn<WB, NB, 1>(reinterpret_cast<Acc<2 * NB>(&)[1]>(acc),
+                                 reinterpret_cast<const uint32_t(&)[1][4][4]>(pa), sb, lane);
 }
 
 // ROWS × W bf16 rows of a contiguous [·, W] matrix at g into a swizzled tile, by the
@@ -475,7 +457,7 @@ __global__ void __launch_bounds__(32 * KW, KW == 4 ? 2 : 1) attn_bwd_dkdv_tc(con
         // Pᵀ = exp(s·K Qᵀ − lse) (rows keys, columns queries)
         Acc<8> p;
         zero(p);
-        mma_mk_nk<D, D, KSD, 4, kBwdUnroll>(p, Ks, 16 * warp, Q, lane);
+        mma_mk_nk<D, D, KSD, kBwdUnroll>(p, Ks, 16 * warp, Q, lane);
         const bool diag = q0 + off < k0 + BK - 1;
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
@@ -494,7 +476,7 @@ __global__ void __launch_bounds__(32 * KW, KW == 4 ? 2 : 1) attn_bwd_dkdv_tc(con
         // dSᵀ = Pᵀ ⊙ (V dOᵀ − D)
         Acc<8> ds;
         zero(ds);
-        mma_mk_nk<D, D, KSD, 4, kBwdUnroll>(ds, Vs, 16 * warp, dO, lane);
+        mma_mk_nk<D, D, KSD, kBwdUnroll>(ds, Vs, 16 * warp, dO, lane);
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
             const float2 dc = *reinterpret_cast<const float2*>(Dd + 8 * j + cq);
