@@ -83,8 +83,7 @@ inline TrainStepTimes time_train_steps(nn::LanguageModel& model, int64_t B, int6
     TrainStepTimes r;
     auto step = [&](bool phases) {
         double a = now_s();
-        Tensor logits = model.forward(inputs, fo);
-        Tensor loss = cross_entropy(logits.reshape({-1, V}), targets.reshape({-1}));
+        Tensor loss = model.loss(inputs, targets, fo);
         if (phases) sync();
         double b = now_s();
         loss.backward();

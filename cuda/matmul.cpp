@@ -338,6 +338,23 @@ void gemm(DType dt, bool transA, bool transB, int64_t M, int64_t N, int64_t K, d
     run(Problem{dt, transA, transB, M, N, K, lda, ldb, ldc, 0, 0, 0, 1}, alpha, A, B, beta, C);
 }
 
+void gemm_bf16_f32(bool transA, bool transB, int64_t M, int64_t N, int64_t K, double alpha, const void* A,
+                   int64_t lda, const void* B, int64_t ldb, double beta, float* C, int64_t ldc) {
+    const Problem p{DType::bf16, transA, transB, M, N, K, lda, ldb, ldc, 0, 0, 0, 1};
+    check_args(p);
+    if (M == 0 || N == 0) return;
+    if (K == 0 && beta == 0.0) {
+        RN_CUDA_CHECK(cudaMemset2DAsync(C, size_t(ldc) * 4, 0, size_t(N) * 4, size_t(M), stream()));
+        return;
+    }
+    n_ex.fetch_add(1, std::memory_order_relaxed);
+    const float al = float(alpha), be = float(beta);
+    // row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: B goes first (see the top of this file)
+    RN_BLAS_CHECK("cublasGemmEx (bf16 in, f32 out)", p,
+                  cublasGemmEx_64(cublas_handle(), op_of(transB), op_of(transA), N, M, K, &al, B, CUDA_R_16BF, ldb, A,
+                                  CUDA_R_16BF, lda, &be, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 void gemm_strided_batched(DType dt, bool transA, bool transB, int64_t M, int64_t N, int64_t K, double alpha,
                           const void* A, int64_t lda, int64_t strideA, const void* B, int64_t ldb,
                           int64_t strideB, double beta, void* C, int64_t ldc, int64_t strideC, int64_t batch) {

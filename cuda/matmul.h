@@ -27,6 +27,13 @@ namespace rn::cuda {
 void gemm(DType dt, bool transA, bool transB, int64_t M, int64_t N, int64_t K, double alpha, const void* A,
           int64_t lda, const void* B, int64_t ldb, double beta, void* C, int64_t ldc);
 
+// The gemm contract with bf16 A and B and an f32 C (fp32 accumulation, alpha and beta in
+// f32): a sum over several products, kept in f32 between them, is rounded once at the end
+// instead of once a product (ops/linear_cross_entropy.cpp sums the output projection's
+// weight gradient over row blocks this way). cublasGemmEx, CUBLAS_COMPUTE_32F.
+void gemm_bf16_f32(bool transA, bool transB, int64_t M, int64_t N, int64_t K, double alpha, const void* A,
+                   int64_t lda, const void* B, int64_t ldb, double beta, float* C, int64_t ldc);
+
 // `batch` GEMMs with the same M, N, K, transposes and leading dims; matrix i starts at
 // A + i·strideA, B + i·strideB, C + i·strideC (elements). strideA or strideB may be 0: a
 // broadcast operand is read in place, never copied. strideC must keep the outputs apart.

@@ -534,7 +534,7 @@ __device__ __forceinline__ long long warp_min_ll(long long v) {
 }
 
 // One block: loss = Σ term / count over non-ignored rows (0 when none), count, and the
-// first bad target's row. Each thread sums a fixed strided subset of rows in order, then a
+// first bad target's row (term null: the count and the check alone, loss 0). Each thread sums a fixed strided subset of rows in order, then a
 // fixed tree: the same inputs give the same bits on every run.
 template <typename T>
 __global__ void __launch_bounds__(kFinalThreads)
@@ -561,12 +561,12 @@ cross_entropy_finish_kernel(typename acc_of<T>::type* __restrict__ loss, int64_t
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
             t[k] = targets[r + k * step];
-            v[k] = term[r + k * step];
+            v[k] = term ? term[r + k * step] : 0.0;
         }
 #pragma unroll
         for (int k = 0; k < 4; ++k) take(r + k * step, t[k], v[k]);
     }
-    for (; r < rows; r += step) take(r, targets[r], term[r]);
+    for (; r < rows; r += step) take(r, targets[r], term ? term[r] : 0.0);
     total = block_sum(total);
     n = block_sum(n);
     __shared__ long long pbad[32];
@@ -784,31 +784,44 @@ void softmax_backward(DType dt, void* dx, const void* dy, const void* y, int64_t
     });
 }
 
-void cross_entropy_forward(DType dt, void* loss, double* lse, int64_t* count, const void* logits,
-                           const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index) {
+void cross_entropy_rows(DType dt, double* lse, double* term, const void* logits, const int64_t* targets,
+                        int64_t rows, int64_t cols, int64_t ignore_index) {
+    RN_CHECK(rows >= 0 && cols > 0, "cross_entropy (CUDA): bad sizes ", rows, " x ", cols);
+    if (rows == 0) return;
+    dispatch_float(dt, "cross_entropy", [&](auto tag) {
+        using T = decltype(tag);
+        // one [N, C] operand: the head/tail split always aligns it
+        constexpr int V = 16 / int(sizeof(T));
+        const Plan p = plan_rows(rows, cols, V, kMaxBlock);
+        with_variant<V>(p, true, [&](auto w, auto lanes) {
+            cross_entropy_lse_kernel<T, decltype(w)::value, decltype(lanes)::value>
+                <<<p.blocks, p.threads, 0, stream()>>>(lse, term, static_cast<const T*>(logits), targets, rows, cols,
+                                                       ignore_index);
+        });
+        RN_CUDA_CHECK_LAUNCH();
+    });
+}
+
+void cross_entropy_total(DType dt, void* loss, int64_t* count, const double* term, const int64_t* targets,
+                         int64_t rows, int64_t cols, int64_t ignore_index) {
     RN_CHECK(rows >= 0 && cols > 0, "cross_entropy (CUDA): bad sizes ", rows, " x ", cols);
     dispatch_float(dt, "cross_entropy", [&](auto tag) {
         using T = decltype(tag);
-        // per-row loss terms [N] f64, reduced by the finishing kernel (the caching allocator
-        // hands this block to the next request only after both kernels: one stream)
-        Tensor term = empty({std::max<int64_t>(rows, 1)}, DType::f64, Device::cuda(current_device()));
-        auto* tp = term.data<double>();
-        if (rows > 0) {
-            // one [N, C] operand: the head/tail split always aligns it
-            constexpr int V = 16 / int(sizeof(T));
-            const Plan p = plan_rows(rows, cols, V, kMaxBlock);
-            with_variant<V>(p, true, [&](auto w, auto lanes) {
-                cross_entropy_lse_kernel<T, decltype(w)::value, decltype(lanes)::value>
-                    <<<p.blocks, p.threads, 0, stream()>>>(lse, tp, static_cast<const T*>(logits), targets, rows, cols,
-                                                           ignore_index);
-            });
-            RN_CUDA_CHECK_LAUNCH();
-        }
         using A = typename acc_of<T>::type;
-        cross_entropy_finish_kernel<T><<<1, kFinalThreads, 0, stream()>>>(static_cast<A*>(loss), count, tp, targets,
+        cross_entropy_finish_kernel<T><<<1, kFinalThreads, 0, stream()>>>(static_cast<A*>(loss), count, term, targets,
                                                                           rows, cols, ignore_index);
         RN_CUDA_CHECK_LAUNCH();
     });
+}
+
+void cross_entropy_forward(DType dt, void* loss, double* lse, int64_t* count, const void* logits,
+                           const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index) {
+    RN_CHECK(rows >= 0 && cols > 0, "cross_entropy (CUDA): bad sizes ", rows, " x ", cols);
+    // per-row loss terms [N] f64, reduced by the finishing kernel (the caching allocator
+    // hands this block to the next request only after both kernels: one stream)
+    Tensor term = empty({std::max<int64_t>(rows, 1)}, DType::f64, Device::cuda(current_device()));
+    cross_entropy_rows(dt, lse, term.data<double>(), logits, targets, rows, cols, ignore_index);
+    cross_entropy_total(dt, loss, count, term.data<double>(), targets, rows, cols, ignore_index);
 }
 
 void cross_entropy_backward(DType dt, void* dlogits, const void* dloss, const void* logits, const double* lse,

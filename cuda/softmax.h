@@ -29,8 +29,19 @@ void softmax_backward(DType dt, void* dx, const void* dy, const void* y, int64_t
 // such row), so that the backward writes NaN too and a debug check can name the row.
 void cross_entropy_forward(DType dt, void* loss, double* lse, int64_t* count, const void* logits,
                            const int64_t* targets, int64_t rows, int64_t cols, int64_t ignore_index);
+// cross_entropy_forward in its two steps, for a caller that produces the logits a block of
+// rows at a time (ops/linear_cross_entropy.cpp):
+//   rows:  lse [N] as above and term [N] (f64) = lse[n] − logits[n, t[n]] for a valid
+//          target, 0 otherwise;
+//   total: loss and count as above from every row's term; term null counts and checks the
+//          targets alone (loss 0), which is how a caller learns the count before the logits.
+void cross_entropy_rows(DType dt, double* lse, double* term, const void* logits, const int64_t* targets,
+                        int64_t rows, int64_t cols, int64_t ignore_index);
+void cross_entropy_total(DType dt, void* loss, int64_t* count, const double* term, const int64_t* targets,
+                         int64_t rows, int64_t cols, int64_t ignore_index);
 // dlogits [N, C] = (exp(logits − lse) − onehot(t)) · dloss / count, zero on ignored rows and
 // everywhere when count is 0; NaN everywhere when count < 0 (a bad target, see above).
+// dlogits may be logits (in place): each element is read once, by the thread that writes it.
 // dloss: one element of the accumulation type on the device; count: as written by
 // cross_entropy_forward.
 void cross_entropy_backward(DType dt, void* dlogits, const void* dloss, const void* logits, const double* lse,

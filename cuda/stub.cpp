@@ -123,6 +123,10 @@ void gemm(DType, bool, bool, int64_t, int64_t, int64_t, double, const void*, int
           void*, int64_t) {
     no_cuda("cuda::gemm");
 }
+void gemm_bf16_f32(bool, bool, int64_t, int64_t, int64_t, double, const void*, int64_t, const void*, int64_t, double,
+                   float*, int64_t) {
+    no_cuda("cuda::gemm_bf16_f32");
+}
 void gemm_strided_batched(DType, bool, bool, int64_t, int64_t, int64_t, double, const void*, int64_t, int64_t,
                           const void*, int64_t, int64_t, double, void*, int64_t, int64_t, int64_t) {
     no_cuda("cuda::gemm_strided_batched");
@@ -182,6 +186,12 @@ void rms_norm_backward(DType, void*, void*, const void*, const void*, const void
 void softmax_forward(DType, void*, const void*, int64_t, int64_t, bool) { no_cuda("softmax"); }
 void softmax_backward(DType, void*, const void*, const void*, int64_t, int64_t, bool) { no_cuda("softmax backward"); }
 void cross_entropy_forward(DType, void*, double*, int64_t*, const void*, const int64_t*, int64_t, int64_t, int64_t) {
+    no_cuda("cross_entropy");
+}
+void cross_entropy_rows(DType, double*, double*, const void*, const int64_t*, int64_t, int64_t, int64_t) {
+    no_cuda("cross_entropy");
+}
+void cross_entropy_total(DType, void*, int64_t*, const double*, const int64_t*, int64_t, int64_t, int64_t) {
     no_cuda("cross_entropy");
 }
 void cross_entropy_backward(DType, void*, const void*, const void*, const double*, const int64_t*, const int64_t*,

@@ -48,6 +48,9 @@ struct ForwardOptions {
     bool checkpoint_activations = false;
     // logits for the last position only, [B,1,V] (a prefill whose caller samples from it)
     bool last_logits_only = false;
+    // the final norm's output [B,T,d] in place of the logits: what the output projection
+    // (output_weight) would multiply; LanguageModel::loss uses it
+    bool hidden_only = false;
     // RetNet only, decoding: per layer [T, B, H, Dk, Dv], the state after each of the T
     // tokens (row t: after tokens 0..t) — what LanguageModel::rollback needs. Not with
     // incoming_state.
@@ -58,6 +61,16 @@ class LanguageModel : public Module {
 public:
     // tokens [B,T] integer → logits [B,T,V] in the compute dtype (training and evaluation)
     virtual Tensor forward(const Tensor& tokens, const ForwardOptions& opt = {}) const = 0;
+
+    // The output projection's weight [V, d] in the compute dtype (differentiable: the cast of
+    // the fp32 master, or the tied embedding): logits = forward(hidden_only) · output_weightᵀ.
+    virtual Tensor output_weight(DType compute) const = 0;
+    // The mean next-token loss, cross_entropy(forward(tokens, opt), targets, ignore_index),
+    // computed by linear_cross_entropy (ops/linear_cross_entropy.h): the [B,T,V] logits are
+    // never held, only a block of rows at a time. Same value and gradients to rounding.
+    // RN_FUSED_CE=0 in the environment takes the unfused path (for A/B measurements).
+    Tensor loss(const Tensor& tokens, const Tensor& targets, const ForwardOptions& opt = {},
+                int64_t ignore_index = -100) const;
 
     // ---- decoding (no autograd)
     // the decoding state of `slots` sequences of up to max_context tokens each, zeroed

@@ -266,7 +266,12 @@ Tensor RetNetLM::forward(const Tensor& tokens, const ForwardOptions& opt) const 
                                opt.state_trail ? &(*opt.state_trail)[i] : nullptr);
     }
     if (opt.last_logits_only) x = x.narrow(1, x.size(1) - 1, 1).contiguous();
-    return head(x);
+    return opt.hidden_only ? layer_norm->forward(x) : head(x);
+}
+
+Tensor RetNetLM::output_weight(DType compute) const {
+    const Tensor& w = output_projection ? output_projection->weight : embed_tokens->weight;
+    return w.dtype() == compute ? w : w.to(compute);
 }
 
 std::vector<Tensor> RetNetLM::init_states(int64_t slots, Device device, DType compute, int64_t) const {

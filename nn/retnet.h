@@ -92,6 +92,7 @@ public:
     explicit RetNetLM(const ModelConfig& cfg, uint64_t seed = 0);
     // tokens [B,T] integer → logits [B,T,V] in the compute dtype
     Tensor forward(const Tensor& tokens, const ForwardOptions& opt = {}) const override;
+    Tensor output_weight(DType compute) const override;
     // decoding, no autograd: tokens [B], states per layer (from init_states or a prefill's
     // states_out) updated in place, pos [B] absolute positions → logits [B,V]
     Tensor step(const Tensor& tokens, std::vector<Tensor>& states, const Tensor& pos, DType compute) const override;

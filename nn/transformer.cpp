@@ -172,7 +172,8 @@ Tensor TransformerLM::project(const Tensor& h) const {
 }
 
 Tensor TransformerLM::run(const Tensor& tokens, DType compute, int64_t pos0, const std::vector<Tensor>* caches,
-                          bool standard_attention, bool checkpoint_activations, bool last_only) const {
+                          bool standard_attention, bool checkpoint_activations, bool last_only,
+                          bool hidden_only) const {
     Tensor x = embed_tokens->forward(tokens);
     // the standard form's mask, made once for all layers on the device, in the compute
     // dtype: relu(j − i) is nonzero exactly above the diagonal (masked_fill's "true")
@@ -198,7 +199,12 @@ Tensor TransformerLM::run(const Tensor& tokens, DType compute, int64_t pos0, con
                    : layers[i]->forward(x, pos0, Tensor(), Tensor(), mask);
     }
     if (last_only) x = x.narrow(1, x.size(1) - 1, 1).contiguous();
-    return project(norm->forward(x));
+    return hidden_only ? norm->forward(x) : project(norm->forward(x));
+}
+
+Tensor TransformerLM::output_weight(DType compute) const {
+    const Tensor& w = lm_head ? lm_head->weight : embed_tokens->weight;
+    return w.dtype() == compute ? w : w.to(compute);
 }
 
 Tensor TransformerLM::forward(const Tensor& tokens, const ForwardOptions& opt) const {
@@ -209,7 +215,7 @@ Tensor TransformerLM::forward(const Tensor& tokens, const ForwardOptions& opt) c
     RN_CHECK(!opt.incoming_state, "TransformerLM::forward: incoming_state is RetNet's context parallelism (a "
              "recurrent state); a Transformer's attention needs every earlier key, not a state");
     return run(tokens, opt.compute, opt.pos0, nullptr, opt.standard_attention, opt.checkpoint_activations,
-               opt.last_logits_only);
+               opt.last_logits_only, opt.hidden_only);
 }
 
 std::vector<Tensor> TransformerLM::init_states(int64_t slots, Device device, DType compute, int64_t max_context) const {

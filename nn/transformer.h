@@ -92,6 +92,7 @@ public:
     // mode/chunk are RetNet's and ignored; states_in/states_out are refused (a Transformer
     // continues a sequence through a KV cache: init_states + prefill)
     Tensor forward(const Tensor& tokens, const ForwardOptions& opt = {}) const override;
+    Tensor output_weight(DType compute) const override;
     // per layer two tensors, [K cache, V cache] (2L in all, layer l's at 2l and 2l + 1),
     // each [slots, Hkv, max_context, D] in the compute dtype, zeroed
     std::vector<Tensor> init_states(int64_t slots, Device device, DType compute, int64_t max_context) const override;
@@ -119,7 +120,8 @@ private:
     // embeddings → blocks → head (over the last position only when last_only), the KV
     // caches (2 per layer) written when given
     Tensor run(const Tensor& tokens, DType compute, int64_t pos0, const std::vector<Tensor>* caches,
-              bool standard_attention = false, bool checkpoint_activations = false, bool last_only = false) const;
+              bool standard_attention = false, bool checkpoint_activations = false, bool last_only = false,
+              bool hidden_only = false) const;
     Tensor project(const Tensor& h) const;  // lm_head (or the tied embedding)
 };
 

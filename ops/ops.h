@@ -12,6 +12,7 @@
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/index.h"
+#include "ops/linear_cross_entropy.h"
 #include "ops/matmul.h"
 #include "ops/norm.h"
 #include "ops/reduce.h"

@@ -120,6 +120,15 @@ std::string index_str(int64_t i, const Shape& s) {
     return shape_str(idx);
 }
 
+[[noreturn]] void bad_target(const Shape& targets_shape, int64_t r, int64_t t, int64_t C, int64_t ignore_index,
+                             const char* name) {
+    std::ostringstream where;
+    where << "position " << r;
+    if (targets_shape.size() > 1) where << " (index " << index_str(r, targets_shape) << ")";
+    RN_FAIL(name, ": target ", t, " at ", where.str(), " is out of range for ", C, " classes; expected 0 <= target < ",
+            C, " or ignore_index (", ignore_index, ")");
+}
+
 // RN_CUDA_CHECK_TARGETS=1: CUDA cross_entropy waits for its forward and throws the CPU's
 // message on a bad target. Off by default: a bad target then makes the loss and the gradient
 // NaN without stopping the host (see cuda/softmax.h).
@@ -135,57 +144,71 @@ bool cuda_check_targets() {
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
 
+namespace detail {
+
+Tensor cross_entropy_targets(const Tensor& targets, const Shape& lead, int64_t C, int64_t ignore_index,
+                             Device device, const char* name, const std::string& rows_of, int64_t* count) {
+    int64_t N = 1;
+    for (int64_t n : lead) N *= n;
+    check_defined(targets, name, "targets");
+    RN_CHECK(targets.device() == device, name, ": targets are on ", targets.device(), " but ", rows_of, " are on ",
+             device, ". HINT: move both to one device with .to(device)");
+    RN_CHECK(targets.dtype() == DType::i32 || targets.dtype() == DType::i64, name,
+             ": expected integer targets (i32 or i64), got ", targets.dtype(),
+             ". HINT: class indices, not probabilities or one-hot rows");
+    RN_CHECK(targets.shape() == lead || (targets.dim() == 1 && targets.numel() == N), name, ": targets of shape ",
+             targets.shape(), " do not match ", rows_of, "; expected ", lead, " or [", N, "]");
+    Tensor t64 = contiguous_nograd(targets.dtype() == DType::i64 ? targets : cast_nograd(targets, DType::i64));
+    *count = 0;
+    if (device.is_cpu()) {
+        const int64_t* tp = t64.data<int64_t>();
+        for (int64_t r = 0; r < N; ++r) {
+            const int64_t t = tp[r];
+            if (t == ignore_index) continue;
+            if (t < 0 || t >= C) bad_target(targets.shape(), r, t, C, ignore_index, name);
+            ++*count;
+        }
+    }
+    return t64;
+}
+
+void cross_entropy_check_device_count(const Tensor& count_dev, const Tensor& t64, const Shape& targets_shape,
+                                      int64_t C, int64_t ignore_index, const char* name) {
+    if (!cuda_check_targets()) return;
+    const int64_t c = int64_t(count_dev.item());  // debug path: one sync
+    if (c < 0)
+        bad_target(targets_shape, -1 - c, int64_t(make_view(t64, {}, {}, t64.offset() - 1 - c).item()), C,
+                   ignore_index, name);
+}
+
+}  // namespace detail
+
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
     const char* name = "cross_entropy";
     check_defined(logits, name, "logits");
-    check_defined(targets, name, "targets");
     check_floating(logits, name);
-    RN_CHECK(targets.device() == logits.device(), "cross_entropy: targets are on ", targets.device(),
-             " but logits are on ", logits.device(), ". HINT: move both to one device with .to(device)");
-    RN_CHECK(targets.dtype() == DType::i32 || targets.dtype() == DType::i64,
-             "cross_entropy: expected integer targets (i32 or i64), got ", targets.dtype(),
-             ". HINT: class indices, not probabilities or one-hot rows");
     RN_CHECK(logits.dim() >= 1, "cross_entropy: logits must have a class dim, got a 0-d tensor");
     const int64_t C = logits.shape().back();
     RN_CHECK(C > 0, "cross_entropy: logits of shape ", logits.shape(), " have 0 classes");
     const int64_t N = logits.numel() / C;
-    Shape lead(logits.shape().begin(), logits.shape().end() - 1);
-    RN_CHECK(targets.shape() == lead || (targets.dim() == 1 && targets.numel() == N),
-             "cross_entropy: targets of shape ", targets.shape(), " do not match logits of shape ", logits.shape(),
-             "; expected ", lead, " or [", N, "]");
-
-    Tensor t64 = contiguous_nograd(targets.dtype() == DType::i64 ? targets : cast_nograd(targets, DType::i64));
-    auto bad_target = [&](int64_t r, int64_t t) {
-        std::ostringstream where;
-        where << "position " << r;
-        if (targets.dim() > 1) where << " (index " << index_str(r, targets.shape()) << ")";
-        RN_FAIL("cross_entropy: target ", t, " at ", where.str(), " is out of range for ", C,
-                " classes; expected 0 <= target < ", C, " or ignore_index (", ignore_index, ")");
-    };
+    const Shape lead(logits.shape().begin(), logits.shape().end() - 1);
+    int64_t count = 0;  // CPU: counted here; CUDA: count_dev, counted and validated on the device
+    Tensor t64 = detail::cross_entropy_targets(targets, lead, C, ignore_index, logits.device(), name,
+                                               "logits of shape " + shape_str(logits.shape()), &count);
 
     Tensor x = contiguous_nograd(logits);
     // the loss is a mean over every token: bf16 logits give an f32 loss (as under PyTorch's
     // autocast), so a bf16 run's loss is not rounded to 3 significant digits
     Tensor loss = empty({}, cross_entropy_loss_dtype(logits.dtype()), logits.device());
     Tensor lse = empty({N}, DType::f64, logits.device());
-    int64_t count = 0;  // CPU: counted here; CUDA: count_dev, counted and validated on the device
     Tensor count_dev;
     if (logits.is_cuda()) {
         count_dev = empty({1}, DType::i64, logits.device());
         cuda::cross_entropy_forward(x.dtype(), loss.raw_data(), lse.data<double>(), count_dev.data<int64_t>(),
                                     x.raw_data(), t64.data<int64_t>(), N, C, ignore_index);
-        if (cuda_check_targets()) {  // debug path: one sync
-            const int64_t c = int64_t(count_dev.item());
-            if (c < 0) bad_target(-1 - c, int64_t(make_view(t64, {}, {}, t64.offset() - 1 - c).item()));
-        }
+        detail::cross_entropy_check_device_count(count_dev, t64, targets.shape(), C, ignore_index, name);
     } else {
         const int64_t* tp = t64.data<int64_t>();
-        for (int64_t r = 0; r < N; ++r) {
-            const int64_t t = tp[r];
-            if (t == ignore_index) continue;
-            if (t < 0 || t >= C) bad_target(r, t);
-            ++count;
-        }
         cpu::cross_entropy_forward(x.dtype(), loss.raw_data(), lse.data<double>(), x.raw_data(), tp, N, C,
                                    ignore_index, count);
     }

@@ -135,10 +135,13 @@ void cross_entropy_backward(DType dt, void* dlogits, double dloss, const void* l
                 for (int64_t c = 0; c < cols; ++c) dxr[c] = st<T>(A(0));
                 continue;
             }
-            // x − lse in double (lse ≈ 1000 rounded to f32 would be off by 6e-5), exp in A
+            // x − lse in double (lse ≈ 1000 rounded to f32 would be off by 6e-5), exp in A.
+            // The target's probability is read before the row is written: dlogits may be
+            // logits itself (ops/linear_cross_entropy.cpp works in place).
             const double l = lse[r];
+            const A pt = std::exp(A(double(ld(xr[t])) - l));
             for (int64_t c = 0; c < cols; ++c) dxr[c] = st<T>(std::exp(A(double(ld(xr[c])) - l)) * scale);
-            dxr[t] = st<T>((std::exp(A(double(ld(xr[t])) - l)) - A(1)) * scale);
+            dxr[t] = st<T>((pt - A(1)) * scale);
         }
     });
 }

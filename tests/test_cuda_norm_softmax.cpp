@@ -13,6 +13,8 @@
 #include <cstdlib>
 
 #include "cuda_test_util.h"
+#include "ops/linear_cross_entropy.h"
+#include "ops/matmul.h"
 #include "ops/norm.h"
 #include "ops/softmax.h"
 #include "ops/swiglu.h"
@@ -190,6 +192,52 @@ BOOST_AUTO_TEST_CASE(cross_entropy_is_deterministic) {
     Tensor t = randint(0, 1000, {2048}, g, DType::i64).to(gpu);
     const double a = cross_entropy(x, t).item(), b = cross_entropy(x, t).item();
     BOOST_TEST(a == b);
+}
+
+// linear_cross_entropy (ops/linear_cross_entropy.h) on CUDA against the CPU op and against
+// the GPU's own unfused loss: several blocks (one ragged), ignored targets, upstream 0.5;
+// bf16 against the CPU in f32 on the same bf16 values (the gradients' sums stay f32 on the
+// GPU, so bf16 is as close as the unfused bf16 path is)
+BOOST_AUTO_TEST_CASE(linear_cross_entropy_matches_cpu) {
+    Generator g(206);
+    const int64_t N = 700, d = 96, V = 1001;
+    for (DType dt : {DType::f32, DType::bf16, DType::f64})
+        for (int64_t block : {int64_t(0), int64_t(128), int64_t(333)}) {
+            BOOST_TEST_CONTEXT("linear_cross_entropy " << dt << " block " << block) {
+                Tensor x = uniform({N, d}, -1, 1, g, DType::f32).to(dt), w = uniform({V, d}, -1, 1, g, DType::f32).to(dt);
+                Tensor t = randint(0, V, {N}, g, DType::i64);
+                auto tv = t.to_vector<int64_t>();
+                for (size_t r = 0; r < tv.size(); r += 7) tv[r] = -100;
+                t = from_vector<int64_t>(tv, {N});
+                Tensor xc = cpu_ref_input(x).detach().requires_grad_(), wc = cpu_ref_input(w).detach().requires_grad_();
+                Tensor lc = linear_cross_entropy(xc, wc, t, -100, block);
+                (lc * 0.5).backward();
+                Tensor xg = x.to(gpu).detach().requires_grad_(), wg = w.to(gpu).detach().requires_grad_();
+                Tensor lg = linear_cross_entropy(xg, wg, t.to(gpu), -100, block);
+                BOOST_TEST(lg.dtype() == (dt == DType::bf16 ? DType::f32 : dt));
+                (lg * 0.5).backward();
+                BOOST_TEST(xg.grad().dtype() == dt);
+                check_close(lg, lc, tol_for(dt), "loss");
+                check_close(xg.grad(), xc.grad(), tol_for(dt), "dx");
+                check_close(wg.grad(), wc.grad(), tol_for(dt), "dw");
+                // the GPU's unfused loss: the same values
+                Tensor xu = x.to(gpu).detach().requires_grad_(), wu = w.to(gpu).detach().requires_grad_();
+                Tensor lu = cross_entropy(matmul(xu, wu.t()), t.to(gpu));
+                (lu * 0.5).backward();
+                check_close(lg, lu.to(Device::cpu()), tol_for(dt), "loss vs unfused");
+                check_close(wg.grad(), wu.grad().to(Device::cpu()), tol_for(dt), "dw vs unfused");
+            }
+        }
+    // every target ignored: 0 and zero gradients; a bad target: NaN, as cross_entropy
+    Tensor x = randn({5, 8}, g).to(gpu).detach().requires_grad_(), w = randn({9, 8}, g).to(gpu).detach().requires_grad_();
+    Tensor l0 = linear_cross_entropy(x, w, full({5}, -100, DType::i64, gpu), -100, 2);
+    l0.backward();
+    BOOST_TEST(l0.item() == 0.0);
+    BOOST_TEST(max_abs_diff(x.grad().to(Device::cpu()), zeros({5, 8})) == 0.0);
+    if (!std::getenv("RN_CUDA_CHECK_TARGETS")) {
+        Tensor l1 = linear_cross_entropy(x, w, from_vector<int64_t>({0, 1, 9, 2, 3}, {5}).to(gpu));
+        BOOST_TEST(std::isnan(l1.item()));
+    }
 }
 
 // ---------------------------------------------------------------- layer_norm / rms_norm

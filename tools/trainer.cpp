@@ -93,8 +93,7 @@ double eval_loss(const nn::LanguageModel& model, const std::shared_ptr<const Sha
             const int64_t off = split->offsets[size_t(cp_rank)], len = split->lengths[size_t(cp_rank)];
             in = in.narrow(1, off, len).contiguous(), tg = tg.narrow(1, off, len).contiguous();
         }
-        Tensor logits = model.forward(in.to(dev), fo);
-        total += cross_entropy(logits.reshape({-1, logits.size(-1)}), tg.to(dev).reshape({-1})).item();
+        total += model.loss(in.to(dev), tg.to(dev), fo).item();
     }
     if (mpi) total = mpi->all_reduce_scalar(total) / double(mpi->size());
     return total / double(n);
@@ -496,8 +495,7 @@ Trainer::StepStats Trainer::train_step() {
             in = in.narrow(1, off, len), tg = tg.narrow(1, off, len);
         }
         in = in.contiguous().to(dev_), tg = tg.contiguous().to(dev_);
-        Tensor logits = model_->forward(in, fo_);
-        Tensor loss = cross_entropy(logits.reshape({-1, logits.size(-1)}), tg.reshape({-1}));
+        Tensor loss = model_->loss(in, tg, fo_);  // the logits a block of rows at a time
         if (o.grad_accum > 1) loss = loss / double(o.grad_accum);
         dp_->begin_backward(m == o.grad_accum - 1);  // one reduction per optimizer step
         loss.backward();
