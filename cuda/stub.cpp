@@ -201,6 +201,9 @@ void cross_entropy_backward(DType, void*, const void*, const void*, const double
 
 // --- swiglu (cuda/swiglu.h)
 void silu_mul_forward(DType, void*, const void*, const void*, int64_t) { no_cuda("silu_mul"); }
+void silu_mul_backward_recompute(DType, void*, void*, void*, const void*, const void*, int64_t) {
+    no_cuda("silu_mul backward");
+}
 void silu_mul_backward(DType, void*, void*, const void*, const void*, const void*, int64_t) {
     no_cuda("silu_mul backward");
 }

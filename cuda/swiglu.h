@@ -8,4 +8,5 @@
 namespace rn::cuda {
 void silu_mul_forward(DType dt, void* y, const void* a, const void* b, int64_t n);
 void silu_mul_backward(DType dt, void* da, void* db, const void* dy, const void* a, const void* b, int64_t n);
+void silu_mul_backward_recompute(DType dt, void* da, void* db, void* dy_y, const void* a, const void* b, int64_t n);
 }  // namespace rn::cuda

@@ -2,6 +2,8 @@
 #include "nn/layers.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "ops/ops.h"
 
@@ -134,6 +136,15 @@ Tensor GLU::forward_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm
     return forward(n);
 }
 
+Tensor gated_projection(const Tensor& a, const Tensor& b, const Linear& proj) {
+    static const bool recompute = [] {
+        const char* e = std::getenv("RN_SWIGLU_RECOMPUTE");
+        return !(e && std::strcmp(e, "0") == 0);
+    }();
+    if (recompute && !proj.bias.defined()) return swiglu_linear(a, b, as_compute(proj.weight, a));
+    return proj.forward(silu_mul(a, b));
+}
+
 Tensor GLU::forward(const Tensor& x) const {
     // one row (a decoding step at batch 1): one matmul for fc1 and gate
     if (activation != "gelu" && use_stacked(fused_, {fc1.get(), gate.get()}, x)) {
@@ -141,7 +152,7 @@ Tensor GLU::forward(const Tensor& x) const {
         Tensor y = matmul(x, fused_.t());
         return fc2->forward(silu_mul(y.narrow(-1, 0, h), y.narrow(-1, h, h)));
     }
-    if (activation != "gelu") return fc2->forward(silu_mul(fc1->forward(x), gate->forward(x)));  // SwiGLU, fused
+    if (activation != "gelu") return gated_projection(fc1->forward(x), gate->forward(x), *fc2);  // SwiGLU, fused
     Tensor h = fc1->forward(x);
     h = activation == "gelu" ? gelu(h) : silu(h);
     return fc2->forward(h * gate->forward(x));

@@ -62,6 +62,12 @@ private:
     Tensor fused_;  // [fc1; gate] weights, or undefined
 };
 
+// proj(silu(a) ⊙ b): SwiGLU's down projection and the retention layer's gated output
+// projection. Without a bias it is swiglu_linear (ops/swiglu.h), which keeps a and b for the
+// backward but not their product (the same values; RN_SWIGLU_RECOMPUTE=0 in the environment
+// keeps the product and runs the two ops, for A/B measurements).
+Tensor gated_projection(const Tensor& a, const Tensor& b, const Linear& proj);
+
 // Stacks the weights of `parts` (Linears without bias, one input width) along the output
 // dim into `stacked` and makes each weight a view into it; nothing to do when they still
 // are its views.

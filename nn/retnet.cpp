@@ -115,7 +115,7 @@ Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
     if (group_norm) {  // fla's FusedRMSNormGated: RMSNorm(y_h) ⊙ w, then ⊙ silu(g)
         Tensor yn = group_norm->forward(y);
         Tensor cat = yn.permute({0, 2, 1, 3}).reshape({B, T, H_ * Dv_});
-        return out_proj->forward(silu_mul(g, cat));
+        return gated_projection(g, cat, *out_proj);
     }
     if (T == 1) {  // a decode step: g [B,1,H·Dv] is y's [B,H,1,Dv] order; norm and gate in one pass
         Tensor z = gated_rms_norm(y, g.reshape(y.shape()), eps_);
@@ -124,7 +124,7 @@ Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
     // per-head RMSNorm without weight (torchscale's group_norm), statistics in fp32
     Tensor yn = rms_norm(y, Tensor(), eps_);
     Tensor cat = yn.permute({0, 2, 1, 3}).reshape({B, T, H_ * Dv_});
-    return out_proj->forward(silu_mul(g, cat));  // silu(g) ⊙ cat, one fused pass
+    return gated_projection(g, cat, *out_proj);  // silu(g) ⊙ cat, one fused pass
 }
 
 Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in,

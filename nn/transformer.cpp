@@ -42,7 +42,7 @@ Tensor SwiGLU::forward(const Tensor& x) const {
         Tensor y = matmul(x, fused_.t());
         return down_proj->forward(silu_mul(y.narrow(-1, 0, h), y.narrow(-1, h, h)));
     }
-    return down_proj->forward(silu_mul(gate_proj->forward(x), up_proj->forward(x)));
+    return gated_projection(gate_proj->forward(x), up_proj->forward(x), *down_proj);
 }
 
 // ---------------------------------------------------------------- CausalSelfAttention

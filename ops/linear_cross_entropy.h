@@ -4,9 +4,9 @@
 // model width, V the vocabulary, R the rows of a block.
 //
 // Why: at B8 T2048 with V = 32,000 the bf16 logits are 1.05 GB, and the unfused loss keeps
-// them for the backward and then writes as many bytes of dlogits — about 2 GiB of a `small`
-// model's peak. Here the peak extra is one block of logits (R·V, reused block after block)
-// plus the two gradients, x's [N, d] and w's [V, d] in f32.
+// them for the backward, where as many bytes of dlogits join them: 2.1 GB at the loss's
+// peak. Here it is one block of logits (R·V, reused block after block; 0.26 GB) plus the two
+// gradients, x's [N, d] and w's [V, d] in f32 (0.15 GB at d = 768).
 //
 // How (the derivation is docs/model.md §"The loss without the logits"): the loss is the
 // last op of a step, so its gradient is known up to the upstream scalar g (1 in training,

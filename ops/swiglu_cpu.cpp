@@ -42,4 +42,20 @@ void silu_mul_backward(DType dt, void* da, void* db, const void* dy, const void*
     });
 }
 
+void silu_mul_backward_recompute(DType dt, void* da, void* db, void* dy_y, const void* a, const void* b, int64_t n) {
+    dispatch_floating(dt, "silu_mul backward", [&](auto tag) {
+        using T = decltype(tag);
+        using A = typename acc_type<T>::type;
+        T *dap = static_cast<T*>(da), *dbp = static_cast<T*>(db), *gy = static_cast<T*>(dy_y);
+        const T *ap = static_cast<const T*>(a), *bp = static_cast<const T*>(b);
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+        for (int64_t i = 0; i < n; ++i) {
+            const A x = ld(ap[i]), g = ld(gy[i]), s = sigmoid(x), bv = ld(bp[i]);
+            if (dap) dap[i] = st<T>(g * bv * s * (A(1) + x * (A(1) - s)));
+            if (dbp) dbp[i] = st<T>(g * x * s);
+            gy[i] = st<T>(x * s * bv);  // silu_mul_forward's expression: the same bits
+        }
+    });
+}
+
 }  // namespace rn::cpu

@@ -328,6 +328,35 @@ BOOST_AUTO_TEST_CASE(gated_rms_norm_fused_matches_the_two_ops) {
         }
 }
 
+// swiglu_linear (ops/swiglu.h) against the two ops on the GPU — y, da, db bit for bit (the
+// same kernels: the backward's recompute writes the forward's expression), dW to rounding —
+// and against the CPU; an odd width takes the scalar tail of silu_mul_backward_recompute
+BOOST_AUTO_TEST_CASE(swiglu_linear_matches_the_two_ops_and_the_cpu) {
+    Generator g(209);
+    for (DType dt : {DType::f32, DType::bf16, DType::f64})
+        for (int64_t k : {int64_t(256), int64_t(77)}) {
+            BOOST_TEST_CONTEXT(dt << " k " << k) {
+                Tensor a = randn({3, 50, k}, g, DType::f32).to(dt), b = randn({3, 50, k}, g, DType::f32).to(dt);
+                Tensor w = (randn({40, k}, g, DType::f32) * 0.1).to(dt), dy = randn({3, 50, 40}, g, DType::f32).to(dt);
+                auto leaf = [](const Tensor& t) { return t.to(gpu).detach().requires_grad_(); };
+                Tensor ag = leaf(a), bg = leaf(b), wg = leaf(w), a2 = leaf(a), b2 = leaf(b), w2 = leaf(w);
+                Tensor y = swiglu_linear(ag, bg, wg), y2 = matmul(silu_mul(a2, b2), w2.t());
+                y.backward(dy.to(gpu));
+                y2.backward(dy.to(gpu));
+                check_exact(y, y2.to(Device::cpu()), "y vs the two ops");
+                check_exact(ag.grad(), a2.grad().to(Device::cpu()), "da vs the two ops");
+                check_exact(bg.grad(), b2.grad().to(Device::cpu()), "db vs the two ops");
+                check_close(wg.grad(), w2.grad().to(Device::cpu()), tol_for(dt), "dW vs the two ops");
+                Tensor ac = cpu_ref_input(a).detach().requires_grad_(), bc = cpu_ref_input(b).detach().requires_grad_();
+                Tensor wc = cpu_ref_input(w).detach().requires_grad_();
+                swiglu_linear(ac, bc, wc).backward(cpu_ref_input(dy));
+                check_close(y, matmul(silu_mul(ac, bc), wc.t()).detach(), tol_for(dt), "y vs CPU");
+                check_close(ag.grad(), ac.grad(), tol_for(dt), "da vs CPU");
+                check_close(wg.grad(), wc.grad(), tol_for(dt), "dW vs CPU");
+            }
+        }
+}
+
 BOOST_AUTO_TEST_CASE(norm_parameter_gradients_alone_and_deterministic) {
     Generator g(207);
     for (const Shape& s : {Shape{4097, 256}, Shape{300, 8192}}) {
