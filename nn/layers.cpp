@@ -145,6 +145,30 @@ Tensor gated_projection(const Tensor& a, const Tensor& b, const Linear& proj) {
     return proj.forward(silu_mul(a, b));
 }
 
+std::vector<Tensor> RMSNorm::forward_linears(const Tensor& x, const std::vector<const Linear*>& ps) const {
+    static const bool recompute = [] {
+        const char* e = std::getenv("RN_NORM_RECOMPUTE");
+        return !(e && std::strcmp(e, "0") == 0);
+    }();
+    bool fuse = recompute;
+    for (const Linear* p : ps) fuse = fuse && !p->bias.defined();
+    std::vector<Tensor> out;
+    if (!fuse) {
+        Tensor n = forward(x);
+        for (const Linear* p : ps) out.push_back(p->forward(n));
+        return out;
+    }
+    std::vector<Tensor> Ws;
+    for (const Linear* p : ps) Ws.push_back(as_compute(p->weight, x));
+    return rms_norm_linear(x, weight.defined() ? as_compute(weight, x) : Tensor(), Ws, eps);
+}
+
+Tensor GLU::forward(const Tensor& x, const RMSNorm& norm) const {
+    auto p = norm.forward_linears(x, {fc1.get(), gate.get()});
+    if (activation != "gelu") return gated_projection(p[0], p[1], *fc2);
+    return fc2->forward(gelu(p[0]) * p[1]);
+}
+
 Tensor GLU::forward(const Tensor& x) const {
     // one row (a decoding step at batch 1): one matmul for fc1 and gate
     if (activation != "gelu" && use_stacked(fused_, {fc1.get(), gate.get()}, x)) {

@@ -37,6 +37,12 @@ public:
     std::pair<Tensor, Tensor> forward_linear(const Tensor& x, const Tensor& h, const Tensor& W) const;
     // {x + h, forward(x + h)}, or {x, forward(x)} for h undefined
     std::pair<Tensor, Tensor> forward_maybe_residual(const Tensor& x, const Tensor& h) const;
+    // { p->forward(forward(x)) for each p }: the projections that read this norm, for
+    // training. Without biases it is rms_norm_linear (ops/norm.h), which keeps x, not the
+    // norm's output, and sums the projections' input gradients in one buffer (the same
+    // values to rounding; RN_NORM_RECOMPUTE=0 in the environment runs the ops one by one,
+    // for A/B measurements).
+    std::vector<Tensor> forward_linears(const Tensor& x, const std::vector<const Linear*>& ps) const;
     Tensor weight;
     double eps;
 };
@@ -51,6 +57,8 @@ public:
     // inside the fc1/gate product and SwiGLU inside fc2 (ops/decode_fused.h), else the ops
     // one by one.
     Tensor forward_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm, Tensor* sum) const;
+    // forward(norm(x)) through norm.forward_linears (training: the norm's output not kept)
+    Tensor forward(const Tensor& x, const RMSNorm& norm) const;
     // For decoding: fc1's and gate's weights become views into one [2·hidden, dim] tensor,
     // so that a one-row input runs one matmul for both (see MultiScaleRetention::
     // fuse_projections in nn/retnet.h).

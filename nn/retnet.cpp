@@ -79,12 +79,16 @@ void MultiScaleRetention::fuse_projections() {
 }
 
 // q, k: [B,H,T,Dk], v: [B,H,T,Dv]; returns the gate input g [B,T,value_dim]
-Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const {
+Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v,
+                                        const RMSNorm* norm) const {
     const int64_t B = x.size(0), T = x.size(1);
     // K·Dk^(−1/2), applied by the rotation (fla scales Q instead: the same q·k)
     const double k_scale = 1.0 / std::sqrt(double(Dk_));
     Tensor qp, kp, xv, xg;
-    if (use_stacked(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()}, x)) {
+    if (norm) {
+        auto p = norm->forward_linears(x, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()});
+        qp = rotate(p[0], pos, 1.0), kp = rotate(p[1], pos, k_scale), xv = p[2], xg = p[3];
+    } else if (use_stacked(qkvg_, {q_proj.get(), k_proj.get(), v_proj.get(), g_proj.get()}, x)) {
         xg = split_stacked(matmul(x, qkvg_.t()), pos, qp, kp, xv);  // [1, 1, 2d + 2·vd] (d: the key width)
     } else {
         qp = rotate(q_proj->forward(x), pos, 1.0);
@@ -128,11 +132,11 @@ Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
 }
 
 Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in,
-                                    Tensor* state_out, Tensor* trail) const {
+                                    Tensor* state_out, Tensor* trail, const RMSNorm* norm) const {
     Tensor q, k, v;
     // on x's device: a host tensor here would mean a synchronising copy per layer
     Tensor pos = full({x.size(0)}, double(opt.pos0), DType::i64, x.device());
-    Tensor g = project_qkv(x, pos, q, k, v);
+    Tensor g = project_qkv(x, pos, q, k, v, norm);
     if (!lambda_) q = undo_lambda(q, opt.pos0);
     RetentionOptions ro;
     ro.mode = opt.mode;
@@ -207,10 +211,13 @@ RetNetBlock::RetNetBlock(const ModelConfig& cfg, Generator& gen) : dropout(cfg.d
 
 Tensor RetNetBlock::forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out,
                             Tensor* trail) const {
-    Tensor h = retention->forward(retention_layer_norm->forward(x), opt, state_in, state_out, trail);
+    // training: the norms' outputs are not kept for the backward (RMSNorm::forward_linears)
+    const bool train = GradMode::enabled();
+    Tensor h = train ? retention->forward(x, opt, state_in, state_out, trail, retention_layer_norm.get())
+                     : retention->forward(retention_layer_norm->forward(x), opt, state_in, state_out, trail);
     if (dropout > 0) h = rn::dropout(h, dropout, is_training());
     Tensor y = x + h;
-    Tensor f = ffn->forward(final_layer_norm->forward(y));
+    Tensor f = train ? ffn->forward(y, *final_layer_norm) : ffn->forward(final_layer_norm->forward(y));
     if (dropout > 0) f = rn::dropout(f, dropout, is_training());
     return y + f;
 }

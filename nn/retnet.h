@@ -33,8 +33,10 @@ public:
     MultiScaleRetention(const ModelConfig& cfg, Generator& gen);
     // x: [B,T,d] (already normed) → [B,T,d]
     // trail: also the state after each token, [T,B,H,Dk,Dv] (ForwardOptions::state_trail)
+    // norm: x is not normed yet; the projections read norm(x) through norm.forward_linears
+    // (training: the norm's output is not kept)
     Tensor forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in, Tensor* state_out,
-                   Tensor* trail = nullptr) const;
+                   Tensor* trail = nullptr, const RMSNorm* norm = nullptr) const;
     // one token per sequence: x [B,1,d], state [B,H,Dk,Dv] updated in place, pos [B]
     Tensor step(const Tensor& x, const Tensor& state, const Tensor& pos) const;
     // step(norm(x + h)) with the residual stream x + h in *sum (h undefined: norm(x), *sum =
@@ -52,7 +54,8 @@ public:
     std::shared_ptr<RMSNorm> group_norm;  // only with group_norm_affine (torchscale's has no weight)
 
 private:
-    Tensor project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v) const;
+    Tensor project_qkv(const Tensor& x, const Tensor& pos, Tensor& q, Tensor& k, Tensor& v,
+                       const RMSNorm* norm = nullptr) const;
     // the stacked product's output y [.., 2d + 2·value_dim] → rotated q, k and v; returns g
     Tensor split_stacked(const Tensor& y, const Tensor& pos, Tensor& qp, Tensor& kp, Tensor& xv) const;
     Tensor step_from(Tensor q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& state,

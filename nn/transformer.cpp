@@ -45,6 +45,12 @@ Tensor SwiGLU::forward(const Tensor& x) const {
     return gated_projection(gate_proj->forward(x), up_proj->forward(x), *down_proj);
 }
 
+Tensor SwiGLU::forward(const Tensor& x, const RMSNorm& norm) const {
+    auto p = norm.forward_linears(x, {gate_proj.get(), up_proj.get()});
+    if (activation == "gelu") return down_proj->forward(gelu(p[0]) * p[1]);
+    return gated_projection(p[0], p[1], *down_proj);
+}
+
 // ---------------------------------------------------------------- CausalSelfAttention
 CausalSelfAttention::CausalSelfAttention(const ModelConfig& cfg, Generator& gen)
     : Hq_(cfg.n_heads), Hkv_(cfg.kv_heads()), D_(cfg.head_dim()), theta_(cfg.rope_theta) {
@@ -77,13 +83,15 @@ Tensor standard_attention(const Tensor& q, const Tensor& k, const Tensor& v, con
 }  // namespace
 
 Tensor CausalSelfAttention::forward(const Tensor& x, int64_t pos0, const Tensor& k_cache, const Tensor& v_cache,
-                                    const Tensor& causal_mask) const {
+                                    const Tensor& causal_mask, const RMSNorm* norm) const {
     const int64_t B = x.size(0), T = x.size(1);
     // on x's device: a host tensor here would mean a synchronising copy per layer
     Tensor pos = full({B}, double(pos0), DType::i64, x.device());
-    Tensor q = rope_rotate(q_proj->forward(x), D_, pos, theta_).view({B, T, Hq_, D_}).permute({0, 2, 1, 3}).contiguous();
-    Tensor k = rope_rotate(k_proj->forward(x), D_, pos, theta_).view({B, T, Hkv_, D_}).permute({0, 2, 1, 3}).contiguous();
-    Tensor v = v_proj->forward(x).reshape({B, T, Hkv_, D_}).permute({0, 2, 1, 3}).contiguous();
+    std::vector<Tensor> p = norm ? norm->forward_linears(x, {q_proj.get(), k_proj.get(), v_proj.get()})
+                                 : std::vector<Tensor>{q_proj->forward(x), k_proj->forward(x), v_proj->forward(x)};
+    Tensor q = rope_rotate(p[0], D_, pos, theta_).view({B, T, Hq_, D_}).permute({0, 2, 1, 3}).contiguous();
+    Tensor k = rope_rotate(p[1], D_, pos, theta_).view({B, T, Hkv_, D_}).permute({0, 2, 1, 3}).contiguous();
+    Tensor v = p[2].reshape({B, T, Hkv_, D_}).permute({0, 2, 1, 3}).contiguous();
     Tensor o;
     if (k_cache.defined()) {
         kv_cache_write(k_cache, k, pos);
@@ -129,10 +137,13 @@ TransformerBlock::TransformerBlock(const ModelConfig& cfg, Generator& gen) : dro
 
 Tensor TransformerBlock::forward(const Tensor& x, int64_t pos0, const Tensor& k_cache, const Tensor& v_cache,
                                  const Tensor& causal_mask) const {
-    Tensor h = self_attn->forward(input_layernorm->forward(x), pos0, k_cache, v_cache, causal_mask);
+    // training: the norms' outputs are not kept for the backward (RMSNorm::forward_linears)
+    const bool train = GradMode::enabled() && !k_cache.defined();
+    Tensor h = train ? self_attn->forward(x, pos0, k_cache, v_cache, causal_mask, input_layernorm.get())
+                     : self_attn->forward(input_layernorm->forward(x), pos0, k_cache, v_cache, causal_mask);
     if (dropout > 0) h = rn::dropout(h, dropout, is_training());
     Tensor y = x + h;
-    Tensor f = mlp->forward(post_attention_layernorm->forward(y));
+    Tensor f = train ? mlp->forward(y, *post_attention_layernorm) : mlp->forward(post_attention_layernorm->forward(y));
     if (dropout > 0) f = rn::dropout(f, dropout, is_training());
     return y + f;
 }

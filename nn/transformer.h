@@ -33,6 +33,8 @@ class SwiGLU : public Module {
 public:
     SwiGLU(int64_t dim, int64_t hidden, const std::string& activation, Generator& gen);
     Tensor forward(const Tensor& x) const;
+    // forward(norm(x)) through norm.forward_linears (training: the norm's output not kept)
+    Tensor forward(const Tensor& x, const RMSNorm& norm) const;
     // for decoding: gate_proj and up_proj become views of one [2f, d] weight, so a one-row
     // input runs one matmul for both (as GLU::fuse)
     void fuse();
@@ -53,8 +55,11 @@ public:
     // to the cache's first pos0 + T positions. A defined causal_mask ([T,T], nonzero above
     // the diagonal; training only) selects the standard attention of
     // ForwardOptions::standard_attention instead of the flash kernel.
+    // norm: x is not normed yet; the projections read norm(x) through norm.forward_linears
+    // (training: the norm's output is not kept)
     Tensor forward(const Tensor& x, int64_t pos0, const Tensor& k_cache = Tensor(),
-                   const Tensor& v_cache = Tensor(), const Tensor& causal_mask = Tensor()) const;
+                   const Tensor& v_cache = Tensor(), const Tensor& causal_mask = Tensor(),
+                   const RMSNorm* norm = nullptr) const;
     // one token per sequence, no autograd: x [B,1,d], caches [≥B,Hkv,Tmax,D] updated at pos
     // [B]; lengths = pos + 1 [B] (computed once per step by the caller)
     Tensor step(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache, const Tensor& pos,

@@ -4,10 +4,13 @@
 // (last) dim.
 #include "ops/norm.h"
 
+#include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "cuda/norm.h"
 #include "ops/elementwise.h"
 #include "ops/swiglu.h"
+#include "cuda/matmul.h"
+#include "ops/matmul.h"
 #include "ops/op_util.h"
 
 namespace rn {
@@ -89,6 +92,62 @@ struct RmsNormBackward : Node {
     }
     void release() override { x.reset(); weight.reset(); rstd.reset(); }
     std::string name() const override { return "RmsNormBackward"; }
+};
+// the norm's output made again from x and the weight, then the products' backward and the
+// norm's (see rms_norm_linear in ops/norm.h); inputs x, weight, W_0 … W_(k−1)
+struct RmsNormLinearBackward : Node {
+    SavedTensor x;       // [N, C] contiguous
+    SavedTensor weight;  // [C] contiguous, or undefined
+    std::vector<SavedTensor> Ws;
+    int64_t rows = 0, cols = 0;
+    double eps = 0;
+    std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+        const char* nm = "RmsNormLinearBackward";
+        Tensor xs = x.get(nm), ws = weight.get(nm);
+        const DType dt = xs.dtype();
+        const bool cuda = xs.is_cuda();
+        const void* wp = ws.defined() ? ws.raw_data() : nullptr;
+        Tensor xn = empty({rows, cols}, dt, xs.device()), rstd = empty({rows}, stat_dtype(dt), xs.device());
+        if (cuda) cuda::rms_norm_forward(dt, xn.raw_data(), rstd.raw_data(), xs.raw_data(), wp, rows, cols, eps);
+        else cpu::rms_norm_forward(dt, xn.raw_data(), rstd.raw_data(), xs.raw_data(), wp, rows, cols, eps);
+        std::vector<Tensor> out(2 + Ws.size());
+        const bool need_dxn = needs_input_grad(0) || needs_input_grad(1);
+        Tensor dxn = need_dxn ? empty({rows, cols}, dt, xs.device()) : Tensor();
+        bool first = true;
+        NoGradGuard no_grad;
+        for (size_t i = 0; i < Ws.size(); ++i) {
+            Tensor w = Ws[i].get(nm);
+            const int64_t m = w.size(0);
+            Tensor gi = contiguous_nograd(g[i]).reshape({rows, m});
+            if (needs_input_grad(2 + i)) out[2 + i] = matmul(gi.t(), xn);  // dW_i = g_iᵀ · xn [m, C]
+            if (!need_dxn) continue;
+            Tensor wc = contiguous_nograd(w);
+            // dxn (+)= g_i · W_i: [rows, m] · [m, C], accumulated in place after the first
+            const double beta = first ? 0.0 : 1.0;
+            if (cuda)
+                cuda::gemm(dt, false, false, rows, cols, m, 1.0, gi.raw_data(), m, wc.raw_data(), cols, beta,
+                           dxn.raw_data(), cols);
+            else
+                cpu::gemm(dt, false, false, rows, cols, m, 1.0, gi.raw_data(), m, wc.raw_data(), cols, beta,
+                          dxn.raw_data(), cols);
+            first = false;
+        }
+        if (!need_dxn) return out;
+        Tensor dx = needs_input_grad(0) ? empty(input_meta[0].shape, dt, xs.device()) : Tensor();
+        Tensor dw = needs_input_grad(1) ? empty(input_meta[1].shape, dt, xs.device()) : Tensor();
+        void* dxp = dx.defined() ? dx.raw_data() : nullptr;
+        void* dwp = dw.defined() ? dw.raw_data() : nullptr;
+        if (cuda) cuda::rms_norm_backward(dt, dxp, dwp, dxn.raw_data(), xs.raw_data(), wp, rstd.raw_data(), rows, cols);
+        else cpu::rms_norm_backward(dt, dxp, dwp, dxn.raw_data(), xs.raw_data(), wp, rstd.raw_data(), rows, cols);
+        out[0] = dx, out[1] = dw;
+        return out;
+    }
+    void release() override {
+        x.reset();
+        weight.reset();
+        for (auto& w : Ws) w.reset();
+    }
+    std::string name() const override { return "RmsNormLinearBackward"; }
 };
 }  // namespace
 
@@ -178,6 +237,41 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& weight, double eps) {
         record(n, {x_in, weight}, {out});
     }
     return out;
+}
+
+std::vector<Tensor> rms_norm_linear(const Tensor& x_in, const Tensor& weight, const std::vector<Tensor>& Ws,
+                                    double eps) {
+    const char* op = "rms_norm_linear";
+    check_norm_inputs(op, x_in, weight, Tensor(), eps);
+    RN_CHECK(!Ws.empty(), op, ": expected at least one projection weight");
+    const int64_t cols = x_in.shape().back();
+    const int64_t rows = cols ? x_in.numel() / cols : 0;
+    for (size_t i = 0; i < Ws.size(); ++i) {
+        check_same_dtype_device(x_in, Ws[i], op);
+        RN_CHECK(Ws[i].dim() == 2 && Ws[i].size(1) == cols, op, ": weight ", i, " has shape ", Ws[i].shape(),
+                 ", expected [m, ", cols, "] (x is ", x_in.shape(), ")");
+    }
+    std::vector<Tensor> ys;
+    Tensor x = contiguous_nograd(x_in);
+    Tensor w = weight.defined() ? contiguous_nograd(weight) : Tensor();
+    {
+        NoGradGuard no_grad;  // the norm's output lives only until the products are made
+        Tensor xn = rms_norm(x, w, eps);
+        for (const Tensor& W : Ws) ys.push_back(matmul(xn, W.t()));
+    }
+    std::vector<Tensor> inputs{x_in, weight};
+    inputs.insert(inputs.end(), Ws.begin(), Ws.end());
+    if (any_requires_grad(inputs)) {
+        auto n = std::make_shared<RmsNormLinearBackward>();
+        n->x = SavedTensor(x);
+        n->weight = SavedTensor(w);
+        for (const Tensor& W : Ws) n->Ws.emplace_back(W);
+        n->rows = rows;
+        n->cols = cols;
+        n->eps = eps;
+        record(n, inputs, ys);
+    }
+    return ys;
 }
 
 }  // namespace rn

@@ -357,6 +357,40 @@ BOOST_AUTO_TEST_CASE(swiglu_linear_matches_the_two_ops_and_the_cpu) {
         }
 }
 
+// rms_norm_linear (ops/norm.h) against rms_norm + matmul on the GPU (outputs bit for bit,
+// gradients to rounding: the input gradients summed by GEMMs with beta = 1) and the CPU
+BOOST_AUTO_TEST_CASE(rms_norm_linear_matches_the_ops_and_the_cpu) {
+    Generator g(210);
+    for (DType dt : {DType::f32, DType::bf16, DType::f64}) {
+        BOOST_TEST_CONTEXT(dt) {
+            Tensor x = randn({2, 70, 96}, g, DType::f32).to(dt), nw = uniform({96}, 0.5, 1.5, g, DType::f32).to(dt);
+            Tensor a = (randn({64, 96}, g, DType::f32) * 0.1).to(dt), b = (randn({40, 96}, g, DType::f32) * 0.1).to(dt);
+            Tensor ra = randn({2, 70, 64}, g, DType::f32).to(dt), rb = randn({2, 70, 40}, g, DType::f32).to(dt);
+            auto leaf = [](const Tensor& t) { return t.to(gpu).detach().requires_grad_(); };
+            Tensor xg = leaf(x), nwg = leaf(nw), ag = leaf(a), bg = leaf(b);
+            Tensor x2 = leaf(x), nw2 = leaf(nw), a2 = leaf(a), b2 = leaf(b);
+            auto y = rms_norm_linear(xg, nwg, {ag, bg}, 1e-6);
+            Tensor n = rms_norm(x2, nw2, 1e-6);
+            Tensor ya = matmul(n, a2.t()), yb = matmul(n, b2.t());
+            check_exact(y[0], ya.to(Device::cpu()), "y0 vs the ops");
+            check_exact(y[1], yb.to(Device::cpu()), "y1 vs the ops");
+            (sum(y[0] * ra.to(gpu)) + sum(y[1] * rb.to(gpu))).backward();
+            (sum(ya * ra.to(gpu)) + sum(yb * rb.to(gpu))).backward();
+            // bf16: the sum of the two input gradients is rounded at different points
+            check_close(xg.grad(), x2.grad().to(Device::cpu()), tol_for(dt), "dx vs the ops");
+            check_close(nwg.grad(), nw2.grad().to(Device::cpu()), tol_for(dt), "dnorm_w vs the ops");
+            check_close(ag.grad(), a2.grad().to(Device::cpu()), tol_for(dt), "da vs the ops");
+            Tensor xc = cpu_ref_input(x).detach().requires_grad_(), nwc = cpu_ref_input(nw).detach().requires_grad_();
+            Tensor ac = cpu_ref_input(a).detach().requires_grad_(), bc = cpu_ref_input(b).detach().requires_grad_();
+            auto yc = rms_norm_linear(xc, nwc, {ac, bc}, 1e-6);
+            (sum(yc[0] * cpu_ref_input(ra)) + sum(yc[1] * cpu_ref_input(rb))).backward();
+            check_close(y[1], yc[1].detach(), tol_for(dt), "y1 vs CPU");
+            check_close(xg.grad(), xc.grad(), tol_for(dt), "dx vs CPU");
+            check_close(bg.grad(), bc.grad(), tol_for(dt), "db vs CPU");
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(norm_parameter_gradients_alone_and_deterministic) {
     Generator g(207);
     for (const Shape& s : {Shape{4097, 256}, Shape{300, 8192}}) {

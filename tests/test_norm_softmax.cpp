@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "ops/matmul.h"
 #include "ops/norm.h"
 #include "ops/softmax.h"
 #include "test_util.h"
@@ -303,6 +304,63 @@ BOOST_AUTO_TEST_CASE(layer_norm_gradcheck) {
     Tensor x3l = leaf64({2, 3, 4}, g, true);
     RN_CHECK_GRADCHECK([w](const std::vector<Tensor>& in) { return layer_norm(in[0], w.detach()); },
                        std::vector<Tensor>{x3l});
+}
+
+// ---------------------------------------------------------------- rms_norm_linear
+
+BOOST_AUTO_TEST_CASE(rms_norm_linear_gradcheck) {
+    Generator g(61);
+    for (bool nc : {false, true}) {
+        Tensor x = leaf64({2, 3, 6}, g, nc), w = leaf64({6}, g, false, 0.5, 1.5);
+        Tensor w1 = leaf64({4, 6}, g, nc), w2 = leaf64({5, 6}, g, nc);
+        // a weighted sum of both outputs, so each product's gradient reaches x
+        RN_CHECK_GRADCHECK(
+            [](const std::vector<Tensor>& in) {
+                auto y = rms_norm_linear(in[0], in[1], {in[2], in[3]}, 1e-6);
+                return sum(y[0] * 0.7) + sum(y[1] * y[1]);
+            },
+            (std::vector<Tensor>{x, w, w1, w2}));
+        RN_CHECK_GRADCHECK(  // no norm weight, one product
+            [](const std::vector<Tensor>& in) { return rms_norm_linear(in[0], Tensor(), {in[1]}, 1e-6)[0]; },
+            (std::vector<Tensor>{x, w1}));
+    }
+}
+
+// against rms_norm then one matmul per weight: outputs bit for bit (the same kernels), every
+// gradient to rounding (the products' input gradients are summed in one buffer); threaded
+// sizes; an output left unused; frozen weights get no gradient
+BOOST_AUTO_TEST_CASE(rms_norm_linear_equals_the_ops) {
+    Generator g(62);
+    for (DType dt : {DType::f32, DType::f64}) {
+        const double tol = dt == DType::f64 ? 1e-13 : 2e-6;
+        Tensor x0 = uniform({3, 100, 64}, -2, 2, g, dt), nw0 = uniform({64}, 0.5, 1.5, g, dt);
+        Tensor a0 = uniform({48, 64}, -1, 1, g, dt), b0 = uniform({80, 64}, -1, 1, g, dt), c0 = uniform({16, 64}, -1, 1, g, dt);
+        Tensor ra = uniform({3, 100, 48}, -1, 1, g, dt), rb = uniform({3, 100, 80}, -1, 1, g, dt);
+        auto leaf = [](const Tensor& t) { return t.detach().clone().requires_grad_(); };
+        Tensor x = leaf(x0), nw = leaf(nw0), a = leaf(a0), b = leaf(b0), c = leaf(c0);
+        Tensor x2 = leaf(x0), nw2 = leaf(nw0), a2 = leaf(a0), b2 = leaf(b0), c2 = leaf(c0);
+        auto y = rms_norm_linear(x, nw, {a, b, c}, 1e-6);
+        Tensor n = rms_norm(x2, nw2, 1e-6);
+        Tensor ya = matmul(n, a2.t()), yb = matmul(n, b2.t()), yc = matmul(n, c2.t());
+        BOOST_TEST(max_abs_diff(y[0], ya) == 0.0);
+        BOOST_TEST(max_abs_diff(y[1], yb) == 0.0);
+        BOOST_TEST(max_abs_diff(y[2], yc) == 0.0);
+        (sum(y[0] * ra) + sum(y[1] * rb)).backward();  // y[2] unused: a zero gradient for c
+        (sum(ya * ra) + sum(yb * rb) + sum(yc * 0.0)).backward();
+        BOOST_TEST(rel_err(x.grad(), x2.grad()) < tol);
+        BOOST_TEST(rel_err(nw.grad(), nw2.grad()) < tol);
+        BOOST_TEST(rel_err(a.grad(), a2.grad()) < tol);
+        BOOST_TEST(rel_err(b.grad(), b2.grad()) < tol);
+        BOOST_TEST(max_abs_diff(c.grad(), zeros_like(c.grad())) == 0.0);
+        BOOST_TEST(max_abs_diff(x.grad(), zeros_like(x.grad())) > 1e-3);
+    }
+    Tensor x = uniform({4, 8}, -1, 1, g, DType::f64).requires_grad_(), w = uniform({3, 8}, -1, 1, g, DType::f64);
+    sum(rms_norm_linear(x, Tensor(), {w})[0]).backward();
+    BOOST_TEST(x.grad().defined());
+    BOOST_TEST(!w.grad().defined());
+    RN_CHECK_THROWS_WITH(rms_norm_linear(x, Tensor(), {uniform({3, 7}, -1, 1, g, DType::f64)}),
+                         "weight 0 has shape [3, 7], expected [m, 8]");
+    RN_CHECK_THROWS_WITH(rms_norm_linear(x, Tensor(), {}), "at least one projection weight");
 }
 
 BOOST_AUTO_TEST_CASE(rms_norm_gradcheck) {
