@@ -2,9 +2,8 @@
 #include "nn/layers.h"
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
+#include "core/env.h"
 #include "ops/ops.h"
 
 namespace rn::nn {
@@ -136,21 +135,18 @@ Tensor GLU::forward_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm
     return forward(n);
 }
 
+bool memory_saving(const char* env_var, Device device) {
+    const int v = env_choice(env_var, {0, 1}, -1);
+    return v < 0 ? device.is_cpu() : v == 1;
+}
+
 Tensor gated_projection(const Tensor& a, const Tensor& b, const Linear& proj) {
-    static const bool recompute = [] {
-        const char* e = std::getenv("RN_SWIGLU_RECOMPUTE");
-        return !(e && std::strcmp(e, "0") == 0);
-    }();
-    if (recompute && !proj.bias.defined()) return swiglu_linear(a, b, as_compute(proj.weight, a));
+    if (memory_saving("RN_SWIGLU_RECOMPUTE", a.device()) && !proj.bias.defined()) return swiglu_linear(a, b, as_compute(proj.weight, a));
     return proj.forward(silu_mul(a, b));
 }
 
 std::vector<Tensor> RMSNorm::forward_linears(const Tensor& x, const std::vector<const Linear*>& ps) const {
-    static const bool recompute = [] {
-        const char* e = std::getenv("RN_NORM_RECOMPUTE");
-        return !(e && std::strcmp(e, "0") == 0);
-    }();
-    bool fuse = recompute;
+    bool fuse = memory_saving("RN_NORM_RECOMPUTE", x.device());
     for (const Linear* p : ps) fuse = fuse && !p->bias.defined();
     std::vector<Tensor> out;
     if (!fuse) {

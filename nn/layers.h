@@ -40,8 +40,7 @@ public:
     // { p->forward(forward(x)) for each p }: the projections that read this norm, for
     // training. Without biases it is rms_norm_linear (ops/norm.h), which keeps x, not the
     // norm's output, and sums the projections' input gradients in one buffer (the same
-    // values to rounding; RN_NORM_RECOMPUTE=0 in the environment runs the ops one by one,
-    // for A/B measurements).
+    // values to rounding; RN_NORM_RECOMPUTE, memory_saving below).
     std::vector<Tensor> forward_linears(const Tensor& x, const std::vector<const Linear*>& ps) const;
     Tensor weight;
     double eps;
@@ -70,10 +69,15 @@ private:
     Tensor fused_;  // [fc1; gate] weights, or undefined
 };
 
+// The training-memory switches RN_FUSED_CE (nn/lm.h), RN_SWIGLU_RECOMPUTE and
+// RN_NORM_RECOMPUTE (below): 1 on, 0 off; unset, on for tensors on the CPU and off on CUDA,
+// whose paths are compiled and tested (tests/test_cuda_norm_softmax.cpp) but have not yet
+// run on a GPU.
+bool memory_saving(const char* env_var, Device device);
+
 // proj(silu(a) ⊙ b): SwiGLU's down projection and the retention layer's gated output
 // projection. Without a bias it is swiglu_linear (ops/swiglu.h), which keeps a and b for the
-// backward but not their product (the same values; RN_SWIGLU_RECOMPUTE=0 in the environment
-// keeps the product and runs the two ops, for A/B measurements).
+// backward but not their product (the same values; RN_SWIGLU_RECOMPUTE, memory_saving above).
 Tensor gated_projection(const Tensor& a, const Tensor& b, const Linear& proj);
 
 // Stacks the weights of `parts` (Linears without bias, one input width) along the output

@@ -2,10 +2,8 @@
 // the training loss shared by both architectures.
 #include "nn/lm.h"
 
-#include <cstdlib>
-#include <cstring>
-
 #include "core/error.h"
+#include "nn/layers.h"
 #include "ops/linear_cross_entropy.h"
 #include "ops/softmax.h"
 #include "nn/retnet.h"
@@ -19,20 +17,11 @@ std::shared_ptr<LanguageModel> make_model(const ModelConfig& cfg, uint64_t seed)
     return std::make_shared<RetNetLM>(cfg, seed);
 }
 
-namespace {
-bool fused_loss() {
-    static const bool on = [] {
-        const char* e = std::getenv("RN_FUSED_CE");
-        return !(e && std::strcmp(e, "0") == 0);
-    }();
-    return on;
-}
-}  // namespace
 
 Tensor LanguageModel::loss(const Tensor& tokens, const Tensor& targets, const ForwardOptions& opt,
                            int64_t ignore_index) const {
     RN_CHECK(!opt.last_logits_only, "LanguageModel::loss: every position has a target; last_logits_only drops them");
-    if (!fused_loss()) {
+    if (!memory_saving("RN_FUSED_CE", tokens.device())) {
         Tensor logits = forward(tokens, opt);
         return cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), ignore_index);
     }
