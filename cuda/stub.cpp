@@ -252,5 +252,11 @@ void adamw_step(float*, const float*, float*, float*, int64_t, float, float, flo
     no_cuda("adamw on CUDA");
 }
 void sum_squares_accumulate(const float*, int64_t, double*) { no_cuda("gradient norm on CUDA"); }
+void adamw_step_multi(const AdamWTensor*, int, float, float, float, float, float, float, float) {
+    no_cuda("adamw on CUDA");
+}
+void sum_squares_accumulate_multi(const float* const*, const int64_t*, int, double*) {
+    no_cuda("gradient norm on CUDA");
+}
 
 }  // namespace rn::cuda

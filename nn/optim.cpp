@@ -1,8 +1,10 @@
 // nn/optim.cpp — AdamW, clipping, schedules (nn/optim.h). The update is one pass over
-// p, g, m, v per parameter: on the CPU an OpenMP loop, on CUDA one fused kernel.
+// p, g, m, v per parameter: on the CPU an OpenMP loop, on CUDA fused kernels that take
+// up to 40 parameters a launch.
 #include "nn/optim.h"
 
 #include <cmath>
+#include <vector>
 
 #include "autograd/grad_mode.h"
 #include "cuda/optim.h"
@@ -40,37 +42,55 @@ void AdamW::step(double lr, double grad_scale) {
     ++t_;
     const float b1 = float(opt_.beta1), b2 = float(opt_.beta2);
     const float bc1 = float(1 - std::pow(opt_.beta1, double(t_))), bc2 = float(1 - std::pow(opt_.beta2, double(t_)));
+    // CUDA parameters go to one multi-tensor launch per 40 of them; `keep` holds converted
+    // gradients until their launch is queued (at most one launch's worth at a time)
+    std::vector<cuda::AdamWTensor> on_gpu;
+    std::vector<Tensor> keep;
+    auto flush = [&] {
+        if (!on_gpu.empty())
+            cuda::adamw_step_multi(on_gpu.data(), int(on_gpu.size()), float(lr), b1, b2, float(opt_.eps), bc1, bc2,
+                                   float(grad_scale));
+        on_gpu.clear();
+        keep.clear();
+    };
     for (auto& s : slots_) {
         Tensor g = s.param.grad();
         if (!g.defined()) continue;
         g = contiguous_nograd(cast_nograd(g, DType::f32));
         const float wd = s.decay ? float(opt_.weight_decay) : 0.0f;
         float* p = s.param.data<float>();
-        if (s.param.is_cuda())
-            cuda::adamw_step(p, g.data<float>(), s.m.data<float>(), s.v.data<float>(), s.param.numel(), float(lr), b1, b2,
-                             float(opt_.eps), wd, bc1, bc2, float(grad_scale));
-        else
+        if (s.param.is_cuda()) {
+            on_gpu.push_back({p, g.data<float>(), s.m.data<float>(), s.v.data<float>(), s.param.numel(), wd});
+            keep.push_back(g);
+            if (on_gpu.size() == 40) flush();
+        } else {
             cpu::adamw_step(p, g.data<float>(), s.m.data<float>(), s.v.data<float>(), s.param.numel(), float(lr), b1, b2,
                             float(opt_.eps), wd, bc1, bc2, float(grad_scale));
+        }
         s.param.bump_version();
     }
+    flush();
 }
 
 double grad_norm(const std::vector<Tensor>& params) {
     NoGradGuard no_grad;
     Tensor total, acc;  // acc: one f64 on the GPU that fp32 CUDA gradients add into
+    std::vector<const float*> gs;  // those gradients, for one launch per ~40 of them
+    std::vector<int64_t> ns;
     for (const auto& p : params) {
         Tensor g = p.grad();
         if (!g.defined()) continue;
         if (g.is_cuda() && g.dtype() == DType::f32 && g.is_contiguous()) {
             if (!acc.defined()) acc = zeros({}, DType::f64, g.device());
-            cuda::sum_squares_accumulate(g.data<float>(), g.numel(), acc.data<double>());
+            gs.push_back(g.data<float>());
+            ns.push_back(g.numel());
             continue;
         }
         Tensor g32 = g.to(DType::f32);
         Tensor sq = sum(g32 * g32).to(DType::f64);
         total = total.defined() ? total + sq : sq;
     }
+    if (!gs.empty()) cuda::sum_squares_accumulate_multi(gs.data(), ns.data(), int(gs.size()), acc.data<double>());
     double sum_sq = 0;
     if (total.defined()) sum_sq += total.item();
     if (acc.defined()) sum_sq += acc.item();

@@ -41,7 +41,8 @@ private:
 // Σ‖g‖² over all gradients, square-rooted; if above max_norm, every gradient is scaled by
 // max_norm / norm. Returns the norm before clipping (one device→host read in all).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
-// the same norm, leaving the gradients alone (one fused kernel per fp32 CUDA gradient)
+// the same norm, leaving the gradients alone (fused kernels over up to 40 fp32 CUDA
+// gradients a launch)
 double grad_norm(const std::vector<Tensor>& params);
 // max_norm / norm when norm > max_norm > 0, else 1: the factor clip_grad_norm applies
 double clip_scale(double norm, double max_norm);

@@ -124,6 +124,63 @@ BOOST_AUTO_TEST_CASE(fused_grad_norm_and_scaled_adamw_match_the_cpu) {
         BOOST_TEST(max_abs_diff(vg[i].detach().to(Device::cpu()), vc[i].detach()) < 1e-6);
 }
 
+BOOST_AUTO_TEST_CASE(multi_tensor_launches_match_the_cpu_over_many_parameters) {
+    // AdamW and the norm take up to 40 CUDA tensors a launch, in chunks of 4096 elements:
+    // 95 parameters (three launches, the last one partial), sizes 1…70,001 (chunks with a
+    // ragged last one, sizes not a multiple of 4), one parameter one element off a 16-byte
+    // boundary (the element path), one bf16 gradient (converted before the launch), weight
+    // decay on some; five steps
+    Generator g(10);
+    std::vector<std::pair<std::string, Tensor>> pc, pg;
+    std::vector<Tensor> vc, vg;
+    for (int i = 0; i < 95; ++i) {
+        const int64_t n = i == 7 ? 70001 : i == 30 ? 4096 : i == 31 ? 4097 : 1 + (i * 37) % 300;
+        const Shape shape = i % 3 ? Shape{n, 1} : Shape{n};
+        Tensor p = randn(shape, g), pgpu;
+        if (i == 50) {  // a contiguous view at element 1 of its buffer
+            Tensor base = randn({n + 1}, g).to(kGpu);
+            pgpu = base.narrow(0, 1, n);
+            p = pgpu.to(Device::cpu());
+            BOOST_TEST(pgpu.is_contiguous());
+        } else {
+            pgpu = p.to(kGpu);
+        }
+        Tensor a = p.clone().requires_grad_(), b = pgpu.detach().requires_grad_();
+        pc.emplace_back("p" + std::to_string(i), a);
+        pg.emplace_back("p" + std::to_string(i), b);
+        vc.push_back(pc.back().second);
+        vg.push_back(pg.back().second);
+    }
+    nn::AdamW oc(pc, nn::AdamWOptions{}), og(pg, nn::AdamWOptions{});
+    std::vector<std::vector<double>> before;
+    for (auto& t : vg) before.push_back(t.detach().to(Device::cpu()).to_vector<double>());
+    for (int step = 0; step < 5; ++step) {
+        for (size_t i = 0; i < vc.size(); ++i) {
+            Tensor gr = randn(vc[i].shape(), g) * 2.0;
+            if (i == 60) gr = gr.to(DType::bf16).to(DType::f32);  // exact in bf16: the GPU gets a bf16 gradient
+            vc[i].set_grad(gr);
+            vg[i].set_grad(i == 60 ? gr.to(DType::bf16).to(kGpu) : gr.to(kGpu));
+        }
+        const double nc = nn::grad_norm(vc), ng = nn::grad_norm(vg);
+        BOOST_TEST(std::abs(ng - nc) < 1e-5 * nc);
+        const double sc = nn::clip_scale(ng, 0.5 * ng);  // clip by half: the scale is used
+        oc.step(1e-2, sc);
+        og.step(1e-2, sc);
+        if (step == 0) {  // the first step moves every element by about lr (m̂/√v̂ = ±1): none skipped
+            double least = 1e9;
+            for (size_t i = 0; i < vg.size(); ++i) {
+                const std::vector<double> now = vg[i].detach().to(Device::cpu()).to_vector<double>();
+                for (size_t e = 0; e < now.size(); ++e) least = std::min(least, std::abs(now[e] - before[i][e]));
+            }
+            BOOST_TEST(least > 1e-3);
+        }
+    }
+    double worst = 0;
+    for (size_t i = 0; i < vc.size(); ++i)
+        worst = std::max(worst, max_abs_diff(vg[i].detach().to(Device::cpu()), vc[i].detach()));
+    BOOST_TEST(worst < 1e-6);
+}
+
 BOOST_AUTO_TEST_CASE(silu_mul_matches_the_cpu) {
     Generator g(12);
     for (DType dt : {DType::f32, DType::bf16}) {
