@@ -47,17 +47,19 @@ bool bwd_atomic() {
 }
 
 // The forward's strips of 16 query rows a warp (attn_fwd_tc's MT): RN_ATTENTION_FWD_ROWS=64
-// (one strip, 64-row query tiles) or 128 (two). Unset: 64, the kernels every figure above
-// was measured with; 128 has not been run on a GPU yet (no machine came in the session that
-// wrote it), so it stays opt-in until an A/B (bench_attention) says which is faster per D.
+// (one strip, 64-row query tiles) or 128 (two, the default). On an H100 (bench_attention,
+// 2026-12-07) 128 rows were faster at every shape: 0.219 → 0.212 ms (B8 T2048 H12 D64),
+// 0.755 → 0.702, 5.83 → 5.32 (B1 T32768), 1.915 → 1.790 (B4 T4096 H32 D128).
 // Read at every call, so a benchmark can time both in one process.
 int fwd_strips(int D) {
     (void)D;
     const char* e = std::getenv("RN_ATTENTION_FWD_ROWS");
-    return e && std::strcmp(e, "128") == 0 ? 2 : 1;
+    return e && std::strcmp(e, "64") == 0 ? 1 : 2;
 }
 
-// The dQ pass's strips a warp, the same way: RN_ATTENTION_DQ_ROWS=64 (unset) or 128. Its 128-row
+// The dQ pass's strips a warp, the same way: RN_ATTENTION_DQ_ROWS=64 or 128. Unset: 128 at
+// D = 64, 64 at D = 128 — what the same A/B found faster (fwd + bwd, D 64: 0.943 → 0.918,
+// 3.31 → 3.21, 25.5 → 24.3 ms; D 128: 9.24 at 64 rows against 10.38 at 128). Its 128-row
 // tiles at D = 128 need 128 KiB of shared memory: on a card with less a block, 64 rows.
 int dq_strips(int D) {
     const char* e = std::getenv("RN_ATTENTION_DQ_ROWS");
@@ -68,7 +70,7 @@ int dq_strips(int D) {
         RN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
         return optin >= dq_smem<128, 2>() ? 2 : 1;
     }
-    return 1;
+    return D == 64 ? 2 : 1;
 }
 
 // The dK/dV kernel's key tile (attn_bwd_dkdv_tc's KW warps of 16 keys): RN_ATTENTION_BWD_KEYS=64

@@ -93,7 +93,7 @@ bool retention_step_gated(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv
     if (dt != DType::f32 && dt != DType::bf16) return false;
     if (B < 1 || B > 65535 || H < 1 || H > kMaxHeads || Dk < 2 || Dk % 2 || Dv < V || Dv % V) return false;
     if (int64_t(gamma.size()) != H || !aligned16(state)) return false;
-    const size_t smem = size_t(2 * Dk) * sizeof(float);
+    const size_t smem = step_tc::step_gated_smem(Dk);
     if (smem > 40 * 1024) return false;  // within the default 48 KiB with the static arrays
     int* count = counters_for(B * H);
     if (!count) return false;

@@ -18,6 +18,9 @@ namespace rn::cuda::step_tc {
 namespace {
 
 constexpr int V = 4;                                         // f32 state: one 16-byte vector a row
+// dynamic shared memory of step_gated_kernel: the rotation's frequencies (double, Dk/2),
+// then q and k of the head (float, Dk each)
+inline size_t step_gated_smem(int Dk) { return size_t(Dk / 2) * sizeof(double) + size_t(2 * Dk) * sizeof(float); }
 constexpr double kTwoPi = 6.283185307179586;
 
 template <typename T>
@@ -44,8 +47,9 @@ __global__ void __launch_bounds__(kStepRowGroups * CT) step_gated_kernel(StepGat
     using A = float;
     constexpr int kThreads = kStepRowGroups * CT;
     RN_DYNAMIC_SMEM(smem_raw, 16);
-    A* qs = reinterpret_cast<A*>(smem_raw);  // [Dk]
-    A* ks = qs + p.Dk;                       // [Dk]
+    double* theta = reinterpret_cast<double*>(smem_raw);  // [Dk/2]: 10000^(−frac), as cuda/rotary.cu forms it
+    A* qs = reinterpret_cast<A*>(theta + p.Dk / 2);        // [Dk]
+    A* ks = qs + p.Dk;                                     // [Dk]
     __shared__ A red[kStepRowGroups][CT * V];
     __shared__ A lam_s, nred[kThreads / 32];
     __shared__ bool last_s;
@@ -66,15 +70,20 @@ __global__ void __launch_bounds__(kStepRowGroups * CT) step_gated_kernel(StepGat
             s[u].v[0] = f.x, s[u].v[1] = f.y, s[u].v[2] = f.z, s[u].v[3] = f.w;
         }
     }
+    const int half = Dk / 2, kd = H * Dk;
+    // the frequencies depend on nothing earlier: their double exp runs before the wait.
+    // Each thread reads back only the entries it wrote, so no barrier.
+    for (int j = tid; j < half; j += kThreads) {
+        const double frac = half > 1 ? double(j) / double(half - 1) : 0.0;
+        theta[j] = ::exp(-frac * 9.210340371976184);
+    }
     pdl_wait();
     pdl_trigger();
 
     const T* yr = p.y + b * p.ldy;
     const int64_t n = p.pos[b];
-    const int half = Dk / 2, kd = H * Dk;
     for (int j = tid; j < half; j += kThreads) {  // pair j of the head: columns 2j, 2j+1
-        const double frac = half > 1 ? double(j) / double(half - 1) : 0.0;
-        double a = double(n) * ::exp(-frac * 9.210340371976184);  // n · 10000^(−frac)
+        double a = double(n) * theta[j];  // n · 10000^(−frac)
         a -= kTwoPi * rint(a * (1.0 / kTwoPi));
         float sn, cs;
         sincosf(float(a), &sn, &cs);

@@ -135,10 +135,7 @@ Tensor GLU::forward_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm
     return forward(n);
 }
 
-bool memory_saving(const char* env_var, Device device) {
-    const int v = env_choice(env_var, {0, 1}, -1);
-    return v < 0 ? device.is_cpu() : v == 1;
-}
+bool memory_saving(const char* env_var, Device) { return env_choice(env_var, {0, 1}, 1) == 1; }
 
 Tensor gated_projection(const Tensor& a, const Tensor& b, const Linear& proj) {
     if (memory_saving("RN_SWIGLU_RECOMPUTE", a.device()) && !proj.bias.defined()) return swiglu_linear(a, b, as_compute(proj.weight, a));

@@ -68,8 +68,7 @@ public:
     // The mean next-token loss, cross_entropy(forward(tokens, opt), targets, ignore_index),
     // computed by linear_cross_entropy (ops/linear_cross_entropy.h): the [B,T,V] logits are
     // never held, only a block of rows at a time. Same value and gradients to rounding.
-    // RN_FUSED_CE=0 takes the unfused path; unset, CUDA does too until this one has run on a
-    // GPU (nn::memory_saving in nn/layers.h).
+    // RN_FUSED_CE=0 takes the unfused path (for A/B measurements; nn::memory_saving).
     Tensor loss(const Tensor& tokens, const Tensor& targets, const ForwardOptions& opt = {},
                 int64_t ignore_index = -100) const;
 

@@ -53,7 +53,7 @@ void run_kernel(int64_t B, int64_t H, int64_t Dk, int64_t Dv, const std::vector<
     const int64_t cols = int64_t(CT) * k::V;
     const dim3 grid(unsigned((Dv + cols - 1) / cols), unsigned(H), unsigned(B));
     rn_emu::launch(k::step_gated_kernel<T, CT, U>, grid, dim3(unsigned(cuda::kStepRowGroups * CT)),
-                   size_t(2 * Dk) * sizeof(float), p, cuda::make_decays(gamma, 0, int(H)));
+                   k::step_gated_smem(int(Dk)), p, cuda::make_decays(gamma, 0, int(H)));
     for (int c : count) BOOST_TEST(c == 0, "a head's counter was not reset by its last block");
 }
 
