@@ -135,15 +135,16 @@ Tensor GLU::forward_normed(const Tensor& x, const Tensor& h, const RMSNorm& norm
     return forward(n);
 }
 
-bool memory_saving(const char* env_var, Device) { return env_choice(env_var, {0, 1}, 1) == 1; }
+bool memory_saving(const char* env_var) { return env_choice(env_var, {0, 1}, 1) == 1; }
 
 Tensor gated_projection(const Tensor& a, const Tensor& b, const Linear& proj) {
-    if (memory_saving("RN_SWIGLU_RECOMPUTE", a.device()) && !proj.bias.defined()) return swiglu_linear(a, b, as_compute(proj.weight, a));
+    if (memory_saving("RN_SWIGLU_RECOMPUTE") && !proj.bias.defined())
+        return swiglu_linear(a, b, as_compute(proj.weight, a));
     return proj.forward(silu_mul(a, b));
 }
 
 std::vector<Tensor> RMSNorm::forward_linears(const Tensor& x, const std::vector<const Linear*>& ps) const {
-    bool fuse = memory_saving("RN_NORM_RECOMPUTE", x.device());
+    bool fuse = memory_saving("RN_NORM_RECOMPUTE");
     for (const Linear* p : ps) fuse = fuse && !p->bias.defined();
     std::vector<Tensor> out;
     if (!fuse) {

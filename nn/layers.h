@@ -72,8 +72,8 @@ private:
 // The training-memory switches RN_FUSED_CE (nn/lm.h), RN_SWIGLU_RECOMPUTE and
 // RN_NORM_RECOMPUTE (below): on unless set to 0 (for A/B measurements; at `small` B8 T2048
 // on an H100 the three together took the peak from 9.55 to 6.43 GiB and the step from 52.2
-// to 50.2 ms, docs/benchmarks.md). The device is for a per-device default should one differ.
-bool memory_saving(const char* env_var, Device device);
+// to 50.2 ms, docs/benchmarks.md).
+bool memory_saving(const char* env_var);
 
 // proj(silu(a) ⊙ b): SwiGLU's down projection and the retention layer's gated output
 // projection. Without a bias it is swiglu_linear (ops/swiglu.h), which keeps a and b for the

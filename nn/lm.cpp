@@ -4,10 +4,10 @@
 
 #include "core/error.h"
 #include "nn/layers.h"
-#include "ops/linear_cross_entropy.h"
-#include "ops/softmax.h"
 #include "nn/retnet.h"
 #include "nn/transformer.h"
+#include "ops/linear_cross_entropy.h"
+#include "ops/softmax.h"
 
 namespace rn::nn {
 
@@ -17,11 +17,10 @@ std::shared_ptr<LanguageModel> make_model(const ModelConfig& cfg, uint64_t seed)
     return std::make_shared<RetNetLM>(cfg, seed);
 }
 
-
 Tensor LanguageModel::loss(const Tensor& tokens, const Tensor& targets, const ForwardOptions& opt,
                            int64_t ignore_index) const {
     RN_CHECK(!opt.last_logits_only, "LanguageModel::loss: every position has a target; last_logits_only drops them");
-    if (!memory_saving("RN_FUSED_CE", tokens.device())) {
+    if (!memory_saving("RN_FUSED_CE")) {
         Tensor logits = forward(tokens, opt);
         return cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), ignore_index);
     }
