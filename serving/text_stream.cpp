@@ -8,22 +8,36 @@
 namespace rn::tools {
 
 namespace {
-// SentencePiece decodes bytes that are not (yet) valid UTF-8 to U+FFFD
-bool ends_incomplete(const std::string& s) {
-    static const std::string kReplacement = "\xEF\xBF\xBD";
-    return s.size() >= kReplacement.size() && s.compare(s.size() - kReplacement.size(), kReplacement.size(), kReplacement) == 0;
+// Whether the bytes of the trailing byte-fallback tokens stop inside a character that can
+// still be finished: a UTF-8 lead byte followed by fewer continuation bytes than it asks
+// for. Only then is text held back (at most 3 bytes). A byte that can never become a
+// character (a stray continuation byte, 0xC0, 0xFF, a lead cut short by another token) is
+// let through as U+FFFD at once: holding it would stall the stream to its very end.
+bool unfinished_character(const Tokenizer& tok, const std::vector<int32_t>& ids) {
+    int continuation = 0;
+    for (size_t i = ids.size(); i-- > 0 && continuation <= 3;) {
+        const int b = tok.byte_value(ids[i]);
+        if (b < 0) return false;  // a text piece ends the character
+        if ((b & 0xC0) == 0x80) {
+            ++continuation;
+            continue;
+        }
+        const int need = b >= 0xC2 && b <= 0xDF ? 1 : b >= 0xE0 && b <= 0xEF ? 2 : b >= 0xF0 && b <= 0xF4 ? 3 : 0;
+        return continuation < need;
+    }
+    return false;
 }
 }  // namespace
 
 std::string TextStream::push(int32_t id) {
     ids_.push_back(id);
+    if (unfinished_character(*tok_, ids_)) return "";
     // decode from the last whole point only (not the whole output: O(n) per token would
     // make long generations quadratic), with one id of context before it
     std::vector<int32_t> window;
     if (context_ >= 0) window.push_back(context_);
     window.insert(window.end(), ids_.begin(), ids_.end());
     std::string full = tok_->decode(window);
-    if (ends_incomplete(full)) return "";
     if (context_ >= 0) {
         std::string ctx = tok_->decode({context_});
         full = full.compare(0, ctx.size(), ctx) == 0 ? full.substr(ctx.size()) : tok_->decode(ids_);

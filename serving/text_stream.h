@@ -1,8 +1,9 @@
 // serving/text_stream.h — from generated ids to text a user may see, for `generate` and
 // `serve` alike: TextStream detokenises incrementally (a character split over several
-// byte-fallback tokens is held back until it is whole), and StopMatcher cuts the text at
-// the first stop string, holding back any tail that might still grow into one. The engine
-// works on ids only; stop strings need text, so they are the caller's job, done here.
+// byte-fallback tokens is held back while more bytes can still finish it, never longer),
+// and StopMatcher cuts the text at the first stop string, holding back any tail that might
+// still grow into one. The engine works on ids only; stop strings need text, so they are
+// the caller's job, done here.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -15,7 +16,8 @@ namespace rn::tools {
 class TextStream {
 public:
     explicit TextStream(const Tokenizer& tok) : tok_(&tok) {}
-    // the text that token `id` adds (possibly "" while a character is incomplete)
+    // the text that token `id` adds ("" while its bytes end inside a character that more
+    // bytes can still finish; a byte that never can is passed on at once as U+FFFD)
     std::string push(int32_t id);
     // whatever is still held back (an incomplete character at the end of the output)
     std::string flush();

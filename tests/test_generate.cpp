@@ -14,6 +14,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <random>
 #include <set>
 
 #include "nn/checkpoint.h"
@@ -480,6 +481,54 @@ BOOST_AUTO_TEST_CASE(text_stream_reassembles_characters_split_over_byte_tokens) 
     BOOST_TEST(held >= 2);  // the multi-byte characters were held back
     BOOST_TEST(streamed == text);
     BOOST_TEST(ts.text() == text);
+}
+
+// A near-untrained model emits byte tokens that never make a character: a stray continuation
+// byte, a lead byte cut short by a word, 0xFF. Each must reach the user at once as U+FFFD (it
+// once held the whole rest of a stream back, so the web page got a completion in one piece),
+// while a character that more bytes can still finish is held for at most those bytes.
+BOOST_AUTO_TEST_CASE(text_stream_never_holds_a_byte_that_cannot_become_a_character) {
+    Tokenizer tok = small_tokenizer();
+    std::vector<int32_t> byte_id(256, -1);
+    for (int32_t i = 0; i < tok.vocab_size(); ++i)
+        if (tok.byte_value(i) >= 0) byte_id[size_t(tok.byte_value(i))] = i;
+    for (int b = 0; b < 256; ++b) BOOST_TEST_REQUIRE(byte_id[size_t(b)] >= 0, "no piece for byte " << b);
+    auto byte = [&](int b) { return byte_id[size_t(b)]; };
+    const int32_t word = tok.encode(" the").back();
+    const std::string word_text = tok.decode({word});
+    const std::string fffd = "\xEF\xBF\xBD";
+
+    TextStream ts(tok);
+    BOOST_TEST(ts.push(word) == word_text);
+    BOOST_TEST(ts.push(byte(0x80)) == fffd);  // a continuation byte with no lead: never whole
+    BOOST_TEST(ts.push(byte(0xFF)) == fffd);  // never a UTF-8 byte at all
+    BOOST_TEST(ts.push(byte(0xE2)) == "");    // may still become a character: held
+    BOOST_TEST(ts.push(byte(0x82)) == "");
+    BOOST_TEST(ts.push(word).find(fffd) == 0);  // cut short by a word: passed on with the word
+    BOOST_TEST(ts.push(byte(0xF0)) == "");
+    BOOST_TEST(ts.push(byte(0x41)) == fffd + "A");  // an ASCII byte ends it too
+    BOOST_TEST(ts.push(byte(0xE2)) == "");
+    BOOST_TEST(ts.push(byte(0x82)) == "");
+    BOOST_TEST(ts.push(byte(0xAC)) == "\xE2\x82\xAC");  // finished: the whole character
+    BOOST_TEST(ts.push(byte(0xC3)) == "");
+    BOOST_TEST(ts.flush() == fffd);  // the end came first
+    BOOST_TEST(tok.byte_value(word) == -1);
+    BOOST_TEST(tok.byte_value(tok.eos_id()) == -1);
+
+    // streamed text is what one decode of all ids gives, whatever the bytes
+    std::mt19937 rng(7);
+    for (int trial = 0; trial < 200; ++trial) {
+        TextStream s(tok);
+        std::vector<int32_t> ids;
+        std::string streamed;
+        for (int i = 0; i < 12; ++i) {
+            const int32_t id = rng() % 3 == 0 ? word : byte(int(rng() % 256));
+            ids.push_back(id);
+            streamed += s.push(id);
+        }
+        streamed += s.flush();
+        BOOST_TEST(streamed == tok.decode(ids), "trial " << trial);
+    }
 }
 
 // ------------------------------------------------------------------ retnet generate

@@ -204,6 +204,14 @@ std::string Tokenizer::id_to_piece(int32_t id) const {
     return sp_->IdToPiece(id);
 }
 
+int Tokenizer::byte_value(int32_t id) const {
+    if (id < 0 || id >= vocab_size() || !sp_->IsByte(id)) return -1;
+    const std::string piece = sp_->IdToPiece(id);  // "<0xHH>"
+    RN_CHECK(piece.size() == 6 && piece.compare(0, 3, "<0x") == 0 && piece[5] == '>',
+             "tokenizer: byte piece ", id, " is '", piece, "', expected <0xHH>");
+    return int(std::stoul(piece.substr(3, 2), nullptr, 16));
+}
+
 int32_t Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
 int32_t Tokenizer::bos_id() const { return sp_->bos_id(); }
 int32_t Tokenizer::eos_id() const { return sp_->eos_id(); }

@@ -68,6 +68,8 @@ public:
     std::string decode(const std::vector<int32_t>& ids) const;
     // the piece of one id as stored in the vocabulary ("▁the", "<0x0A>", "<s>")
     std::string id_to_piece(int32_t id) const;
+    // the byte a byte-fallback piece stands for ("<0xE2>" → 0xE2); -1 for any other id
+    int byte_value(int32_t id) const;
 
     int32_t vocab_size() const;
     int32_t bos_id() const;

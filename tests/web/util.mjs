@@ -70,4 +70,24 @@ export async function api(path, body) {
   return j;
 }
 
+// The same call streamed ("stream": true): the text of each event that carries some, in order.
+export async function apiStream(path, body) {
+  const res = await fetch(env.base + path, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${env.key}` },
+    body: JSON.stringify({ ...body, stream: true }),
+  });
+  assert.equal(res.status, 200, `${path} (stream): ${res.status}`);
+  const pieces = [];
+  for (const block of (await res.text()).split('\n\n')) {
+    const data = block.startsWith('data: ') ? block.slice(6) : '';
+    if (!data || data === '[DONE]') continue;
+    for (const ch of JSON.parse(data).choices || []) {
+      const t = ch.text !== undefined ? ch.text : (ch.delta && ch.delta.content) || '';
+      if (t) pieces.push(t);
+    }
+  }
+  return pieces;
+}
+
 export { assert };
