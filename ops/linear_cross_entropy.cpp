@@ -10,7 +10,6 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
-#include "cuda/matmul.h"
 #include "cuda/softmax.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
@@ -45,19 +44,6 @@ struct LinearCrossEntropyBackward : Node {
 
 // C = alpha · op(A) · op(B) + beta · C on the tensors' device; C may be f32 with bf16 A, B
 // (CUDA only: the f32 sums of the gradients)
-void gemm_on(const Tensor& like, DType c_dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A,
-             int64_t lda, const void* B, int64_t ldb, double beta, void* C, int64_t ldc) {
-    const DType dt = like.dtype();
-    if (like.is_cuda()) {
-        if (dt == DType::bf16 && c_dt == DType::f32)
-            cuda::gemm_bf16_f32(ta, tb, M, N, K, 1.0, A, lda, B, ldb, beta, static_cast<float*>(C), ldc);
-        else
-            cuda::gemm(dt, ta, tb, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
-    } else {
-        cpu::gemm(dt, ta, tb, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
-    }
-}
-
 int64_t env_block_rows() {
     static const int64_t v = [] {
         const char* e = std::getenv("RN_CE_BLOCK_ROWS");
@@ -136,7 +122,7 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tensor
     for (int64_t r0 = 0; r0 < N; r0 += R) {
         const int64_t n = std::min(R, N - r0);
         const void* xb = xp + size_t(r0 * d) * es;
-        gemm_on(x, dt, false, true, n, V, d, xb, d, w.raw_data(), d, 0.0, lp, V);  // logits_b = x_b · wᵀ
+        gemm_on(dev, dt, dt, false, true, n, V, d, xb, d, w.raw_data(), d, 0.0, lp, V);  // logits_b = x_b · wᵀ
         double* lse_b = lse.data<double>() + r0;
         if (dev.is_cuda()) {
             cuda::cross_entropy_rows(dt, lse_b, term.data<double>() + r0, lp, tp + r0, n, V, ignore_index);
@@ -150,10 +136,10 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& w_in, const Tensor
             if (grad) cpu::cross_entropy_backward(dt, lp, 1.0, lp, lse_b, tp + r0, n, V, ignore_index, count);
         }
         if (want_gx)  // gx_b = dlogits_b · w
-            gemm_on(x, gdt, false, false, n, d, V, lp, V, w.raw_data(), d, 0.0,
+            gemm_on(dev, dt, gdt, false, false, n, d, V, lp, V, w.raw_data(), d, 0.0,
                     static_cast<char*>(gx.raw_data()) + size_t(r0 * d) * ges, d);
         if (want_gw)  // gw += dlogits_bᵀ · x_b
-            gemm_on(x, gdt, true, false, V, d, n, lp, V, xb, d, 1.0, gw.raw_data(), d);
+            gemm_on(dev, dt, gdt, true, false, V, d, n, lp, V, xb, d, 1.0, gw.raw_data(), d);
     }
     if (dev.is_cuda()) {
         cuda::cross_entropy_total(dt, loss.raw_data(), count_dev.data<int64_t>(), term.data<double>(),

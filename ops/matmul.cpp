@@ -154,12 +154,8 @@ Tensor matmul_nograd(const Tensor& a, const Tensor& b) {
     for (int64_t s : B.batch_strides) b_shared = b_shared && s == 0;
     if (nbatch == 1 || (b_shared && batch_folds_into_rows(A, batch, M))) {
         // one GEMM: [nbatch·M, K] · [K, N] → out viewed as [nbatch·M, N]
-        if (out.is_cuda())
-            cuda::gemm(a.dtype(), A.trans, B.trans, nbatch * M, N, K, 1.0, A.t.raw_data(), A.ld, B.t.raw_data(), B.ld,
-                       0.0, out.raw_data(), N);
-        else
-            cpu::gemm(a.dtype(), A.trans, B.trans, nbatch * M, N, K, 1.0, A.t.raw_data(), A.ld, B.t.raw_data(), B.ld,
-                      0.0, out.raw_data(), N);
+        gemm_on(out.device(), a.dtype(), a.dtype(), A.trans, B.trans, nbatch * M, N, K, A.t.raw_data(), A.ld,
+                B.t.raw_data(), B.ld, 0.0, out.raw_data(), N);
         return out;
     }
     const std::vector<int64_t> a_off = batch_offsets(batch, A.batch_strides);
@@ -209,6 +205,20 @@ struct MatmulBackward : Node {
 };
 
 }  // namespace
+
+void gemm_on(const Device& device, DType dt, DType c_dt, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+             const void* A, int64_t lda, const void* B, int64_t ldb, double beta, void* C, int64_t ldc) {
+    if (!device.is_cuda()) {
+        RN_CHECK(c_dt == dt, "gemm_on: the CPU GEMM writes C in its inputs' dtype ", dtype_name(dt), ", not ",
+                 dtype_name(c_dt));
+        return cpu::gemm(dt, transA, transB, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
+    }
+    if (dt == DType::bf16 && c_dt == DType::f32)
+        return cuda::gemm_bf16_f32(transA, transB, M, N, K, 1.0, A, lda, B, ldb, beta, static_cast<float*>(C), ldc);
+    RN_CHECK(c_dt == dt, "gemm_on: C's dtype ", dtype_name(c_dt), " for ", dtype_name(dt),
+             " inputs (only bf16 inputs may write f32)");
+    cuda::gemm(dt, transA, transB, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
+}
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
     check_defined(a, "matmul", "a");

@@ -18,6 +18,13 @@ namespace rn {
 
 Tensor matmul(const Tensor& a, const Tensor& b);
 
+// One raw GEMM (cpu::gemm's contract, alpha = 1) on `device`'s backend, for ops that place
+// products into buffers of their own (accumulating with beta = 1, writing row blocks). On
+// CUDA, bf16 inputs with c_dt = f32 accumulate into an f32 C (cuda::gemm_bf16_f32);
+// otherwise C has the inputs' dtype dt.
+void gemm_on(const Device& device, DType dt, DType c_dt, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+             const void* A, int64_t lda, const void* B, int64_t ldb, double beta, void* C, int64_t ldc);
+
 namespace cpu {
 
 // Row-major GEMM, dims key M, N, K:

@@ -9,7 +9,6 @@
 #include "cuda/norm.h"
 #include "ops/elementwise.h"
 #include "ops/swiglu.h"
-#include "cuda/matmul.h"
 #include "ops/matmul.h"
 #include "ops/op_util.h"
 
@@ -124,12 +123,8 @@ struct RmsNormLinearBackward : Node {
             Tensor wc = contiguous_nograd(w);
             // dxn (+)= g_i · W_i: [rows, m] · [m, C], accumulated in place after the first
             const double beta = first ? 0.0 : 1.0;
-            if (cuda)
-                cuda::gemm(dt, false, false, rows, cols, m, 1.0, gi.raw_data(), m, wc.raw_data(), cols, beta,
-                           dxn.raw_data(), cols);
-            else
-                cpu::gemm(dt, false, false, rows, cols, m, 1.0, gi.raw_data(), m, wc.raw_data(), cols, beta,
-                          dxn.raw_data(), cols);
+            gemm_on(xs.device(), dt, dt, false, false, rows, cols, m, gi.raw_data(), m, wc.raw_data(), cols, beta,
+                    dxn.raw_data(), cols);
             first = false;
         }
         if (!need_dxn) return out;
