@@ -1,7 +1,8 @@
 // cuda/gemv.cu — x · Wᵀ for a few rows of x (cuda/gemv.h): one warp per output column n
 // streams row n of W (contiguous, 16-byte loads, four in flight per lane) and multiplies it
 // with every row of x, which all warps of the launch read and L1 keeps. The sums over K
-// end with a warp shuffle reduction; lane m writes row m of the output.
+// end with a warp shuffle reduction; lane m writes row m of the output. The kernels are in
+// cuda/gemv_kernels.cuh (run on the CPU by tests/test_emu_gemv.cpp); here, their launchers.
 //
 // Floors (H200, 4.2 TB/s copy): the `small` preset's stacked QKVG weight (4128 × 768 bf16,
 // 6.3 MB) is 1.5 µs, the LM head (32000 × 768, 49 MB) 11.7 µs; bench/bench_cuda_matmul's
@@ -18,6 +19,7 @@
 #include "core/env.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/gemv_kernels.cuh"
 #include "cuda/math.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/vec.cuh"
@@ -26,7 +28,8 @@ namespace rn::cuda {
 
 namespace {
 
-constexpr int kWarps = 8;   // output columns per block
+using namespace gemv_k;
+
 // 16-byte pieces of W in flight per lane: 4, or 8 where a row has more than 4 a lane
 // (out_proj's and fc2's K of 1296–1536 then need one round trip instead of two; the
 // products with 3 pieces a lane keep the smaller register footprint). RN_GEMV_UNROLL=4
@@ -34,208 +37,6 @@ constexpr int kWarps = 8;   // output columns per block
 int unroll_for(int64_t K, int64_t elem) {
     static const bool force4 = env_choice("RN_GEMV_UNROLL", {4}, 0) == 4;
     return !force4 && K / (16 / elem) > 32 * 4 ? 8 : 4;
-}
-
-__device__ __forceinline__ void unpack(const uint4& v, float (&f)[4]) {
-    f[0] = __uint_as_float(v.x), f[1] = __uint_as_float(v.y), f[2] = __uint_as_float(v.z), f[3] = __uint_as_float(v.w);
-}
-__device__ __forceinline__ void unpack(const uint4& v, float (&f)[8]) {
-    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const float2 p = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[i]));
-        f[2 * i] = p.x, f[2 * i + 1] = p.y;
-    }
-}
-__device__ __forceinline__ void store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-
-// W is read once: no L1 allocation for it (x, read by every warp, keeps L1 to itself)
-__device__ __forceinline__ uint4 load_stream(const void* p) {
-    uint4 r;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(p));
-    return r;
-}
-
-template <typename T, int M, int U>
-__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__ A, int64_t lda,
-                                                          const T* __restrict__ W, int64_t ldw, T* __restrict__ C,
-                                                          int64_t ldc, int N, int K, float alpha) {
-    constexpr int V = 16 / sizeof(T);  // elements per 16-byte piece
-    const int lane = threadIdx.x & 31;
-    // a warp past the last column still waits: griddepcontrol must be reached by every
-    // thread of a block or none (it returns at once when the launch was an ordinary one)
-    const int n = min(int(blockIdx.x) * kWarps + int(threadIdx.x >> 5), N - 1);
-    const bool live = int(blockIdx.x) * kWarps + int(threadIdx.x >> 5) < N;
-    const T* w = W + int64_t(n) * ldw;
-    const int pieces = K / V;
-    float acc[M];
-#pragma unroll
-    for (int m = 0; m < M; ++m) acc[m] = 0.f;
-
-    auto fma_piece = [&](const uint4& wv, int i) {
-        float wf[V];
-        unpack(wv, wf);
-#pragma unroll
-        for (int m = 0; m < M; ++m) {
-            float xf[V];
-            unpack(__ldg(reinterpret_cast<const uint4*>(A + int64_t(m) * lda) + i), xf);
-#pragma unroll
-            for (int e = 0; e < V; ++e) acc[m] = fmaf(wf[e], xf[e], acc[m]);
-        }
-    };
-    // all of a round's loads are issued before any is used: at K = 768 (bf16) a lane has
-    // only 3 pieces, and a loop that took them one at a time paid three round trips.
-    // The first round's weight loads go out before pdl_wait (cuda/pdl.h): launched early
-    // in a decode step, the product streams its weight while the kernel before it ends.
-    uint4 wv[U];
-    auto load_round = [&](int i) {
-#pragma unroll
-        for (int u = 0; u < U; ++u)
-            if (i + 32 * u < pieces) wv[u] = load_stream(reinterpret_cast<const uint4*>(w) + i + 32 * u);
-    };
-    load_round(lane);
-    pdl_wait();
-    pdl_trigger();
-    for (int i = lane; i < pieces; i += 32 * U) {
-        if (i != lane) load_round(i);
-#pragma unroll
-        for (int u = 0; u < U; ++u)
-            if (i + 32 * u < pieces) fma_piece(wv[u], i + 32 * u);
-    }
-
-#pragma unroll
-    for (int m = 0; m < M; ++m)
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], off);
-#pragma unroll
-    for (int m = 0; m < M; ++m)
-        if (live && lane == m) store(C + int64_t(m) * ldc + n, alpha * acc[m]);
-}
-
-
-// ---------------------------------------------------------------- products with a prologue
-//
-// The same product, with its x rows formed by the block itself in shared memory from what
-// the kernel before would have written (cuda/gemv.h, GemvPrologue): an RMSNorm of x + res
-// (a decode step's residual add and norm before QKVG, fc1/gate and the head) or silu(a) ⊙ b
-// (SwiGLU before fc2). Every block forms all M rows — K ≤ a few thousand values, from L2 —
-// which costs less than the launch of a kernel that would write them once. The rows are
-// rounded to T exactly as the unfused kernels round their outputs; only the norm's sum of
-// squares adds in another order.
-constexpr int kThreadsPro = kWarps * 32;
-
-template <typename T, int M, int PRO, int U>
-__global__ void __launch_bounds__(kThreadsPro) gemv_prologue_kernel(GemvPrologue pro, const T* __restrict__ W,
-                                                                   int64_t ldw, T* __restrict__ C, int64_t ldc, int N,
-                                                                   int K, float alpha) {
-    constexpr int V = 16 / sizeof(T);
-    extern __shared__ uint4 xs_raw[];
-    T* xs = reinterpret_cast<T*>(xs_raw);  // [M, K]
-    __shared__ float red[kWarps];
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int n = min(int(blockIdx.x) * kWarps + warp, N - 1);
-    const bool live = int(blockIdx.x) * kWarps + warp < N;
-    const T* w = W + int64_t(n) * ldw;
-    const int pieces = K / V;
-
-    uint4 wv[U];
-    auto load_round = [&](int i) {
-#pragma unroll
-        for (int u = 0; u < U; ++u)
-            if (i + 32 * u < pieces) wv[u] = load_stream(reinterpret_cast<const uint4*>(w) + i + 32 * u);
-    };
-    load_round(lane);  // the weight does not depend on the kernel before (cuda/pdl.h)
-    pdl_wait();
-    pdl_trigger();
-
-    const T* x = static_cast<const T*>(pro.x);
-    const T* r = static_cast<const T*>(pro.res);
-    for (int m = 0; m < M; ++m) {
-        T* xm = xs + int64_t(m) * K;
-        if constexpr (PRO == GemvPrologue::kRmsNorm) {
-            const T* nw = static_cast<const T*>(pro.norm_w);
-            T* sum = blockIdx.x == 0 ? static_cast<T*>(pro.sum) : nullptr;  // one block writes x + res
-            float ss = 0.f;
-            for (int i = tid; i < pieces; i += kThreadsPro) {
-                Pack<T, V> v = load_pack<T, V>(x + int64_t(m) * pro.ldx + int64_t(i) * V);
-                if (r) {
-                    const Pack<T, V> h = load_pack<T, V>(r + int64_t(m) * pro.ldr + int64_t(i) * V);
-#pragma unroll
-                    for (int e = 0; e < V; ++e) v.v[e] = st<T>(ld(v.v[e]) + ld(h.v[e]));
-                    if (sum) store_pack(sum + int64_t(m) * pro.lds + int64_t(i) * V, v);
-                }
-#pragma unroll
-                for (int e = 0; e < V; ++e) ss += ld(v.v[e]) * ld(v.v[e]);
-                store_pack(xm + int64_t(i) * V, v);
-            }
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
-            if (lane == 0) red[warp] = ss;
-            __syncthreads();
-            float tot = 0.f;
-#pragma unroll
-            for (int j = 0; j < kWarps; ++j) tot += red[j];
-            const float rs = 1.f / sqrtf(tot / float(K) + pro.eps);
-            for (int i = tid; i < pieces; i += kThreadsPro) {  // the pieces this thread wrote
-                Pack<T, V> v = load_pack<T, V>(xm + int64_t(i) * V);
-                Pack<T, V> wn{};
-                if (nw) wn = load_pack<T, V>(nw + int64_t(i) * V);
-#pragma unroll
-                for (int e = 0; e < V; ++e) {
-                    float y = ld(v.v[e]) * rs;
-                    if (nw) y *= ld(wn.v[e]);
-                    v.v[e] = st<T>(y);
-                }
-                store_pack(xm + int64_t(i) * V, v);
-            }
-            __syncthreads();  // red is reused by the next row
-        } else {  // silu(a) ⊙ b
-            for (int i = tid; i < pieces; i += kThreadsPro) {
-                const Pack<T, V> a = load_pack<T, V>(x + int64_t(m) * pro.ldx + int64_t(i) * V);
-                const Pack<T, V> b = load_pack<T, V>(r + int64_t(m) * pro.ldr + int64_t(i) * V);
-                Pack<T, V> y;
-#pragma unroll
-                for (int e = 0; e < V; ++e) {
-                    const float av = ld(a.v[e]);
-                    y.v[e] = st<T>(av * sigm(av) * ld(b.v[e]));
-                }
-                store_pack(xm + int64_t(i) * V, y);
-            }
-        }
-    }
-    __syncthreads();
-
-    float acc[M];
-#pragma unroll
-    for (int m = 0; m < M; ++m) acc[m] = 0.f;
-    for (int i = lane; i < pieces; i += 32 * U) {
-        if (i != lane) load_round(i);
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int piece = i + 32 * u;
-            if (piece < pieces) {
-                float wf[V];
-                unpack(wv[u], wf);
-#pragma unroll
-                for (int m = 0; m < M; ++m) {
-                    float xf[V];
-                    unpack(reinterpret_cast<const uint4*>(xs + int64_t(m) * K)[piece], xf);
-#pragma unroll
-                    for (int e = 0; e < V; ++e) acc[m] = fmaf(wf[e], xf[e], acc[m]);
-                }
-            }
-        }
-    }
-#pragma unroll
-    for (int m = 0; m < M; ++m)
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], off);
-#pragma unroll
-    for (int m = 0; m < M; ++m)
-        if (live && lane == m) store(C + int64_t(m) * ldc + n, alpha * acc[m]);
 }
 
 template <typename T>

@@ -18,11 +18,15 @@ namespace rn::cuda {
 using bf16_t = __nv_bfloat16;
 
 // A kernel's dynamic shared memory, `unsigned char name[]` aligned to `align` bytes (the
-// CPU emulator of tests/cuda_emu/ gives a pointer to its own buffer instead)
+// CPU emulator of tests/cuda_emu/ gives a pointer to its own buffer instead);
+// RN_DYNAMIC_SMEM_OF declares it as an array of `type` (cuda/gemv_kernels.cuh: the
+// element type of the declaration changes nvcc's code for the kernel)
 #ifdef RN_CUDA_EMU
 #define RN_DYNAMIC_SMEM(name, align) unsigned char* name = ::rn_emu::dynamic_smem()
+#define RN_DYNAMIC_SMEM_OF(type, name) type* name = reinterpret_cast<type*>(::rn_emu::dynamic_smem())
 #else
 #define RN_DYNAMIC_SMEM(name, align) extern __shared__ __align__(align) unsigned char name[]
+#define RN_DYNAMIC_SMEM_OF(type, name) extern __shared__ type name[]
 #endif
 
 // arithmetic type of a storage type: bf16 computes in float

@@ -352,6 +352,12 @@ inline const dim3& grid_dim() { return blk().grid; }
 #define __shfl_xor_sync(mask, v, o) ::rn_emu::shfl_xor((v), (o))
 
 inline float __expf(float x) { return std::exp(x); }
+inline float __uint_as_float(unsigned u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+inline int min(int a, int b) { return a < b ? a : b; }  // CUDA's device min (int)
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
 // blocks run one at a time and fibers switch only at waits: plain adds are atomic here

@@ -1,0 +1,129 @@
+// tests/test_emu_gemv.cpp — the few-row product kernels (cuda/gemv_kernels.cuh) run on the
+// CPU through the emulator of tests/cuda_emu/, against the CPU ops on the same inputs, in
+// f32 and bf16: the plain product (1–3 rows) and the products with a prologue (the RMSNorm
+// of x + res with and without the norm weight, silu(a) ⊙ b), with K past one round of
+// loads a lane (the loop that reloads W) and N not a multiple of a block's 8 columns.
+// test_cuda_decode_fused and test_cuda_matmul check the same kernels on a GPU.
+//
+// Tolerances (‖got − want‖ / ‖want‖): f32 1e-5 (the same products, summed in another
+// order); bf16 1e-2 (the output rounded to bf16; the reference rounds its intermediates to
+// bf16 where the kernel does).
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <string>
+#include <type_traits>
+
+#include "tests/cuda_emu/emu.h"
+// (emu.h first: the kernels compile against the emulator's CUDA names)
+#include "cuda/gemv_kernels.cuh"
+#include "core/random.h"
+#include "core/tensor_math.h"
+#include "ops/ops.h"
+
+using namespace rn;
+namespace k = rn::cuda::gemv_k;
+
+namespace {
+
+double rel_err(const Tensor& got, const Tensor& want) {
+    const auto g = got.to(DType::f64).to_vector<double>(), w = want.to(DType::f64).to_vector<double>();
+    double num = 0, den = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+        if (!std::isfinite(g[i])) return INFINITY;
+        num += (g[i] - w[i]) * (g[i] - w[i]);
+        den += w[i] * w[i];
+    }
+    return std::sqrt(num / den);
+}
+
+Tensor f32(const Tensor& t) { return t.to(DType::f32); }
+Tensor round_to(const Tensor& t, DType dt) { return t.to(dt).to(DType::f32); }
+
+dim3 grid_for(int64_t N) { return dim3(unsigned((N + k::kWarps - 1) / k::kWarps)); }
+
+template <typename T, int M>
+Tensor plain(const Tensor& x, const Tensor& W) {
+    const int64_t K = x.size(1), N = W.size(0);
+    Tensor y = full({M, N}, NAN, x.dtype());
+    rn_emu::launch(k::gemv_kernel<T, M, 4>, grid_for(N), dim3(k::kWarps * 32), 0, static_cast<const T*>(x.raw_data()),
+                   K, static_cast<const T*>(W.raw_data()), K, static_cast<T*>(y.raw_data()), N, int(N), int(K), 1.0f);
+    return y;
+}
+
+template <typename T, int M, int P>
+Tensor with_prologue(const cuda::GemvPrologue& p, const Tensor& W, size_t smem) {
+    const int64_t K = W.size(1), N = W.size(0);
+    Tensor y = full({M, N}, NAN, W.dtype());
+    rn_emu::launch(k::gemv_prologue_kernel<T, M, P, 4>, grid_for(N), dim3(k::kThreadsPro), smem, p,
+                   static_cast<const T*>(W.raw_data()), K, static_cast<T*>(y.raw_data()), N, int(N),
+                   int(K), 1.0f);
+    return y;
+}
+
+template <typename T, int M>
+void check_once(DType dt, int64_t N, int64_t K, uint64_t seed) {
+    const std::string tag = std::string(dtype_name(dt)) + " M" + std::to_string(M) + " N" + std::to_string(N) + " K" +
+                            std::to_string(K);
+    const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
+    Generator gen(seed);
+    Tensor x = randn({M, K}, gen, DType::f32).to(dt), h = randn({M, K}, gen, DType::f32).to(dt);
+    Tensor w = (randn({K}, gen, DType::f32) * 0.5 + 1.0).to(dt), W = (randn({N, K}, gen, DType::f32) * 0.05).to(dt);
+    const size_t smem = size_t(M * K) * sizeof(T);
+
+    const double e0 = rel_err(plain<T, M>(x, W), matmul(f32(x), f32(W).t()));
+    BOOST_TEST(e0 <= tol, tag << ": plain product, relative error " << e0);
+    BOOST_TEST_MESSAGE("  " << tag << ": plain " << e0);
+
+    for (bool weight : {true, false}) {  // the RMSNorm of x + h, with the residual stream written
+        Tensor sum = full({M, K}, NAN, dt);
+        cuda::GemvPrologue p;
+        p.kind = cuda::GemvPrologue::kRmsNorm;
+        p.x = x.raw_data(), p.ldx = K, p.res = h.raw_data(), p.ldr = K, p.sum = sum.raw_data(), p.lds = K;
+        p.norm_w = weight ? w.raw_data() : nullptr;
+        Tensor y = with_prologue<T, M, cuda::GemvPrologue::kRmsNorm>(p, W, smem);
+        Tensor want_sum = round_to(f32(x) + f32(h), dt);
+        Tensor normed = round_to(rms_norm(want_sum, weight ? f32(w) : Tensor(), 1e-6), dt);
+        const double e = rel_err(y, matmul(normed, f32(W).t()));
+        BOOST_TEST(e <= tol, tag << ": rms-norm prologue (weight " << weight << "), relative error " << e);
+        BOOST_TEST_MESSAGE("  " << tag << ": rms-norm (weight " << weight << ") " << e);
+        BOOST_TEST(rel_err(sum, want_sum) == 0.0, tag << ": the residual stream x + h");
+    }
+    {  // silu(a) ⊙ b, a and b the halves of one [M, 2K] row as in SwiGLU
+        Tensor ab = concat({x, h}, 1);
+        cuda::GemvPrologue p;
+        p.kind = cuda::GemvPrologue::kSiluMul;
+        p.x = ab.raw_data(), p.ldx = 2 * K;
+        p.res = static_cast<const char*>(ab.raw_data()) + K * int64_t(sizeof(T)), p.ldr = 2 * K;
+        Tensor y = with_prologue<T, M, cuda::GemvPrologue::kSiluMul>(p, W, smem);
+        const double e = rel_err(y, matmul(round_to(silu_mul(f32(x), f32(h)), dt), f32(W).t()));
+        BOOST_TEST(e <= tol, tag << ": silu-mul prologue, relative error " << e);
+        BOOST_TEST_MESSAGE("  " << tag << ": silu-mul " << e);
+    }
+}
+
+template <typename T, int M>
+void check(DType dt, int64_t N, int64_t K, uint64_t seed) {
+    for (rn_emu::Mode m : rn_emu::test_modes()) {
+        rn_emu::ModeGuard g(m);
+        BOOST_TEST_CONTEXT(rn_emu::mode_name(m)) { check_once<T, M>(dt, N, K, seed); }
+    }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(emulated_gemv)
+
+// K 1040 f32: 260 pieces, past one round of 4 × 32 a lane; N 13: a partial second block
+BOOST_AUTO_TEST_CASE(f32_products_match_the_cpu_ops) {
+    check<float, 1>(DType::f32, 13, 1040, 51);
+    check<float, 3>(DType::f32, 9, 64, 52);
+}
+
+// K 1040 bf16: 130 pieces (two rounds of loads for lanes 0 and 1)
+BOOST_AUTO_TEST_CASE(bf16_products_match_the_cpu_ops) {
+    check<__nv_bfloat16, 2>(DType::bf16, 13, 1040, 53);
+    check<__nv_bfloat16, 4>(DType::bf16, 7, 48, 54);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
