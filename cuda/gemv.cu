@@ -87,22 +87,41 @@ namespace {
 std::atomic<int64_t> prologue_calls{0};
 }
 
-bool gemv_rows_prologue(DType dt, int64_t M, int64_t N, int64_t K, const GemvPrologue& pro, const void* W,
-                        int64_t ldw, void* C, int64_t ldc) {
+namespace {
+// the dynamic shared memory of a prologue product: its M rows, and for kGroupGate the sums
+size_t prologue_smem(int64_t M, int64_t K, int64_t es, const GemvPrologue& pro) {
+    const size_t rows = size_t(M * K * es);
+    return pro.kind == GemvPrologue::kGroupGate ? rows + group_gate_extra_smem(M, K, pro.group, es) : rows;
+}
+}  // namespace
+
+bool gemv_prologue_applies(DType dt, int64_t M, int64_t N, int64_t K, const GemvPrologue& pro, const void* W,
+                           int64_t ldw) {
     if (dt != DType::f32 && dt != DType::bf16) return false;
     const int64_t v = dt == DType::f32 ? 4 : 8, es = dt == DType::f32 ? 4 : 2;
-    if (M < 1 || M > kGemvPrologueMaxRows || N < 1 || K < v || N > (int64_t(1) << 30) || K % v || ldw % v ||
-        !aligned16(W))
+    if (M < 1 || M > kGemvPrologueMaxRows || N < 1 || K < v || N > (int64_t(1) << 30) || K > (int64_t(1) << 30) ||
+        K % v || ldw % v || !aligned16(W))
         return false;
-    if (M * K * es > kGemvPrologueSmem) return false;  // the rows must fit the default shared memory
-    const bool norm = pro.kind == GemvPrologue::kRmsNorm;
+    const GemvPrologue::Kind kind = pro.kind;
+    if (kind != GemvPrologue::kRmsNorm && kind != GemvPrologue::kSiluMul && kind != GemvPrologue::kGroupGate)
+        return false;
+    const bool norm = kind == GemvPrologue::kRmsNorm;
     if (!pro.x || pro.ldx % v || !aligned16(pro.x)) return false;
     if (pro.res && (pro.ldr % v || !aligned16(pro.res))) return false;
-    if (!norm && !pro.res) return false;  // silu(a) ⊙ b needs b
+    if (!norm && !pro.res) return false;  // silu(a) ⊙ b needs b, the gated norm g
     if (norm && pro.norm_w && !aligned16(pro.norm_w)) return false;
     if (norm && pro.sum && (!pro.res || pro.lds % v || !aligned16(pro.sum))) return false;
+    if (kind == GemvPrologue::kGroupGate && (pro.group < v || pro.group % v || K % pro.group)) return false;
+    // the rows (and sums) must fit the default shared memory beside the kernel's static red[]
+    return prologue_smem(M, K, es, pro) + kWarps * sizeof(float) <= size_t(kGemvPrologueSmem);
+}
+
+bool gemv_rows_prologue(DType dt, int64_t M, int64_t N, int64_t K, const GemvPrologue& pro, const void* W,
+                        int64_t ldw, void* C, int64_t ldc) {
+    if (!gemv_prologue_applies(dt, M, N, K, pro, W, ldw)) return false;
+    const int64_t es = dt == DType::f32 ? 4 : 2;
     const dim3 grid(unsigned((N + kWarps - 1) / kWarps)), block(kThreadsPro);
-    const size_t smem = size_t(M * K * es);
+    const size_t smem = prologue_smem(M, K, es, pro);
     const int n = int(N), k = int(K);
     auto run = [&](auto tag) {
         using T = decltype(tag);
@@ -123,8 +142,9 @@ bool gemv_rows_prologue(DType dt, int64_t M, int64_t N, int64_t K, const GemvPro
             if (unroll_for(K, es) == 8) with(std::integral_constant<int, 8>{});
             else with(std::integral_constant<int, 4>{});
         };
-        if (norm) rows(std::integral_constant<int, GemvPrologue::kRmsNorm>{});
-        else rows(std::integral_constant<int, GemvPrologue::kSiluMul>{});
+        if (pro.kind == GemvPrologue::kRmsNorm) rows(std::integral_constant<int, GemvPrologue::kRmsNorm>{});
+        else if (pro.kind == GemvPrologue::kSiluMul) rows(std::integral_constant<int, GemvPrologue::kSiluMul>{});
+        else rows(std::integral_constant<int, GemvPrologue::kGroupGate>{});
     };
     if (dt == DType::f32) run(float{});
     else run(__nv_bfloat16{});

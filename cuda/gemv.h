@@ -31,12 +31,18 @@ bool gemv_preferred(DType dt, int64_t M, int64_t N, int64_t K);
 // separate kernel would otherwise have written (a decode step's kernels, fused):
 //   kRmsNorm: x_m = rms_norm(x_m + res_m) ⊙ norm_w (res, norm_w may be null); with res and
 //             sum given, x + res is also written to sum (the residual stream goes on);
-//   kSiluMul: x_m = silu(x_m) ⊙ res_m (SwiGLU: a and b halves of the stacked fc1/gate output).
+//   kSiluMul: x_m = silu(x_m) ⊙ res_m (SwiGLU: a and b halves of the stacked fc1/gate output);
+//   kGroupGate: x_m = rms_norm(x_m, per group of `group` values) ⊙ silu(res_m) (a retention
+//             layer's per-head gated norm: x = the step's output o [M, H·Dv], res = the gate
+//             g, group = Dv; K a multiple of group, group of 16 bytes' worth of elements);
+//             norm_w and sum unused.
 // Values are rounded to the dtype as the unfused ops round them (ops/norm.h add_rms_norm,
-// ops/swiglu.h silu_mul). Returns false (and does nothing) where it does not apply: dt not
-// f32/bf16, M outside [1, 4], M·K values over 48 KiB, a stride or pointer not 16-byte aligned.
+// ops/swiglu.h silu_mul; kGroupGate as the fused retention step's gated norm,
+// cuda/retention_decode.h, rounded once). Returns false (and does nothing) where it does not
+// apply: dt not f32/bf16, M outside [1, 4], the rows (and kGroupGate's sums) over 48 KiB of
+// shared memory, a stride or pointer not 16-byte aligned, a group that does not fit.
 struct GemvPrologue {
-    enum Kind { kRmsNorm = 0, kSiluMul = 1 };
+    enum Kind { kRmsNorm = 0, kSiluMul = 1, kGroupGate = 2 };
     Kind kind = kRmsNorm;
     const void* x = nullptr;
     int64_t ldx = 0;
@@ -45,12 +51,18 @@ struct GemvPrologue {
     const void* norm_w = nullptr;
     void* sum = nullptr;
     int64_t lds = 0;
+    int64_t group = 0;  // kGroupGate: values a group (a head's Dv)
     float eps = 1e-6f;
 };
 constexpr int64_t kGemvPrologueMaxRows = 4;
 constexpr int64_t kGemvPrologueSmem = 48 * 1024;
 bool gemv_rows_prologue(DType dt, int64_t M, int64_t N, int64_t K, const GemvPrologue& pro, const void* W,
                         int64_t ldw, void* C, int64_t ldc);
+// Whether gemv_rows_prologue would run on these arguments (the same checks, nothing
+// launched): a caller that must launch another kernel first, which it cannot take back,
+// asks before (ops/decode_fused.h, retention_step_gated_linear).
+bool gemv_prologue_applies(DType dt, int64_t M, int64_t N, int64_t K, const GemvPrologue& pro, const void* W,
+                           int64_t ldw);
 int64_t gemv_prologue_calls();  // launches so far (tests check the fused path ran)
 
 }  // namespace rn::cuda

@@ -109,11 +109,80 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
 // The same product, with its x rows formed by the block itself in shared memory from what
 // the kernel before would have written (cuda/gemv.h, GemvPrologue): an RMSNorm of x + res
 // (a decode step's residual add and norm before QKVG, fc1/gate and the head) or silu(a) ⊙ b
-// (SwiGLU before fc2). Every block forms all M rows — K ≤ a few thousand values, from L2 —
-// which costs less than the launch of a kernel that would write them once. The rows are
-// rounded to T exactly as the unfused kernels round their outputs; only the norm's sum of
-// squares adds in another order.
+// (SwiGLU before fc2) or a retention layer's gated group norm (before out_proj). Every
+// block forms all M rows — K ≤ a few thousand values, from L2 — which costs less than the
+// launch of a kernel that would write them once. The rows are rounded to T exactly as the
+// unfused kernels round their outputs; only the norm's sum of squares adds in another order.
 constexpr int kThreadsPro = kWarps * 32;
+
+// Shared memory past the rows that kGroupGate takes: a float a 16-byte piece of x (its sum
+// of squares), then a float a group (its 1/rms)
+inline size_t group_gate_extra_smem(int64_t M, int64_t K, int64_t group, int64_t elem) {
+    return size_t(M * (K * elem / 16) + M * (K / group)) * sizeof(float);
+}
+
+// kGroupGate: x_m = o_m / rms(o_m over its group) ⊙ silu(g_m), the group (a head's Dv
+// values) a multiple of the piece; o = pro.x, g = pro.res. As the fused retention step's last
+// block wrote it (cuda/retention_decode_kernels.cuh): v = o · rs, v ·= g·σ(g) in float,
+// rounded once. The rows of all M sequences are formed together (one round trip to L2 for
+// o and g, not one a row). Each group's sum is deterministic: a thread writes each of its
+// pieces' sums of squares to `part`, then one warp adds a group's pieces in a fixed order
+// (lane-strided, then the xor shuffle), whatever the timing.
+template <typename T, int M>
+__device__ __forceinline__ void group_gate_rows(const GemvPrologue& pro, T* xs, int K, float* part, float* rs) {
+    constexpr int V = 16 / sizeof(T);
+    constexpr int kHeld = 4;  // pieces of g a thread keeps in registers from the first pass
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int group = int(pro.group), pieces = K / V, items = M * pieces, gp = group / V, groups = M * (K / group);
+    const T* o = static_cast<const T*>(pro.x);
+    const T* g = static_cast<const T*>(pro.res);
+    // item j: piece i = j mod pieces of row m = j / pieces; its group is j / gp (rows are
+    // whole groups, so the pieces of a group are consecutive items)
+    auto at = [&](const T* base, int64_t ld, int j) {
+        const int m = j / pieces;
+        return base + int64_t(m) * ld + int64_t(j - m * pieces) * V;
+    };
+    Pack<T, V> gv[kHeld];
+#pragma unroll
+    for (int t = 0; t < kHeld; ++t) {  // g's loads go out with o's, before the reduction
+        const int j = tid + t * kThreadsPro;
+        if (j < items) gv[t] = load_pack<T, V>(at(g, pro.ldr, j));
+    }
+    for (int j = tid; j < items; j += kThreadsPro) {
+        const Pack<T, V> v = load_pack<T, V>(at(o, pro.ldx, j));
+        float ss = 0.f;
+#pragma unroll
+        for (int e = 0; e < V; ++e) ss += ld(v.v[e]) * ld(v.v[e]);
+        part[j] = ss;
+        store_pack(xs + int64_t(j) * V, v);  // row m at m·K: j·V = m·K + i·V
+    }
+    __syncthreads();
+    for (int q = warp; q < groups; q += kWarps) {  // uniform over the warp: the shuffle sees all lanes
+        float ss = 0.f;
+        for (int i = lane; i < gp; i += 32) ss += part[q * gp + i];
+        ss = warp_sum(ss);
+        if (lane == 0) rs[q] = 1.f / sqrtf(ss / float(group) + pro.eps);
+    }
+    __syncthreads();
+    auto finish = [&](int j, const Pack<T, V>& gk) {  // a piece this thread wrote
+        Pack<T, V> v = load_pack<T, V>(xs + int64_t(j) * V);
+        const float r = rs[j / gp];
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+            float y = ld(v.v[e]) * r;
+            const float gx = ld(gk.v[e]);
+            y *= gx * sigm(gx);
+            v.v[e] = st<T>(y);
+        }
+        store_pack(xs + int64_t(j) * V, v);
+    };
+#pragma unroll
+    for (int t = 0; t < kHeld; ++t) {
+        const int j = tid + t * kThreadsPro;
+        if (j < items) finish(j, gv[t]);
+    }
+    for (int j = tid + kHeld * kThreadsPro; j < items; j += kThreadsPro) finish(j, load_pack<T, V>(at(g, pro.ldr, j)));
+}
 
 template <typename T, int M, int PRO, int U>
 __global__ void __launch_bounds__(kThreadsPro) gemv_prologue_kernel(GemvPrologue pro, const T* __restrict__ W,
@@ -141,7 +210,11 @@ __global__ void __launch_bounds__(kThreadsPro) gemv_prologue_kernel(GemvPrologue
 
     const T* x = static_cast<const T*>(pro.x);
     const T* r = static_cast<const T*>(pro.res);
-    for (int m = 0; m < M; ++m) {
+    if constexpr (PRO == GemvPrologue::kGroupGate) {
+        float* part = reinterpret_cast<float*>(xs + int64_t(M) * K);
+        group_gate_rows<T, M>(pro, xs, K, part, part + M * pieces);
+    }
+    for (int m = 0; m < M; ++m) {  // (kGroupGate: nothing left to do a row)
         T* xm = xs + int64_t(m) * K;
         if constexpr (PRO == GemvPrologue::kRmsNorm) {
             const T* nw = static_cast<const T*>(pro.norm_w);
@@ -180,7 +253,7 @@ __global__ void __launch_bounds__(kThreadsPro) gemv_prologue_kernel(GemvPrologue
                 store_pack(xm + int64_t(i) * V, v);
             }
             __syncthreads();  // red is reused by the next row
-        } else {  // silu(a) ⊙ b
+        } else if constexpr (PRO == GemvPrologue::kSiluMul) {  // silu(a) ⊙ b
             for (int i = tid; i < pieces; i += kThreadsPro) {
                 const Pack<T, V> a = load_pack<T, V>(x + int64_t(m) * pro.ldx + int64_t(i) * V);
                 const Pack<T, V> b = load_pack<T, V>(r + int64_t(m) * pro.ldr + int64_t(i) * V);

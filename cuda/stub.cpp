@@ -154,6 +154,9 @@ bool gemv_preferred(DType, int64_t, int64_t, int64_t) { no_cuda("cuda::gemv_pref
 bool gemv_rows_prologue(DType, int64_t, int64_t, int64_t, const GemvPrologue&, const void*, int64_t, void*, int64_t) {
     no_cuda("cuda::gemv_rows_prologue");
 }
+bool gemv_prologue_applies(DType, int64_t, int64_t, int64_t, const GemvPrologue&, const void*, int64_t) {
+    no_cuda("cuda::gemv_prologue_applies");
+}
 int64_t gemv_prologue_calls() { return 0; }
 bool retention_step_gated(DType, int64_t, int64_t, int64_t, int64_t, const std::vector<double>&, const int64_t*,
                           const void*, int64_t, double, double, void*, void*, void*) {

@@ -1,8 +1,10 @@
 // tests/test_emu_gemv.cpp — the few-row product kernels (cuda/gemv_kernels.cuh) run on the
 // CPU through the emulator of tests/cuda_emu/, against the CPU ops on the same inputs, in
-// f32 and bf16: the plain product (1–3 rows) and the products with a prologue (the RMSNorm
-// of x + res with and without the norm weight, silu(a) ⊙ b), with K past one round of
-// loads a lane (the loop that reloads W) and N not a multiple of a block's 8 columns.
+// f32 and bf16: the plain product (1–4 rows) and the products with a prologue (the RMSNorm
+// of x + res with and without the norm weight, silu(a) ⊙ b, the per-head gated norm), with K
+// past one round of loads a lane (the loop that reloads W) and N not a multiple of a
+// block's 8 columns. tests/test_emu_retention_decode.cpp runs the gated norm's product
+// after the retention step that feeds it.
 // test_cuda_decode_fused and test_cuda_matmul check the same kernels on a GPU.
 //
 // Tolerances (‖got − want‖ / ‖want‖): f32 1e-5 (the same products, summed in another
@@ -110,6 +112,38 @@ void check(DType dt, int64_t N, int64_t K, uint64_t seed) {
     }
 }
 
+// kGroupGate: o [M, K] in heads of `group` values, g the last block of a wider row (as in a
+// retention layer's stacked [q | k | v | g]); against the CPU's gated_rms_norm per head
+// (silu(g) ⊙ rms_norm(o), the norm rounded to the dtype before the product where the kernel
+// rounds once: within the tolerance), then the product
+template <typename T, int M>
+void check_group_gate(DType dt, int64_t N, int64_t H, int64_t group, uint64_t seed) {
+    const int64_t K = H * group, ldy = 3 * K;
+    const std::string tag = std::string(dtype_name(dt)) + " M" + std::to_string(M) + " N" + std::to_string(N) + " H" +
+                            std::to_string(H) + " group " + std::to_string(group);
+    const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
+    Generator gen(seed);
+    Tensor o = (randn({M, K}, gen, DType::f32) * 3.0).to(dt), y = randn({M, ldy}, gen, DType::f32).to(dt);
+    Tensor W = (randn({N, K}, gen, DType::f32) * 0.05).to(dt);
+    cuda::GemvPrologue p;
+    p.kind = cuda::GemvPrologue::kGroupGate;
+    p.x = o.raw_data(), p.ldx = K;
+    p.res = static_cast<const char*>(y.raw_data()) + 2 * K * int64_t(sizeof(T)), p.ldr = ldy;
+    p.group = group;
+    const size_t smem = size_t(M * K) * sizeof(T) + k::group_gate_extra_smem(M, K, group, int64_t(sizeof(T)));
+    for (rn_emu::Mode m : rn_emu::test_modes()) {
+        rn_emu::ModeGuard guard(m);
+        BOOST_TEST_CONTEXT(rn_emu::mode_name(m)) {
+            Tensor got = with_prologue<T, M, cuda::GemvPrologue::kGroupGate>(p, W, smem);
+            Tensor g = f32(y).narrow(1, 2 * K, K).reshape({M, H, group});
+            Tensor z = gated_rms_norm(f32(o).reshape({M, H, group}), g, 1e-6).reshape({M, K});
+            const double e = rel_err(got, matmul(round_to(z, dt), f32(W).t()));
+            BOOST_TEST(e <= tol, tag << ": group-gate prologue, relative error " << e);
+            BOOST_TEST_MESSAGE("  " << tag << ": group-gate " << e);
+        }
+    }
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(emulated_gemv)
@@ -124,6 +158,20 @@ BOOST_AUTO_TEST_CASE(f32_products_match_the_cpu_ops) {
 BOOST_AUTO_TEST_CASE(bf16_products_match_the_cpu_ops) {
     check<__nv_bfloat16, 2>(DType::bf16, 13, 1040, 53);
     check<__nv_bfloat16, 4>(DType::bf16, 7, 48, 54);
+}
+
+// one head's group past a warp's 32 pieces (f32 group 160: 40 pieces), heads not a power of
+// two, and M·K/V over the 4 pieces of g a thread holds (M 4, K 1152 f32: 1152 pieces for 256
+// threads), so that the reload path runs too
+BOOST_AUTO_TEST_CASE(f32_group_gate_matches_the_cpu_ops) {
+    check_group_gate<float, 1>(DType::f32, 13, 3, 160, 55);
+    check_group_gate<float, 4>(DType::f32, 9, 9, 128, 56);
+    check_group_gate<float, 3>(DType::f32, 5, 2, 12, 57);
+}
+
+BOOST_AUTO_TEST_CASE(bf16_group_gate_matches_the_cpu_ops) {
+    check_group_gate<__nv_bfloat16, 2>(DType::bf16, 13, 3, 40, 58);
+    check_group_gate<__nv_bfloat16, 4>(DType::bf16, 7, 5, 512, 59);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
