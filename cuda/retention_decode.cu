@@ -7,7 +7,9 @@
 // itself (Dk/2 angles, as cuda/rotary.cu forms them: in double, reduced modulo 2π, then
 // sincosf), updates its state columns and reduces q·S. The gated norm needs the head's
 // whole output row: the blocks of a head count themselves in, and the last one reads the
-// row back from `scratch` (through L2 again) and writes z.
+// row back from `scratch` (through L2 again) and writes z. Without z the kernel ends at o
+// and the out_proj product normalises in its prologue (ops/decode_fused.h,
+// retention_step_gated_linear): the whole head no longer waits on the fence and count.
 #include "cuda/retention_decode.h"
 
 #include <cuda_bf16.h>
@@ -95,8 +97,8 @@ bool retention_step_gated(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv
     if (int64_t(gamma.size()) != H || !aligned16(state)) return false;
     const size_t smem = step_tc::step_gated_smem(Dk);
     if (smem > 40 * 1024) return false;  // within the default 48 KiB with the static arrays
-    int* count = counters_for(B * H);
-    if (!count) return false;
+    int* count = z ? counters_for(B * H) : nullptr;  // o only: no count, so no counters
+    if (z && !count) return false;
     const Decays d = make_decays(gamma, 0, int(H));
     const int ct = step_col_threads();
     const int64_t cols = int64_t(ct) * V;

@@ -22,6 +22,8 @@ namespace rn::cuda {
 // z [B, H·Dv] of y's dtype. Returns false (and does nothing) where it does not apply: another
 // dtype, Dv not a multiple of 4, Dk odd, more than 64 heads, unaligned state, or a batch whose
 // counters are not allocated yet while a CUDA graph is being captured.
+// z null: the kernel stops after writing o to scratch (no counters, no norm); the product
+// after it forms rms_norm(o) ⊙ silu(g) in its prologue (cuda/gemv.h, kGroupGate).
 bool retention_step_gated(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, const std::vector<double>& gamma,
                           const int64_t* pos, const void* y, int64_t ldy, double k_scale, double eps, void* state,
                           void* scratch, void* z);

@@ -30,8 +30,8 @@ struct StepGated {
     const int64_t* pos;  // [B]
     float* state;        // [B, H, Dk, Dv]
     T* scratch;          // [B, H, Dv]: o, read back by the head's last block
-    T* z;                // [B, H·Dv]
-    int* count;          // [B·H]: blocks of (b, h) done; zero between launches
+    T* z;                // [B, H·Dv]; null: stop after o (the norm runs in the next product)
+    int* count;          // [B·H]: blocks of (b, h) done; zero between launches (unused without z)
     int H, Dk, Dv;
     float k_scale, eps;
 };
@@ -120,6 +120,10 @@ __global__ void __launch_bounds__(kStepRowGroups * CT) step_gated_kernel(StepGat
         const int64_t j = int64_t(blockIdx.x) * CT * V + tid;
         if (j < Dv) orow[j] = st<T>(lam_s * step_column_sum<A, CT * V>(red, tid));  // o = λ q S, rounded as the step op rounds it
     }
+    // o only: the product after this kernel normalises and gates each head's row in its
+    // prologue (cuda/gemv.h, kGroupGate), behind its PDL wait, which sees every write of
+    // this grid; no fence, counter or tail here (the branch is uniform over the grid)
+    if (!p.z) return;
     // count this block in; the head's last block goes on (the classic threadfence reduction)
     __threadfence();
     __syncthreads();
