@@ -192,8 +192,14 @@ Tensor MultiScaleRetention::step_normed(const Tensor& x, const Tensor& h, const 
     }
     auto [s, y] = norm.forward_linear(x, h, qkvg_);  // [B, 1, 2d + 2·vd]
     *sum = s;
-    if (torchscale)
-        return out_proj->forward(retention_step_gated(y, pos, gamma_, state, 1.0 / std::sqrt(double(Dk_)), eps_));
+    if (torchscale) {
+        // the step and out_proj (no bias) together: the gated norm runs in the product's
+        // prologue where it applies (ops/decode_fused.h); the weight in y's dtype as
+        // Linear::forward takes it
+        const Tensor& W = out_proj->weight;
+        return retention_step_gated_linear(y, pos, gamma_, state, 1.0 / std::sqrt(double(Dk_)), eps_,
+                                           W.dtype() == y.dtype() ? W : W.to(y.dtype()));
+    }
     Tensor qp, kp, xv;
     Tensor g = split_stacked(y, pos, qp, kp, xv);
     // one row: [1,1,H·D] is already [1,H,1,D] in memory

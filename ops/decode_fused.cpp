@@ -1,6 +1,6 @@
 // ops/decode_fused.cpp — the fused decode products (ops/decode_fused.h): the checks, the
-// CUDA kernel where it applies (cuda/gemv.h, gemv_rows_prologue), the composition anywhere
-// else.
+// CUDA kernels where they apply (cuda/gemv.h gemv_rows_prologue, cuda/retention_decode.h),
+// the composition anywhere else.
 #include "ops/decode_fused.h"
 
 #include <cstdlib>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "core/env.h"
 #include "core/tensor_math.h"
 #include "cuda/gemv.h"
 #include "cuda/logits_stats.h"
@@ -31,6 +32,7 @@ bool fusion_from_env() {
     return !(e && std::strcmp(e, "0") == 0);
 }
 bool fusion_on = fusion_from_env();
+bool gate_in_product_on = env_choice("RN_DECODE_GATE_IN_PRODUCT", {0, 1}, 1) == 1;
 
 // the fused kernel's inputs are CUDA, one dtype, no autograd, contiguous x rows and W [N, K]
 bool fusable(std::initializer_list<Tensor> ts, const Tensor& W) {
@@ -47,10 +49,35 @@ Shape with_last(Shape s, int64_t n) {
     s.back() = n;
     return s;
 }
+
+struct StepDims {
+    int64_t B, H, Dk, Dv;
+};
+// the retention step's shapes: state [B,H,Dk,Dv], y [B, 1, 2·H·Dk + 2·H·Dv]
+StepDims check_step(const char* op, const Tensor& y, const Tensor& state) {
+    check_defined(y, op, "y");
+    RN_CHECK(state.defined() && state.dim() == 4, op, ": state must be [B,H,Dk,Dv], got ",
+             state.defined() ? state.shape() : Shape{});
+    const StepDims d{state.size(0), state.size(1), state.size(2), state.size(3)};
+    const int64_t kd = d.H * d.Dk, vd = d.H * d.Dv;
+    RN_CHECK(y.dim() == 3 && y.size(0) == d.B && y.size(1) == 1 && y.size(2) == 2 * kd + 2 * vd, op, ": y must be [",
+             d.B, ", 1, ", 2 * kd + 2 * vd, "] (q | k | v | g for the state's B, H, Dk, Dv), got ", y.shape());
+    return d;
+}
+
+// where the step kernel (cuda/retention_decode.h) may be tried: CUDA, contiguous, no
+// autograd, an f32 state, positions as a [B] i64 device tensor
+bool step_kernel_inputs(const Tensor& y, const Tensor& pos, const Tensor& state) {
+    return fusion_on && y.is_cuda() && y.is_contiguous() && !any_requires_grad({y}) && state.is_contiguous() &&
+           state.dtype() == DType::f32 && pos.defined() && pos.is_cuda() && pos.dtype() == DType::i64 &&
+           pos.shape() == Shape({y.size(0)}) && pos.is_contiguous();
+}
 }  // namespace
 
 void set_decode_fusion_enabled(bool on) { fusion_on = on; }
 bool decode_fusion_enabled() { return fusion_on; }
+void set_decode_gate_in_product(bool on) { gate_in_product_on = on; }
+bool decode_gate_in_product() { return gate_in_product_on; }
 
 std::pair<Tensor, Tensor> add_rms_norm_linear(const Tensor& x, const Tensor& h, const Tensor& norm_weight, double eps,
                                               const Tensor& W) {
@@ -100,17 +127,9 @@ Tensor silu_mul_linear(const Tensor& ab, const Tensor& W) {
 
 Tensor retention_step_gated(const Tensor& y, const Tensor& pos, const std::vector<double>& gamma, const Tensor& state,
                             double k_scale, double eps) {
-    const char* op = "retention_step_gated";
-    check_defined(y, op, "y");
-    RN_CHECK(state.defined() && state.dim() == 4, op, ": state must be [B,H,Dk,Dv], got ",
-             state.defined() ? state.shape() : Shape{});
-    const int64_t B = state.size(0), H = state.size(1), Dk = state.size(2), Dv = state.size(3);
+    const auto [B, H, Dk, Dv] = check_step("retention_step_gated", y, state);
     const int64_t kd = H * Dk, vd = H * Dv;
-    RN_CHECK(y.dim() == 3 && y.size(0) == B && y.size(1) == 1 && y.size(2) == 2 * kd + 2 * vd, op, ": y must be [",
-             B, ", 1, ", 2 * kd + 2 * vd, "] (q | k | v | g for the state's B, H, Dk, Dv), got ", y.shape());
-    if (fusion_on && y.is_cuda() && y.is_contiguous() && !any_requires_grad({y}) && state.is_contiguous() &&
-        state.dtype() == DType::f32 && pos.defined() && pos.is_cuda() && pos.dtype() == DType::i64 &&
-        pos.shape() == Shape({B}) && pos.is_contiguous()) {
+    if (step_kernel_inputs(y, pos, state)) {
         Tensor scratch = empty({B, H, Dv}, y.dtype(), y.device()), z = empty({B, 1, vd}, y.dtype(), y.device());
         if (cuda::retention_step_gated(y.dtype(), B, H, Dk, Dv, gamma, pos.data<int64_t>(), y.raw_data(), y.size(2),
                                        k_scale, eps, state.raw_data(), scratch.raw_data(), z.raw_data())) {
@@ -123,6 +142,35 @@ Tensor retention_step_gated(const Tensor& y, const Tensor& pos, const std::vecto
     Tensor v = y.narrow(-1, 2 * kd, vd).reshape({B, H, Dv}), g = y.narrow(-1, 2 * kd + vd, vd).reshape({B, H, Dv});
     Tensor o = retention_step(q, k, v, gamma, state, pos);
     return gated_rms_norm(o, g, eps).reshape({B, 1, vd});
+}
+
+Tensor retention_step_gated_linear(const Tensor& y, const Tensor& pos, const std::vector<double>& gamma,
+                                   const Tensor& state, double k_scale, double eps, const Tensor& W) {
+    const char* op = "retention_step_gated_linear";
+    const auto [B, H, Dk, Dv] = check_step(op, y, state);
+    check_defined(W, op, "W");
+    const int64_t K = H * Dv;
+    RN_CHECK(W.dim() == 2 && W.size(1) == K, op, ": W must be [N, ", K, "] (H·Dv of the state), got ", W.shape());
+    if (gate_in_product_on && B <= cuda::kGemvPrologueMaxRows && step_kernel_inputs(y, pos, state) && fusable({y}, W)) {
+        const int64_t N = W.size(0);
+        Tensor o = empty({B, H, Dv}, y.dtype(), y.device());
+        cuda::GemvPrologue p;
+        p.kind = cuda::GemvPrologue::kGroupGate;
+        p.x = o.raw_data(), p.ldx = K;
+        p.res = static_cast<const char*>(y.raw_data()) + (2 * H * Dk + K) * int64_t(dtype_size(y.dtype()));  // g
+        p.ldr = y.size(2), p.group = Dv, p.eps = float(eps);
+        // asked before the step runs: once it has updated the state, nothing may run it again
+        if (cuda::gemv_prologue_applies(y.dtype(), B, N, K, p, W.raw_data(), K) &&
+            cuda::retention_step_gated(y.dtype(), B, H, Dk, Dv, gamma, pos.data<int64_t>(), y.raw_data(), y.size(2),
+                                       k_scale, eps, state.raw_data(), o.raw_data(), nullptr)) {
+            state.bump_version();
+            Tensor out = empty({B, 1, N}, y.dtype(), y.device());
+            RN_CHECK(cuda::gemv_rows_prologue(y.dtype(), B, N, K, p, W.raw_data(), K, out.raw_data(), N), op,
+                     ": the product refused arguments gemv_prologue_applies accepted");
+            return out;
+        }
+    }
+    return matmul(retention_step_gated(y, pos, gamma, state, k_scale, eps), W.t());
 }
 
 std::pair<Tensor, Tensor> logits_row_stats(const Tensor& logits, const Tensor& ids) {

@@ -29,6 +29,16 @@ Tensor silu_mul_linear(const Tensor& ab, const Tensor& W);
 Tensor retention_step_gated(const Tensor& y, const Tensor& pos, const std::vector<double>& gamma, const Tensor& state,
                             double k_scale, double eps);
 
+// The same step and the layer's output projection after it, W [N, H·Dv] (out_proj, no
+// bias): matmul(retention_step_gated(y, pos, gamma, state, k_scale, eps), Wᵀ) is its
+// definition, [B, 1, N]. On CUDA for up to 4 sequences (where the product's prologue
+// applies: cuda/gemv.h, kGroupGate) the step kernel stops at o and every block of the
+// out_proj product forms rms_norm(o) ⊙ silu(g) per head itself, so no block of the step
+// waits on a per-head count; otherwise the one-kernel step (or the ops) and then matmul.
+// The same values as the definition's fused path but for the norm's order of summation.
+Tensor retention_step_gated_linear(const Tensor& y, const Tensor& pos, const std::vector<double>& gamma,
+                                   const Tensor& state, double k_scale, double eps, const Tensor& W);
+
 // What the engine needs from a decode step's logits [n, V]: {the logits in f32, stats [2 or 3,
 // n] f32} with stats rows log-sum-exp, max and (ids given) the first position of the max as
 // a float. ids is arange(V) in f32 on the logits' device, made once by the caller: the ops'
@@ -41,5 +51,10 @@ std::pair<Tensor, Tensor> logits_row_stats(const Tensor& logits, const Tensor& i
 // turns it off): off, both ops always run their composition.
 void set_decode_fusion_enabled(bool on);
 bool decode_fusion_enabled();
+// Within the fusions, whether retention_step_gated_linear moves the gated norm into the
+// product (default on; RN_DECODE_GATE_IN_PRODUCT=0 keeps it in the step kernel): for A/B
+// runs and tests.
+void set_decode_gate_in_product(bool on);
+bool decode_gate_in_product();
 
 }  // namespace rn

@@ -136,6 +136,14 @@ BOOST_AUTO_TEST_CASE(decode_fused_ops_are_their_compositions) {
     BOOST_TEST(max_abs_diff(z, gated_rms_norm(o, yq.narrow(-1, 28, 12).reshape({1, 2, 6}), 1e-6).reshape({1, 1, 12})) ==
                0.0);
     BOOST_TEST(max_abs_diff(st, st2) == 0.0);
+    // the step with out_proj after it is matmul(the step, Wᵀ) on the CPU, state update included
+    Tensor Wo = randn({5, 12}, g, DType::f64), st3 = st2.clone(), st4 = st2.clone();
+    Tensor zo = retention_step_gated_linear(yq, pos, {0.9, 0.99}, st3, 0.5, 1e-6, Wo);
+    BOOST_TEST(zo.shape() == Shape({1, 1, 5}));
+    BOOST_TEST(max_abs_diff(zo, matmul(retention_step_gated(yq, pos, {0.9, 0.99}, st4, 0.5, 1e-6), Wo.t())) == 0.0);
+    BOOST_TEST(max_abs_diff(st3, st4) == 0.0);
+    RN_CHECK_THROWS_WITH(retention_step_gated_linear(yq, pos, {0.9, 0.99}, st3, 0.5, 1e-6, randn({5, 11}, g, DType::f64)),
+                         "W must be [N, 12]");
     // bad shapes say what was expected
     RN_CHECK_THROWS_WITH(add_rms_norm_linear(x, h, w, 1e-6, randn({10, 15}, g, DType::f64)), "W must be [N, K] with K = x's last dim 16");
     RN_CHECK_THROWS_WITH(add_rms_norm_linear(x, randn({1, 1, 8}, g, DType::f64), w, 1e-6, W), "h must have x's shape");
