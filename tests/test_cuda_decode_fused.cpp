@@ -9,12 +9,19 @@
 //     against the three ops on the CPU (f32) and on the GPU (bf16), outputs and updated
 //     states, several shapes, every tile width, repeated launches (its counters reset),
 //     far positions;
+//   - the step with out_proj (retention_step_gated_linear: the step kernel's o-only mode, then
+//     the product with the gated norm in its prologue) against the CPU's composition and
+//     against the one-kernel step then matmul, 1, 3 and 4 sequences, f32 and bf16; where it
+//     does not apply (5 rows, a group the vector width does not divide) it falls back once;
 //   - a RetNet decoding at batch 1, 3 and 9 with the fusions and without gives the same
 //     greedy tokens and logits within rounding, in f32 and bf16, with the fused kernels
-//     counted where they should run.
+//     counted where they should run; and the same with the gated norm in the product or
+//     in the step kernel (RN_DECODE_GATE_IN_PRODUCT).
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <tuple>
 
 #include "cuda/gemv.h"
 #include "cuda/retention_decode.h"
@@ -39,6 +46,10 @@ Tensor round_to(const Tensor& t, DType dt) { return t.to(dt).to(DType::f32); }  
 struct FusionGuard {
     bool was = decode_fusion_enabled();
     ~FusionGuard() { set_decode_fusion_enabled(was); }
+};
+struct GateGuard {
+    bool was = decode_gate_in_product();
+    ~GateGuard() { set_decode_gate_in_product(was); }
 };
 }  // namespace
 
@@ -193,6 +204,71 @@ BOOST_AUTO_TEST_CASE(fused_retention_step_matches_the_three_ops) {
                 "Dv = 6 (unfused)");
 }
 
+BOOST_AUTO_TEST_CASE(retention_step_with_out_proj_matches_the_cpu_composition) {
+    Generator g(76);
+    FusionGuard guard;
+    GateGuard gate_guard;
+    set_decode_fusion_enabled(true);
+    struct S {
+        int64_t H, Dk, Dv, N;
+    };
+    // the small preset's layer (3 heads, Dk 256, Dv 512, out_proj to 768), and Dv 40 (a head's
+    // second block of 32 columns partial) with 13 output columns
+    const std::vector<S> shapes = {{3, 256, 512, 768}, {3, 64, 40, 13}};
+    for (DType dt : {DType::f32, DType::bf16}) {
+        for (const S& s : shapes) {
+            for (int64_t B : {1, 3, 4}) {
+                BOOST_TEST_CONTEXT(dt << " B " << B << " H " << s.H << " Dk " << s.Dk << " Dv " << s.Dv << " N " << s.N) {
+                    std::vector<double> gamma;
+                    for (int64_t h = 0; h < s.H; ++h) gamma.push_back(1.0 - std::pow(2.0, -5.0 - double(h)));
+                    std::vector<double> pv;
+                    for (int64_t b = 0; b < B; ++b) pv.push_back(double(9 + 5 * b));
+                    Tensor pos = from_vector(pv, {B}).to(DType::i64);
+                    Tensor state0 = rnd({B, s.H, s.Dk, s.Dv}, g, DType::f32, 0.3);
+                    Tensor y = rnd({B, 1, 2 * s.H * s.Dk + 2 * s.H * s.Dv}, g, dt), W = rnd({s.N, s.H * s.Dv}, g, dt, 0.05);
+                    Tensor st_in = state0.to(kGpu), st_off = state0.to(kGpu), st_cpu = state0.clone();
+                    const double k_scale = 1.0 / std::sqrt(double(s.Dk));
+                    set_decode_gate_in_product(true);
+                    const int64_t c0 = cuda::gemv_prologue_calls(), r0 = cuda::retention_step_gated_calls();
+                    Tensor got = retention_step_gated_linear(y.to(kGpu), pos.to(kGpu), gamma, st_in, k_scale, 1e-6, W.to(kGpu));
+                    BOOST_TEST(cuda::gemv_prologue_calls() == c0 + 1, "the product with the gated norm did not run");
+                    BOOST_TEST(cuda::retention_step_gated_calls() == r0 + 1);
+                    BOOST_TEST(got.shape() == Shape({B, 1, s.N}));
+                    set_decode_gate_in_product(false);  // the one-kernel step, then matmul
+                    Tensor off = retention_step_gated_linear(y.to(kGpu), pos.to(kGpu), gamma, st_off, k_scale, 1e-6, W.to(kGpu));
+                    BOOST_TEST(cuda::gemv_prologue_calls() == c0 + 1, "switched off, the product with the norm ran");
+                    BOOST_TEST(cuda::retention_step_gated_calls() == r0 + 2);
+                    // the CPU's composition in f32 on the same values (bf16: the kernels round
+                    // q, k, o and the gated row to bf16 on the way)
+                    Tensor want = matmul(retention_step_gated(f32(y), pos, gamma, st_cpu, k_scale, 1e-6), f32(W).t());
+                    const double cpu_tol = dt == DType::f32 ? 1e-5 : 2e-2;
+                    check_close(got, want.to(DType::f64), cpu_tol, "step + out_proj vs the CPU composition");
+                    check_close(got, off.to(Device::cpu()).to(DType::f64), tol_for(dt), "gate in the product vs in the step");
+                    check_close(st_in, st_cpu.to(DType::f64), cpu_tol, "state vs the CPU");
+                    check_exact(st_in, st_off.to(Device::cpu()), "state: the same update in either mode");
+                }
+            }
+        }
+    }
+    // where the product's prologue does not apply the op runs the one-kernel step and matmul,
+    // and updates the state once: 5 rows; bf16 with Dv 12 (not a multiple of 8 values)
+    for (auto [dt, B, Dv] : {std::tuple{DType::f32, int64_t(5), int64_t(16)}, std::tuple{DType::bf16, int64_t(1), int64_t(12)}}) {
+        BOOST_TEST_CONTEXT(dt << " B " << B << " Dv " << Dv << " (not applicable)") {
+            set_decode_gate_in_product(true);
+            Tensor st = rnd({B, 2, 8, Dv}, g, DType::f32), st_g = st.to(kGpu);
+            Tensor y = rnd({B, 1, 2 * 2 * 8 + 2 * 2 * Dv}, g, dt), W = rnd({7, 2 * Dv}, g, dt, 0.1);  // H 2, Dk 8
+            Tensor pos = full({B}, 4.0, DType::i64);
+            const int64_t c0 = cuda::gemv_prologue_calls(), r0 = cuda::retention_step_gated_calls();
+            Tensor got = retention_step_gated_linear(y.to(kGpu), pos.to(kGpu), {0.9, 0.99}, st_g, 0.5, 1e-6, W.to(kGpu));
+            BOOST_TEST(cuda::gemv_prologue_calls() == c0);
+            BOOST_TEST(cuda::retention_step_gated_calls() == r0 + 1);
+            Tensor want = matmul(retention_step_gated(f32(y), pos, {0.9, 0.99}, st, 0.5, 1e-6), f32(W).t());
+            check_close(got, want.to(DType::f64), dt == DType::f32 ? 1e-5 : 2e-2, "fallback vs the CPU");
+            check_close(st_g, st.to(DType::f64), dt == DType::f32 ? 1e-5 : 2e-2, "state updated once");
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(logits_statistics_in_one_kernel) {
     Generator g(75);
     FusionGuard guard;
@@ -259,6 +335,14 @@ std::pair<std::vector<int32_t>, std::vector<Tensor>> decode(const nn::LanguageMo
     return {toks, all};
 }
 
+// the few-row products with a prologue a layer of tiny_retnet runs a step, fusion on, up to
+// 4 rows: QKVG, fc1/gate, fc2, and out_proj with the gated norm where that applies (f32:
+// tiny_retnet's Dv of 12 is not a multiple of bf16's 8-value vector)
+int64_t prologues_a_layer(DType dt, int64_t Dv = 12) {
+    const int64_t v = dt == DType::f32 ? 4 : 8;
+    return 3 + (decode_gate_in_product() && Dv % v == 0 ? 1 : 0);
+}
+
 BOOST_AUTO_TEST_CASE(a_model_decodes_the_same_tokens_with_and_without_fusion) {
     FusionGuard guard;
     for (DType dt : {DType::f32, DType::bf16}) {
@@ -276,8 +360,9 @@ BOOST_AUTO_TEST_CASE(a_model_decodes_the_same_tokens_with_and_without_fusion) {
             BOOST_TEST(c1 == c0, "a fused kernel ran with fusion off");
             BOOST_TEST(r1 == r0, "a fused kernel ran with fusion off");
             BOOST_TEST(cuda::retention_step_gated_calls() - r1 == 40 * 2);  // one a layer a step
-            // per step: QKVG and fc1/gate with the norm, fc2 with SwiGLU (2 layers), the head
-            BOOST_TEST(cuda::gemv_prologue_calls() - c1 == 40 * (3 * 2 + 1));
+            // per step: QKVG and fc1/gate with the norm, fc2 with SwiGLU (2 layers), the head;
+            // out_proj with the gated norm in f32 (bf16: Dv 12 is not a multiple of 8 values)
+            BOOST_TEST(cuda::gemv_prologue_calls() - c1 == 40 * (prologues_a_layer(dt) * 2 + 1));
             BOOST_TEST(t1 == t0, "greedy tokens differ with the fused kernels");
             const double tol = dt == DType::f32 ? 1e-5 : 2e-2;
             double worst = 0;
@@ -305,9 +390,45 @@ BOOST_AUTO_TEST_CASE(batches_decode_the_same_tokens_with_and_without_fusion) {
                 const int64_t c1 = cuda::gemv_prologue_calls(), r1 = cuda::retention_step_gated_calls();
                 auto [t1, l1] = decode(*model, dt, 30, B);
                 BOOST_TEST(cuda::retention_step_gated_calls() - r1 == 30 * 2);  // one a layer a step, any batch
-                // up to 4 rows: QKVG and fc1/gate with the norm, fc2 with SwiGLU (2 layers), the head
-                BOOST_TEST(cuda::gemv_prologue_calls() - c1 == (B <= 4 ? 30 * (3 * 2 + 1) : 0));
+                // up to 4 rows: QKVG and fc1/gate with the norm, fc2 with SwiGLU (2 layers), the
+                // head, out_proj with the gated norm where it applies
+                BOOST_TEST(cuda::gemv_prologue_calls() - c1 == (B <= 4 ? 30 * (prologues_a_layer(dt) * 2 + 1) : 0));
                 BOOST_TEST(t1 == t0, "greedy tokens differ with the fused kernels");
+                const double tol = dt == DType::f32 ? 1e-5 : 2e-2;
+                double worst = 0;
+                for (size_t i = 0; i < l0.size(); ++i) worst = std::max(worst, rel_err(l1[i], l0[i]));
+                BOOST_TEST(worst <= tol, "logits: worst relative difference " << worst);
+                BOOST_TEST_MESSAGE(dt << " batch " << B << ": 30 steps equal, logits within " << worst);
+            }
+        }
+    }
+}
+
+// RN_DECODE_GATE_IN_PRODUCT on and off: the gated norm in the out_proj product or in the
+// step kernel gives the same greedy tokens, and logits within rounding (the norm's sum adds
+// in another order); a model whose Dv (16) takes the product's prologue in f32 and bf16
+BOOST_AUTO_TEST_CASE(the_gate_in_the_product_decodes_the_same_tokens) {
+    FusionGuard guard;
+    GateGuard gate_guard;
+    set_decode_fusion_enabled(true);
+    nn::ModelConfig c;
+    c.vocab_size = 96, c.d_model = 64, c.n_heads = 2, c.value_dim = 32, c.ffn_dim = 24, c.n_layers = 2, c.chunk = 4;
+    for (DType dt : {DType::f32, DType::bf16}) {
+        for (int64_t B : {1, 3}) {
+            BOOST_TEST_CONTEXT(dt << " batch " << B) {
+                auto model = nn::make_model(c, 11);
+                model->to(kGpu);
+                model->to(dt);
+                model->fuse_for_decoding();
+                set_decode_gate_in_product(false);
+                const int64_t c0 = cuda::gemv_prologue_calls();
+                auto [t0, l0] = decode(*model, dt, 30, B);
+                BOOST_TEST(cuda::gemv_prologue_calls() - c0 == 30 * (3 * 2 + 1));
+                set_decode_gate_in_product(true);
+                const int64_t c1 = cuda::gemv_prologue_calls();
+                auto [t1, l1] = decode(*model, dt, 30, B);
+                BOOST_TEST(cuda::gemv_prologue_calls() - c1 == 30 * (4 * 2 + 1), "out_proj did not take the gated norm");
+                BOOST_TEST(t1 == t0, "greedy tokens differ with the gated norm in the product");
                 const double tol = dt == DType::f32 ? 1e-5 : 2e-2;
                 double worst = 0;
                 for (size_t i = 0; i < l0.size(); ++i) worst = std::max(worst, rel_err(l1[i], l0[i]));
