@@ -51,10 +51,10 @@ std::pair<Tensor, Tensor> logits_row_stats(const Tensor& logits, const Tensor& i
 // turns it off): off, both ops always run their composition.
 void set_decode_fusion_enabled(bool on);
 bool decode_fusion_enabled();
-// Within the fusions, whether retention_step_gated_linear moves the gated norm into the
-// product (default on; RN_DECODE_GATE_IN_PRODUCT=0 keeps it in the step kernel): for A/B
-// runs and tests.
-void set_decode_gate_in_product(bool on);
-bool decode_gate_in_product();
+// Within the fusions, up to how many sequences (0–4) retention_step_gated_linear moves the
+// gated norm into the product: 1 by default, RN_DECODE_GATE_IN_PRODUCT=N in the environment
+// (0 keeps it in the step kernel at every batch). For A/B runs and tests.
+void set_decode_gate_in_product(int max_rows);
+int decode_gate_in_product();
 
 }  // namespace rn

@@ -48,7 +48,7 @@ struct FusionGuard {
     ~FusionGuard() { set_decode_fusion_enabled(was); }
 };
 struct GateGuard {
-    bool was = decode_gate_in_product();
+    int was = decode_gate_in_product();
     ~GateGuard() { set_decode_gate_in_product(was); }
 };
 }  // namespace
@@ -228,13 +228,13 @@ BOOST_AUTO_TEST_CASE(retention_step_with_out_proj_matches_the_cpu_composition) {
                     Tensor y = rnd({B, 1, 2 * s.H * s.Dk + 2 * s.H * s.Dv}, g, dt), W = rnd({s.N, s.H * s.Dv}, g, dt, 0.05);
                     Tensor st_in = state0.to(kGpu), st_off = state0.to(kGpu), st_cpu = state0.clone();
                     const double k_scale = 1.0 / std::sqrt(double(s.Dk));
-                    set_decode_gate_in_product(true);
+                    set_decode_gate_in_product(4);
                     const int64_t c0 = cuda::gemv_prologue_calls(), r0 = cuda::retention_step_gated_calls();
                     Tensor got = retention_step_gated_linear(y.to(kGpu), pos.to(kGpu), gamma, st_in, k_scale, 1e-6, W.to(kGpu));
                     BOOST_TEST(cuda::gemv_prologue_calls() == c0 + 1, "the product with the gated norm did not run");
                     BOOST_TEST(cuda::retention_step_gated_calls() == r0 + 1);
                     BOOST_TEST(got.shape() == Shape({B, 1, s.N}));
-                    set_decode_gate_in_product(false);  // the one-kernel step, then matmul
+                    set_decode_gate_in_product(0);  // the one-kernel step, then matmul
                     Tensor off = retention_step_gated_linear(y.to(kGpu), pos.to(kGpu), gamma, st_off, k_scale, 1e-6, W.to(kGpu));
                     BOOST_TEST(cuda::gemv_prologue_calls() == c0 + 1, "switched off, the product with the norm ran");
                     BOOST_TEST(cuda::retention_step_gated_calls() == r0 + 2);
@@ -254,7 +254,7 @@ BOOST_AUTO_TEST_CASE(retention_step_with_out_proj_matches_the_cpu_composition) {
     // and updates the state once: 5 rows; bf16 with Dv 12 (not a multiple of 8 values)
     for (auto [dt, B, Dv] : {std::tuple{DType::f32, int64_t(5), int64_t(16)}, std::tuple{DType::bf16, int64_t(1), int64_t(12)}}) {
         BOOST_TEST_CONTEXT(dt << " B " << B << " Dv " << Dv << " (not applicable)") {
-            set_decode_gate_in_product(true);
+            set_decode_gate_in_product(4);
             Tensor st = rnd({B, 2, 8, Dv}, g, DType::f32), st_g = st.to(kGpu);
             Tensor y = rnd({B, 1, 2 * 2 * 8 + 2 * 2 * Dv}, g, dt), W = rnd({7, 2 * Dv}, g, dt, 0.1);  // H 2, Dk 8
             Tensor pos = full({B}, 4.0, DType::i64);
@@ -338,9 +338,9 @@ std::pair<std::vector<int32_t>, std::vector<Tensor>> decode(const nn::LanguageMo
 // the few-row products with a prologue a layer of tiny_retnet runs a step, fusion on, up to
 // 4 rows: QKVG, fc1/gate, fc2, and out_proj with the gated norm where that applies (f32:
 // tiny_retnet's Dv of 12 is not a multiple of bf16's 8-value vector)
-int64_t prologues_a_layer(DType dt, int64_t Dv = 12) {
+int64_t prologues_a_layer(DType dt, int64_t B = 1, int64_t Dv = 12) {
     const int64_t v = dt == DType::f32 ? 4 : 8;
-    return 3 + (decode_gate_in_product() && Dv % v == 0 ? 1 : 0);
+    return 3 + (B <= decode_gate_in_product() && Dv % v == 0 ? 1 : 0);
 }
 
 BOOST_AUTO_TEST_CASE(a_model_decodes_the_same_tokens_with_and_without_fusion) {
@@ -392,7 +392,7 @@ BOOST_AUTO_TEST_CASE(batches_decode_the_same_tokens_with_and_without_fusion) {
                 BOOST_TEST(cuda::retention_step_gated_calls() - r1 == 30 * 2);  // one a layer a step, any batch
                 // up to 4 rows: QKVG and fc1/gate with the norm, fc2 with SwiGLU (2 layers), the
                 // head, out_proj with the gated norm where it applies
-                BOOST_TEST(cuda::gemv_prologue_calls() - c1 == (B <= 4 ? 30 * (prologues_a_layer(dt) * 2 + 1) : 0));
+                BOOST_TEST(cuda::gemv_prologue_calls() - c1 == (B <= 4 ? 30 * (prologues_a_layer(dt, B) * 2 + 1) : 0));
                 BOOST_TEST(t1 == t0, "greedy tokens differ with the fused kernels");
                 const double tol = dt == DType::f32 ? 1e-5 : 2e-2;
                 double worst = 0;
@@ -420,11 +420,11 @@ BOOST_AUTO_TEST_CASE(the_gate_in_the_product_decodes_the_same_tokens) {
                 model->to(kGpu);
                 model->to(dt);
                 model->fuse_for_decoding();
-                set_decode_gate_in_product(false);
+                set_decode_gate_in_product(0);
                 const int64_t c0 = cuda::gemv_prologue_calls();
                 auto [t0, l0] = decode(*model, dt, 30, B);
                 BOOST_TEST(cuda::gemv_prologue_calls() - c0 == 30 * (3 * 2 + 1));
-                set_decode_gate_in_product(true);
+                set_decode_gate_in_product(4);
                 const int64_t c1 = cuda::gemv_prologue_calls();
                 auto [t1, l1] = decode(*model, dt, 30, B);
                 BOOST_TEST(cuda::gemv_prologue_calls() - c1 == 30 * (4 * 2 + 1), "out_proj did not take the gated norm");
