@@ -47,6 +47,19 @@ __device__ __forceinline__ uint4 load_stream(const void* p) {
 #endif
 }
 
+// the end of both products: each row's sum over the warp's lanes, lane m writing row m
+template <int M, typename T>
+__device__ __forceinline__ void reduce_store(float (&acc)[M], T* C, int64_t ldc, int n, int lane, bool live,
+                                             float alpha) {
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], off);
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+        if (live && lane == m) store(C + int64_t(m) * ldc + n, alpha * acc[m]);
+}
+
 template <typename T, int M, int U>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__ A, int64_t lda,
                                                           const T* __restrict__ W, int64_t ldw, T* __restrict__ C,
@@ -94,13 +107,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
             if (i + 32 * u < pieces) fma_piece(wv[u], i + 32 * u);
     }
 
-#pragma unroll
-    for (int m = 0; m < M; ++m)
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], off);
-#pragma unroll
-    for (int m = 0; m < M; ++m)
-        if (live && lane == m) store(C + int64_t(m) * ldc + n, alpha * acc[m]);
+    reduce_store<M>(acc, C, ldc, n, lane, live, alpha);
 }
 
 
@@ -290,13 +297,7 @@ __global__ void __launch_bounds__(kThreadsPro) gemv_prologue_kernel(GemvPrologue
             }
         }
     }
-#pragma unroll
-    for (int m = 0; m < M; ++m)
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], off);
-#pragma unroll
-    for (int m = 0; m < M; ++m)
-        if (live && lane == m) store(C + int64_t(m) * ldc + n, alpha * acc[m]);
+    reduce_store<M>(acc, C, ldc, n, lane, live, alpha);
 }
 
 }  // namespace

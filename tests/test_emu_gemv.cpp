@@ -22,22 +22,13 @@
 #include "core/random.h"
 #include "core/tensor_math.h"
 #include "ops/ops.h"
+#include "test_util.h"
 
 using namespace rn;
+using rn::test::rel_err;
 namespace k = rn::cuda::gemv_k;
 
 namespace {
-
-double rel_err(const Tensor& got, const Tensor& want) {
-    const auto g = got.to(DType::f64).to_vector<double>(), w = want.to(DType::f64).to_vector<double>();
-    double num = 0, den = 0;
-    for (size_t i = 0; i < g.size(); ++i) {
-        if (!std::isfinite(g[i])) return INFINITY;
-        num += (g[i] - w[i]) * (g[i] - w[i]);
-        den += w[i] * w[i];
-    }
-    return std::sqrt(num / den);
-}
 
 Tensor f32(const Tensor& t) { return t.to(DType::f32); }
 Tensor round_to(const Tensor& t, DType dt) { return t.to(dt).to(DType::f32); }

@@ -26,23 +26,14 @@
 #include "core/tensor_math.h"
 #include "ops/decode_fused.h"
 #include "ops/ops.h"
+#include "test_util.h"
 
 using namespace rn;
+using rn::test::rel_err;
 namespace k = rn::cuda::step_tc;
 namespace gk = rn::cuda::gemv_k;
 
 namespace {
-
-double rel_err(const Tensor& got, const Tensor& want) {
-    const auto g = got.to(DType::f64).to_vector<double>(), w = want.to(DType::f64).to_vector<double>();
-    double num = 0, den = 0;
-    for (size_t i = 0; i < g.size(); ++i) {
-        if (!std::isfinite(g[i])) return INFINITY;
-        num += (g[i] - w[i]) * (g[i] - w[i]);
-        den += w[i] * w[i];
-    }
-    return std::sqrt(num / den);
-}
 
 // z undefined: the o-only mode (returns o; the counters, set to a mark, must stay as they are)
 template <typename T, int CT, int U>

@@ -43,11 +43,12 @@ inline double max_abs_diff(const Tensor& a, const Tensor& b) {
     return m;
 }
 
-// ‖a − b‖ / ‖b‖
+// ‖a − b‖ / ‖b‖ in f64 whatever the dtypes; infinite when a holds a NaN or an infinity
 inline double rel_err(const Tensor& a, const Tensor& b) {
-    auto va = a.to_vector<double>(), vb = b.to_vector<double>();
+    auto va = a.to(DType::f64).to_vector<double>(), vb = b.to(DType::f64).to_vector<double>();
     double num = 0, den = 0;
     for (size_t i = 0; i < va.size(); ++i) {
+        if (!std::isfinite(va[i])) return INFINITY;
         num += (va[i] - vb[i]) * (va[i] - vb[i]);
         den += vb[i] * vb[i];
     }
