@@ -22,7 +22,7 @@ test -s data/train.bin && test -s data/val.bin && test -s data/tokenizer.model
 common=(--arch "$ARCH" --data data --batch 2 --seq-len 32 --eval-interval 2 --eval-batches 1 --ckpt-interval 2 --log-interval 1)
 "$RETNET" train "${common[@]}" --out run_a --steps 4 --sample-tokens 5 | tee train_a.txt
 "$RETNET" train "${common[@]}" --out run_b --steps 4 --sample-tokens 5 --prompt "the" --sample-temperature 0 \
-  --sample-repetition-penalty 1 > train_b.txt
+  --sample-repetition-penalty 1 --sample-stop-at-eos > train_b.txt
 # the same run again, interrupted after 2 steps and resumed
 "$RETNET" train "${common[@]}" --out run_c --steps 2 --sample-tokens 0 > /dev/null
 "$RETNET" train "${common[@]}" --out run_c --steps 4 --resume --sample-tokens 0 > resume.txt
@@ -44,17 +44,17 @@ if [ "$ARCH" = transformer ]; then grep -q '"arch":"transformer"' inspect.txt; e
 grep -q '"embed_tokens.weight"' inspect.json
 
 # generate on the final checkpoint = the trainer's closing sample of the same weights: by
-# default sampled from <s> (seed 1, temperature 0.8, top-p 0.9, repetition penalty 1.3),
-# and greedy after a prompt when asked. The sample is the last thing train prints and may
-# span lines.
+# default sampled from <s> (seed 1, temperature 0.8, top-p 0.9, repetition penalty 1.3,
+# running past end-of-text tokens), and greedy after a prompt, stopping at one, when asked. The sample is the
+# last thing train prints and may span lines.
 sample_of() { sed -n '/^sample (/,$p' "$1" | sed '1s/^sample ([^)]*): //'; }
-grep -q '^sample (seed 1, temperature 0.8, top-p 0.9, repetition penalty 1.3): ' train_a.txt
+grep -q '^sample (seed 1, temperature 0.8, top-p 0.9, repetition penalty 1.3, past end-of-text): ' train_a.txt
 expected=$(sample_of train_a.txt)
 got=$("$RETNET" generate run_a/ckpt_4.h5 --prompt "" --max-tokens 5 --temperature 0.8 --top-p 0.9 \
-        --repetition-penalty 1.3 --seed 1 2> gen.err)
+        --repetition-penalty 1.3 --seed 1 --ignore-eos 2> gen.err)
 if [ "$got" != "$expected" ]; then echo "FAIL: generate '$got' != train sample '$expected'"; exit 1; fi
 grep -q "tokens/s" gen.err
-grep -q '^sample (greedy): the' train_b.txt
+grep -q '^sample (greedy): the' train_b.txt  # --sample-stop-at-eos
 expected=$(sample_of train_b.txt)
 got=$("$RETNET" generate run_b/ckpt_4.h5 --prompt "the" --max-tokens 5 --temperature 0 2> /dev/null)
 if [ "$got" != "$expected" ]; then echo "FAIL: generate greedy '$got' != train sample '$expected'"; exit 1; fi

@@ -101,6 +101,8 @@ int main(int argc, char** argv) {
     tr->add_option("--sample-top-k", t.sample.top_k, "that sample's top-k (0: off)")->capture_default_str();
     tr->add_option("--sample-repetition-penalty", t.sample.repetition_penalty, "that sample's repetition penalty (1: off)")->capture_default_str();
     tr->add_option("--sample-seed", t.sample.seed, "that sample's seed")->capture_default_str();
+    tr->add_flag_callback("--sample-stop-at-eos", [&t] { t.sample.ignore_eos = false; },
+                          "end that sample at the first end-of-text token (default: run past it, as generate --ignore-eos)");
     // data parallel: start with `mpirun -np N retnet train ...` (one rank per GPU or CPU process)
     tr->add_option("--context-parallel", t.context_parallel,
                    "under mpirun: split each sequence along T over this many ranks (RetNet; must divide --seq-len "

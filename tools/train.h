@@ -54,6 +54,10 @@ struct TrainOptions {
         p.top_p = 0.9;
         p.repetition_penalty = 1.3;
         p.seed = 1;
+        // past end-of-text tokens: a sample that stops at the first one may show nothing at
+        // all (the README's run drew </s> right after <s> with seed 1), and the sample is
+        // there to show what the model learned (--sample-stop-at-eos: stop there)
+        p.ignore_eos = true;
         return p;
     }
     // Throws rn::Error for the first option out of range, naming it as typed on the

@@ -131,7 +131,8 @@ std::string fmt_num(double v) {
 }
 
 std::string describe_sampling(const SamplingParams& p) {
-    if (p.temperature == 0 && p.repetition_penalty == 1.0) return "greedy";
+    const char* past = p.ignore_eos ? ", past end-of-text" : "";
+    if (p.temperature == 0 && p.repetition_penalty == 1.0) return std::string("greedy") + past;
     char b[160];
     std::string s = "seed " + std::to_string(p.seed);
     if (p.temperature == 0) s += ", greedy";
@@ -142,7 +143,7 @@ std::string describe_sampling(const SamplingParams& p) {
         if (p.top_p < 1) std::snprintf(b, sizeof b, ", top-p %g", p.top_p), s += b;
     }
     if (p.repetition_penalty != 1.0) std::snprintf(b, sizeof b, ", repetition penalty %g", p.repetition_penalty), s += b;
-    return s;
+    return s + past;
 }
 
 // whether every weight is finite (a checkpoint of NaN or infinite weights is never written);
