@@ -1,7 +1,7 @@
 // cuda/optim.cu — fused AdamW: one read of p, g, m, v and one write of p, m, v per element,
-// 16-byte vectors where aligned; and the gradient norm's Σg² in f64. Each comes per tensor
-// and over many tensors a launch (what nn::AdamW and nn::grad_norm use). Dimension key: N
-// elements of one parameter.
+// 16-byte vectors where aligned, per tensor (ZeRO's shards) and over many tensors a launch
+// (nn::AdamW); and the gradient norm's Σg² in f64 over many tensors a launch
+// (nn::grad_norm). Dimension key: N elements of one parameter.
 #include <algorithm>
 #include <cstdint>
 
@@ -21,6 +21,14 @@ __device__ __forceinline__ void adam1(float& p, float g, float& m, float& v, flo
     v = b2 * v + (1.f - b2) * g * g;
     p -= lr * ((m / bc1) / (sqrtf(v / bc2) + eps) + wd * p);
 }
+// the same on a 16-byte vector of each
+__device__ __forceinline__ void adam4(float4& P, const float4& G, float4& M, float4& V, float lr, float b1, float b2,
+                                      float eps, float wd, float bc1, float bc2, float gs) {
+    adam1(P.x, G.x, M.x, V.x, lr, b1, b2, eps, wd, bc1, bc2, gs);
+    adam1(P.y, G.y, M.y, V.y, lr, b1, b2, eps, wd, bc1, bc2, gs);
+    adam1(P.z, G.z, M.z, V.z, lr, b1, b2, eps, wd, bc1, bc2, gs);
+    adam1(P.w, G.w, M.w, V.w, lr, b1, b2, eps, wd, bc1, bc2, gs);
+}
 
 __global__ void adamw_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
                              float* __restrict__ v, int64_t n, float lr, float b1, float b2, float eps, float wd,
@@ -30,10 +38,7 @@ __global__ void adamw_kernel(float* __restrict__ p, const float* __restrict__ g,
     for (int64_t i = tid; i < nv; i += stride) {
         float4 P = reinterpret_cast<float4*>(p)[i], G = reinterpret_cast<const float4*>(g)[i];
         float4 M = reinterpret_cast<float4*>(m)[i], V = reinterpret_cast<float4*>(v)[i];
-        adam1(P.x, G.x, M.x, V.x, lr, b1, b2, eps, wd, bc1, bc2, gs);
-        adam1(P.y, G.y, M.y, V.y, lr, b1, b2, eps, wd, bc1, bc2, gs);
-        adam1(P.z, G.z, M.z, V.z, lr, b1, b2, eps, wd, bc1, bc2, gs);
-        adam1(P.w, G.w, M.w, V.w, lr, b1, b2, eps, wd, bc1, bc2, gs);
+        adam4(P, G, M, V, lr, b1, b2, eps, wd, bc1, bc2, gs);
         reinterpret_cast<float4*>(p)[i] = P;
         reinterpret_cast<float4*>(m)[i] = M;
         reinterpret_cast<float4*>(v)[i] = V;
@@ -43,19 +48,18 @@ __global__ void adamw_kernel(float* __restrict__ p, const float* __restrict__ g,
 
 // ---- many tensors a launch: each block takes one chunk of kChunk elements of one tensor;
 // block0[t] is tensor t's first block (host-side prefix sums), so a block finds its tensor
-// by a scan of at most kMulti entries of the kernel's parameter block.
-constexpr int kMulti = 40;  // tensors a launch: the parameters stay well under 4 KiB
+// by a scan of at most kMultiTensors entries of the kernel's parameter block.
 constexpr int kMultiThreads = 256;
 constexpr int64_t kChunk = 16 * kMultiThreads;  // 4 float4 a thread
 
 struct MultiArgs {
-    float* p[kMulti];
-    const float* g[kMulti];
-    float* m[kMulti];
-    float* v[kMulti];
-    int64_t n[kMulti];
-    float wd[kMulti];
-    int block0[kMulti + 1];
+    float* p[kMultiTensors];
+    const float* g[kMultiTensors];
+    float* m[kMultiTensors];
+    float* v[kMultiTensors];
+    int64_t n[kMultiTensors];
+    float wd[kMultiTensors];
+    int block0[kMultiTensors + 1];
     int count;
 };
 
@@ -80,10 +84,7 @@ __global__ void __launch_bounds__(kMultiThreads) adamw_multi_kernel(const __grid
         for (; i + 3 < end; i += 4 * kMultiThreads) {
             float4 P = *reinterpret_cast<float4*>(p + i), G = *reinterpret_cast<const float4*>(g + i);
             float4 M = *reinterpret_cast<float4*>(m + i), V = *reinterpret_cast<float4*>(v + i);
-            adam1(P.x, G.x, M.x, V.x, lr, b1, b2, eps, wd, bc1, bc2, gs);
-            adam1(P.y, G.y, M.y, V.y, lr, b1, b2, eps, wd, bc1, bc2, gs);
-            adam1(P.z, G.z, M.z, V.z, lr, b1, b2, eps, wd, bc1, bc2, gs);
-            adam1(P.w, G.w, M.w, V.w, lr, b1, b2, eps, wd, bc1, bc2, gs);
+            adam4(P, G, M, V, lr, b1, b2, eps, wd, bc1, bc2, gs);
             *reinterpret_cast<float4*>(p + i) = P;
             *reinterpret_cast<float4*>(m + i) = M;
             *reinterpret_cast<float4*>(v + i) = V;
@@ -127,38 +128,16 @@ int64_t plan_blocks(MultiArgs& a, const int64_t* ns) {
     return blocks;
 }
 
-__global__ void sum_squares_kernel(const float* __restrict__ g, int64_t n, double* acc) {
-    double s = 0;
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-        const double x = g[i];
-        s += x * x;
-    }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(0xffffffffu, s, o);
-    __shared__ double part[8];
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x / 32] = s;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double t = 0;
-        for (int w = 0; w < int(blockDim.x / 32); ++w) t += part[w];
-        atomicAdd(acc, t);
-    }
-}
 }  // namespace
 
-void sum_squares_accumulate(const float* g, int64_t n, double* acc) {
-    if (n == 0) return;
-    sum_squares_kernel<<<std::min(grid_for(n), 2 * sm_count()), 256, 0, stream()>>>(g, n, acc);
-    RN_CUDA_CHECK_LAUNCH();
-}
-
-// Tensors are taken kMulti a launch; a batch whose blocks would pass the int range of
+// Tensors are taken kMultiTensors a launch; a batch whose blocks would pass the int range of
 // block0 (≈ 8.8e12 elements) cannot occur on any card, so it is only checked.
 void adamw_step_multi(const AdamWTensor* ts, int count, float lr, float b1, float b2, float eps, float bc1, float bc2,
                       float gscale) {
-    for (int first = 0; first < count; first += kMulti) {
+    for (int first = 0; first < count; first += kMultiTensors) {
         MultiArgs a{};
-        a.count = std::min(kMulti, count - first);
-        int64_t ns[kMulti];
+        a.count = std::min(kMultiTensors, count - first);
+        int64_t ns[kMultiTensors];
         for (int t = 0; t < a.count; ++t) {
             const AdamWTensor& x = ts[first + t];
             a.p[t] = x.p, a.g[t] = x.g, a.m[t] = x.m, a.v[t] = x.v, a.wd[t] = x.wd;
@@ -173,9 +152,9 @@ void adamw_step_multi(const AdamWTensor* ts, int count, float lr, float b1, floa
 }
 
 void sum_squares_accumulate_multi(const float* const* gs, const int64_t* ns, int count, double* acc) {
-    for (int first = 0; first < count; first += kMulti) {
+    for (int first = 0; first < count; first += kMultiTensors) {
         MultiArgs a{};
-        a.count = std::min(kMulti, count - first);
+        a.count = std::min(kMultiTensors, count - first);
         for (int t = 0; t < a.count; ++t) a.g[t] = gs[first + t];
         const int64_t blocks = plan_blocks(a, ns + first);
         RN_CHECK(blocks < (int64_t(1) << 31), "sum_squares_accumulate_multi: ", blocks, " blocks in one launch");

@@ -254,7 +254,6 @@ void kv_cache_write(DType, int64_t, int64_t, int64_t, int64_t, int64_t, void*, c
 void adamw_step(float*, const float*, float*, float*, int64_t, float, float, float, float, float, float, float, float) {
     no_cuda("adamw on CUDA");
 }
-void sum_squares_accumulate(const float*, int64_t, double*) { no_cuda("gradient norm on CUDA"); }
 void adamw_step_multi(const AdamWTensor*, int, float, float, float, float, float, float, float) {
     no_cuda("adamw on CUDA");
 }

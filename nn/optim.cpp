@@ -1,6 +1,6 @@
 // nn/optim.cpp — AdamW, clipping, schedules (nn/optim.h). The update is one pass over
 // p, g, m, v per parameter: on the CPU an OpenMP loop, on CUDA fused kernels that take
-// up to 40 parameters a launch.
+// up to cuda::kMultiTensors parameters a launch.
 #include "nn/optim.h"
 
 #include <cmath>
@@ -42,8 +42,8 @@ void AdamW::step(double lr, double grad_scale) {
     ++t_;
     const float b1 = float(opt_.beta1), b2 = float(opt_.beta2);
     const float bc1 = float(1 - std::pow(opt_.beta1, double(t_))), bc2 = float(1 - std::pow(opt_.beta2, double(t_)));
-    // CUDA parameters go to one multi-tensor launch per 40 of them; `keep` holds converted
-    // gradients until their launch is queued (at most one launch's worth at a time)
+    // CUDA parameters go to one multi-tensor launch per kMultiTensors of them; `keep` holds
+    // converted gradients until their launch is queued (at most one launch's worth at a time)
     std::vector<cuda::AdamWTensor> on_gpu;
     std::vector<Tensor> keep;
     auto flush = [&] {
@@ -62,7 +62,7 @@ void AdamW::step(double lr, double grad_scale) {
         if (s.param.is_cuda()) {
             on_gpu.push_back({p, g.data<float>(), s.m.data<float>(), s.v.data<float>(), s.param.numel(), wd});
             keep.push_back(g);
-            if (on_gpu.size() == 40) flush();
+            if (on_gpu.size() == size_t(cuda::kMultiTensors)) flush();
         } else {
             cpu::adamw_step(p, g.data<float>(), s.m.data<float>(), s.v.data<float>(), s.param.numel(), float(lr), b1, b2,
                             float(opt_.eps), wd, bc1, bc2, float(grad_scale));
@@ -75,7 +75,7 @@ void AdamW::step(double lr, double grad_scale) {
 double grad_norm(const std::vector<Tensor>& params) {
     NoGradGuard no_grad;
     Tensor total, acc;  // acc: one f64 on the GPU that fp32 CUDA gradients add into
-    std::vector<const float*> gs;  // those gradients, for one launch per ~40 of them
+    std::vector<const float*> gs;  // those gradients, for one launch per kMultiTensors of them
     std::vector<int64_t> ns;
     for (const auto& p : params) {
         Tensor g = p.grad();
