@@ -27,22 +27,11 @@ void silu_mul_forward(DType dt, void* y, const void* a, const void* b, int64_t n
     });
 }
 
-void silu_mul_backward(DType dt, void* da, void* db, const void* dy, const void* a, const void* b, int64_t n) {
-    dispatch_floating(dt, "silu_mul backward", [&](auto tag) {
-        using T = decltype(tag);
-        using A = typename acc_type<T>::type;
-        T *dap = static_cast<T*>(da), *dbp = static_cast<T*>(db);
-        const T *gp = static_cast<const T*>(dy), *ap = static_cast<const T*>(a), *bp = static_cast<const T*>(b);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-        for (int64_t i = 0; i < n; ++i) {
-            const A x = ld(ap[i]), g = ld(gp[i]), s = sigmoid(x);
-            if (dap) dap[i] = st<T>(g * ld(bp[i]) * s * (A(1) + x * (A(1) - s)));
-            if (dbp) dbp[i] = st<T>(g * x * s);
-        }
-    });
-}
-
-void silu_mul_backward_recompute(DType dt, void* da, void* db, void* dy_y, const void* a, const void* b, int64_t n) {
+namespace {
+// the backward; with WriteY also the forward's y = silu(a) ⊙ b (silu_mul_forward's
+// expression: the same bits) written over dy once dy[i] is read
+template <bool WriteY>
+void backward(DType dt, void* da, void* db, void* dy_y, const void* a, const void* b, int64_t n) {
     dispatch_floating(dt, "silu_mul backward", [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_type<T>::type;
@@ -53,9 +42,18 @@ void silu_mul_backward_recompute(DType dt, void* da, void* db, void* dy_y, const
             const A x = ld(ap[i]), g = ld(gy[i]), s = sigmoid(x), bv = ld(bp[i]);
             if (dap) dap[i] = st<T>(g * bv * s * (A(1) + x * (A(1) - s)));
             if (dbp) dbp[i] = st<T>(g * x * s);
-            gy[i] = st<T>(x * s * bv);  // silu_mul_forward's expression: the same bits
+            if (WriteY) gy[i] = st<T>(x * s * bv);
         }
     });
+}
+}  // namespace
+
+void silu_mul_backward(DType dt, void* da, void* db, const void* dy, const void* a, const void* b, int64_t n) {
+    backward<false>(dt, da, db, const_cast<void*>(dy), a, b, n);  // dy is only read
+}
+
+void silu_mul_backward_recompute(DType dt, void* da, void* db, void* dy_y, const void* a, const void* b, int64_t n) {
+    backward<true>(dt, da, db, dy_y, a, b, n);
 }
 
 }  // namespace rn::cpu
