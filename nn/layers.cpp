@@ -64,10 +64,7 @@ Tensor xavier_uniform(int64_t out, int64_t in, double gain, Generator& gen) {
     return uniform({out, in}, -a, a, gen);
 }
 
-namespace {
-// the weight in the input's dtype (differentiable: gradients return in fp32)
 Tensor as_compute(const Tensor& w, const Tensor& x) { return w.dtype() == x.dtype() ? w : w.to(x.dtype()); }
-}  // namespace
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator& gen, double gain) : in_features(in), out_features(out) {
     // gain > 0: xavier-uniform (torchscale's retention projections); 0: PyTorch's nn.Linear

@@ -95,5 +95,8 @@ bool use_stacked_step(const Tensor& stacked, const std::vector<const Linear*>& p
 
 // xavier-uniform: U(−a, a), a = gain·sqrt(6 / (fan_in + fan_out))
 Tensor xavier_uniform(int64_t out, int64_t in, double gain, Generator& gen);
+// a weight in the input's dtype, as the layers take it (differentiable: the gradients
+// return in the weight's dtype, fp32 for master weights)
+Tensor as_compute(const Tensor& w, const Tensor& x);
 
 }  // namespace rn::nn

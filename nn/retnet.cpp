@@ -194,11 +194,9 @@ Tensor MultiScaleRetention::step_normed(const Tensor& x, const Tensor& h, const 
     *sum = s;
     if (torchscale) {
         // the step and out_proj (no bias) together: the gated norm runs in the product's
-        // prologue where it applies (ops/decode_fused.h); the weight in y's dtype as
-        // Linear::forward takes it
-        const Tensor& W = out_proj->weight;
+        // prologue where it applies (ops/decode_fused.h)
         return retention_step_gated_linear(y, pos, gamma_, state, 1.0 / std::sqrt(double(Dk_)), eps_,
-                                           W.dtype() == y.dtype() ? W : W.to(y.dtype()));
+                                           as_compute(out_proj->weight, y));
     }
     Tensor qp, kp, xv;
     Tensor g = split_stacked(y, pos, qp, kp, xv);
@@ -251,8 +249,7 @@ Tensor RetNetLM::head(const Tensor& x) const { return project(layer_norm->forwar
 
 Tensor RetNetLM::project(const Tensor& h) const {
     if (output_projection) return output_projection->forward(h);
-    Tensor w = embed_tokens->weight;
-    return matmul(h, (w.dtype() == h.dtype() ? w : w.to(h.dtype())).t());
+    return matmul(h, as_compute(embed_tokens->weight, h).t());
 }
 
 Tensor RetNetLM::forward(const Tensor& tokens, const ForwardOptions& opt) const {

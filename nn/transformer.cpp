@@ -178,8 +178,7 @@ TransformerLM::TransformerLM(const ModelConfig& cfg, uint64_t seed) : LanguageMo
 
 Tensor TransformerLM::project(const Tensor& h) const {
     if (lm_head) return lm_head->forward(h);
-    Tensor w = embed_tokens->weight;
-    return matmul(h, (w.dtype() == h.dtype() ? w : w.to(h.dtype())).t());
+    return matmul(h, as_compute(embed_tokens->weight, h).t());
 }
 
 Tensor TransformerLM::run(const Tensor& tokens, DType compute, int64_t pos0, const std::vector<Tensor>* caches,

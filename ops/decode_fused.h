@@ -31,10 +31,11 @@ Tensor retention_step_gated(const Tensor& y, const Tensor& pos, const std::vecto
 
 // The same step and the layer's output projection after it, W [N, H·Dv] (out_proj, no
 // bias): matmul(retention_step_gated(y, pos, gamma, state, k_scale, eps), Wᵀ) is its
-// definition, [B, 1, N]. On CUDA for up to 4 sequences (where the product's prologue
-// applies: cuda/gemv.h, kGroupGate) the step kernel stops at o and every block of the
-// out_proj product forms rms_norm(o) ⊙ silu(g) per head itself, so no block of the step
-// waits on a per-head count; otherwise the one-kernel step (or the ops) and then matmul.
+// definition, [B, 1, N]. On CUDA for up to decode_gate_in_product() sequences (below) where
+// the product's prologue applies (cuda/gemv.h, kGroupGate), the step kernel stops at o and
+// every block of the out_proj product forms rms_norm(o) ⊙ silu(g) per head itself, so no
+// block of the step waits on a per-head count; otherwise the one-kernel step (or the ops)
+// and then matmul.
 // The same values as the definition's fused path but for the norm's order of summation.
 Tensor retention_step_gated_linear(const Tensor& y, const Tensor& pos, const std::vector<double>& gamma,
                                    const Tensor& state, double k_scale, double eps, const Tensor& W);

@@ -42,8 +42,6 @@ struct LinearCrossEntropyBackward : Node {
     std::string name() const override { return "LinearCrossEntropyBackward"; }
 };
 
-// C = alpha · op(A) · op(B) + beta · C on the tensors' device; C may be f32 with bf16 A, B
-// (CUDA only: the f32 sums of the gradients)
 int64_t env_block_rows() {
     static const int64_t v = [] {
         const char* e = std::getenv("RN_CE_BLOCK_ROWS");
