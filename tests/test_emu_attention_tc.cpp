@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tests/cuda_emu/emu.h"
+#include "tests/cuda_emu/emu_test.h"
 // (emu.h first: the kernels compile against the emulator's CUDA names)
 #include "cuda/attention_tc_kernels.cuh"
 #include "core/random.h"
@@ -196,11 +197,10 @@ void check_case_once(const Case& c, uint64_t seed) {
 // in each of the emulator's modes (rn_emu::Mode: deferred and eager copies)
 template <int D>
 void check_case(const Case& c, uint64_t seed) {
-    for (rn_emu::Mode m : rn_emu::test_modes()) {
-        rn_emu::ModeGuard g(m);
-        BOOST_TEST_MESSAGE("emulated tensor-core attention: " << name(c) << ", " << rn_emu::mode_name(m));
-        BOOST_TEST_CONTEXT(rn_emu::mode_name(m)) { check_case_once<D>(c, seed); }
-    }
+    rn_emu::in_each_mode([&] {
+        BOOST_TEST_MESSAGE("emulated tensor-core attention: " << name(c) << ", " << rn_emu::mode_name(rn_emu::mode()));
+        check_case_once<D>(c, seed);
+    });
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "tests/cuda_emu/emu.h"
+#include "tests/cuda_emu/emu_test.h"
 // (emu.h first: the kernels compile against the emulator's CUDA names)
 #include "cuda/gemv_kernels.cuh"
 #include "core/random.h"
@@ -97,10 +98,7 @@ void check_once(DType dt, int64_t N, int64_t K, uint64_t seed) {
 
 template <typename T, int M>
 void check(DType dt, int64_t N, int64_t K, uint64_t seed) {
-    for (rn_emu::Mode m : rn_emu::test_modes()) {
-        rn_emu::ModeGuard g(m);
-        BOOST_TEST_CONTEXT(rn_emu::mode_name(m)) { check_once<T, M>(dt, N, K, seed); }
-    }
+    rn_emu::in_each_mode([&] { check_once<T, M>(dt, N, K, seed); });
 }
 
 // kGroupGate: o [M, K] in heads of `group` values, g the last block of a wider row (as in a
@@ -122,17 +120,14 @@ void check_group_gate(DType dt, int64_t N, int64_t H, int64_t group, uint64_t se
     p.res = static_cast<const char*>(y.raw_data()) + 2 * K * int64_t(sizeof(T)), p.ldr = ldy;
     p.group = group;
     const size_t smem = size_t(M * K) * sizeof(T) + k::group_gate_extra_smem(M, K, group, int64_t(sizeof(T)));
-    for (rn_emu::Mode m : rn_emu::test_modes()) {
-        rn_emu::ModeGuard guard(m);
-        BOOST_TEST_CONTEXT(rn_emu::mode_name(m)) {
-            Tensor got = with_prologue<T, M, cuda::GemvPrologue::kGroupGate>(p, W, smem);
-            Tensor g = f32(y).narrow(1, 2 * K, K).reshape({M, H, group});
-            Tensor z = gated_rms_norm(f32(o).reshape({M, H, group}), g, 1e-6).reshape({M, K});
-            const double e = rel_err(got, matmul(round_to(z, dt), f32(W).t()));
-            BOOST_TEST(e <= tol, tag << ": group-gate prologue, relative error " << e);
-            BOOST_TEST_MESSAGE("  " << tag << ": group-gate " << e);
-        }
-    }
+    rn_emu::in_each_mode([&] {
+        Tensor got = with_prologue<T, M, cuda::GemvPrologue::kGroupGate>(p, W, smem);
+        Tensor g = f32(y).narrow(1, 2 * K, K).reshape({M, H, group});
+        Tensor z = gated_rms_norm(f32(o).reshape({M, H, group}), g, 1e-6).reshape({M, K});
+        const double e = rel_err(got, matmul(round_to(z, dt), f32(W).t()));
+        BOOST_TEST(e <= tol, tag << ": group-gate prologue, relative error " << e);
+        BOOST_TEST_MESSAGE("  " << tag << ": group-gate " << e);
+    });
 }
 
 }  // namespace

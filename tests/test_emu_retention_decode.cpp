@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tests/cuda_emu/emu.h"
+#include "tests/cuda_emu/emu_test.h"
 // (emu.h first: the kernels compile against the emulator's CUDA names)
 #include "cuda/gemv_kernels.cuh"
 #include "cuda/retention_decode_kernels.cuh"
@@ -57,16 +58,28 @@ Tensor run_kernel(int64_t B, int64_t H, int64_t Dk, int64_t Dv, const std::vecto
     return scratch;
 }
 
+// the heads' decays 1 − 2^(−5−h), as torchscale's
+std::vector<double> test_gammas(int64_t H) {
+    std::vector<double> gamma;
+    for (int64_t h = 0; h < H; ++h) gamma.push_back(1.0 - std::pow(2.0, -5.0 - double(h)));
+    return gamma;
+}
+
+// positions first, first + step, …: sequences far apart in their texts
+Tensor test_positions(int64_t B, int64_t first, int64_t step) {
+    Tensor pos = zeros({B}, DType::i64);
+    for (int64_t b = 0; b < B; ++b) pos.data<int64_t>()[b] = first + step * b;
+    return pos;
+}
+
 template <typename T>
 void check_once(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, uint64_t seed) {
     const std::string tag = std::string(dtype_name(dt)) + " B" + std::to_string(B) + " H" + std::to_string(H) +
                             " Dk" + std::to_string(Dk) + " Dv" + std::to_string(Dv);
     Generator gen(seed);
-    std::vector<double> gamma;
-    for (int64_t h = 0; h < H; ++h) gamma.push_back(1.0 - std::pow(2.0, -5.0 - double(h)));
+    const std::vector<double> gamma = test_gammas(H);
     Tensor y = randn({B, 1, 2 * H * Dk + 2 * H * Dv}, gen, DType::f32).to(dt);  // q | k | v | g
-    Tensor pos = zeros({B}, DType::i64);
-    for (int64_t b = 0; b < B; ++b) pos.data<int64_t>()[b] = 3 + 1000 * b;
+    Tensor pos = test_positions(B, 3, 1000);
     Tensor state0 = randn({B, H, Dk, Dv}, gen, DType::f32) * 0.1;
     const double k_scale = 1.0 / std::sqrt(double(Dk)), eps = 1e-6;
     Tensor want_state = state0.clone();
@@ -90,13 +103,9 @@ void check_once(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, uint64_t
     one(std::integral_constant<int, 2>{}, std::integral_constant<int, cuda::kStepUnroll>{});
 }
 
-// in each of the emulator's modes (here: the other order of threads)
 template <typename T>
 void check(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, uint64_t seed) {
-    for (rn_emu::Mode m : rn_emu::test_modes()) {
-        rn_emu::ModeGuard g(m);
-        BOOST_TEST_CONTEXT(rn_emu::mode_name(m)) { check_once<T>(dt, B, H, Dk, Dv, seed); }
-    }
+    rn_emu::in_each_mode([&] { check_once<T>(dt, B, H, Dk, Dv, seed); });
 }
 
 // The out_proj product with the gated norm in its prologue (gemv_kernels.cuh, kGroupGate)
@@ -135,12 +144,10 @@ void check_gate_in_product_once(DType dt, int64_t B, int64_t H, int64_t Dk, int6
     const std::string tag = std::string(dtype_name(dt)) + " B" + std::to_string(B) + " H" + std::to_string(H) +
                             " Dk" + std::to_string(Dk) + " Dv" + std::to_string(Dv) + " N" + std::to_string(N);
     Generator gen(seed);
-    std::vector<double> gamma;
-    for (int64_t h = 0; h < H; ++h) gamma.push_back(1.0 - std::pow(2.0, -5.0 - double(h)));
+    const std::vector<double> gamma = test_gammas(H);
     Tensor y = randn({B, 1, 2 * H * Dk + 2 * H * Dv}, gen, DType::f32).to(dt);
     Tensor W = (randn({N, H * Dv}, gen, DType::f32) * 0.1).to(dt);
-    Tensor pos = zeros({B}, DType::i64);
-    for (int64_t b = 0; b < B; ++b) pos.data<int64_t>()[b] = 5 + 777 * b;
+    Tensor pos = test_positions(B, 5, 777);
     Tensor state0 = randn({B, H, Dk, Dv}, gen, DType::f32) * 0.1;
     const double k_scale = 1.0 / std::sqrt(double(Dk)), eps = 1e-6;
     Tensor want_state = state0.clone();
@@ -169,12 +176,9 @@ void check_gate_in_product_once(DType dt, int64_t B, int64_t H, int64_t Dk, int6
 
 template <typename T>
 void check_gate_in_product(DType dt, int64_t H, int64_t Dk, int64_t Dv, int64_t N, uint64_t seed) {
-    for (rn_emu::Mode m : rn_emu::test_modes()) {
-        rn_emu::ModeGuard g(m);
-        BOOST_TEST_CONTEXT(rn_emu::mode_name(m)) {
-            for (int64_t B = 1; B <= 4; ++B) check_gate_in_product_once<T>(dt, B, H, Dk, Dv, N, seed + uint64_t(B));
-        }
-    }
+    rn_emu::in_each_mode([&] {
+        for (int64_t B = 1; B <= 4; ++B) check_gate_in_product_once<T>(dt, B, H, Dk, Dv, N, seed + uint64_t(B));
+    });
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tests/cuda_emu/emu.h"
+#include "tests/cuda_emu/emu_test.h"
 // (emu.h first: the kernels compile against the emulator's CUDA names)
 #include "cuda/retention_tc_kernels.cuh"
 #include "core/random.h"
@@ -192,11 +193,10 @@ void check_once(const RetentionShape& s, const std::vector<Variant>& variants, u
 
 // in each of the emulator's modes (rn_emu::Mode: deferred and eager copies)
 void check(const RetentionShape& s, const std::vector<Variant>& variants, uint64_t seed) {
-    for (rn_emu::Mode m : rn_emu::test_modes()) {
-        rn_emu::ModeGuard g(m);
-        BOOST_TEST_MESSAGE("emulated tensor-core retention: " << name(s) << ", " << rn_emu::mode_name(m));
-        BOOST_TEST_CONTEXT(rn_emu::mode_name(m)) { check_once(s, variants, seed); }
-    }
+    rn_emu::in_each_mode([&] {
+        BOOST_TEST_MESSAGE("emulated tensor-core retention: " << name(s) << ", " << rn_emu::mode_name(rn_emu::mode()));
+        check_once(s, variants, seed);
+    });
 }
 
 }  // namespace
