@@ -81,6 +81,13 @@ int step_unroll() {
     return u;
 }
 
+// The angles and λ before the PDL wait (default) or after it (RN_STEP_EARLY_ANGLES=0, A/B
+// runs): the same values either way
+bool early_angles() {
+    static const bool v = env_choice("RN_STEP_EARLY_ANGLES", {0, 1}, 1) == 1;
+    return v;
+}
+
 int step_col_threads() {
     static const int from_env = env_choice("RN_STEP_COLS", {2, 4, 8}, kDefaultColThreads);
     const int v = col_threads_set.load(std::memory_order_relaxed);
@@ -109,6 +116,7 @@ bool retention_step_gated(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv
         p.y = static_cast<const T*>(y), p.ldy = ldy, p.pos = pos, p.state = static_cast<float*>(state);
         p.scratch = static_cast<T*>(scratch), p.z = static_cast<T*>(z), p.count = count;
         p.H = int(H), p.Dk = int(Dk), p.Dv = int(Dv), p.k_scale = float(k_scale), p.eps = float(eps);
+        p.early_angles = early_angles();
         const dim3 block(unsigned(kStepRowGroups * ct));
         // every row of a thread in flight at once where Dk ≤ 256 (8 rows: all loaded before
         // the wait, while the product before still runs), else 4 at a time

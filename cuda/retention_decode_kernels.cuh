@@ -18,9 +18,9 @@ namespace rn::cuda::step_tc {
 namespace {
 
 constexpr int V = 4;                                         // f32 state: one 16-byte vector a row
-// dynamic shared memory of step_gated_kernel: the rotation's frequencies (double, Dk/2),
+// dynamic shared memory of step_gated_kernel: the rotation's cos and sin (float2, Dk/2),
 // then q and k of the head (float, Dk each)
-inline size_t step_gated_smem(int Dk) { return size_t(Dk / 2) * sizeof(double) + size_t(2 * Dk) * sizeof(float); }
+inline size_t step_gated_smem(int Dk) { return size_t(Dk / 2) * sizeof(float2) + size_t(2 * Dk) * sizeof(float); }
 constexpr double kTwoPi = 6.283185307179586;
 
 template <typename T>
@@ -34,6 +34,7 @@ struct StepGated {
     int* count;          // [B·H]: blocks of (b, h) done; zero between launches (unused without z)
     int H, Dk, Dv;
     float k_scale, eps;
+    bool early_angles = true;  // the angles and λ before the PDL wait (RN_STEP_EARLY_ANGLES=0: after, for A/B runs)
 };
 
 __device__ __forceinline__ float load_l2(const float* p) { return __ldcg(p); }
@@ -47,8 +48,8 @@ __global__ void __launch_bounds__(kStepRowGroups * CT) step_gated_kernel(StepGat
     using A = float;
     constexpr int kThreads = kStepRowGroups * CT;
     RN_DYNAMIC_SMEM(smem_raw, 16);
-    double* theta = reinterpret_cast<double*>(smem_raw);  // [Dk/2]: 10000^(−frac), as cuda/rotary.cu forms it
-    A* qs = reinterpret_cast<A*>(theta + p.Dk / 2);        // [Dk]
+    float2* rot = reinterpret_cast<float2*>(smem_raw);  // [Dk/2]: cos, sin of pair j's angle at pos[b]
+    A* qs = reinterpret_cast<A*>(rot + p.Dk / 2);        // [Dk]
     A* ks = qs + p.Dk;                                     // [Dk]
     __shared__ A red[kStepRowGroups][CT * V];
     __shared__ A lam_s, nred[kThreads / 32];
@@ -71,22 +72,32 @@ __global__ void __launch_bounds__(kStepRowGroups * CT) step_gated_kernel(StepGat
         }
     }
     const int half = Dk / 2, kd = H * Dk;
-    // the frequencies depend on nothing earlier: their double exp runs before the wait.
-    // Each thread reads back only the entries it wrote, so no barrier.
-    for (int j = tid; j < half; j += kThreads) {
-        const double frac = half > 1 ? double(j) / double(half - 1) : 0.0;
-        theta[j] = ::exp(-frac * 9.210340371976184);
-    }
+    // The angles and λ depend only on the position, so their double-precision exp, sincos
+    // and expm1 run before the wait, beside the previous kernel's tail. pos is safe to read
+    // here: the kernel just before this one (the layer's QKVG product) does not write it,
+    // and whatever did (the engine's copy, or a kernel at least two launches back) has
+    // finished, since that product passed its own wait before this kernel could start
+    // (cuda/pdl.h). Each thread reads back only the angles it wrote, so no barrier.
+    auto angles = [&] {
+        const int64_t n = p.pos[b];
+        for (int j = tid; j < half; j += kThreads) {
+            const double frac = half > 1 ? double(j) / double(half - 1) : 0.0;
+            double a = double(n) * ::exp(-frac * 9.210340371976184);  // n · 10000^(−frac), as cuda/rotary.cu forms it
+            a -= kTwoPi * rint(a * (1.0 / kTwoPi));
+            float sn, cs;
+            sincosf(float(a), &sn, &cs);
+            rot[j] = make_float2(cs, sn);
+        }
+        if (tid == 0) lam_s = A(lambda_at(d.lg[h], d.om[h], n));  // read after the barrier below
+    };
+    if (p.early_angles) angles();  // uniform over the grid
     pdl_wait();
     pdl_trigger();
+    if (!p.early_angles) angles();
 
     const T* yr = p.y + b * p.ldy;
-    const int64_t n = p.pos[b];
     for (int j = tid; j < half; j += kThreads) {  // pair j of the head: columns 2j, 2j+1
-        double a = double(n) * theta[j];  // n · 10000^(−frac)
-        a -= kTwoPi * rint(a * (1.0 / kTwoPi));
-        float sn, cs;
-        sincosf(float(a), &sn, &cs);
+        const float cs = rot[j].x, sn = rot[j].y;
         const int c = h * Dk + 2 * j;
         {
             const A x0 = ld(yr[c]), x1 = ld(yr[c + 1]);
@@ -100,7 +111,6 @@ __global__ void __launch_bounds__(kStepRowGroups * CT) step_gated_kernel(StepGat
             ks[2 * j + 1] = ld(st<T>(x1 * csk + x0 * snk));
         }
     }
-    if (tid == 0) lam_s = A(lambda_at(d.lg[h], d.om[h], n));
     const T* vr = yr + 2 * kd + int64_t(h) * Dv;
     A vv[V], acc[V];
 #pragma unroll

@@ -39,7 +39,7 @@ namespace {
 // z undefined: the o-only mode (returns o; the counters, set to a mark, must stay as they are)
 template <typename T, int CT, int U>
 Tensor run_kernel(int64_t B, int64_t H, int64_t Dk, int64_t Dv, const std::vector<double>& gamma, const Tensor& pos,
-                  const Tensor& y, double k_scale, double eps, Tensor& state, Tensor z) {
+                  const Tensor& y, double k_scale, double eps, Tensor& state, Tensor z, bool early_angles = true) {
     Tensor scratch = full({B, H, Dv}, NAN, y.dtype());
     const int mark = z.defined() ? 0 : 12345;
     std::vector<int> count(size_t(B * H), mark);
@@ -48,6 +48,7 @@ Tensor run_kernel(int64_t B, int64_t H, int64_t Dk, int64_t Dv, const std::vecto
     p.state = state.data<float>(), p.scratch = static_cast<T*>(scratch.raw_data());
     p.z = z.defined() ? static_cast<T*>(z.raw_data()) : nullptr, p.count = count.data();
     p.H = int(H), p.Dk = int(Dk), p.Dv = int(Dv), p.k_scale = float(k_scale), p.eps = float(eps);
+    p.early_angles = early_angles;
     const int64_t cols = int64_t(CT) * k::V;
     const dim3 grid(unsigned((Dv + cols - 1) / cols), unsigned(H), unsigned(B));
     rn_emu::launch(k::step_gated_kernel<T, CT, U>, grid, dim3(unsigned(cuda::kStepRowGroups * CT)),
@@ -96,6 +97,11 @@ void check_once(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, uint64_t
         BOOST_TEST(es <= s_tol, tag << ", " << CT << " column threads, " << U << " rows in flight: state relative error "
                                    << es);
         BOOST_TEST_MESSAGE("  " << tag << ", CT " << CT << ", U " << U << ": z " << ez << ", state " << es);
+        // the angles and λ made after the PDL wait instead of before: the same bits
+        Tensor state_late = state0.clone(), z_late = full({B, 1, H * Dv}, NAN, dt);
+        run_kernel<T, CT, U>(B, H, Dk, Dv, gamma, pos, y, k_scale, eps, state_late, z_late, false);
+        BOOST_TEST(rel_err(z_late, z) == 0.0, tag << ": z with the angles after the wait");
+        BOOST_TEST(rel_err(state_late, state) == 0.0, tag << ": state with the angles after the wait");
     };
     one(std::integral_constant<int, 8>{}, std::integral_constant<int, 8>{});
     one(std::integral_constant<int, 8>{}, std::integral_constant<int, cuda::kStepUnroll>{});
