@@ -530,22 +530,44 @@ void copy_or_zero(void* dst, const void* src, size_t bytes) {
 
 }  // namespace
 
-void retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
-                       const void* q, const void* k, const void* v, const void* s0, void* out, void* s_final) {
+namespace {
+// the bf16 chunkwise and parallel forms go to the tensor-core kernels first (the parallel
+// form as chunks of 64: the same function, one chunk ≥ T)
+bool tc_path(RetentionMode mode, DType dt) { return dt == DType::bf16 && mode != RetentionMode::recurrent; }
+RetentionShape tc_shape(RetentionMode mode, const RetentionShape& s) {
+    RetentionShape ts = s;
+    if (mode == RetentionMode::parallel) ts.chunk = kMaxChunk;
+    return ts;
+}
+}  // namespace
+
+bool retention_takes_rows(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma) {
+    if (!tc_path(mode, dt) || s.B <= 0 || s.H <= 0 || s.T <= 0 || s.Dk <= 0 || s.Dv <= 0) return false;
+    return retention_chunkwise_tc_takes_rows(tc_shape(mode, s), gamma);
+}
+
+size_t retention_saved_states_bytes(RetentionMode mode, DType dt, const RetentionShape& s,
+                                    const std::vector<double>& gamma) {
+    if (!tc_path(mode, dt) || s.B <= 0 || s.H <= 0 || s.T <= 0 || s.Dk <= 0 || s.Dv <= 0) return 0;
+    return retention_chunkwise_tc_saved_states_bytes(tc_shape(mode, s), gamma);
+}
+
+bool retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
+                       const void* q, const void* k, const void* v, const void* s0, void* out, void* s_final,
+                       void* saved_states, const RetentionRows* rows) {
     const char* op = "retention";
     check_shape(s, gamma, op);
-    if (s.B == 0 || s.H == 0 || s.Dv == 0) return;
+    if (s.B == 0 || s.H == 0 || s.Dv == 0) return false;
     if (s.T == 0) {
         copy_or_zero(s_final, s0, size_t(s.B * s.H * s.Dk * s.Dv) * state_bytes(dt));
-        return;
+        return false;
     }
-    if (dt == DType::bf16 && mode != RetentionMode::recurrent) {
-        RetentionShape ts = s;
-        if (mode == RetentionMode::parallel) ts.chunk = kMaxChunk;  // the same function (one chunk ≥ T)
-        if (retention_chunkwise_tc_forward(ts, gamma, q, k, v, static_cast<const float*>(s0), out,
-                                           static_cast<float*>(s_final)))
-            return;
-    }
+    if (tc_path(mode, dt) && retention_chunkwise_tc_forward(tc_shape(mode, s), gamma, q, k, v,
+                                                            static_cast<const float*>(s0), out,
+                                                            static_cast<float*>(s_final), saved_states, rows))
+        return saved_states != nullptr;
+    RN_CHECK(!rows, op, " (CUDA): tensor layouts given for a call the tensor-core kernels refused (shape ", s.B, "×",
+             s.H, "×", s.T, "×", s.Dk, "/", s.Dv, "); only they read strided rows");
     dispatch_float(dt, op, [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_of<T>::type;
@@ -566,11 +588,13 @@ void retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, co
         p.flags = kLamOut;
         launch_scan(mode, p, s.B, s.chunk, gamma, op);
     });
+    return false;
 }
 
 void retention_backward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
                         void* dq, void* dk, void* dv, void* ds0, const void* dout, const void* ds_final, const void* q,
-                        const void* k, const void* v, const void* s0) {
+                        const void* k, const void* v, const void* s0, const void* saved_states,
+                        const RetentionRows* rows) {
     const char* op = "retention backward";
     check_shape(s, gamma, op);
     if (s.B == 0 || s.H == 0) return;
@@ -585,14 +609,15 @@ void retention_backward(RetentionMode mode, DType dt, const RetentionShape& s, c
         return;
     }
     if (!dq && !dk && !dv && !ds0) return;
-    if (dt == DType::bf16 && mode != RetentionMode::recurrent) {
-        RetentionShape ts = s;
-        if (mode == RetentionMode::parallel) ts.chunk = kMaxChunk;
-        if (retention_chunkwise_tc_backward(ts, gamma, dq, dk, dv, static_cast<float*>(ds0), dout,
-                                            static_cast<const float*>(ds_final), q, k, v,
-                                            static_cast<const float*>(s0)))
-            return;
-    }
+    if (tc_path(mode, dt) &&
+        retention_chunkwise_tc_backward(tc_shape(mode, s), gamma, dq, dk, dv, static_cast<float*>(ds0), dout,
+                                        static_cast<const float*>(ds_final), q, k, v, static_cast<const float*>(s0),
+                                        saved_states, rows))
+        return;
+    RN_CHECK(!rows, op, " (CUDA): tensor layouts given for a call the tensor-core kernels refused (shape ", s.B, "×",
+             s.H, "×", s.T, "×", s.Dk, "/", s.Dv, "); only they read strided rows");
+    // (the generic kernels need no chunk states: any saved ones go unread, e.g. when dout is
+    // not 16-byte aligned where the forward's inputs were)
     dispatch_float(dt, op, [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_of<T>::type;

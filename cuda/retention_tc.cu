@@ -24,8 +24,24 @@ namespace {
 
 using namespace ret_tc;
 
+// the rows of a tensor in the kernels' terms (all-zero SeqRows: contiguous [B,H,T,D])
+Rows rows_of(const SeqRows& r, const RetentionShape& s, int64_t D) {
+    if (r.sb == 0 && r.sh == 0 && r.st == 0) return Rows{s.H * s.T * D, s.T * D, D};
+    return Rows{r.sb, r.sh, r.st};
+}
+
+// rows whose every start is 16-byte aligned (cp.async and the 16-byte stores need it)
+bool rows_aligned(const RetentionRows* rows) {
+    if (!rows) return true;
+    for (const SeqRows& r : {rows->q, rows->k, rows->v, rows->out, rows->dout, rows->dq, rows->dk, rows->dv})
+        if (r.sb % 8 || r.sh % 8 || r.st % 8) return false;
+    return true;
+}
+
 // The shapes this path takes; anything else goes to the generic kernels.
-bool supported(const RetentionShape& s, const std::vector<double>& gamma, std::initializer_list<const void*> ptrs) {
+bool supported(const RetentionShape& s, const std::vector<double>& gamma, std::initializer_list<const void*> ptrs,
+               const RetentionRows* rows = nullptr) {
+    if (!rows_aligned(rows)) return false;
     if (s.chunk != kC || s.B < 1 || s.H < 1 || s.T < 1 || s.pos0 < 0) return false;
     if (s.H > kMaxHeads || int64_t(gamma.size()) != s.H) return false;
     if (s.Dk % 16 || s.Dv % 16 || s.Dk < 16 || s.Dv < 16 || s.Dk > kMaxDim || s.Dv > kMaxDim) return false;
@@ -95,10 +111,10 @@ void launch_state_pass_mt(const StateArgs& a, const RetentionShape& s, cudaStrea
 }
 
 template <bool kReverse>
-void launch_state_pass(const RetentionShape& s, const Decay& d, const void* x, const void* y, const float* init,
-                       bf16_t* states, float* fin, cudaStream_t st) {
-    StateArgs a{static_cast<const bf16_t*>(x), static_cast<const bf16_t*>(y), init, states, fin, int(s.H), int(s.T),
-                int(s.Dk), int(s.Dv), ceil64(s.T), s.pos0, d};
+void launch_state_pass(const RetentionShape& s, const Decay& d, const void* x, Rows rx, const void* y, Rows ry,
+                       const float* init, bf16_t* states, float* fin, cudaStream_t st) {
+    StateArgs a{static_cast<const bf16_t*>(x), static_cast<const bf16_t*>(y), init, states, fin, rx, ry, int(s.H),
+                int(s.T), int(s.Dk), int(s.Dv), ceil64(s.T), s.pos0, d};
     if (state_mt(s) == 2) launch_state_pass_mt<kReverse, 2>(a, s, st);
     else launch_state_pass_mt<kReverse, 1>(a, s, st);
 }
@@ -126,10 +142,11 @@ void launch_out_w(const OutArgs& a, const RetentionShape& s, cudaStream_t st) {
 // and there are several Dv tiles (measured at Dk 256 / Dv 512: output pass 1.47 → 1.17 ms);
 // otherwise 128-wide Dv tiles unless Dv ≤ 64
 template <bool kDv>
-void launch_out(const RetentionShape& s, const Decay& d, const void* x, const void* y, const bf16_t* states,
-                const void* z, void* out, cudaStream_t st) {
+void launch_out(const RetentionShape& s, const Decay& d, const void* x, Rows rx, const void* y, Rows ry,
+                const bf16_t* states, const void* z, Rows rz, void* out, Rows ro, cudaStream_t st) {
     OutArgs a{static_cast<const bf16_t*>(x), static_cast<const bf16_t*>(y), states, static_cast<const bf16_t*>(z),
-              static_cast<bf16_t*>(out), int(s.H), int(s.T), int(s.Dk), int(s.Dv), ceil64(s.T), s.pos0, d};
+              static_cast<bf16_t*>(out), rx, ry, rz, ro, int(s.H), int(s.T), int(s.Dk), int(s.Dv), ceil64(s.T), s.pos0,
+              d};
     if (s.Dv > 2 * kC && s.Dk <= kRowsDk && out_rows_enabled()) {  // a whole chunk a block
         set_smem(chunk_out_rows_kernel<kDv>, kRowsSmem);
         dim3 grid(unsigned(ceil64(s.T)), unsigned(s.B * s.H));
@@ -152,25 +169,55 @@ bool fused_256() {
     return size_t(optin) >= fused_smem_bytes<2>();
 }
 
+// Dk ≤ 128: the fused forward, no chunk states in device memory (measured on the H200:
+// 0.18 against 0.23 ms at B8 T2048 H16 D128). For Dk ≤ 256 the same kernel with two
+// state m-tiles a warp (fused_fwd_kernel<2>, one block a multiprocessor) was 2–6% slower
+// than the two passes at the D256 benchmark shapes, so larger heads take the two passes.
+// RN_RETENTION_TC_FUSED=256 also sends 128 < Dk ≤ 256 to it (fused_fwd_kernel<2>), to time
+// it at shapes with few (b, h) chains, such as the `small` preset's 24 at B8 H3 (the
+// measurements above had 64 or more; there it lost too: 316K against 323K tokens/s in
+// bench_train on an H100, 2026-12-07).
+bool takes_fused_forward(const RetentionShape& s) {
+#ifndef RN_TC_FORWARD_TWO_PASS  // defined: always the two-pass forward (to benchmark the two)
+    return s.Dk <= 128 || (s.Dk <= 256 && fused_256());
+#else
+    (void)s;
+    return false;
+#endif
+}
+
+// the bf16 chunk states H_c of the two-pass forward, [B, H, NC, Dk, Dv]
+size_t chunk_states_bytes(const RetentionShape& s) {
+    return size_t(s.B * s.H * ceil64(s.T)) * size_t(s.Dk * s.Dv) * sizeof(bf16_t);
+}
+
 }  // namespace
 
+bool retention_chunkwise_tc_takes_rows(const RetentionShape& s, const std::vector<double>& gamma) {
+    return supported(s, gamma, {});
+}
+
+size_t retention_chunkwise_tc_saved_states_bytes(const RetentionShape& s, const std::vector<double>& gamma) {
+    if (!supported(s, gamma, {}) || takes_fused_forward(s)) return 0;
+    return chunk_states_bytes(s);
+}
+
 bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<double>& gamma, const void* q,
-                                    const void* k, const void* v, const float* s0, void* out, float* s_final) {
-    if (!supported(s, gamma, {q, k, v, s0, out, s_final})) return false;
+                                    const void* k, const void* v, const float* s0, void* out, float* s_final,
+                                    void* states_out, const RetentionRows* rows) {
+    if (!supported(s, gamma, {q, k, v, s0, out, s_final, states_out}, rows)) return false;
     const Decay d = make_decay(gamma);
     cudaStream_t st = stream();
     const int64_t NC = ceil64(s.T);
-#ifndef RN_TC_FORWARD_TWO_PASS  // defined: always the two-pass forward (to benchmark the two)
-    // Dk ≤ 128: the fused forward, no chunk states in device memory (measured on the H200:
-    // 0.18 against 0.23 ms at B8 T2048 H16 D128). For Dk ≤ 256 the same kernel with two
-    // state m-tiles a warp (fused_fwd_kernel<2>, one block a multiprocessor) was 2–6% slower
-    // than the two passes at the D256 benchmark shapes, so larger heads take the two passes.
-    // RN_RETENTION_TC_FUSED=256 also sends 128 < Dk ≤ 256 to it (fused_fwd_kernel<2>), to time
-    // it at shapes with few (b, h) chains, such as the `small` preset's 24 at B8 H3 (the
-    // measurements above had 64 or more).
-    if (s.Dk <= 128 || (s.Dk <= 256 && fused_256())) {
+    const RetentionRows none{};
+    const RetentionRows& r = rows ? *rows : none;
+    const Rows rq = rows_of(r.q, s, s.Dk), rk = rows_of(r.k, s, s.Dk), rv = rows_of(r.v, s, s.Dv),
+               ro = rows_of(r.out, s, s.Dv);
+    if (takes_fused_forward(s)) {
+        RN_CHECK(!states_out, "retention (tensor cores): chunk states asked of a forward that keeps none");
         FusedArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v), s0,
-                    static_cast<bf16_t*>(out), s_final, int(s.H), int(s.T), int(s.Dk), int(s.Dv), int(NC), s.pos0, d};
+                    static_cast<bf16_t*>(out), s_final, rq, rk, rv, ro, int(s.H), int(s.T), int(s.Dk), int(s.Dv),
+                    int(NC), s.pos0, d};
         dim3 grid(ceil64(s.Dv), unsigned(s.B * s.H));
         auto go = [&](auto m) {
             constexpr int MT = decltype(m)::value;
@@ -182,30 +229,41 @@ bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<d
         RN_CUDA_CHECK_LAUNCH();
         return true;
     }
-#endif
-    Scratch hs(size_t(s.B * s.H * NC) * size_t(s.Dk * s.Dv) * sizeof(bf16_t));
-    launch_state_pass<false>(s, d, k, v, s0, hs.bf(), s_final, st);
-    launch_out<false>(s, d, q, k, hs.bf(), v, out, st);
+    // the chunk states go to the caller's buffer when it keeps them for the backward
+    Scratch hs(states_out ? 0 : chunk_states_bytes(s));
+    bf16_t* states = states_out ? static_cast<bf16_t*>(states_out) : hs.bf();
+    launch_state_pass<false>(s, d, k, rk, v, rv, s0, states, s_final, st);
+    launch_out<false>(s, d, q, rq, k, rk, states, v, rv, out, ro, st);
     return true;
 }
 
 bool retention_chunkwise_tc_backward(const RetentionShape& s, const std::vector<double>& gamma, void* dq,
                                      void* dk, void* dv, float* ds0, const void* dout, const float* ds_final,
-                                     const void* q, const void* k, const void* v, const float* s0) {
-    if (!supported(s, gamma, {dq, dk, dv, ds0, dout, ds_final, q, k, v, s0})) return false;
+                                     const void* q, const void* k, const void* v, const float* s0,
+                                     const void* saved_states, const RetentionRows* rows) {
+    if (!supported(s, gamma, {dq, dk, dv, ds0, dout, ds_final, q, k, v, s0, saved_states}, rows)) return false;
     if (!dq && !dk && !dv && !ds0) return true;
     const Decay d = make_decay(gamma);
     cudaStream_t st = stream();
     const int64_t NC = ceil64(s.T);
-    const size_t state_bytes = size_t(s.B * s.H * NC) * size_t(s.Dk * s.Dv) * sizeof(bf16_t);
-    Scratch hs(dq ? state_bytes : 0), us(dk || dv ? state_bytes : 0);
-    if (dq) launch_state_pass<false>(s, d, k, v, s0, hs.bf(), nullptr, st);
-    if (dk || dv || ds0) launch_state_pass<true>(s, d, q, dout, ds_final, dk || dv ? us.bf() : nullptr, ds0, st);
-    if (dv) launch_out<true>(s, d, k, q, us.bf(), dout, dv, st);
+    const RetentionRows none{};
+    const RetentionRows& r = rows ? *rows : none;
+    const Rows rq = rows_of(r.q, s, s.Dk), rk = rows_of(r.k, s, s.Dk), rv = rows_of(r.v, s, s.Dv),
+               rdo = rows_of(r.dout, s, s.Dv), rdq = rows_of(r.dq, s, s.Dk), rdk = rows_of(r.dk, s, s.Dk),
+               rdv = rows_of(r.dv, s, s.Dv);
+    const size_t state_bytes = chunk_states_bytes(s);
+    // H_c for dQ: the forward's own (the same kernel on the same inputs: the same bits), or made again
+    Scratch hs(dq && !saved_states ? state_bytes : 0), us(dk || dv ? state_bytes : 0);
+    const bf16_t* h_states = saved_states ? static_cast<const bf16_t*>(saved_states) : hs.bf();
+    if (dq && !saved_states) launch_state_pass<false>(s, d, k, rk, v, rv, s0, hs.bf(), nullptr, st);
+    if (dk || dv || ds0)
+        launch_state_pass<true>(s, d, q, rq, dout, rdo, ds_final, dk || dv ? us.bf() : nullptr, ds0, st);
+    if (dv) launch_out<true>(s, d, k, rk, q, rq, us.bf(), dout, rdo, dv, rdv, st);
     if (dq || dk) {
         DqkArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v),
-                  static_cast<const bf16_t*>(dout), dq ? hs.bf() : nullptr, dk ? us.bf() : nullptr,
-                  static_cast<bf16_t*>(dq), static_cast<bf16_t*>(dk), int(s.H), int(s.T), int(s.Dk), int(s.Dv),
+                  static_cast<const bf16_t*>(dout), dq ? h_states : nullptr, dk ? us.bf() : nullptr,
+                  static_cast<bf16_t*>(dq), static_cast<bf16_t*>(dk), rq, rk, rv, rdo, rdq, rdk, int(s.H), int(s.T),
+                  int(s.Dk), int(s.Dv),
                   int(NC), s.pos0, d};
         set_smem(chunk_dqk_kernel, kDqkSmem);
         dim3 grid(ceil64(s.Dk), unsigned(NC), unsigned(s.B * s.H));

@@ -72,6 +72,15 @@ struct Decay {
     float omg[kMaxHeads];  // 1 − γ (from double: exact enough for γ near 1)
 };
 
+// Where a sequence tensor's rows lie, in elements: row t of chain bh = b·H + h starts at
+// b·sb + h·sh + t·st, its D elements contiguous. Contiguous [B,H,T,D] is {H·T·D, T·D, D};
+// the projections' own [B,T,H,D] is {T·H·D, D, H·D}, which the model passes without the
+// permuting copies (every stride a multiple of 8 elements: rows stay 16-byte aligned).
+struct Rows {
+    int64_t sb, sh, st;
+    __host__ __device__ int64_t at(int64_t bh, int H, int64_t t) const { return (bh / H) * sb + (bh % H) * sh + t * st; }
+};
+
 // ---------------------------------------------------------------- device helpers
 
 using namespace mma;  // cp.async, ldmatrix, mma.sync wrappers (cuda/mma.cuh)
@@ -226,6 +235,7 @@ struct StateArgs {
     const float* init; // [BH,Dk,Dv] s0 (forward) / ds_final (reverse), or null: zeros
     bf16_t* states;    // [BH,NC,Dk,Dv] H_c (forward) / U_c (reverse), or null
     float* fin;        // [BH,Dk,Dv] s_final (forward) / ds0 (reverse), or null
+    Rows rx, ry;       // where x's and y's rows lie
     int H, T, Dk, Dv, NC;
     int64_t pos0;
     Decay d;
@@ -270,8 +280,8 @@ __global__ void __launch_bounds__(kStateThreads, MT == 2 ? 2 : 1) state_pass_ker
     const float lg = a.d.lg[h], omg = a.d.omg[h];
     const int dvalid = imin(kDkT, a.Dk - d0), vvalid = imin(2 * kC, a.Dv - v0);
     const int vvalid_w = vvalid - kC * nh;  // columns of this warp's half (may be ≤ 0)
-    const bf16_t* xg = a.x + bh * a.T * a.Dk + d0;
-    const bf16_t* yg = a.y + bh * a.T * a.Dv + v0;
+    const bf16_t* xg = a.x + a.rx.at(bh, a.H, 0) + d0;
+    const bf16_t* yg = a.y + a.ry.at(bh, a.H, 0) + v0;
     const int64_t sbase = bh * a.Dk * a.Dv + int64_t(d0) * a.Dv + v0;  // tile origin in a [Dk,Dv] state
 
     Acc<8> acc[MT];
@@ -283,10 +293,10 @@ __global__ void __launch_bounds__(kStateThreads, MT == 2 ? 2 : 1) state_pass_ker
     auto chunk_of = [&](int i) { return kReverse ? a.NC - 1 - i : i; };
     auto issue = [&](int i) {
         const int c = chunk_of(i), L = imin(kC, a.T - c * kC), buf = i % kStateStages;
-        load_rows<kDkT, kStateThreads>(xs + buf * kXT, kLdX, xg + int64_t(c) * kC * a.Dk, a.Dk, L, dvalid, tid);
+        load_rows<kDkT, kStateThreads>(xs + buf * kXT, kLdX, xg + int64_t(c) * kC * a.rx.st, a.rx.st, L, dvalid, tid);
 #pragma unroll
         for (int hf = 0; hf < 2; ++hf)
-            load_rows<kC, kStateThreads>(ys + (2 * buf + hf) * kTile, kLd, yg + int64_t(c) * kC * a.Dv + kC * hf, a.Dv,
+            load_rows<kC, kStateThreads>(ys + (2 * buf + hf) * kTile, kLd, yg + int64_t(c) * kC * a.ry.st + kC * hf, a.ry.st,
                                          L, vvalid - kC * hf, tid);
         if (tid < kC) {
             float w = 0.f;
@@ -429,6 +439,7 @@ struct OutArgs {
     const bf16_t* s;  // [BH,NC,Dk,Dv] H_c (forward) / U_c (dV)
     const bf16_t* z;  // [BH,T,Dv] v (forward) / dout (dV)
     bf16_t* out;      // [BH,T,Dv] out (forward) / dv (dV)
+    Rows rx, ry, rz, ro;  // where the rows of x, y, z and out lie
     int H, T, Dk, Dv, NC;
     int64_t pos0;
     Decay d;
@@ -463,23 +474,23 @@ __global__ void __launch_bounds__(128 * NW, NW == 2 ? 2 : 3) chunk_out_kernel(co
     const int h = int(bh % a.H);
     const float lg = a.d.lg[h], omg = a.d.omg[h];
     const int L = imin(kC, a.T - c * kC), vvalid = imin(kW, a.Dv - v0);
-    const int64_t row0 = bh * a.T + int64_t(c) * kC;  // first token row of this chunk
-    const bf16_t* xg = a.x + row0 * a.Dk;
-    const bf16_t* yg = a.y + row0 * a.Dk;
+    const int64_t t0 = int64_t(c) * kC;  // first token of this chunk
+    const bf16_t* xg = a.x + a.rx.at(bh, a.H, t0);
+    const bf16_t* yg = a.y + a.ry.at(bh, a.H, t0);
     const bf16_t* sg = a.s + (bh * a.NC + c) * a.Dk * a.Dv + v0;
-    const bf16_t* zg = a.z + row0 * a.Dv + v0;
+    const bf16_t* zg = a.z + a.rz.at(bh, a.H, t0) + v0;
 
     sc.fill<kDv, kNT>(lg, omg, a.pos0 + int64_t(c) * kC, L, tid);
 
     const int nsl = (a.Dk + kC - 1) / kC;
     auto issue = [&](int i) {
         const int k0 = i * kC, kw = imin(kC, a.Dk - k0), buf = i & 1;
-        load_rows<kC, kNT>(xs + buf * kTile, kLd, xg + k0, a.Dk, L, kw, tid);
-        load_rows<kC, kNT>(ys + buf * kTile, kLd, yg + k0, a.Dk, L, kw, tid);
+        load_rows<kC, kNT>(xs + buf * kTile, kLd, xg + k0, a.rx.st, L, kw, tid);
+        load_rows<kC, kNT>(ys + buf * kTile, kLd, yg + k0, a.ry.st, L, kw, tid);
         load_rows<kW, kNT>(ss + buf * kC * kLdW, kLdW, sg + int64_t(k0) * a.Dv, a.Dv, kw, vvalid, tid);
     };
     issue(0);
-    load_rows<kW, kNT>(zs, kLdW, zg, a.Dv, L, vvalid, tid);
+    load_rows<kW, kNT>(zs, kLdW, zg, a.rz.st, L, vvalid, tid);
     cp_async_commit();
 
     // causal structure: forward rows t of strip ms need key blocks nb ≤ ms; dV rows s need
@@ -510,8 +521,8 @@ __global__ void __launch_bounds__(128 * NW, NW == 2 ? 2 : 3) chunk_out_kernel(co
 
     uint32_t pa[4][4];
     sc.mask<kDv>(pa, accA, ms, lane);
-    sc.finish<kDv>(accR, pa, zs, kLdW, kC * nh, ms, L, a.out + row0 * a.Dv + v0 + kC * nh, a.Dv, vvalid - kC * nh,
-                   lane);
+    sc.finish<kDv>(accR, pa, zs, kLdW, kC * nh, ms, L, a.out + a.ro.at(bh, a.H, t0) + v0 + kC * nh, a.ro.st,
+                   vvalid - kC * nh, lane);
 }
 
 // The same product for a whole chunk in one block (Dk ≤ 256, Dv > 128): grid (NC, B·H),
@@ -548,16 +559,16 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
     const int h = int(bh % a.H);
     const float lg = a.d.lg[h], omg = a.d.omg[h];
     const int L = imin(kC, a.T - c * kC);
-    const int64_t row0 = bh * a.T + int64_t(c) * kC;
+    const int64_t t0 = int64_t(c) * kC;  // first token of this chunk
     const bf16_t* sg = a.s + (bh * a.NC + c) * a.Dk * a.Dv;
-    const bf16_t* zg = a.z + row0 * a.Dv;
+    const bf16_t* zg = a.z + a.rz.at(bh, a.H, t0);
 
     sc.fill<kDv, kNT>(lg, omg, a.pos0 + int64_t(c) * kC, L, tid);
 
     // phase 1: A = X Yᵀ over all of Dk
-    load_rows<kRowsDk, kNT>(xs, kLdQ, a.x + row0 * a.Dk, a.Dk, L, a.Dk, tid);
-    load_rows<kRowsDk, kNT>(ys, kLdQ, a.y + row0 * a.Dk, a.Dk, L, a.Dk, tid);
-    load_rows<kW, kNT>(zs, kLdR, zg, a.Dv, L, imin(kW, a.Dv), tid);
+    load_rows<kRowsDk, kNT>(xs, kLdQ, a.x + a.rx.at(bh, a.H, t0), a.rx.st, L, a.Dk, tid);
+    load_rows<kRowsDk, kNT>(ys, kLdQ, a.y + a.ry.at(bh, a.H, t0), a.ry.st, L, a.Dk, tid);
+    load_rows<kW, kNT>(zs, kLdR, zg, a.rz.st, L, imin(kW, a.Dv), tid);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
@@ -584,7 +595,7 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
         const int j = i / nsl, sl = i % nsl, k0 = sl * kC, v0 = j * kW;
         const int kw = imin(kC, a.Dk - k0), vw = imin(kW, a.Dv - v0);
         load_rows<kW, kNT>(ss + (i & 1) * kSlice, kLdR, sg + int64_t(k0) * a.Dv + v0, a.Dv, kw, vw, tid);
-        if (sl == 0 && j > 0) load_rows<kW, kNT>(zs + (j & 1) * kSlice, kLdR, zg + v0, a.Dv, L, vw, tid);
+        if (sl == 0 && j > 0) load_rows<kW, kNT>(zs + (j & 1) * kSlice, kLdR, zg + v0, a.rz.st, L, vw, tid);
     };
     issue(0);
     cp_async_commit();
@@ -606,8 +617,8 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
         }
         if (sl == nsl - 1) {  // tile j complete: out_j = (row scale) ⊙ (rs ⊙ R + A' Z_j)
             const int v0 = j * kW, vw = imin(kW, a.Dv - v0);
-            sc.finish<kDv>(accR, pa, zs + (j & 1) * kSlice, kLdR, kC * nh, ms, L, a.out + row0 * a.Dv + v0 + kC * nh,
-                           a.Dv, vw - kC * nh, lane);
+            sc.finish<kDv>(accR, pa, zs + (j & 1) * kSlice, kLdR, kC * nh, ms, L,
+                           a.out + a.ro.at(bh, a.H, t0) + v0 + kC * nh, a.ro.st, vw - kC * nh, lane);
             zero(accR);
         }
         __syncthreads();  // this S buffer (and, after a tile, its Z buffer) is refilled next
@@ -622,6 +633,7 @@ struct FusedArgs {
     const float* s0;      // [BH,Dk,Dv] or null
     bf16_t* out;          // [BH,T,Dv]
     float* s_final;       // [BH,Dk,Dv] or null
+    Rows rq, rk, rv, ro;  // where the rows of q, k, v and out lie
     int H, T, Dk, Dv, NC;
     int64_t pos0;
     Decay d;
@@ -677,10 +689,10 @@ __global__ void __launch_bounds__(kFusedThreads) fused_fwd_kernel(const __grid_c
 
     auto issue = [&](int c) {
         const int L = imin(kC, a.T - c * kC), buf = c & 1;
-        const int64_t row0 = bh * a.T + int64_t(c) * kC;
-        load_rows<KW, kFusedThreads>(qs + buf * kQK, LK, a.q + row0 * a.Dk, a.Dk, L, a.Dk, tid);
-        load_rows<KW, kFusedThreads>(ks + buf * kQK, LK, a.k + row0 * a.Dk, a.Dk, L, a.Dk, tid);
-        load_rows<kC, kFusedThreads>(vs + buf * kTile, kLd, a.v + row0 * a.Dv + v0, a.Dv, L, vvalid, tid);
+        const int64_t t0 = int64_t(c) * kC;
+        load_rows<KW, kFusedThreads>(qs + buf * kQK, LK, a.q + a.rq.at(bh, a.H, t0), a.rq.st, L, a.Dk, tid);
+        load_rows<KW, kFusedThreads>(ks + buf * kQK, LK, a.k + a.rk.at(bh, a.H, t0), a.rk.st, L, a.Dk, tid);
+        load_rows<kC, kFusedThreads>(vs + buf * kTile, kLd, a.v + a.rv.at(bh, a.H, t0) + v0, a.rv.st, L, vvalid, tid);
         if (tid < kC) lam[buf * kC + tid] = tid < L ? lambda_at(lg, omg, a.pos0 + int64_t(c) * kC + tid) : 0.f;
     };
 
@@ -766,7 +778,7 @@ __global__ void __launch_bounds__(kFusedThreads) fused_fwd_kernel(const __grid_c
             mma_kstep<true, 2>(accR, af, V, kLd, 32 * nh, kk, lane);    // B[k = s][n = v] = V[s][v]
         }
         scale_rows<4>(accR, lam[buf * kC + t0], lam[buf * kC + t0 + 8]);
-        store_strip_bf16<4>(a.out + (bh * a.T + int64_t(c) * kC) * a.Dv + v0 + 32 * nh, a.Dv, accR, 16 * ms, L,
+        store_strip_bf16<4>(a.out + a.ro.at(bh, a.H, int64_t(c) * kC) + v0 + 32 * nh, a.ro.st, accR, 16 * ms, L,
                             vvalid - 32 * nh, lane);
         __syncthreads();  // [D] the next chunk's loads and H_c go where this chunk's were
     }
@@ -785,6 +797,7 @@ struct DqkArgs {
     const bf16_t* hs;      // [BH,NC,Dk,Dv] H_c, or null when dq is not wanted
     const bf16_t* us;      // [BH,NC,Dk,Dv] U_c, or null when dk is not wanted
     bf16_t *dq, *dk;       // [BH,T,Dk], either may be null
+    Rows rq, rk, rv, rdo, rdq, rdk;  // where the rows of each lie
     int H, T, Dk, Dv, NC;
     int64_t pos0;
     Decay d;
@@ -811,9 +824,9 @@ __global__ void __launch_bounds__(kThreads) chunk_dqk_kernel(const __grid_consta
     const float lg = a.d.lg[h], omg = a.d.omg[h];
     const int L = imin(kC, a.T - c * kC), dvalid = imin(kC, a.Dk - d0);
     const bool want_dq = a.dq != nullptr, want_dk = a.dk != nullptr;
-    const int64_t row0 = bh * a.T + int64_t(c) * kC;
-    const bf16_t* dog = a.dout + row0 * a.Dv;
-    const bf16_t* vg = a.v + row0 * a.Dv;
+    const int64_t t0 = int64_t(c) * kC;  // first token of this chunk
+    const bf16_t* dog = a.dout + a.rdo.at(bh, a.H, t0);
+    const bf16_t* vg = a.v + a.rv.at(bh, a.H, t0);
     const int64_t st0 = ((bh * a.NC + c) * a.Dk + d0) * a.Dv;  // this Dk tile of state c
 
     for (int e = tid; e <= kC; e += kThreads) pw[e] = ::expf(float(e) * lg);
@@ -828,14 +841,14 @@ __global__ void __launch_bounds__(kThreads) chunk_dqk_kernel(const __grid_consta
     const int nsl = (a.Dv + kC - 1) / kC;
     auto issue = [&](int i) {
         const int v0 = i * kC, vw = imin(kC, a.Dv - v0), buf = i & 1;
-        load_tile(dos + buf * kTile, dog + v0, a.Dv, L, vw, tid);
-        load_tile(vs + buf * kTile, vg + v0, a.Dv, L, vw, tid);
+        load_tile(dos + buf * kTile, dog + v0, a.rdo.st, L, vw, tid);
+        load_tile(vs + buf * kTile, vg + v0, a.rv.st, L, vw, tid);
         if (want_dq) load_tile(hsm + buf * kTile, a.hs + st0 + v0, a.Dv, dvalid, vw, tid);
         if (want_dk) load_tile(usm + buf * kTile, a.us + st0 + v0, a.Dv, dvalid, vw, tid);
     };
     issue(0);
-    load_tile(qs, a.q + row0 * a.Dk + d0, a.Dk, L, dvalid, tid);
-    load_tile(ks, a.k + row0 * a.Dk + d0, a.Dk, L, dvalid, tid);
+    load_tile(qs, a.q + a.rq.at(bh, a.H, t0) + d0, a.rq.st, L, dvalid, tid);
+    load_tile(ks, a.k + a.rk.at(bh, a.H, t0) + d0, a.rk.st, L, dvalid, tid);
     cp_async_commit();
 
     Acc<8> accS, accQ, accK;
@@ -895,8 +908,8 @@ __global__ void __launch_bounds__(kThreads) chunk_dqk_kernel(const __grid_consta
             mma_kstep<true, 4>(accK, af, qs, kLd, 0, kk, lane);
         }
     }
-    if (want_dq) store_strip_bf16(a.dq + row0 * a.Dk + d0, a.Dk, accQ, 16 * warp, L, dvalid, lane);
-    if (want_dk) store_strip_bf16(a.dk + row0 * a.Dk + d0, a.Dk, accK, 16 * warp, L, dvalid, lane);
+    if (want_dq) store_strip_bf16(a.dq + a.rdq.at(bh, a.H, t0) + d0, a.rdq.st, accQ, 16 * warp, L, dvalid, lane);
+    if (want_dk) store_strip_bf16(a.dk + a.rdk.at(bh, a.H, t0) + d0, a.rdk.st, accK, 16 * warp, L, dvalid, lane);
 }
 
 // ---------------------------------------------------------------- shared memory a launch

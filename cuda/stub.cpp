@@ -221,12 +221,17 @@ void rope_rotate(DType, void*, const void*, const int64_t*, int64_t, int64_t, in
 }
 
 // --- retention (cuda/retention.h)
-void retention_forward(RetentionMode, DType, const RetentionShape&, const std::vector<double>&, const void*,
-                       const void*, const void*, const void*, void*, void*) {
+bool retention_takes_rows(RetentionMode, DType, const RetentionShape&, const std::vector<double>&) { return false; }
+size_t retention_saved_states_bytes(RetentionMode, DType, const RetentionShape&, const std::vector<double>&) {
+    return 0;
+}
+bool retention_forward(RetentionMode, DType, const RetentionShape&, const std::vector<double>&, const void*,
+                       const void*, const void*, const void*, void*, void*, void*, const RetentionRows*) {
     no_cuda("retention");
 }
 void retention_backward(RetentionMode, DType, const RetentionShape&, const std::vector<double>&, void*, void*, void*,
-                        void*, const void*, const void*, const void*, const void*, const void*, const void*) {
+                        void*, const void*, const void*, const void*, const void*, const void*, const void*,
+                        const void*, const RetentionRows*) {
     no_cuda("retention backward");
 }
 void retention_step(DType, int64_t, int64_t, int64_t, int64_t, const std::vector<double>&, const int64_t*,

@@ -95,9 +95,11 @@ Tensor MultiScaleRetention::project_qkv(const Tensor& x, const Tensor& pos, Tens
         kp = rotate(k_proj->forward(x), pos, k_scale);
         xv = v_proj->forward(x), xg = g_proj->forward(x);
     }
-    q = qp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
-    k = kp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3}).contiguous();
-    v = xv.reshape({B, T, H_, Dv_}).permute({0, 2, 1, 3}).contiguous();
+    // [B,H,T,D] views of the [B,T,H,D] products: the retention op reads them where they lie
+    // where it can, and makes them contiguous where it cannot (Note [Retention without permutes])
+    q = qp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3});
+    k = kp.view({B, T, H_, Dk_}).permute({0, 2, 1, 3});
+    v = xv.reshape({B, T, H_, Dv_}).permute({0, 2, 1, 3});
     return xg;
 }
 
@@ -116,19 +118,19 @@ Tensor MultiScaleRetention::split_stacked(const Tensor& y, const Tensor& pos, Te
 
 Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
     const int64_t B = y.size(0), T = y.size(2);
+    // the norms work per head over Dv, so they run on y as [B,T,H,Dv]: the layout the
+    // retention op writes on the GPU (no copy), and the one the output projection reads
     if (group_norm) {  // fla's FusedRMSNormGated: RMSNorm(y_h) ⊙ w, then ⊙ silu(g)
-        Tensor yn = group_norm->forward(y);
-        Tensor cat = yn.permute({0, 2, 1, 3}).reshape({B, T, H_ * Dv_});
-        return gated_projection(g, cat, *out_proj);
+        Tensor yn = group_norm->forward(y.permute({0, 2, 1, 3}));
+        return gated_projection(g, yn.reshape({B, T, H_ * Dv_}), *out_proj);
     }
     if (T == 1) {  // a decode step: g [B,1,H·Dv] is y's [B,H,1,Dv] order; norm and gate in one pass
         Tensor z = gated_rms_norm(y, g.reshape(y.shape()), eps_);
         return out_proj->forward(z.reshape({B, T, H_ * Dv_}));
     }
     // per-head RMSNorm without weight (torchscale's group_norm), statistics in fp32
-    Tensor yn = rms_norm(y, Tensor(), eps_);
-    Tensor cat = yn.permute({0, 2, 1, 3}).reshape({B, T, H_ * Dv_});
-    return gated_projection(g, cat, *out_proj);  // silu(g) ⊙ cat, one fused pass
+    Tensor yn = rms_norm(y.permute({0, 2, 1, 3}), Tensor(), eps_);
+    return gated_projection(g, yn.reshape({B, T, H_ * Dv_}), *out_proj);  // silu(g) ⊙ yn, one fused pass
 }
 
 Tensor MultiScaleRetention::forward(const Tensor& x, const ForwardOptions& opt, const Tensor& state_in,

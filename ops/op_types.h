@@ -30,6 +30,17 @@ enum class RetentionMode { parallel, recurrent, chunkwise };
 struct RetentionShape {
     int64_t B, H, T, Dk, Dv, chunk, pos0;
 };
+// Where the rows of a [B, H, T, D] sequence tensor lie (its last dim contiguous), in
+// elements: row (b, h, t) starts at b·sb + h·sh + t·st. All zero: contiguous [B, H, T, D].
+struct SeqRows {
+    int64_t sb = 0, sh = 0, st = 0;
+};
+// The layouts of one retention call's sequence tensors (the forward's q, k, v, out; the
+// backward's too, and dout, dq, dk, dv). Only the bf16 tensor-core kernels read them
+// (cuda::retention_takes_rows); every other kernel takes contiguous tensors.
+struct RetentionRows {
+    SeqRows q, k, v, out, dout, dq, dk, dv;
+};
 
 // ops/attention.h: causal attention's sizes. q is [B, Hq, Tq, D], k and v [B, Hkv, Tk, D]
 // with Tk ≥ Tq and Hq a multiple of Hkv (query head h reads kv head h / (Hq / Hkv)); the

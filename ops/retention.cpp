@@ -5,8 +5,10 @@
 #include "ops/retention.h"
 
 #include <cmath>
+#include <cstdint>
 
 #include "autograd/node.h"
+#include "core/env.h"
 #include "cuda/retention.h"
 #include "ops/op_util.h"
 
@@ -38,32 +40,66 @@ void check_gamma(const std::vector<double>& gamma, int64_t H, const char* op) {
                  "; expected 0 < γ < 1 (γ = 1 has no decay and λ is undefined)");
 }
 
+// Strided rows (Note [Retention without permutes]): a [B,H,T,D] tensor the tensor-core
+// kernels can read where it lies — its last dim contiguous, every row on a 16-byte boundary.
+bool rows_readable(const Tensor& t) {
+    const int64_t align = 16 / int64_t(dtype_size(t.dtype()));
+    if (t.stride(3) != 1 && t.size(3) > 1) return false;
+    for (int d = 0; d < 3; ++d)
+        if (t.stride(d) % align) return false;
+    return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0;
+}
+SeqRows rows_of(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
+// [B,H,T,D] laid out as [B,T,H,D]: what the model's projections give, and what it reads back
+Tensor empty_bthd(int64_t B, int64_t H, int64_t T, int64_t D, DType dt, Device dev) {
+    return empty({B, T, H, D}, dt, dev).permute({0, 2, 1, 3});
+}
+
 struct RetentionBackward : Node {
     RetentionMode mode;
     RetentionShape shape;
     std::vector<double> gamma;
     SavedTensor q, k, v, s0;
+    // the forward's chunk states (bf16 tensor-core path), kept so the backward need not make
+    // them again; undefined: the backward makes its own (see retention())
+    Tensor chunk_states;
     bool has_state_out = false;
+    bool strided = false;  // q, k, v were read where they lie; the gradients go to [B,T,H,D]
 
     std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
         const char* n = "RetentionBackward";
         Tensor qs = q.get(n), ks = k.get(n), vs = v.get(n), s0s = s0.get(n);
-        Tensor dout = contiguous_nograd(grads[0]);
+        Tensor dout = strided && rows_readable(grads[0]) ? grads[0] : contiguous_nograd(grads[0]);
         Tensor dsT = has_state_out ? contiguous_nograd(grads[1]) : Tensor();
-        Tensor dq = needs_input_grad(0) ? empty_like(qs) : Tensor();
-        Tensor dk = needs_input_grad(1) ? empty_like(ks) : Tensor();
-        Tensor dv = needs_input_grad(2) ? empty_like(vs) : Tensor();
+        auto grad_like = [&](const Tensor& t) {
+            return strided ? empty_bthd(t.size(0), t.size(1), t.size(2), t.size(3), t.dtype(), t.device())
+                           : empty_like(t);
+        };
+        Tensor dq = needs_input_grad(0) ? grad_like(qs) : Tensor();
+        Tensor dk = needs_input_grad(1) ? grad_like(ks) : Tensor();
+        Tensor dv = needs_input_grad(2) ? grad_like(vs) : Tensor();
         Tensor ds0 = needs_input_grad(3) ? empty_like(s0s) : Tensor();
         auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
-        if (qs.is_cuda())
+        if (qs.is_cuda()) {
+            RetentionRows rows;
+            if (strided) {
+                rows.q = rows_of(qs), rows.k = rows_of(ks), rows.v = rows_of(vs), rows.dout = rows_of(dout);
+                if (dq.defined()) rows.dq = rows_of(dq);
+                if (dk.defined()) rows.dk = rows_of(dk);
+                if (dv.defined()) rows.dv = rows_of(dv);
+            }
             cuda::retention_backward(mode, qs.dtype(), shape, gamma, ptr(dq), ptr(dk), ptr(dv), ptr(ds0), ptr(dout),
-                                     ptr(dsT), ptr(qs), ptr(ks), ptr(vs), ptr(s0s));
-        else
+                                     ptr(dsT), ptr(qs), ptr(ks), ptr(vs), ptr(s0s), ptr(chunk_states),
+                                     strided ? &rows : nullptr);
+        } else
             cpu::retention_backward(mode, qs.dtype(), shape, gamma, ptr(dq), ptr(dk), ptr(dv), ptr(ds0), ptr(dout),
                                     ptr(dsT), ptr(qs), ptr(ks), ptr(vs), ptr(s0s));
         return {dq, dk, dv, ds0};
     }
-    void release() override { q.reset(); k.reset(); v.reset(); s0.reset(); }
+    void release() override {
+        q.reset(), k.reset(), v.reset(), s0.reset();
+        chunk_states = Tensor();
+    }
     std::string name() const override { return "RetentionBackward"; }
 };
 
@@ -117,19 +153,46 @@ RetentionResult retention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
     if (q_in.is_cpu())
         RN_CHECK(q_in.dtype() != DType::bf16, op, ": the CPU computes retention in f32 or f64, got bf16. HINT: .to(DType::f32)");
 
-    Tensor q = contiguous_nograd(q_in), k = contiguous_nograd(k_in), v = contiguous_nograd(v_in);
+    RetentionShape shape{B, H, T, Dk, Dv, opt.mode == RetentionMode::chunkwise ? opt.chunk : 64, opt.pos0};
+    // Note [Retention without permutes]: the model projects q, k and v as [B,T,H,D] and
+    // reads the output back as [B,T,H,Dv]; a [B,H,T,D] contiguous copy of each, and of the
+    // output and every gradient on the way back, was 8 permuting copies a layer (5 % of a
+    // `small` training step on an H100). Where the bf16 tensor-core kernels take the call,
+    // they read q, k, v where they lie and write the output (and, in the backward, the
+    // gradients) as [B,T,H,D], returned as [B,H,T,D] views of it. Contiguous inputs keep
+    // contiguous outputs; every other path makes its inputs contiguous as before.
+    // RN_RETENTION_ROWS=0 makes the copies again (for A/B runs).
+    const bool strided = q_in.is_cuda() && !q_in.is_contiguous() && env_choice("RN_RETENTION_ROWS", {0, 1}, 1) == 1 &&
+                         cuda::retention_takes_rows(opt.mode, q_in.dtype(), shape, gamma) && rows_readable(q_in) &&
+                         rows_readable(k_in) && rows_readable(v_in);
+    Tensor q = strided ? q_in : contiguous_nograd(q_in), k = strided ? k_in : contiguous_nograd(k_in),
+           v = strided ? v_in : contiguous_nograd(v_in);
     Tensor s0 = s0_in.defined() ? contiguous_nograd(s0_in) : Tensor();
-    Tensor out = empty(v.shape(), v.dtype(), v.device());
+    Tensor out = strided ? empty_bthd(B, H, T, Dv, v.dtype(), v.device()) : empty(v.shape(), v.dtype(), v.device());
     // the final state is always computed when the graph may need it (its gradient path)
     Tensor sT = opt.return_state ? empty({B, H, Dk, Dv}, sdt, q.device()) : Tensor();
-    RetentionShape shape{B, H, T, Dk, Dv, opt.mode == RetentionMode::chunkwise ? opt.chunk : 64, opt.pos0};
     auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
-    if (q.is_cuda())
-        cuda::retention_forward(opt.mode, q.dtype(), shape, gamma, ptr(q), ptr(k), ptr(v), ptr(s0), ptr(out), ptr(sT));
-    else
+    const bool grad = any_requires_grad({q_in, k_in, v_in, s0_in});
+    // Where the forward makes chunk states anyway (CUDA bf16, Dk > 128: the two-pass form),
+    // training keeps them for the backward, which would otherwise make them again: the same
+    // bits, one state pass less a layer, for NC·Dk·Dv bf16 a (b, h) held until the backward
+    // (2.4 GB at `small` B8 T2048). RN_RETENTION_SAVE_STATES=0 makes them again instead.
+    Tensor states;
+    if (q.is_cuda()) {
+        const size_t bytes = grad && env_choice("RN_RETENTION_SAVE_STATES", {0, 1}, 1) == 1
+                                 ? cuda::retention_saved_states_bytes(opt.mode, q.dtype(), shape, gamma)
+                                 : 0;
+        if (bytes) states = empty({int64_t(bytes / 2)}, DType::bf16, q.device());
+        RetentionRows rows;
+        if (strided) rows.q = rows_of(q), rows.k = rows_of(k), rows.v = rows_of(v), rows.out = rows_of(out);
+        if (!cuda::retention_forward(opt.mode, q.dtype(), shape, gamma, ptr(q), ptr(k), ptr(v), ptr(s0), ptr(out),
+                                     ptr(sT), ptr(states), strided ? &rows : nullptr))
+            states = Tensor();
+    } else {
         cpu::retention_forward(opt.mode, q.dtype(), shape, gamma, ptr(q), ptr(k), ptr(v), ptr(s0), ptr(out), ptr(sT));
+    }
 
-    if (any_requires_grad({q_in, k_in, v_in, s0_in})) {
+    if (grad) {
         auto n = make_node(opt.mode);
         n->mode = opt.mode;
         n->shape = shape;
@@ -138,6 +201,8 @@ RetentionResult retention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
         n->k = SavedTensor(k);
         n->v = SavedTensor(v);
         n->s0 = SavedTensor(s0);
+        n->chunk_states = states;
+        n->strided = strided;
         n->has_state_out = opt.return_state;
         std::vector<Tensor> outs = {out};
         if (opt.return_state) outs.push_back(sT);

@@ -4,7 +4,9 @@
 // 197} with chunk 64, Dk ≠ Dv, pos0 > 0, with and without an initial state, heads with
 // different γ; a model-sized head (Dk 256, Dv 432); chunk lengths other than 64;
 // retention_step for a batch at different positions (state updated in place); prefill +
-// steps = one pass; T = 16,384 in fp32 (chunkwise against recurrent, on the GPU).
+// steps = one pass; T = 16,384 in fp32 (chunkwise against recurrent, on the GPU); the chunk
+// states the forward keeps for the backward give the same gradients as states made again;
+// q, k, v read where the model's [B,T,H,D] products lie, with no permuting copies.
 //
 // Dimension key: B, H, T, Dk, Dv, C as in ops/retention.h. Tolerances (‖got − want‖ /
 // ‖want‖ per tensor): f64 1e-10, f32 1e-5 (fp32 accumulation against the CPU's double),
@@ -15,9 +17,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <array>
 #include <cstdlib>
 #include <iterator>
 
+#include "cuda/memory.h"
 #include "cuda/retention.h"
 #include "cuda_test_util.h"
 #include "ops/retention.h"
@@ -129,6 +133,110 @@ BOOST_AUTO_TEST_CASE(model_sized_head_matches_cpu) {
         compare_case(RetentionMode::chunkwise, DType::bf16, 1, 2, 130, 256, 432, 64, 17, true, gen);
     }
     unsetenv("RN_RETENTION_TC_FUSED");
+}
+
+BOOST_AUTO_TEST_CASE(saved_chunk_states_give_the_gradients_of_states_made_again) {
+    // bf16 with Dk > 128: the forward's two passes make the chunk states H_c; in training the
+    // op keeps them for the backward (RN_RETENTION_SAVE_STATES, default on) instead of making
+    // them again there. The same kernel on the same inputs: every gradient bit for bit the
+    // same as with them made again, and the kept bytes live between forward and backward.
+    Generator gen(306);
+    const int64_t B = 2, H = 2, T = 200, Dk = 192, Dv = 320;
+    const auto g = decays(H);
+    Tensor q = randn({B, H, T, Dk}, gen).to(DType::bf16), k = (randn({B, H, T, Dk}, gen) * 0.5).to(DType::bf16);
+    Tensor v = randn({B, H, T, Dv}, gen).to(DType::bf16), dO = randn({B, H, T, Dv}, gen).to(DType::bf16);
+    Tensor s0 = randn({B, H, Dk, Dv}, gen), dsT = randn({B, H, Dk, Dv}, gen);
+    for (RetentionMode mode : {RetentionMode::chunkwise, RetentionMode::parallel}) {
+        BOOST_TEST_CONTEXT(retention_mode_name(mode)) {
+            const RetentionShape shape{B, H, T, Dk, Dv, 64, 3};
+            const size_t bytes = cuda::retention_saved_states_bytes(mode, DType::bf16, shape, g);
+            BOOST_TEST(bytes == size_t(B * H * 4 * Dk * Dv * 2));  // 4 chunks of 64 for T = 200
+            Grads got[2];
+            size_t live[2] = {0, 0};
+            for (int save : {0, 1}) {
+                setenv("RN_RETENTION_SAVE_STATES", save ? "1" : "0", 1);
+                auto leaf = [&](const Tensor& t) { return t.to(gpu).clone().requires_grad_(); };
+                Tensor ql = leaf(q), kl = leaf(k), vl = leaf(v), sl = leaf(s0);
+                RetentionOptions o;
+                o.mode = mode;
+                o.pos0 = 3;
+                o.return_state = true;
+                const size_t before = cuda::memory_stats(0).allocated;
+                RetentionResult r = retention(ql, kl, vl, g, o, sl);
+                live[save] = cuda::memory_stats(0).allocated - before;
+                run_backward({r.out, r.state}, {dO.to(gpu), dsT.to(gpu)});
+                got[save] = {r.out, r.state, ql.grad(), kl.grad(), vl.grad(), sl.grad()};
+            }
+            unsetenv("RN_RETENTION_SAVE_STATES");
+            // (the caching allocator rounds a large block up to whole 2 MiB)
+            BOOST_TEST(live[1] >= live[0] + bytes);
+            BOOST_TEST(live[1] < live[0] + bytes + (size_t(2) << 20));
+            BOOST_TEST(max_abs_diff(got[1].out, got[0].out) == 0.0);
+            BOOST_TEST(max_abs_diff(got[1].dq, got[0].dq) == 0.0);
+            BOOST_TEST(max_abs_diff(got[1].dk, got[0].dk) == 0.0);
+            BOOST_TEST(max_abs_diff(got[1].dv, got[0].dv) == 0.0);
+            BOOST_TEST(max_abs_diff(got[1].ds0, got[0].ds0) == 0.0);
+            // and both against the CPU (a wrong kept state would move dq)
+            Grads want = run(Device::cpu(), mode, 64, 3, g, cpu_ref_input(q), cpu_ref_input(k), cpu_ref_input(v), s0,
+                             cpu_ref_input(dO), dsT);
+            check_close(got[1].dq, want.dq, retention_tol(DType::bf16), "dq");
+        }
+    }
+    // no kept states where the forward has none: f32, the recurrent form, Dk ≤ 128 (fused)
+    BOOST_TEST(cuda::retention_saved_states_bytes(RetentionMode::chunkwise, DType::f32, {1, 1, 64, 256, 256, 64, 0},
+                                                  {0.9}) == 0u);
+    BOOST_TEST(cuda::retention_saved_states_bytes(RetentionMode::recurrent, DType::bf16, {1, 1, 64, 256, 256, 64, 0},
+                                                  {0.9}) == 0u);
+    BOOST_TEST(cuda::retention_saved_states_bytes(RetentionMode::chunkwise, DType::bf16, {1, 1, 64, 128, 256, 64, 0},
+                                                  {0.9}) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(strided_rows_match_cpu_without_copies) {
+    // The model's layout: q, k, v are [B,H,T,D] views of [B,T,H,D] products, as
+    // MultiScaleRetention passes them (v here with 8 more elements a head, a narrow of them). The tensor-core path reads them where
+    // they lie and writes the output and the gradients as [B,T,H,D] (Note [Retention without
+    // permutes]); a misaligned view takes the contiguous path. Both against the CPU, for
+    // Dk ≤ 128 (fused forward) and Dk > 128 (two passes, with kept chunk states).
+    Generator gen(307);
+    const int64_t B = 2, H = 3, T = 150;
+    struct Case {
+        int64_t Dk, Dv, v_offset;  // v_offset: where v starts in its head's wider row (4: misaligned)
+        bool strided;              // the path expected
+    };
+    for (const Case c : {Case{64, 96, 0, true}, Case{192, 320, 8, true}, Case{64, 96, 4, false}})
+        for (RetentionMode mode : {RetentionMode::chunkwise, RetentionMode::parallel}) {
+            BOOST_TEST_CONTEXT(retention_mode_name(mode) << " Dk" << c.Dk << " Dv" << c.Dv << " v at " << c.v_offset) {
+                const auto g = decays(H);
+                Tensor qb = randn({B, T, H * c.Dk}, gen).to(DType::bf16);
+                Tensor kb = (randn({B, T, H * c.Dk}, gen) * 0.5).to(DType::bf16);
+                Tensor wide = randn({B, T, H, c.Dv + 8}, gen).to(DType::bf16);
+                Tensor dO = randn({B, H, T, c.Dv}, gen).to(DType::bf16);
+                auto views = [&](Device dev, Tensor& ql, Tensor& kl, Tensor& wl) {
+                    ql = qb.to(dev).requires_grad_(), kl = kb.to(dev).requires_grad_();
+                    wl = wide.to(dev).requires_grad_();
+                    Tensor v = wl.narrow(3, c.v_offset, c.Dv).permute({0, 2, 1, 3});
+                    return std::array<Tensor, 3>{ql.view({B, T, H, c.Dk}).permute({0, 2, 1, 3}),
+                                                 kl.view({B, T, H, c.Dk}).permute({0, 2, 1, 3}), v};
+                };
+                RetentionOptions o;
+                o.mode = mode;
+                o.pos0 = 11;
+                Tensor qg, kg, wg, qc, kc, wc;
+                auto in_g = views(gpu, qg, kg, wg);
+                auto in_c = views(Device::cpu(), qc, kc, wc);
+                Tensor got = retention(in_g[0], in_g[1], in_g[2], g, o).out;
+                Tensor want = retention(in_c[0].to(DType::f32), in_c[1].to(DType::f32), in_c[2].to(DType::f32), g, o).out;
+                // the output's layout says which path ran: [B,T,H,Dv] rows, or contiguous
+                BOOST_TEST(got.stride(2) == (c.strided ? H * c.Dv : c.Dv));
+                BOOST_TEST(got.is_contiguous() == !c.strided);
+                check_close(got, want, retention_tol(DType::bf16), "output");
+                run_backward({got}, {dO.to(gpu)});
+                run_backward({want}, {dO.to(DType::f32)});
+                check_close(qg.grad(), qc.grad(), retention_tol(DType::bf16), "dq");
+                check_close(kg.grad(), kc.grad(), retention_tol(DType::bf16), "dk");
+                check_close(wg.grad(), wc.grad(), retention_tol(DType::bf16), "dv (in the wider product)");
+            }
+        }
 }
 
 BOOST_AUTO_TEST_CASE(other_chunk_lengths_match_cpu) {

@@ -4,7 +4,9 @@
 // side may pick, whatever its heuristics pick on a given card — the fused forward (one and
 // two state m-tiles a warp: Dk ≤ 128, ≤ 256), the state pass with 64- and 128-row tiles forward and in reverse, the output/dV
 // pass as whole-chunk blocks and as 64- and 128-wide tiles, and the dQ/dK pass — with an
-// initial state, a final-state gradient, pos0 > 0, partial chunks and ragged Dk/Dv tiles.
+// initial state, a final-state gradient, pos0 > 0, partial chunks and ragged Dk/Dv tiles;
+// and every kernel again with its sequence tensors laid out as the model's [B,T,H,D]
+// projections (tc::Rows), v inside a wider row as a narrow of a stacked product would be.
 // test_cuda_retention checks the same kernels on a GPU through the public op.
 //
 // Tolerance ‖got − want‖ / ‖want‖ ≤ 2e-2 per tensor: the kernels round the chunk states,
@@ -120,7 +122,37 @@ struct Variant {
     int out_form;  // out_pass's form
 };
 
-void check_once(const RetentionShape& s, const std::vector<Variant>& variants, uint64_t seed) {
+// Where the sequence tensors lie: contiguous [B,H,T,D], or strided rows, then
+// [B,T,H,D] with `pad` more elements after each token's H·D (a multiple of 8)
+struct Layout {
+    bool strided = false;
+    int64_t pad = 0;
+    tc::Rows rows(const RetentionShape& s, int64_t D, int64_t pad_here) const {
+        if (!strided) return {s.H * s.T * D, s.T * D, D};
+        const int64_t st = s.H * D + pad_here;
+        return {s.T * st, D, st};
+    }
+};
+int64_t span(const RetentionShape& s, const tc::Rows& r, int64_t D) {  // elements the layout covers
+    return r.at(s.B * s.H - 1, int(s.H), s.T - 1) + D;
+}
+// a [B,H,T,D] tensor's values placed where `r` says (NaN elsewhere), and read back
+std::vector<bf16> place(const std::vector<bf16>& x, const RetentionShape& s, int64_t D, const tc::Rows& r) {
+    std::vector<bf16> out(size_t(span(s, r, D)), __float2bfloat16(NAN));
+    for (int64_t bh = 0; bh < s.B * s.H; ++bh)
+        for (int64_t t = 0; t < s.T; ++t)
+            for (int64_t e = 0; e < D; ++e) out[size_t(r.at(bh, int(s.H), t) + e)] = x[size_t((bh * s.T + t) * D + e)];
+    return out;
+}
+std::vector<bf16> gather(const std::vector<bf16>& y, const RetentionShape& s, int64_t D, const tc::Rows& r) {
+    std::vector<bf16> out(size_t(s.B * s.H * s.T * D));
+    for (int64_t bh = 0; bh < s.B * s.H; ++bh)
+        for (int64_t t = 0; t < s.T; ++t)
+            for (int64_t e = 0; e < D; ++e) out[size_t((bh * s.T + t) * D + e)] = y[size_t(r.at(bh, int(s.H), t) + e)];
+    return out;
+}
+
+void check_once(const RetentionShape& s, const std::vector<Variant>& variants, uint64_t seed, Layout lay) {
     Generator gen(seed);
     const int64_t BH = s.B * s.H, nk = BH * s.T * s.Dk, nv = BH * s.T * s.Dv, ns = BH * s.Dk * s.Dv;
     std::vector<double> gamma;
@@ -142,12 +174,19 @@ void check_once(const RetentionShape& s, const std::vector<Variant>& variants, u
     const int H = int(s.H), T = int(s.T), Dk = int(s.Dk), Dv = int(s.Dv), NC = ceil64(s.T);
     const bf16 nan16 = __float2bfloat16(NAN);
     std::vector<bf16> hs(size_t(BH * NC) * size_t(Dk * Dv)), us(hs.size());
+    // the kernels' inputs where the layout puts them; outputs are read back from theirs
+    const tc::Rows rk = lay.rows(s, s.Dk, 0), rv = lay.rows(s, s.Dv, lay.pad), ro = lay.rows(s, s.Dv, 0);
+    const std::vector<bf16> qh = place(q.h, s, s.Dk, rk), kh = place(k.h, s, s.Dk, rk), vh = place(v.h, s, s.Dv, rv),
+                            doh = place(dout.h, s, s.Dv, ro);
+    const size_t no = size_t(span(s, ro, s.Dv)), nkk = size_t(span(s, rk, s.Dk));
+    (void)NK;
+    (void)NV;
 
     if (s.Dk <= 256) {  // the fused forward: one state m-tile a warp for Dk ≤ 128, two for ≤ 256
-        std::vector<bf16> o(size_t(nv), nan16);
+        std::vector<bf16> o(no, nan16);
         std::vector<float> fin(size_t(ns), NAN);
-        tc::FusedArgs a{q.h.data(), k.h.data(), v.h.data(), s0.data(), o.data(), fin.data(), H, T, Dk, Dv, NC, s.pos0,
-                        d};
+        tc::FusedArgs a{qh.data(), kh.data(), vh.data(), s0.data(), o.data(), fin.data(), rk, rk, rv, ro, H, T, Dk, Dv,
+                        NC, s.pos0, d};
         auto fused = [&](auto m) {
             constexpr int MT = decltype(m)::value;
             rn_emu::launch(tc::fused_fwd_kernel<MT>, dim3(unsigned(ceil64(s.Dv)), unsigned(BH)), dim3(tc::kFusedThreads),
@@ -155,47 +194,52 @@ void check_once(const RetentionShape& s, const std::vector<Variant>& variants, u
         };
         if (s.Dk <= 128) fused(cuda::Width<1>{});
         else fused(cuda::Width<2>{});
-        expect_close(rel_err(o, out), name(s) + " fused forward: out");
+        expect_close(rel_err(gather(o, s, s.Dv, ro), out), name(s) + " fused forward: out");
         expect_close(rel_err(fin, s_fin), name(s) + " fused forward: s_final");
     }
     for (const Variant& var : variants) {
         const std::string tag = name(s) + " state tiles " + std::to_string(64 * var.state_mt) + ", output pass " +
                                 (var.out_form == 0 ? "whole chunks" : std::to_string(64 * var.out_form) + "-wide tiles");
         // two-pass forward
-        std::vector<bf16> o(size_t(nv), nan16);
+        std::vector<bf16> o(no, nan16);
         std::vector<float> fin(size_t(ns), NAN);
-        state_pass<false>(s, {k.h.data(), v.h.data(), s0.data(), hs.data(), fin.data(), H, T, Dk, Dv, NC, s.pos0, d},
-                          var.state_mt);
-        out_pass<false>(s, {q.h.data(), k.h.data(), hs.data(), v.h.data(), o.data(), H, T, Dk, Dv, NC, s.pos0, d},
-                        var.out_form);
-        expect_close(rel_err(o, out), tag + ": out");
+        state_pass<false>(
+            s, {kh.data(), vh.data(), s0.data(), hs.data(), fin.data(), rk, rv, H, T, Dk, Dv, NC, s.pos0, d},
+            var.state_mt);
+        out_pass<false>(
+            s, {qh.data(), kh.data(), hs.data(), vh.data(), o.data(), rk, rk, rv, ro, H, T, Dk, Dv, NC, s.pos0, d},
+            var.out_form);
+        expect_close(rel_err(gather(o, s, s.Dv, ro), out), tag + ": out");
         expect_close(rel_err(fin, s_fin), tag + ": s_final");
         // backward: H_c, U_c (and ds0), the dV pass, the dQ/dK pass
-        std::vector<bf16> gq(size_t(nk), nan16), gk(size_t(nk), nan16), gv(size_t(nv), nan16);
+        std::vector<bf16> gq(nkk, nan16), gk(nkk, nan16), gv(no, nan16);
         std::vector<float> gs0(size_t(ns), NAN);
-        state_pass<false>(s, {k.h.data(), v.h.data(), s0.data(), hs.data(), nullptr, H, T, Dk, Dv, NC, s.pos0, d},
-                          var.state_mt);
-        state_pass<true>(s, {q.h.data(), dout.h.data(), ds_final.data(), us.data(), gs0.data(), H, T, Dk, Dv, NC,
+        state_pass<false>(
+            s, {kh.data(), vh.data(), s0.data(), hs.data(), nullptr, rk, rv, H, T, Dk, Dv, NC, s.pos0, d},
+            var.state_mt);
+        state_pass<true>(s, {qh.data(), doh.data(), ds_final.data(), us.data(), gs0.data(), rk, ro, H, T, Dk, Dv, NC,
                              s.pos0, d},
                          var.state_mt);
-        out_pass<true>(s, {k.h.data(), q.h.data(), us.data(), dout.h.data(), gv.data(), H, T, Dk, Dv, NC, s.pos0, d},
-                       var.out_form);
-        tc::DqkArgs a{q.h.data(), k.h.data(), v.h.data(), dout.h.data(), hs.data(), us.data(), gq.data(), gk.data(),
-                      H, T, Dk, Dv, NC, s.pos0, d};
+        out_pass<true>(
+            s, {kh.data(), qh.data(), us.data(), doh.data(), gv.data(), rk, rk, ro, ro, H, T, Dk, Dv, NC, s.pos0, d},
+            var.out_form);
+        tc::DqkArgs a{qh.data(), kh.data(), vh.data(), doh.data(), hs.data(), us.data(), gq.data(), gk.data(),
+                      rk, rk, rv, ro, rk, rk, H, T, Dk, Dv, NC, s.pos0, d};
         rn_emu::launch(tc::chunk_dqk_kernel, dim3(unsigned(ceil64(s.Dk)), unsigned(NC), unsigned(BH)),
                        dim3(tc::kThreads), tc::kDqkSmem, a);
-        expect_close(rel_err(gq, dq), tag + ": dq");
-        expect_close(rel_err(gk, dk), tag + ": dk");
-        expect_close(rel_err(gv, dv), tag + ": dv");
+        expect_close(rel_err(gather(gq, s, s.Dk, rk), dq), tag + ": dq");
+        expect_close(rel_err(gather(gk, s, s.Dk, rk), dk), tag + ": dk");
+        expect_close(rel_err(gather(gv, s, s.Dv, ro), dv), tag + ": dv");
         expect_close(rel_err(gs0, ds0), tag + ": ds0");
     }
 }
 
 // in each of the emulator's modes (rn_emu::Mode: deferred and eager copies)
-void check(const RetentionShape& s, const std::vector<Variant>& variants, uint64_t seed) {
+void check(const RetentionShape& s, const std::vector<Variant>& variants, uint64_t seed, Layout lay = {}) {
     rn_emu::in_each_mode([&] {
-        BOOST_TEST_MESSAGE("emulated tensor-core retention: " << name(s) << ", " << rn_emu::mode_name(rn_emu::mode()));
-        check_once(s, variants, seed);
+        BOOST_TEST_MESSAGE("emulated tensor-core retention: " << name(s) << (lay.strided ? ", [B,T,H,D] rows" : "")
+                                                              << ", " << rn_emu::mode_name(rn_emu::mode()));
+        check_once(s, variants, seed, lay);
     });
 }
 
@@ -214,6 +258,14 @@ BOOST_AUTO_TEST_CASE(small_heads_match_the_cpu_op) {
 // large
 BOOST_AUTO_TEST_CASE(large_heads_match_the_cpu_op_in_every_kernel_form) {
     check({1, 1, 100, 160, 320, 64, 123456}, {{1, 0}, {2, 2}, {2, 1}}, 32);
+}
+
+// q, k, v, dO and every output as [B,T,H,D] rows (v with 16 elements more a token, as a
+// narrow of a wider product), two sequences and two heads so that every stride is used; each
+// kernel form as above
+BOOST_AUTO_TEST_CASE(strided_rows_match_the_cpu_op_in_every_kernel_form) {
+    check({2, 2, 70, 160, 144, 64, 7}, {{1, 0}, {2, 2}, {1, 1}}, 33, Layout{true, 16});
+    check({2, 2, 70, 64, 80, 64, 0}, {{1, 1}}, 34, Layout{true, 0});
 }
 
 BOOST_AUTO_TEST_SUITE_END()
