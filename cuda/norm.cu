@@ -6,6 +6,8 @@
 // (`centered`). With x̂ = (x − μ)·rstd (μ = 0 for rms), ĝ = dout ⊙ w:
 //   dx = rstd · (ĝ − mean_c(ĝ) − x̂ · mean_c(ĝ ⊙ x̂))     (no mean_c(ĝ) term for rms)
 //   dw = Σ_rows dout ⊙ x̂,  db = Σ_rows dout
+// With a gate (gated_rms_norm: out = x̂ ⊙ silu(gate), no weight) ĝ = dout ⊙ silu(gate) and
+//   dgate = dout ⊙ x̂ ⊙ silu'(gate),  silu'(z) = σ(z)·(1 + z·(1 − σ(z)))
 //
 // Shapes of work: a row of C ≤ 32·K·V elements goes to one warp (8 rows a 256-thread
 // block), a longer one to a whole block (≤ 512 threads); K vectors of V = 16 / sizeof(T)
@@ -210,15 +212,21 @@ norm_forward_kernel(T* __restrict__ out, typename acc_of<T>::type* __restrict__ 
 
 // ---------------------------------------------------------------- backward
 
-// Per vector of one row: ĝ = dout ⊙ w and x̂, the inputs of every backward formula.
+// Per vector of one row: ĝ = dout ⊙ w (⊙ silu(gate) with a gate row) and x̂, the inputs of
+// every backward formula.
 template <typename T, int V, typename A>
-__device__ __forceinline__ void grad_terms(const Pack<T, V>& xv, const Pack<T, V>& gv, const T* w, int64_t i, A mu,
-                                           A rs, A (&gw)[V], A (&xh)[V]) {
-    Pack<T, V> wv{};
+__device__ __forceinline__ void grad_terms(const Pack<T, V>& xv, const Pack<T, V>& gv, const T* w, const T* gate,
+                                           int64_t i, A mu, A rs, A (&gw)[V], A (&xh)[V]) {
+    Pack<T, V> wv{}, zv{};
     if (w) wv = load_pack<T, V>(w + i * V);
+    if (gate) zv = load_pack<T, V>(gate + i * V);
 #pragma unroll
     for (int e = 0; e < V; ++e) {
         gw[e] = w ? ld(gv.v[e]) * ld(wv.v[e]) : ld(gv.v[e]);
+        if (gate) {
+            const A z = ld(zv.v[e]);
+            gw[e] *= z * sigm(z);
+        }
         xh[e] = (ld(xv.v[e]) - mu) * rs;
     }
 }
@@ -229,13 +237,15 @@ __device__ __forceinline__ void grad_terms(const Pack<T, V>& xv, const Pack<T, V
 // every row (CACHE = 0) in `acc`: the dynamic shared memory when acc_in_smem (groups ×
 // (dw?, db?) × C of A), else straight in the block's rows of part_w / part_b. A warp-per-row
 // block always stages through shared memory, to add its warps' sums in warp order.
+// gate (may be null; then no w, part_w, part_b) [N, C]: the forward multiplied by silu(gate);
+// dgate (may be null) [N, C] gets that product's gradient.
 template <typename T, int V, bool WARP, int CACHE>
 __global__ void __launch_bounds__(WARP ? kWarpBlock : kMaxBlock)
 norm_backward_kernel(T* __restrict__ dx, typename acc_of<T>::type* __restrict__ part_w,
                      typename acc_of<T>::type* __restrict__ part_b, const T* __restrict__ dout,
                      const T* __restrict__ x, const T* __restrict__ w, const typename acc_of<T>::type* __restrict__ mean,
                      const typename acc_of<T>::type* __restrict__ rstd, int64_t rows, int64_t cols, bool centered,
-                     bool acc_in_smem) {
+                     bool acc_in_smem, const T* __restrict__ gate, T* __restrict__ dgate) {
     using A = typename acc_of<T>::type;
     using P = Pack<T, V>;
     using PA = Pack<A, V>;
@@ -269,15 +279,26 @@ norm_backward_kernel(T* __restrict__ dx, typename acc_of<T>::type* __restrict__ 
 #pragma unroll
     for (int k = 0; k < KR; ++k) rw[k] = rb[k] = PA{};
 
-    // dx of one vector, once the row sums are known; leaves x̂ for the dw sum
-    auto write_dx = [&](const P& xv, const P& gv, int64_t i, A mu, A rs, A mean_g, A mean_gx, T* dxr, A (&xh)[V]) {
+    // dx (and dgate) of one vector, once the row sums are known; leaves x̂ for the dw sum
+    auto write_dx = [&](const P& xv, const P& gv, int64_t i, A mu, A rs, A mean_g, A mean_gx, T* dxr, const T* gtr,
+                        T* dgr, A (&xh)[V]) {
         A gw[V];
-        grad_terms<T, V>(xv, gv, w, i, mu, rs, gw, xh);
+        grad_terms<T, V>(xv, gv, w, gtr, i, mu, rs, gw, xh);
         if (dxr) {
             P o;
 #pragma unroll
             for (int e = 0; e < V; ++e) o.v[e] = st<T>(rs * (gw[e] - mean_g - xh[e] * mean_gx));
             store_pack(dxr + i * V, o);
+        }
+        if (dgr) {
+            const P zv = load_pack<T, V>(gtr + i * V);
+            P o;
+#pragma unroll
+            for (int e = 0; e < V; ++e) {
+                const A z = ld(zv.v[e]), sz = sigm(z);
+                o.v[e] = st<T>(ld(gv.v[e]) * xh[e] * sz * (A(1) + z * (A(1) - sz)));
+            }
+            store_pack(dgr + i * V, o);
         }
     };
 
@@ -285,6 +306,8 @@ norm_backward_kernel(T* __restrict__ dx, typename acc_of<T>::type* __restrict__ 
         const T* xr = x + r * cols;             // [C]
         const T* gr = dout + r * cols;          // [C]
         T* dxr = dx ? dx + r * cols : nullptr;  // [C]
+        const T* gtr = gate ? gate + r * cols : nullptr;
+        T* dgr = dgate ? dgate + r * cols : nullptr;
         const A mu = centered ? mean[r] : A(0), rs = rstd[r];
         A sg = A(0), sgx = A(0);  // Σ ĝ, Σ ĝ x̂
         if constexpr (CACHE > 0) {
@@ -303,7 +326,7 @@ norm_backward_kernel(T* __restrict__ dx, typename acc_of<T>::type* __restrict__ 
                     const int64_t i = g.lane + int64_t(k) * g.nth;
                     if (i < nvec) {
                         A gw[V], xh[V];
-                        grad_terms<T, V>(xb[k], gb[k], w, i, mu, rs, gw, xh);
+                        grad_terms<T, V>(xb[k], gb[k], w, gtr, i, mu, rs, gw, xh);
 #pragma unroll
                         for (int e = 0; e < V; ++e) {
                             sg += gw[e];
@@ -320,7 +343,7 @@ norm_backward_kernel(T* __restrict__ dx, typename acc_of<T>::type* __restrict__ 
                 const int64_t i = g.lane + int64_t(k) * g.nth;
                 if (i < nvec) {
                     A xh[V];
-                    write_dx(xb[k], gb[k], i, mu, rs, mean_g, mean_gx, dxr, xh);
+                    write_dx(xb[k], gb[k], i, mu, rs, mean_g, mean_gx, dxr, gtr, dgr, xh);
 #pragma unroll
                     for (int e = 0; e < V; ++e) {
                         rw[k].v[e] += ld(gb[k].v[e]) * xh[e];
@@ -332,7 +355,8 @@ norm_backward_kernel(T* __restrict__ dx, typename acc_of<T>::type* __restrict__ 
             if (dx) {
                 for (int64_t i = g.lane; i < nvec; i += g.nth) {
                     A gw[V], xh[V];
-                    grad_terms<T, V>(load_pack<T, V>(xr + i * V), load_pack<T, V>(gr + i * V), w, i, mu, rs, gw, xh);
+                    grad_terms<T, V>(load_pack<T, V>(xr + i * V), load_pack<T, V>(gr + i * V), w, gtr, i, mu, rs, gw,
+                                     xh);
 #pragma unroll
                     for (int e = 0; e < V; ++e) {
                         sg += gw[e];
@@ -346,7 +370,7 @@ norm_backward_kernel(T* __restrict__ dx, typename acc_of<T>::type* __restrict__ 
             for (int64_t i = g.lane; i < nvec; i += g.nth) {
                 const P gv = load_pack<T, V>(gr + i * V);
                 A xh[V];
-                write_dx(load_pack<T, V>(xr + i * V), gv, i, mu, rs, mean_g, mean_gx, dxr, xh);
+                write_dx(load_pack<T, V>(xr + i * V), gv, i, mu, rs, mean_g, mean_gx, dxr, gtr, dgr, xh);
                 if (aw) {
                     PA a = load_pack<A, V>(aw + i * V);
 #pragma unroll
@@ -476,7 +500,8 @@ void norm_forward(bool centered, void* out, void* mean, void* rstd, const void* 
 
 template <typename T>
 void norm_backward(bool centered, void* dx, void* dw, void* db, const void* dout, const void* x, const void* w,
-                   const void* mean, const void* rstd, int64_t rows, int64_t cols) {
+                   const void* mean, const void* rstd, int64_t rows, int64_t cols, const void* gate = nullptr,
+                   void* dgate = nullptr) {
     using A = typename acc_of<T>::type;
     constexpr int V = 16 / int(sizeof(T));
     constexpr int K = sizeof(T) == 2 ? 2 : 4;  // two arrays (x, dout) kept: half the forward's share
@@ -488,7 +513,7 @@ void norm_backward(bool centered, void* dx, void* dw, void* db, const void* dout
         return;
     }
     const bool vec = cols % V == 0 && aligned16(dout) && aligned16(x) && (!dx || aligned16(dx)) &&
-                     (!w || aligned16(w));
+                     (!w || aligned16(w)) && (!gate || aligned16(gate)) && (!dgate || aligned16(dgate));
     const Plan p = plan_norm(cols, vec ? V : 1, K);
     const int gpb = p.warp ? p.threads / 32 : 1;
     const int nacc = (dw != nullptr) + (db != nullptr);
@@ -522,7 +547,7 @@ void norm_backward(bool centered, void* dx, void* dw, void* db, const void* dout
         kern<<<grid, p.threads, smem, s>>>(static_cast<T*>(dx), pwp, pbp, static_cast<const T*>(dout),
                                            static_cast<const T*>(x), static_cast<const T*>(w),
                                            static_cast<const A*>(mean), static_cast<const A*>(rstd), rows, cols,
-                                           centered, in_smem);
+                                           centered, in_smem, static_cast<const T*>(gate), static_cast<T*>(dgate));
         RN_CUDA_CHECK_LAUNCH();
         const int sum_blocks = int((cols + kSumCols - 1) / kSumCols);
         if (dw) {
@@ -577,12 +602,22 @@ void add_rms_norm_forward(DType dt, void* out, void* sum, const void* x, const v
 }
 
 void gated_rms_norm_forward(DType dt, void* out, const void* x, const void* gate, int64_t rows, int64_t cols,
-                            double eps) {
+                            double eps, void* rstd) {
     if (rows == 0 || cols == 0) return;
     RN_CHECK(rows > 0 && cols > 0, "gated_rms_norm (CUDA): bad sizes ", rows, " x ", cols);
     dispatch_float(dt, "gated_rms_norm", [&](auto tag) {
-        norm_forward<decltype(tag)>(false, out, nullptr, nullptr, x, nullptr, nullptr, rows, cols, eps, nullptr,
+        norm_forward<decltype(tag)>(false, out, nullptr, rstd, x, nullptr, nullptr, rows, cols, eps, nullptr,
                                     nullptr, gate);
+    });
+}
+
+void gated_rms_norm_backward(DType dt, void* dx_or_null, void* dgate_or_null, const void* dout, const void* x,
+                             const void* gate, const void* rstd, int64_t rows, int64_t cols) {
+    if (rows == 0 || cols == 0 || (!dx_or_null && !dgate_or_null)) return;
+    RN_CHECK(rows > 0 && cols > 0, "gated_rms_norm backward (CUDA): bad sizes ", rows, " x ", cols);
+    dispatch_float(dt, "gated_rms_norm backward", [&](auto tag) {
+        norm_backward<decltype(tag)>(false, dx_or_null, nullptr, nullptr, dout, x, nullptr, nullptr, rstd, rows, cols,
+                                     gate, dgate_or_null);
     });
 }
 

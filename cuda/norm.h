@@ -29,9 +29,13 @@ void rms_norm_forward(DType dt, void* out, void* rstd, const void* x, const void
 void add_rms_norm_forward(DType dt, void* out, void* sum, const void* x, const void* res, const void* w_or_null,
                           int64_t rows, int64_t cols, double eps);
 //   out = silu(gate) ⊙ rms_norm(x) (no weight) [N, C], gate [N, C]: a retention layer's group
-//   norm and output gate in one pass (forward only, so no rstd; ops/norm.h gated_rms_norm)
+//   norm and output gate in one pass (ops/norm.h gated_rms_norm); rstd [N] (may be null: a
+//   forward-only caller) for the backward
 void gated_rms_norm_forward(DType dt, void* out, const void* x, const void* gate, int64_t rows, int64_t cols,
-                            double eps);
+                            double eps, void* rstd = nullptr);
+//   its backward: dx [N, C], dgate [N, C] (either may be null) from dout, x, gate, rstd
+void gated_rms_norm_backward(DType dt, void* dx_or_null, void* dgate_or_null, const void* dout, const void* x,
+                             const void* gate, const void* rstd, int64_t rows, int64_t cols);
 //   dx [N, C], dw [C]; dout [N, C]
 void rms_norm_backward(DType dt, void* dx_or_null, void* dw_or_null, const void* dout, const void* x,
                        const void* w_or_null, const void* rstd, int64_t rows, int64_t cols);

@@ -178,8 +178,12 @@ void rms_norm_forward(DType, void*, void*, const void*, const void*, int64_t, in
 void add_rms_norm_forward(DType, void*, void*, const void*, const void*, const void*, int64_t, int64_t, double) {
     no_cuda("add_rms_norm");
 }
-void gated_rms_norm_forward(DType, void*, const void*, const void*, int64_t, int64_t, double) {
+void gated_rms_norm_forward(DType, void*, const void*, const void*, int64_t, int64_t, double, void*) {
     no_cuda("gated_rms_norm");
+}
+void gated_rms_norm_backward(DType, void*, void*, const void*, const void*, const void*, const void*, int64_t,
+                             int64_t) {
+    no_cuda("gated_rms_norm backward");
 }
 void rms_norm_backward(DType, void*, void*, const void*, const void*, const void*, const void*, int64_t, int64_t) {
     no_cuda("rms_norm backward");

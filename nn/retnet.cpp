@@ -6,6 +6,7 @@
 
 #include "autograd/checkpoint.h"
 #include "autograd/grad_mode.h"
+#include "core/env.h"
 #include "cuda/pdl.h"
 #include "ops/ops.h"
 #include "ops/rotary.h"
@@ -128,7 +129,13 @@ Tensor MultiScaleRetention::finish(const Tensor& y, const Tensor& g) const {
         Tensor z = gated_rms_norm(y, g.reshape(y.shape()), eps_);
         return out_proj->forward(z.reshape({B, T, H_ * Dv_}));
     }
-    // per-head RMSNorm without weight (torchscale's group_norm), statistics in fp32
+    // per-head RMSNorm without weight (torchscale's group_norm), statistics in fp32. On the
+    // GPU the norm and the gate are one op forward and backward (the decode step's kernel;
+    // RN_FUSED_GATED_NORM=0: the two ops below), the projection after it.
+    if (y.is_cuda() && env_choice("RN_FUSED_GATED_NORM", {0, 1}, 1) == 1) {
+        Tensor z = gated_rms_norm(y.permute({0, 2, 1, 3}), g.reshape({B, T, H_, Dv_}), eps_);
+        return out_proj->forward(z.reshape({B, T, H_ * Dv_}));
+    }
     Tensor yn = rms_norm(y.permute({0, 2, 1, 3}), Tensor(), eps_);
     return gated_projection(g, yn.reshape({B, T, H_ * Dv_}), *out_proj);  // silu(g) ⊙ yn, one fused pass
 }

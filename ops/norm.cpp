@@ -92,6 +92,25 @@ struct RmsNormBackward : Node {
     void release() override { x.reset(); weight.reset(); rstd.reset(); }
     std::string name() const override { return "RmsNormBackward"; }
 };
+// silu(gate) ⊙ rms_norm(x) on CUDA: one backward kernel for dx and dgate (cuda/norm.cu)
+struct GatedRmsNormBackward : Node {
+    SavedTensor x, gate;  // [N, C] contiguous
+    SavedTensor rstd;     // [N], stat_dtype
+    int64_t rows = 0, cols = 0;
+    std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+        const char* n = "GatedRmsNormBackward";
+        Tensor xs = x.get(n), gs = gate.get(n), rs = rstd.get(n);
+        Tensor dout = contiguous_nograd(g[0]);
+        Tensor dx = needs_input_grad(0) ? empty(input_meta[0].shape, xs.dtype(), xs.device()) : Tensor();
+        Tensor dg = needs_input_grad(1) ? empty(input_meta[1].shape, xs.dtype(), xs.device()) : Tensor();
+        cuda::gated_rms_norm_backward(xs.dtype(), dx.defined() ? dx.raw_data() : nullptr,
+                                      dg.defined() ? dg.raw_data() : nullptr, dout.raw_data(), xs.raw_data(),
+                                      gs.raw_data(), rs.raw_data(), rows, cols);
+        return {dx, dg};
+    }
+    void release() override { x.reset(), gate.reset(), rstd.reset(); }
+    std::string name() const override { return "GatedRmsNormBackward"; }
+};
 // the norm's output made again from x and the weight, then the products' backward and the
 // norm's (see rms_norm_linear in ops/norm.h); inputs x, weight, W_0 … W_(k−1)
 struct RmsNormLinearBackward : Node {
@@ -201,13 +220,25 @@ Tensor gated_rms_norm(const Tensor& x, const Tensor& gate, double eps) {
              "gated_rms_norm: x and gate must have the same shape, got ", x.defined() ? x.shape() : Shape{}, " and ",
              gate.defined() ? gate.shape() : Shape{});
     check_same_dtype_device(x, gate, "gated_rms_norm");
-    if (!x.is_cuda() || any_requires_grad({x, gate})) return silu_mul(gate, rms_norm(x, Tensor(), eps));
+    if (!x.is_cuda()) return silu_mul(gate, rms_norm(x, Tensor(), eps));
     check_norm_inputs("gated_rms_norm", x, Tensor(), Tensor(), eps);
     const int64_t cols = x.shape().back();
     const int64_t rows = cols ? x.numel() / cols : 0;
     Tensor xc = contiguous_nograd(x), gc = contiguous_nograd(gate);
     Tensor out = empty(xc.shape(), xc.dtype(), xc.device());
-    cuda::gated_rms_norm_forward(xc.dtype(), out.raw_data(), xc.raw_data(), gc.raw_data(), rows, cols, eps);
+    const bool grad = any_requires_grad({x, gate});
+    Tensor rstd = grad ? empty({rows}, stat_dtype(xc.dtype()), xc.device()) : Tensor();
+    cuda::gated_rms_norm_forward(xc.dtype(), out.raw_data(), xc.raw_data(), gc.raw_data(), rows, cols, eps,
+                                 grad ? rstd.raw_data() : nullptr);
+    if (grad) {
+        auto n = std::make_shared<GatedRmsNormBackward>();
+        n->x = SavedTensor(xc);
+        n->gate = SavedTensor(gc);
+        n->rstd = SavedTensor(rstd);
+        n->rows = rows;
+        n->cols = cols;
+        record(n, {x, gate}, {out});
+    }
     return out;
 }
 

@@ -23,8 +23,9 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight = Tensor(), double eps = 1
 std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x, const Tensor& h, const Tensor& weight = Tensor(),
                                        double eps = 1e-6);
 // silu(gate) ⊙ rms_norm(x) (no weight; gate has x's shape): a retention layer's group norm
-// and output gate. One kernel on CUDA without autograd (rounded once, where the two ops
-// round the norm to the dtype before the product); otherwise silu_mul(gate, rms_norm(x)).
+// and output gate. On CUDA one kernel forward and one backward (rounded once, where the two
+// ops round the norm to the dtype before the product; the backward keeps x, gate and the
+// row statistics); on the CPU silu_mul(gate, rms_norm(x)).
 Tensor gated_rms_norm(const Tensor& x, const Tensor& gate, double eps = 1e-6);
 
 // { rms_norm(x, weight, eps) · W_iᵀ for each W_i } ([..., C] → [..., m_i]; each W_i [m_i, C],

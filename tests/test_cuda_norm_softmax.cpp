@@ -328,6 +328,30 @@ BOOST_AUTO_TEST_CASE(gated_rms_norm_fused_matches_the_two_ops) {
         }
 }
 
+BOOST_AUTO_TEST_CASE(gated_rms_norm_backward_matches_cpu) {
+    // with autograd on: the fused forward keeps the row statistics and its backward kernel
+    // gives dx and dgate, against the CPU's silu_mul(gate, rms_norm(x)) and its gradients;
+    // rows a warp, a cached block, a streaming block, and an odd width (one element a thread)
+    Generator g(210);
+    const Shape shapes[] = {{192, 512}, {5, 8192}, {2, 20000}, {9, 77}};
+    for (DType dt : {DType::f32, DType::bf16, DType::f64})
+        for (const auto& s : shapes) {
+            BOOST_TEST_CONTEXT(dt << " " << s) {
+                Tensor x = randn(s, g, DType::f32).to(dt), gate = randn(s, g, DType::f32).to(dt);
+                Tensor dout = randn(s, g, DType::f32).to(dt);
+                Tensor xg = x.to(gpu).requires_grad_(), gg = gate.to(gpu).requires_grad_();
+                Tensor xc = cpu_ref_input(x).requires_grad_(), gc = cpu_ref_input(gate).requires_grad_();
+                Tensor out = gated_rms_norm(xg, gg, 1e-6);
+                Tensor want = gated_rms_norm(xc, gc, 1e-6);
+                out.backward(dout.to(gpu));
+                want.backward(cpu_ref_input(dout));
+                check_close(out, want, tol_for(dt), "out");
+                check_close(xg.grad(), xc.grad(), tol_for(dt), "dx");
+                check_close(gg.grad(), gc.grad(), tol_for(dt), "dgate");
+            }
+        }
+}
+
 // swiglu_linear (ops/swiglu.h) against the two ops on the GPU — y, da, db bit for bit (the
 // same kernels: the backward's recompute writes the forward's expression), dW to rounding —
 // and against the CPU; an odd width takes the scalar tail of silu_mul_backward_recompute
