@@ -17,7 +17,9 @@ size_t retention_saved_states_bytes(RetentionMode mode, DType dt, const Retentio
                                     const std::vector<double>& gamma);
 // Whether a call of this shape goes to the bf16 tensor-core kernels, which read sequence
 // tensors in any RetentionRows layout whose rows start on 16-byte boundaries (the model's
-// [B,T,H,D] projections, without permuting copies). `rows` below may be given only then;
+// [B,T,H,D] projections, without permuting copies). `rows` below may be given only then,
+// and only with every pointer of the call (states included) 16-byte aligned: the generic
+// kernels, which the call would otherwise fall back to, take contiguous tensors only.
 // null means every tensor is contiguous [B,H,T,D].
 bool retention_takes_rows(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma);
 bool retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,

@@ -24,9 +24,9 @@ namespace {
 
 using namespace ret_tc;
 
-// the rows of a tensor in the kernels' terms (all-zero SeqRows: contiguous [B,H,T,D])
+// the rows of a tensor in the kernels' terms (SeqRows not given: contiguous [B,H,T,D])
 Rows rows_of(const SeqRows& r, const RetentionShape& s, int64_t D) {
-    if (r.sb == 0 && r.sh == 0 && r.st == 0) return Rows{s.H * s.T * D, s.T * D, D};
+    if (!r.given) return Rows{s.H * s.T * D, s.T * D, D};
     return Rows{r.sb, r.sh, r.st};
 }
 

@@ -13,7 +13,8 @@
 namespace rn::cuda {
 
 // Whether this path takes a call of this shape (the pointers and layouts aside): where it
-// does, its tensors may have any RetentionRows layout with 16-byte aligned rows.
+// does, its tensors may have any RetentionRows layout with 16-byte aligned rows (a stride
+// may be 0), as long as every pointer is 16-byte aligned too.
 bool retention_chunkwise_tc_takes_rows(const RetentionShape& s, const std::vector<double>& gamma);
 // The bytes of the bf16 chunk states H_c [B,H,NC,Dk,Dv] that the forward can keep for the
 // backward (its two-pass form makes them anyway); 0 where it would not (an unsupported shape,

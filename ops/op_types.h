@@ -31,9 +31,11 @@ struct RetentionShape {
     int64_t B, H, T, Dk, Dv, chunk, pos0;
 };
 // Where the rows of a [B, H, T, D] sequence tensor lie (its last dim contiguous), in
-// elements: row (b, h, t) starts at b·sb + h·sh + t·st. All zero: contiguous [B, H, T, D].
+// elements: row (b, h, t) starts at b·sb + h·sh + t·st (a stride may be 0: a broadcast).
+// Not `given`: contiguous [B, H, T, D].
 struct SeqRows {
     int64_t sb = 0, sh = 0, st = 0;
+    bool given = false;
 };
 // The layouts of one retention call's sequence tensors (the forward's q, k, v, out; the
 // backward's too, and dout, dq, dk, dv). Only the bf16 tensor-core kernels read them

@@ -41,15 +41,27 @@ void check_gamma(const std::vector<double>& gamma, int64_t H, const char* op) {
 }
 
 // Strided rows (Note [Retention without permutes]): a [B,H,T,D] tensor the tensor-core
-// kernels can read where it lies — its last dim contiguous, every row on a 16-byte boundary.
+// kernels can read where it lies — its last dim contiguous, every row on a 16-byte boundary
+// (a broadcast dim, stride 0, included). A dim of size 1 has no stride that matters.
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
 bool rows_readable(const Tensor& t) {
     const int64_t align = 16 / int64_t(dtype_size(t.dtype()));
     if (t.stride(3) != 1 && t.size(3) > 1) return false;
     for (int d = 0; d < 3; ++d)
-        if (t.stride(d) % align) return false;
-    return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0;
+        if (t.size(d) > 1 && t.stride(d) % align) return false;
+    return aligned16(t);
 }
-SeqRows rows_of(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
+SeqRows rows_of(const Tensor& t) {
+    auto st = [&](int d) { return t.size(d) > 1 ? t.stride(d) : int64_t(0); };
+    return {st(0), st(1), st(2), true};
+}
+// a fresh contiguous copy (aligned by the allocator), where contiguous_nograd could hand
+// back a misaligned view
+Tensor fresh_copy(const Tensor& t) {
+    Tensor c = empty(t.shape(), t.dtype(), t.device());
+    copy_nograd(c, t);
+    return c;
+}
 // [B,H,T,D] laid out as [B,T,H,D]: what the model's projections give, and what it reads back
 Tensor empty_bthd(int64_t B, int64_t H, int64_t T, int64_t D, DType dt, Device dev) {
     return empty({B, T, H, D}, dt, dev).permute({0, 2, 1, 3});
@@ -69,8 +81,11 @@ struct RetentionBackward : Node {
     std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
         const char* n = "RetentionBackward";
         Tensor qs = q.get(n), ks = k.get(n), vs = v.get(n), s0s = s0.get(n);
-        Tensor dout = strided && rows_readable(grads[0]) ? grads[0] : contiguous_nograd(grads[0]);
+        // the strided path must not fall back (the generic kernels cannot write the [B,T,H,D]
+        // gradients): what it cannot read where it lies becomes a fresh, aligned copy
+        Tensor dout = !strided ? contiguous_nograd(grads[0]) : rows_readable(grads[0]) ? grads[0] : fresh_copy(grads[0]);
         Tensor dsT = has_state_out ? contiguous_nograd(grads[1]) : Tensor();
+        if (strided && dsT.defined() && !(dsT.is_contiguous() && aligned16(dsT))) dsT = fresh_copy(dsT);
         auto grad_like = [&](const Tensor& t) {
             return strided ? empty_bthd(t.size(0), t.size(1), t.size(2), t.size(3), t.dtype(), t.device())
                            : empty_like(t);
@@ -162,12 +177,12 @@ RetentionResult retention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
     // gradients) as [B,T,H,D], returned as [B,H,T,D] views of it. Contiguous inputs keep
     // contiguous outputs; every other path makes its inputs contiguous as before.
     // RN_RETENTION_ROWS=0 makes the copies again (for A/B runs).
+    Tensor s0 = s0_in.defined() ? contiguous_nograd(s0_in) : Tensor();
     const bool strided = q_in.is_cuda() && !q_in.is_contiguous() && env_choice("RN_RETENTION_ROWS", {0, 1}, 1) == 1 &&
                          cuda::retention_takes_rows(opt.mode, q_in.dtype(), shape, gamma) && rows_readable(q_in) &&
-                         rows_readable(k_in) && rows_readable(v_in);
+                         rows_readable(k_in) && rows_readable(v_in) && (!s0.defined() || aligned16(s0));
     Tensor q = strided ? q_in : contiguous_nograd(q_in), k = strided ? k_in : contiguous_nograd(k_in),
            v = strided ? v_in : contiguous_nograd(v_in);
-    Tensor s0 = s0_in.defined() ? contiguous_nograd(s0_in) : Tensor();
     Tensor out = strided ? empty_bthd(B, H, T, Dv, v.dtype(), v.device()) : empty(v.shape(), v.dtype(), v.device());
     // the final state is always computed when the graph may need it (its gradient path)
     Tensor sT = opt.return_state ? empty({B, H, Dk, Dv}, sdt, q.device()) : Tensor();
@@ -176,10 +191,11 @@ RetentionResult retention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
     // Where the forward makes chunk states anyway (CUDA bf16, Dk > 128: the two-pass form),
     // training keeps them for the backward, which would otherwise make them again: the same
     // bits, one state pass less a layer, for NC·Dk·Dv bf16 a (b, h) held until the backward
-    // (2.4 GB at `small` B8 T2048). RN_RETENTION_SAVE_STATES=0 makes them again instead.
+    // (2.4 GB at `small` B8 T2048). Only dq reads them: kept only when q needs a gradient.
+    // RN_RETENTION_SAVE_STATES=0 makes them again instead.
     Tensor states;
     if (q.is_cuda()) {
-        const size_t bytes = grad && env_choice("RN_RETENTION_SAVE_STATES", {0, 1}, 1) == 1
+        const size_t bytes = grad && q_in.requires_grad() && env_choice("RN_RETENTION_SAVE_STATES", {0, 1}, 1) == 1
                                  ? cuda::retention_saved_states_bytes(opt.mode, q.dtype(), shape, gamma)
                                  : 0;
         if (bytes) states = empty({int64_t(bytes / 2)}, DType::bf16, q.device());

@@ -30,11 +30,15 @@ struct RetentionOptions {
 };
 
 struct RetentionResult {
-    Tensor out;    // [B,H,T,Dv], dtype of v
+    Tensor out;    // [B,H,T,Dv], dtype of v; not always contiguous (below)
     Tensor state;  // [B,H,Dk,Dv] when asked for, else undefined
 };
 
 // gamma: one decay per head, each in (0, 1). initial_state: undefined or [B,H,Dk,Dv].
+// q, k, v may be views in any layout. Where CUDA's bf16 tensor-core kernels take a call
+// whose q is not contiguous (the model's [B,T,H,D] products seen as [B,H,T,D]), they read
+// q, k, v where they lie and `out` (and, in the backward, the gradients) is a [B,H,T,Dv]
+// view of a [B,T,H,Dv] tensor: use reshape(), not view(), on it. Otherwise out is contiguous.
 RetentionResult retention(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<double>& gamma,
                           const RetentionOptions& opt = {}, const Tensor& initial_state = Tensor());
 

@@ -153,6 +153,7 @@ BOOST_AUTO_TEST_CASE(saved_chunk_states_give_the_gradients_of_states_made_again)
             BOOST_TEST(bytes == size_t(B * H * 4 * Dk * Dv * 2));  // 4 chunks of 64 for T = 200
             Grads got[2];
             size_t live[2] = {0, 0};
+            uint64_t allocs[2] = {0, 0};  // device_malloc calls of the backward
             for (int save : {0, 1}) {
                 setenv("RN_RETENTION_SAVE_STATES", save ? "1" : "0", 1);
                 auto leaf = [&](const Tensor& t) { return t.to(gpu).clone().requires_grad_(); };
@@ -164,13 +165,18 @@ BOOST_AUTO_TEST_CASE(saved_chunk_states_give_the_gradients_of_states_made_again)
                 const size_t before = cuda::memory_stats(0).allocated;
                 RetentionResult r = retention(ql, kl, vl, g, o, sl);
                 live[save] = cuda::memory_stats(0).allocated - before;
-                run_backward({r.out, r.state}, {dO.to(gpu), dsT.to(gpu)});
+                Tensor dOg = dO.to(gpu), dsTg = dsT.to(gpu);
+                const uint64_t a0 = cuda::memory_stats(0).allocations;
+                run_backward({r.out, r.state}, {dOg, dsTg});
+                allocs[save] = cuda::memory_stats(0).allocations - a0;
                 got[save] = {r.out, r.state, ql.grad(), kl.grad(), vl.grad(), sl.grad()};
             }
             unsetenv("RN_RETENTION_SAVE_STATES");
             // (the caching allocator rounds a large block up to whole 2 MiB)
             BOOST_TEST(live[1] >= live[0] + bytes);
             BOOST_TEST(live[1] < live[0] + bytes + (size_t(2) << 20));
+            // and the backward read them: it made no H_c buffer of its own (one allocation fewer)
+            BOOST_TEST(allocs[0] == allocs[1] + 1);
             BOOST_TEST(max_abs_diff(got[1].out, got[0].out) == 0.0);
             BOOST_TEST(max_abs_diff(got[1].dq, got[0].dq) == 0.0);
             BOOST_TEST(max_abs_diff(got[1].dk, got[0].dk) == 0.0);
@@ -210,7 +216,8 @@ BOOST_AUTO_TEST_CASE(strided_rows_match_cpu_without_copies) {
                 Tensor qb = randn({B, T, H * c.Dk}, gen).to(DType::bf16);
                 Tensor kb = (randn({B, T, H * c.Dk}, gen) * 0.5).to(DType::bf16);
                 Tensor wide = randn({B, T, H, c.Dv + 8}, gen).to(DType::bf16);
-                Tensor dO = randn({B, H, T, c.Dv}, gen).to(DType::bf16);
+                // dO as the model's backward gives it: [B,T,H,Dv] rows seen as [B,H,T,Dv]
+                Tensor dO = randn({B, T, H, c.Dv}, gen).to(DType::bf16).permute({0, 2, 1, 3});
                 auto views = [&](Device dev, Tensor& ql, Tensor& kl, Tensor& wl) {
                     ql = qb.to(dev).requires_grad_(), kl = kb.to(dev).requires_grad_();
                     wl = wide.to(dev).requires_grad_();
@@ -231,12 +238,44 @@ BOOST_AUTO_TEST_CASE(strided_rows_match_cpu_without_copies) {
                 BOOST_TEST(got.is_contiguous() == !c.strided);
                 check_close(got, want, retention_tol(DType::bf16), "output");
                 run_backward({got}, {dO.to(gpu)});
-                run_backward({want}, {dO.to(DType::f32)});
+                run_backward({want}, {cpu_ref_input(dO)});
                 check_close(qg.grad(), qc.grad(), retention_tol(DType::bf16), "dq");
                 check_close(kg.grad(), kc.grad(), retention_tol(DType::bf16), "dk");
                 check_close(wg.grad(), wc.grad(), retention_tol(DType::bf16), "dv (in the wider product)");
             }
         }
+    // what must not fall back once the forward read strided rows: an output gradient that is
+    // a broadcast (a sum over B, H, T: strides 0) and an initial state not on 16 bytes (the
+    // forward then copies instead of reading rows); both against the CPU
+    BOOST_TEST_CONTEXT("broadcast dO, misaligned s0") {
+        const int64_t Dk = 192, Dv = 96;
+        const auto g = decays(H);
+        Tensor qb = randn({B, T, H * Dk}, gen).to(DType::bf16), kb = (randn({B, T, H * Dk}, gen) * 0.5).to(DType::bf16);
+        Tensor vb = randn({B, T, H * Dv}, gen).to(DType::bf16), drow = randn({Dv}, gen).to(DType::bf16);
+        Tensor s0flat = randn({B * H * Dk * Dv + 1}, gen);
+        for (bool misaligned_s0 : {false, true}) {
+            auto run_on = [&](Device dev, Tensor& ql, Tensor& kl, Tensor& vl) {
+                ql = qb.to(dev).requires_grad_(), kl = kb.to(dev).requires_grad_(), vl = vb.to(dev).requires_grad_();
+                auto bhtd = [&](const Tensor& t, int64_t D) { return t.view({B, T, H, D}).permute({0, 2, 1, 3}); };
+                Tensor s0 = misaligned_s0 ? s0flat.to(dev).narrow(0, 1, B * H * Dk * Dv).view({B, H, Dk, Dv})
+                                          : Tensor();
+                auto cast = [&](const Tensor& t) { return dev.is_cuda() ? t : t.to(DType::f32); };
+                RetentionOptions o;
+                o.pos0 = 2;
+                Tensor out = retention(cast(bhtd(ql, Dk)), cast(bhtd(kl, Dk)), cast(bhtd(vl, Dv)), g, o, s0).out;
+                Tensor dO = cast(drow.to(dev)).view({1, 1, 1, Dv}).expand({B, H, T, Dv});
+                run_backward({out}, {dO});
+                return out;
+            };
+            Tensor qg, kg, vg, qc, kc, vc;
+            Tensor got = run_on(gpu, qg, kg, vg), want = run_on(Device::cpu(), qc, kc, vc);
+            BOOST_TEST(got.is_contiguous() == misaligned_s0);  // strided rows unless s0 stops them
+            check_close(got, want, retention_tol(DType::bf16), "output");
+            check_close(qg.grad(), qc.grad(), retention_tol(DType::bf16), "dq");
+            check_close(kg.grad(), kc.grad(), retention_tol(DType::bf16), "dk");
+            check_close(vg.grad(), vc.grad(), retention_tol(DType::bf16), "dv");
+        }
+    }
 }
 
 BOOST_AUTO_TEST_CASE(other_chunk_lengths_match_cpu) {

@@ -123,10 +123,13 @@ struct Variant {
 };
 
 // Where the sequence tensors lie: contiguous [B,H,T,D], or strided rows, then
-// [B,T,H,D] with `pad` more elements after each token's H·D (a multiple of 8)
+// [B,T,H,D] with some elements after each token's H·D: `pad` for v, and a different
+// multiple of 8 for each other tensor, so that a kernel reading one tensor's rows with
+// another's stride fails
 struct Layout {
     bool strided = false;
     int64_t pad = 0;
+    int64_t extra(int which) const { return strided ? 8 * which : 0; }
     tc::Rows rows(const RetentionShape& s, int64_t D, int64_t pad_here) const {
         if (!strided) return {s.H * s.T * D, s.T * D, D};
         const int64_t st = s.H * D + pad_here;
@@ -175,17 +178,20 @@ void check_once(const RetentionShape& s, const std::vector<Variant>& variants, u
     const bf16 nan16 = __float2bfloat16(NAN);
     std::vector<bf16> hs(size_t(BH * NC) * size_t(Dk * Dv)), us(hs.size());
     // the kernels' inputs where the layout puts them; outputs are read back from theirs
-    const tc::Rows rk = lay.rows(s, s.Dk, 0), rv = lay.rows(s, s.Dv, lay.pad), ro = lay.rows(s, s.Dv, 0);
-    const std::vector<bf16> qh = place(q.h, s, s.Dk, rk), kh = place(k.h, s, s.Dk, rk), vh = place(v.h, s, s.Dv, rv),
-                            doh = place(dout.h, s, s.Dv, ro);
-    const size_t no = size_t(span(s, ro, s.Dv)), nkk = size_t(span(s, rk, s.Dk));
+    const tc::Rows rq = lay.rows(s, s.Dk, 0), rk = lay.rows(s, s.Dk, lay.extra(1)), rv = lay.rows(s, s.Dv, lay.pad),
+                   ro = lay.rows(s, s.Dv, 0), rdo = lay.rows(s, s.Dv, lay.extra(3)),
+                   rdq = lay.rows(s, s.Dk, lay.extra(2)), rdk = lay.rows(s, s.Dk, lay.extra(4)),
+                   rdv = lay.rows(s, s.Dv, lay.extra(5));
+    const std::vector<bf16> qh = place(q.h, s, s.Dk, rq), kh = place(k.h, s, s.Dk, rk), vh = place(v.h, s, s.Dv, rv),
+                            doh = place(dout.h, s, s.Dv, rdo);
+    const size_t no = size_t(span(s, ro, s.Dv));
     (void)NK;
     (void)NV;
 
     if (s.Dk <= 256) {  // the fused forward: one state m-tile a warp for Dk ≤ 128, two for ≤ 256
         std::vector<bf16> o(no, nan16);
         std::vector<float> fin(size_t(ns), NAN);
-        tc::FusedArgs a{qh.data(), kh.data(), vh.data(), s0.data(), o.data(), fin.data(), rk, rk, rv, ro, H, T, Dk, Dv,
+        tc::FusedArgs a{qh.data(), kh.data(), vh.data(), s0.data(), o.data(), fin.data(), rq, rk, rv, ro, H, T, Dk, Dv,
                         NC, s.pos0, d};
         auto fused = [&](auto m) {
             constexpr int MT = decltype(m)::value;
@@ -207,29 +213,30 @@ void check_once(const RetentionShape& s, const std::vector<Variant>& variants, u
             s, {kh.data(), vh.data(), s0.data(), hs.data(), fin.data(), rk, rv, H, T, Dk, Dv, NC, s.pos0, d},
             var.state_mt);
         out_pass<false>(
-            s, {qh.data(), kh.data(), hs.data(), vh.data(), o.data(), rk, rk, rv, ro, H, T, Dk, Dv, NC, s.pos0, d},
+            s, {qh.data(), kh.data(), hs.data(), vh.data(), o.data(), rq, rk, rv, ro, H, T, Dk, Dv, NC, s.pos0, d},
             var.out_form);
         expect_close(rel_err(gather(o, s, s.Dv, ro), out), tag + ": out");
         expect_close(rel_err(fin, s_fin), tag + ": s_final");
         // backward: H_c, U_c (and ds0), the dV pass, the dQ/dK pass
-        std::vector<bf16> gq(nkk, nan16), gk(nkk, nan16), gv(no, nan16);
+        std::vector<bf16> gq(size_t(span(s, rdq, s.Dk)), nan16), gk(size_t(span(s, rdk, s.Dk)), nan16),
+            gv(size_t(span(s, rdv, s.Dv)), nan16);
         std::vector<float> gs0(size_t(ns), NAN);
         state_pass<false>(
             s, {kh.data(), vh.data(), s0.data(), hs.data(), nullptr, rk, rv, H, T, Dk, Dv, NC, s.pos0, d},
             var.state_mt);
-        state_pass<true>(s, {qh.data(), doh.data(), ds_final.data(), us.data(), gs0.data(), rk, ro, H, T, Dk, Dv, NC,
+        state_pass<true>(s, {qh.data(), doh.data(), ds_final.data(), us.data(), gs0.data(), rq, rdo, H, T, Dk, Dv, NC,
                              s.pos0, d},
                          var.state_mt);
         out_pass<true>(
-            s, {kh.data(), qh.data(), us.data(), doh.data(), gv.data(), rk, rk, ro, ro, H, T, Dk, Dv, NC, s.pos0, d},
+            s, {kh.data(), qh.data(), us.data(), doh.data(), gv.data(), rk, rq, rdo, rdv, H, T, Dk, Dv, NC, s.pos0, d},
             var.out_form);
         tc::DqkArgs a{qh.data(), kh.data(), vh.data(), doh.data(), hs.data(), us.data(), gq.data(), gk.data(),
-                      rk, rk, rv, ro, rk, rk, H, T, Dk, Dv, NC, s.pos0, d};
+                      rq, rk, rv, rdo, rdq, rdk, H, T, Dk, Dv, NC, s.pos0, d};
         rn_emu::launch(tc::chunk_dqk_kernel, dim3(unsigned(ceil64(s.Dk)), unsigned(NC), unsigned(BH)),
                        dim3(tc::kThreads), tc::kDqkSmem, a);
-        expect_close(rel_err(gather(gq, s, s.Dk, rk), dq), tag + ": dq");
-        expect_close(rel_err(gather(gk, s, s.Dk, rk), dk), tag + ": dk");
-        expect_close(rel_err(gather(gv, s, s.Dv, ro), dv), tag + ": dv");
+        expect_close(rel_err(gather(gq, s, s.Dk, rdq), dq), tag + ": dq");
+        expect_close(rel_err(gather(gk, s, s.Dk, rdk), dk), tag + ": dk");
+        expect_close(rel_err(gather(gv, s, s.Dv, rdv), dv), tag + ": dv");
         expect_close(rel_err(gs0, ds0), tag + ": ds0");
     }
 }
