@@ -539,17 +539,24 @@ RetentionShape tc_shape(RetentionMode mode, const RetentionShape& s) {
     if (mode == RetentionMode::parallel) ts.chunk = kMaxChunk;
     return ts;
 }
+// a call with work that could go to the tensor-core kernels (their own checks follow)
+bool tc_candidate(RetentionMode mode, DType dt, const RetentionShape& s) {
+    return tc_path(mode, dt) && s.B > 0 && s.H > 0 && s.T > 0 && s.Dk > 0 && s.Dv > 0;
+}
+// layouts are read by the tensor-core kernels only: a call they refused must have none
+void check_no_rows(const RetentionRows* rows, const RetentionShape& s, const char* op) {
+    RN_CHECK(!rows, op, " (CUDA): tensor layouts given for a call the tensor-core kernels refused (shape ", s.B, "×",
+             s.H, "×", s.T, "×", s.Dk, "/", s.Dv, "); only they read strided rows");
+}
 }  // namespace
 
 bool retention_takes_rows(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma) {
-    if (!tc_path(mode, dt) || s.B <= 0 || s.H <= 0 || s.T <= 0 || s.Dk <= 0 || s.Dv <= 0) return false;
-    return retention_chunkwise_tc_takes_rows(tc_shape(mode, s), gamma);
+    return tc_candidate(mode, dt, s) && retention_chunkwise_tc_takes_rows(tc_shape(mode, s), gamma);
 }
 
 size_t retention_saved_states_bytes(RetentionMode mode, DType dt, const RetentionShape& s,
                                     const std::vector<double>& gamma) {
-    if (!tc_path(mode, dt) || s.B <= 0 || s.H <= 0 || s.T <= 0 || s.Dk <= 0 || s.Dv <= 0) return 0;
-    return retention_chunkwise_tc_saved_states_bytes(tc_shape(mode, s), gamma);
+    return tc_candidate(mode, dt, s) ? retention_chunkwise_tc_saved_states_bytes(tc_shape(mode, s), gamma) : 0;
 }
 
 bool retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
@@ -566,8 +573,7 @@ bool retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, co
                                                             static_cast<const float*>(s0), out,
                                                             static_cast<float*>(s_final), saved_states, rows))
         return saved_states != nullptr;
-    RN_CHECK(!rows, op, " (CUDA): tensor layouts given for a call the tensor-core kernels refused (shape ", s.B, "×",
-             s.H, "×", s.T, "×", s.Dk, "/", s.Dv, "); only they read strided rows");
+    check_no_rows(rows, s, op);
     dispatch_float(dt, op, [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_of<T>::type;
@@ -614,8 +620,7 @@ void retention_backward(RetentionMode mode, DType dt, const RetentionShape& s, c
                                         static_cast<const float*>(ds_final), q, k, v, static_cast<const float*>(s0),
                                         saved_states, rows))
         return;
-    RN_CHECK(!rows, op, " (CUDA): tensor layouts given for a call the tensor-core kernels refused (shape ", s.B, "×",
-             s.H, "×", s.T, "×", s.Dk, "/", s.Dv, "); only they read strided rows");
+    check_no_rows(rows, s, op);
     // (the generic kernels need no chunk states: any saved ones go unread, e.g. when dout is
     // not 16-byte aligned where the forward's inputs were)
     dispatch_float(dt, op, [&](auto tag) {

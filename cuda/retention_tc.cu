@@ -30,6 +30,17 @@ Rows rows_of(const SeqRows& r, const RetentionShape& s, int64_t D) {
     return Rows{r.sb, r.sh, r.st};
 }
 
+// every sequence tensor's rows for one call (rows null: all contiguous)
+struct CallRows {
+    Rows q, k, v, out, dout, dq, dk, dv;
+    CallRows(const RetentionRows* rows, const RetentionShape& s) {
+        const RetentionRows r = rows ? *rows : RetentionRows{};
+        q = rows_of(r.q, s, s.Dk), k = rows_of(r.k, s, s.Dk), v = rows_of(r.v, s, s.Dv), out = rows_of(r.out, s, s.Dv);
+        dout = rows_of(r.dout, s, s.Dv), dq = rows_of(r.dq, s, s.Dk), dk = rows_of(r.dk, s, s.Dk),
+        dv = rows_of(r.dv, s, s.Dv);
+    }
+};
+
 // rows whose every start is 16-byte aligned (cp.async and the 16-byte stores need it)
 bool rows_aligned(const RetentionRows* rows) {
     if (!rows) return true;
@@ -209,14 +220,11 @@ bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<d
     const Decay d = make_decay(gamma);
     cudaStream_t st = stream();
     const int64_t NC = ceil64(s.T);
-    const RetentionRows none{};
-    const RetentionRows& r = rows ? *rows : none;
-    const Rows rq = rows_of(r.q, s, s.Dk), rk = rows_of(r.k, s, s.Dk), rv = rows_of(r.v, s, s.Dv),
-               ro = rows_of(r.out, s, s.Dv);
+    const CallRows r(rows, s);
     if (takes_fused_forward(s)) {
         RN_CHECK(!states_out, "retention (tensor cores): chunk states asked of a forward that keeps none");
         FusedArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v), s0,
-                    static_cast<bf16_t*>(out), s_final, rq, rk, rv, ro, int(s.H), int(s.T), int(s.Dk), int(s.Dv),
+                    static_cast<bf16_t*>(out), s_final, r.q, r.k, r.v, r.out, int(s.H), int(s.T), int(s.Dk), int(s.Dv),
                     int(NC), s.pos0, d};
         dim3 grid(ceil64(s.Dv), unsigned(s.B * s.H));
         auto go = [&](auto m) {
@@ -232,8 +240,8 @@ bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<d
     // the chunk states go to the caller's buffer when it keeps them for the backward
     Scratch hs(states_out ? 0 : chunk_states_bytes(s));
     bf16_t* states = states_out ? static_cast<bf16_t*>(states_out) : hs.bf();
-    launch_state_pass<false>(s, d, k, rk, v, rv, s0, states, s_final, st);
-    launch_out<false>(s, d, q, rq, k, rk, states, v, rv, out, ro, st);
+    launch_state_pass<false>(s, d, k, r.k, v, r.v, s0, states, s_final, st);
+    launch_out<false>(s, d, q, r.q, k, r.k, states, v, r.v, out, r.out, st);
     return true;
 }
 
@@ -246,25 +254,20 @@ bool retention_chunkwise_tc_backward(const RetentionShape& s, const std::vector<
     const Decay d = make_decay(gamma);
     cudaStream_t st = stream();
     const int64_t NC = ceil64(s.T);
-    const RetentionRows none{};
-    const RetentionRows& r = rows ? *rows : none;
-    const Rows rq = rows_of(r.q, s, s.Dk), rk = rows_of(r.k, s, s.Dk), rv = rows_of(r.v, s, s.Dv),
-               rdo = rows_of(r.dout, s, s.Dv), rdq = rows_of(r.dq, s, s.Dk), rdk = rows_of(r.dk, s, s.Dk),
-               rdv = rows_of(r.dv, s, s.Dv);
+    const CallRows r(rows, s);
     const size_t state_bytes = chunk_states_bytes(s);
     // H_c for dQ: the forward's own (the same kernel on the same inputs: the same bits), or made again
     Scratch hs(dq && !saved_states ? state_bytes : 0), us(dk || dv ? state_bytes : 0);
     const bf16_t* h_states = saved_states ? static_cast<const bf16_t*>(saved_states) : hs.bf();
-    if (dq && !saved_states) launch_state_pass<false>(s, d, k, rk, v, rv, s0, hs.bf(), nullptr, st);
+    if (dq && !saved_states) launch_state_pass<false>(s, d, k, r.k, v, r.v, s0, hs.bf(), nullptr, st);
     if (dk || dv || ds0)
-        launch_state_pass<true>(s, d, q, rq, dout, rdo, ds_final, dk || dv ? us.bf() : nullptr, ds0, st);
-    if (dv) launch_out<true>(s, d, k, rk, q, rq, us.bf(), dout, rdo, dv, rdv, st);
+        launch_state_pass<true>(s, d, q, r.q, dout, r.dout, ds_final, dk || dv ? us.bf() : nullptr, ds0, st);
+    if (dv) launch_out<true>(s, d, k, r.k, q, r.q, us.bf(), dout, r.dout, dv, r.dv, st);
     if (dq || dk) {
         DqkArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v),
                   static_cast<const bf16_t*>(dout), dq ? h_states : nullptr, dk ? us.bf() : nullptr,
-                  static_cast<bf16_t*>(dq), static_cast<bf16_t*>(dk), rq, rk, rv, rdo, rdq, rdk, int(s.H), int(s.T),
-                  int(s.Dk), int(s.Dv),
-                  int(NC), s.pos0, d};
+                  static_cast<bf16_t*>(dq), static_cast<bf16_t*>(dk), r.q, r.k, r.v, r.dout, r.dq, r.dk, int(s.H),
+                  int(s.T), int(s.Dk), int(s.Dv), int(NC), s.pos0, d};
         set_smem(chunk_dqk_kernel, kDqkSmem);
         dim3 grid(ceil64(s.Dk), unsigned(NC), unsigned(s.B * s.H));
         chunk_dqk_kernel<<<grid, kThreads, kDqkSmem, st>>>(a);
