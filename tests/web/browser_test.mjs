@@ -84,6 +84,11 @@ try {
     assert.ok(!(await page.locator('#error').isVisible()));
   });
 
+  // Answers long enough to arrive as several events on a loaded machine. The server joins the
+  // text of every token made while its last write was pending, so a short answer from this
+  // tiny model (48 tokens take ~10 ms on one core) can come whole when the connection's thread
+  // is not scheduled in time, as CI's two busy cores once showed; 1024 tokens take ~200 ms.
+  const streamTokens = 1024;
   const system = 'You are a helpful assistant.';
   const question = 'In the beginning';
   await check('chat: the answer streams in, equals the whole answer (same seed), with tokens/s and the finish reason', async () => {
@@ -91,14 +96,14 @@ try {
     await page.fill('#temperature', '0.8');
     await page.fill('#seed', '1');
     await page.fill('#repetition_penalty', '1.3');
-    await page.fill('#max_tokens', '48');
-    await page.check('#ignore_eos');  // a tiny model may end at once; 48 tokens, many events
+    await page.fill('#max_tokens', String(streamTokens));
+    await page.check('#ignore_eos');  // a tiny model may end at once; streamTokens, many events
     await page.fill('#prompt', question);
     await page.click('#send');
     const finish = await waitFor('the finish reason', finished);
     const got = await lastAnswer.textContent();
     const whole = await api('/v1/chat/completions', {
-      model: env.model, temperature: 0.8, seed: 1, repetition_penalty: 1.3, top_p: 0.95, max_tokens: 48, ignore_eos: true,
+      model: env.model, temperature: 0.8, seed: 1, repetition_penalty: 1.3, top_p: 0.95, max_tokens: streamTokens, ignore_eos: true,
       messages: [{ role: 'system', content: system }, { role: 'user', content: question }],
     });
     assert.equal(finish, 'length');
@@ -152,7 +157,7 @@ try {
   await check('completion mode streams the continuation of the prompt', async () => {
     // a prompt whose greedy continuation the API streams in several pieces: what a barely
     // trained model writes is arbitrary (it might be one piece, or only end-of-text tokens)
-    const request = (prompt) => ({ model: env.model, prompt, temperature: 0, top_p: 0.95, max_tokens: 256, ignore_eos: true });
+    const request = (prompt) => ({ model: env.model, prompt, temperature: 0, top_p: 0.95, max_tokens: streamTokens, ignore_eos: true });
     let prompt = null, pieces = [];
     for (const p of ['the', 'and', 'of', 'you', 'program']) {
       pieces = await apiStream('/v1/completions', request(p));
@@ -164,7 +169,7 @@ try {
     assert.ok(!(await page.locator('#transcript').isVisible()));
     await page.fill('#temperature', '0');
     await page.fill('#repetition_penalty', '');
-    await page.fill('#max_tokens', '256');
+    await page.fill('#max_tokens', String(streamTokens));
     await page.fill('#prompt', prompt);
     await page.click('#send');
     const finish = await waitFor('the finish reason', finished);
@@ -176,7 +181,7 @@ try {
     assert.equal(pieces.join(''), whole.choices[0].text);
     // it came as several events, appended as they arrived (the server joins the text of the
     // tokens made while it could not write, so the count is not the API's, and a short
-    // answer on a busy machine may come whole: hence 256 tokens)
+    // answer on a busy machine may come whole: hence streamTokens)
     assert.ok(Number(await page.locator('#completion .generated').getAttribute('data-chunks')) > 1, 'more than one streamed event');
   });
 
