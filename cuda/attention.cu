@@ -32,15 +32,19 @@
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/math.cuh"
+#include "cuda/seq_rows.cuh"
 
 namespace rn::cuda {
 
 // The bf16 tensor-core path (cuda/attention_tc.cu; no header of its own: this file is its
-// only caller). Both return false for a shape or alignment they do not take.
+// only caller). attention_tc_takes: the sizes it takes; the other two return false for a
+// shape, alignment or row layout they do not take (rows null: contiguous tensors).
+bool attention_tc_takes(const AttentionShape& s);
 bool attention_tc_forward(const AttentionShape& s, double scale, void* out, float* lse, const void* q, const void* k,
-                          const void* v);
+                          const void* v, const QkvRows* rows);
 bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void* dk, void* dv, const void* dout,
-                           const void* q, const void* k, const void* v, const float* lse, const float* dvec);
+                           const void* q, const void* k, const void* v, const float* lse, const float* dvec,
+                           const QkvRows* rows);
 
 namespace {
 
@@ -163,18 +167,21 @@ attn_fwd_generic(T* __restrict__ out, typename acc_of<T>::type* __restrict__ lse
 
 // ---------------------------------------------------------------- backward
 
-// dvec[row] = Σ_d dout[row, d]·out[row, d] (A), a warp a row
+// dvec[row] = Σ_d dout[row, d]·out[row, d] (A), a warp a row; row = bh·Tq + t, the rows of
+// dout and out where rdo and ro say
 template <typename T>
 __global__ void __launch_bounds__(256)
-attn_bwd_preprocess(typename acc_of<T>::type* __restrict__ dvec, const T* __restrict__ dout, const T* __restrict__ out,
-                    int64_t rows, int D) {
+attn_bwd_preprocess(typename acc_of<T>::type* __restrict__ dvec, const T* __restrict__ dout, Rows rdo,
+                    const T* __restrict__ out, Rows ro, int Hq, int Tq, int64_t rows, int D) {
     using A = typename acc_of<T>::type;
     const int lane = threadIdx.x & 31;
     const int64_t w0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
     const int64_t nw = (int64_t(gridDim.x) * blockDim.x) >> 5;
     for (int64_t r = w0; r < rows; r += nw) {
+        const T* gd = dout + rdo.at(r / Tq, Hq, r % Tq);
+        const T* go = out + ro.at(r / Tq, Hq, r % Tq);
         A s = A(0);
-        for (int d = lane; d < D; d += 32) s += ld(dout[r * D + d]) * ld(out[r * D + d]);
+        for (int d = lane; d < D; d += 32) s += ld(gd[d]) * ld(go[d]);
         s = warp_sum(s);
         if (lane == 0) dvec[r] = s;
     }
@@ -376,6 +383,13 @@ void check_shape(const AttentionShape& s, const char* what) {
     RN_CHECK(s.Tk < (int64_t(1) << 31) && s.B * s.Hq < (int64_t(1) << 31), what, " (CUDA): sizes past int range");
 }
 
+// Strided rows are the tensor-core kernels' alone (the op asks attention_takes_rows first):
+// reaching the generic kernels with them would read the wrong elements, so it is an error.
+void check_no_rows(const QkvRows* rows, const char* what) {
+    RN_CHECK(!rows, what, " (CUDA): strided rows were passed for a call the tensor-core kernels do not take "
+                          "(an unaligned buffer or row); the op must pass contiguous tensors there");
+}
+
 double resolve_scale(double scale, int64_t D) { return scale != 0.0 ? scale : 1.0 / std::sqrt(double(D)); }
 
 template <typename T>
@@ -418,24 +432,28 @@ void backward_generic(const AttentionShape& s, double scale, void* dq, void* dk,
 
 }  // namespace
 
+bool attention_takes_rows(DType dt, const AttentionShape& s) { return dt == DType::bf16 && attention_tc_takes(s); }
+
 void attention_forward(DType dt, const AttentionShape& s, double scale, void* out, void* lse, const void* q,
-                       const void* k, const void* v) {
+                       const void* k, const void* v, const QkvRows* rows) {
     check_shape(s, "attention");
     if (s.B == 0 || s.Hq == 0 || s.Tq == 0) return;
     scale = resolve_scale(scale, s.D);
-    if (dt == DType::bf16 && attention_tc_forward(s, scale, out, static_cast<float*>(lse), q, k, v)) return;
+    if (dt == DType::bf16 && attention_tc_forward(s, scale, out, static_cast<float*>(lse), q, k, v, rows)) return;
+    check_no_rows(rows, "attention");
     dispatch_float(dt, "attention", [&](auto tag) { forward_generic<decltype(tag)>(s, scale, out, lse, q, k, v); });
 }
 
 void attention_backward(DType dt, const AttentionShape& s, double scale, void* dq, void* dk, void* dv,
                         const void* dout, const void* q, const void* k, const void* v, const void* out,
-                        const void* lse) {
+                        const void* lse, const QkvRows* rows) {
     check_shape(s, "attention backward");
     const int dev = current_device();
     cudaStream_t st = stream();
     const size_t es = dtype_size(dt);
     const size_t nq = size_t(s.B * s.Hq * s.Tq * s.D), nkv = size_t(s.B * s.Hkv * s.Tk * s.D);
     if (s.B == 0 || s.Hq == 0 || s.Tq == 0) {  // no queries: no gradient reaches k or v
+        check_no_rows(rows, "attention backward");  // (the op passes no rows for empty shapes)
         if (dk && nkv) RN_CUDA_CHECK(cudaMemsetAsync(dk, 0, nkv * es, st));
         if (dv && nkv) RN_CUDA_CHECK(cudaMemsetAsync(dv, 0, nkv * es, st));
         return;
@@ -443,6 +461,12 @@ void attention_backward(DType dt, const AttentionShape& s, double scale, void* d
     scale = resolve_scale(scale, s.D);
     // a gradient the caller does not want is computed into scratch and dropped (freed once
     // queued: Note [One compute stream], cuda/context.h)
+    // (scratch is contiguous: rows given for a gradient not wanted are dropped)
+    QkvRows wanted_rows = rows ? *rows : QkvRows{};
+    if (!dq) wanted_rows.dq = {};
+    if (!dk) wanted_rows.dk = {};
+    if (!dv) wanted_rows.dv = {};
+    if (rows) rows = &wanted_rows;
     Tensor dq_tmp = dq ? Tensor() : empty({int64_t(nq)}, dt, Device::cuda(dev));
     Tensor dk_tmp = dk ? Tensor() : empty({int64_t(nkv)}, dt, Device::cuda(dev));
     Tensor dv_tmp = dv ? Tensor() : empty({int64_t(nkv)}, dt, Device::cuda(dev));
@@ -450,20 +474,23 @@ void attention_backward(DType dt, const AttentionShape& s, double scale, void* d
     if (!dk) dk = dk_tmp.raw_data();
     if (!dv) dv = dv_tmp.raw_data();
     // D = rowsum(dO ⊙ O), in A ([B,Hq,Tq])
-    const int64_t rows = s.B * s.Hq * s.Tq;
+    const int64_t nrows = s.B * s.Hq * s.Tq;
     const DType adt = dt == DType::f64 ? DType::f64 : DType::f32;
-    Tensor dvec = empty({rows}, adt, Device::cuda(dev));
+    Tensor dvec = empty({nrows}, adt, Device::cuda(dev));
+    const CallRows r(rows, s.Hq, s.Tq, s.Hkv, s.Tk, s.D, s.D);
     dispatch_float(dt, "attention backward", [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_of<T>::type;
-        attn_bwd_preprocess<T><<<grid_for(rows * 32, 256), 256, 0, st>>>(
-            static_cast<A*>(dvec.raw_data()), static_cast<const T*>(dout), static_cast<const T*>(out), rows, int(s.D));
+        attn_bwd_preprocess<T><<<grid_for(nrows * 32, 256), 256, 0, st>>>(
+            static_cast<A*>(dvec.raw_data()), static_cast<const T*>(dout), r.dout, static_cast<const T*>(out), r.out,
+            int(s.Hq), int(s.Tq), nrows, int(s.D));
         RN_CUDA_CHECK_LAUNCH();
         if constexpr (std::is_same_v<T, bf16_t>) {
             if (attention_tc_backward(s, scale, dq, dk, dv, dout, q, k, v, static_cast<const float*>(lse),
-                                      static_cast<const float*>(dvec.raw_data())))
+                                      static_cast<const float*>(dvec.raw_data()), rows))
                 return;
         }
+        check_no_rows(rows, "attention backward");
         backward_generic<T>(s, scale, dq, dk, dv, dout, q, k, v, lse, dvec.raw_data());
     });
 }

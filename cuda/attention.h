@@ -11,11 +11,16 @@
 
 namespace rn::cuda {
 
+// rows (null: every tensor contiguous [B,H,T,D]): where each sequence tensor's rows lie, for
+// the bf16 tensor-core kernels only — pass them only where attention_takes_rows(dt, s) and
+// every row and pointer is 16-byte aligned (else the call fails: nothing else reads them).
+// lse and the backward's out-derived row sums stay contiguous [B,Hq,Tq].
+bool attention_takes_rows(DType dt, const AttentionShape& s);
 void attention_forward(DType dt, const AttentionShape& s, double scale, void* out, void* lse, const void* q,
-                       const void* k, const void* v);
+                       const void* k, const void* v, const QkvRows* rows = nullptr);
 void attention_backward(DType dt, const AttentionShape& s, double scale, void* dq, void* dk, void* dv,
                         const void* dout, const void* q, const void* k, const void* v, const void* out,
-                        const void* lse);
+                        const void* lse, const QkvRows* rows = nullptr);
 void attention_decode(DType dt, int64_t B, int64_t Hq, int64_t Hkv, int64_t Tmax, int64_t D, double scale,
                       void* out, const void* q, const void* k, const void* v, const int64_t* lengths);
 void kv_cache_write(DType dt, int64_t B, int64_t Hkv, int64_t T, int64_t Tmax, int64_t D, void* cache,

@@ -1,8 +1,9 @@
 // cuda/attention_tc.cu — bf16 causal attention on tensor cores, the host side: which kernel
 // of cuda/attention_tc_kernels.cuh (the scheme, its tiles and measurements are described
-// there) runs for a shape, with which grid and shared memory. cuda/attention.cu calls these
-// for bf16 inputs and falls back to its generic kernels when they return false (another D,
-// a misaligned buffer).
+// there) runs for a shape, with which grid and shared memory, and where each tensor's rows
+// lie (QkvRows: the op may pass the model's [B,T,H,D] projections in place). cuda/attention.cu
+// calls these for bf16 inputs and falls back to its generic kernels when they return false
+// (another D, a misaligned buffer) — except for strided rows, which only these kernels read.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -14,6 +15,7 @@
 #include "cuda/attention_tc_kernels.cuh"
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/seq_rows.cuh"
 #include "ops/op_types.h"
 
 namespace rn::cuda {
@@ -27,13 +29,17 @@ void set_smem(K kernel, int bytes) {
     RN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
 }
 
-bool supported(const AttentionShape& s, std::initializer_list<const void*> ptrs) {
+// the sizes the kernels take (pointers and rows aside)
+bool shape_supported(const AttentionShape& s) {
     if (s.D != 64 && s.D != 128) return false;
     if (s.B < 1 || s.Hq < 1 || s.Hkv < 1 || s.Hq % s.Hkv || s.Tq < 1 || s.Tk < s.Tq) return false;
     // grid limits (y ≤ 65535 tiles, x < 2^31) and int row arithmetic inside the kernels
-    if ((s.Tq + kBQ - 1) / kBQ > 65535 || (s.Tk + kBK - 1) / kBK > 65535 || s.B * s.Hq > (int64_t(1) << 30) ||
-        s.Tk > (int64_t(1) << 30))
-        return false;
+    return (s.Tq + kBQ - 1) / kBQ <= 65535 && (s.Tk + kBK - 1) / kBK <= 65535 && s.B * s.Hq <= (int64_t(1) << 30) &&
+           s.Tk <= (int64_t(1) << 30);
+}
+
+bool supported(const AttentionShape& s, std::initializer_list<const void*> ptrs, const QkvRows* rows) {
+    if (!shape_supported(s) || !rows_aligned(rows)) return false;
     for (const void* p : ptrs)
         if (!aligned16(p)) return false;
     return true;
@@ -83,12 +89,15 @@ int dkdv_warps() {
 
 }  // namespace
 
+bool attention_tc_takes(const AttentionShape& s) { return shape_supported(s); }
+
 bool attention_tc_forward(const AttentionShape& s, double scale, void* out, float* lse, const void* q, const void* k,
-                          const void* v) {
-    if (!supported(s, {out, q, k, v})) return false;
+                          const void* v, const QkvRows* rows) {
+    if (!supported(s, {out, q, k, v}, rows)) return false;
     const int mt = fwd_strips(int(s.D));
+    const CallRows r(rows, s.Hq, s.Tq, s.Hkv, s.Tk, s.D, s.D);
     FwdArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v),
-              static_cast<bf16_t*>(out), lse, int(s.Hq), int(s.Hkv), int(s.Tq), int(s.Tk),
+              static_cast<bf16_t*>(out), lse, r.q, r.k, r.v, r.out, int(s.Hq), int(s.Hkv), int(s.Tq), int(s.Tk),
               int((s.Tq + kBQ * mt - 1) / (kBQ * mt)), float(scale), float(scale * 1.4426950408889634)};
     const dim3 grid(unsigned(s.B * s.Hq), unsigned(a.nqt));
     cudaStream_t st = stream();
@@ -105,8 +114,10 @@ bool attention_tc_forward(const AttentionShape& s, double scale, void* out, floa
 
 // dvec: rowsum(dO ⊙ O) [B,Hq,Tq] f32, computed by the caller
 bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void* dk, void* dv, const void* dout,
-                           const void* q, const void* k, const void* v, const float* lse, const float* dvec) {
-    if (!supported(s, {dq, dk, dv, dout, q, k, v})) return false;
+                           const void* q, const void* k, const void* v, const float* lse, const float* dvec,
+                           const QkvRows* rows) {
+    if (!supported(s, {dq, dk, dv, dout, q, k, v}, rows)) return false;
+    const CallRows r(rows, s.Hq, s.Tq, s.Hkv, s.Tk, s.D, s.D);
     const bool atomic = bwd_atomic();
     const int dev = current_device();
     cudaStream_t st = stream();
@@ -124,6 +135,13 @@ bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void
               static_cast<bf16_t*>(dk),
               static_cast<bf16_t*>(dv),
               atomic ? static_cast<float*>(acc.raw_data()) : nullptr,
+              r.q,
+              r.k,
+              r.v,
+              r.dout,
+              r.dq,
+              r.dk,
+              r.dv,
               int(s.Hq),
               int(s.Hkv),
               int(s.Tq),
@@ -151,7 +169,8 @@ bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void
         constexpr int D = decltype(d)::value;
         if (atomic) {
             dkdv(d, std::true_type{});
-            dq_convert_kernel<<<grid_for(nq_el / 8), 256, 0, st>>>(a.dq, a.dq_acc, nq_el / 8, a.scale);
+            dq_convert_kernel<<<grid_for(nq_el / 8), 256, 0, st>>>(a.dq, a.rdq, a.Hq, a.Tq, int(s.D), a.dq_acc,
+                                                                    nq_el / 8, a.scale);
             RN_CUDA_CHECK_LAUNCH();
         } else {
             dkdv(d, std::false_type{});

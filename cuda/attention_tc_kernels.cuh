@@ -6,8 +6,9 @@
 //
 // Dimension key: B batch, Hq query heads, Hkv kv heads, G = Hq/Hkv (query head h reads kv
 // head h/G), Tq queries, Tk keys, off = Tk − Tq (query i sees keys j ≤ i + off), D head
-// dim. q, out, dout, dq [B,Hq,Tq,D]; k, v, dk, dv [B,Hkv,Tk,D] (bf16); lse, dvec [B,Hq,Tq]
-// (f32). s the softmax scale, s₂ = s·log₂e. Tiles: 64·MT query rows (MT strips of 16 a
+// dim. q, out, dout, dq [B,Hq,Tq,D]; k, v, dk, dv [B,Hkv,Tk,D] (bf16), each row where its
+// cuda::Rows says (contiguous, or the model's [B,T,H,D] projections read in place: see
+// cuda/seq_rows.cuh); lse, dvec [B,Hq,Tq] (f32, contiguous). s the softmax scale, s₂ = s·log₂e. Tiles: 64·MT query rows (MT strips of 16 a
 // warp, 4 warps; MT = 1 or 2, see fwd_strips below) × 64 keys; the last tile of either is
 // ragged, its missing rows zero-filled by cp.async.
 //
@@ -66,6 +67,7 @@
 
 #include "cuda/math.cuh"
 #include "cuda/mma.cuh"
+#include "cuda/seq_rows.cuh"
 #include "cuda/vec.cuh"
 
 // (an unnamed namespace inside: kernels with internal linkage, as when they lived in the
@@ -178,27 +180,27 @@ __device__ __forceinline__ void mma_reg_kn(Acc<2 * NB>& acc, const uint32_t (&pa
                                  reinterpret_cast<const uint32_t(&)[1][4][4]>(pa), sb, lane);
 }
 
-// ROWS × W bf16 rows of a contiguous [·, W] matrix at g into a swizzled tile, by the
-// block's NT threads, asynchronously; rows ≥ rvalid are zero-filled (g stays a valid
+// ROWS × W bf16 rows at g, ld elements apart (ld a multiple of 8), into a swizzled tile, by
+// the block's NT threads, asynchronously; rows ≥ rvalid are zero-filled (g stays a valid
 // address: rvalid ≥ 1 for every tile loaded).
 template <int ROWS, int W, int NT = kThreads>
-__device__ __forceinline__ void load_tile(bf16_t* s, const bf16_t* g, int rvalid, int tid) {
+__device__ __forceinline__ void load_tile(bf16_t* s, const bf16_t* g, int64_t ld, int rvalid, int tid) {
     constexpr int kCpr = W / 8, kPieces = ROWS * kCpr;
     static_assert(kPieces % NT == 0, "tile pieces must split evenly over the threads");
 #pragma unroll
     for (int i = 0; i < kPieces / NT; ++i) {
         const int idx = tid + i * NT, r = idx / kCpr, c = (idx % kCpr) * 8;
         const bool ok = r < rvalid;
-        cp_async16(s + swz<W>(r, c), ok ? g + int64_t(r) * W + c : g, ok);
+        cp_async16(s + swz<W>(r, c), ok ? g + int64_t(r) * ld + c : g, ok);
     }
 }
 
 // A warp's 16 × D strip, scaled by rs[0] (row g) and rs[1] (row g+8), to global bf16 rows
-// row0 + r (r < 16, only rows < rvalid) of a contiguous [·, D] matrix g: staged through the
-// warp's own 16 rows of the swizzled tile st, then written as 16-byte chunks.
+// r < 16 (only rows < rvalid) at g, ld elements apart: staged through the warp's own 16
+// rows of the swizzled tile st, then written as 16-byte chunks.
 template <int D>
-__device__ __forceinline__ void store_strip(bf16_t* g, bf16_t* st, const Acc<D / 8>& acc, const float (&rs)[2],
-                                            int rvalid, int lane) {
+__device__ __forceinline__ void store_strip(bf16_t* g, int64_t ld, bf16_t* st, const Acc<D / 8>& acc,
+                                            const float (&rs)[2], int rvalid, int lane) {
     const int r = lane >> 2, c = 2 * (lane & 3);
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
@@ -211,7 +213,7 @@ __device__ __forceinline__ void store_strip(bf16_t* g, bf16_t* st, const Acc<D /
     for (int i = 0; i < 16 * kCpr / 32; ++i) {
         const int idx = lane + 32 * i, rr = idx / kCpr, cc = (idx % kCpr) * 8;
         if (rr < rvalid)
-            *reinterpret_cast<uint4*>(g + int64_t(rr) * D + cc) = *reinterpret_cast<const uint4*>(st + swz<D>(rr, cc));
+            *reinterpret_cast<uint4*>(g + int64_t(rr) * ld + cc) = *reinterpret_cast<const uint4*>(st + swz<D>(rr, cc));
     }
 }
 
@@ -224,6 +226,7 @@ struct FwdArgs {
     const bf16_t *q, *k, *v;  // [B,Hq,Tq,D], [B,Hkv,Tk,D] ×2
     bf16_t* out;              // [B,Hq,Tq,D]
     float* lse;               // [B,Hq,Tq]
+    Rows rq, rk, rv, ro;      // where the rows of q, k, v, out lie
     int Hq, Hkv, Tq, Tk, nqt;
     float scale, scale_log2;  // s, s·log₂e
 };
@@ -256,13 +259,13 @@ __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd
     const int nkt = imin((a.Tk + kBK - 1) / kBK, (q0 + qvalid - 1 + off) / kBK + 1);
     const int nfull = imin(nkt, (q0 + off + 1) / kBK);
 
-    const bf16_t* qg = a.q + (int64_t(bh) * a.Tq + q0) * D;
-    const int64_t kvrow = int64_t(b * a.Hkv + hk) * a.Tk;
-    const bf16_t* kg = a.k + kvrow * D;
-    const bf16_t* vg = a.v + kvrow * D;
+    const bf16_t* qg = a.q + a.rq.at(bh, a.Hq, q0);
+    const int bhk = b * a.Hkv + hk;
+    const bf16_t* kg = a.k + a.rk.at(bhk, a.Hkv, 0);
+    const bf16_t* vg = a.v + a.rv.at(bhk, a.Hkv, 0);
 
-    load_tile<BQ, D>(Qs, qg, qvalid, tid);
-    load_tile<kBK, D>(Ks, kg, imin(kBK, a.Tk), tid);
+    load_tile<BQ, D>(Qs, qg, a.rq.st, qvalid, tid);
+    load_tile<kBK, D>(Ks, kg, a.rk.st, imin(kBK, a.Tk), tid);
     cp_async_commit();
 
     uint32_t qf[kQreg ? MT : 1][kQreg ? KSD : 1][4];  // the warp's rows of Q as A fragments
@@ -292,7 +295,7 @@ __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd
         const int k0 = t * kBK;
         cp_async_wait<0>();
         __syncthreads();  // K_t landed; every warp is done with V_(t−1)
-        load_tile<kBK, D>(Vs, vg + int64_t(k0) * D, imin(kBK, a.Tk - k0), tid);
+        load_tile<kBK, D>(Vs, vg + k0 * a.rv.st, a.rv.st, imin(kBK, a.Tk - k0), tid);
         cp_async_commit();
         Acc<8> s[MT];
 #pragma unroll
@@ -312,7 +315,7 @@ __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd
         cp_async_wait<0>();
         __syncthreads();  // V_t landed; every warp is done with K_t
         if (t + 1 < nkt) {
-            load_tile<kBK, D>(Ks, kg + int64_t(k0 + kBK) * D, imin(kBK, a.Tk - k0 - kBK), tid);
+            load_tile<kBK, D>(Ks, kg + (k0 + kBK) * a.rk.st, a.rk.st, imin(kBK, a.Tk - k0 - kBK), tid);
             cp_async_commit();
         }
         uint32_t pa[MT][4][4];
@@ -370,7 +373,7 @@ __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd
         }
         // the warp's own 16 rows of Qs (only it ever read them) stage its output
         const int r0 = 64 * mt + 16 * warp;
-        store_strip<D>(a.out + (int64_t(bh) * a.Tq + q0 + r0) * D, Qs + r0 * D, o[mt], rs, qvalid - r0, lane);
+        store_strip<D>(a.out + a.ro.at(bh, a.Hq, q0 + r0), a.ro.st, Qs + r0 * D, o[mt], rs, qvalid - r0, lane);
         if ((lane & 3) == 0) {
 #pragma unroll
             for (int hf = 0; hf < 2; ++hf) {
@@ -387,7 +390,8 @@ struct BwdArgs {
     const bf16_t *q, *k, *v, *dout;  // [B,Hq,Tq,D], [B,Hkv,Tk,D] ×2, [B,Hq,Tq,D]
     const float *lse, *dvec;         // [B,Hq,Tq]
     bf16_t *dq, *dk, *dv;            // [B,Hq,Tq,D], [B,Hkv,Tk,D] ×2
-    float* dq_acc;                   // [B,Hq,Tq,D] (atomic scheme), zeroed
+    float* dq_acc;                   // [B,Hq,Tq,D] (atomic scheme), zeroed, contiguous
+    Rows rq, rk, rv, rdo, rdq, rdk, rdv;  // where the rows of q, k, v, dout, dq, dk, dv lie
     int Hq, Hkv, Tq, Tk, nqt;
     float scale, scale_log2;
 };
@@ -421,14 +425,14 @@ __global__ void __launch_bounds__(32 * KW, KW == 4 ? 2 : 1) attn_bwd_dkdv_tc(con
     // the query tiles that see any key of this tile: rows i ≥ k0 − off
     const int qt0 = imax(0, k0 - off) / kBQ, nqh = a.nqt - qt0, total = G * nqh;
 
-    const int64_t kvrow = int64_t(bhk) * a.Tk + k0;
-    load_tile<BK, D, NT>(Ks, a.k + kvrow * D, kvalid, tid);
-    load_tile<BK, D, NT>(Vs, a.v + kvrow * D, kvalid, tid);
+    load_tile<BK, D, NT>(Ks, a.k + a.rk.at(bhk, a.Hkv, k0), a.rk.st, kvalid, tid);
+    load_tile<BK, D, NT>(Vs, a.v + a.rv.at(bhk, a.Hkv, k0), a.rv.st, kvalid, tid);
     auto issue = [&](int it) {
         const int h = hk * G + it / nqh, q0 = (qt0 + it % nqh) * kBQ, qv = imin(kBQ, a.Tq - q0), buf = it & 1;
-        const int64_t row0 = int64_t(b * a.Hq + h) * a.Tq + q0;
-        load_tile<kBQ, D, NT>(Qs + buf * kTile, a.q + row0 * D, qv, tid);
-        load_tile<kBQ, D, NT>(dOs + buf * kTile, a.dout + row0 * D, qv, tid);
+        const int bh = b * a.Hq + h;
+        const int64_t row0 = int64_t(bh) * a.Tq + q0;  // of lse and dvec
+        load_tile<kBQ, D, NT>(Qs + buf * kTile, a.q + a.rq.at(bh, a.Hq, q0), a.rq.st, qv, tid);
+        load_tile<kBQ, D, NT>(dOs + buf * kTile, a.dout + a.rdo.at(bh, a.Hq, q0), a.rdo.st, qv, tid);
         if (tid < kBQ) {
             const bool ok = tid < qv;
             cp_async4(lse_s + buf * 64 + tid, ok ? a.lse + row0 + tid : a.lse, ok);
@@ -549,8 +553,9 @@ __global__ void __launch_bounds__(32 * KW, KW == 4 ? 2 : 1) attn_bwd_dkdv_tc(con
 
     // K's tile is free now: the warp's own 16 rows stage its dK, V's its dV
     const float sk[2] = {a.scale, a.scale}, one[2] = {1.f, 1.f};
-    store_strip<D>(a.dk + (kvrow + 16 * warp) * D, Ks + 16 * warp * D, dk, sk, kvalid - 16 * warp, lane);
-    store_strip<D>(a.dv + (kvrow + 16 * warp) * D, Vs + 16 * warp * D, dv, one, kvalid - 16 * warp, lane);
+    const int kw0 = k0 + 16 * warp;
+    store_strip<D>(a.dk + a.rdk.at(bhk, a.Hkv, kw0), a.rdk.st, Ks + 16 * warp * D, dk, sk, kvalid - 16 * warp, lane);
+    store_strip<D>(a.dv + a.rdv.at(bhk, a.Hkv, kw0), a.rdv.st, Vs + 16 * warp * D, dv, one, kvalid - 16 * warp, lane);
 }
 
 // Q, dO (64·MT × D) and double-buffered K, V (64 × D)
@@ -577,14 +582,13 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_const
     const int nkt = imin((a.Tk + kBK - 1) / kBK, (q0 + qvalid - 1 + off) / kBK + 1);
     const int nfull = imin(nkt, (q0 + off + 1) / kBK);
 
-    const int64_t qrow0 = int64_t(bh) * a.Tq + q0;
-    const int64_t kvrow = int64_t(b * a.Hkv + hk) * a.Tk;
-    load_tile<BQ, D>(Qs, a.q + qrow0 * D, qvalid, tid);
-    load_tile<BQ, D>(dOs, a.dout + qrow0 * D, qvalid, tid);
+    const int bhk = b * a.Hkv + hk;
+    load_tile<BQ, D>(Qs, a.q + a.rq.at(bh, a.Hq, q0), a.rq.st, qvalid, tid);
+    load_tile<BQ, D>(dOs, a.dout + a.rdo.at(bh, a.Hq, q0), a.rdo.st, qvalid, tid);
     auto issue = [&](int t) {
         const int k0 = t * kBK, kv = imin(kBK, a.Tk - k0), buf = t & 1;
-        load_tile<kBK, D>(Ks + buf * kTile, a.k + (kvrow + k0) * D, kv, tid);
-        load_tile<kBK, D>(Vs + buf * kTile, a.v + (kvrow + k0) * D, kv, tid);
+        load_tile<kBK, D>(Ks + buf * kTile, a.k + a.rk.at(bhk, a.Hkv, k0), a.rk.st, kv, tid);
+        load_tile<kBK, D>(Vs + buf * kTile, a.v + a.rv.at(bhk, a.Hkv, k0), a.rv.st, kv, tid);
     };
     issue(0);
     cp_async_commit();
@@ -653,18 +657,21 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_const
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
         const int r0 = 64 * mt + 16 * warp;  // the warp's own rows of Qs stage its dQ
-        store_strip<D>(a.dq + (qrow0 + r0) * D, Qs + r0 * D, dq[mt], sq, qvalid - r0, lane);
+        store_strip<D>(a.dq + a.rdq.at(bh, a.Hq, q0 + r0), a.rdq.st, Qs + r0 * D, dq[mt], sq, qvalid - r0, lane);
     }
 }
 
-// dq (bf16) = s · dq_acc (f32), 8 elements a thread and step (n a multiple of 8)
-__global__ void dq_convert_kernel(bf16_t* __restrict__ dq, const float* __restrict__ acc, int64_t n8, float scale) {
+// dq (bf16, its rows where rdq says) = s · dq_acc (f32, contiguous [B,Hq,Tq,D]), 8 elements
+// (of one row: D a multiple of 8) a thread and step
+__global__ void dq_convert_kernel(bf16_t* __restrict__ dq, Rows rdq, int Hq, int Tq, int D,
+                                  const float* __restrict__ acc, int64_t n8, float scale) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n8; i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t row = 8 * i / D, col = 8 * i % D;
         const Pack<float, 8> x = load_pack<float, 8>(acc + 8 * i);
         Pack<bf16_t, 8> y;
 #pragma unroll
         for (int e = 0; e < 8; ++e) y.v[e] = __float2bfloat16(x.v[e] * scale);
-        store_pack(dq + 8 * i, y);
+        store_pack(dq + rdq.at(row / Tq, Hq, row % Tq) + col, y);
     }
 }
 

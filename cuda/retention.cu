@@ -544,7 +544,7 @@ bool tc_candidate(RetentionMode mode, DType dt, const RetentionShape& s) {
     return tc_path(mode, dt) && s.B > 0 && s.H > 0 && s.T > 0 && s.Dk > 0 && s.Dv > 0;
 }
 // layouts are read by the tensor-core kernels only: a call they refused must have none
-void check_no_rows(const RetentionRows* rows, const RetentionShape& s, const char* op) {
+void check_no_rows(const QkvRows* rows, const RetentionShape& s, const char* op) {
     RN_CHECK(!rows, op, " (CUDA): tensor layouts given for a call the tensor-core kernels refused (shape ", s.B, "×",
              s.H, "×", s.T, "×", s.Dk, "/", s.Dv, "); only they read strided rows");
 }
@@ -561,7 +561,7 @@ size_t retention_saved_states_bytes(RetentionMode mode, DType dt, const Retentio
 
 bool retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
                        const void* q, const void* k, const void* v, const void* s0, void* out, void* s_final,
-                       void* saved_states, const RetentionRows* rows) {
+                       void* saved_states, const QkvRows* rows) {
     const char* op = "retention";
     check_shape(s, gamma, op);
     if (s.B == 0 || s.H == 0 || s.Dv == 0) return false;
@@ -600,7 +600,7 @@ bool retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, co
 void retention_backward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
                         void* dq, void* dk, void* dv, void* ds0, const void* dout, const void* ds_final, const void* q,
                         const void* k, const void* v, const void* s0, const void* saved_states,
-                        const RetentionRows* rows) {
+                        const QkvRows* rows) {
     const char* op = "retention backward";
     check_shape(s, gamma, op);
     if (s.B == 0 || s.H == 0) return;

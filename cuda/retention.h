@@ -16,7 +16,7 @@ namespace rn::cuda {
 size_t retention_saved_states_bytes(RetentionMode mode, DType dt, const RetentionShape& s,
                                     const std::vector<double>& gamma);
 // Whether a call of this shape goes to the bf16 tensor-core kernels, which read sequence
-// tensors in any RetentionRows layout whose rows start on 16-byte boundaries (the model's
+// tensors in any QkvRows layout whose rows start on 16-byte boundaries (the model's
 // [B,T,H,D] projections, without permuting copies). `rows` below may be given only then,
 // and only with every pointer of the call (states included) 16-byte aligned: the generic
 // kernels, which the call would otherwise fall back to, take contiguous tensors only.
@@ -24,11 +24,11 @@ size_t retention_saved_states_bytes(RetentionMode mode, DType dt, const Retentio
 bool retention_takes_rows(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma);
 bool retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
                        const void* q, const void* k, const void* v, const void* s0, void* out, void* s_final,
-                       void* saved_states = nullptr, const RetentionRows* rows = nullptr);
+                       void* saved_states = nullptr, const QkvRows* rows = nullptr);
 void retention_backward(RetentionMode mode, DType dt, const RetentionShape& s, const std::vector<double>& gamma,
                         void* dq, void* dk, void* dv, void* ds0, const void* dout, const void* ds_final, const void* q,
                         const void* k, const void* v, const void* s0, const void* saved_states = nullptr,
-                        const RetentionRows* rows = nullptr);
+                        const QkvRows* rows = nullptr);
 // pos: device pointer [B]
 void retention_step(DType dt, int64_t B, int64_t H, int64_t Dk, int64_t Dv, const std::vector<double>& gamma,
                     const int64_t* pos, const void* q, const void* k, const void* v, void* state, void* out);

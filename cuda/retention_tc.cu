@@ -24,34 +24,9 @@ namespace {
 
 using namespace ret_tc;
 
-// the rows of a tensor in the kernels' terms (SeqRows not given: contiguous [B,H,T,D])
-Rows rows_of(const SeqRows& r, const RetentionShape& s, int64_t D) {
-    if (!r.given) return Rows{s.H * s.T * D, s.T * D, D};
-    return Rows{r.sb, r.sh, r.st};
-}
-
-// every sequence tensor's rows for one call (rows null: all contiguous)
-struct CallRows {
-    Rows q, k, v, out, dout, dq, dk, dv;
-    CallRows(const RetentionRows* rows, const RetentionShape& s) {
-        const RetentionRows r = rows ? *rows : RetentionRows{};
-        q = rows_of(r.q, s, s.Dk), k = rows_of(r.k, s, s.Dk), v = rows_of(r.v, s, s.Dv), out = rows_of(r.out, s, s.Dv);
-        dout = rows_of(r.dout, s, s.Dv), dq = rows_of(r.dq, s, s.Dk), dk = rows_of(r.dk, s, s.Dk),
-        dv = rows_of(r.dv, s, s.Dv);
-    }
-};
-
-// rows whose every start is 16-byte aligned (cp.async and the 16-byte stores need it)
-bool rows_aligned(const RetentionRows* rows) {
-    if (!rows) return true;
-    for (const SeqRows& r : {rows->q, rows->k, rows->v, rows->out, rows->dout, rows->dq, rows->dk, rows->dv})
-        if (r.sb % 8 || r.sh % 8 || r.st % 8) return false;
-    return true;
-}
-
 // The shapes this path takes; anything else goes to the generic kernels.
 bool supported(const RetentionShape& s, const std::vector<double>& gamma, std::initializer_list<const void*> ptrs,
-               const RetentionRows* rows = nullptr) {
+               const QkvRows* rows = nullptr) {
     if (!rows_aligned(rows)) return false;
     if (s.chunk != kC || s.B < 1 || s.H < 1 || s.T < 1 || s.pos0 < 0) return false;
     if (s.H > kMaxHeads || int64_t(gamma.size()) != s.H) return false;
@@ -215,12 +190,12 @@ size_t retention_chunkwise_tc_saved_states_bytes(const RetentionShape& s, const 
 
 bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<double>& gamma, const void* q,
                                     const void* k, const void* v, const float* s0, void* out, float* s_final,
-                                    void* states_out, const RetentionRows* rows) {
+                                    void* states_out, const QkvRows* rows) {
     if (!supported(s, gamma, {q, k, v, s0, out, s_final, states_out}, rows)) return false;
     const Decay d = make_decay(gamma);
     cudaStream_t st = stream();
     const int64_t NC = ceil64(s.T);
-    const CallRows r(rows, s);
+    const CallRows r(rows, s.H, s.T, s.H, s.T, s.Dk, s.Dv);
     if (takes_fused_forward(s)) {
         RN_CHECK(!states_out, "retention (tensor cores): chunk states asked of a forward that keeps none");
         FusedArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v), s0,
@@ -248,13 +223,13 @@ bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<d
 bool retention_chunkwise_tc_backward(const RetentionShape& s, const std::vector<double>& gamma, void* dq,
                                      void* dk, void* dv, float* ds0, const void* dout, const float* ds_final,
                                      const void* q, const void* k, const void* v, const float* s0,
-                                     const void* saved_states, const RetentionRows* rows) {
+                                     const void* saved_states, const QkvRows* rows) {
     if (!supported(s, gamma, {dq, dk, dv, ds0, dout, ds_final, q, k, v, s0, saved_states}, rows)) return false;
     if (!dq && !dk && !dv && !ds0) return true;
     const Decay d = make_decay(gamma);
     cudaStream_t st = stream();
     const int64_t NC = ceil64(s.T);
-    const CallRows r(rows, s);
+    const CallRows r(rows, s.H, s.T, s.H, s.T, s.Dk, s.Dv);
     const size_t state_bytes = chunk_states_bytes(s);
     // H_c for dQ: the forward's own (the same kernel on the same inputs: the same bits), or made again
     Scratch hs(dq && !saved_states ? state_bytes : 0), us(dk || dv ? state_bytes : 0);

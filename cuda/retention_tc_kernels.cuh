@@ -51,6 +51,7 @@
 
 #include "cuda/math.cuh"
 #include "cuda/mma.cuh"
+#include "cuda/seq_rows.cuh"
 #include "cuda/vec.cuh"
 
 // (an unnamed namespace inside: kernels with internal linkage, as when they lived in the
@@ -70,15 +71,6 @@ constexpr int kMaxDim = 512;
 struct Decay {
     float lg[kMaxHeads];   // log γ
     float omg[kMaxHeads];  // 1 − γ (from double: exact enough for γ near 1)
-};
-
-// Where a sequence tensor's rows lie, in elements: row t of chain bh = b·H + h starts at
-// b·sb + h·sh + t·st, its D elements contiguous. Contiguous [B,H,T,D] is {H·T·D, T·D, D};
-// the projections' own [B,T,H,D] is {T·H·D, D, H·D}, which the model passes without the
-// permuting copies (every stride a multiple of 8 elements: rows stay 16-byte aligned).
-struct Rows {
-    int64_t sb, sh, st;
-    __host__ __device__ int64_t at(int64_t bh, int H, int64_t t) const { return (bh / H) * sb + (bh % H) * sh + t * st; }
 };
 
 // ---------------------------------------------------------------- device helpers

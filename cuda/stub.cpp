@@ -230,12 +230,12 @@ size_t retention_saved_states_bytes(RetentionMode, DType, const RetentionShape&,
     return 0;
 }
 bool retention_forward(RetentionMode, DType, const RetentionShape&, const std::vector<double>&, const void*,
-                       const void*, const void*, const void*, void*, void*, void*, const RetentionRows*) {
+                       const void*, const void*, const void*, void*, void*, void*, const QkvRows*) {
     no_cuda("retention");
 }
 void retention_backward(RetentionMode, DType, const RetentionShape&, const std::vector<double>&, void*, void*, void*,
                         void*, const void*, const void*, const void*, const void*, const void*, const void*,
-                        const void*, const RetentionRows*) {
+                        const void*, const QkvRows*) {
     no_cuda("retention backward");
 }
 void retention_step(DType, int64_t, int64_t, int64_t, int64_t, const std::vector<double>&, const int64_t*,
@@ -244,11 +244,13 @@ void retention_step(DType, int64_t, int64_t, int64_t, int64_t, const std::vector
 }
 
 // --- attention (cuda/attention.h)
-void attention_forward(DType, const AttentionShape&, double, void*, void*, const void*, const void*, const void*) {
+bool attention_takes_rows(DType, const AttentionShape&) { return false; }
+void attention_forward(DType, const AttentionShape&, double, void*, void*, const void*, const void*, const void*,
+                       const QkvRows*) {
     no_cuda("attention");
 }
 void attention_backward(DType, const AttentionShape&, double, void*, void*, void*, const void*, const void*,
-                        const void*, const void*, const void*, const void*) {
+                        const void*, const void*, const void*, const void*, const QkvRows*) {
     no_cuda("attention backward");
 }
 void attention_decode(DType, int64_t, int64_t, int64_t, int64_t, int64_t, double, void*, const void*, const void*,

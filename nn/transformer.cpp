@@ -89,9 +89,12 @@ Tensor CausalSelfAttention::forward(const Tensor& x, int64_t pos0, const Tensor&
     Tensor pos = full({B}, double(pos0), DType::i64, x.device());
     std::vector<Tensor> p = norm ? norm->forward_linears(x, {q_proj.get(), k_proj.get(), v_proj.get()})
                                  : std::vector<Tensor>{q_proj->forward(x), k_proj->forward(x), v_proj->forward(x)};
-    Tensor q = rope_rotate(p[0], D_, pos, theta_).view({B, T, Hq_, D_}).permute({0, 2, 1, 3}).contiguous();
-    Tensor k = rope_rotate(p[1], D_, pos, theta_).view({B, T, Hkv_, D_}).permute({0, 2, 1, 3}).contiguous();
-    Tensor v = p[2].reshape({B, T, Hkv_, D_}).permute({0, 2, 1, 3}).contiguous();
+    // [B,H,T,D] views of the [B,T,H,D] projections: the attention op reads them in place where
+    // its tensor-core kernels take the call, and makes its own copies otherwise (Note
+    // [Attention without permutes], ops/attention.cpp)
+    Tensor q = rope_rotate(p[0], D_, pos, theta_).view({B, T, Hq_, D_}).permute({0, 2, 1, 3});
+    Tensor k = rope_rotate(p[1], D_, pos, theta_).view({B, T, Hkv_, D_}).permute({0, 2, 1, 3});
+    Tensor v = p[2].reshape({B, T, Hkv_, D_}).permute({0, 2, 1, 3});
     Tensor o;
     if (k_cache.defined()) {
         kv_cache_write(k_cache, k, pos);
@@ -103,6 +106,7 @@ Tensor CausalSelfAttention::forward(const Tensor& x, int64_t pos0, const Tensor&
     } else {
         o = attention(q, k, v);
     }
+    // (a view where the op wrote the output as [B,T,Hq,D]; a copy otherwise)
     return o_proj->forward(o.permute({0, 2, 1, 3}).reshape({B, T, Hq_ * D_}));
 }
 

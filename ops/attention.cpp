@@ -10,8 +10,10 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "core/env.h"
 #include "cuda/attention.h"
 #include "ops/op_util.h"
+#include "ops/seq_rows.h"
 
 namespace rn {
 
@@ -36,21 +38,35 @@ void check_heads(int64_t Hq, int64_t Hkv, const char* op, const Shape& qs, const
 struct AttentionBackward : Node {
     AttentionShape shape{};
     double scale = 0;
-    SavedTensor q, k, v;  // contiguous inputs
+    SavedTensor q, k, v;  // the inputs as the kernels read them (contiguous unless strided)
     SavedTensor out, lse;  // the forward's output [B,Hq,Tq,D] and lse [B,Hq,Tq] (lse_dtype)
+    bool strided = false;  // the tensor-core kernels read the rows where they lie (see attention())
     std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
         const char* n = "AttentionBackward";
         Tensor qs = q.get(n), ks = k.get(n), vs = v.get(n), os = out.get(n), ls = lse.get(n);
         if (!needs_input_grad(0) && !needs_input_grad(1) && !needs_input_grad(2)) return {Tensor(), Tensor(), Tensor()};
-        Tensor dout = contiguous_nograd(g[0]);
+        // the strided path must not fall back (only the tensor-core kernels read strided
+        // rows): a dout they cannot read where it lies becomes a fresh, aligned copy
+        Tensor dout = !strided ? contiguous_nograd(g[0]) : rows_readable(g[0]) ? g[0] : fresh_copy(g[0]);
         // the kernels write all three (one pass makes dk and dv together, the declared
-        // contract has no "not wanted" pointers); unwanted ones are dropped below
-        Tensor dq = empty_like(qs), dk = empty_like(ks), dv = empty_like(vs);
-        if (qs.is_cuda())
+        // contract has no "not wanted" pointers); unwanted ones are dropped below. Strided:
+        // a gradient is laid out as its input ([B,T,H,D] where that was a view of it)
+        auto grad_like = [&](const Tensor& t) {
+            return !strided || t.is_contiguous() ? empty_like(t)
+                                                 : empty_bthd(t.size(0), t.size(1), t.size(2), t.size(3), t.dtype(),
+                                                              t.device());
+        };
+        Tensor dq = grad_like(qs), dk = grad_like(ks), dv = grad_like(vs);
+        if (qs.is_cuda()) {
+            QkvRows rows;
+            if (strided) {
+                rows.q = rows_of(qs), rows.k = rows_of(ks), rows.v = rows_of(vs), rows.out = rows_of(os);
+                rows.dout = rows_of(dout), rows.dq = rows_of(dq), rows.dk = rows_of(dk), rows.dv = rows_of(dv);
+            }
             cuda::attention_backward(qs.dtype(), shape, scale, dq.raw_data(), dk.raw_data(), dv.raw_data(),
                                      dout.raw_data(), qs.raw_data(), ks.raw_data(), vs.raw_data(), os.raw_data(),
-                                     ls.raw_data());
-        else
+                                     ls.raw_data(), strided ? &rows : nullptr);
+        } else
             cpu::attention_backward(qs.dtype(), shape, scale, dq.raw_data(), dk.raw_data(), dv.raw_data(),
                                     dout.raw_data(), qs.raw_data(), ks.raw_data(), vs.raw_data(), os.raw_data(),
                                     ls.raw_data());
@@ -84,14 +100,32 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
                            "positions), got Tq = ", Tq, " and Tk = ", Tk);
     const double scale = resolve_scale(opt.scale, D, op);
 
-    Tensor q = contiguous_nograd(q_in), k = contiguous_nograd(k_in), v = contiguous_nograd(v_in);
-    Tensor out = empty(q.shape(), q.dtype(), q.device());
-    Tensor lse = empty({B, Hq, Tq}, lse_dtype(q.dtype()), q.device());
     const AttentionShape shape{B, Hq, Hkv, Tq, Tk, D};
-    if (q.is_cuda())
+    // Note [Attention without permutes]: the Transformer projects q, k and v as [B,T,H,D] and
+    // reads the output back as [B,T,Hq,D]; a [B,H,T,D] contiguous copy of each, of the output
+    // and of every gradient was 8 permuting copies a layer (and a prefill chunk copied the
+    // narrowed KV cache whole). Where the bf16 tensor-core kernels take the call they read
+    // q, k, v where they lie; an output or gradient is laid out as its input, so [B,T,H,D]
+    // views in give [B,T,H,D] memory out (contiguous inputs keep contiguous outputs). Every
+    // other path makes its inputs contiguous as before, as does RN_ATTENTION_ROWS=0.
+    // The default is 0 until this path has run on a GPU (the emulated kernels are tested in
+    // CI: tests/test_emu_attention_tc.cpp); RN_ATTENTION_ROWS=1 turns it on.
+    const bool strided = q_in.is_cuda() &&
+                         !(q_in.is_contiguous() && k_in.is_contiguous() && v_in.is_contiguous()) &&
+                         env_choice("RN_ATTENTION_ROWS", {0, 1}, 0) == 1 &&
+                         cuda::attention_takes_rows(q_in.dtype(), shape) && rows_readable(q_in) &&
+                         rows_readable(k_in) && rows_readable(v_in);
+    Tensor q = strided ? q_in : contiguous_nograd(q_in), k = strided ? k_in : contiguous_nograd(k_in),
+           v = strided ? v_in : contiguous_nograd(v_in);
+    Tensor out = strided && !q.is_contiguous() ? empty_bthd(B, Hq, Tq, D, q.dtype(), q.device())
+                                               : empty(q.shape(), q.dtype(), q.device());
+    Tensor lse = empty({B, Hq, Tq}, lse_dtype(q.dtype()), q.device());
+    if (q.is_cuda()) {
+        QkvRows rows;
+        if (strided) rows.q = rows_of(q), rows.k = rows_of(k), rows.v = rows_of(v), rows.out = rows_of(out);
         cuda::attention_forward(q.dtype(), shape, scale, out.raw_data(), lse.raw_data(), q.raw_data(), k.raw_data(),
-                                v.raw_data());
-    else
+                                v.raw_data(), strided ? &rows : nullptr);
+    } else
         cpu::attention_forward(q.dtype(), shape, scale, out.raw_data(), lse.raw_data(), q.raw_data(), k.raw_data(),
                                v.raw_data());
 
@@ -104,6 +138,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
         n->v = SavedTensor(v);
         n->out = SavedTensor(out);
         n->lse = SavedTensor(lse);
+        n->strided = strided;
         record(n, {q_in, k_in, v_in}, {out});
     }
     return out;

@@ -37,10 +37,11 @@ struct SeqRows {
     int64_t sb = 0, sh = 0, st = 0;
     bool given = false;
 };
-// The layouts of one retention call's sequence tensors (the forward's q, k, v, out; the
-// backward's too, and dout, dq, dk, dv). Only the bf16 tensor-core kernels read them
-// (cuda::retention_takes_rows); every other kernel takes contiguous tensors.
-struct RetentionRows {
+// The layouts of one retention or attention call's sequence tensors (the forward's q, k, v,
+// out; the backward's too, and dout, dq, dk, dv). Only the bf16 tensor-core kernels read
+// them (cuda::retention_takes_rows, cuda::attention_takes_rows); every other kernel takes
+// contiguous tensors.
+struct QkvRows {
     SeqRows q, k, v, out, dout, dq, dk, dv;
 };
 

@@ -11,6 +11,7 @@
 #include "core/env.h"
 #include "cuda/retention.h"
 #include "ops/op_util.h"
+#include "ops/seq_rows.h"
 
 namespace rn {
 
@@ -38,33 +39,6 @@ void check_gamma(const std::vector<double>& gamma, int64_t H, const char* op) {
     for (size_t h = 0; h < gamma.size(); ++h)
         RN_CHECK(gamma[h] > 0 && gamma[h] < 1, op, ": decay of head ", h, " is ", gamma[h],
                  "; expected 0 < γ < 1 (γ = 1 has no decay and λ is undefined)");
-}
-
-// Strided rows (Note [Retention without permutes]): a [B,H,T,D] tensor the tensor-core
-// kernels can read where it lies — its last dim contiguous, every row on a 16-byte boundary
-// (a broadcast dim, stride 0, included). A dim of size 1 has no stride that matters.
-bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
-bool rows_readable(const Tensor& t) {
-    const int64_t align = 16 / int64_t(dtype_size(t.dtype()));
-    if (t.stride(3) != 1 && t.size(3) > 1) return false;
-    for (int d = 0; d < 3; ++d)
-        if (t.size(d) > 1 && t.stride(d) % align) return false;
-    return aligned16(t);
-}
-SeqRows rows_of(const Tensor& t) {
-    auto st = [&](int d) { return t.size(d) > 1 ? t.stride(d) : int64_t(0); };
-    return {st(0), st(1), st(2), true};
-}
-// a fresh contiguous copy (aligned by the allocator), where contiguous_nograd could hand
-// back a misaligned view
-Tensor fresh_copy(const Tensor& t) {
-    Tensor c = empty(t.shape(), t.dtype(), t.device());
-    copy_nograd(c, t);
-    return c;
-}
-// [B,H,T,D] laid out as [B,T,H,D]: what the model's projections give, and what it reads back
-Tensor empty_bthd(int64_t B, int64_t H, int64_t T, int64_t D, DType dt, Device dev) {
-    return empty({B, T, H, D}, dt, dev).permute({0, 2, 1, 3});
 }
 
 struct RetentionBackward : Node {
@@ -96,7 +70,7 @@ struct RetentionBackward : Node {
         Tensor ds0 = needs_input_grad(3) ? empty_like(s0s) : Tensor();
         auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
         if (qs.is_cuda()) {
-            RetentionRows rows;
+            QkvRows rows;
             if (strided) {
                 rows.q = rows_of(qs), rows.k = rows_of(ks), rows.v = rows_of(vs), rows.dout = rows_of(dout);
                 if (dq.defined()) rows.dq = rows_of(dq);
@@ -199,7 +173,7 @@ RetentionResult retention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
                                  ? cuda::retention_saved_states_bytes(opt.mode, q.dtype(), shape, gamma)
                                  : 0;
         if (bytes) states = empty({int64_t(bytes / 2)}, DType::bf16, q.device());
-        RetentionRows rows;
+        QkvRows rows;
         if (strided) rows.q = rows_of(q), rows.k = rows_of(k), rows.v = rows_of(v), rows.out = rows_of(out);
         if (!cuda::retention_forward(opt.mode, q.dtype(), shape, gamma, ptr(q), ptr(k), ptr(v), ptr(s0), ptr(out),
                                      ptr(sT), ptr(states), strided ? &rows : nullptr))

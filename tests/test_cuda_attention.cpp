@@ -2,7 +2,8 @@
 // random inputs: output and dq, dk, dv through autograd in f64, f32 and bf16; T in {1, 7,
 // 65} and 4097 (bf16); Tq < Tk (a prefill chunk); GQA ratios 1, 2, 4; D 64 and 128 (the
 // tensor-core kernels for bf16) and 40, 16, 256 (the generic kernels); both backward
-// schemes of the tensor-core path; non-contiguous and misaligned inputs; the raw kernels
+// schemes of the tensor-core path; non-contiguous and misaligned inputs; [B,T,H,D] views read
+// in place (RN_ATTENTION_ROWS=1: strided rows, no copies); the raw kernels
 // writing every element of NaN-poisoned buffers. Decode: attention_decode against the CPU
 // op and against the last row of the full forward on the GPU, lengths different per
 // sequence (1 … Tmax, the cache random past each), small and large B, split and unsplit;
@@ -224,6 +225,62 @@ BOOST_AUTO_TEST_CASE(noncontiguous_and_misaligned_inputs_match_cpu) {
                 check_grads({out, ql.grad(), kl.grad(), vl.grad()}, want, dt, false, "");
             }
         }
+}
+
+BOOST_AUTO_TEST_CASE(strided_rows_match_cpu_without_copies) {
+    // The Transformer's layout: q, k, v are [B,H,T,D] views of one stacked [B,T,Hq+2·Hkv,D]
+    // product (Note [Attention without permutes], ops/attention.cpp), here also with each
+    // head inside a wider row. With RN_ATTENTION_ROWS=1
+    // the tensor-core path reads them where they lie and writes the output and gradients as
+    // [B,T,H,D]; a view 4 elements off a 16-byte boundary takes the contiguous path; without
+    // the switch every input is copied (the default until this ran on a GPU). A prefill
+    // chunk reads k and v as a narrow of a longer cache. All against the CPU.
+    Generator gen(414);
+    const int64_t B = 2, Hq = 4, Hkv = 2, T = 150, NH = Hq + 2 * Hkv;
+    struct Case {
+        int64_t D, pad, offset;  // each head's row D + pad wide, the head at `offset` in it
+        const char* rows;        // RN_ATTENTION_ROWS
+        bool strided;            // the path expected
+    };
+    for (const Case c : {Case{64, 0, 0, "1", true}, Case{128, 8, 8, "1", true}, Case{64, 8, 4, "1", false},
+                         Case{64, 0, 0, "0", false}}) {
+        setenv("RN_ATTENTION_ROWS", c.rows, 1);
+        BOOST_TEST_CONTEXT("D" << c.D << " pad " << c.pad << " at " << c.offset << " RN_ATTENTION_ROWS=" << c.rows) {
+            Tensor wide = rnd({B, T, NH, c.D + c.pad}, gen, DType::bf16);
+            Tensor dO = rnd({B, T, Hq, c.D}, gen, DType::bf16).permute({0, 2, 1, 3});  // as the model's backward gives it
+            auto go = [&](Device dev, Tensor& leaf) {
+                leaf = (dev.is_cuda() ? wide.to(gpu) : cpu_ref_input(wide)).requires_grad_();
+                Tensor heads = leaf.narrow(3, c.offset, c.D);
+                auto part = [&](int64_t h0, int64_t n) { return heads.narrow(2, h0, n).permute({0, 2, 1, 3}); };
+                Tensor out = attention(part(0, Hq), part(Hq, Hkv), part(Hq + Hkv, Hkv));
+                out.backward(dev.is_cuda() ? dO.to(gpu) : cpu_ref_input(dO));
+                return out;
+            };
+            Tensor lg, lc;
+            Tensor got = go(gpu, lg), want = go(Device::cpu(), lc);
+            // the output's layout says which path ran: [B,T,Hq,D] rows, or contiguous
+            BOOST_TEST(got.is_contiguous() == !c.strided);
+            BOOST_TEST(got.stride(2) == (c.strided ? Hq * c.D : c.D));
+            check_close(got, want, out_tol(DType::bf16), "output");
+            check_close(lg.grad(), lc.grad(), grad_tol(DType::bf16), "dq, dk, dv in the stacked product");
+        }
+    }
+    // a prefill chunk: q [B,Hq,Tq,D] contiguous, k and v the first Tk positions of a
+    // [B,Hkv,Tmax,D] cache (not contiguous): read in place, the output stays contiguous
+    setenv("RN_ATTENTION_ROWS", "1", 1);
+    BOOST_TEST_CONTEXT("prefill from a cache") {
+        const int64_t Tq = 40, Tk = 130, Tmax = 200, D = 64;
+        Tensor q = rnd({B, Hq, Tq, D}, gen, DType::bf16), kc = rnd({B, Hkv, Tmax, D}, gen, DType::bf16);
+        Tensor vc = rnd({B, Hkv, Tmax, D}, gen, DType::bf16);
+        auto go = [&](Device dev) {
+            auto on = [&](const Tensor& t) { return dev.is_cuda() ? t.to(gpu) : cpu_ref_input(t); };
+            return attention(on(q), on(kc).narrow(2, 0, Tk), on(vc).narrow(2, 0, Tk));
+        };
+        Tensor got = go(gpu);
+        BOOST_TEST(got.is_contiguous());
+        check_close(got, go(Device::cpu()), out_tol(DType::bf16), "output");
+    }
+    unsetenv("RN_ATTENTION_ROWS");
 }
 
 BOOST_AUTO_TEST_CASE(raw_kernels_write_every_element) {

@@ -5,7 +5,8 @@
 // strip counts is checked before a GPU sees it: the forward with one and two 16-row
 // strips a warp (64- and 128-row query tiles), the dK/dV kernel with 64- and 128-key tiles
 // (4 and 8 warps), with the dQ pass (one and two strips) and with atomic dQ, at D 64 and
-// 128, ragged tiles, Tq < Tk and GQA.
+// 128, ragged tiles, Tq < Tk and GQA; and with every sequence tensor laid out as the
+// Transformer's [B,T,H,D] projections (cuda::Rows), each row wider by a different amount.
 // test_cuda_attention checks the same kernels on a GPU through the public op.
 //
 // Tolerances as test_cuda_attention's for bf16 (‖got − want‖ / ‖want‖): output 1e-2,
@@ -19,6 +20,7 @@
 
 #include "tests/cuda_emu/emu.h"
 #include "tests/cuda_emu/emu_test.h"
+#include "tests/cuda_emu/rows_layout.h"
 // (emu.h first: the kernels compile against the emulator's CUDA names)
 #include "cuda/attention_tc_kernels.cuh"
 #include "core/random.h"
@@ -87,6 +89,20 @@ Reference reference(const Case& c, const Input& q, const Input& k, const Input& 
     return r;
 }
 
+// Where the sequence tensors lie: contiguous [B,H,T,D], or [B,T,H,D] with `pad` elements
+// after each token's H·D, a different multiple of 8 for each tensor (a kernel reading one
+// tensor's rows with another's stride then fails)
+struct Layout {
+    bool strided = false;
+    cuda::Rows rows(int64_t H, int64_t T, int64_t D, int which) const {
+        if (!strided) return {H * T * D, T * D, D};
+        const int64_t st = H * D + 8 * which;
+        return {T * st, D, st};
+    }
+};
+using bf16 = __nv_bfloat16;
+const bf16 kNan16 = __float2bfloat16(NAN);
+
 template <int D, int MT>
 void forward(const Case& c, tc::FwdArgs a) {
     a.nqt = (c.Tq + tc::kBQ * MT - 1) / (tc::kBQ * MT);
@@ -110,8 +126,8 @@ void backward(const Case& c, tc::BwdArgs a, int dq_strips, bool atomic, int kw, 
         a.dq_acc = acc.data();
         if (kw == 8) dkdv<D, true, 8>(c, a);
         else dkdv<D, true, 4>(c, a);
-        rn_emu::launch(tc::dq_convert_kernel, dim3(4), dim3(64), 0, a.dq, static_cast<const float*>(a.dq_acc),
-                       int64_t(acc.size() / 8), a.scale);
+        rn_emu::launch(tc::dq_convert_kernel, dim3(4), dim3(64), 0, a.dq, a.rdq, c.Hq, c.Tq, c.D,
+                       static_cast<const float*>(a.dq_acc), int64_t(acc.size() / 8), a.scale);
         return;
     }
     if (kw == 8) dkdv<D, false, 8>(c, a);
@@ -130,24 +146,39 @@ void backward(const Case& c, tc::BwdArgs a, int dq_strips, bool atomic, int kw, 
 // Every kernel variant on one shape: forward with 1 and 2 strips a warp, then the backward
 // three ways (dQ pass with 1 and 2 strips, atomic dQ), each against the f64 CPU op.
 template <int D>
-void check_case_once(const Case& c, uint64_t seed) {
+void check_case_once(const Case& c, uint64_t seed, Layout lay) {
     Generator gen(seed);
     const int64_t nq = int64_t(c.B) * c.Hq * c.Tq * D, nk = int64_t(c.B) * c.Hkv * c.Tk * D;
     const Input q = random_input(nq, gen), k = random_input(nk, gen), v = random_input(nk, gen),
                 dout = random_input(nq, gen);
     const double scale = 1.0 / std::sqrt(double(D));
     const Reference want = reference(c, q, k, v, dout, scale);
+    // the kernels' inputs where the layout puts them; outputs are read back from theirs
+    const int64_t BHq = int64_t(c.B) * c.Hq, BHk = int64_t(c.B) * c.Hkv;
+    const cuda::Rows rq = lay.rows(c.Hq, c.Tq, D, 1), rk = lay.rows(c.Hkv, c.Tk, D, 2), rv = lay.rows(c.Hkv, c.Tk, D, 3),
+                     ro = lay.rows(c.Hq, c.Tq, D, 0), rdo = lay.rows(c.Hq, c.Tq, D, 4),
+                     rdq = lay.rows(c.Hq, c.Tq, D, 5), rdk = lay.rows(c.Hkv, c.Tk, D, 6),
+                     rdv = lay.rows(c.Hkv, c.Tk, D, 7);
+    auto placed_q = [&](const std::vector<bf16>& x, const cuda::Rows& r) {
+        return rn_emu::place(x, BHq, c.Hq, c.Tq, D, r, kNan16);
+    };
+    auto placed_kv = [&](const std::vector<bf16>& x, const cuda::Rows& r) {
+        return rn_emu::place(x, BHk, c.Hkv, c.Tk, D, r, kNan16);
+    };
+    const std::vector<bf16> qh = placed_q(q.h, rq), kh = placed_kv(k.h, rk), vh = placed_kv(v.h, rv),
+                            doh = placed_q(dout.h, rdo);
 
-    std::vector<__nv_bfloat16> out, out1;
+    std::vector<bf16> out, out1;
     std::vector<float> lse(want.lse.size());
     for (int mt : {1, 2}) {
         // NaN-poisoned: every element must be written
-        out.assign(size_t(nq), __float2bfloat16(NAN));
+        out.assign(size_t(rn_emu::span(BHq, c.Hq, c.Tq, D, ro)), kNan16);
         std::fill(lse.begin(), lse.end(), NAN);
-        tc::FwdArgs a{q.h.data(), k.h.data(), v.h.data(), out.data(), lse.data(), c.Hq, c.Hkv, c.Tq, c.Tk, 0,
-                      float(scale), float(scale * 1.4426950408889634)};
+        tc::FwdArgs a{qh.data(), kh.data(), vh.data(), out.data(), lse.data(), rq, rk, rv, ro, c.Hq, c.Hkv, c.Tq, c.Tk,
+                      0, float(scale), float(scale * 1.4426950408889634)};
         if (mt == 1) forward<D, 1>(c, a);
         else forward<D, 2>(c, a);
+        out = rn_emu::gather(out, BHq, c.Hq, c.Tq, D, ro);
         const double e = rel_err(out, want.out);
         BOOST_TEST(e <= 1e-2, name(c) << " forward, " << 64 * mt << "-row tiles: output relative error " << e);
         BOOST_TEST_MESSAGE("  forward, " << 64 * mt << "-row tiles: output relative error " << e);
@@ -178,13 +209,17 @@ void check_case_once(const Case& c, uint64_t seed) {
          {Scheme{"dQ pass, 64-row tiles; 64-key dK/dV tiles", 1, false, 4},
           Scheme{"dQ pass, 128-row tiles; 128-key dK/dV tiles", 2, false, 8},
           Scheme{"atomic dQ, 64-key tiles", 1, true, 4}, Scheme{"atomic dQ, 128-key tiles", 1, true, 8}}) {
-        std::vector<__nv_bfloat16> dq(size_t(nq), __float2bfloat16(NAN)), dk(size_t(nk), __float2bfloat16(NAN)),
-            dv(size_t(nk), __float2bfloat16(NAN));
+        std::vector<bf16> dq(size_t(rn_emu::span(BHq, c.Hq, c.Tq, D, rdq)), kNan16),
+            dk(size_t(rn_emu::span(BHk, c.Hkv, c.Tk, D, rdk)), kNan16),
+            dv(size_t(rn_emu::span(BHk, c.Hkv, c.Tk, D, rdv)), kNan16);
         std::vector<float> acc;
-        tc::BwdArgs a{q.h.data(), k.h.data(), v.h.data(), dout.h.data(), lse.data(), dvec.data(), dq.data(),
-                      dk.data(), dv.data(), nullptr, c.Hq, c.Hkv, c.Tq, c.Tk, 0, float(scale),
+        tc::BwdArgs a{qh.data(), kh.data(), vh.data(), doh.data(), lse.data(), dvec.data(), dq.data(), dk.data(),
+                      dv.data(), nullptr, rq, rk, rv, rdo, rdq, rdk, rdv, c.Hq, c.Hkv, c.Tq, c.Tk, 0, float(scale),
                       float(scale * 1.4426950408889634)};
         backward<D>(c, a, sc.strips, sc.atomic, sc.kw, acc);
+        dq = rn_emu::gather(dq, BHq, c.Hq, c.Tq, D, rdq);
+        dk = rn_emu::gather(dk, BHk, c.Hkv, c.Tk, D, rdk);
+        dv = rn_emu::gather(dv, BHk, c.Hkv, c.Tk, D, rdv);
         for (auto [got, ref, w] : {std::tuple{&dq, &want.dq, "dq"}, std::tuple{&dk, &want.dk, "dk"},
                                    std::tuple{&dv, &want.dv, "dv"}}) {
             const double e = rel_err(*got, *ref);
@@ -196,10 +231,11 @@ void check_case_once(const Case& c, uint64_t seed) {
 
 // in each of the emulator's modes (rn_emu::Mode: deferred and eager copies)
 template <int D>
-void check_case(const Case& c, uint64_t seed) {
+void check_case(const Case& c, uint64_t seed, Layout lay = {}) {
     rn_emu::in_each_mode([&] {
-        BOOST_TEST_MESSAGE("emulated tensor-core attention: " << name(c) << ", " << rn_emu::mode_name(rn_emu::mode()));
-        check_case_once<D>(c, seed);
+        BOOST_TEST_MESSAGE("emulated tensor-core attention: " << name(c) << (lay.strided ? ", [B,T,H,D] rows" : "")
+                                                              << ", " << rn_emu::mode_name(rn_emu::mode()));
+        check_case_once<D>(c, seed, lay);
     });
 }
 
@@ -222,6 +258,13 @@ BOOST_AUTO_TEST_CASE(d128_kernels_match_the_cpu_op) {
     check_case<128>({1, 2, 1, 33, 150, 128}, 22);
     if (skip_under_asan("D 128 at T 130")) return;
     check_case<128>({1, 2, 2, 130, 130, 128}, 21);
+}
+
+// The kernels reading and writing every sequence tensor as [B,T,H,D] rows, each row
+// wider by its own amount: GQA 2 with a ragged tile (D 64), and Tq < Tk (D 128)
+BOOST_AUTO_TEST_CASE(strided_rows_match_the_cpu_op) {
+    check_case<64>({2, 4, 2, 65, 65, 64}, 15, Layout{true});
+    check_case<128>({1, 2, 1, 33, 150, 128}, 23, Layout{true});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -6,7 +6,7 @@
 // pass as whole-chunk blocks and as 64- and 128-wide tiles, and the dQ/dK pass — with an
 // initial state, a final-state gradient, pos0 > 0, partial chunks and ragged Dk/Dv tiles;
 // and every kernel again with its sequence tensors laid out as the model's [B,T,H,D]
-// projections (tc::Rows), v inside a wider row as a narrow of a stacked product would be.
+// projections (cuda::Rows), v inside a wider row as a narrow of a stacked product would be.
 // test_cuda_retention checks the same kernels on a GPU through the public op.
 //
 // Tolerance ‖got − want‖ / ‖want‖ ≤ 2e-2 per tensor: the kernels round the chunk states,
@@ -19,6 +19,7 @@
 
 #include "tests/cuda_emu/emu.h"
 #include "tests/cuda_emu/emu_test.h"
+#include "tests/cuda_emu/rows_layout.h"
 // (emu.h first: the kernels compile against the emulator's CUDA names)
 #include "cuda/retention_tc_kernels.cuh"
 #include "core/random.h"
@@ -130,29 +131,21 @@ struct Layout {
     bool strided = false;
     int64_t pad = 0;
     int64_t extra(int which) const { return strided ? 8 * which : 0; }
-    tc::Rows rows(const RetentionShape& s, int64_t D, int64_t pad_here) const {
+    cuda::Rows rows(const RetentionShape& s, int64_t D, int64_t pad_here) const {
         if (!strided) return {s.H * s.T * D, s.T * D, D};
         const int64_t st = s.H * D + pad_here;
         return {s.T * st, D, st};
     }
 };
-int64_t span(const RetentionShape& s, const tc::Rows& r, int64_t D) {  // elements the layout covers
-    return r.at(s.B * s.H - 1, int(s.H), s.T - 1) + D;
+int64_t span(const RetentionShape& s, const cuda::Rows& r, int64_t D) {  // elements the layout covers
+    return rn_emu::span(s.B * s.H, s.H, s.T, D, r);
 }
 // a [B,H,T,D] tensor's values placed where `r` says (NaN elsewhere), and read back
-std::vector<bf16> place(const std::vector<bf16>& x, const RetentionShape& s, int64_t D, const tc::Rows& r) {
-    std::vector<bf16> out(size_t(span(s, r, D)), __float2bfloat16(NAN));
-    for (int64_t bh = 0; bh < s.B * s.H; ++bh)
-        for (int64_t t = 0; t < s.T; ++t)
-            for (int64_t e = 0; e < D; ++e) out[size_t(r.at(bh, int(s.H), t) + e)] = x[size_t((bh * s.T + t) * D + e)];
-    return out;
+std::vector<bf16> place(const std::vector<bf16>& x, const RetentionShape& s, int64_t D, const cuda::Rows& r) {
+    return rn_emu::place(x, s.B * s.H, s.H, s.T, D, r, __float2bfloat16(NAN));
 }
-std::vector<bf16> gather(const std::vector<bf16>& y, const RetentionShape& s, int64_t D, const tc::Rows& r) {
-    std::vector<bf16> out(size_t(s.B * s.H * s.T * D));
-    for (int64_t bh = 0; bh < s.B * s.H; ++bh)
-        for (int64_t t = 0; t < s.T; ++t)
-            for (int64_t e = 0; e < D; ++e) out[size_t((bh * s.T + t) * D + e)] = y[size_t(r.at(bh, int(s.H), t) + e)];
-    return out;
+std::vector<bf16> gather(const std::vector<bf16>& y, const RetentionShape& s, int64_t D, const cuda::Rows& r) {
+    return rn_emu::gather(y, s.B * s.H, s.H, s.T, D, r);
 }
 
 void check_once(const RetentionShape& s, const std::vector<Variant>& variants, uint64_t seed, Layout lay) {
@@ -178,7 +171,7 @@ void check_once(const RetentionShape& s, const std::vector<Variant>& variants, u
     const bf16 nan16 = __float2bfloat16(NAN);
     std::vector<bf16> hs(size_t(BH * NC) * size_t(Dk * Dv)), us(hs.size());
     // the kernels' inputs where the layout puts them; outputs are read back from theirs
-    const tc::Rows rq = lay.rows(s, s.Dk, 0), rk = lay.rows(s, s.Dk, lay.extra(1)), rv = lay.rows(s, s.Dv, lay.pad),
+    const cuda::Rows rq = lay.rows(s, s.Dk, 0), rk = lay.rows(s, s.Dk, lay.extra(1)), rv = lay.rows(s, s.Dv, lay.pad),
                    ro = lay.rows(s, s.Dv, 0), rdo = lay.rows(s, s.Dv, lay.extra(3)),
                    rdq = lay.rows(s, s.Dk, lay.extra(2)), rdk = lay.rows(s, s.Dk, lay.extra(4)),
                    rdv = lay.rows(s, s.Dv, lay.extra(5));
