@@ -17,6 +17,14 @@
 // accepts less, so we tell the heuristic the real alignment. The cache is bounded (cleared
 // when it reaches kMaxPlans; a training run uses a handful of shapes) and never destroyed
 // at exit, so no descriptor outlives the library that made it in a static destructor.
+//
+// Note [Tuned plans]: the heuristic's first algorithm is a guess from the shape alone.
+// RN_GEMM_TUNE=N (2–16) asks it for N and, on a plan's first call, times each on that
+// call's own A and B writing a scratch C (one warm-up and three runs, CUDA events), keeping
+// the fastest. Off by default: it costs a few milliseconds per new shape and a stream
+// synchronisation, and the pick can differ from run to run, so the last bits of a product
+// may too (as with PyTorch's cudnn.benchmark). Nothing can be timed inside a CUDA graph
+// capture: a captured call takes the heuristic's first, and the first later call tunes.
 #include "cuda/matmul.h"
 
 #include <cublasLt.h>
@@ -25,6 +33,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -32,8 +41,10 @@
 #include <sstream>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "core/error.h"
+#include "core/tensor.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/gemv.h"
@@ -82,7 +93,7 @@ const char* blas_hint(cublasStatus_t s) {
                                       describe(prob), ".", blas_hint(s_));                                  \
     } while (0)
 
-std::atomic<int64_t> n_lt{0}, n_ex{0}, n_heur{0}, n_noalgo{0}, n_gemv{0};
+std::atomic<int64_t> n_lt{0}, n_ex{0}, n_heur{0}, n_noalgo{0}, n_gemv{0}, n_tuned{0};
 std::atomic<bool> use_gemv{true};
 std::atomic<bool> use_lt{true};
 
@@ -129,6 +140,9 @@ struct Plan {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
     bool have_algo = false;
+    // Note [Tuned plans]: the heuristic's algorithms beyond the first, to be timed on first
+    // use (empty: nothing to tune, or tuned already; guarded by tune_mu)
+    std::vector<cublasLtMatmulAlgo_t> untimed;
     Plan() = default;
     Plan(const Plan&) = delete;
     Plan& operator=(const Plan&) = delete;
@@ -141,9 +155,17 @@ struct Plan {
 };
 
 constexpr size_t kMaxPlans = 1024;
-std::mutex plans_mu;
+std::mutex plans_mu, tune_mu;
 // leaked on purpose (Note [Lt plans]): outlives every static destructor
-auto& plans = *new std::unordered_map<PlanKey, std::shared_ptr<const Plan>, PlanKeyHash>();
+auto& plans = *new std::unordered_map<PlanKey, std::shared_ptr<Plan>, PlanKeyHash>();
+
+// RN_GEMM_TUNE: how many algorithms to time for a new shape (1: the heuristic's first)
+int tune_candidates() {
+    const char* e = std::getenv("RN_GEMM_TUNE");
+    if (!e) return 1;
+    const int n = std::atoi(e);
+    return n < 1 ? 1 : n > 16 ? 16 : n;
+}
 
 cublasLtMatrixLayout_t make_layout(const Problem& p, uint64_t rows, uint64_t cols, int64_t ld, int64_t stride) {
     cublasLtMatrixLayout_t l = nullptr;
@@ -193,31 +215,76 @@ std::unique_ptr<Plan> make_plan(const PlanKey& k, cublasLtHandle_t lt, size_t ws
         RN_BLAS_CHECK("cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT)", p,
                       cublasLtMatmulPreferenceSetAttribute(pref, al.attr, &al.bytes, sizeof(al.bytes)));
 
-    cublasLtMatmulHeuristicResult_t result{};
+    const int want = tune_candidates();
+    std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(want));
     int found = 0;
     n_heur.fetch_add(1, std::memory_order_relaxed);
     const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(lt, plan->desc, plan->a, plan->b, plan->c, plan->c, pref,
-                                                            1, &result, &found);
+                                                            want, results.data(), &found);
     // NOT_SUPPORTED (or no result) means "no Lt kernel for this problem": cublasGemmEx runs
     // it. Anything else is a real error (a bad layout is our bug) and is reported.
     if (s != CUBLAS_STATUS_NOT_SUPPORTED) RN_BLAS_CHECK("cublasLtMatmulAlgoGetHeuristic", p, s);
-    plan->have_algo = s == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS &&
-                      result.workspaceSize <= ws_bytes;
-    if (plan->have_algo) plan->algo = result.algo;
-    else n_noalgo.fetch_add(1, std::memory_order_relaxed);
+    if (s == CUBLAS_STATUS_SUCCESS)
+        for (int i = 0; i < found; ++i) {
+            const cublasLtMatmulHeuristicResult_t& r = results[size_t(i)];
+            if (r.state != CUBLAS_STATUS_SUCCESS || r.workspaceSize > ws_bytes) continue;
+            if (!plan->have_algo) plan->algo = r.algo, plan->have_algo = true;  // the heuristic's first
+            else plan->untimed.push_back(r.algo);
+        }
+    if (!plan->have_algo) n_noalgo.fetch_add(1, std::memory_order_relaxed);
     return plan;
 }
 
 // The plan for this problem, built on first use. Shared ownership: a call keeps its plan
 // alive even if another thread clears the cache meanwhile.
-std::shared_ptr<const Plan> get_plan(const PlanKey& k, cublasLtHandle_t lt, size_t ws_bytes) {
+std::shared_ptr<Plan> get_plan(const PlanKey& k, cublasLtHandle_t lt, size_t ws_bytes) {
     std::lock_guard<std::mutex> lock(plans_mu);
     auto it = plans.find(k);
     if (it != plans.end()) return it->second;
     if (plans.size() >= kMaxPlans) plans.clear();
-    std::shared_ptr<const Plan> plan = make_plan(k, lt, ws_bytes);
+    std::shared_ptr<Plan> plan = make_plan(k, lt, ws_bytes);
     plans.emplace(k, plan);
     return plan;
+}
+
+// Note [Tuned plans]: times the heuristic's first algorithm and each untimed one on this
+// call's A and B into a scratch C, and keeps the fastest. Called with tune_mu held, outside
+// any stream capture.
+void tune(Plan& plan, const Problem& p, cublasLtHandle_t lt, float al, float be, const void* A, const void* B,
+          void* ws, size_t ws_bytes, cudaStream_t st, int dev) {
+    // scratch C covering every element the product writes (zeroed: beta may read it)
+    const int64_t span = (p.batch - 1) * p.sC + (p.M - 1) * p.ldc + p.N;
+    Tensor scratch = empty({span}, DType::bf16, Device::cuda(dev));
+    RN_CUDA_CHECK(cudaMemsetAsync(scratch.raw_data(), 0, size_t(span) * 2, st));
+    void* C = scratch.raw_data();
+    cudaEvent_t e0 = nullptr, e1 = nullptr;
+    RN_CUDA_CHECK(cudaEventCreate(&e0));
+    RN_CUDA_CHECK(cudaEventCreate(&e1));
+    std::vector<cublasLtMatmulAlgo_t> all = {plan.algo};
+    all.insert(all.end(), plan.untimed.begin(), plan.untimed.end());
+    float best = 0;
+    size_t best_i = 0;
+    bool any = false;
+    for (size_t i = 0; i < all.size(); ++i) {
+        auto launch = [&] {
+            return cublasLtMatmul(lt, plan.desc, &al, B, plan.a, A, plan.b, &be, C, plan.c, C, plan.c, &all[i], ws,
+                                  ws_bytes, st);
+        };
+        if (launch() != CUBLAS_STATUS_SUCCESS) continue;  // an algorithm that declines the pointers: not a candidate
+        RN_CUDA_CHECK(cudaEventRecord(e0, st));
+        bool ok = true;
+        for (int r = 0; r < 3 && ok; ++r) ok = launch() == CUBLAS_STATUS_SUCCESS;
+        RN_CUDA_CHECK(cudaEventRecord(e1, st));
+        RN_CUDA_CHECK(cudaEventSynchronize(e1));
+        float ms = 0;
+        RN_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        if (ok && (!any || ms < best)) best = ms, best_i = i, any = true;
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    if (any) plan.algo = all[best_i];
+    plan.untimed.clear();
+    n_tuned.fetch_add(1, std::memory_order_relaxed);
 }
 
 // ---- the three paths
@@ -282,15 +349,26 @@ bool run_lt(const Problem& p, double alpha, const void* A, const void* B, double
     const size_t es = 2;
     const PlanKey key{dev, p, alignment(A, p.sA, p.batch, es), alignment(B, p.sB, p.batch, es),
                       alignment(C, p.sC, p.batch, es)};
-    const std::shared_ptr<const Plan> plan = get_plan(key, lt, ws_bytes);
+    const std::shared_ptr<Plan> plan = get_plan(key, lt, ws_bytes);
     if (!plan->have_algo) return false;
     const float al = float(alpha), be = float(beta);
+    cudaStream_t st = stream(dev);
+    cublasLtMatmulAlgo_t algo;
+    {
+        std::lock_guard<std::mutex> lock(tune_mu);
+        if (!plan->untimed.empty()) {
+            cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+            RN_CUDA_CHECK(cudaStreamIsCapturing(st, &cs));
+            if (cs == cudaStreamCaptureStatusNone) tune(*plan, p, lt, al, be, A, B, ws, ws_bytes, st, dev);
+        }
+        algo = plan->algo;
+    }
     // beta = 0: C is not read (cuBLASLt, like BLAS, skips the load), so garbage there is fine.
     // The workspace is shared by every Lt call on this device; they all run in order on
     // the one stream (Note [One compute stream]), so none overlaps another's use of it.
     RN_BLAS_CHECK("cublasLtMatmul", p,
-                  cublasLtMatmul(lt, plan->desc, &al, B, plan->a, A, plan->b, &be, C, plan->c, C, plan->c, &plan->algo,
-                                 ws, ws_bytes, stream(dev)));
+                  cublasLtMatmul(lt, plan->desc, &al, B, plan->a, A, plan->b, &be, C, plan->c, C, plan->c, &algo, ws,
+                                 ws_bytes, st));
     n_lt.fetch_add(1, std::memory_order_relaxed);
     return true;
 }
@@ -395,6 +473,7 @@ GemmStats gemm_stats() {
     s.gemv_calls = n_gemv.load();
     s.heuristic_queries = n_heur.load();
     s.lt_no_algorithm = n_noalgo.load();
+    s.tuned_shapes = n_tuned.load();
     std::lock_guard<std::mutex> lock(plans_mu);
     s.cached_shapes = int64_t(plans.size());
     return s;

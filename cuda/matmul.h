@@ -8,7 +8,9 @@
 //          set_allow_tf32(true) opted in (then CUBLAS_COMPUTE_32F_FAST_TF32).
 //   bf16 — cublasLtMatmul, fp32 accumulation, bf16 in and out, algorithm from the Lt
 //          heuristic with the 32 MiB workspace; descriptors and the chosen algorithm are
-//          cached per shape, so a training step never re-queries the heuristic. When Lt has
+//          cached per shape, so a training step never re-queries the heuristic (with
+//          RN_GEMM_TUNE=N, the fastest of its first N, timed on first use: Note [Tuned
+//          plans] in cuda/matmul.cpp). When Lt has
 //          no algorithm for a shape, cublasGemmEx (CUBLAS_COMPUTE_32F) runs it instead.
 //   f64  — cublasDgemm.
 //   x · Wᵀ with 1–4 rows of x (f32 or bf16, W stored [N, K], beta = 0, one matrix; the
@@ -57,6 +59,7 @@ struct GemmStats {
     int64_t lt_no_algorithm = 0;    // shapes for which Lt offered nothing (then cublasGemmEx)
     int64_t cached_shapes = 0;      // entries in the Lt plan cache now
     int64_t gemv_calls = 0;         // few-row products run by cuda/gemv.h's kernel
+    int64_t tuned_shapes = 0;       // plans whose algorithm was picked by timing (RN_GEMM_TUNE)
 };
 GemmStats gemm_stats();
 // Drops every cached Lt plan (descriptors and algorithm); the next call per shape re-queries.

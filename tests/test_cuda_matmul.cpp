@@ -8,7 +8,9 @@
 //   gradients — backward on CUDA against the CPU on the same values;
 //   the raw entries — gemm with alpha/beta, padded ldc (sentinels untouched), NaN-poisoned C
 //             with beta = 0, K = 0, strided-batched with a stride-0 operand;
-//   the Lt plan cache (a repeated shape queries the heuristic once), the cublasGemmEx
+//   the Lt plan cache (a repeated shape queries the heuristic once), tuned plans
+//   (RN_GEMM_TUNE: timed on a new shape's first eager call, never inside a graph capture,
+//   C written once), the cublasGemmEx
 //   fallback path, and TF32: off by default, opt-in changes f32 only, and off again gives
 //   bit-identical exact results;
 //   few-row products x · Wᵀ (a decode step): cuda/gemv.h's kernel takes them (counted),
@@ -19,11 +21,13 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "cuda/gemv.h"
+#include "cuda/graph.h"
 #include "cuda/matmul.h"
 #include "cuda_test_util.h"
 #include "ops/matmul.h"
@@ -290,6 +294,52 @@ BOOST_AUTO_TEST_CASE(lt_plans_are_cached_per_shape) {
     BOOST_TEST(s2.heuristic_queries - s1.heuristic_queries == 2);
     BOOST_TEST_MESSAGE("cuBLASLt plan cache: " << s2.cached_shapes << " shapes, " << s2.heuristic_queries
                                                << " heuristic queries, " << s2.lt_no_algorithm << " without an Lt algorithm");
+}
+
+BOOST_AUTO_TEST_CASE(tuned_plans_time_candidates_outside_captures) {
+    // RN_GEMM_TUNE=8 (Note [Tuned plans], cuda/matmul.cpp): a new shape's first eager call
+    // times the heuristic's candidates on a scratch output and keeps the fastest. Nothing is
+    // timed while a CUDA graph records (the captured product takes the heuristic's first);
+    // C is written once, so beta = 1 accumulates once; values as the CPU's.
+    Generator g(44);
+    SwitchGuard guard;
+    cuda::set_gemm_use_lt(true);
+    setenv("RN_GEMM_TUNE", "8", 1);
+    cuda::clear_gemm_cache();
+    Tensor a = randn({1024, 768}, g, DType::f64).to(DType::bf16).to(kGpu);
+    Tensor b = randn({768, 2304}, g, DType::f64).to(DType::bf16).to(kGpu);
+    const Tensor want = matmul(ref64(a), ref64(b));
+    const auto s0 = cuda::gemm_stats();
+    cuda::Graph graph(0);
+    Tensor captured;
+    std::string why;
+    BOOST_REQUIRE_MESSAGE(graph.capture([&] { captured = matmul(a, b); }, &why), why);
+    const auto s1 = cuda::gemm_stats();
+    BOOST_TEST(s1.tuned_shapes == s0.tuned_shapes, "a plan was tuned while a graph recorded");
+    graph.replay();
+    BOOST_TEST(rel_err(captured.to(Device::cpu()), want) < tol_for(DType::bf16));
+    Tensor eager = matmul(a, b);
+    const auto s2 = cuda::gemm_stats();
+    BOOST_TEST(s2.tuned_shapes == s1.tuned_shapes + 1, "the first eager call of a new shape did not tune");
+    BOOST_TEST(s2.heuristic_queries == s1.heuristic_queries, "the captured call's plan was not reused");
+    BOOST_TEST(rel_err(eager.to(Device::cpu()), want) < tol_for(DType::bf16));
+    matmul(a, b);
+    BOOST_TEST(cuda::gemm_stats().tuned_shapes == s2.tuned_shapes, "a shape was tuned twice");
+    // beta = 1 on a new shape: its first call tunes on scratch, then accumulates into C once
+    {
+        const int64_t M = 512, N = 384, K = 640;
+        Tensor x = randn({M, K}, g, DType::f64).to(DType::bf16).to(kGpu), w = randn({N, K}, g, DType::f64).to(DType::bf16).to(kGpu);
+        Tensor c = randn({M, N}, g, DType::f64).to(DType::bf16).to(kGpu);
+        const Tensor c0 = ref64(c);
+        const int64_t before = cuda::gemm_stats().tuned_shapes;
+        cuda::set_device(0);
+        cuda::gemm(DType::bf16, false, true, M, N, K, 1.0, x.raw_data(), K, w.raw_data(), K, 1.0, c.raw_data(), N);
+        BOOST_TEST(cuda::gemm_stats().tuned_shapes == before + 1);
+        const Tensor want_c = matmul(ref64(x), ref64(w).t()) + c0;
+        BOOST_TEST(rel_err(ref64(c), want_c) < tol_for(DType::bf16), "C accumulated other than once");
+    }
+    unsetenv("RN_GEMM_TUNE");
+    cuda::clear_gemm_cache();
 }
 
 BOOST_AUTO_TEST_CASE(bf16_fallback_path_matches) {
