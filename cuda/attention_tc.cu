@@ -101,10 +101,16 @@ bool attention_tc_forward(const AttentionShape& s, double scale, void* out, floa
               int((s.Tq + kBQ * mt - 1) / (kBQ * mt)), float(scale), float(scale * 1.4426950408889634)};
     const dim3 grid(unsigned(s.B * s.Hq), unsigned(a.nqt));
     cudaStream_t st = stream();
+    // the strided-rows variants are separate kernels (RowsOf): contiguous calls keep theirs
     auto run = [&](auto d, auto m) {
         constexpr int D = decltype(d)::value, MT = decltype(m)::value;
-        set_smem(attn_fwd_tc<D, MT>, fwd_smem<D, MT>());
-        attn_fwd_tc<D, MT><<<grid, kThreads, fwd_smem<D, MT>(), st>>>(a);
+        auto go = [&](auto strided) {
+            constexpr bool S = decltype(strided)::value;
+            set_smem(attn_fwd_tc<D, MT, S>, fwd_smem<D, MT>());
+            attn_fwd_tc<D, MT, S><<<grid, kThreads, fwd_smem<D, MT>(), st>>>(a);
+        };
+        if (rows) go(std::true_type{});
+        else go(std::false_type{});
     };
     if (s.D == 64) mt == 2 ? run(Width<64>{}, Width<2>{}) : run(Width<64>{}, Width<1>{});
     else mt == 2 ? run(Width<128>{}, Width<2>{}) : run(Width<128>{}, Width<1>{});
@@ -156,13 +162,18 @@ bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void
     auto dkdv = [&](auto d, auto at) {
         constexpr int D = decltype(d)::value;
         constexpr bool A = decltype(at)::value;
-        auto go = [&](auto w) {
+        auto go = [&](auto w, auto strided) {
             constexpr int KW = decltype(w)::value;
-            set_smem(attn_bwd_dkdv_tc<D, A, KW>, dkdv_smem<D, A, KW>());
-            attn_bwd_dkdv_tc<D, A, KW><<<grid_kv, 32 * KW, dkdv_smem<D, A, KW>(), st>>>(a);
+            constexpr bool S = decltype(strided)::value;
+            set_smem(attn_bwd_dkdv_tc<D, A, KW, S>, dkdv_smem<D, A, KW>());
+            attn_bwd_dkdv_tc<D, A, KW, S><<<grid_kv, 32 * KW, dkdv_smem<D, A, KW>(), st>>>(a);
         };
-        if (kw == 8) go(Width<8>{});
-        else go(Width<4>{});
+        auto keys = [&](auto strided) {
+            if (kw == 8) go(Width<8>{}, strided);
+            else go(Width<4>{}, strided);
+        };
+        if (rows) keys(std::true_type{});
+        else keys(std::false_type{});
         RN_CUDA_CHECK_LAUNCH();
     };
     auto run = [&](auto d) {
@@ -177,13 +188,18 @@ bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void
             BwdArgs aq = a;  // the dQ pass's query tiles are 64·MT rows
             aq.nqt = int((s.Tq + kBQ * mt - 1) / (kBQ * mt));
             const dim3 grid_q(unsigned(s.B * s.Hq), unsigned(aq.nqt));
-            auto dq_pass = [&](auto m) {
+            auto dq_pass = [&](auto m, auto strided) {
                 constexpr int MT = decltype(m)::value;
-                set_smem(attn_bwd_dq_tc<D, MT>, dq_smem<D, MT>());
-                attn_bwd_dq_tc<D, MT><<<grid_q, kThreads, dq_smem<D, MT>(), st>>>(aq);
+                constexpr bool S = decltype(strided)::value;
+                set_smem(attn_bwd_dq_tc<D, MT, S>, dq_smem<D, MT>());
+                attn_bwd_dq_tc<D, MT, S><<<grid_q, kThreads, dq_smem<D, MT>(), st>>>(aq);
             };
-            if (mt == 2) dq_pass(Width<2>{});
-            else dq_pass(Width<1>{});
+            auto strips = [&](auto strided) {
+                if (mt == 2) dq_pass(Width<2>{}, strided);
+                else dq_pass(Width<1>{}, strided);
+            };
+            if (rows) strips(std::true_type{});
+            else strips(std::false_type{});
             RN_CUDA_CHECK_LAUNCH();
         }
     };

@@ -185,13 +185,18 @@ __device__ __forceinline__ void mma_reg_kn(Acc<2 * NB>& acc, const uint32_t (&pa
 // address: rvalid ≥ 1 for every tile loaded).
 template <int ROWS, int W, int NT = kThreads>
 __device__ __forceinline__ void load_tile(bf16_t* s, const bf16_t* g, int64_t ld, int rvalid, int tid) {
-    constexpr int kCpr = W / 8, kPieces = ROWS * kCpr;
-    static_assert(kPieces % NT == 0, "tile pieces must split evenly over the threads");
+    constexpr int kCpr = W / 8, kPieces = ROWS * kCpr, kRowStep = NT / kCpr;
+    static_assert(kPieces % NT == 0 && NT % kCpr == 0, "tile pieces must split evenly over the threads");
+    // a thread's pieces share a column and step kRowStep rows: one pointer and one stride,
+    // not a precomputed 64-bit offset a piece (which made the strided kernels spill)
+    const int r0 = tid / kCpr, c = (tid % kCpr) * 8;
+    const bf16_t* p = g + int64_t(r0) * ld + c;
+    const int64_t step = kRowStep * ld;
 #pragma unroll
     for (int i = 0; i < kPieces / NT; ++i) {
-        const int idx = tid + i * NT, r = idx / kCpr, c = (idx % kCpr) * 8;
+        const int r = r0 + i * kRowStep;
         const bool ok = r < rvalid;
-        cp_async16(s + swz<W>(r, c), ok ? g + int64_t(r) * ld + c : g, ok);
+        cp_async16(s + swz<W>(r, c), ok ? p + i * step : g, ok);
     }
 }
 
@@ -208,14 +213,33 @@ __device__ __forceinline__ void store_strip(bf16_t* g, int64_t ld, bf16_t* st, c
         *reinterpret_cast<uint32_t*>(st + swz<D>(r + 8, 8 * j + c)) = pack_bf16(acc[j][2] * rs[1], acc[j][3] * rs[1]);
     }
     __syncwarp();
-    constexpr int kCpr = D / 8;
+    constexpr int kCpr = D / 8, kRowStep = 32 / kCpr;
+    const int r0 = lane / kCpr, cc = (lane % kCpr) * 8;  // as load_tile: one pointer, one stride
+    bf16_t* p = g + int64_t(r0) * ld + cc;
+    const int64_t step = kRowStep * ld;
 #pragma unroll
     for (int i = 0; i < 16 * kCpr / 32; ++i) {
-        const int idx = lane + 32 * i, rr = idx / kCpr, cc = (idx % kCpr) * 8;
-        if (rr < rvalid)
-            *reinterpret_cast<uint4*>(g + int64_t(rr) * ld + cc) = *reinterpret_cast<const uint4*>(st + swz<D>(rr, cc));
+        const int rr = r0 + i * kRowStep;
+        if (rr < rvalid) *reinterpret_cast<uint4*>(p + i * step) = *reinterpret_cast<const uint4*>(st + swz<D>(rr, cc));
     }
 }
+
+// A tensor's rows as a kernel variant sees them. S (strided): where its Rows say. Otherwise
+// contiguous [B,H,T,D], every offset a compile-time multiple of D, so the contiguous
+// kernels compile to what they were before rows existed (ptxas -v: runtime 64-bit strides
+// doubled the forward's spills at D 128, 156 → 312 bytes).
+template <bool S, int D>
+struct RowsOf {
+    const Rows& r;
+    __device__ __forceinline__ int64_t at(int bh, int H, int T, int t) const {
+        if constexpr (S) return r.at(bh, H, t);
+        else return (int64_t(bh) * T + t) * D;
+    }
+    __device__ __forceinline__ int64_t ld() const {
+        if constexpr (S) return r.st;
+        else return D;
+    }
+};
 
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
@@ -241,7 +265,7 @@ constexpr int fwd_smem() { return (MT + 2) * 64 * D * 2; }
 // the shared-memory reads per FLOP (FlashAttention-2 gives each warp 32 rows the same way).
 // Q's A fragments stay in registers while they fit (D·MT ≤ 128); else they are reloaded
 // from the Q tile at every key tile.
-template <int D, int MT>
+template <int D, int MT, bool S = false>
 __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd_tc(const __grid_constant__ FwdArgs a) {
     constexpr int NTD = D / 8, KSD = D / 16, BQ = kBQ * MT;
     constexpr bool kQreg = D * MT <= 128;
@@ -259,13 +283,14 @@ __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd
     const int nkt = imin((a.Tk + kBK - 1) / kBK, (q0 + qvalid - 1 + off) / kBK + 1);
     const int nfull = imin(nkt, (q0 + off + 1) / kBK);
 
-    const bf16_t* qg = a.q + a.rq.at(bh, a.Hq, q0);
+    const RowsOf<S, D> rq{a.rq}, rk{a.rk}, rv{a.rv}, ro{a.ro};
+    const bf16_t* qg = a.q + rq.at(bh, a.Hq, a.Tq, q0);
     const int bhk = b * a.Hkv + hk;
-    const bf16_t* kg = a.k + a.rk.at(bhk, a.Hkv, 0);
-    const bf16_t* vg = a.v + a.rv.at(bhk, a.Hkv, 0);
+    const bf16_t* kg = a.k + rk.at(bhk, a.Hkv, a.Tk, 0);
+    const bf16_t* vg = a.v + rv.at(bhk, a.Hkv, a.Tk, 0);
 
-    load_tile<BQ, D>(Qs, qg, a.rq.st, qvalid, tid);
-    load_tile<kBK, D>(Ks, kg, a.rk.st, imin(kBK, a.Tk), tid);
+    load_tile<BQ, D>(Qs, qg, rq.ld(), qvalid, tid);
+    load_tile<kBK, D>(Ks, kg, rk.ld(), imin(kBK, a.Tk), tid);
     cp_async_commit();
 
     uint32_t qf[kQreg ? MT : 1][kQreg ? KSD : 1][4];  // the warp's rows of Q as A fragments
@@ -295,7 +320,7 @@ __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd
         const int k0 = t * kBK;
         cp_async_wait<0>();
         __syncthreads();  // K_t landed; every warp is done with V_(t−1)
-        load_tile<kBK, D>(Vs, vg + k0 * a.rv.st, a.rv.st, imin(kBK, a.Tk - k0), tid);
+        load_tile<kBK, D>(Vs, vg + k0 * rv.ld(), rv.ld(), imin(kBK, a.Tk - k0), tid);
         cp_async_commit();
         Acc<8> s[MT];
 #pragma unroll
@@ -315,7 +340,7 @@ __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd
         cp_async_wait<0>();
         __syncthreads();  // V_t landed; every warp is done with K_t
         if (t + 1 < nkt) {
-            load_tile<kBK, D>(Ks, kg + (k0 + kBK) * a.rk.st, a.rk.st, imin(kBK, a.Tk - k0 - kBK), tid);
+            load_tile<kBK, D>(Ks, kg + (k0 + kBK) * rk.ld(), rk.ld(), imin(kBK, a.Tk - k0 - kBK), tid);
             cp_async_commit();
         }
         uint32_t pa[MT][4][4];
@@ -373,7 +398,7 @@ __global__ void __launch_bounds__(kThreads, D == 64 && MT == 1 ? 3 : 2) attn_fwd
         }
         // the warp's own 16 rows of Qs (only it ever read them) stage its output
         const int r0 = 64 * mt + 16 * warp;
-        store_strip<D>(a.out + a.ro.at(bh, a.Hq, q0 + r0), a.ro.st, Qs + r0 * D, o[mt], rs, qvalid - r0, lane);
+        store_strip<D>(a.out + ro.at(bh, a.Hq, a.Tq, q0 + r0), ro.ld(), Qs + r0 * D, o[mt], rs, qvalid - r0, lane);
         if ((lane & 3) == 0) {
 #pragma unroll
             for (int hf = 0; hf < 2; ++hf) {
@@ -406,7 +431,7 @@ constexpr int dkdv_smem() { return (2 * 16 * KW + 4 * 64) * D * 2 + (kAtomic ? 1
 // Sᵀ, dPᵀ, dK, dV strips). KW = 8 (128 keys) loads each Q and dO tile for twice the keys
 // and, in the atomic scheme, adds each dQ element once per 128 keys instead of per 64 —
 // half the atomics per FLOP (FlashAttention-2 takes 128 × 128 tiles at D 64 for this).
-template <int D, bool kAtomic, int KW = 4>
+template <int D, bool kAtomic, int KW = 4, bool S = false>
 __global__ void __launch_bounds__(32 * KW, KW == 4 ? 2 : 1) attn_bwd_dkdv_tc(const __grid_constant__ BwdArgs a) {
     constexpr int NTD = D / 8, KSD = D / 16, kTile = 64 * D, NT = 32 * KW, BK = 16 * KW;
     constexpr int kBwdUnroll = D == 128 ? 1 : KSD;  // fewer loads hoisted: D = 128 spills less (ptxas -v)
@@ -425,14 +450,15 @@ __global__ void __launch_bounds__(32 * KW, KW == 4 ? 2 : 1) attn_bwd_dkdv_tc(con
     // the query tiles that see any key of this tile: rows i ≥ k0 − off
     const int qt0 = imax(0, k0 - off) / kBQ, nqh = a.nqt - qt0, total = G * nqh;
 
-    load_tile<BK, D, NT>(Ks, a.k + a.rk.at(bhk, a.Hkv, k0), a.rk.st, kvalid, tid);
-    load_tile<BK, D, NT>(Vs, a.v + a.rv.at(bhk, a.Hkv, k0), a.rv.st, kvalid, tid);
+    const RowsOf<S, D> rq{a.rq}, rk{a.rk}, rv{a.rv}, rdo{a.rdo}, rdk{a.rdk}, rdv{a.rdv};
+    load_tile<BK, D, NT>(Ks, a.k + rk.at(bhk, a.Hkv, a.Tk, k0), rk.ld(), kvalid, tid);
+    load_tile<BK, D, NT>(Vs, a.v + rv.at(bhk, a.Hkv, a.Tk, k0), rv.ld(), kvalid, tid);
     auto issue = [&](int it) {
         const int h = hk * G + it / nqh, q0 = (qt0 + it % nqh) * kBQ, qv = imin(kBQ, a.Tq - q0), buf = it & 1;
         const int bh = b * a.Hq + h;
         const int64_t row0 = int64_t(bh) * a.Tq + q0;  // of lse and dvec
-        load_tile<kBQ, D, NT>(Qs + buf * kTile, a.q + a.rq.at(bh, a.Hq, q0), a.rq.st, qv, tid);
-        load_tile<kBQ, D, NT>(dOs + buf * kTile, a.dout + a.rdo.at(bh, a.Hq, q0), a.rdo.st, qv, tid);
+        load_tile<kBQ, D, NT>(Qs + buf * kTile, a.q + rq.at(bh, a.Hq, a.Tq, q0), rq.ld(), qv, tid);
+        load_tile<kBQ, D, NT>(dOs + buf * kTile, a.dout + rdo.at(bh, a.Hq, a.Tq, q0), rdo.ld(), qv, tid);
         if (tid < kBQ) {
             const bool ok = tid < qv;
             cp_async4(lse_s + buf * 64 + tid, ok ? a.lse + row0 + tid : a.lse, ok);
@@ -554,8 +580,9 @@ __global__ void __launch_bounds__(32 * KW, KW == 4 ? 2 : 1) attn_bwd_dkdv_tc(con
     // K's tile is free now: the warp's own 16 rows stage its dK, V's its dV
     const float sk[2] = {a.scale, a.scale}, one[2] = {1.f, 1.f};
     const int kw0 = k0 + 16 * warp;
-    store_strip<D>(a.dk + a.rdk.at(bhk, a.Hkv, kw0), a.rdk.st, Ks + 16 * warp * D, dk, sk, kvalid - 16 * warp, lane);
-    store_strip<D>(a.dv + a.rdv.at(bhk, a.Hkv, kw0), a.rdv.st, Vs + 16 * warp * D, dv, one, kvalid - 16 * warp, lane);
+    store_strip<D>(a.dk + rdk.at(bhk, a.Hkv, a.Tk, kw0), rdk.ld(), Ks + 16 * warp * D, dk, sk, kvalid - 16 * warp, lane);
+    store_strip<D>(a.dv + rdv.at(bhk, a.Hkv, a.Tk, kw0), rdv.ld(), Vs + 16 * warp * D, dv, one, kvalid - 16 * warp,
+                   lane);
 }
 
 // Q, dO (64·MT × D) and double-buffered K, V (64 × D)
@@ -566,7 +593,7 @@ constexpr int dq_smem() { return (2 * MT + 4) * 64 * D * 2; }
 // scheme). Warp w owns MT strips of 16 query rows, q0 + 64·mt + 16w … (as the forward's);
 // per key tile S = Q Kᵀ, P = exp(sS − lse), dP = dO Vᵀ, dS = P ⊙ (dP − D), dQ += dS K,
 // each K or V fragment feeding every strip; dQ·s at the end.
-template <int D, int MT>
+template <int D, int MT, bool S = false>
 __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_constant__ BwdArgs a) {
     constexpr int NTD = D / 8, KSD = D / 16, kTile = 64 * D, BQ = kBQ * MT;
     RN_DYNAMIC_SMEM(smem, 128);
@@ -583,12 +610,13 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_const
     const int nfull = imin(nkt, (q0 + off + 1) / kBK);
 
     const int bhk = b * a.Hkv + hk;
-    load_tile<BQ, D>(Qs, a.q + a.rq.at(bh, a.Hq, q0), a.rq.st, qvalid, tid);
-    load_tile<BQ, D>(dOs, a.dout + a.rdo.at(bh, a.Hq, q0), a.rdo.st, qvalid, tid);
+    const RowsOf<S, D> rq{a.rq}, rk{a.rk}, rv{a.rv}, rdo{a.rdo}, rdq{a.rdq};
+    load_tile<BQ, D>(Qs, a.q + rq.at(bh, a.Hq, a.Tq, q0), rq.ld(), qvalid, tid);
+    load_tile<BQ, D>(dOs, a.dout + rdo.at(bh, a.Hq, a.Tq, q0), rdo.ld(), qvalid, tid);
     auto issue = [&](int t) {
         const int k0 = t * kBK, kv = imin(kBK, a.Tk - k0), buf = t & 1;
-        load_tile<kBK, D>(Ks + buf * kTile, a.k + a.rk.at(bhk, a.Hkv, k0), a.rk.st, kv, tid);
-        load_tile<kBK, D>(Vs + buf * kTile, a.v + a.rv.at(bhk, a.Hkv, k0), a.rv.st, kv, tid);
+        load_tile<kBK, D>(Ks + buf * kTile, a.k + rk.at(bhk, a.Hkv, a.Tk, k0), rk.ld(), kv, tid);
+        load_tile<kBK, D>(Vs + buf * kTile, a.v + rv.at(bhk, a.Hkv, a.Tk, k0), rv.ld(), kv, tid);
     };
     issue(0);
     cp_async_commit();
@@ -657,7 +685,7 @@ __global__ void __launch_bounds__(kThreads, 2) attn_bwd_dq_tc(const __grid_const
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
         const int r0 = 64 * mt + 16 * warp;  // the warp's own rows of Qs stage its dQ
-        store_strip<D>(a.dq + a.rdq.at(bh, a.Hq, q0 + r0), a.rdq.st, Qs + r0 * D, dq[mt], sq, qvalid - r0, lane);
+        store_strip<D>(a.dq + rdq.at(bh, a.Hq, a.Tq, q0 + r0), rdq.ld(), Qs + r0 * D, dq[mt], sq, qvalid - r0, lane);
     }
 }
 

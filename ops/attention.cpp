@@ -107,7 +107,9 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
     // narrowed KV cache whole). Where the bf16 tensor-core kernels take the call they read
     // q, k, v where they lie; an output or gradient is laid out as its input, so [B,T,H,D]
     // views in give [B,T,H,D] memory out (contiguous inputs keep contiguous outputs). Every
-    // other path makes its inputs contiguous as before, as does RN_ATTENTION_ROWS=0.
+    // other path makes its inputs contiguous as before, as does RN_ATTENTION_ROWS=0. (Read in
+    // place, q, k and v are also saved as given, as any op saves its inputs: a KV cache
+    // written between a recorded prefill chunk and its backward is then an in-place error.)
     // The default is 0 until this path has run on a GPU (the emulated kernels are tested in
     // CI: tests/test_emu_attention_tc.cpp); RN_ATTENTION_ROWS=1 turns it on.
     const bool strided = q_in.is_cuda() &&

@@ -230,30 +230,35 @@ BOOST_AUTO_TEST_CASE(noncontiguous_and_misaligned_inputs_match_cpu) {
 BOOST_AUTO_TEST_CASE(strided_rows_match_cpu_without_copies) {
     // The Transformer's layout: q, k, v are [B,H,T,D] views of one stacked [B,T,Hq+2·Hkv,D]
     // product (Note [Attention without permutes], ops/attention.cpp), here also with each
-    // head inside a wider row. With RN_ATTENTION_ROWS=1
-    // the tensor-core path reads them where they lie and writes the output and gradients as
-    // [B,T,H,D]; a view 4 elements off a 16-byte boundary takes the contiguous path; without
-    // the switch every input is copied (the default until this ran on a GPU). A prefill
-    // chunk reads k and v as a narrow of a longer cache. All against the CPU.
+    // head inside a wider row, and dO a [B,H,T,D] view of [B,T,H,D] memory as the model's
+    // backward gives it (read in place too). With RN_ATTENTION_ROWS=1 the tensor-core path
+    // reads them where they lie and writes the output and gradients as [B,T,H,D]; a view 4
+    // elements off a 16-byte boundary takes the contiguous path; without the switch every
+    // input is copied (the default until this ran on a GPU). Both dQ schemes (the atomic
+    // one's last kernel writes strided rows). All against the CPU.
     Generator gen(414);
     const int64_t B = 2, Hq = 4, Hkv = 2, T = 150, NH = Hq + 2 * Hkv;
     struct Case {
         int64_t D, pad, offset;  // each head's row D + pad wide, the head at `offset` in it
         const char* rows;        // RN_ATTENTION_ROWS
+        const char* bwd;         // RN_ATTENTION_BWD
         bool strided;            // the path expected
     };
-    for (const Case c : {Case{64, 0, 0, "1", true}, Case{128, 8, 8, "1", true}, Case{64, 8, 4, "1", false},
-                         Case{64, 0, 0, "0", false}}) {
-        setenv("RN_ATTENTION_ROWS", c.rows, 1);
-        BOOST_TEST_CONTEXT("D" << c.D << " pad " << c.pad << " at " << c.offset << " RN_ATTENTION_ROWS=" << c.rows) {
+    for (const Case c : {Case{64, 0, 0, "1", "dq_pass", true}, Case{128, 8, 8, "1", "dq_pass", true},
+                         Case{64, 8, 8, "1", "atomic", true}, Case{64, 8, 4, "1", "dq_pass", false},
+                         Case{64, 0, 0, "0", "dq_pass", false}}) {
+        const ScopedEnv rows_env("RN_ATTENTION_ROWS", c.rows), bwd_env("RN_ATTENTION_BWD", c.bwd);
+        BOOST_TEST_CONTEXT("D" << c.D << " pad " << c.pad << " at " << c.offset << " RN_ATTENTION_ROWS=" << c.rows
+                               << " " << c.bwd) {
             Tensor wide = rnd({B, T, NH, c.D + c.pad}, gen, DType::bf16);
-            Tensor dO = rnd({B, T, Hq, c.D}, gen, DType::bf16).permute({0, 2, 1, 3});  // as the model's backward gives it
+            Tensor dO = rnd({B, T, Hq, c.D}, gen, DType::bf16);
             auto go = [&](Device dev, Tensor& leaf) {
-                leaf = (dev.is_cuda() ? wide.to(gpu) : cpu_ref_input(wide)).requires_grad_();
+                auto on = [&](const Tensor& t) { return dev.is_cuda() ? t.to(gpu) : cpu_ref_input(t); };
+                leaf = on(wide).requires_grad_();
                 Tensor heads = leaf.narrow(3, c.offset, c.D);
                 auto part = [&](int64_t h0, int64_t n) { return heads.narrow(2, h0, n).permute({0, 2, 1, 3}); };
                 Tensor out = attention(part(0, Hq), part(Hq, Hkv), part(Hq + Hkv, Hkv));
-                out.backward(dev.is_cuda() ? dO.to(gpu) : cpu_ref_input(dO));
+                out.backward(on(dO).permute({0, 2, 1, 3}));
                 return out;
             };
             Tensor lg, lc;
@@ -265,22 +270,28 @@ BOOST_AUTO_TEST_CASE(strided_rows_match_cpu_without_copies) {
             check_close(lg.grad(), lc.grad(), grad_tol(DType::bf16), "dq, dk, dv in the stacked product");
         }
     }
-    // a prefill chunk: q [B,Hq,Tq,D] contiguous, k and v the first Tk positions of a
-    // [B,Hkv,Tmax,D] cache (not contiguous): read in place, the output stays contiguous
-    setenv("RN_ATTENTION_ROWS", "1", 1);
+    // a prefill chunk: q a [B,H,Tq,D] view of [B,Tq,H,D], k and v the first Tk positions of
+    // a [B,Hkv,Tmax,D] cache (not contiguous): all read in place, forward and backward
+    const ScopedEnv rows_env("RN_ATTENTION_ROWS", "1");
     BOOST_TEST_CONTEXT("prefill from a cache") {
         const int64_t Tq = 40, Tk = 130, Tmax = 200, D = 64;
-        Tensor q = rnd({B, Hq, Tq, D}, gen, DType::bf16), kc = rnd({B, Hkv, Tmax, D}, gen, DType::bf16);
-        Tensor vc = rnd({B, Hkv, Tmax, D}, gen, DType::bf16);
-        auto go = [&](Device dev) {
+        Tensor q = rnd({B, Tq, Hq, D}, gen, DType::bf16), kc = rnd({B, Hkv, Tmax, D}, gen, DType::bf16);
+        Tensor vc = rnd({B, Hkv, Tmax, D}, gen, DType::bf16), dO = rnd({B, Hq, Tq, D}, gen, DType::bf16);
+        auto go = [&](Device dev, Tensor& ql, Tensor& kl, Tensor& vl) {
             auto on = [&](const Tensor& t) { return dev.is_cuda() ? t.to(gpu) : cpu_ref_input(t); };
-            return attention(on(q), on(kc).narrow(2, 0, Tk), on(vc).narrow(2, 0, Tk));
+            ql = on(q).requires_grad_(), kl = on(kc).requires_grad_(), vl = on(vc).requires_grad_();
+            Tensor out = attention(ql.permute({0, 2, 1, 3}), kl.narrow(2, 0, Tk), vl.narrow(2, 0, Tk));
+            out.backward(on(dO));
+            return out;
         };
-        Tensor got = go(gpu);
-        BOOST_TEST(got.is_contiguous());
-        check_close(got, go(Device::cpu()), out_tol(DType::bf16), "output");
+        Tensor qg, kg, vg, qc, kcc, vcc;
+        Tensor got = go(gpu, qg, kg, vg), want = go(Device::cpu(), qc, kcc, vcc);
+        BOOST_TEST(got.stride(2) == Hq * D);  // [B,Tq,Hq,D] memory: the strided path ran
+        check_close(got, want, out_tol(DType::bf16), "output");
+        check_close(qg.grad(), qc.grad(), grad_tol(DType::bf16), "dq");
+        check_close(kg.grad(), kcc.grad(), grad_tol(DType::bf16), "dk (the cache, zero past Tk)");
+        check_close(vg.grad(), vcc.grad(), grad_tol(DType::bf16), "dv (the cache, zero past Tk)");
     }
-    unsetenv("RN_ATTENTION_ROWS");
 }
 
 BOOST_AUTO_TEST_CASE(raw_kernels_write_every_element) {

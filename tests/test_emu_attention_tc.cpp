@@ -89,54 +89,56 @@ Reference reference(const Case& c, const Input& q, const Input& k, const Input& 
     return r;
 }
 
-// Where the sequence tensors lie: contiguous [B,H,T,D], or [B,T,H,D] with `pad` elements
-// after each token's H·D, a different multiple of 8 for each tensor (a kernel reading one
-// tensor's rows with another's stride then fails)
+// Where the sequence tensors lie: contiguous [B,H,T,D], or [B,T,H,D] with rows wider than
+// D·H by a different multiple of 8 for each tensor, and every other tensor's heads 8
+// elements apart beyond D (the output's are exactly the model's [B,T,H,D]): a kernel reading
+// one tensor's rows with another's strides then fails
 struct Layout {
     bool strided = false;
     cuda::Rows rows(int64_t H, int64_t T, int64_t D, int which) const {
         if (!strided) return {H * T * D, T * D, D};
-        const int64_t st = H * D + 8 * which;
-        return {T * st, D, st};
+        const int64_t sh = D + 8 * (which % 2), st = H * sh + 8 * which;
+        return {T * st, sh, st};
     }
 };
 using bf16 = __nv_bfloat16;
 const bf16 kNan16 = __float2bfloat16(NAN);
 
-template <int D, int MT>
+// (S: the kernels' strided-rows variants)
+template <int D, int MT, bool S>
 void forward(const Case& c, tc::FwdArgs a) {
     a.nqt = (c.Tq + tc::kBQ * MT - 1) / (tc::kBQ * MT);
-    rn_emu::launch(tc::attn_fwd_tc<D, MT>, dim3(unsigned(c.B * c.Hq), unsigned(a.nqt)), dim3(tc::kThreads),
+    rn_emu::launch(tc::attn_fwd_tc<D, MT, S>, dim3(unsigned(c.B * c.Hq), unsigned(a.nqt)), dim3(tc::kThreads),
                    size_t(tc::fwd_smem<D, MT>()), a);
 }
 
 // the dK/dV kernel with KW warps (16·KW keys a block)
-template <int D, bool kAtomic, int KW>
+template <int D, bool kAtomic, int KW, bool S>
 void dkdv(const Case& c, const tc::BwdArgs& a) {
     const dim3 grid(unsigned(c.B * c.Hkv), unsigned((c.Tk + 16 * KW - 1) / (16 * KW)));
-    rn_emu::launch(tc::attn_bwd_dkdv_tc<D, kAtomic, KW>, grid, dim3(32 * KW), size_t(tc::dkdv_smem<D, kAtomic, KW>()),
-                   a);
+    rn_emu::launch(tc::attn_bwd_dkdv_tc<D, kAtomic, KW, S>, grid, dim3(32 * KW),
+                   size_t(tc::dkdv_smem<D, kAtomic, KW>()), a);
 }
 
-template <int D>
+template <int D, bool S>
 void backward(const Case& c, tc::BwdArgs a, int dq_strips, bool atomic, int kw, std::vector<float>& acc) {
     a.nqt = (c.Tq + tc::kBQ - 1) / tc::kBQ;
     if (atomic) {
         acc.assign(size_t(c.B) * c.Hq * c.Tq * c.D, 0.f);
         a.dq_acc = acc.data();
-        if (kw == 8) dkdv<D, true, 8>(c, a);
-        else dkdv<D, true, 4>(c, a);
+        if (kw == 8) dkdv<D, true, 8, S>(c, a);
+        else dkdv<D, true, 4, S>(c, a);
         rn_emu::launch(tc::dq_convert_kernel, dim3(4), dim3(64), 0, a.dq, a.rdq, c.Hq, c.Tq, c.D,
                        static_cast<const float*>(a.dq_acc), int64_t(acc.size() / 8), a.scale);
         return;
     }
-    if (kw == 8) dkdv<D, false, 8>(c, a);
-    else dkdv<D, false, 4>(c, a);
+    if (kw == 8) dkdv<D, false, 8, S>(c, a);
+    else dkdv<D, false, 4, S>(c, a);
     auto dq_pass = [&](auto m) {
         constexpr int MT = decltype(m)::value;
         tc::BwdArgs aq = a;
         aq.nqt = (c.Tq + tc::kBQ * MT - 1) / (tc::kBQ * MT);
-        rn_emu::launch(tc::attn_bwd_dq_tc<D, MT>, dim3(unsigned(c.B * c.Hq), unsigned(aq.nqt)), dim3(tc::kThreads),
+        rn_emu::launch(tc::attn_bwd_dq_tc<D, MT, S>, dim3(unsigned(c.B * c.Hq), unsigned(aq.nqt)), dim3(tc::kThreads),
                        size_t(tc::dq_smem<D, MT>()), aq);
     };
     if (dq_strips == 2) dq_pass(cuda::Width<2>{});
@@ -145,7 +147,7 @@ void backward(const Case& c, tc::BwdArgs a, int dq_strips, bool atomic, int kw, 
 
 // Every kernel variant on one shape: forward with 1 and 2 strips a warp, then the backward
 // three ways (dQ pass with 1 and 2 strips, atomic dQ), each against the f64 CPU op.
-template <int D>
+template <int D, bool S>
 void check_case_once(const Case& c, uint64_t seed, Layout lay) {
     Generator gen(seed);
     const int64_t nq = int64_t(c.B) * c.Hq * c.Tq * D, nk = int64_t(c.B) * c.Hkv * c.Tk * D;
@@ -176,8 +178,8 @@ void check_case_once(const Case& c, uint64_t seed, Layout lay) {
         std::fill(lse.begin(), lse.end(), NAN);
         tc::FwdArgs a{qh.data(), kh.data(), vh.data(), out.data(), lse.data(), rq, rk, rv, ro, c.Hq, c.Hkv, c.Tq, c.Tk,
                       0, float(scale), float(scale * 1.4426950408889634)};
-        if (mt == 1) forward<D, 1>(c, a);
-        else forward<D, 2>(c, a);
+        if (mt == 1) forward<D, 1, S>(c, a);
+        else forward<D, 2, S>(c, a);
         out = rn_emu::gather(out, BHq, c.Hq, c.Tq, D, ro);
         const double e = rel_err(out, want.out);
         BOOST_TEST(e <= 1e-2, name(c) << " forward, " << 64 * mt << "-row tiles: output relative error " << e);
@@ -216,7 +218,7 @@ void check_case_once(const Case& c, uint64_t seed, Layout lay) {
         tc::BwdArgs a{qh.data(), kh.data(), vh.data(), doh.data(), lse.data(), dvec.data(), dq.data(), dk.data(),
                       dv.data(), nullptr, rq, rk, rv, rdo, rdq, rdk, rdv, c.Hq, c.Hkv, c.Tq, c.Tk, 0, float(scale),
                       float(scale * 1.4426950408889634)};
-        backward<D>(c, a, sc.strips, sc.atomic, sc.kw, acc);
+        backward<D, S>(c, a, sc.strips, sc.atomic, sc.kw, acc);
         dq = rn_emu::gather(dq, BHq, c.Hq, c.Tq, D, rdq);
         dk = rn_emu::gather(dk, BHk, c.Hkv, c.Tk, D, rdk);
         dv = rn_emu::gather(dv, BHk, c.Hkv, c.Tk, D, rdv);
@@ -235,7 +237,8 @@ void check_case(const Case& c, uint64_t seed, Layout lay = {}) {
     rn_emu::in_each_mode([&] {
         BOOST_TEST_MESSAGE("emulated tensor-core attention: " << name(c) << (lay.strided ? ", [B,T,H,D] rows" : "")
                                                               << ", " << rn_emu::mode_name(rn_emu::mode()));
-        check_case_once<D>(c, seed, lay);
+        if (lay.strided) check_case_once<D, true>(c, seed, lay);
+        else check_case_once<D, false>(c, seed, lay);
     });
 }
 

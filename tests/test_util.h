@@ -1,15 +1,39 @@
 // tests/test_util.h — helpers shared by the test files: seeded random inputs, a
-// non-contiguous copy of a tensor, closeness checks and "throws an rn::Error whose
-// message contains ..." assertions.
+// non-contiguous copy of a tensor, closeness checks, "throws an rn::Error whose message
+// contains ..." assertions, and an environment variable set for one scope.
 #pragma once
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "autograd/gradcheck.h"
 #include "ops/ops.h"
 
 namespace rn::test {
+
+// Sets (or, with nullptr, unsets) an environment variable until the end of the scope, then
+// restores what was there — also when a failed BOOST_REQUIRE leaves the scope early, so a
+// switch one test flips never leaks into the next.
+class ScopedEnv {
+public:
+    ScopedEnv(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old;
+        if (value) setenv(name, value, 1);
+        else unsetenv(name);
+    }
+    ~ScopedEnv() {
+        if (old_) setenv(name_.c_str(), old_->c_str(), 1);
+        else unsetenv(name_.c_str());
+    }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+private:
+    std::string name_;
+    std::optional<std::string> old_;
+};
 
 // A leaf with the same values as t but transposed strides (last two dims swapped in
 // memory), so kernels that ignore strides produce wrong answers.
