@@ -147,13 +147,18 @@ __device__ __forceinline__ void mma_kstep(Acc<2 * NB>& acc, const uint32_t (&a)[
 template <int W, int NTHREADS>
 __device__ __forceinline__ void load_rows(bf16_t* s, int lds, const bf16_t* g, int64_t ld, int rvalid, int cvalid,
                                           int tid) {
-    constexpr int kPer = W / 8, kPieces = kC * kPer;
-    static_assert(kPieces % NTHREADS == 0, "tile pieces must split evenly over the threads");
+    constexpr int kPer = W / 8, kPieces = kC * kPer, kRowStep = NTHREADS / kPer;
+    static_assert(kPieces % NTHREADS == 0 && NTHREADS % kPer == 0, "tile pieces must split evenly over the threads");
+    // a thread's pieces share a column and step kRowStep rows: one pointer and one stride,
+    // not a 64-bit offset a piece (fewer registers held across the unrolled loads)
+    const int r0 = tid / kPer, col = (tid % kPer) * 8;
+    const bf16_t* p = g + int64_t(r0) * ld + col;
+    const int64_t step = kRowStep * ld;
 #pragma unroll
     for (int i = 0; i < kPieces / NTHREADS; ++i) {
-        const int idx = tid + i * NTHREADS, r = idx / kPer, col = (idx % kPer) * 8;
+        const int r = r0 + i * kRowStep;
         const bool ok = r < rvalid && col < cvalid;
-        cp_async16(s + r * lds + col, ok ? g + r * ld + col : g, ok);
+        cp_async16(s + r * lds + col, ok ? p + i * step : g, ok);
     }
 }
 // the common 64 × 64 tile (row stride kLd) by the 128 threads of a 4-warp block
