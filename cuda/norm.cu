@@ -26,6 +26,7 @@
 // The variance is two-pass (Σ(x − μ)², not Σx² − μ²) over the registers, as on the CPU.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -239,7 +240,9 @@ __device__ __forceinline__ void grad_terms(const Pack<T, V>& xv, const Pack<T, V
 // block always stages through shared memory, to add its warps' sums in warp order.
 // gate (may be null; then no w, part_w, part_b) [N, C]: the forward multiplied by silu(gate);
 // dgate (may be null) [N, C] gets that product's gradient.
-template <typename T, int V, bool WARP, int CACHE>
+// NA: which register accumulators the cached path keeps (1 dw, 2 db, 3 both or either): an
+// RMSNorm (1) or a gated norm (0) holds no db (and no dw) sums live across the rows.
+template <typename T, int V, bool WARP, int CACHE, int NA = 3>
 __global__ void __launch_bounds__(WARP ? kWarpBlock : kMaxBlock)
 norm_backward_kernel(T* __restrict__ dx, typename acc_of<T>::type* __restrict__ part_w,
                      typename acc_of<T>::type* __restrict__ part_b, const T* __restrict__ dout,
@@ -346,8 +349,8 @@ norm_backward_kernel(T* __restrict__ dx, typename acc_of<T>::type* __restrict__ 
                     write_dx(xb[k], gb[k], i, mu, rs, mean_g, mean_gx, dxr, gtr, dgr, xh);
 #pragma unroll
                     for (int e = 0; e < V; ++e) {
-                        rw[k].v[e] += ld(gb[k].v[e]) * xh[e];
-                        rb[k].v[e] += ld(gb[k].v[e]);
+                        if constexpr ((NA & 1) != 0) rw[k].v[e] += ld(gb[k].v[e]) * xh[e];
+                        if constexpr ((NA & 2) != 0) rb[k].v[e] += ld(gb[k].v[e]);
                     }
                 }
             }
@@ -391,8 +394,10 @@ norm_backward_kernel(T* __restrict__ dx, typename acc_of<T>::type* __restrict__ 
         for (int k = 0; k < CACHE; ++k) {
             const int64_t i = g.lane + int64_t(k) * g.nth;
             if (i < nvec) {
-                if (aw) store_pack(aw + i * V, rw[k]);
-                if (ab) store_pack(ab + i * V, rb[k]);
+                if constexpr ((NA & 1) != 0)
+                    if (aw) store_pack(aw + i * V, rw[k]);
+                if constexpr ((NA & 2) != 0)
+                    if (ab) store_pack(ab + i * V, rb[k]);
             }
         }
     }
@@ -498,13 +503,21 @@ void norm_forward(bool centered, void* out, void* mean, void* rstd, const void* 
     });
 }
 
-template <typename T>
-void norm_backward(bool centered, void* dx, void* dw, void* db, const void* dout, const void* x, const void* w,
-                   const void* mean, const void* rstd, int64_t rows, int64_t cols, const void* gate = nullptr,
-                   void* dgate = nullptr) {
+// The backward's vectors a thread keeps (two arrays, x and dout: half the forward's share).
+// bf16: 2 unless RN_NORM_BWD_CACHE=3 (read at every call, for A/B runs). At C = 768 (the
+// `small` preset) 2 gives 96 vectors > 64 a warp, so a block of 128 threads takes each row
+// (one vector a thread, 32 idle, a block-wide sum a row), while the forward (4) runs a warp
+// a row; 3 keeps the backward warp-per-row there too.
+int bwd_cache_choice() {
+    const char* e = std::getenv("RN_NORM_BWD_CACHE");
+    return e && std::strcmp(e, "3") == 0 ? 3 : 2;
+}
+
+template <typename T, int K>
+void norm_backward_k(bool centered, void* dx, void* dw, void* db, const void* dout, const void* x, const void* w,
+                     const void* mean, const void* rstd, int64_t rows, int64_t cols, const void* gate, void* dgate) {
     using A = typename acc_of<T>::type;
     constexpr int V = 16 / int(sizeof(T));
-    constexpr int K = sizeof(T) == 2 ? 2 : 4;  // two arrays (x, dout) kept: half the forward's share
     const int dev = current_device();
     cudaStream_t s = stream();
     if (rows == 0) {  // Σ over no rows
@@ -528,8 +541,18 @@ void norm_backward(bool centered, void* dx, void* dw, void* db, const void* dout
     RN_CHECK(!in_smem || smem + 1024 <= size_t(optin), "norm backward (CUDA): ", smem,
              " bytes of accumulators for C = ", cols);
     if (!in_smem) smem = 0;
-    with_variant<V, K>(p, vec, [&](auto v, auto warp, auto cache) {
-        auto kern = norm_backward_kernel<T, decltype(v)::value, decltype(warp)::value, decltype(cache)::value>;
+    // bf16 (the training dtype): a kernel without the register sums a call does not want
+    const int na = sizeof(T) != 2 ? 3 : db ? 3 : dw ? 1 : 0;
+    auto with_sums = [&](auto f) {
+        if constexpr (sizeof(T) == 2) {
+            if (na == 0) return f(Width<0>{});
+            if (na == 1) return f(Width<1>{});
+        }
+        f(Width<3>{});
+    };
+    with_variant<V, K>(p, vec, [&](auto v, auto warp, auto cache) { with_sums([&](auto sums) {
+        auto kern = norm_backward_kernel<T, decltype(v)::value, decltype(warp)::value, decltype(cache)::value,
+                                         decltype(sums)::value>;
         if (smem > 48 * 1024)
             RN_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
         // as many blocks as fit at once (each writes one partials row), grid-striding over rows
@@ -558,7 +581,20 @@ void norm_backward(bool centered, void* dx, void* dw, void* db, const void* dout
             column_sum_kernel<T><<<sum_blocks, kSumCols * kSumRows, 0, s>>>(static_cast<T*>(db), pbp, grid, cols);
             RN_CUDA_CHECK_LAUNCH();
         }
-    });
+    }); });
+}
+
+template <typename T>
+void norm_backward(bool centered, void* dx, void* dw, void* db, const void* dout, const void* x, const void* w,
+                   const void* mean, const void* rstd, int64_t rows, int64_t cols, const void* gate = nullptr,
+                   void* dgate = nullptr) {
+    if constexpr (sizeof(T) == 2) {
+        const int k = bwd_cache_choice();
+        if (k == 3) return norm_backward_k<T, 3>(centered, dx, dw, db, dout, x, w, mean, rstd, rows, cols, gate, dgate);
+        return norm_backward_k<T, 2>(centered, dx, dw, db, dout, x, w, mean, rstd, rows, cols, gate, dgate);
+    } else {
+        return norm_backward_k<T, 4>(centered, dx, dw, db, dout, x, w, mean, rstd, rows, cols, gate, dgate);
+    }
 }
 
 }  // namespace

@@ -285,6 +285,47 @@ BOOST_AUTO_TEST_CASE(norms_match_cpu) {
                     }
 }
 
+BOOST_AUTO_TEST_CASE(bf16_norm_backward_both_cache_choices_match_cpu) {
+    // bf16 backward kernels keep 2 vectors a thread (a block a row past 64 vectors, as at
+    // C 768) or 3 (RN_NORM_BWD_CACHE=3: a warp a row up to 96), each without the register
+    // sums a call does not want (none for a gated norm, dw for RMSNorm, both for LayerNorm):
+    // every combination against the CPU at the widths where the choice changes the kernel
+    Generator g(211);
+    const Shape shapes[] = {{300, 768}, {9, 512}, {33, 1024}};
+    for (const char* cache : {"2", "3"}) {
+        const ScopedEnv env("RN_NORM_BWD_CACHE", cache);
+        for (const auto& s : shapes)
+            for (int kind = 0; kind < 4; ++kind) {  // rms, rms + weight, layer + weight + bias, gated
+                BOOST_TEST_CONTEXT("cache " << cache << " " << s << " kind " << kind) {
+                    const int64_t C = s[1];
+                    Tensor x = uniform(s, -1, 3, g, DType::f32).to(DType::bf16);
+                    Tensor dy = randn(s, g, DType::f32).to(DType::bf16);
+                    Tensor gate = randn(s, g, DType::f32).to(DType::bf16);
+                    Tensor w = uniform({C}, 0.5, 1.5, g, DType::f32).to(DType::bf16);
+                    Tensor b = randn({C}, g, DType::f32).to(DType::bf16);
+                    auto run = [&](Device dev, Tensor& xl, Tensor& wl, Tensor& bl, Tensor& gl) {
+                        auto on = [&](const Tensor& t) { return dev.is_cuda() ? t.to(gpu) : cpu_ref_input(t); };
+                        xl = on(x).requires_grad_(), wl = on(w).requires_grad_(), bl = on(b).requires_grad_();
+                        gl = on(gate).requires_grad_();
+                        Tensor y = kind == 0   ? rms_norm(xl, Tensor(), 1e-6)
+                                   : kind == 1 ? rms_norm(xl, wl, 1e-6)
+                                   : kind == 2 ? layer_norm(xl, wl, bl, 1e-5)
+                                               : gated_rms_norm(xl, gl, 1e-6);
+                        y.backward(on(dy));
+                        return y;
+                    };
+                    Tensor xg, wg, bg, gg, xc, wc, bc, gc;
+                    Tensor yg = run(gpu, xg, wg, bg, gg), yc = run(Device::cpu(), xc, wc, bc, gc);
+                    check_close(yg, yc, tol_for(DType::bf16), "forward");
+                    check_close(xg.grad(), xc.grad(), tol_for(DType::bf16), "dx");
+                    if (kind == 1 || kind == 2) check_close(wg.grad(), wc.grad(), tol_for(DType::bf16), "dweight");
+                    if (kind == 2) check_close(bg.grad(), bc.grad(), tol_for(DType::bf16), "dbias");
+                    if (kind == 3) check_close(gg.grad(), gc.grad(), tol_for(DType::bf16), "dgate");
+                }
+            }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(add_rms_norm_fused_equals_the_two_ops) {
     // the one-kernel residual add + RMSNorm (no autograd) against the add and the norm run
     // apart on the GPU (same bits: the sum is rounded to the dtype before the norm reads it,
