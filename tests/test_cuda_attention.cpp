@@ -168,14 +168,13 @@ BOOST_AUTO_TEST_CASE(both_backward_schemes_match_cpu) {
     // (RN_ATTENTION_BWD=atomic, read at every call); both against the CPU
     Generator gen(406);
     for (const char* scheme : {"atomic", "dq_pass"}) {
-        setenv("RN_ATTENTION_BWD", scheme, 1);
+        const ScopedEnv env("RN_ATTENTION_BWD", scheme);
         for (int64_t D : {int64_t(64), int64_t(128)})
             BOOST_TEST_CONTEXT(scheme << " D" << D) {
                 compare_case(DType::bf16, 2, 4, 2, 130, 130, D, gen);
                 compare_case(DType::bf16, 1, 4, 1, 65, 200, D, gen);
             }
     }
-    unsetenv("RN_ATTENTION_BWD");
 }
 
 BOOST_AUTO_TEST_CASE(both_query_tile_heights_match_cpu) {
@@ -187,9 +186,8 @@ BOOST_AUTO_TEST_CASE(both_query_tile_heights_match_cpu) {
     // (the dK/dV kernel's key tiles, RN_ATTENTION_BWD_KEYS, go with them: 64 and 128)
     Generator gen(413);
     for (const char* rows : {"64", "128"}) {
-        setenv("RN_ATTENTION_FWD_ROWS", rows, 1);
-        setenv("RN_ATTENTION_DQ_ROWS", rows, 1);
-        setenv("RN_ATTENTION_BWD_KEYS", rows, 1);
+        const ScopedEnv fwd("RN_ATTENTION_FWD_ROWS", rows), dq("RN_ATTENTION_DQ_ROWS", rows),
+            keys("RN_ATTENTION_BWD_KEYS", rows);
         for (int64_t D : {int64_t(64), int64_t(128)})
             BOOST_TEST_CONTEXT("rows " << rows << " D" << D) {
                 compare_case(DType::bf16, 2, 4, 2, 130, 130, D, gen);
@@ -197,9 +195,6 @@ BOOST_AUTO_TEST_CASE(both_query_tile_heights_match_cpu) {
                 compare_case(DType::bf16, 1, 2, 2, 257, 300, D, gen);
             }
     }
-    unsetenv("RN_ATTENTION_FWD_ROWS");
-    unsetenv("RN_ATTENTION_DQ_ROWS");
-    unsetenv("RN_ATTENTION_BWD_KEYS");
 }
 
 BOOST_AUTO_TEST_CASE(noncontiguous_and_misaligned_inputs_match_cpu) {
@@ -463,9 +458,9 @@ BOOST_AUTO_TEST_CASE(every_kernel_path_at_racecheck_sizes) {
     // and element paths, GQA; kv_cache_write's vector and element paths.
     Generator gen(412);
     for (const char* scheme : {"atomic", "dq_pass"}) {
-        setenv("RN_ATTENTION_BWD", scheme, 1);
         // the forward's two tile heights, one with each backward scheme; the dQ pass's both
-        setenv("RN_ATTENTION_FWD_ROWS", scheme[0] == 'a' ? "64" : "128", 1);
+        const ScopedEnv bwd("RN_ATTENTION_BWD", scheme),
+            fwd("RN_ATTENTION_FWD_ROWS", scheme[0] == 'a' ? "64" : "128");
         for (int64_t D : {int64_t(64), int64_t(128)})
             BOOST_TEST_CONTEXT("bf16 tensor cores " << scheme << " D" << D) {
                 compare_case(DType::bf16, 1, 2, 1, 65, 65, D, gen);
@@ -473,15 +468,12 @@ BOOST_AUTO_TEST_CASE(every_kernel_path_at_racecheck_sizes) {
             }
     }
     for (const char* rows : {"64", "128"}) {
-        setenv("RN_ATTENTION_DQ_ROWS", rows, 1);
+        const ScopedEnv dq("RN_ATTENTION_DQ_ROWS", rows);
         for (int64_t D : {int64_t(64), int64_t(128)})
             BOOST_TEST_CONTEXT("bf16 tensor cores dq_pass rows " << rows << " D" << D) {
                 compare_case(DType::bf16, 1, 2, 1, 65, 65, D, gen);
             }
     }
-    unsetenv("RN_ATTENTION_BWD");
-    unsetenv("RN_ATTENTION_FWD_ROWS");
-    unsetenv("RN_ATTENTION_DQ_ROWS");
     BOOST_TEST_CONTEXT("generic f32 D40") { compare_case(DType::f32, 1, 2, 1, 33, 40, 40, gen); }
     BOOST_TEST_CONTEXT("generic f64 D16") { compare_case(DType::f64, 1, 1, 1, 20, 20, 16, gen); }
     BOOST_TEST_CONTEXT("generic bf16 D40") { compare_case(DType::bf16, 1, 2, 2, 17, 17, 40, gen); }

@@ -304,7 +304,7 @@ BOOST_AUTO_TEST_CASE(tuned_plans_time_candidates_outside_captures) {
     Generator g(44);
     SwitchGuard guard;
     cuda::set_gemm_use_lt(true);
-    setenv("RN_GEMM_TUNE", "8", 1);
+    const ScopedEnv tune("RN_GEMM_TUNE", "8");
     cuda::clear_gemm_cache();
     Tensor a = randn({1024, 768}, g, DType::f64).to(DType::bf16).to(kGpu);
     Tensor b = randn({768, 2304}, g, DType::f64).to(DType::bf16).to(kGpu);
@@ -338,7 +338,6 @@ BOOST_AUTO_TEST_CASE(tuned_plans_time_candidates_outside_captures) {
         const Tensor want_c = matmul(ref64(x), ref64(w).t()) + c0;
         BOOST_TEST(rel_err(ref64(c), want_c) < tol_for(DType::bf16), "C accumulated other than once");
     }
-    unsetenv("RN_GEMM_TUNE");
     cuda::clear_gemm_cache();
 }
 

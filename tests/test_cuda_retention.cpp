@@ -128,11 +128,10 @@ BOOST_AUTO_TEST_CASE(model_sized_head_matches_cpu) {
         }
     // bf16 chunkwise with the fused forward at Dk 256 (RN_RETENTION_TC_FUSED=256, read at
     // every call), where the two passes serve by default
-    setenv("RN_RETENTION_TC_FUSED", "256", 1);
+    const ScopedEnv fused("RN_RETENTION_TC_FUSED", "256");
     BOOST_TEST_CONTEXT("chunkwise bf16 Dk256 Dv432 T130, fused forward") {
         compare_case(RetentionMode::chunkwise, DType::bf16, 1, 2, 130, 256, 432, 64, 17, true, gen);
     }
-    unsetenv("RN_RETENTION_TC_FUSED");
 }
 
 BOOST_AUTO_TEST_CASE(saved_chunk_states_give_the_gradients_of_states_made_again) {
@@ -155,7 +154,7 @@ BOOST_AUTO_TEST_CASE(saved_chunk_states_give_the_gradients_of_states_made_again)
             size_t live[2] = {0, 0};
             uint64_t allocs[2] = {0, 0};  // device_malloc calls of the backward
             for (int save : {0, 1}) {
-                setenv("RN_RETENTION_SAVE_STATES", save ? "1" : "0", 1);
+                const ScopedEnv env("RN_RETENTION_SAVE_STATES", save ? "1" : "0");
                 auto leaf = [&](const Tensor& t) { return t.to(gpu).clone().requires_grad_(); };
                 Tensor ql = leaf(q), kl = leaf(k), vl = leaf(v), sl = leaf(s0);
                 RetentionOptions o;
@@ -171,7 +170,6 @@ BOOST_AUTO_TEST_CASE(saved_chunk_states_give_the_gradients_of_states_made_again)
                 allocs[save] = cuda::memory_stats(0).allocations - a0;
                 got[save] = {r.out, r.state, ql.grad(), kl.grad(), vl.grad(), sl.grad()};
             }
-            unsetenv("RN_RETENTION_SAVE_STATES");
             // (the caching allocator rounds a large block up to whole 2 MiB)
             BOOST_TEST(live[1] >= live[0] + bytes);
             BOOST_TEST(live[1] < live[0] + bytes + (size_t(2) << 20));
