@@ -383,11 +383,10 @@ void check_shape(const AttentionShape& s, const char* what) {
     RN_CHECK(s.Tk < (int64_t(1) << 31) && s.B * s.Hq < (int64_t(1) << 31), what, " (CUDA): sizes past int range");
 }
 
-// Strided rows are the tensor-core kernels' alone (the op asks attention_takes_rows first):
-// reaching the generic kernels with them would read the wrong elements, so it is an error.
-void check_no_rows(const QkvRows* rows, const char* what) {
-    RN_CHECK(!rows, what, " (CUDA): strided rows were passed for a call the tensor-core kernels do not take "
-                          "(an unaligned buffer or row); the op must pass contiguous tensors there");
+// (cuda/seq_rows.cuh's check_no_rows, naming the shape)
+void check_shape_has_no_rows(const QkvRows* rows, const AttentionShape& s, const char* op) {
+    cuda::check_no_rows(rows, op, " (B ", s.B, " Hq ", s.Hq, " Hkv ", s.Hkv, " Tq ", s.Tq, " Tk ", s.Tk, " D ", s.D,
+                        ")");
 }
 
 double resolve_scale(double scale, int64_t D) { return scale != 0.0 ? scale : 1.0 / std::sqrt(double(D)); }
@@ -440,7 +439,7 @@ void attention_forward(DType dt, const AttentionShape& s, double scale, void* ou
     if (s.B == 0 || s.Hq == 0 || s.Tq == 0) return;
     scale = resolve_scale(scale, s.D);
     if (dt == DType::bf16 && attention_tc_forward(s, scale, out, static_cast<float*>(lse), q, k, v, rows)) return;
-    check_no_rows(rows, "attention");
+    check_shape_has_no_rows(rows, s, "attention");
     dispatch_float(dt, "attention", [&](auto tag) { forward_generic<decltype(tag)>(s, scale, out, lse, q, k, v); });
 }
 
@@ -453,7 +452,7 @@ void attention_backward(DType dt, const AttentionShape& s, double scale, void* d
     const size_t es = dtype_size(dt);
     const size_t nq = size_t(s.B * s.Hq * s.Tq * s.D), nkv = size_t(s.B * s.Hkv * s.Tk * s.D);
     if (s.B == 0 || s.Hq == 0 || s.Tq == 0) {  // no queries: no gradient reaches k or v
-        check_no_rows(rows, "attention backward");  // (the op passes no rows for empty shapes)
+        check_shape_has_no_rows(rows, s, "attention backward");  // (the op gives no rows for empty shapes)
         if (dk && nkv) RN_CUDA_CHECK(cudaMemsetAsync(dk, 0, nkv * es, st));
         if (dv && nkv) RN_CUDA_CHECK(cudaMemsetAsync(dv, 0, nkv * es, st));
         return;
@@ -490,7 +489,7 @@ void attention_backward(DType dt, const AttentionShape& s, double scale, void* d
                                       static_cast<const float*>(dvec.raw_data()), rows))
                 return;
         }
-        check_no_rows(rows, "attention backward");
+        check_shape_has_no_rows(rows, s, "attention backward");
         backward_generic<T>(s, scale, dq, dk, dv, dout, q, k, v, lse, dvec.raw_data());
     });
 }

@@ -45,6 +45,14 @@ bool supported(const AttentionShape& s, std::initializer_list<const void*> ptrs,
     return true;
 }
 
+// f(true_type) for strided rows, f(false_type) for contiguous tensors: the strided-rows
+// variants are separate kernels (RowsOf in the kernels' header), contiguous calls keep theirs
+template <typename F>
+void with_layout(const QkvRows* rows, F&& f) {
+    if (rows) f(std::true_type{});
+    else f(std::false_type{});
+}
+
 // Which backward scheme for dQ (see the top of this file): RN_ATTENTION_BWD=atomic or
 // dq_pass (the default). Read at every call, so a benchmark can time both in one process.
 bool bwd_atomic() {
@@ -101,16 +109,13 @@ bool attention_tc_forward(const AttentionShape& s, double scale, void* out, floa
               int((s.Tq + kBQ * mt - 1) / (kBQ * mt)), float(scale), float(scale * 1.4426950408889634)};
     const dim3 grid(unsigned(s.B * s.Hq), unsigned(a.nqt));
     cudaStream_t st = stream();
-    // the strided-rows variants are separate kernels (RowsOf): contiguous calls keep theirs
     auto run = [&](auto d, auto m) {
         constexpr int D = decltype(d)::value, MT = decltype(m)::value;
-        auto go = [&](auto strided) {
+        with_layout(rows, [&](auto strided) {
             constexpr bool S = decltype(strided)::value;
             set_smem(attn_fwd_tc<D, MT, S>, fwd_smem<D, MT>());
             attn_fwd_tc<D, MT, S><<<grid, kThreads, fwd_smem<D, MT>(), st>>>(a);
-        };
-        if (rows) go(std::true_type{});
-        else go(std::false_type{});
+        });
     };
     if (s.D == 64) mt == 2 ? run(Width<64>{}, Width<2>{}) : run(Width<64>{}, Width<1>{});
     else mt == 2 ? run(Width<128>{}, Width<2>{}) : run(Width<128>{}, Width<1>{});
@@ -168,12 +173,10 @@ bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void
             set_smem(attn_bwd_dkdv_tc<D, A, KW, S>, dkdv_smem<D, A, KW>());
             attn_bwd_dkdv_tc<D, A, KW, S><<<grid_kv, 32 * KW, dkdv_smem<D, A, KW>(), st>>>(a);
         };
-        auto keys = [&](auto strided) {
+        with_layout(rows, [&](auto strided) {
             if (kw == 8) go(Width<8>{}, strided);
             else go(Width<4>{}, strided);
-        };
-        if (rows) keys(std::true_type{});
-        else keys(std::false_type{});
+        });
         RN_CUDA_CHECK_LAUNCH();
     };
     auto run = [&](auto d) {
@@ -194,12 +197,10 @@ bool attention_tc_backward(const AttentionShape& s, double scale, void* dq, void
                 set_smem(attn_bwd_dq_tc<D, MT, S>, dq_smem<D, MT>());
                 attn_bwd_dq_tc<D, MT, S><<<grid_q, kThreads, dq_smem<D, MT>(), st>>>(aq);
             };
-            auto strips = [&](auto strided) {
+            with_layout(rows, [&](auto strided) {
                 if (mt == 2) dq_pass(Width<2>{}, strided);
                 else dq_pass(Width<1>{}, strided);
-            };
-            if (rows) strips(std::true_type{});
-            else strips(std::false_type{});
+            });
             RN_CUDA_CHECK_LAUNCH();
         }
     };

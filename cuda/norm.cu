@@ -26,10 +26,10 @@
 // The variance is two-pass (Σ(x − μ)², not Σx² − μ²) over the registers, as on the CPU.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
+#include "core/env.h"
 #include "core/tensor.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
@@ -508,10 +508,7 @@ void norm_forward(bool centered, void* out, void* mean, void* rstd, const void* 
 // `small` preset) 2 gives 96 vectors > 64 a warp, so a block of 128 threads takes each row
 // (one vector a thread, 32 idle, a block-wide sum a row), while the forward (4) runs a warp
 // a row; 3 keeps the backward warp-per-row there too.
-int bwd_cache_choice() {
-    const char* e = std::getenv("RN_NORM_BWD_CACHE");
-    return e && std::strcmp(e, "3") == 0 ? 3 : 2;
-}
+int bwd_cache_choice() { return env_choice("RN_NORM_BWD_CACHE", {2, 3}, 2); }
 
 template <typename T, int K>
 void norm_backward_k(bool centered, void* dx, void* dw, void* db, const void* dout, const void* x, const void* w,

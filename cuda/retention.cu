@@ -53,6 +53,7 @@
 #include "cuda/retention.h"
 #include "cuda/retention_common.cuh"
 #include "cuda/retention_tc.h"
+#include "cuda/seq_rows.cuh"
 #include "cuda/vec.cuh"
 
 namespace rn::cuda {
@@ -543,10 +544,9 @@ RetentionShape tc_shape(RetentionMode mode, const RetentionShape& s) {
 bool tc_candidate(RetentionMode mode, DType dt, const RetentionShape& s) {
     return tc_path(mode, dt) && s.B > 0 && s.H > 0 && s.T > 0 && s.Dk > 0 && s.Dv > 0;
 }
-// layouts are read by the tensor-core kernels only: a call they refused must have none
-void check_no_rows(const QkvRows* rows, const RetentionShape& s, const char* op) {
-    RN_CHECK(!rows, op, " (CUDA): tensor layouts given for a call the tensor-core kernels refused (shape ", s.B, "×",
-             s.H, "×", s.T, "×", s.Dk, "/", s.Dv, "); only they read strided rows");
+// (cuda/seq_rows.cuh's check_no_rows, naming the shape)
+void check_shape_has_no_rows(const QkvRows* rows, const RetentionShape& s, const char* op) {
+    cuda::check_no_rows(rows, op, " (shape ", s.B, "×", s.H, "×", s.T, "×", s.Dk, "/", s.Dv, ")");
 }
 }  // namespace
 
@@ -573,7 +573,7 @@ bool retention_forward(RetentionMode mode, DType dt, const RetentionShape& s, co
                                                             static_cast<const float*>(s0), out,
                                                             static_cast<float*>(s_final), saved_states, rows))
         return saved_states != nullptr;
-    check_no_rows(rows, s, op);
+    check_shape_has_no_rows(rows, s, op);
     dispatch_float(dt, op, [&](auto tag) {
         using T = decltype(tag);
         using A = typename acc_of<T>::type;
@@ -620,7 +620,7 @@ void retention_backward(RetentionMode mode, DType dt, const RetentionShape& s, c
                                         static_cast<const float*>(ds_final), q, k, v, static_cast<const float*>(s0),
                                         saved_states, rows))
         return;
-    check_no_rows(rows, s, op);
+    check_shape_has_no_rows(rows, s, op);
     // (the generic kernels need no chunk states: any saved ones go unread, e.g. when dout is
     // not 16-byte aligned where the forward's inputs were)
     dispatch_float(dt, op, [&](auto tag) {

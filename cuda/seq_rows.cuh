@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include "core/error.h"
 #include "ops/op_types.h"
 
 namespace rn::cuda {
@@ -43,6 +44,15 @@ inline bool rows_aligned(const QkvRows* rows) {
     for (const SeqRows& r : {rows->q, rows->k, rows->v, rows->out, rows->dout, rows->dq, rows->dk, rows->dv})
         if (r.sb % 8 || r.sh % 8 || r.st % 8) return false;
     return true;
+}
+
+// Strided rows are the tensor-core kernels' alone: a call they refused (a shape they do not
+// take, an unaligned buffer or row) must have come with none, else the generic kernels would
+// read the wrong elements. `detail` (streamed after the op's name) describes the call.
+template <typename... Detail>
+void check_no_rows(const QkvRows* rows, const char* op, const Detail&... detail) {
+    RN_CHECK(!rows, op, " (CUDA): tensor layouts given for a call the tensor-core kernels refused", detail...,
+             "; only they read strided rows (the op must pass contiguous tensors there)");
 }
 
 }  // namespace rn::cuda

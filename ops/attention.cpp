@@ -47,15 +47,11 @@ struct AttentionBackward : Node {
         if (!needs_input_grad(0) && !needs_input_grad(1) && !needs_input_grad(2)) return {Tensor(), Tensor(), Tensor()};
         // the strided path must not fall back (only the tensor-core kernels read strided
         // rows): a dout they cannot read where it lies becomes a fresh, aligned copy
-        Tensor dout = !strided ? contiguous_nograd(g[0]) : rows_readable(g[0]) ? g[0] : fresh_copy(g[0]);
+        Tensor dout = strided ? readable_or_copy(g[0]) : contiguous_nograd(g[0]);
         // the kernels write all three (one pass makes dk and dv together, the declared
         // contract has no "not wanted" pointers); unwanted ones are dropped below. Strided:
         // a gradient is laid out as its input ([B,T,H,D] where that was a view of it)
-        auto grad_like = [&](const Tensor& t) {
-            return !strided || t.is_contiguous() ? empty_like(t)
-                                                 : empty_bthd(t.size(0), t.size(1), t.size(2), t.size(3), t.dtype(),
-                                                              t.device());
-        };
+        auto grad_like = [&](const Tensor& t) { return strided ? empty_laid_out_as(t) : empty_like(t); };
         Tensor dq = grad_like(qs), dk = grad_like(ks), dv = grad_like(vs);
         if (qs.is_cuda()) {
             QkvRows rows;
@@ -119,8 +115,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
                          rows_readable(k_in) && rows_readable(v_in);
     Tensor q = strided ? q_in : contiguous_nograd(q_in), k = strided ? k_in : contiguous_nograd(k_in),
            v = strided ? v_in : contiguous_nograd(v_in);
-    Tensor out = strided && !q.is_contiguous() ? empty_bthd(B, Hq, Tq, D, q.dtype(), q.device())
-                                               : empty(q.shape(), q.dtype(), q.device());
+    Tensor out = strided ? empty_laid_out_as(q) : empty(q.shape(), q.dtype(), q.device());
     Tensor lse = empty({B, Hq, Tq}, lse_dtype(q.dtype()), q.device());
     if (q.is_cuda()) {
         QkvRows rows;

@@ -50,20 +50,17 @@ struct RetentionBackward : Node {
     // them again; undefined: the backward makes its own (see retention())
     Tensor chunk_states;
     bool has_state_out = false;
-    bool strided = false;  // q, k, v were read where they lie; the gradients go to [B,T,H,D]
+    bool strided = false;  // q, k, v were read where they lie; each gradient is laid out as its input
 
     std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
         const char* n = "RetentionBackward";
         Tensor qs = q.get(n), ks = k.get(n), vs = v.get(n), s0s = s0.get(n);
         // the strided path must not fall back (the generic kernels cannot write the [B,T,H,D]
         // gradients): what it cannot read where it lies becomes a fresh, aligned copy
-        Tensor dout = !strided ? contiguous_nograd(grads[0]) : rows_readable(grads[0]) ? grads[0] : fresh_copy(grads[0]);
+        Tensor dout = strided ? readable_or_copy(grads[0]) : contiguous_nograd(grads[0]);
         Tensor dsT = has_state_out ? contiguous_nograd(grads[1]) : Tensor();
         if (strided && dsT.defined() && !(dsT.is_contiguous() && aligned16(dsT))) dsT = fresh_copy(dsT);
-        auto grad_like = [&](const Tensor& t) {
-            return strided ? empty_bthd(t.size(0), t.size(1), t.size(2), t.size(3), t.dtype(), t.device())
-                           : empty_like(t);
-        };
+        auto grad_like = [&](const Tensor& t) { return strided ? empty_laid_out_as(t) : empty_like(t); };
         Tensor dq = needs_input_grad(0) ? grad_like(qs) : Tensor();
         Tensor dk = needs_input_grad(1) ? grad_like(ks) : Tensor();
         Tensor dv = needs_input_grad(2) ? grad_like(vs) : Tensor();
@@ -73,9 +70,7 @@ struct RetentionBackward : Node {
             QkvRows rows;
             if (strided) {
                 rows.q = rows_of(qs), rows.k = rows_of(ks), rows.v = rows_of(vs), rows.dout = rows_of(dout);
-                if (dq.defined()) rows.dq = rows_of(dq);
-                if (dk.defined()) rows.dk = rows_of(dk);
-                if (dv.defined()) rows.dv = rows_of(dv);
+                rows.dq = rows_of(dq), rows.dk = rows_of(dk), rows.dv = rows_of(dv);
             }
             cuda::retention_backward(mode, qs.dtype(), shape, gamma, ptr(dq), ptr(dk), ptr(dv), ptr(ds0), ptr(dout),
                                      ptr(dsT), ptr(qs), ptr(ks), ptr(vs), ptr(s0s), ptr(chunk_states),
