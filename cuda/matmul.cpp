@@ -141,8 +141,11 @@ struct Plan {
     cublasLtMatmulAlgo_t algo{};
     bool have_algo = false;
     // Note [Tuned plans]: the heuristic's algorithms beyond the first, to be timed on first
-    // use (empty: nothing to tune, or tuned already; guarded by tune_mu)
+    // use (empty: nothing to tune, or tuned already; guarded by tune_mu). needs_tune says
+    // untimed is not empty, so that an untuned call (the default) takes no lock; algo is
+    // written before it turns false.
     std::vector<cublasLtMatmulAlgo_t> untimed;
+    std::atomic<bool> needs_tune{false};
     Plan() = default;
     Plan(const Plan&) = delete;
     Plan& operator=(const Plan&) = delete;
@@ -232,6 +235,7 @@ std::unique_ptr<Plan> make_plan(const PlanKey& k, cublasLtHandle_t lt, size_t ws
             else plan->untimed.push_back(r.algo);
         }
     if (!plan->have_algo) n_noalgo.fetch_add(1, std::memory_order_relaxed);
+    plan->needs_tune.store(!plan->untimed.empty(), std::memory_order_relaxed);  // published with the plan
     return plan;
 }
 
@@ -284,6 +288,7 @@ void tune(Plan& plan, const Problem& p, cublasLtHandle_t lt, float al, float be,
     cudaEventDestroy(e1);
     if (any) plan.algo = all[best_i];
     plan.untimed.clear();
+    plan.needs_tune.store(false, std::memory_order_release);
     n_tuned.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -354,13 +359,15 @@ bool run_lt(const Problem& p, double alpha, const void* A, const void* B, double
     const float al = float(alpha), be = float(beta);
     cudaStream_t st = stream(dev);
     cublasLtMatmulAlgo_t algo;
-    {
+    if (plan->needs_tune.load(std::memory_order_acquire)) {
         std::lock_guard<std::mutex> lock(tune_mu);
         if (!plan->untimed.empty()) {
             cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
             RN_CUDA_CHECK(cudaStreamIsCapturing(st, &cs));
             if (cs == cudaStreamCaptureStatusNone) tune(*plan, p, lt, al, be, A, B, ws, ws_bytes, st, dev);
         }
+        algo = plan->algo;
+    } else {
         algo = plan->algo;
     }
     // beta = 0: C is not read (cuBLASLt, like BLAS, skips the load), so garbage there is fine.
