@@ -142,6 +142,20 @@ void accumulate_nograd(const Tensor& acc, const Tensor& g) {
     });
 }
 
+Tensor sum_nograd(const Tensor& acc, const Tensor& g) {
+    RN_CHECK(acc.shape() == g.shape(), "sum: gradient of shape ", g.shape(), " does not match the other's shape ",
+             acc.shape());
+    RN_CHECK(acc.device() == g.device(), "sum: gradient on ", g.device(), " but the other on ", acc.device());
+    Tensor out = empty(acc.shape(), acc.dtype(), acc.device());
+    if (acc.is_cuda() && acc.is_contiguous() && g.is_contiguous()) {
+        cuda::sum_contiguous(out, acc, g);
+        return out;
+    }
+    copy_nograd(out, acc);
+    accumulate_nograd(out, g);
+    return out;
+}
+
 void check_inplace_allowed(const Tensor& t, const char* op) {
     RN_CHECK(t.defined(), op, ": undefined tensor");
     RN_CHECK(!(GradMode::enabled() && t.requires_grad() && t.is_leaf()), op,

@@ -57,6 +57,7 @@ void release_graph_memory(int, uint64_t) {}
 void fill(const Tensor&, double) { no_cuda("fill"); }
 void copy_strided(const Tensor&, const Tensor&) { no_cuda("copy"); }
 void accumulate(const Tensor&, const Tensor&) { no_cuda("accumulate"); }
+void sum_contiguous(const Tensor&, const Tensor&, const Tensor&) { no_cuda("sum_contiguous"); }
 
 // --- programmatic dependent launch (cuda/pdl.h): never active without a GPU
 void set_pdl_enabled(bool) {}

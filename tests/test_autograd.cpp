@@ -23,6 +23,34 @@ BOOST_AUTO_TEST_CASE(diamond_gradients_add) {
     BOOST_TEST(g[2] == 14.0);
 }
 
+BOOST_AUTO_TEST_CASE(a_gradient_passed_to_two_inputs_is_not_added_to_in_place) {
+    // p + q hands one incoming gradient (exp's, a fresh contiguous tensor) to p's node and to
+    // q's node; both then get a second one (from p·7 and q·5). Adding q's second gradient in
+    // place would change p's as well. t = 2x + 3x + 14x + 15x, so d sum(exp(t))/dx =
+    // 34·exp(34x). Both orders of the two sums, since the engine runs ready nodes last in,
+    // first out, and only one order hands the shared gradient over first.
+    const std::vector<double> xs = {0.05, -0.1, 0.02, 0.0};
+    for (int order = 0; order < 2; ++order) {
+        Tensor x = from_vector<double>(xs, {4}).requires_grad_();
+        Tensor p = x * 2.0, q = x * 3.0;
+        Tensor t = order == 0 ? (p + q) + (p * 7.0 + q * 5.0) : (p * 7.0 + q * 5.0) + (p + q);
+        sum(exp(t)).backward();
+        auto g = x.grad().to_vector<double>();
+        for (size_t i = 0; i < xs.size(); ++i)
+            BOOST_TEST(g[i] == 34.0 * std::exp(34.0 * xs[i]), boost::test_tools::tolerance(1e-12));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(gradients_summed_in_place_keep_their_values) {
+    // x feeds four branches whose fresh gradients are summed into one buffer: 1 + 2 + 3 + 4
+    Tensor x = from_vector<float>({1.0f, -2.0f, 0.25f}, {3}).requires_grad_();
+    Tensor y = exp(x);
+    sum(y + y * 2.0f + y * 3.0f + y * 4.0f).backward();
+    auto g = x.grad().to_vector<float>();
+    const float xs[3] = {1.0f, -2.0f, 0.25f};
+    for (int i = 0; i < 3; ++i) BOOST_TEST(g[i] == 10.0f * std::exp(xs[i]), boost::test_tools::tolerance(1e-6f));
+}
+
 BOOST_AUTO_TEST_CASE(same_tensor_used_twice_in_one_op) {
     Tensor x = from_vector<double>({3.0}, {1}).requires_grad_();
     sum(x * x).backward();  // d/dx x² = 2x
