@@ -217,8 +217,10 @@ BOOST_AUTO_TEST_CASE(strided_rows_match_cpu_without_copies) {
                 // dO as the model's backward gives it: [B,T,H,Dv] rows seen as [B,H,T,Dv]
                 Tensor dO = randn({B, T, H, c.Dv}, gen).to(DType::bf16).permute({0, 2, 1, 3});
                 auto views = [&](Device dev, Tensor& ql, Tensor& kl, Tensor& wl) {
-                    ql = qb.to(dev).requires_grad_(), kl = kb.to(dev).requires_grad_();
-                    wl = wide.to(dev).requires_grad_();
+                    // detach: on the CPU to() returns the tensor itself, which must stay a
+                    // plain input for the next mode's copies
+                    ql = qb.to(dev).detach().requires_grad_(), kl = kb.to(dev).detach().requires_grad_();
+                    wl = wide.to(dev).detach().requires_grad_();
                     Tensor v = wl.narrow(3, c.v_offset, c.Dv).permute({0, 2, 1, 3});
                     return std::array<Tensor, 3>{ql.view({B, T, H, c.Dk}).permute({0, 2, 1, 3}),
                                                  kl.view({B, T, H, c.Dk}).permute({0, 2, 1, 3}), v};
@@ -253,7 +255,8 @@ BOOST_AUTO_TEST_CASE(strided_rows_match_cpu_without_copies) {
         Tensor s0flat = randn({B * H * Dk * Dv + 1}, gen);
         for (bool misaligned_s0 : {false, true}) {
             auto run_on = [&](Device dev, Tensor& ql, Tensor& kl, Tensor& vl) {
-                ql = qb.to(dev).requires_grad_(), kl = kb.to(dev).requires_grad_(), vl = vb.to(dev).requires_grad_();
+                ql = qb.to(dev).detach().requires_grad_(), kl = kb.to(dev).detach().requires_grad_();
+                vl = vb.to(dev).detach().requires_grad_();
                 auto bhtd = [&](const Tensor& t, int64_t D) { return t.view({B, T, H, D}).permute({0, 2, 1, 3}); };
                 Tensor s0 = misaligned_s0 ? s0flat.to(dev).narrow(0, 1, B * H * Dk * Dv).view({B, H, Dk, Dv})
                                           : Tensor();
