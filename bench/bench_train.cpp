@@ -6,7 +6,11 @@
 //   bench_train [--arch retnet|transformer] [--preset small] [--vocab 32000] [--batch 8]
 //               [--seq 2048] [--mode chunkwise] [--chunk 64] [--dtype bf16] [--device cuda]
 //               [--steps 10] [--warmup 3] [--json PATH] [--save-check DIR [--check-qk-scale S]]
-//               [--checkpoint-activations] [--profile]
+//               [--checkpoint-activations] [--profile] [--gemm-tune 8]
+//
+// --gemm-tune N: as `retnet train --gemm-tune` (default 8 there too): each bf16 product
+// shape times N cuBLASLt algorithms on its first call (a warm-up step) and keeps the fastest;
+// 1 takes the heuristic's first. RN_GEMM_TUNE, when set, wins over the default.
 //
 // --profile: after the timed steps, one more step between cudaProfilerStart/Stop, for
 // `ncu --profile-from-start off` (every kernel of one optimizer step).
@@ -33,6 +37,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -42,6 +47,7 @@
 #include "bench/train_util.h"
 #include "core/random.h"
 #include "core/tensor_math.h"
+#include "cuda/matmul.h"
 #include "cuda/memory.h"
 #include "nn/checkpoint.h"
 #include "nn/lm.h"
@@ -60,6 +66,9 @@ int main(int argc, char** argv) {
     Device dev = Device::parse(arg("--device", cuda::device_count() > 0 ? "cuda" : "cpu"));
     DType compute = dtype_from_name(arg("--dtype", dev.is_cuda() ? "bf16" : "f32"));
     const std::string check_dir = arg("--save-check", "");
+    const char* tune_env = std::getenv("RN_GEMM_TUNE");
+    const int gemm_tune = std::stoi(arg("--gemm-tune", tune_env ? tune_env : "8"));
+    if (dev.is_cuda()) cuda::set_gemm_tune(std::clamp(gemm_tune, 1, 16));
 
     const nn::ModelConfig cfg = nn::ModelConfig::from_preset(preset, V, arch);
     std::shared_ptr<nn::LanguageModel> model_ptr = nn::make_model(cfg, 1);
@@ -153,9 +162,9 @@ int main(int argc, char** argv) {
     else
         std::snprintf(shape, sizeof shape, "%s chunk %lld", mode.c_str(), (long long)chunk);
     std::printf("bench_train: %s %s preset (%.1fM parameters), vocab %lld, B%lld T%lld, %s, %s on %s, "
-                "fp32 master weights + AdamW\n",
+                "fp32 master weights + AdamW, GEMM tuning %d\n",
                 arch.c_str(), preset.c_str(), n_params / 1e6, (long long)V, (long long)B, (long long)T, shape,
-                dtype_name(compute), dev.str().c_str());
+                dtype_name(compute), dev.str().c_str(), dev.is_cuda() ? cuda::gemm_tune() : 1);
     std::printf("| step ms | tokens/s | MFU 6N (989) | MFU 6N (790) | MFU model (989) | peak GiB | fwd ms | bwd ms | "
                 "clip+opt ms | loss |\n|---|---|---|---|---|---|---|---|---|---|\n");
     std::printf("| %.2f | %.0f | %.1f%% | %.1f%% | %.1f%% | %.2f | %.2f | %.2f | %.2f | %.4f |\n", t * 1e3, tps,
@@ -167,7 +176,8 @@ int main(int argc, char** argv) {
                         {"mfu_6n_790", f6n / 790e12}, {"mfu_model_989", fmodel / 989e12},
                         {"mfu_model_790", fmodel / 790e12}, {"peak_gib", peak_gib},
                         {"fwd_ms", t_fwd * 1e3}, {"bwd_ms", t_bwd * 1e3}, {"opt_ms", t_opt * 1e3},
-                        {"step_ms_all", times}, {"checkpoint_activations", fo.checkpoint_activations}};
+                        {"step_ms_all", times}, {"checkpoint_activations", fo.checkpoint_activations},
+                        {"gemm_tune", dev.is_cuda() ? cuda::gemm_tune() : 1}};
     bench::write_json(bench::json_path(argc, argv, "bench_train.json"), j);
     return 0;
 }

@@ -25,6 +25,10 @@
 // synchronisation, and the pick can differ from run to run, so the last bits of a product
 // may too (as with PyTorch's cudnn.benchmark). Nothing can be timed inside a CUDA graph
 // capture: a captured call takes the heuristic's first, and the first later call tunes.
+// `retnet train` turns it on (set_gemm_tune, --gemm-tune) and keeps the picks beside its
+// checkpoints (gemm_tuned_export, core/gemm_pins.h); a resumed run imports them, which pins
+// each listed shape to its algorithm (checked with cublasLtMatmulAlgoCheck; one that fails
+// falls back to the heuristic), so the resumed products are the same bits as before.
 #include "cuda/matmul.h"
 
 #include <cublasLt.h>
@@ -44,9 +48,11 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/gemm_pins.h"
 #include "core/tensor.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/device.h"
 #include "cuda/gemv.h"
 
 namespace rn::cuda {
@@ -93,7 +99,7 @@ const char* blas_hint(cublasStatus_t s) {
                                       describe(prob), ".", blas_hint(s_));                                  \
     } while (0)
 
-std::atomic<int64_t> n_lt{0}, n_ex{0}, n_heur{0}, n_noalgo{0}, n_gemv{0}, n_tuned{0};
+std::atomic<int64_t> n_lt{0}, n_ex{0}, n_heur{0}, n_noalgo{0}, n_gemv{0}, n_tuned{0}, n_pinned{0}, n_pin_failed{0};
 std::atomic<bool> use_gemv{true};
 std::atomic<bool> use_lt{true};
 
@@ -146,6 +152,7 @@ struct Plan {
     // written before it turns false.
     std::vector<cublasLtMatmulAlgo_t> untimed;
     std::atomic<bool> needs_tune{false};
+    bool picked = false;  // algo was picked by timing or pinned by an import: exported (under tune_mu)
     Plan() = default;
     Plan(const Plan&) = delete;
     Plan& operator=(const Plan&) = delete;
@@ -162,8 +169,24 @@ std::mutex plans_mu, tune_mu;
 // leaked on purpose (Note [Lt plans]): outlives every static destructor
 auto& plans = *new std::unordered_map<PlanKey, std::shared_ptr<Plan>, PlanKeyHash>();
 
-// RN_GEMM_TUNE: how many algorithms to time for a new shape (1: the heuristic's first)
+// Pinned algorithms (gemm_tuned_import), guarded by plans_mu; a plan built for a listed
+// shape takes its algorithm.
+auto& pins = *new std::vector<GemmPin>();
+std::atomic<int> tune_set{0};  // set_gemm_tune (0: not set, the environment decides)
+
+GemmShape shape_of(const PlanKey& k) {
+    const Problem& p = k.p;
+    GemmShape g;
+    g.dt = p.dt, g.ta = p.ta, g.tb = p.tb, g.M = p.M, g.N = p.N, g.K = p.K, g.lda = p.lda, g.ldb = p.ldb;
+    g.ldc = p.ldc, g.sA = p.sA, g.sB = p.sB, g.sC = p.sC, g.batch = p.batch;
+    g.align_a = k.align_a, g.align_b = k.align_b, g.align_c = k.align_c;
+    return g;
+}
+
+// How many algorithms to time for a new shape (1: the heuristic's first): set_gemm_tune,
+// else RN_GEMM_TUNE
 int tune_candidates() {
+    if (const int n = tune_set.load(std::memory_order_relaxed); n > 0) return n;
     const char* e = std::getenv("RN_GEMM_TUNE");
     if (!e) return 1;
     const int n = std::atoi(e);
@@ -235,6 +258,27 @@ std::unique_ptr<Plan> make_plan(const PlanKey& k, cublasLtHandle_t lt, size_t ws
             else plan->untimed.push_back(r.algo);
         }
     if (!plan->have_algo) n_noalgo.fetch_add(1, std::memory_order_relaxed);
+    if (plan->have_algo) {  // a pinned shape (plans_mu is held: get_plan)
+        const GemmShape shape = shape_of(k);
+        for (const GemmPin& pin : pins) {
+            if (!(pin.shape == shape)) continue;
+            cublasLtMatmulAlgo_t algo;
+            static_assert(sizeof(algo.data) == sizeof(pin.algo), "cuBLASLt's algorithm is 8 words");
+            std::memcpy(algo.data, pin.algo.data(), sizeof(algo.data));
+            cublasLtMatmulHeuristicResult_t check{};
+            if (cublasLtMatmulAlgoCheck(lt, plan->desc, plan->a, plan->b, plan->c, plan->c, &algo, &check) ==
+                    CUBLAS_STATUS_SUCCESS &&
+                check.state == CUBLAS_STATUS_SUCCESS && check.workspaceSize <= ws_bytes) {
+                plan->algo = algo;
+                plan->untimed.clear();
+                plan->picked = true;
+                n_pinned.fetch_add(1, std::memory_order_relaxed);
+            } else {
+                n_pin_failed.fetch_add(1, std::memory_order_relaxed);
+            }
+            break;
+        }
+    }
     plan->needs_tune.store(!plan->untimed.empty(), std::memory_order_relaxed);  // published with the plan
     return plan;
 }
@@ -286,7 +330,7 @@ void tune(Plan& plan, const Problem& p, cublasLtHandle_t lt, float al, float be,
     }
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
-    if (any) plan.algo = all[best_i];
+    if (any) plan.algo = all[best_i], plan.picked = true;
     plan.untimed.clear();
     plan.needs_tune.store(false, std::memory_order_release);
     n_tuned.fetch_add(1, std::memory_order_relaxed);
@@ -481,6 +525,8 @@ GemmStats gemm_stats() {
     s.heuristic_queries = n_heur.load();
     s.lt_no_algorithm = n_noalgo.load();
     s.tuned_shapes = n_tuned.load();
+    s.pinned_shapes = n_pinned.load();
+    s.pins_failed = n_pin_failed.load();
     std::lock_guard<std::mutex> lock(plans_mu);
     s.cached_shapes = int64_t(plans.size());
     return s;
@@ -489,6 +535,53 @@ GemmStats gemm_stats() {
 void clear_gemm_cache() {
     std::lock_guard<std::mutex> lock(plans_mu);
     plans.clear();
+}
+
+void set_gemm_tune(int candidates) {
+    RN_CHECK(candidates >= 0 && candidates <= 16, "set_gemm_tune: 1 (off) to 16 algorithms, or 0 (RN_GEMM_TUNE "
+             "decides); got ", candidates);
+    tune_set.store(candidates);
+}
+int gemm_tune() { return tune_candidates(); }
+
+std::string gemm_tuned_export() {
+    GemmPins out;
+    const int dev = current_device();
+    out.device = device_name(dev);
+    out.cublaslt_version = int64_t(cublasLtGetVersion());
+    std::lock_guard<std::mutex> lock(plans_mu);
+    std::lock_guard<std::mutex> tlock(tune_mu);  // plan.algo and picked are written under it
+    out.pins = pins;  // imported, whether or not a plan used them yet
+    for (const auto& [key, plan] : plans) {
+        if (!plan->picked || key.device != dev) continue;
+        GemmPin pin;
+        pin.shape = shape_of(key);
+        bool listed = false;
+        for (const GemmPin& q : out.pins) listed = listed || q.shape == pin.shape;
+        if (listed) continue;
+        std::memcpy(pin.algo.data(), plan->algo.data, sizeof(plan->algo.data));
+        out.pins.push_back(pin);
+    }
+    return format_gemm_pins(out);
+}
+
+int64_t gemm_tuned_import(const std::string& text, const std::string& source, std::string* why) {
+    GemmPins in = parse_gemm_pins(text, source);
+    const std::string here = device_name(current_device());
+    const int64_t version = int64_t(cublasLtGetVersion());
+    std::string reason;
+    if (in.device != here)
+        reason = "picked on a " + in.device + ", this is a " + here;
+    else if (in.cublaslt_version != version)
+        reason = "picked with cuBLASLt " + std::to_string(in.cublaslt_version) + ", this is " + std::to_string(version);
+    if (!reason.empty()) {
+        if (why) *why = reason;
+        return 0;
+    }
+    std::lock_guard<std::mutex> lock(plans_mu);
+    pins = std::move(in.pins);
+    plans.clear();  // plans built before now were not pinned
+    return int64_t(pins.size());
 }
 
 void set_gemm_use_lt(bool on) { use_lt.store(on); }

@@ -18,6 +18,7 @@
 //          tiled GEMMs on a decode step's products; set_gemv_enabled(false) sends them to cuBLAS.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "core/dtype.h"
 
@@ -60,10 +61,26 @@ struct GemmStats {
     int64_t cached_shapes = 0;      // entries in the Lt plan cache now
     int64_t gemv_calls = 0;         // few-row products run by cuda/gemv.h's kernel
     int64_t tuned_shapes = 0;       // plans whose algorithm was picked by timing (RN_GEMM_TUNE)
+    int64_t pinned_shapes = 0;      // plans that took an imported algorithm (gemm_tuned_import)
+    int64_t pins_failed = 0;        // imported algorithms cuBLASLt refused for their shape
 };
 GemmStats gemm_stats();
 // Drops every cached Lt plan (descriptors and algorithm); the next call per shape re-queries.
 void clear_gemm_cache();
+// Tuned plans (Note [Tuned plans] in cuda/matmul.cpp): how many of the heuristic's
+// algorithms a new bf16 shape times on its first call, 1 (the default: no timing) to 16;
+// 0 hands the choice back to RN_GEMM_TUNE, which any other value overrides. `retnet train`
+// sets it (--gemm-tune).
+void set_gemm_tune(int candidates);
+int gemm_tune();
+// The algorithms picked so far on the current device (by timing, or imported), as the text
+// of core/gemm_pins.h.
+std::string gemm_tuned_export();
+// Pins each shape of such a text to its algorithm from now on (clears the plan cache so
+// they apply); returns how many. Returns 0 and sets *why when the text was made on another
+// GPU model or cuBLASLt version (its algorithms may not exist here). Throws, naming
+// `source` and the line, on text that is not in the format.
+int64_t gemm_tuned_import(const std::string& text, const std::string& source, std::string* why);
 // TF32 for f32 products: off by default. Defined in cuda/context.cpp (cuda/context.h);
 // declared here as well so code that must also build without CUDA (tests, benchmarks,
 // the CLI) can name it without including the cuBLAS headers. Without CUDA it is a plain

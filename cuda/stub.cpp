@@ -144,6 +144,10 @@ void set_allow_tf32(bool on) { tf32_flag = on; }
 bool allow_tf32() { return tf32_flag; }
 GemmStats gemm_stats() { no_cuda("cuda::gemm_stats"); }
 void clear_gemm_cache() { no_cuda("cuda::clear_gemm_cache"); }
+void set_gemm_tune(int) {}  // nothing to tune without cuBLAS
+int gemm_tune() { return 1; }
+std::string gemm_tuned_export() { no_cuda("cuda::gemm_tuned_export"); }
+int64_t gemm_tuned_import(const std::string&, const std::string&, std::string*) { no_cuda("cuda::gemm_tuned_import"); }
 void set_gemm_use_lt(bool) { no_cuda("cuda::set_gemm_use_lt"); }
 bool gemm_use_lt() { no_cuda("cuda::gemm_use_lt"); }
 void set_gemv_enabled(bool) { no_cuda("cuda::set_gemv_enabled"); }

@@ -63,11 +63,13 @@ cmp -s log_before run_a/train_log.jsonl && cmp -s best_before run_a/best.h5 || f
 echo "mine" > run_a/notes.txt.tmp.999999999          # a user's files with temporary-like names
 echo "mine" > run_a/ckpt_9.h5.tmp.999999999
 cp run_a/ckpt_4.h5 run_a/ckpt_7.h5.tmp.999999999    # what a writer that died leaves
+printf 'retnet-gemm-pins 1\ndevice X\ncublaslt 1\n' > run_a/gemm_plans.txt   # the run's GEMM picks (a GPU run writes them)
 "$RETNET" train "${common[@]}" --out run_a --steps 2 --overwrite > over.txt
 grep -q "removed" over.txt && [ ! -e run_a/ckpt_4.h5 ] && [ -e run_a/ckpt_2.h5 ] || fail "--overwrite did not start afresh"
 [ "$(grep -c '"step"' run_a/train_log.jsonl)" = 2 ] || fail "--overwrite kept the old log"
 [ -e run_a/notes.txt.tmp.999999999 ] && [ -e run_a/ckpt_9.h5.tmp.999999999 ] || fail "a user's file was deleted"
 [ ! -e run_a/ckpt_7.h5.tmp.999999999 ] || fail "a dead writer's temporary was left"
+[ ! -e run_a/gemm_plans.txt ] || fail "--overwrite kept the old run's GEMM picks"
 ok "a folder holding a run is refused; --overwrite removes only the run's files"
 
 # 4. a second trainer on a busy folder is refused; SIGTERM saves; --resume continues

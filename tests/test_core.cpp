@@ -2,6 +2,7 @@
 // geometry, strided copy, the seeded generator, printing, error messages.
 #include <boost/test/unit_test.hpp>
 
+#include "core/gemm_pins.h"
 #include "test_util.h"
 
 using namespace rn;
@@ -153,6 +154,58 @@ BOOST_AUTO_TEST_CASE(no_gpu_means_zero_devices) {
     int n = cuda::device_count();
     BOOST_TEST(n >= 0);
     if (n == 0) RN_CHECK_THROWS_WITH(zeros({2}).to(Device::cuda(0)), "");
+}
+
+BOOST_AUTO_TEST_CASE(gemm_pins_round_trip_and_name_bad_lines) {
+    // the text a training run keeps beside its checkpoints (core/gemm_pins.h)
+    GemmPins p;
+    p.device = "NVIDIA H200";
+    p.cublaslt_version = 130100;
+    GemmPin a;
+    a.shape.ta = true, a.shape.M = 16384, a.shape.N = 4128, a.shape.K = 768, a.shape.lda = 16384;
+    a.shape.ldb = 768, a.shape.ldc = 4128, a.shape.align_a = 256, a.shape.align_b = 16, a.shape.align_c = 2;
+    a.algo = {0x1, 0xffffffffffffffffull, 0x0123456789abcdefull, 0, 7, 8, 9, 0x8000000000000000ull};
+    GemmPin b = a;
+    b.shape.tb = true, b.shape.batch = 24, b.shape.sA = 100, b.shape.sB = 0, b.shape.sC = 4096;
+    b.algo[3] = 42;
+    p.pins = {a, b};
+    const std::string text = format_gemm_pins(p);
+    const GemmPins q = parse_gemm_pins(text, "t");
+    BOOST_TEST(q.device == p.device);
+    BOOST_TEST(q.cublaslt_version == p.cublaslt_version);
+    BOOST_REQUIRE(q.pins.size() == 2u);
+    for (size_t i = 0; i < 2; ++i) {
+        BOOST_TEST((q.pins[i].shape == p.pins[i].shape));
+        BOOST_TEST((q.pins[i].algo == p.pins[i].algo));
+    }
+    BOOST_TEST(!(q.pins[0].shape == q.pins[1].shape));
+    BOOST_TEST(format_gemm_pins(q) == text);
+    // each damage is refused with the source, the line and what was expected
+    const std::string line3 = text.substr(0, text.find("bf16"));
+    auto refused = [&](const std::string& bad, const std::string& want) {
+        try {
+            parse_gemm_pins(bad, "runs/x/gemm_plans.txt");
+            BOOST_ERROR("accepted: " << bad);
+        } catch (const Error& e) {
+            const std::string m = e.what();
+            BOOST_TEST(m.find("runs/x/gemm_plans.txt") != std::string::npos, m);
+            BOOST_TEST(m.find(want) != std::string::npos, m);
+        }
+    };
+    refused("", "empty");
+    refused("retnet-gemm-pins 2\n", "line 1");
+    refused("retnet-gemm-pins 1\ncublaslt 5\n", "'device'");
+    refused(line3 + "bf16 0 0 1 2 3\n", "line 4");
+    refused(line3 + "f32" + text.substr(text.find("bf16") + 4), "only bf16");
+    std::string hex = text;
+    hex[hex.rfind("0123456789abcdef")] = 'g';
+    refused(hex, "hex");
+    std::string align = text;
+    align.replace(align.find(" 256 16 2 "), 10, " 256 12 2 ");
+    refused(align, "power of two");
+    std::string neg = text;
+    neg.replace(neg.find(" 16384 4128 "), 12, " -16384 4128 ");
+    refused(neg, "negative");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

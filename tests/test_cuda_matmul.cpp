@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include "core/gemm_pins.h"
+#include "cuda/device.h"
 #include "cuda/gemv.h"
 #include "cuda/graph.h"
 #include "cuda/matmul.h"
@@ -339,6 +341,64 @@ BOOST_AUTO_TEST_CASE(tuned_plans_time_candidates_outside_captures) {
         BOOST_TEST(rel_err(ref64(c), want_c) < tol_for(DType::bf16), "C accumulated other than once");
     }
     cuda::clear_gemm_cache();
+}
+
+BOOST_AUTO_TEST_CASE(tuned_picks_export_and_pin_the_same_bits) {
+    // What `retnet train` keeps beside its checkpoints and a --resume imports (Note [Tuned
+    // plans]): the picks of a tuned shape, pinned after the plans are gone and timing is off,
+    // give the same bits; the export lists them unchanged; another GPU's are refused, and a
+    // damaged algorithm falls back to the heuristic's (right values, counted).
+    Generator g(45);
+    SwitchGuard guard;
+    cuda::set_gemm_use_lt(true);
+    struct Reset {
+        ~Reset() {  // a header alone pins nothing
+            const std::string e = cuda::gemm_tuned_export();
+            std::string ignored;
+            cuda::gemm_tuned_import(e.substr(0, e.find("\nbf16") + 1), "reset", &ignored);
+            cuda::set_gemm_tune(0);
+            cuda::clear_gemm_cache();
+        }
+    } reset;
+    cuda::clear_gemm_cache();
+    cuda::set_gemm_tune(8);
+    const int64_t M = 2048, N = 3072, K = 768;
+    Tensor a = randn({M, K}, g, DType::f64).to(DType::bf16).to(kGpu);
+    Tensor b = randn({K, N}, g, DType::f64).to(DType::bf16).to(kGpu);
+    const Tensor want = matmul(ref64(a), ref64(b));
+    const Tensor first = matmul(a, b).to(Device::cpu()).to(DType::f32);
+    const auto s1 = cuda::gemm_stats();
+    const std::string text = cuda::gemm_tuned_export();
+    const GemmPins listed = parse_gemm_pins(text, "export");
+    BOOST_TEST(listed.device == cuda::device_name(0));
+    bool found = false;
+    for (const GemmPin& p : listed.pins) found = found || (p.shape.M == M && p.shape.N == N && p.shape.K == K);
+    BOOST_TEST(found, "the tuned shape is not in the export:\n" << text);
+
+    cuda::set_gemm_tune(1);  // as a new process that does not time: only the import decides
+    cuda::clear_gemm_cache();
+    std::string why;
+    BOOST_TEST(cuda::gemm_tuned_import(text, "export", &why) == int64_t(listed.pins.size()), why);
+    const Tensor again = matmul(a, b).to(Device::cpu()).to(DType::f32);
+    const auto s2 = cuda::gemm_stats();
+    BOOST_TEST(s2.pinned_shapes == s1.pinned_shapes + 1);
+    BOOST_TEST(s2.tuned_shapes == s1.tuned_shapes);
+    BOOST_TEST(s2.pins_failed == s1.pins_failed);
+    BOOST_TEST(max_abs_diff(first, again) == 0.0, "the pinned algorithm gave other bits");
+    BOOST_TEST(cuda::gemm_tuned_export() == text);
+
+    std::string other = text;
+    other.replace(other.find("device ") + 7, listed.device.size(), "Some Other GPU");
+    why.clear();
+    BOOST_TEST(cuda::gemm_tuned_import(other, "other", &why) == 0);
+    BOOST_TEST(why.find("Some Other GPU") != std::string::npos, why);
+
+    GemmPins damaged = listed;
+    for (GemmPin& p : damaged.pins) p.algo.fill(0xffffffffffffffffull);
+    BOOST_TEST(cuda::gemm_tuned_import(format_gemm_pins(damaged), "damaged", &why) == int64_t(damaged.pins.size()));
+    const Tensor fallback = matmul(a, b);
+    BOOST_TEST(cuda::gemm_stats().pins_failed == s2.pins_failed + 1);
+    BOOST_TEST(rel_err(ref64(fallback), want) < tol_for(DType::bf16));
 }
 
 BOOST_AUTO_TEST_CASE(bf16_fallback_path_matches) {

@@ -89,6 +89,8 @@ BOOST_AUTO_TEST_CASE(every_option_out_of_range_is_refused_by_name) {
     expect_refused([](TrainOptions& o) { o.chunk = 0; }, "--chunk", "got 0");
     expect_refused([](TrainOptions& o) { o.keep_last = -1; }, "--keep-last", "got -1");
     expect_refused([](TrainOptions& o) { o.max_bad_steps = 0; }, "--max-bad-steps", "got 0");
+    expect_refused([](TrainOptions& o) { o.gemm_tune = 0; }, "--gemm-tune", "got 0");
+    expect_refused([](TrainOptions& o) { o.gemm_tune = 17; }, "--gemm-tune", "got 17");
     expect_refused([](TrainOptions& o) { o.sample_tokens = -1; }, "--sample-tokens", "got -1");
     expect_refused([](TrainOptions& o) { o.sample.temperature = -0.5; }, "--sample-temperature", "-0.5");
     expect_refused([](TrainOptions& o) { o.sample.top_p = 0; }, "--sample-top-p", "(0, 1]");

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/random.h"
+#include "core/text_file.h"
 #include "text/shard_file.h"
 #include "text/tokenizer.h"
 
@@ -163,21 +164,6 @@ std::string default_prepare_out_dir(const std::vector<std::string>& inputs, cons
 }
 
 namespace {
-
-// Writes `text` to `path` through a temporary file and a rename.
-void write_text_atomic(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        RN_CHECK(out, "cannot write '", tmp, "'");
-        out << text;
-        out.flush();
-        RN_CHECK(out, "error writing '", tmp, "' (disk full?)");
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    RN_CHECK(!ec, "cannot move '", tmp, "' to '", path, "': ", ec.message());
-}
 
 
 constexpr int kMinVocab = 261, kMaxVocab = 1 << 20;  // 4 special + 256 byte pieces + 1; far above any real need

@@ -92,6 +92,9 @@ int main(int argc, char** argv) {
     tr->add_flag("--resume", t.resume, "continue from the newest checkpoint in --out");
     tr->add_flag("--overwrite", t.overwrite, "delete the run already in --out (its checkpoints, best.h5, log, loss "
                  "curve; nothing else) and start afresh");
+    tr->add_option("--gemm-tune", t.gemm_tune, "bf16 on one GPU: time this many cuBLASLt algorithms per matrix-product "
+                   "shape on its first use and keep the fastest (1: the heuristic's first, no timing); the picks are "
+                   "kept in gemm_plans.txt so that --resume computes the same bits")->capture_default_str();
     tr->add_option("--max-bad-steps", t.max_bad_steps, "steps in a row with a non-finite loss or gradient norm "
                    "(each skipped, no update) before the run stops")->capture_default_str();
     tr->add_option("--sample-tokens", t.sample_tokens, "tokens of the sample printed at the end (0: none)")->capture_default_str();

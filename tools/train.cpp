@@ -79,6 +79,8 @@ void TrainOptions::validate() const {
              "sequence across ranks); a ", arch, " needs every earlier key");
     RN_CHECK(zero >= 0 && zero <= 2, "train: --zero must be 0 (off), 1 (shard the optimizer state) or 2 (and the "
              "gradients); got ", zero);
+    RN_CHECK(gemm_tune >= 1 && gemm_tune <= 16, "train: --gemm-tune must be 1 (no timing) to 16 algorithms; got ",
+             gemm_tune);
     positive("--bucket-mb", bucket_mb);
     positive("--comm-timeout", comm_timeout);
 }

@@ -47,6 +47,11 @@ struct TrainOptions {
     double bucket_mb = 25;         // gradient bucket size for the overlapped reduction
     double comm_timeout = 300;     // seconds a collective may take before the job stops
     bool comm_overlap = true;      // false: reduce only after backward (measures the overlap)
+    // bf16 on one GPU: how many of cuBLASLt's algorithms a new product shape times on its first
+    // call, keeping the fastest (1: none timed; Note [Tuned plans] in cuda/matmul.cpp). The
+    // picks are written to `out`/gemm_plans.txt and pinned again by --resume. Ranks under
+    // mpirun keep the heuristic's pick (each would time its own).
+    int64_t gemm_tune = 8;
 
     static SamplingParams default_sample() {
         SamplingParams p;

@@ -22,9 +22,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
+#include "core/text_file.h"
 #include "cuda/device.h"
+#include "cuda/matmul.h"
 #include "cuda/memory.h"
 #include "dist/nccl_comm.h"
 #include "ops/ops.h"
@@ -158,6 +161,8 @@ bool weights_finite(const nn::LanguageModel& model) {
     return !total.defined() || std::isfinite(total.item());
 }
 
+std::string gemm_plans_path(const std::string& dir) { return dir + "/gemm_plans.txt"; }
+
 // the files of a run in `dir` that this program wrote (what --overwrite deletes): its
 // checkpoints, best.h5, train_log.jsonl, loss.svg and temporaries its dead writers left
 std::vector<std::string> run_files(const std::string& dir) {
@@ -165,7 +170,8 @@ std::vector<std::string> run_files(const std::string& dir) {
     std::vector<std::string> out;
     for (const auto& [step, path] : nn::list_checkpoints(dir)) out.push_back(path);
     std::error_code ec;
-    for (const std::string& p : {nn::best_checkpoint_path(dir), dir + "/train_log.jsonl", dir + "/loss.svg"})
+    for (const std::string& p :
+         {nn::best_checkpoint_path(dir), dir + "/train_log.jsonl", dir + "/loss.svg", gemm_plans_path(dir)})
         if (fs::is_regular_file(fs::symlink_status(p, ec))) out.push_back(p);
     if (fs::is_directory(dir, ec))
         for (const auto& e : fs::directory_iterator(dir, ec))
@@ -362,6 +368,10 @@ void Trainer::setup() {
     loader_ = std::make_unique<DataLoader>(train_shard_, lo);
 
     log_path_ = o.out + "/train_log.jsonl";
+    if (dev_.is_cuda()) {  // one process times its products; ranks keep the heuristic's pick
+        cuda::set_gemm_tune(li_.world == 1 ? int(o.gemm_tune) : 1);
+        if (li_.world == 1) gemm_plans_path_ = gemm_plans_path(o.out);
+    }
     fo_.mode = retention_mode_from_name(o.mode);
     fo_.chunk = o.chunk;
     fo_.compute = compute_;
@@ -406,6 +416,7 @@ void Trainer::resume() {
     if (lead_) {
         last_saved_ = last;
         std::printf("resumed from %s at step %lld\n", last.c_str(), (long long)st_.step);
+        pin_gemms();
         // keep the log of the steps before the checkpoint, drop any after it
         std::ifstream in(log_path_);
         std::string line, kept;
@@ -658,7 +669,55 @@ std::string Trainer::save(bool best_too, double val_now) {
     // in the folder would otherwise push it out before it was promoted
     if (best_too) nn::promote_to_best(o_.out, path);
     nn::keep_last_k(o_.out, o_.keep_last, {path});
+    save_gemm_picks();
     return path;
+}
+
+// Note [Tuned plans]: the algorithms picked so far, beside the checkpoints, so that a
+// --resume runs the same ones. Losing them loses no training: the note says what it costs.
+void Trainer::save_gemm_picks() {
+    if (gemm_plans_path_.empty()) return;
+    const cuda::GemmStats gs = cuda::gemm_stats();
+    if (gs.tuned_shapes + gs.pinned_shapes == 0) return;
+    try {
+        const std::string picks = cuda::gemm_tuned_export();
+        if (picks == gemm_plans_written_) return;
+        write_text_atomic(gemm_plans_path_, picks);
+        gemm_plans_written_ = picks;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "warning: the matrix-product picks were not saved (%s); a --resume from this run may "
+                     "differ from it in the last bits\n", e.what());
+    }
+}
+
+// On --resume: the previous process's picks, pinned (Note [Tuned plans])
+void Trainer::pin_gemms() {
+    namespace fs = std::filesystem;
+    if (gemm_plans_path_.empty()) return;
+    std::error_code ec;
+    if (!fs::exists(gemm_plans_path_, ec)) {
+        if (o_.gemm_tune > 1)
+            std::printf("note: no %s in the run folder: the matrix products are timed again, so the resumed run may "
+                        "differ in the last bits from one that had not stopped\n", gemm_plans_path_.c_str());
+        return;
+    }
+    std::ifstream in(gemm_plans_path_, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    std::string why;
+    int64_t n = 0;
+    try {
+        n = cuda::gemm_tuned_import(text.str(), gemm_plans_path_, &why);
+    } catch (const std::exception& e) {
+        why = e.what();
+    }
+    if (n > 0 || why.empty()) {
+        std::printf("pinned %lld matrix-product algorithms from %s\n", (long long)n, gemm_plans_path_.c_str());
+        gemm_plans_written_ = text.str();
+    } else {
+        std::printf("note: %s not used (%s): the products are timed again, so the resumed run may differ in the last "
+                    "bits from one that had not stopped\n", gemm_plans_path_.c_str(), why.c_str());
+    }
 }
 
 double Trainer::peak_mib() const {

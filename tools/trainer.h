@@ -71,6 +71,8 @@ private:
     // one line of the JSONL log, the progress line, the divergence stop, checkpoints, plot
     void report(const StepStats& s);
     std::string save(bool best_too, double val_now);
+    void save_gemm_picks();  // Note [Tuned plans]: the GEMM algorithms picked, beside the checkpoints
+    void pin_gemms();        // on --resume: the picks of the process before
     void plot();
     std::string last_good() const;
     double peak_mib() const;
@@ -109,6 +111,9 @@ private:
     std::ofstream log_;
     std::vector<std::pair<int64_t, double>> train_curve_, val_curve_;
     std::string last_saved_;  // the newest checkpoint of this run (rank 0): the one to resume from
+    // Note [Tuned plans] (cuda/matmul.cpp): the GEMM algorithms picked, kept beside the
+    // checkpoints (rank 0, one process on a GPU), and the text last written there
+    std::string gemm_plans_path_, gemm_plans_written_;
 
     std::chrono::steady_clock::time_point t0_;
     double wall_before_ = 0;
