@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/env.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/device.h"
@@ -86,13 +87,18 @@ int state_mt(const RetentionShape& s) {
     return blocks >= 2 * int64_t(sms) ? 2 : 1;
 }
 
-template <bool kReverse, int MT>
+// The 64-row state tile's launch bound (state_pass_kernel's kMinBlocks): 1 (the default:
+// ptxas's own choice, two blocks a multiprocessor) or, with RN_RETENTION_TC_STATE_BLOCKS=3,
+// three (80 registers). Read at every call, so a benchmark can time both in one process.
+int state_blocks() { return env_choice("RN_RETENTION_TC_STATE_BLOCKS", {1, 3}, 1); }
+
+template <bool kReverse, int MT, int kMinBlocks>
 void launch_state_pass_mt(const StateArgs& a, const RetentionShape& s, cudaStream_t st) {
     constexpr size_t smem = state_smem_bytes<MT>();
-    set_smem(state_pass_kernel<kReverse, MT>, smem);
+    set_smem(state_pass_kernel<kReverse, MT, kMinBlocks>, smem);
     dim3 grid(unsigned((s.Dv + 2 * kC - 1) / (2 * kC)), unsigned((s.Dk + kC * MT - 1) / (kC * MT)),
               unsigned(s.B * s.H));
-    state_pass_kernel<kReverse, MT><<<grid, kStateThreads, smem, st>>>(a);
+    state_pass_kernel<kReverse, MT, kMinBlocks><<<grid, kStateThreads, smem, st>>>(a);
     RN_CUDA_CHECK_LAUNCH();
 }
 
@@ -101,8 +107,9 @@ void launch_state_pass(const RetentionShape& s, const Decay& d, const void* x, R
                        const float* init, bf16_t* states, float* fin, cudaStream_t st) {
     StateArgs a{static_cast<const bf16_t*>(x), static_cast<const bf16_t*>(y), init, states, fin, rx, ry, int(s.H),
                 int(s.T), int(s.Dk), int(s.Dv), ceil64(s.T), s.pos0, d};
-    if (state_mt(s) == 2) launch_state_pass_mt<kReverse, 2>(a, s, st);
-    else launch_state_pass_mt<kReverse, 1>(a, s, st);
+    if (state_mt(s) == 2) launch_state_pass_mt<kReverse, 2, 2>(a, s, st);
+    else if (state_blocks() == 3) launch_state_pass_mt<kReverse, 1, 3>(a, s, st);
+    else launch_state_pass_mt<kReverse, 1, 1>(a, s, st);
 }
 
 // RN_RETENTION_TC_OUT=tiles keeps the tiled output/dV kernel for every shape (to measure

@@ -260,8 +260,15 @@ constexpr int kStateStages = 2;     // chunks of k/v in shared memory (1 in flig
 // two blocks a multiprocessor as well). Measured there: 1.16 → 1.13 ms, forward 2.38–2.45
 // → 2.32–2.34 ms. Taken where the blocks still fill at least one wave (state_mt): forced
 // everywhere it costs the shapes with few (b, h) up to 17 %.
-template <bool kReverse, int MT>
-__global__ void __launch_bounds__(kStateThreads, MT == 2 ? 2 : 1) state_pass_kernel(const __grid_constant__ StateArgs a) {
+//
+// kMinBlocks: blocks a multiprocessor must fit (the launch bound). The 64-row tile takes
+// 113–120 registers unbounded, so two blocks a multiprocessor; at 3 ptxas fits it in 80
+// (no spills forward, 16 bytes reverse; sm_90 -O3) and its 72.5 KiB of shared memory fit
+// three times too: the `small` preset's 384 blocks (B8 H3 Dk256 Dv512) then run in one
+// wave of 396 instead of two of 264. The chain's steps are latency-bound, so the lower
+// register cap should cost little; RN_RETENTION_TC_STATE_BLOCKS=3 picks it (state_blocks).
+template <bool kReverse, int MT, int kMinBlocks = (MT == 2 ? 2 : 1)>
+__global__ void __launch_bounds__(kStateThreads, kMinBlocks) state_pass_kernel(const __grid_constant__ StateArgs a) {
     constexpr int kDkT = kC * MT, kLdX = kDkT + 8, kXT = kC * kLdX, kHT = kDkT * kLd;
     RN_DYNAMIC_SMEM(smem, 16);
     bf16_t* xs = reinterpret_cast<bf16_t*>(smem);  // [stages][64 t][kLdX]       (cols: Dk tile)
