@@ -29,6 +29,9 @@
 // checkpoints (gemm_tuned_export, core/gemm_pins.h); a resumed run imports them, which pins
 // each listed shape to its algorithm (checked with cublasLtMatmulAlgoCheck; one that fails
 // falls back to the heuristic), so the resumed products are the same bits as before.
+// cublasLt.h promises that much: the algorithm struct "can be trivially serialized and
+// later restored for use with the same version of cuBLAS library"; the pins name the
+// version and the GPU, and another's are not used.
 #include "cuda/matmul.h"
 
 #include <cublasLt.h>
