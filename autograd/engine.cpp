@@ -21,7 +21,7 @@ namespace {
 // fresh gradient some node returned and then dropped) it is added to in place; otherwise
 // slot may alias a gradient flowing elsewhere (a node that passes its incoming gradient on
 // unchanged, as a residual add does to both its inputs), so the sum is a new tensor, made in
-// one pass (it was a copy and then an add: 5 tensor passes where 3 do). Either way the same
+// one pass on the GPU (it was a copy and then an add: 5 tensor passes where 3 do). Either way the same
 // values: each element is acc + g rounded once to acc's dtype.
 void add_grad(Tensor& slot, const Tensor& g) {
     if (slot.is_unique() && slot.is_contiguous())

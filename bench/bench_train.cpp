@@ -66,9 +66,9 @@ int main(int argc, char** argv) {
     Device dev = Device::parse(arg("--device", cuda::device_count() > 0 ? "cuda" : "cpu"));
     DType compute = dtype_from_name(arg("--dtype", dev.is_cuda() ? "bf16" : "f32"));
     const std::string check_dir = arg("--save-check", "");
-    const char* tune_env = std::getenv("RN_GEMM_TUNE");
-    const int gemm_tune = std::stoi(arg("--gemm-tune", tune_env ? tune_env : "8"));
-    if (dev.is_cuda()) cuda::set_gemm_tune(std::clamp(gemm_tune, 1, 16));
+    // --gemm-tune wins; else RN_GEMM_TUNE, read by cuda/matmul.cpp itself; else 8, as training
+    const std::string gemm_tune = arg("--gemm-tune", std::getenv("RN_GEMM_TUNE") ? "" : "8");
+    if (dev.is_cuda() && !gemm_tune.empty()) cuda::set_gemm_tune(std::clamp(std::stoi(gemm_tune), 1, 16));
 
     const nn::ModelConfig cfg = nn::ModelConfig::from_preset(preset, V, arch);
     std::shared_ptr<nn::LanguageModel> model_ptr = nn::make_model(cfg, 1);

@@ -15,7 +15,7 @@ Tensor to_device_nograd(const Tensor& t, Device device);
 // acc += g, same shape and device; g is converted to acc's dtype
 void accumulate_nograd(const Tensor& acc, const Tensor& g);
 // acc + g as a new contiguous tensor of acc's dtype (same shape and device; neither is
-// touched): one pass where both are contiguous
+// touched): one pass on CUDA where both are contiguous, else a copy and then accumulate
 Tensor sum_nograd(const Tensor& acc, const Tensor& g);
 // src's strides seen through broadcasting to `shape` (numpy rules, src's dims aligned to the
 // right): 0 where src has size 1 or lacks the dim. Both backends read broadcast operands
