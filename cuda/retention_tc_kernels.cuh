@@ -267,6 +267,9 @@ constexpr int kStateStages = 2;     // chunks of k/v in shared memory (1 in flig
 // three times too: the `small` preset's 384 blocks (B8 H3 Dk256 Dv512) then run in one
 // wave of 396 instead of two of 264. The chain's steps are latency-bound, so the lower
 // register cap should cost little; RN_RETENTION_TC_STATE_BLOCKS=3 picks it (state_blocks).
+// Measured on an H100: +0.6% for `small`'s training step, up to 6% slower fwd+bwd where
+// many (b, h) chains fill the chip anyway, so it is not the default
+// (docs/retention-kernels.md).
 template <bool kReverse, int MT, int kMinBlocks = (MT == 2 ? 2 : 1)>
 __global__ void __launch_bounds__(kStateThreads, kMinBlocks) state_pass_kernel(const __grid_constant__ StateArgs a) {
     constexpr int kDkT = kC * MT, kLdX = kDkT + 8, kXT = kC * kLdX, kHT = kDkT * kLd;
