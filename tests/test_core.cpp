@@ -1,8 +1,16 @@
 // tests/test_core.cpp — tensors: creation, dtypes (bf16 rounding), views and their
-// geometry, strided copy, the seeded generator, printing, error messages.
+// geometry, strided copy, the seeded generator, printing, error messages; the atomic
+// file writer.
 #include <boost/test/unit_test.hpp>
 
+#include <sys/resource.h>
+
+#include <csignal>
+#include <filesystem>
+
 #include "core/gemm_pins.h"
+#include "core/text_file.h"
+#include "file_test_util.h"
 #include "test_util.h"
 
 using namespace rn;
@@ -206,6 +214,52 @@ BOOST_AUTO_TEST_CASE(gemm_pins_round_trip_and_name_bad_lines) {
     std::string neg = text;
     neg.replace(neg.find(" 16384 4128 "), 12, " -16384 4128 ");
     refused(neg, "negative");
+}
+
+// The writer behind the tokenizer model, the corpus text files and the meta files:
+// either the whole new file or the old one, never half, and no `.tmp` left behind.
+BOOST_AUTO_TEST_CASE(atomic_writes_keep_the_old_file_on_every_failure) {
+    TempDir dir;
+    const std::string path = dir / "meta.json", tmp = path + ".tmp";
+    write_text_atomic(path, "old\n");
+    BOOST_TEST(read_file(path) == "old\n");
+    auto fails_with = [&](const std::function<void()>& f, const std::string& words) {
+        try {
+            f();
+            BOOST_ERROR("no error; expected one saying '" << words << "'");
+        } catch (const std::exception& e) {
+            BOOST_TEST(std::string(e.what()).find(words) != std::string::npos, e.what());
+        }
+        BOOST_TEST(read_file(path) == "old\n");
+        BOOST_TEST(!std::filesystem::exists(tmp));
+    };
+    // the producer of the bytes fails half way
+    fails_with([&] { write_file_atomic(path, [](std::ostream& o) { o << "half"; throw std::runtime_error("boom"); }); },
+               "boom");
+    // the disk takes no more: a file-size limit makes write() fail as a full disk does
+    struct sigaction ignore {}, old_action {};
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGXFSZ, &ignore, &old_action);
+    rlimit old_limit{};
+    getrlimit(RLIMIT_FSIZE, &old_limit);
+    rlimit small = old_limit;
+    small.rlim_cur = 4096;
+    BOOST_REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+    fails_with([&] { write_text_atomic(path, std::string(1 << 20, 'x'), "tokenizer"); },
+               "tokenizer: error writing '" + tmp + "' (disk full?); '" + path + "' is unchanged");
+    setrlimit(RLIMIT_FSIZE, &old_limit);
+    sigaction(SIGXFSZ, &old_action, nullptr);
+    // a folder that is not there
+    try {
+        write_text_atomic(dir / "no/such/folder/x.txt", "x", "corpus");
+        BOOST_ERROR("no error for a missing folder");
+    } catch (const std::exception& e) {
+        BOOST_TEST(std::string(e.what()).find("corpus: cannot write") != std::string::npos, e.what());
+    }
+    // and a write that succeeds replaces the file whole
+    write_file_atomic(path, [](std::ostream& o) { o << "new " << 42 << "\n"; });
+    BOOST_TEST(read_file(path) == "new 42\n");
+    BOOST_TEST(!std::filesystem::exists(tmp));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

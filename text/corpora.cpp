@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/text_file.h"
 #include "text/kjv.h"
 #include "text/tokenizer.h"
 
@@ -173,23 +174,18 @@ std::vector<std::string> split_lines(const std::string& s) {
 }
 
 void write_documents(const std::string& path, const std::vector<std::string>& docs) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        RN_CHECK(out, "corpus: cannot write '", tmp, "'");
-        bool first = true;
-        for (const auto& d : docs) {
-            if (!first) out << kDocSeparator << '\n';
-            first = false;
-            out << d;
-            if (d.empty() || d.back() != '\n') out << '\n';
-        }
-        out.flush();
-        RN_CHECK(out, "corpus: error writing '", tmp, "' (disk full?)");
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    RN_CHECK(!ec, "corpus: cannot move '", tmp, "' to '", path, "': ", ec.message());
+    write_file_atomic(
+        path,
+        [&](std::ostream& out) {
+            bool first = true;
+            for (const auto& d : docs) {
+                if (!first) out << kDocSeparator << '\n';
+                first = false;
+                out << d;
+                if (d.empty() || d.back() != '\n') out << '\n';
+            }
+        },
+        "corpus");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include "core/error.h"
+#include "core/text_file.h"
 #include "text/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -171,23 +172,19 @@ std::string write_kjv(const std::string& folder, const std::string& program) {
     fs::create_directories(folder, ec);
     RN_CHECK(!ec, "kjv: cannot create folder '", folder, "': ", ec.message());
     const std::string path = (fs::path(folder) / "kjv.txt").string();
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        RN_CHECK(out, "kjv: cannot write '", tmp, "'");
-        bool first = true;
-        for (const auto& b : books) {
-            for (const auto& c : b.chapters) {
-                if (!first) out << kDocSeparator << '\n';
-                first = false;
-                out << kjv_chapter_document(b, c);
+    write_file_atomic(
+        path,
+        [&](std::ostream& out) {
+            bool first = true;
+            for (const auto& b : books) {
+                for (const auto& c : b.chapters) {
+                    if (!first) out << kDocSeparator << '\n';
+                    first = false;
+                    out << kjv_chapter_document(b, c);
+                }
             }
-        }
-        out.flush();
-        RN_CHECK(out, "kjv: error writing '", tmp, "' (disk full?)");
-    }
-    fs::rename(tmp, path, ec);
-    RN_CHECK(!ec, "kjv: cannot move '", tmp, "' to '", path, "': ", ec.message());
+        },
+        "kjv");
     return path;
 }
 

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/text_file.h"
 
 namespace fs = std::filesystem;
 
@@ -219,17 +220,9 @@ int32_t Tokenizer::pad_id() const { return sp_->pad_id(); }
 int32_t Tokenizer::unk_id() const { return sp_->unk_id(); }
 
 void Tokenizer::save(const std::string& path) const {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        RN_CHECK(out, "tokenizer: cannot write '", tmp, "'");
-        out.write(serialized_.data(), std::streamsize(serialized_.size()));
-        out.flush();
-        RN_CHECK(out, "tokenizer: error writing '", tmp, "' (disk full?)");
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    RN_CHECK(!ec, "tokenizer: cannot move '", tmp, "' to '", path, "': ", ec.message());
+    write_file_atomic(
+        path, [&](std::ostream& out) { out.write(serialized_.data(), std::streamsize(serialized_.size())); },
+        "tokenizer");
 }
 
 }  // namespace rn::tools
