@@ -216,6 +216,27 @@ BOOST_AUTO_TEST_CASE(gemm_pins_round_trip_and_name_bad_lines) {
     refused(neg, "negative");
 }
 
+// Files this process writes may not grow past `bytes` while it lives (write() then fails
+// with EFBIG, SIGXFSZ ignored), as on a full disk; the old limit and handler come back at
+// scope exit, also when an assertion throws.
+struct FileSizeLimit {
+    rlimit old_limit{};
+    struct sigaction old_action {};
+    explicit FileSizeLimit(rlim_t bytes) {
+        struct sigaction ignore {};
+        ignore.sa_handler = SIG_IGN;
+        sigaction(SIGXFSZ, &ignore, &old_action);
+        getrlimit(RLIMIT_FSIZE, &old_limit);
+        rlimit small = old_limit;
+        small.rlim_cur = bytes;
+        BOOST_REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+    }
+    ~FileSizeLimit() {
+        setrlimit(RLIMIT_FSIZE, &old_limit);
+        sigaction(SIGXFSZ, &old_action, nullptr);
+    }
+};
+
 // The writer behind the tokenizer model, the corpus text files and the meta files:
 // either the whole new file or the old one, never half, and no `.tmp` left behind.
 BOOST_AUTO_TEST_CASE(atomic_writes_keep_the_old_file_on_every_failure) {
@@ -237,18 +258,11 @@ BOOST_AUTO_TEST_CASE(atomic_writes_keep_the_old_file_on_every_failure) {
     fails_with([&] { write_file_atomic(path, [](std::ostream& o) { o << "half"; throw std::runtime_error("boom"); }); },
                "boom");
     // the disk takes no more: a file-size limit makes write() fail as a full disk does
-    struct sigaction ignore {}, old_action {};
-    ignore.sa_handler = SIG_IGN;
-    sigaction(SIGXFSZ, &ignore, &old_action);
-    rlimit old_limit{};
-    getrlimit(RLIMIT_FSIZE, &old_limit);
-    rlimit small = old_limit;
-    small.rlim_cur = 4096;
-    BOOST_REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
-    fails_with([&] { write_text_atomic(path, std::string(1 << 20, 'x'), "tokenizer"); },
-               "tokenizer: error writing '" + tmp + "' (disk full?); '" + path + "' is unchanged");
-    setrlimit(RLIMIT_FSIZE, &old_limit);
-    sigaction(SIGXFSZ, &old_action, nullptr);
+    {
+        const FileSizeLimit limit(4096);
+        fails_with([&] { write_text_atomic(path, std::string(1 << 20, 'x'), "tokenizer"); },
+                   "tokenizer: error writing '" + tmp + "' (disk full?); '" + path + "' is unchanged");
+    }
     // a folder that is not there
     try {
         write_text_atomic(dir / "no/such/folder/x.txt", "x", "corpus");

@@ -13,7 +13,6 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "core/text_file.h"
 #include "text/kjv.h"
 #include "text/tokenizer.h"
 
@@ -171,21 +170,6 @@ std::vector<std::string> split_lines(const std::string& s) {
         pos = nl + 1;
     }
     return lines;
-}
-
-void write_documents(const std::string& path, const std::vector<std::string>& docs) {
-    write_file_atomic(
-        path,
-        [&](std::ostream& out) {
-            bool first = true;
-            for (const auto& d : docs) {
-                if (!first) out << kDocSeparator << '\n';
-                first = false;
-                out << d;
-                if (d.empty() || d.back() != '\n') out << '\n';
-            }
-        },
-        "corpus");
 }
 
 }  // namespace
@@ -438,7 +422,7 @@ std::vector<CorpusStats> write_corpora(const std::vector<std::string>& names, co
         std::vector<std::string> docs = name == "kjv" ? std::move(records) : group_records(records, kCorpusDocumentBytes);
         s.documents = int64_t(docs.size());
         s.path = (fs::path(folder) / (name + ".txt")).string();
-        write_documents(s.path, docs);
+        write_documents(s.path, docs, "corpus");
         s.bytes = uint64_t(fs::file_size(s.path, ec));
         if (log)
             log("corpus " + name + " (" + s.packages + "): " + std::to_string(s.records) + " records, " +

@@ -7,11 +7,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sys/wait.h>
 
 #include "core/error.h"
-#include "core/text_file.h"
 #include "text/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -172,19 +170,10 @@ std::string write_kjv(const std::string& folder, const std::string& program) {
     fs::create_directories(folder, ec);
     RN_CHECK(!ec, "kjv: cannot create folder '", folder, "': ", ec.message());
     const std::string path = (fs::path(folder) / "kjv.txt").string();
-    write_file_atomic(
-        path,
-        [&](std::ostream& out) {
-            bool first = true;
-            for (const auto& b : books) {
-                for (const auto& c : b.chapters) {
-                    if (!first) out << kDocSeparator << '\n';
-                    first = false;
-                    out << kjv_chapter_document(b, c);
-                }
-            }
-        },
-        "kjv");
+    std::vector<std::string> docs;
+    for (const auto& b : books)
+        for (const auto& c : b.chapters) docs.push_back(kjv_chapter_document(b, c));
+    write_documents(path, docs, "kjv");
     return path;
 }
 

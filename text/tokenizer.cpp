@@ -219,6 +219,21 @@ int32_t Tokenizer::eos_id() const { return sp_->eos_id(); }
 int32_t Tokenizer::pad_id() const { return sp_->pad_id(); }
 int32_t Tokenizer::unk_id() const { return sp_->unk_id(); }
 
+void write_documents(const std::string& path, const std::vector<std::string>& docs, const std::string& what) {
+    write_file_atomic(
+        path,
+        [&](std::ostream& out) {
+            bool first = true;
+            for (const auto& d : docs) {
+                if (!first) out << kDocSeparator << '\n';
+                first = false;
+                out << d;
+                if (d.empty() || d.back() != '\n') out << '\n';
+            }
+        },
+        what);
+}
+
 void Tokenizer::save(const std::string& path) const {
     write_file_atomic(
         path, [&](std::ostream& out) { out.write(serialized_.data(), std::streamsize(serialized_.size())); },

@@ -36,6 +36,11 @@ namespace rn::tools {
 // document. The marker itself never reaches the tokenizer.
 inline constexpr const char* kDocSeparator = "<|endoftext|>";
 
+// Writes `docs` as one text file in that convention: a kDocSeparator line between
+// documents, each document ending in a newline (one is added where it lacks it). Atomic
+// (core/text_file.h); an error names the file after `what: `.
+void write_documents(const std::string& path, const std::vector<std::string>& docs, const std::string& what);
+
 struct TokenizerTrainOptions {
     int vocab_size = 8192;
     // SentencePiece keeps the most frequent characters covering this fraction of the text;
