@@ -18,6 +18,7 @@
 #include "cuda/context.h"
 #include "cuda/device.h"
 #include "cuda/retention_tc_kernels.cuh"
+#include "cuda/retention_tc_state_r.cuh"
 
 namespace rn::cuda {
 
@@ -179,6 +180,30 @@ bool takes_fused_forward(const RetentionShape& s) {
 #endif
 }
 
+// The state pass that makes R_c = Q_c H_c (state_r_pass_kernel, v7 in
+// docs/retention-kernels.md) for 128 < Dk ≤ 256: 64·NV-wide tiles of the whole Dk height,
+// one block of 16 warps a multiprocessor, so it needs the blocks to fill the chip: NV = 2
+// where ⌈Dv/128⌉·B·H blocks make a wave, NV = 1 where ⌈Dv/64⌉·B·H make three quarters of
+// one, else (0) the state pass that stores every H_c. RN_RETENTION_TC_RPASS=0 never takes
+// it, =1 also takes it when the backward keeps the chunk states (it then stores them too:
+// the same bits) and for any number of blocks; unset, only forwards that keep no states.
+// RN_RETENTION_TC_RPASS_NV=1 or 2 forces the tile width. Both are read at every call.
+int r_pass_nv(const RetentionShape& s, bool keeps_states) {
+    const int mode = env_choice("RN_RETENTION_TC_RPASS", {0, 1}, -1);
+    if (mode == 0 || s.Dk <= 128 || s.Dk > kRowsDk || (keeps_states && mode != 1)) return 0;
+    int optin = 0;
+    RN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
+    const bool fits2 = size_t(optin) >= state_r_smem_bytes<2>(), fits1 = size_t(optin) >= state_r_smem_bytes<1>();
+    const int forced = env_choice("RN_RETENTION_TC_RPASS_NV", {1, 2}, 0);
+    if (forced == 2 && fits2) return 2;
+    if (forced == 1 && fits1) return 1;
+    const int64_t sms = sm_count(), blocks2 = (s.Dv + 2 * kC - 1) / (2 * kC) * s.B * s.H,
+                  blocks1 = (s.Dv + kC - 1) / kC * s.B * s.H;
+    if (fits2 && blocks2 >= sms) return 2;
+    if (fits1 && (blocks1 * 4 >= sms * 3 || mode == 1)) return 1;
+    return 0;
+}
+
 // the bf16 chunk states H_c of the two-pass forward, [B, H, NC, Dk, Dv]
 size_t chunk_states_bytes(const RetentionShape& s) {
     return size_t(s.B * s.H * ceil64(s.T)) * size_t(s.Dk * s.Dv) * sizeof(bf16_t);
@@ -216,6 +241,28 @@ bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<d
         };
         if (s.Dk <= 128) go(Width<1>{});
         else go(Width<2>{});
+        RN_CUDA_CHECK_LAUNCH();
+        return true;
+    }
+    if (const int nv = r_pass_nv(s, states_out != nullptr)) {  // R_c made in the state pass
+        Scratch rs(size_t(s.B * s.H * s.T) * size_t(s.Dv) * sizeof(bf16_t));
+        const StateRArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v),
+                           s0, rs.bf(), static_cast<bf16_t*>(states_out), s_final, r.q, r.k, r.v, int(s.H), int(s.T),
+                           int(s.Dk), int(s.Dv), int(NC), d};
+        auto go = [&](auto w) {
+            constexpr int NV = decltype(w)::value;
+            set_smem(state_r_pass_kernel<NV>, state_r_smem_bytes<NV>());
+            dim3 grid(unsigned((s.Dv + kC * NV - 1) / (kC * NV)), unsigned(s.B * s.H));
+            state_r_pass_kernel<NV><<<grid, kStateRThreads, state_r_smem_bytes<NV>(), st>>>(a);
+            RN_CUDA_CHECK_LAUNCH();
+        };
+        if (nv == 2) go(Width<2>{});
+        else go(Width<1>{});
+        OutArgs o{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), nullptr, static_cast<const bf16_t*>(v),
+                  static_cast<bf16_t*>(out), r.q, r.k, r.v, r.out, int(s.H), int(s.T), int(s.Dk), int(s.Dv), int(NC),
+                  s.pos0, d, rs.bf()};
+        set_smem(chunk_out_rows_kernel<false, true>, kRowsSmem);
+        chunk_out_rows_kernel<false, true><<<dim3(unsigned(NC), unsigned(s.B * s.H)), 256, kRowsSmem, st>>>(o);
         RN_CUDA_CHECK_LAUNCH();
         return true;
     }

@@ -20,7 +20,10 @@
 //                       chunks, O_c = λ ⊙ [a ⊙ (Q_c H_c) + ((Q_c K_cᵀ) ⊙ Γ) V_c] then
 //                       H ← γ^L H + (b ⊙ K_c)ᵀ V_c; no chunk states in device memory
 //   forward, Dk > 128   state pass   H_(c+1) = γ^L H_c + (b ⊙ K_c)ᵀ V_c, every H_c stored
-//                                    bf16 (the output pass feeds it to tensor cores)
+//                                    bf16 (the output pass feeds it to tensor cores); or,
+//                                    Dk ≤ 256, the state pass that makes R_c = Q_c H_c itself
+//                                    (cuda/retention_tc_state_r.cuh) and stores H_c only when
+//                                    the backward keeps them
 //                       output pass  O_c as above: one block a chunk (Dk ≤ 256, Dv > 128) or
 //                                    grid (Dv/128, NC, B·H)
 //   backward            state pass   H_c as above (only when dq is wanted)
@@ -450,6 +453,7 @@ struct OutArgs {
     int H, T, Dk, Dv, NC;
     int64_t pos0;
     Decay d;
+    const bf16_t* r = nullptr;  // [BH,T,Dv] R = Q_c H_c, contiguous (chunk_out_rows_kernel<false, true>; s unused)
 };
 
 // grid (⌈Dv/(64·NW)⌉, NC, B·H): a 64 × 64·NW output tile of one chunk, 4·NW warps; warp w
@@ -549,8 +553,13 @@ constexpr int kSlice = kC * kLdR;               // bf16 elements of one S slice 
 static_assert(2 * kSlice >= kC * kLdQ, "two S slices must fit where Y was");
 constexpr size_t kRowsSmem = (size_t(kC) * kLdQ + 4 * size_t(kSlice)) * 2;
 
-template <bool kDv>
+//
+// kReadR (forward only): R = Q_c H_c comes made, from state_r_pass_kernel
+// (cuda/retention_tc_state_r.cuh), so phase 2 only loads each Dv tile's R rows where the S
+// slices went, instead of streaming H_c and multiplying.
+template <bool kDv, bool kReadR = false>
 __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_constant__ OutArgs a) {
+    static_assert(!(kDv && kReadR), "the dV pass has no made R");
     constexpr int kNT = 256, kW = 2 * kC;
     RN_DYNAMIC_SMEM(smem, 16);
     bf16_t* xs = reinterpret_cast<bf16_t*>(smem);  // [64 t][kLdQ]          (cols: Dk)
@@ -567,7 +576,7 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
     const float lg = a.d.lg[h], omg = a.d.omg[h];
     const int L = imin(kC, a.T - c * kC);
     const int64_t t0 = int64_t(c) * kC;  // first token of this chunk
-    const bf16_t* sg = a.s + (bh * a.NC + c) * a.Dk * a.Dv;
+    const bf16_t* sg = kReadR ? nullptr : a.s + (bh * a.NC + c) * a.Dk * a.Dv;
     const bf16_t* zg = a.z + a.rz.at(bh, a.H, t0);
 
     sc.fill<kDv, kNT>(lg, omg, a.pos0 + int64_t(c) * kC, L, tid);
@@ -596,12 +605,15 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
     }
     __syncthreads();  // Y's place now takes the S slices
 
-    // phase 2: stage i = (Dv tile j, Dk slice sl)
-    const int nsl = (a.Dk + kC - 1) / kC, ntiles = (a.Dv + kW - 1) / kW, nst = nsl * ntiles;
+    // phase 2: stage i = (Dv tile j, Dk slice sl); with kReadR one stage a tile, its R rows
+    const int nsl = kReadR ? 1 : (a.Dk + kC - 1) / kC, ntiles = (a.Dv + kW - 1) / kW, nst = nsl * ntiles;
     auto issue = [&](int i) {
         const int j = i / nsl, sl = i % nsl, k0 = sl * kC, v0 = j * kW;
         const int kw = imin(kC, a.Dk - k0), vw = imin(kW, a.Dv - v0);
-        load_rows<kW, kNT>(ss + (i & 1) * kSlice, kLdR, sg + int64_t(k0) * a.Dv + v0, a.Dv, kw, vw, tid);
+        if (kReadR)
+            load_rows<kW, kNT>(ss + (i & 1) * kSlice, kLdR, a.r + (bh * a.T + t0) * a.Dv + v0, a.Dv, L, vw, tid);
+        else
+            load_rows<kW, kNT>(ss + (i & 1) * kSlice, kLdR, sg + int64_t(k0) * a.Dv + v0, a.Dv, kw, vw, tid);
         if (sl == 0 && j > 0) load_rows<kW, kNT>(zs + (j & 1) * kSlice, kLdR, zg + v0, a.rz.st, L, vw, tid);
     };
     issue(0);
@@ -615,12 +627,25 @@ __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_con
         cp_async_wait<1>();
         __syncthreads();
         const bf16_t* S = ss + (i & 1) * kSlice;
+        if (kReadR) {  // the strip's R: rows 16·ms + g (+8), columns 64·nh + 8j + 2q
+            const bf16_t* rp = S + (16 * ms + (lane >> 2)) * kLdR + kC * nh + 2 * (lane & 3);
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-            if (16 * kk >= kw) continue;
-            uint32_t af[4];
-            lda_mk(af, xs, kLdQ, 16 * ms, k0 + 16 * kk, lane);         // A[m = t][k = d] = X[t][k0 + d]
-            mma_kstep<true, 4>(accR, af, S, kLdR, kC * nh, kk, lane);  // B[k = d][n = v] = S[k0 + d][v]
+            for (int jn = 0; jn < 8; ++jn) {
+                const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(rp + 8 * jn));
+                const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(rp + 8 * kLdR + 8 * jn));
+                accR[jn][0] = lo.x;
+                accR[jn][1] = lo.y;
+                accR[jn][2] = hi.x;
+                accR[jn][3] = hi.y;
+            }
+        } else {
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                if (16 * kk >= kw) continue;
+                uint32_t af[4];
+                lda_mk(af, xs, kLdQ, 16 * ms, k0 + 16 * kk, lane);         // A[m = t][k = d] = X[t][k0 + d]
+                mma_kstep<true, 4>(accR, af, S, kLdR, kC * nh, kk, lane);  // B[k = d][n = v] = S[k0 + d][v]
+            }
         }
         if (sl == nsl - 1) {  // tile j complete: out_j = (row scale) ⊙ (rs ⊙ R + A' Z_j)
             const int v0 = j * kW, vw = imin(kW, a.Dv - v0);

@@ -6,7 +6,8 @@
 // retention_step for a batch at different positions (state updated in place); prefill +
 // steps = one pass; T = 16,384 in fp32 (chunkwise against recurrent, on the GPU); the chunk
 // states the forward keeps for the backward give the same gradients as states made again;
-// q, k, v read where the model's [B,T,H,D] products lie, with no permuting copies.
+// q, k, v read where the model's [B,T,H,D] products lie, with no permuting copies; the
+// state pass that makes R_c = Q_c H_c itself gives the same chunk states and gradients.
 //
 // Dimension key: B, H, T, Dk, Dv, C as in ops/retention.h. Tolerances (‖got − want‖ /
 // ‖want‖ per tensor): f64 1e-10, f32 1e-5 (fp32 accumulation against the CPU's double),
@@ -21,6 +22,7 @@
 #include <cstdlib>
 #include <iterator>
 
+#include "autograd/grad_mode.h"
 #include "cuda/memory.h"
 #include "cuda/retention.h"
 #include "cuda_test_util.h"
@@ -193,6 +195,59 @@ BOOST_AUTO_TEST_CASE(saved_chunk_states_give_the_gradients_of_states_made_again)
                                                   {0.9}) == 0u);
     BOOST_TEST(cuda::retention_saved_states_bytes(RetentionMode::chunkwise, DType::bf16, {1, 1, 64, 128, 256, 64, 0},
                                                   {0.9}) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(r_making_state_pass_matches_cpu_and_keeps_the_same_states) {
+    // bf16, 128 < Dk ≤ 256: the state pass that makes R_c = Q_c H_c itself (cuda/
+    // retention_tc_state_r.cuh), with 64- and 128-wide tiles (RN_RETENTION_TC_RPASS=1 takes it
+    // also where the backward keeps the chunk states). Against the CPU; and against the state
+    // pass that stores every H_c: the kept states are the same bits, so the final state and
+    // every gradient must be equal bit for bit, while the output is not (R is rounded to bf16
+    // once more), which shows the path ran.
+    Generator gen(309);
+    const int64_t B = 2, H = 2, T = 200, Dk = 256, Dv = 320;
+    const auto g = decays(H);
+    Tensor q = randn({B, H, T, Dk}, gen).to(DType::bf16), k = (randn({B, H, T, Dk}, gen) * 0.5).to(DType::bf16);
+    Tensor v = randn({B, H, T, Dv}, gen).to(DType::bf16), dO = randn({B, H, T, Dv}, gen).to(DType::bf16);
+    Tensor s0 = randn({B, H, Dk, Dv}, gen), dsT = randn({B, H, Dk, Dv}, gen);
+    Grads base;
+    {
+        const ScopedEnv off("RN_RETENTION_TC_RPASS", "0");
+        base = run(gpu, RetentionMode::chunkwise, 64, 3, g, q, k, v, s0, dO, dsT);
+    }
+    const Grads want = run(Device::cpu(), RetentionMode::chunkwise, 64, 3, g, cpu_ref_input(q), cpu_ref_input(k),
+                           cpu_ref_input(v), s0, cpu_ref_input(dO), dsT);
+    const double tol = retention_tol(DType::bf16);
+    for (const char* nv : {"1", "2"})
+        BOOST_TEST_CONTEXT(nv << " × 64-wide tiles") {
+            const ScopedEnv on("RN_RETENTION_TC_RPASS", "1"), width("RN_RETENTION_TC_RPASS_NV", nv);
+            const Grads got = run(gpu, RetentionMode::chunkwise, 64, 3, g, q, k, v, s0, dO, dsT);
+            check_close(got.out, want.out, tol, "output");
+            check_close(got.state, want.state, tol, "final state");
+            check_close(got.dq, want.dq, tol, "dq");
+            BOOST_TEST(max_abs_diff(got.out, base.out) > 0.0);
+            BOOST_TEST(max_abs_diff(got.state, base.state) == 0.0);
+            BOOST_TEST(max_abs_diff(got.dq, base.dq) == 0.0);
+            BOOST_TEST(max_abs_diff(got.dk, base.dk) == 0.0);
+            BOOST_TEST(max_abs_diff(got.dv, base.dv) == 0.0);
+            BOOST_TEST(max_abs_diff(got.ds0, base.ds0) == 0.0);
+        }
+    // by default, a forward without autograd at a shape whose blocks fill the card: B4 H16
+    // gives ⌈256/64⌉·64 = 256 blocks of the 64-wide tile
+    const int64_t B2 = 4, H2 = 16, T2 = 130, D2 = 256;
+    const auto g2 = decays(H2);
+    Tensor q2 = randn({B2, H2, T2, D2}, gen).to(DType::bf16), k2 = (randn({B2, H2, T2, D2}, gen) * 0.5).to(DType::bf16);
+    Tensor v2 = randn({B2, H2, T2, D2}, gen).to(DType::bf16);
+    RetentionOptions o;
+    o.mode = RetentionMode::chunkwise;
+    o.pos0 = 9;
+    NoGradGuard no_grad;
+    const Tensor want2 = retention(cpu_ref_input(q2), cpu_ref_input(k2), cpu_ref_input(v2), g2, o).out;
+    const Tensor got2 = retention(q2.to(gpu), k2.to(gpu), v2.to(gpu), g2, o).out;
+    check_close(got2, want2, tol, "output without autograd");
+    const ScopedEnv off("RN_RETENTION_TC_RPASS", "0");
+    const Tensor two_pass = retention(q2.to(gpu), k2.to(gpu), v2.to(gpu), g2, o).out;
+    BOOST_TEST(max_abs_diff(got2, two_pass) > 0.0);
 }
 
 BOOST_AUTO_TEST_CASE(strided_rows_match_cpu_without_copies) {

@@ -14,6 +14,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "tests/cuda_emu/rows_layout.h"
 // (emu.h first: the kernels compile against the emulator's CUDA names)
 #include "cuda/retention_tc_kernels.cuh"
+#include "cuda/retention_tc_state_r.cuh"
 #include "core/random.h"
 #include "core/tensor_math.h"
 #include "ops/retention.h"
@@ -195,6 +197,36 @@ void check_once(const RetentionShape& s, const std::vector<Variant>& variants, u
         else fused(cuda::Width<2>{});
         expect_close(rel_err(gather(o, s, s.Dv, ro), out), name(s) + " fused forward: out");
         expect_close(rel_err(fin, s_fin), name(s) + " fused forward: s_final");
+    }
+    if (s.Dk <= tc::kRowsDk) {  // the state pass that makes R_c, both tile widths, then the output pass reading R
+        // the state pass that stores every H_c: the states and s_final it gives, to match bit for bit
+        std::vector<bf16> want_hs(hs.size(), nan16);
+        std::vector<float> want_fin(size_t(ns), NAN);
+        state_pass<false>(
+            s, {kh.data(), vh.data(), s0.data(), want_hs.data(), want_fin.data(), rk, rv, H, T, Dk, Dv, NC, s.pos0, d}, 1);
+        auto r_pass = [&](auto w) {
+            constexpr int NV = decltype(w)::value;
+            const std::string tag = name(s) + " R-making state pass, " + std::to_string(64 * NV) + "-wide tiles";
+            std::vector<bf16> r(size_t(BH * T * Dv), nan16), o(no, nan16), got_hs(hs.size(), nan16);
+            std::vector<float> fin(size_t(ns), NAN);
+            const tc::StateRArgs a{qh.data(), kh.data(),     vh.data(), s0.data(), r.data(), got_hs.data(), fin.data(),
+                                   rq,        rk,            rv,        H,         T,        Dk,            Dv,
+                                   NC,        d};
+            rn_emu::launch(tc::state_r_pass_kernel<NV>, dim3(unsigned((Dv + 64 * NV - 1) / (64 * NV)), unsigned(BH)),
+                           dim3(tc::kStateRThreads), tc::state_r_smem_bytes<NV>(), a);
+            tc::OutArgs oa{qh.data(), kh.data(), nullptr, vh.data(), o.data(), rq, rk, rv, ro, H, T, Dk, Dv, NC,
+                           s.pos0,    d,         r.data()};
+            rn_emu::launch(tc::chunk_out_rows_kernel<false, true>, dim3(unsigned(NC), unsigned(BH)), dim3(256),
+                           tc::kRowsSmem, oa);
+            expect_close(rel_err(gather(o, s, s.Dv, ro), out), tag + ": out");
+            BOOST_TEST(std::memcmp(got_hs.data(), want_hs.data(), hs.size() * sizeof(bf16)) == 0,
+                       tag << ": chunk states differ from the state pass's");
+            BOOST_TEST(std::memcmp(fin.data(), want_fin.data(), fin.size() * sizeof(float)) == 0,
+                       tag << ": s_final differs from the state pass's");
+            expect_close(rel_err(fin, s_fin), tag + ": s_final");
+        };
+        r_pass(cuda::Width<1>{});
+        r_pass(cuda::Width<2>{});
     }
     for (const Variant& var : variants) {
         const std::string tag = name(s) + " state tiles " + std::to_string(64 * var.state_mt) + ", output pass " +
