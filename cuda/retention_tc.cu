@@ -180,17 +180,22 @@ bool takes_fused_forward(const RetentionShape& s) {
 #endif
 }
 
-// The state pass that makes R_c = Q_c H_c (state_r_pass_kernel, v7 in
-// docs/retention-kernels.md) for 128 < Dk ≤ 256: 64·NV-wide tiles of the whole Dk height,
-// one block of 16 warps a multiprocessor, so it needs the blocks to fill the chip: NV = 2
-// where ⌈Dv/128⌉·B·H blocks make a wave, NV = 1 where ⌈Dv/64⌉·B·H make three quarters of
-// one, else (0) the state pass that stores every H_c. RN_RETENTION_TC_RPASS=0 never takes
-// it, =1 also takes it when the backward keeps the chunk states (it then stores them too:
-// the same bits) and for any number of blocks; unset, only forwards that keep no states.
-// RN_RETENTION_TC_RPASS_NV=1 or 2 forces the tile width. Both are read at every call.
-int r_pass_nv(const RetentionShape& s, bool keeps_states) {
-    const int mode = env_choice("RN_RETENTION_TC_RPASS", {0, 1}, -1);
-    if (mode == 0 || s.Dk <= 128 || s.Dk > kRowsDk || (keeps_states && mode != 1)) return 0;
+// The state pass that makes R itself (state_r_pass_kernel, v7 in docs/retention-kernels.md)
+// for 128 < Dk ≤ 256: R_c = Q_c H_c for the output pass, or in reverse R_c = K_c U_c for the
+// dV pass. Its tiles are 64·NV columns of Dv by the whole Dk height, one block of 16 warps a
+// multiprocessor, so it needs the blocks to fill the chip: NV = 2 where ⌈Dv/128⌉·B·H blocks
+// make a wave, NV = 1 where ⌈Dv/64⌉·B·H make three quarters of one, else (0) the state pass
+// that stores every state. RN_RETENTION_TC_RPASS, read at every call:
+//   unset  forwards that keep no chunk states (no autograd), where the blocks fill;
+//   0      never;
+//   1      every forward, also one whose states the backward keeps (it stores them as well:
+//          the same bits), at any block count;
+//   2      as 1, and the backward's reverse pass with the dV pass.
+// RN_RETENTION_TC_RPASS_NV=1 or 2 forces the tile width.
+int r_pass_mode() { return env_choice("RN_RETENTION_TC_RPASS", {0, 1, 2}, -1); }
+
+int r_pass_width(const RetentionShape& s, bool any_blocks) {
+    if (s.Dk <= 128 || s.Dk > kRowsDk) return 0;
     int optin = 0;
     RN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
     const bool fits2 = size_t(optin) >= state_r_smem_bytes<2>(), fits1 = size_t(optin) >= state_r_smem_bytes<1>();
@@ -200,9 +205,34 @@ int r_pass_nv(const RetentionShape& s, bool keeps_states) {
     const int64_t sms = sm_count(), blocks2 = (s.Dv + 2 * kC - 1) / (2 * kC) * s.B * s.H,
                   blocks1 = (s.Dv + kC - 1) / kC * s.B * s.H;
     if (fits2 && blocks2 >= sms) return 2;
-    if (fits1 && (blocks1 * 4 >= sms * 3 || mode == 1)) return 1;
+    if (fits1 && (blocks1 * 4 >= sms * 3 || any_blocks)) return 1;
     return 0;
 }
+int r_pass_forward(const RetentionShape& s, bool keeps_states) {
+    const int mode = r_pass_mode();
+    if (mode == 0 || (keeps_states && mode < 1)) return 0;
+    return r_pass_width(s, mode >= 1);
+}
+int r_pass_backward(const RetentionShape& s) { return r_pass_mode() == 2 ? r_pass_width(s, true) : 0; }
+
+// the R-making state pass (forward or reverse), then the output or dV pass reading R
+template <bool kReverse>
+void launch_r_passes(const StateRArgs& a, const OutArgs& o, const RetentionShape& s, int nv, cudaStream_t st) {
+    auto go = [&](auto w) {
+        constexpr int NV = decltype(w)::value;
+        set_smem(state_r_pass_kernel<NV, kReverse>, state_r_smem_bytes<NV>());
+        dim3 grid(unsigned((s.Dv + kC * NV - 1) / (kC * NV)), unsigned(s.B * s.H));
+        state_r_pass_kernel<NV, kReverse><<<grid, kStateRThreads, state_r_smem_bytes<NV>(), st>>>(a);
+        RN_CUDA_CHECK_LAUNCH();
+    };
+    if (nv == 2) go(Width<2>{});
+    else go(Width<1>{});
+    set_smem(chunk_out_rows_kernel<kReverse, true>, kRowsSmem);
+    chunk_out_rows_kernel<kReverse, true><<<dim3(unsigned(ceil64(s.T)), unsigned(s.B * s.H)), 256, kRowsSmem, st>>>(o);
+    RN_CUDA_CHECK_LAUNCH();
+}
+
+size_t r_bytes(const RetentionShape& s) { return size_t(s.B * s.H * s.T) * size_t(s.Dv) * sizeof(bf16_t); }
 
 // the bf16 chunk states H_c of the two-pass forward, [B, H, NC, Dk, Dv]
 size_t chunk_states_bytes(const RetentionShape& s) {
@@ -244,26 +274,15 @@ bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<d
         RN_CUDA_CHECK_LAUNCH();
         return true;
     }
-    if (const int nv = r_pass_nv(s, states_out != nullptr)) {  // R_c made in the state pass
-        Scratch rs(size_t(s.B * s.H * s.T) * size_t(s.Dv) * sizeof(bf16_t));
-        const StateRArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v),
-                           s0, rs.bf(), static_cast<bf16_t*>(states_out), s_final, r.q, r.k, r.v, int(s.H), int(s.T),
-                           int(s.Dk), int(s.Dv), int(NC), d};
-        auto go = [&](auto w) {
-            constexpr int NV = decltype(w)::value;
-            set_smem(state_r_pass_kernel<NV>, state_r_smem_bytes<NV>());
-            dim3 grid(unsigned((s.Dv + kC * NV - 1) / (kC * NV)), unsigned(s.B * s.H));
-            state_r_pass_kernel<NV><<<grid, kStateRThreads, state_r_smem_bytes<NV>(), st>>>(a);
-            RN_CUDA_CHECK_LAUNCH();
-        };
-        if (nv == 2) go(Width<2>{});
-        else go(Width<1>{});
-        OutArgs o{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), nullptr, static_cast<const bf16_t*>(v),
-                  static_cast<bf16_t*>(out), r.q, r.k, r.v, r.out, int(s.H), int(s.T), int(s.Dk), int(s.Dv), int(NC),
-                  s.pos0, d, rs.bf()};
-        set_smem(chunk_out_rows_kernel<false, true>, kRowsSmem);
-        chunk_out_rows_kernel<false, true><<<dim3(unsigned(NC), unsigned(s.B * s.H)), 256, kRowsSmem, st>>>(o);
-        RN_CUDA_CHECK_LAUNCH();
+    if (const int nv = r_pass_forward(s, states_out != nullptr)) {  // R_c made in the state pass
+        Scratch rs(r_bytes(s));
+        const StateRArgs a{static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v), static_cast<const bf16_t*>(q),
+                           s0, rs.bf(), static_cast<bf16_t*>(states_out), s_final, r.k, r.v, r.q, int(s.H), int(s.T),
+                           int(s.Dk), int(s.Dv), int(NC), s.pos0, d};
+        const OutArgs o{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), nullptr,
+                        static_cast<const bf16_t*>(v), static_cast<bf16_t*>(out), r.q, r.k, r.v, r.out, int(s.H),
+                        int(s.T), int(s.Dk), int(s.Dv), int(NC), s.pos0, d, rs.bf()};
+        launch_r_passes<false>(a, o, s, nv, st);
         return true;
     }
     // the chunk states go to the caller's buffer when it keeps them for the backward
@@ -286,12 +305,25 @@ bool retention_chunkwise_tc_backward(const RetentionShape& s, const std::vector<
     const CallRows r(rows, s.H, s.T, s.H, s.T, s.Dk, s.Dv);
     const size_t state_bytes = chunk_states_bytes(s);
     // H_c for dQ: the forward's own (the same kernel on the same inputs: the same bits), or made again
-    Scratch hs(dq && !saved_states ? state_bytes : 0), us(dk || dv ? state_bytes : 0);
+    // with the R-making reverse pass, U_c is stored only for dK (the dV pass reads K_c U_c)
+    const int nv = dv ? r_pass_backward(s) : 0;
+    Scratch hs(dq && !saved_states ? state_bytes : 0), us(dk || (dv && !nv) ? state_bytes : 0);
     const bf16_t* h_states = saved_states ? static_cast<const bf16_t*>(saved_states) : hs.bf();
     if (dq && !saved_states) launch_state_pass<false>(s, d, k, r.k, v, r.v, s0, hs.bf(), nullptr, st);
-    if (dk || dv || ds0)
-        launch_state_pass<true>(s, d, q, r.q, dout, r.dout, ds_final, dk || dv ? us.bf() : nullptr, ds0, st);
-    if (dv) launch_out<true>(s, d, k, r.k, q, r.q, us.bf(), dout, r.dout, dv, r.dv, st);
+    if (nv) {
+        Scratch rs(r_bytes(s));
+        const StateRArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(dout), static_cast<const bf16_t*>(k),
+                           ds_final, rs.bf(), dk ? us.bf() : nullptr, ds0, r.q, r.dout, r.k, int(s.H), int(s.T),
+                           int(s.Dk), int(s.Dv), int(NC), s.pos0, d};
+        const OutArgs o{static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(q), nullptr,
+                        static_cast<const bf16_t*>(dout), static_cast<bf16_t*>(dv), r.k, r.q, r.dout, r.dv, int(s.H),
+                        int(s.T), int(s.Dk), int(s.Dv), int(NC), s.pos0, d, rs.bf()};
+        launch_r_passes<true>(a, o, s, nv, st);
+    } else {
+        if (dk || dv || ds0)
+            launch_state_pass<true>(s, d, q, r.q, dout, r.dout, ds_final, dk || dv ? us.bf() : nullptr, ds0, st);
+        if (dv) launch_out<true>(s, d, k, r.k, q, r.q, us.bf(), dout, r.dout, dv, r.dv, st);
+    }
     if (dq || dk) {
         DqkArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v),
                   static_cast<const bf16_t*>(dout), dq ? h_states : nullptr, dk ? us.bf() : nullptr,

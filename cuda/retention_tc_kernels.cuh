@@ -453,7 +453,7 @@ struct OutArgs {
     int H, T, Dk, Dv, NC;
     int64_t pos0;
     Decay d;
-    const bf16_t* r = nullptr;  // [BH,T,Dv] R = Q_c H_c, contiguous (chunk_out_rows_kernel<false, true>; s unused)
+    const bf16_t* r = nullptr;  // [BH,T,Dv] R = X S made by the state pass, contiguous (chunk_out_rows_kernel<·, true>; s unused)
 };
 
 // grid (⌈Dv/(64·NW)⌉, NC, B·H): a 64 × 64·NW output tile of one chunk, 4·NW warps; warp w
@@ -554,12 +554,12 @@ static_assert(2 * kSlice >= kC * kLdQ, "two S slices must fit where Y was");
 constexpr size_t kRowsSmem = (size_t(kC) * kLdQ + 4 * size_t(kSlice)) * 2;
 
 //
-// kReadR (forward only): R = Q_c H_c comes made, from state_r_pass_kernel
+//
+// kReadR: R = X S (Q_c H_c forward, K_c U_c for dV) comes made, from state_r_pass_kernel
 // (cuda/retention_tc_state_r.cuh), so phase 2 only loads each Dv tile's R rows where the S
-// slices went, instead of streaming H_c and multiplying.
+// slices went, instead of streaming S and multiplying.
 template <bool kDv, bool kReadR = false>
 __global__ void __launch_bounds__(256, 2) chunk_out_rows_kernel(const __grid_constant__ OutArgs a) {
-    static_assert(!(kDv && kReadR), "the dV pass has no made R");
     constexpr int kNT = 256, kW = 2 * kC;
     RN_DYNAMIC_SMEM(smem, 16);
     bf16_t* xs = reinterpret_cast<bf16_t*>(smem);  // [64 t][kLdQ]          (cols: Dk)

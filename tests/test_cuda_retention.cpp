@@ -199,11 +199,12 @@ BOOST_AUTO_TEST_CASE(saved_chunk_states_give_the_gradients_of_states_made_again)
 
 BOOST_AUTO_TEST_CASE(r_making_state_pass_matches_cpu_and_keeps_the_same_states) {
     // bf16, 128 < Dk ≤ 256: the state pass that makes R_c = Q_c H_c itself (cuda/
-    // retention_tc_state_r.cuh), with 64- and 128-wide tiles (RN_RETENTION_TC_RPASS=1 takes it
-    // also where the backward keeps the chunk states). Against the CPU; and against the state
-    // pass that stores every H_c: the kept states are the same bits, so the final state and
-    // every gradient must be equal bit for bit, while the output is not (R is rounded to bf16
-    // once more), which shows the path ran.
+    // retention_tc_state_r.cuh), with 64- and 128-wide tiles; RN_RETENTION_TC_RPASS=1 takes it
+    // also where the backward keeps the chunk states, =2 takes the reverse one (R_c = K_c U_c)
+    // for the dV pass as well. Against the CPU; and against the passes that store every state:
+    // the stored states are the same bits, so the final state and every gradient but the one
+    // read from R must be equal bit for bit, while out (and with 2, dv) are not (R is rounded
+    // to bf16 once more), which shows the path ran.
     Generator gen(309);
     const int64_t B = 2, H = 2, T = 200, Dk = 256, Dv = 320;
     const auto g = decays(H);
@@ -218,20 +219,25 @@ BOOST_AUTO_TEST_CASE(r_making_state_pass_matches_cpu_and_keeps_the_same_states) 
     const Grads want = run(Device::cpu(), RetentionMode::chunkwise, 64, 3, g, cpu_ref_input(q), cpu_ref_input(k),
                            cpu_ref_input(v), s0, cpu_ref_input(dO), dsT);
     const double tol = retention_tol(DType::bf16);
-    for (const char* nv : {"1", "2"})
-        BOOST_TEST_CONTEXT(nv << " × 64-wide tiles") {
-            const ScopedEnv on("RN_RETENTION_TC_RPASS", "1"), width("RN_RETENTION_TC_RPASS_NV", nv);
-            const Grads got = run(gpu, RetentionMode::chunkwise, 64, 3, g, q, k, v, s0, dO, dsT);
-            check_close(got.out, want.out, tol, "output");
-            check_close(got.state, want.state, tol, "final state");
-            check_close(got.dq, want.dq, tol, "dq");
-            BOOST_TEST(max_abs_diff(got.out, base.out) > 0.0);
-            BOOST_TEST(max_abs_diff(got.state, base.state) == 0.0);
-            BOOST_TEST(max_abs_diff(got.dq, base.dq) == 0.0);
-            BOOST_TEST(max_abs_diff(got.dk, base.dk) == 0.0);
-            BOOST_TEST(max_abs_diff(got.dv, base.dv) == 0.0);
-            BOOST_TEST(max_abs_diff(got.ds0, base.ds0) == 0.0);
-        }
+    for (const char* mode : {"1", "2"})
+        for (const char* nv : {"1", "2"})
+            BOOST_TEST_CONTEXT("RN_RETENTION_TC_RPASS=" << mode << ", " << nv << " × 64-wide tiles") {
+                const ScopedEnv on("RN_RETENTION_TC_RPASS", mode), width("RN_RETENTION_TC_RPASS_NV", nv);
+                const Grads got = run(gpu, RetentionMode::chunkwise, 64, 3, g, q, k, v, s0, dO, dsT);
+                check_close(got.out, want.out, tol, "output");
+                check_close(got.state, want.state, tol, "final state");
+                check_close(got.dq, want.dq, tol, "dq");
+                check_close(got.dk, want.dk, tol, "dk");
+                check_close(got.dv, want.dv, tol, "dv");
+                check_close(got.ds0, want.ds0, tol, "d(initial state)");
+                BOOST_TEST(max_abs_diff(got.out, base.out) > 0.0);
+                BOOST_TEST(max_abs_diff(got.state, base.state) == 0.0);
+                BOOST_TEST(max_abs_diff(got.dq, base.dq) == 0.0);
+                BOOST_TEST(max_abs_diff(got.dk, base.dk) == 0.0);
+                BOOST_TEST(max_abs_diff(got.ds0, base.ds0) == 0.0);
+                if (mode[0] == '1') BOOST_TEST(max_abs_diff(got.dv, base.dv) == 0.0);
+                else BOOST_TEST(max_abs_diff(got.dv, base.dv) > 0.0);
+            }
     // by default, a forward without autograd at a shape whose blocks fill the card: B4 H16
     // gives ⌈256/64⌉·64 = 256 blocks of the 64-wide tile
     const int64_t B2 = 4, H2 = 16, T2 = 130, D2 = 256;

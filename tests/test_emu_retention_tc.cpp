@@ -14,6 +14,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -198,32 +199,54 @@ void check_once(const RetentionShape& s, const std::vector<Variant>& variants, u
         expect_close(rel_err(gather(o, s, s.Dv, ro), out), name(s) + " fused forward: out");
         expect_close(rel_err(fin, s_fin), name(s) + " fused forward: s_final");
     }
-    if (s.Dk <= tc::kRowsDk) {  // the state pass that makes R_c, both tile widths, then the output pass reading R
-        // the state pass that stores every H_c: the states and s_final it gives, to match bit for bit
-        std::vector<bf16> want_hs(hs.size(), nan16);
-        std::vector<float> want_fin(size_t(ns), NAN);
+    if (s.Dk <= tc::kRowsDk) {  // the state passes that make R, both tile widths, then the passes reading R
+        // the state passes that store every state: the states and final states they give, to
+        // match bit for bit
+        std::vector<bf16> want_hs(hs.size(), nan16), want_us(hs.size(), nan16);
+        std::vector<float> want_fin(size_t(ns), NAN), want_ds0(size_t(ns), NAN);
         state_pass<false>(
             s, {kh.data(), vh.data(), s0.data(), want_hs.data(), want_fin.data(), rk, rv, H, T, Dk, Dv, NC, s.pos0, d}, 1);
+        state_pass<true>(s, {qh.data(), doh.data(), ds_final.data(), want_us.data(), want_ds0.data(), rq, rdo, H, T, Dk,
+                             Dv, NC, s.pos0, d},
+                         1);
+        auto same_bits = [](const auto& got, const auto& want) {
+            return std::memcmp(got.data(), want.data(), got.size() * sizeof(got[0])) == 0;
+        };
         auto r_pass = [&](auto w) {
             constexpr int NV = decltype(w)::value;
             const std::string tag = name(s) + " R-making state pass, " + std::to_string(64 * NV) + "-wide tiles";
+            const dim3 grid(unsigned((Dv + 64 * NV - 1) / (64 * NV)), unsigned(BH));
+            // forward: R = Q_c H_c, then the output pass reading it
             std::vector<bf16> r(size_t(BH * T * Dv), nan16), o(no, nan16), got_hs(hs.size(), nan16);
             std::vector<float> fin(size_t(ns), NAN);
-            const tc::StateRArgs a{qh.data(), kh.data(),     vh.data(), s0.data(), r.data(), got_hs.data(), fin.data(),
-                                   rq,        rk,            rv,        H,         T,        Dk,            Dv,
-                                   NC,        d};
-            rn_emu::launch(tc::state_r_pass_kernel<NV>, dim3(unsigned((Dv + 64 * NV - 1) / (64 * NV)), unsigned(BH)),
-                           dim3(tc::kStateRThreads), tc::state_r_smem_bytes<NV>(), a);
-            tc::OutArgs oa{qh.data(), kh.data(), nullptr, vh.data(), o.data(), rq, rk, rv, ro, H, T, Dk, Dv, NC,
-                           s.pos0,    d,         r.data()};
+            rn_emu::launch(tc::state_r_pass_kernel<NV, false>, grid, dim3(tc::kStateRThreads),
+                           tc::state_r_smem_bytes<NV>(),
+                           tc::StateRArgs{kh.data(), vh.data(), qh.data(), s0.data(), r.data(), got_hs.data(),
+                                          fin.data(), rk, rv, rq, H, T, Dk, Dv, NC, s.pos0, d});
             rn_emu::launch(tc::chunk_out_rows_kernel<false, true>, dim3(unsigned(NC), unsigned(BH)), dim3(256),
-                           tc::kRowsSmem, oa);
+                           tc::kRowsSmem,
+                           tc::OutArgs{qh.data(), kh.data(), nullptr, vh.data(), o.data(), rq, rk, rv, ro, H, T, Dk,
+                                       Dv, NC, s.pos0, d, r.data()});
             expect_close(rel_err(gather(o, s, s.Dv, ro), out), tag + ": out");
-            BOOST_TEST(std::memcmp(got_hs.data(), want_hs.data(), hs.size() * sizeof(bf16)) == 0,
-                       tag << ": chunk states differ from the state pass's");
-            BOOST_TEST(std::memcmp(fin.data(), want_fin.data(), fin.size() * sizeof(float)) == 0,
-                       tag << ": s_final differs from the state pass's");
             expect_close(rel_err(fin, s_fin), tag + ": s_final");
+            BOOST_TEST(same_bits(got_hs, want_hs), tag << ": chunk states differ from the state pass's");
+            BOOST_TEST(same_bits(fin, want_fin), tag << ": s_final differs from the state pass's");
+            // reverse: R = K_c U_c, then the dV pass reading it
+            std::vector<bf16> got_us(hs.size(), nan16), gv(size_t(span(s, rdv, s.Dv)), nan16);
+            std::vector<float> gs0(size_t(ns), NAN);
+            std::fill(r.begin(), r.end(), nan16);
+            rn_emu::launch(tc::state_r_pass_kernel<NV, true>, grid, dim3(tc::kStateRThreads),
+                           tc::state_r_smem_bytes<NV>(),
+                           tc::StateRArgs{qh.data(), doh.data(), kh.data(), ds_final.data(), r.data(), got_us.data(),
+                                          gs0.data(), rq, rdo, rk, H, T, Dk, Dv, NC, s.pos0, d});
+            rn_emu::launch(tc::chunk_out_rows_kernel<true, true>, dim3(unsigned(NC), unsigned(BH)), dim3(256),
+                           tc::kRowsSmem,
+                           tc::OutArgs{kh.data(), qh.data(), nullptr, doh.data(), gv.data(), rk, rq, rdo, rdv, H, T, Dk,
+                                       Dv, NC, s.pos0, d, r.data()});
+            expect_close(rel_err(gather(gv, s, s.Dv, rdv), dv), tag + ": dv");
+            expect_close(rel_err(gs0, ds0), tag + ": ds0");
+            BOOST_TEST(same_bits(got_us, want_us), tag << ": reverse states differ from the reverse pass's");
+            BOOST_TEST(same_bits(gs0, want_ds0), tag << ": ds0 differs from the reverse pass's");
         };
         r_pass(cuda::Width<1>{});
         r_pass(cuda::Width<2>{});
