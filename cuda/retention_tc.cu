@@ -185,14 +185,15 @@ bool takes_fused_forward(const RetentionShape& s) {
 // dV pass. Its tiles are 64·NV columns of Dv by the whole Dk height, one block of 16 warps a
 // multiprocessor, so it needs the blocks to fill the chip: NV = 2 where ⌈Dv/128⌉·B·H blocks
 // make a wave, NV = 1 where ⌈Dv/64⌉·B·H make three quarters of one, else (0) the state pass
-// that stores every state. RN_RETENTION_TC_RPASS, read at every call:
-//   unset  forwards that keep no chunk states (no autograd), where the blocks fill;
-//   0      never;
-//   1      every forward, also one whose states the backward keeps (it stores them as well:
-//          the same bits), at any block count;
-//   2      as 1, and the backward's reverse pass with the dV pass.
+// that stores every state. Not yet timed on a GPU, so off unless RN_RETENTION_TC_RPASS (read
+// at every call) asks for it:
+//   unset, 0  never;
+//   1         forwards that keep no chunk states (no autograd), where the blocks fill;
+//   2         every forward, also one whose states the backward keeps (it stores them as
+//             well: the same bits), at any block count;
+//   3         as 2, and the backward's reverse pass with the dV pass.
 // RN_RETENTION_TC_RPASS_NV=1 or 2 forces the tile width.
-int r_pass_mode() { return env_choice("RN_RETENTION_TC_RPASS", {0, 1, 2}, -1); }
+int r_pass_mode() { return env_choice("RN_RETENTION_TC_RPASS", {0, 1, 2, 3}, 0); }
 
 int r_pass_width(const RetentionShape& s, bool any_blocks) {
     if (s.Dk <= 128 || s.Dk > kRowsDk) return 0;
@@ -210,10 +211,10 @@ int r_pass_width(const RetentionShape& s, bool any_blocks) {
 }
 int r_pass_forward(const RetentionShape& s, bool keeps_states) {
     const int mode = r_pass_mode();
-    if (mode == 0 || (keeps_states && mode < 1)) return 0;
-    return r_pass_width(s, mode >= 1);
+    if (mode == 0 || (keeps_states && mode < 2)) return 0;
+    return r_pass_width(s, mode >= 2);
 }
-int r_pass_backward(const RetentionShape& s) { return r_pass_mode() == 2 ? r_pass_width(s, true) : 0; }
+int r_pass_backward(const RetentionShape& s) { return r_pass_mode() == 3 ? r_pass_width(s, true) : 0; }
 
 // the R-making state pass (forward or reverse), then the output or dV pass reading R
 template <bool kReverse>

@@ -12,9 +12,9 @@
 //
 // Organisation (after flash-linear-attention's chunk kernels): a sequential state pass
 // that is parallel over (b, h, Dk tile, Dv tile), then passes that are parallel over
-// every chunk. The forward saves nothing for the backward: the backward recomputes the
-// chunk states H_c with the same state pass (one read of k, v) rather than keeping
-// [B,H,NC,Dk,Dv] alive between forward and backward.
+// every chunk. Under autograd the two-pass forward hands its chunk states H_c to the
+// backward ([B,H,NC,Dk,Dv] bf16, cuda/retention_tc.cu); otherwise (the fused forward, or
+// RN_RETENTION_SAVE_STATES=0) the backward makes them again with the same state pass.
 //
 //   forward, Dk ≤ 128   fused: grid (Dv/64, B·H), H (Dk × 64 fp32) in registers across the
 //                       chunks, O_c = λ ⊙ [a ⊙ (Q_c H_c) + ((Q_c K_cᵀ) ⊙ Γ) V_c] then
@@ -26,7 +26,7 @@
 //                                    the backward keeps them
 //                       output pass  O_c as above: one block a chunk (Dk ≤ 256, Dv > 128) or
 //                                    grid (Dv/128, NC, B·H)
-//   backward            state pass   H_c as above (only when dq is wanted)
+//   backward            state pass   H_c as above (only when dq is wanted and none were kept)
 //                       reverse pass U_(c−1) = γ^L U_c + (a ⊙ Q_c)ᵀ (λ ⊙ dO_c); U_c = ∂L/∂H_(c+1),
 //                                    U_(NC−1) = ds_final (or 0), the U left at the end is ds0
 //                       dV pass      dV_c = b ⊙ (K_c U_c) + ((K_c Q_cᵀ) ⊙ Γᵀ ⊙ λ_col) dO_c

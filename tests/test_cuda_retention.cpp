@@ -199,12 +199,13 @@ BOOST_AUTO_TEST_CASE(saved_chunk_states_give_the_gradients_of_states_made_again)
 
 BOOST_AUTO_TEST_CASE(r_making_state_pass_matches_cpu_and_keeps_the_same_states) {
     // bf16, 128 < Dk ≤ 256: the state pass that makes R_c = Q_c H_c itself (cuda/
-    // retention_tc_state_r.cuh), with 64- and 128-wide tiles; RN_RETENTION_TC_RPASS=1 takes it
-    // also where the backward keeps the chunk states, =2 takes the reverse one (R_c = K_c U_c)
+    // retention_tc_state_r.cuh), with 64- and 128-wide tiles; RN_RETENTION_TC_RPASS=2 takes it
+    // also where the backward keeps the chunk states, =3 takes the reverse one (R_c = K_c U_c)
     // for the dV pass as well. Against the CPU; and against the passes that store every state:
     // the stored states are the same bits, so the final state and every gradient but the one
     // read from R must be equal bit for bit, while out (and with 2, dv) are not (R is rounded
-    // to bf16 once more), which shows the path ran.
+    // to bf16 once more), which shows the path ran. (Off by default until timed: =1 is the
+    // candidate default, forwards without autograd where the blocks fill the card.)
     Generator gen(309);
     const int64_t B = 2, H = 2, T = 200, Dk = 256, Dv = 320;
     const auto g = decays(H);
@@ -219,7 +220,7 @@ BOOST_AUTO_TEST_CASE(r_making_state_pass_matches_cpu_and_keeps_the_same_states) 
     const Grads want = run(Device::cpu(), RetentionMode::chunkwise, 64, 3, g, cpu_ref_input(q), cpu_ref_input(k),
                            cpu_ref_input(v), s0, cpu_ref_input(dO), dsT);
     const double tol = retention_tol(DType::bf16);
-    for (const char* mode : {"1", "2"})
+    for (const char* mode : {"2", "3"})
         for (const char* nv : {"1", "2"})
             BOOST_TEST_CONTEXT("RN_RETENTION_TC_RPASS=" << mode << ", " << nv << " × 64-wide tiles") {
                 const ScopedEnv on("RN_RETENTION_TC_RPASS", mode), width("RN_RETENTION_TC_RPASS_NV", nv);
@@ -235,11 +236,11 @@ BOOST_AUTO_TEST_CASE(r_making_state_pass_matches_cpu_and_keeps_the_same_states) 
                 BOOST_TEST(max_abs_diff(got.dq, base.dq) == 0.0);
                 BOOST_TEST(max_abs_diff(got.dk, base.dk) == 0.0);
                 BOOST_TEST(max_abs_diff(got.ds0, base.ds0) == 0.0);
-                if (mode[0] == '1') BOOST_TEST(max_abs_diff(got.dv, base.dv) == 0.0);
+                if (mode[0] == '2') BOOST_TEST(max_abs_diff(got.dv, base.dv) == 0.0);
                 else BOOST_TEST(max_abs_diff(got.dv, base.dv) > 0.0);
             }
-    // by default, a forward without autograd at a shape whose blocks fill the card: B4 H16
-    // gives ⌈256/64⌉·64 = 256 blocks of the 64-wide tile
+    // =1: a forward without autograd at a shape whose blocks fill the card (B4 H16 gives
+    // ⌈256/64⌉·64 = 256 blocks of the 64-wide tile)
     const int64_t B2 = 4, H2 = 16, T2 = 130, D2 = 256;
     const auto g2 = decays(H2);
     Tensor q2 = randn({B2, H2, T2, D2}, gen).to(DType::bf16), k2 = (randn({B2, H2, T2, D2}, gen) * 0.5).to(DType::bf16);
@@ -248,6 +249,7 @@ BOOST_AUTO_TEST_CASE(r_making_state_pass_matches_cpu_and_keeps_the_same_states) 
     o.mode = RetentionMode::chunkwise;
     o.pos0 = 9;
     NoGradGuard no_grad;
+    const ScopedEnv forward_only("RN_RETENTION_TC_RPASS", "1");
     const Tensor want2 = retention(cpu_ref_input(q2), cpu_ref_input(k2), cpu_ref_input(v2), g2, o).out;
     const Tensor got2 = retention(q2.to(gpu), k2.to(gpu), v2.to(gpu), g2, o).out;
     check_close(got2, want2, tol, "output without autograd");
