@@ -235,6 +235,11 @@ void launch_r_passes(const StateRArgs& a, const OutArgs& o, const RetentionShape
 
 size_t r_bytes(const RetentionShape& s) { return size_t(s.B * s.H * s.T) * size_t(s.Dv) * sizeof(bf16_t); }
 
+// RN_RETENTION_TC_FUSED_STATES=1: the fused forward also stores its chunk states when the
+// backward keeps them, so that the backward skips its own state pass for them (as the
+// two-pass forward's are kept since v5). Not yet timed on a GPU, so off; read at every call.
+bool fused_keeps_states() { return env_choice("RN_RETENTION_TC_FUSED_STATES", {0, 1}, 0) == 1; }
+
 // the bf16 chunk states H_c of the two-pass forward, [B, H, NC, Dk, Dv]
 size_t chunk_states_bytes(const RetentionShape& s) {
     return size_t(s.B * s.H * ceil64(s.T)) * size_t(s.Dk * s.Dv) * sizeof(bf16_t);
@@ -247,7 +252,7 @@ bool retention_chunkwise_tc_takes_rows(const RetentionShape& s, const std::vecto
 }
 
 size_t retention_chunkwise_tc_saved_states_bytes(const RetentionShape& s, const std::vector<double>& gamma) {
-    if (!supported(s, gamma, {}) || takes_fused_forward(s)) return 0;
+    if (!supported(s, gamma, {}) || (takes_fused_forward(s) && !fused_keeps_states())) return 0;
     return chunk_states_bytes(s);
 }
 
@@ -260,10 +265,11 @@ bool retention_chunkwise_tc_forward(const RetentionShape& s, const std::vector<d
     const int64_t NC = ceil64(s.T);
     const CallRows r(rows, s.H, s.T, s.H, s.T, s.Dk, s.Dv);
     if (takes_fused_forward(s)) {
-        RN_CHECK(!states_out, "retention (tensor cores): chunk states asked of a forward that keeps none");
+        RN_CHECK(!states_out || fused_keeps_states(),
+                 "retention (tensor cores): chunk states asked of a forward that keeps none");
         FusedArgs a{static_cast<const bf16_t*>(q), static_cast<const bf16_t*>(k), static_cast<const bf16_t*>(v), s0,
                     static_cast<bf16_t*>(out), s_final, r.q, r.k, r.v, r.out, int(s.H), int(s.T), int(s.Dk), int(s.Dv),
-                    int(NC), s.pos0, d};
+                    int(NC), s.pos0, d, static_cast<bf16_t*>(states_out)};
         dim3 grid(ceil64(s.Dv), unsigned(s.B * s.H));
         auto go = [&](auto m) {
             constexpr int MT = decltype(m)::value;

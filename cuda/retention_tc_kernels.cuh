@@ -669,6 +669,7 @@ struct FusedArgs {
     int H, T, Dk, Dv, NC;
     int64_t pos0;
     Decay d;
+    bf16_t* states = nullptr;  // [BH,NC,Dk,Dv] H_c for the backward to keep, or null
 };
 
 constexpr int kFusedThreads = 256;  // 8 warps
@@ -686,6 +687,8 @@ constexpr size_t fused_smem_bytes() {
 //   H_c → shared memory (bf16); S = Q_c K_cᵀ and R = Q_c H_c for the warp's strip;
 //   P = S ⊙ Γ → shared memory (over H_c's place); H ← γ^L H + (b ⊙ K_c)ᵀ V_c (registers);
 //   O = λ ⊙ (a ⊙ R + P V_c) → out.
+// With `states` it also stores each staged H_c, for a backward that keeps them (the state
+// update is state_pass_kernel's per element, so they are that pass's bits).
 // MT = 1 serves Dk ≤ 128 (107 KiB of shared memory: two blocks a multiprocessor). MT = 2
 // (Dk ≤ 256, 187 KiB, one block) works and was measured, but lost to the two passes at
 // shapes of 64+ (b, h) chains; it is dispatched only on request (RN_RETENTION_TC_FUSED=256,
@@ -739,6 +742,16 @@ __global__ void __launch_bounds__(kFusedThreads) fused_fwd_kernel(const __grid_c
         for (int mt = 0; mt < MT; ++mt) strip_to_smem<8>(hs, kLd, hreg[mt], sr0 + 16 * mt, 0, lane);  // H_c
         cp_async_wait<1>();
         __syncthreads();  // [A] chunk c's tiles and H_c are in shared memory
+        if (a.states) {  // H_c → global for the backward, 16 bytes a thread and piece
+            bf16_t* sg = a.states + (bh * a.NC + c) * a.Dk * a.Dv + v0;
+#pragma unroll
+            for (int i = 0; i < KW * 8 / kFusedThreads; ++i) {
+                const int idx = tid + i * kFusedThreads, row = idx >> 3, col = (idx & 7) * 8;
+                if (row < a.Dk && col < vvalid)
+                    *reinterpret_cast<uint4*>(sg + int64_t(row) * a.Dv + col) =
+                        *reinterpret_cast<const uint4*>(hs + row * kLd + col);
+            }
+        }
 
         const bf16_t* Q = qs + buf * kQK;
         const bf16_t* K = ks + buf * kQK;

@@ -141,51 +141,55 @@ BOOST_AUTO_TEST_CASE(saved_chunk_states_give_the_gradients_of_states_made_again)
     // op keeps them for the backward (RN_RETENTION_SAVE_STATES, default on) instead of making
     // them again there. The same kernel on the same inputs: every gradient bit for bit the
     // same as with them made again, and the kept bytes live between forward and backward.
+    // With RN_RETENTION_TC_FUSED_STATES=1 the fused forward (Dk ≤ 128) keeps its states too.
     Generator gen(306);
-    const int64_t B = 2, H = 2, T = 200, Dk = 192, Dv = 320;
-    const auto g = decays(H);
-    Tensor q = randn({B, H, T, Dk}, gen).to(DType::bf16), k = (randn({B, H, T, Dk}, gen) * 0.5).to(DType::bf16);
-    Tensor v = randn({B, H, T, Dv}, gen).to(DType::bf16), dO = randn({B, H, T, Dv}, gen).to(DType::bf16);
-    Tensor s0 = randn({B, H, Dk, Dv}, gen), dsT = randn({B, H, Dk, Dv}, gen);
-    for (RetentionMode mode : {RetentionMode::chunkwise, RetentionMode::parallel}) {
-        BOOST_TEST_CONTEXT(retention_mode_name(mode)) {
-            const RetentionShape shape{B, H, T, Dk, Dv, 64, 3};
-            const size_t bytes = cuda::retention_saved_states_bytes(mode, DType::bf16, shape, g);
-            BOOST_TEST(bytes == size_t(B * H * 4 * Dk * Dv * 2));  // 4 chunks of 64 for T = 200
-            Grads got[2];
-            size_t live[2] = {0, 0};
-            uint64_t allocs[2] = {0, 0};  // device_malloc calls of the backward
-            for (int save : {0, 1}) {
-                const ScopedEnv env("RN_RETENTION_SAVE_STATES", save ? "1" : "0");
-                auto leaf = [&](const Tensor& t) { return t.to(gpu).clone().requires_grad_(); };
-                Tensor ql = leaf(q), kl = leaf(k), vl = leaf(v), sl = leaf(s0);
-                RetentionOptions o;
-                o.mode = mode;
-                o.pos0 = 3;
-                o.return_state = true;
-                const size_t before = cuda::memory_stats(0).allocated;
-                RetentionResult r = retention(ql, kl, vl, g, o, sl);
-                live[save] = cuda::memory_stats(0).allocated - before;
-                Tensor dOg = dO.to(gpu), dsTg = dsT.to(gpu);
-                const uint64_t a0 = cuda::memory_stats(0).allocations;
-                run_backward({r.out, r.state}, {dOg, dsTg});
-                allocs[save] = cuda::memory_stats(0).allocations - a0;
-                got[save] = {r.out, r.state, ql.grad(), kl.grad(), vl.grad(), sl.grad()};
+    for (const int64_t Dk : {int64_t(192), int64_t(128)}) {
+        const ScopedEnv fused_states("RN_RETENTION_TC_FUSED_STATES", Dk <= 128 ? "1" : "0");
+        const int64_t B = 2, H = 2, T = 200, Dv = Dk + 128;
+        const auto g = decays(H);
+        Tensor q = randn({B, H, T, Dk}, gen).to(DType::bf16), k = (randn({B, H, T, Dk}, gen) * 0.5).to(DType::bf16);
+        Tensor v = randn({B, H, T, Dv}, gen).to(DType::bf16), dO = randn({B, H, T, Dv}, gen).to(DType::bf16);
+        Tensor s0 = randn({B, H, Dk, Dv}, gen), dsT = randn({B, H, Dk, Dv}, gen);
+        for (RetentionMode mode : {RetentionMode::chunkwise, RetentionMode::parallel}) {
+            BOOST_TEST_CONTEXT(retention_mode_name(mode) << " Dk" << Dk) {
+                const RetentionShape shape{B, H, T, Dk, Dv, 64, 3};
+                const size_t bytes = cuda::retention_saved_states_bytes(mode, DType::bf16, shape, g);
+                BOOST_TEST(bytes == size_t(B * H * 4 * Dk * Dv * 2));  // 4 chunks of 64 for T = 200
+                Grads got[2];
+                size_t live[2] = {0, 0};
+                uint64_t allocs[2] = {0, 0};  // device_malloc calls of the backward
+                for (int save : {0, 1}) {
+                    const ScopedEnv env("RN_RETENTION_SAVE_STATES", save ? "1" : "0");
+                    auto leaf = [&](const Tensor& t) { return t.to(gpu).clone().requires_grad_(); };
+                    Tensor ql = leaf(q), kl = leaf(k), vl = leaf(v), sl = leaf(s0);
+                    RetentionOptions o;
+                    o.mode = mode;
+                    o.pos0 = 3;
+                    o.return_state = true;
+                    const size_t before = cuda::memory_stats(0).allocated;
+                    RetentionResult r = retention(ql, kl, vl, g, o, sl);
+                    live[save] = cuda::memory_stats(0).allocated - before;
+                    Tensor dOg = dO.to(gpu), dsTg = dsT.to(gpu);
+                    const uint64_t a0 = cuda::memory_stats(0).allocations;
+                    run_backward({r.out, r.state}, {dOg, dsTg});
+                    allocs[save] = cuda::memory_stats(0).allocations - a0;
+                    got[save] = {r.out, r.state, ql.grad(), kl.grad(), vl.grad(), sl.grad()};
+                }
+                // (the caching allocator rounds a large block up to whole 2 MiB)
+                BOOST_TEST(live[1] >= live[0] + bytes);
+                BOOST_TEST(live[1] < live[0] + bytes + (size_t(2) << 20));
+                // and the backward read them: it made no H_c buffer of its own (one allocation fewer)
+                BOOST_TEST(allocs[0] == allocs[1] + 1);
+                BOOST_TEST(max_abs_diff(got[1].out, got[0].out) == 0.0);
+                BOOST_TEST(max_abs_diff(got[1].dq, got[0].dq) == 0.0);
+                BOOST_TEST(max_abs_diff(got[1].dk, got[0].dk) == 0.0);
+                BOOST_TEST(max_abs_diff(got[1].dv, got[0].dv) == 0.0);
+                BOOST_TEST(max_abs_diff(got[1].ds0, got[0].ds0) == 0.0);
+                // and both against the CPU (a wrong kept state would move dq)
+                Grads want = run(Device::cpu(), mode, 64, 3, g, cpu_ref_input(q), cpu_ref_input(k), cpu_ref_input(v), s0,
+                                 cpu_ref_input(dO), dsT);
+                check_close(got[1].dq, want.dq, retention_tol(DType::bf16), "dq");
             }
-            // (the caching allocator rounds a large block up to whole 2 MiB)
-            BOOST_TEST(live[1] >= live[0] + bytes);
-            BOOST_TEST(live[1] < live[0] + bytes + (size_t(2) << 20));
-            // and the backward read them: it made no H_c buffer of its own (one allocation fewer)
-            BOOST_TEST(allocs[0] == allocs[1] + 1);
-            BOOST_TEST(max_abs_diff(got[1].out, got[0].out) == 0.0);
-            BOOST_TEST(max_abs_diff(got[1].dq, got[0].dq) == 0.0);
-            BOOST_TEST(max_abs_diff(got[1].dk, got[0].dk) == 0.0);
-            BOOST_TEST(max_abs_diff(got[1].dv, got[0].dv) == 0.0);
-            BOOST_TEST(max_abs_diff(got[1].ds0, got[0].ds0) == 0.0);
-            // and both against the CPU (a wrong kept state would move dq)
-            Grads want = run(Device::cpu(), mode, 64, 3, g, cpu_ref_input(q), cpu_ref_input(k), cpu_ref_input(v), s0,
-                             cpu_ref_input(dO), dsT);
-            check_close(got[1].dq, want.dq, retention_tol(DType::bf16), "dq");
         }
     }
     // no kept states where the forward has none: f32, the recurrent form, Dk ≤ 128 (fused)

@@ -184,11 +184,24 @@ void check_once(const RetentionShape& s, const std::vector<Variant>& variants, u
     (void)NK;
     (void)NV;
 
+    // the state passes that store every state (64-row tiles): the states and final states
+    // they give, which the fused forward and the R-making passes must match bit for bit
+    std::vector<bf16> want_hs(hs.size(), nan16), want_us(hs.size(), nan16);
+    std::vector<float> want_fin(size_t(ns), NAN), want_ds0(size_t(ns), NAN);
+    state_pass<false>(
+        s, {kh.data(), vh.data(), s0.data(), want_hs.data(), want_fin.data(), rk, rv, H, T, Dk, Dv, NC, s.pos0, d}, 1);
+    state_pass<true>(
+        s, {qh.data(), doh.data(), ds_final.data(), want_us.data(), want_ds0.data(), rq, rdo, H, T, Dk, Dv, NC, s.pos0, d},
+        1);
+    auto same_bits = [](const auto& got, const auto& want) {
+        return std::memcmp(got.data(), want.data(), got.size() * sizeof(got[0])) == 0;
+    };
+
     if (s.Dk <= 256) {  // the fused forward: one state m-tile a warp for Dk ≤ 128, two for ≤ 256
-        std::vector<bf16> o(no, nan16);
+        std::vector<bf16> o(no, nan16), got_hs(hs.size(), nan16);
         std::vector<float> fin(size_t(ns), NAN);
         tc::FusedArgs a{qh.data(), kh.data(), vh.data(), s0.data(), o.data(), fin.data(), rq, rk, rv, ro, H, T, Dk, Dv,
-                        NC, s.pos0, d};
+                        NC, s.pos0, d, got_hs.data()};
         auto fused = [&](auto m) {
             constexpr int MT = decltype(m)::value;
             rn_emu::launch(tc::fused_fwd_kernel<MT>, dim3(unsigned(ceil64(s.Dv)), unsigned(BH)), dim3(tc::kFusedThreads),
@@ -198,20 +211,10 @@ void check_once(const RetentionShape& s, const std::vector<Variant>& variants, u
         else fused(cuda::Width<2>{});
         expect_close(rel_err(gather(o, s, s.Dv, ro), out), name(s) + " fused forward: out");
         expect_close(rel_err(fin, s_fin), name(s) + " fused forward: s_final");
+        BOOST_TEST(same_bits(got_hs, want_hs), name(s) << " fused forward: kept chunk states differ from the state pass's");
+        BOOST_TEST(same_bits(fin, want_fin), name(s) << " fused forward: s_final differs from the state pass's");
     }
     if (s.Dk <= tc::kRowsDk) {  // the state passes that make R, both tile widths, then the passes reading R
-        // the state passes that store every state: the states and final states they give, to
-        // match bit for bit
-        std::vector<bf16> want_hs(hs.size(), nan16), want_us(hs.size(), nan16);
-        std::vector<float> want_fin(size_t(ns), NAN), want_ds0(size_t(ns), NAN);
-        state_pass<false>(
-            s, {kh.data(), vh.data(), s0.data(), want_hs.data(), want_fin.data(), rk, rv, H, T, Dk, Dv, NC, s.pos0, d}, 1);
-        state_pass<true>(s, {qh.data(), doh.data(), ds_final.data(), want_us.data(), want_ds0.data(), rq, rdo, H, T, Dk,
-                             Dv, NC, s.pos0, d},
-                         1);
-        auto same_bits = [](const auto& got, const auto& want) {
-            return std::memcmp(got.data(), want.data(), got.size() * sizeof(got[0])) == 0;
-        };
         auto r_pass = [&](auto w) {
             constexpr int NV = decltype(w)::value;
             const std::string tag = name(s) + " R-making state pass, " + std::to_string(64 * NV) + "-wide tiles";
