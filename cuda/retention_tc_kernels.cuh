@@ -227,6 +227,36 @@ __device__ __forceinline__ float lambda_at(float lg, float omg, int64_t n) {
     return ::sqrtf(omg / -::expm1f(float(n + 1) * lg));
 }
 
+// The state update's weight of token t (< L) of chunk c: b_t = γ^(L−1−t) forward, a_t·λ_t
+// in reverse; 0 past the chunk's end. Every kernel that updates a state takes it from here,
+// so their states agree bit for bit.
+template <bool kReverse>
+__device__ __forceinline__ float state_weight(float lg, float omg, int64_t pos0, int c, int L, int t) {
+    if (t >= L) return 0.f;
+    return kReverse ? ::expf(float(t + 1) * lg) * lambda_at(lg, omg, pos0 + int64_t(c) * kC + t)
+                    : ::expf(float(L - 1 - t) * lg);
+}
+
+// Rows [0, ROWS) × cols [0, W) of a shared-memory bf16 tile (row stride lds) to global (row
+// stride ld), 16 bytes a thread and piece, so that every 32-byte sector is written whole;
+// rows ≥ rvalid or cols ≥ cvalid are left alone.
+template <int ROWS, int W, int NTHREADS>
+__device__ __forceinline__ void store_rows(bf16_t* g, int64_t ld, const bf16_t* s, int lds, int rvalid, int cvalid,
+                                           int tid) {
+    constexpr int kPer = W / 8, kPieces = ROWS * kPer, kRowStep = NTHREADS / kPer;
+    static_assert(kPieces % NTHREADS == 0 && NTHREADS % kPer == 0, "tile pieces must split evenly over the threads");
+    // as load_rows: a thread's pieces share a column and step kRowStep rows
+    const int r0 = tid / kPer, col = (tid % kPer) * 8;
+    if (col >= cvalid) return;
+    bf16_t* p = g + int64_t(r0) * ld + col;
+    const int64_t step = kRowStep * ld;
+#pragma unroll
+    for (int i = 0; i < kPieces / NTHREADS; ++i) {
+        const int r = r0 + i * kRowStep;
+        if (r < rvalid) *reinterpret_cast<uint4*>(p + i * step) = *reinterpret_cast<const uint4*>(s + r * lds + col);
+    }
+}
+
 // ---------------------------------------------------------------- state pass
 
 struct StateArgs {
@@ -308,13 +338,7 @@ __global__ void __launch_bounds__(kStateThreads, kMinBlocks) state_pass_kernel(c
         for (int hf = 0; hf < 2; ++hf)
             load_rows<kC, kStateThreads>(ys + (2 * buf + hf) * kTile, kLd, yg + int64_t(c) * kC * a.ry.st + kC * hf, a.ry.st,
                                          L, vvalid - kC * hf, tid);
-        if (tid < kC) {
-            float w = 0.f;
-            if (tid < L)
-                w = kReverse ? ::expf(float(tid + 1) * lg) * lambda_at(lg, omg, a.pos0 + int64_t(c) * kC + tid)
-                             : ::expf(float(L - 1 - tid) * lg);
-            wts[buf * kC + tid] = w;
-        }
+        if (tid < kC) wts[buf * kC + tid] = state_weight<kReverse>(lg, omg, a.pos0, c, L, tid);
     };
 
 #pragma unroll
@@ -334,17 +358,11 @@ __global__ void __launch_bounds__(kStateThreads, kMinBlocks) state_pass_kernel(c
         }
         cp_async_wait<kStateStages - 1>();
         __syncthreads();
-        if (a.states) {  // staged state → global, 16 bytes a thread and piece
+        if (a.states) {  // the staged state → global
             bf16_t* sg = a.states + (bh * a.NC + c) * a.Dk * a.Dv + int64_t(d0) * a.Dv + v0;
-            constexpr int kRowPieces = kDkT * 8;  // 16-byte pieces of one half (kDkT rows × 64 columns)
 #pragma unroll
-            for (int i4 = 0; i4 < 4 * MT; ++i4) {
-                const int idx = tid + i4 * kStateThreads, hf = idx / kRowPieces, r = (idx >> 3) % kDkT,
-                          col = (idx & 7) * 8;
-                if (r < dvalid && kC * hf + col < vvalid)
-                    *reinterpret_cast<uint4*>(sg + int64_t(r) * a.Dv + kC * hf + col) =
-                        *reinterpret_cast<const uint4*>(hst + hf * kHT + r * kLd + col);
-            }
+            for (int hf = 0; hf < 2; ++hf)
+                store_rows<kDkT, kC, kStateThreads>(sg + kC * hf, a.Dv, hst + hf * kHT, kLd, dvalid, vvalid - kC * hf, tid);
         }
         const bf16_t* X = xs + buf * kXT;
         const bf16_t* Y = ys + (2 * buf + nh) * kTile;
@@ -742,16 +760,9 @@ __global__ void __launch_bounds__(kFusedThreads) fused_fwd_kernel(const __grid_c
         for (int mt = 0; mt < MT; ++mt) strip_to_smem<8>(hs, kLd, hreg[mt], sr0 + 16 * mt, 0, lane);  // H_c
         cp_async_wait<1>();
         __syncthreads();  // [A] chunk c's tiles and H_c are in shared memory
-        if (a.states) {  // H_c → global for the backward, 16 bytes a thread and piece
-            bf16_t* sg = a.states + (bh * a.NC + c) * a.Dk * a.Dv + v0;
-#pragma unroll
-            for (int i = 0; i < KW * 8 / kFusedThreads; ++i) {
-                const int idx = tid + i * kFusedThreads, row = idx >> 3, col = (idx & 7) * 8;
-                if (row < a.Dk && col < vvalid)
-                    *reinterpret_cast<uint4*>(sg + int64_t(row) * a.Dv + col) =
-                        *reinterpret_cast<const uint4*>(hs + row * kLd + col);
-            }
-        }
+        if (a.states)  // H_c → global for the backward
+            store_rows<KW, kC, kFusedThreads>(a.states + (bh * a.NC + c) * a.Dk * a.Dv + v0, a.Dv, hs, kLd, a.Dk, vvalid,
+                                              tid);
 
         const bf16_t* Q = qs + buf * kQK;
         const bf16_t* K = ks + buf * kQK;

@@ -88,13 +88,7 @@ __global__ void __launch_bounds__(kStateRThreads, 1) state_r_pass_kernel(const _
         const int c = chunk_of(i), L = imin(kC, a.T - c * kC), buf = i & 1;
         load_rows<kRowsDk, kStateRThreads>(xs + buf * kQT, kLdQ, xg + int64_t(c) * kC * a.rx.st, a.rx.st, L, a.Dk, tid);
         load_rows<kW, kStateRThreads>(ys + buf * kVT, kLdV, yg + int64_t(c) * kC * a.ry.st, a.ry.st, L, vvalid, tid);
-        if (tid < kC) {
-            float w = 0.f;
-            if (tid < L)
-                w = kReverse ? ::expf(float(tid + 1) * lg) * lambda_at(lg, omg, a.pos0 + int64_t(c) * kC + tid)
-                             : ::expf(float(L - 1 - tid) * lg);
-            wts[buf * kC + tid] = w;
-        }
+        if (tid < kC) wts[buf * kC + tid] = state_weight<kReverse>(lg, omg, a.pos0, c, L, tid);
     };
     auto issue_z = [&](int i) {
         const int c = chunk_of(i), L = imin(kC, a.T - c * kC);
@@ -118,17 +112,9 @@ __global__ void __launch_bounds__(kStateRThreads, 1) state_r_pass_kernel(const _
         cp_async_wait<1>();
         __syncthreads();  // [A] Z_c, X_c, Y_c, w and the staged state are in shared memory
 
-        if (a.states) {  // the staged state → global, 16 bytes a thread and piece
-            bf16_t* sg = a.states + (bh * a.NC + c) * a.Dk * a.Dv + v0;
-            constexpr int kPer = kW / 8;  // 16-byte pieces of one row
-#pragma unroll
-            for (int j = 0; j < kRowsDk * kPer / kStateRThreads; ++j) {
-                const int idx = tid + j * kStateRThreads, r = idx / kPer, col = (idx % kPer) * 8;
-                if (r < a.Dk && col < vvalid)
-                    *reinterpret_cast<uint4*>(sg + int64_t(r) * a.Dv + col) =
-                        *reinterpret_cast<const uint4*>(hst + r * kLdV + col);
-            }
-        }
+        if (a.states)  // the staged state → global
+            store_rows<kRowsDk, kW, kStateRThreads>(a.states + (bh * a.NC + c) * a.Dk * a.Dv + v0, a.Dv, hst, kLdV, a.Dk,
+                                                    vvalid, tid);
         {  // R_c = Z_c S over all of Dk
             Acc<2 * NV> accR;
             zero(accR);
