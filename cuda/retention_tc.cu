@@ -191,12 +191,14 @@ bool takes_fused_forward(const RetentionShape& s) {
 //   1         forwards that keep no chunk states (no autograd), where the blocks fill;
 //   2         every forward, also one whose states the backward keeps (it stores them as
 //             well: the same bits), at any block count;
-//   3         as 2, and the backward's reverse pass with the dV pass.
+//   3         as 2, and the backward's reverse pass with the dV pass (also for Dk ≤ 128).
 // RN_RETENTION_TC_RPASS_NV=1 or 2 forces the tile width.
 int r_pass_mode() { return env_choice("RN_RETENTION_TC_RPASS", {0, 1, 2, 3}, 0); }
 
-int r_pass_width(const RetentionShape& s, bool any_blocks) {
-    if (s.Dk <= 128 || s.Dk > kRowsDk) return 0;
+// (the forward's Dk ≤ 128 takes the fused kernel, which stores no states; the backward's
+// reverse pass may take it at any Dk ≤ 256)
+int r_pass_width(const RetentionShape& s, bool any_blocks, bool small_dk = false) {
+    if ((s.Dk <= 128 && !small_dk) || s.Dk > kRowsDk) return 0;
     int optin = 0;
     RN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
     const bool fits2 = size_t(optin) >= state_r_smem_bytes<2>(), fits1 = size_t(optin) >= state_r_smem_bytes<1>();
@@ -214,7 +216,7 @@ int r_pass_forward(const RetentionShape& s, bool keeps_states) {
     if (mode == 0 || (keeps_states && mode < 2)) return 0;
     return r_pass_width(s, mode >= 2);
 }
-int r_pass_backward(const RetentionShape& s) { return r_pass_mode() == 3 ? r_pass_width(s, true) : 0; }
+int r_pass_backward(const RetentionShape& s) { return r_pass_mode() == 3 ? r_pass_width(s, true, true) : 0; }
 
 // the R-making state pass (forward or reverse), then the output or dV pass reading R
 template <bool kReverse>

@@ -243,6 +243,28 @@ BOOST_AUTO_TEST_CASE(r_making_state_pass_matches_cpu_and_keeps_the_same_states) 
                 if (mode[0] == '2') BOOST_TEST(max_abs_diff(got.dv, base.dv) == 0.0);
                 else BOOST_TEST(max_abs_diff(got.dv, base.dv) > 0.0);
             }
+    // =3 at Dk 128: the forward is the fused kernel; the backward's reverse pass makes K_c U_c
+    {
+        const int64_t Dk3 = 128, Dv3 = 192;
+        Tensor q3 = randn({B, H, T, Dk3}, gen).to(DType::bf16), k3 = (randn({B, H, T, Dk3}, gen) * 0.5).to(DType::bf16);
+        Tensor v3 = randn({B, H, T, Dv3}, gen).to(DType::bf16), dO3 = randn({B, H, T, Dv3}, gen).to(DType::bf16);
+        Tensor s03 = randn({B, H, Dk3, Dv3}, gen), dsT3 = randn({B, H, Dk3, Dv3}, gen);
+        const Grads want3 = run(Device::cpu(), RetentionMode::chunkwise, 64, 3, g, cpu_ref_input(q3), cpu_ref_input(k3),
+                                cpu_ref_input(v3), s03, cpu_ref_input(dO3), dsT3);
+        Grads base3;
+        {
+            const ScopedEnv off("RN_RETENTION_TC_RPASS", "0");
+            base3 = run(gpu, RetentionMode::chunkwise, 64, 3, g, q3, k3, v3, s03, dO3, dsT3);
+        }
+        const ScopedEnv on("RN_RETENTION_TC_RPASS", "3");
+        const Grads got3 = run(gpu, RetentionMode::chunkwise, 64, 3, g, q3, k3, v3, s03, dO3, dsT3);
+        check_close(got3.dv, want3.dv, tol, "dv at Dk 128");
+        BOOST_TEST(max_abs_diff(got3.out, base3.out) == 0.0);
+        BOOST_TEST(max_abs_diff(got3.dq, base3.dq) == 0.0);
+        BOOST_TEST(max_abs_diff(got3.dk, base3.dk) == 0.0);
+        BOOST_TEST(max_abs_diff(got3.ds0, base3.ds0) == 0.0);
+        BOOST_TEST(max_abs_diff(got3.dv, base3.dv) > 0.0);
+    }
     // =1: a forward without autograd at a shape whose blocks fill the card (B4 H16 gives
     // ⌈256/64⌉·64 = 256 blocks of the 64-wide tile)
     const int64_t B2 = 4, H2 = 16, T2 = 130, D2 = 256;
