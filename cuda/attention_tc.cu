@@ -80,9 +80,7 @@ int dq_strips(int D) {
     if (e && std::strcmp(e, "64") == 0) return 1;
     if (e && std::strcmp(e, "128") == 0) {
         if (D == 64) return 2;
-        int optin = 0;
-        RN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
-        return optin >= dq_smem<128, 2>() ? 2 : 1;
+        return smem_per_block_optin() >= dq_smem<128, 2>() ? 2 : 1;
     }
     return D == 64 ? 2 : 1;
 }

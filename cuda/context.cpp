@@ -23,6 +23,7 @@ struct DeviceContext {
     cublasLtHandle_t lt = nullptr;
     void* workspace = nullptr;
     int sms = 0;
+    int smem_optin = 0;  // bytes of shared memory a block may opt in to
     int major = 0;  // compute capability
 };
 std::array<DeviceContext, kMaxDevices> contexts;
@@ -48,6 +49,7 @@ DeviceContext& ctx(int device) {
         RN_CUBLAS_CHECK(cublasLtCreate(&c.lt));
         RN_CUDA_CHECK(cudaMalloc(&c.workspace, kLtWorkspace));
         RN_CUDA_CHECK(cudaDeviceGetAttribute(&c.sms, cudaDevAttrMultiProcessorCount, device));
+        RN_CUDA_CHECK(cudaDeviceGetAttribute(&c.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
         RN_CUDA_CHECK(cudaDeviceGetAttribute(&c.major, cudaDevAttrComputeCapabilityMajor, device));
         RN_CUDA_CHECK(cudaSetDevice(prev));
     });
@@ -68,6 +70,7 @@ void* cublaslt_workspace(int device, size_t* bytes) {
     return ctx(device).workspace;
 }
 int sm_count(int device) { return ctx(device).sms; }
+size_t smem_per_block_optin(int device) { return size_t(ctx(device).smem_optin); }
 void set_allow_tf32(bool on) { tf32 = on; }
 bool allow_tf32() { return tf32; }
 

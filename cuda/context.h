@@ -22,6 +22,9 @@ cublasLtHandle_t cublaslt_handle(int device = -1);
 void* cublaslt_workspace(int device, size_t* bytes);
 int current_device();
 int sm_count(int device = -1);
+// the shared memory a block may have with cudaFuncAttributeMaxDynamicSharedMemorySize (227 KiB
+// on an H100 or H200, 163 KiB on an A100), read once a device
+size_t smem_per_block_optin(int device = -1);
 
 // TF32 for f32 matmuls: off by default (exact fp32), an explicit opt-in
 void set_allow_tf32(bool on);

@@ -529,15 +529,14 @@ void norm_backward_k(bool centered, void* dx, void* dw, void* db, const void* do
     const Plan p = plan_norm(cols, vec ? V : 1, K);
     const int gpb = p.warp ? p.threads / 32 : 1;
     const int nacc = (dw != nullptr) + (db != nullptr);
-    int optin = 0;
-    RN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    const size_t optin = smem_per_block_optin(dev);
     // accumulators: a warp-per-row block stages its warps' sums in shared memory (C ≤ 32·K·V:
     // 8 warps take ≤ 32 KB); a cached block-per-row kernel keeps them in registers and writes
     // its partials row once; a streaming one adds into shared memory while 2·C fit (1 KB left
     // for the static shared memory of block_sum), else into its partials row in place
     size_t smem = size_t(nacc) * size_t(gpb) * size_t(cols) * sizeof(A);
-    const bool in_smem = nacc > 0 && (p.warp || (!p.cached && smem + 1024 <= size_t(optin)));
-    RN_CHECK(!in_smem || smem + 1024 <= size_t(optin), "norm backward (CUDA): ", smem,
+    const bool in_smem = nacc > 0 && (p.warp || (!p.cached && smem + 1024 <= optin));
+    RN_CHECK(!in_smem || smem + 1024 <= optin, "norm backward (CUDA): ", smem,
              " bytes of accumulators for C = ", cols);
     if (!in_smem) smem = 0;
     // bf16 (the training dtype): a kernel without the register sums a call does not want

@@ -158,9 +158,7 @@ void launch_out(const RetentionShape& s, const Decay& d, const void* x, Rows rx,
 bool fused_256() {
     const char* e = std::getenv("RN_RETENTION_TC_FUSED");
     if (!(e && std::strcmp(e, "256") == 0)) return false;
-    int optin = 0;
-    RN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
-    return size_t(optin) >= fused_smem_bytes<2>();
+    return smem_per_block_optin() >= fused_smem_bytes<2>();
 }
 
 // Dk ≤ 128: the fused forward, no chunk states in device memory (measured on the H200:
@@ -199,9 +197,8 @@ int r_pass_mode() { return env_choice("RN_RETENTION_TC_RPASS", {0, 1, 2, 3}, 0);
 // reverse pass may take it at any Dk ≤ 256)
 int r_pass_width(const RetentionShape& s, bool any_blocks, bool small_dk = false) {
     if ((s.Dk <= 128 && !small_dk) || s.Dk > kRowsDk) return 0;
-    int optin = 0;
-    RN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
-    const bool fits2 = size_t(optin) >= state_r_smem_bytes<2>(), fits1 = size_t(optin) >= state_r_smem_bytes<1>();
+    const size_t optin = smem_per_block_optin();
+    const bool fits2 = optin >= state_r_smem_bytes<2>(), fits1 = optin >= state_r_smem_bytes<1>();
     const int forced = env_choice("RN_RETENTION_TC_RPASS_NV", {1, 2}, 0);
     if (forced == 2 && fits2) return 2;
     if (forced == 1 && fits1) return 1;

@@ -571,8 +571,6 @@ constexpr int kSlice = kC * kLdR;               // bf16 elements of one S slice 
 static_assert(2 * kSlice >= kC * kLdQ, "two S slices must fit where Y was");
 constexpr size_t kRowsSmem = (size_t(kC) * kLdQ + 4 * size_t(kSlice)) * 2;
 
-//
-//
 // kReadR: R = X S (Q_c H_c forward, K_c U_c for dV) comes made, from state_r_pass_kernel
 // (cuda/retention_tc_state_r.cuh), so phase 2 only loads each Dv tile's R rows where the S
 // slices went, instead of streaming S and multiplying.
